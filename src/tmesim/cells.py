@@ -1,0 +1,176 @@
+"""Cells as a structure of arrays on the lattice.
+
+Every per-cell quantity is one column; columns of the same dtype are rows of one 2-D block so
+that a single kernel compacts them all. A cell has a stable ``id`` (never reused), its ``parent``
+id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state`` code
+(:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
+each site to the row of the cell on it, or -1: at most one cell per site.
+
+State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 4 (clock_h)
++ 1 (kind) + 1 (state) + 4 (site) = 34 bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import ScenarioError
+from .kernels import codes
+from .kernels import lattice as kl
+
+I64_COLUMNS = ("id", "parent")
+I32_COLUMNS = ("generation", "divisions_left")
+F32_COLUMNS = ("clock_h",)
+
+
+class CellPopulation:
+    """Structure-of-arrays store of every cell on a ``(nz, ny, nx)`` lattice."""
+
+    def __init__(self, shape3, capacity: int = 1024):
+        self.shape3 = tuple(int(s) for s in shape3)
+        self.n_sites = math.prod(self.shape3)
+        self.n = 0
+        self.next_id = 0
+        self._cap = 0
+        self._i64 = np.empty((len(I64_COLUMNS), 0), np.int64)
+        self._i32 = np.empty((len(I32_COLUMNS), 0), np.int32)
+        self._f32 = np.empty((len(F32_COLUMNS), 0), np.float32)
+        self.kind = np.empty(0, np.int8)
+        self.state = np.empty(0, np.int8)
+        self.site = np.empty(0, np.int32)
+        self.occ = np.full(self.n_sites, -1, np.int32)
+        self.reserve(capacity)
+
+    # ------------------------------------------------------------------ storage
+    def reserve(self, capacity: int) -> None:
+        """Grow every column to hold at least ``capacity`` rows (amortised doubling)."""
+        if capacity <= self._cap:
+            return
+        cap = max(capacity, 2 * self._cap, 64)
+
+        def grow(a):
+            b = np.zeros((*a.shape[:-1], cap), a.dtype)
+            b[..., : self.n] = a[..., : self.n]
+            return b
+
+        self._i64, self._i32, self._f32 = grow(self._i64), grow(self._i32), grow(self._f32)
+        self.kind, self.state, self.site = grow(self.kind), grow(self.state), grow(self.site)
+        self._cap = cap
+
+    def column(self, name: str) -> np.ndarray:
+        """The full-capacity array of a column (rows ``[:n]`` are live)."""
+        for names, block in (
+            (I64_COLUMNS, self._i64),
+            (I32_COLUMNS, self._i32),
+            (F32_COLUMNS, self._f32),
+        ):
+            if name in names:
+                return block[names.index(name)]
+        if name in ("kind", "state", "site"):
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def __getattr__(self, name):
+        if name in I64_COLUMNS or name in I32_COLUMNS or name in F32_COLUMNS:
+            return self.column(name)
+        raise AttributeError(name)
+
+    def compact(self) -> None:
+        """Remove cells marked REMOVED, keeping the order of the others."""
+        self.n = kl.compact(
+            self.n, self._i64, self._i32, self._f32, self.kind, self.state, self.site, self.occ
+        )
+
+    @property
+    def nbytes_per_cell(self) -> int:
+        """Bytes of state per cell."""
+        return (
+            self._i64.shape[0] * 8
+            + self._i32.shape[0] * 4
+            + self._f32.shape[0] * 4
+            + self.kind.itemsize
+            + self.state.itemsize
+            + self.site.itemsize
+        )
+
+    # ------------------------------------------------------------------ creation
+    def add(self, kind: int, sites: np.ndarray, divisions_left: int) -> None:
+        """Append cells of one kind on free ``sites`` (initial cells: parent -1, generation 0)."""
+        sites = np.asarray(sites, dtype=np.int64)
+        if np.any(self.occ[sites] >= 0) or len(np.unique(sites)) != len(sites):
+            raise ValueError("cells can only be added on distinct free sites")
+        k = len(sites)
+        self.reserve(self.n + k)
+        rows = slice(self.n, self.n + k)
+        self.column("id")[rows] = np.arange(self.next_id, self.next_id + k)
+        self.column("parent")[rows] = -1
+        self.column("generation")[rows] = 0
+        self.column("divisions_left")[rows] = divisions_left
+        self.column("clock_h")[rows] = 0.0
+        self.kind[rows] = kind
+        self.state[rows] = codes.PROLIFERATING
+        self.site[rows] = sites
+        self.occ[sites] = np.arange(self.n, self.n + k, dtype=np.int32)
+        self.n += k
+        self.next_id += k
+
+    def place(self, kind, count, placement, radius_um, voxel_um, rng, divisions_left, key):
+        """Place ``count`` initial cells by a placement rule; see ``cells.<type>.initial``."""
+        if count == 0:
+            return
+        coords = np.indices(self.shape3).reshape(3, -1).T.astype(np.float64)
+        centre = (np.array(self.shape3, dtype=np.float64) - 1.0) / 2.0
+        if self.shape3[0] == 1:
+            centre[0] = 0.0
+        dist_um = np.sqrt(((coords - centre) ** 2).sum(axis=1)) * voxel_um
+        free = self.occ < 0
+        if placement == "center":
+            order = np.lexsort((np.arange(self.n_sites), dist_um))
+            candidates = order[free[order]][:count]
+        else:
+            mask = free & (dist_um <= radius_um) if placement == "disc" else free
+            pool = np.flatnonzero(mask)
+            if len(pool) < count:
+                raise ScenarioError(
+                    f"not enough free sites to place {count} cells ({len(pool)} available)",
+                    key=f"{key}.radius_um" if placement == "disc" else f"{key}.count",
+                    value=radius_um if placement == "disc" else count,
+                    expected="a disc large enough for the requested cells",
+                    fix="increase radius_um or lower count",
+                )
+            candidates = rng.choice(pool, size=count, replace=False)
+        if len(candidates) < count:
+            raise ScenarioError(
+                f"not enough free sites to place {count} cells",
+                key=f"{key}.count",
+                value=count,
+                expected="at most the number of free lattice sites",
+                fix="lower count or enlarge domain.shape",
+            )
+        self.add(kind, np.sort(candidates), divisions_left)
+
+    # ------------------------------------------------------------------ summaries
+    def counts(self) -> np.ndarray:
+        """Counts per (kind, state)."""
+        return kl.count_by_kind_state(
+            self.n, self.kind, self.state, codes.N_KINDS, len(codes.STATE_NAMES)
+        )
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the live rows of the columns stored per record."""
+        n = self.n
+        z, rem = np.divmod(self.site[:n].astype(np.int64), self.shape3[1] * self.shape3[2])
+        y, x = np.divmod(rem, self.shape3[2])
+        return {
+            "id": self.column("id")[:n].copy(),
+            "parent": self.column("parent")[:n].copy(),
+            "generation": self.column("generation")[:n].copy(),
+            "kind": self.kind[:n].copy(),
+            "state": self.state[:n].copy(),
+            "x": x.astype(np.int32),
+            "y": y.astype(np.int32),
+            "z": z.astype(np.int32),
+            "divisions_left": self.column("divisions_left")[:n].copy(),
+        }

@@ -1,0 +1,211 @@
+"""The ``tmesim`` command line: a thin shell over library functions.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input or usage. Errors print a message that
+names the problem and its fix, without a traceback (set ``TMESIM_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import __version__
+from .errors import TmesimError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line hint on usage errors."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"tmesim: error: {message}\n  fix: run '{self.prog} --help' for usage\n")
+
+
+def _add_set(p):
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, value parsed as YAML (repeatable), e.g. time.duration_h=48",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="tmesim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tmesim {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="run a scenario and write an HDF5 file")
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("-o", "--output", help="output .h5 file (default: the scenario's output.path)")
+    p.add_argument("--seed", type=int, help="random seed (replaces the scenario's seed)")
+    _add_set(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a scenario without running it")
+    p.add_argument("scenario", nargs="+", help="scenario YAML file(s)")
+    _add_set(p)
+    p.add_argument("--print", action="store_true", help="print the fully resolved scenario")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("inspect", help="summarise a result file")
+    p.add_argument("file", help="a .h5 file written by 'tmesim run'")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("schema", help="print the scenario JSON Schema (or Markdown reference)")
+    p.add_argument("--markdown", action="store_true", help="the key reference as Markdown")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_run(args) -> int:
+    from .runner import run
+
+    progress = None if args.quiet else _Progress()
+    try:
+        path = run(
+            args.scenario,
+            args.output,
+            overrides=args.overrides,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if not args.quiet:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .scenario import dump_scenario, load_scenario
+
+    for path in args.scenario:
+        sc = load_scenario(path, args.overrides)
+        if args.print:
+            sys.stdout.write(dump_scenario(sc))
+        else:
+            print(f"{path}: valid ({sc.name}, {sc.n_steps} steps, shape {sc.domain.shape})")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .io import load
+
+    with load(args.file) as res:
+        info = res.summary()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"file:      {info['path']} ({info['file_size_bytes'] / 1e6:.2f} MB)")
+    print(f"scenario:  {info['scenario_name']} (seed {info['seed']}, status {info['status']})")
+    print(f"tmesim:    {info['tmesim_version']} (format {info['format_version']})")
+    span = info["time_h"]
+    if span:
+        print(f"time:      {span['start']:g} h .. {span['end']:g} h in {info['records']} records")
+    else:
+        print("time:      no complete record")
+    print("populations:")
+    for name, series in info["populations"].items():
+        shown = series if len(series) <= 6 else [*series[:3], "...", *series[-2:]]
+        last = series[-1] if series else "-"
+        print(f"  {name:<12} last {last!s:>8}   {' '.join(map(str, shown))}")
+    print("metrics (last record):")
+    for name, m in info["metrics"].items():
+        last = "-" if m["last"] is None else f"{m['last']:.4g}"
+        print(f"  {name:<20} {last:>10} {m['units']}")
+    print("fields:")
+    for name, fi in info["fields"].items():
+        print(f"  {name:<12} {fi['units']:<8} shape {tuple(fi['shape'])} per record")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .scenario.reference import json_schema, markdown_reference
+
+    if args.markdown:
+        sys.stdout.write(markdown_reference())
+    else:
+        print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- progress
+class _Progress:
+    """Progress bar on stderr: simulated time, cell counts, ETA (rich)."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[sim]}"),
+            TextColumn("{task.fields[cells]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = None
+        self._last = 0.0
+
+    def __call__(self, model, wall_s):
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(
+                model.scenario.name, total=model.n_steps, sim="", cells=""
+            )
+        now = time.perf_counter()
+        if now - self._last < 0.1 and model.running:
+            return
+        self._last = now
+        pop = model.population_counts()
+        self._progress.update(
+            self._task,
+            completed=model.steps,
+            sim=f"day {model.time_h / 24:.2f}/{model.n_steps * model.dt_min / 1440:.2f}",
+            cells=f"tumour {pop['tumor']} stem {pop['stem']} necrotic {pop['necrotic']}",
+        )
+
+    def close(self):
+        if self._task is not None:
+            self._progress.stop()
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv=None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TmesimError as exc:
+        print(f"tmesim: error: {exc}", file=sys.stderr)
+        if os.environ.get("TMESIM_DEBUG"):
+            raise
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tmesim: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if os.environ.get("TMESIM_DEBUG"):
+            raise
+        print(f"tmesim: error: {exc}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["UsageError", "build_parser", "main"]

@@ -1,0 +1,218 @@
+"""Lazy access to a tmesim HDF5 result file.
+
+>>> res = load("results/baseline.h5")          # doctest: +SKIP
+>>> res.time_h, res.counts["tumor"]             # doctest: +SKIP
+>>> res.field("oxygen", record=-1)              # one frame, read on demand   # doctest: +SKIP
+>>> res.to_pandas(); res.to_xarray()            # doctest: +SKIP
+
+Only complete records are exposed: their number is the length of ``/time_h``, which the writer
+extends last, so a file left by a killed run reads cleanly up to its last complete record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UsageError
+from .writer import FORMAT
+
+
+class Results:
+    """A result file opened for reading. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UsageError(
+                f"result file not found: {self.path}\n  fix: check the path, or run "
+                "'tmesim run SCENARIO.yaml -o FILE.h5' first"
+            )
+        try:
+            self.f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open {self.path} as HDF5 ({exc})\n  fix: pass a file written by "
+                "'tmesim run'"
+            ) from None
+        if self.f.attrs.get("format") != FORMAT:
+            self.f.close()
+            raise UsageError(
+                f"{self.path} is an HDF5 file but not a tmesim result (no format='tmesim' "
+                "attribute)\n  fix: pass a file written by 'tmesim run'"
+            )
+        self.n_records = int(self.f["time_h"].shape[0])
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def attrs(self) -> dict:
+        """Root attributes."""
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.f.attrs.items()}
+
+    @property
+    def name(self) -> str:
+        """Scenario name."""
+        return str(self.f.attrs["scenario_name"])
+
+    @property
+    def seed(self) -> int:
+        """Seed of the run."""
+        return int(self.f.attrs["seed"])
+
+    @property
+    def scenario_yaml(self) -> str:
+        """The fully resolved scenario as YAML text."""
+        return str(self.f.attrs["scenario"])
+
+    @property
+    def scenario(self):
+        """The resolved scenario, validated again."""
+        import yaml
+
+        from ..scenario import scenario_from_dict
+
+        return scenario_from_dict(yaml.safe_load(self.scenario_yaml), label=str(self.path))
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run finished (``status == 'complete'``)."""
+        return str(self.f.attrs.get("status", "")) == "complete"
+
+    # ------------------------------------------------------------------ series
+    @property
+    def time_h(self) -> np.ndarray:
+        """Recorded times (h)."""
+        return self.f["time_h"][: self.n_records]
+
+    def _series(self, group) -> dict[str, np.ndarray]:
+        if group not in self.f:
+            return {}
+        return {k: d[: self.n_records] for k, d in self.f[group].items()}
+
+    @property
+    def counts(self) -> dict[str, np.ndarray]:
+        """Population counts per record."""
+        return self._series("counts")
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Scalar metrics per record."""
+        return self._series("metrics")
+
+    def units(self, path: str) -> str:
+        """The ``units`` attribute of a dataset, e.g. ``units('fields/oxygen')``."""
+        return str(self.f[path].attrs.get("units", ""))
+
+    # ------------------------------------------------------------------ fields and cells
+    @property
+    def field_names(self) -> list[str]:
+        """Stored fields."""
+        g = self.f.get("fields")
+        if g is None:
+            return []
+        return [k for k, d in g.items() if d.ndim >= 3]
+
+    def field(self, name: str, record: int | None = None) -> np.ndarray:
+        """One field: all complete records, or one (negative indices count from the end)."""
+        d = self.f["fields"][name]
+        if record is None:
+            return d[: self.n_records]
+        if record < 0:
+            record += self.n_records
+        if not 0 <= record < self.n_records:
+            raise IndexError(f"record {record} out of range 0..{self.n_records - 1}")
+        return d[record]
+
+    def cells(self, record: int) -> dict[str, np.ndarray]:
+        """The cell snapshot of one record (columns of equal length)."""
+        if "cells" not in self.f:
+            return {}
+        g = self.f["cells"]
+        if record < 0:
+            record += self.n_records
+        if not 0 <= record < self.n_records:
+            raise IndexError(f"record {record} out of range 0..{self.n_records - 1}")
+        a, b = g["offsets"][record : record + 2]
+        return {k: d[a:b] for k, d in g.items() if k != "offsets"}
+
+    def record_at(self, time_h: float) -> int:
+        """Index of the record nearest to ``time_h``."""
+        return int(np.argmin(np.abs(self.time_h - time_h)))
+
+    # ------------------------------------------------------------------ conversions
+    def to_pandas(self):
+        """Counts and metrics as a pandas DataFrame indexed by ``time_h``."""
+        import pandas as pd
+
+        data = {**self.counts, **self.metrics}
+        return pd.DataFrame(data, index=pd.Index(self.time_h, name="time_h"))
+
+    def to_xarray(self, fields=None):
+        """Fields, counts and metrics as an xarray Dataset with named dimensions."""
+        import xarray as xr
+
+        g = self.f["fields"]
+        axes = [k for k in ("z_um", "y_um", "x_um") if k in g]
+        coords = {"time_h": self.time_h, **{a: g[a][()] for a in axes}}
+        data = {}
+        for name in fields or self.field_names:
+            data[name] = xr.DataArray(
+                self.field(name),
+                dims=("time_h", *axes),
+                attrs={"units": self.units(f"fields/{name}")},
+            )
+        for group in ("counts", "metrics"):
+            for k, v in self._series(group).items():
+                data[f"{group}/{k}" if k in data else k] = xr.DataArray(
+                    v, dims=("time_h",), attrs={"units": self.units(f"{group}/{k}")}
+                )
+        return xr.Dataset(
+            data, coords=coords, attrs={"scenario_name": self.name, "seed": self.seed}
+        )
+
+    def summary(self) -> dict:
+        """A JSON-ready summary (what ``tmesim inspect --json`` prints)."""
+        t = self.time_h
+        fields = {}
+        g = self.f.get("fields")
+        for name in self.field_names:
+            d = g[name]
+            fields[name] = {"units": self.units(f"fields/{name}"), "shape": list(d.shape[1:])}
+        return {
+            "path": str(self.path),
+            "file_size_bytes": self.path.stat().st_size,
+            "format_version": int(self.f.attrs.get("format_version", 0)),
+            "tmesim_version": str(self.f.attrs.get("tmesim_version", "")),
+            "scenario_name": self.name,
+            "seed": self.seed,
+            "created_utc": str(self.f.attrs.get("created_utc", "")),
+            "status": str(self.f.attrs.get("status", "unknown")),
+            "records": self.n_records,
+            "time_h": {"start": float(t[0]), "end": float(t[-1])} if len(t) else None,
+            "populations": {k: [int(x) for x in v] for k, v in self.counts.items()},
+            "metrics": {
+                k: {"units": self.units(f"metrics/{k}"), "last": float(v[-1]) if len(v) else None}
+                for k, v in self.metrics.items()
+            },
+            "fields": fields,
+        }
+
+    def close(self) -> None:
+        """Close the file."""
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Results({str(self.path)!r}, scenario={self.name!r}, records={self.n_records})"
+
+
+def load(path) -> Results:
+    """Open a result file written by ``tmesim run`` for lazy reading."""
+    return Results(path)

@@ -1,0 +1,196 @@
+"""Record-by-record HDF5 writer (the file layout is specified in docs/output-format.md).
+
+Every dataset that grows with records is created up front with an unlimited first axis. A
+record is appended in a fixed order (fields, cells, counts, metrics, and ``/time_h`` last) and
+the file is flushed, so a run killed at any moment leaves a file whose ``/time_h`` length is the
+number of complete records; :mod:`tmesim.io.results` reads exactly that many.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "tmesim"
+FORMAT_VERSION = 1
+
+#: per-cell columns written under /cells, with their dtypes
+CELL_COLUMNS = {
+    "id": np.int64,
+    "parent": np.int64,
+    "generation": np.int32,
+    "kind": np.int8,
+    "state": np.int8,
+    "x": np.int32,
+    "y": np.int32,
+    "z": np.int32,
+    "divisions_left": np.int32,
+}
+
+
+class ResultWriter:
+    """Write one run's records to an HDF5 file.
+
+    Parameters
+    ----------
+    path : Path
+        Output file, created (it must not exist).
+    attrs : dict
+        Root attributes (``scenario_name``, ``seed``, ``scenario`` YAML text, ...).
+    shape : tuple
+        Field grid, ``(ny, nx)`` or ``(nz, ny, nx)``.
+    voxel_um : float
+        Voxel edge, for the coordinate scales.
+    fields : dict
+        Stored field name -> units.
+    populations, metrics : dict
+        Population names, and metric name -> units.
+    cells : bool
+        Whether to store cell snapshots.
+    code_tables : dict
+        Attribute name -> list of names for integer codes (``kind``, ``state``).
+    """
+
+    def __init__(
+        self,
+        path,
+        *,
+        attrs,
+        shape,
+        voxel_um,
+        fields,
+        populations,
+        metrics,
+        cells=True,
+        compression=4,
+        code_tables=None,
+    ):
+        self.path = Path(path)
+        self.f = h5py.File(self.path, "w-")
+        f = self.f
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        for k, v in attrs.items():
+            f.attrs[k] = v
+
+        t = f.create_dataset("time_h", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+        t.attrs["units"] = "h"
+        t.make_scale("time_h")
+        self.time = t
+
+        shape = tuple(int(s) for s in shape)
+        g = f.create_group("fields")
+        axes = ("z_um", "y_um", "x_um")[-len(shape) :]
+        scales = []
+        for name, n in zip(axes, shape, strict=False):
+            c = g.create_dataset(name, data=(np.arange(n) + 0.5) * voxel_um)
+            c.attrs["units"] = "um"
+            c.make_scale(name)
+            scales.append(c)
+        self.fields = {}
+        for name, units in fields.items():
+            d = g.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype="f4",
+                chunks=(1, *shape),
+                compression="gzip" if compression else None,
+                compression_opts=compression if compression else None,
+                shuffle=bool(compression),
+            )
+            d.attrs["units"] = units
+            d.dims[0].attach_scale(t)
+            d.dims[0].label = "time_h"
+            for i, c in enumerate(scales, start=1):
+                d.dims[i].attach_scale(c)
+                d.dims[i].label = axes[i - 1]
+            self.fields[name] = d
+
+        gc = f.create_group("counts")
+        self.counts = {}
+        for name in populations:
+            d = gc.create_dataset(name, shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
+            d.attrs["units"] = "cells"
+            d.dims[0].attach_scale(t)
+            self.counts[name] = d
+        gm = f.create_group("metrics")
+        self.metrics = {}
+        for name, units in metrics.items():
+            d = gm.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+            d.attrs["units"] = units
+            d.dims[0].attach_scale(t)
+            self.metrics[name] = d
+
+        self.cells = None
+        if cells:
+            gcell = f.create_group("cells")
+            gcell.attrs["layout"] = (
+                "ragged: record i holds rows offsets[i]:offsets[i+1] of every column"
+            )
+            for k, names in (code_tables or {}).items():
+                gcell.attrs[f"{k}_codes"] = list(names)
+            off = gcell.create_dataset(
+                "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(1024,)
+            )
+            cols = {}
+            for name, dtype in CELL_COLUMNS.items():
+                cols[name] = gcell.create_dataset(
+                    name,
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype=dtype,
+                    chunks=(65536,),
+                    compression="gzip" if compression else None,
+                    compression_opts=compression if compression else None,
+                    shuffle=bool(compression),
+                )
+            self.cells = (off, cols)
+        f.flush()
+
+    @staticmethod
+    def _append(d, value):
+        n = d.shape[0]
+        value = np.asarray(value)
+        k = value.shape[0] if value.ndim == d.ndim else 1
+        d.resize(n + k, axis=0)
+        d[n : n + k] = value
+        return n + k
+
+    def write_record(self, time_h, counts, metrics, fields, cells=None) -> None:
+        """Append one record and flush; ``/time_h`` is written last."""
+        for name, d in self.fields.items():
+            self._append(d, np.asarray(fields[name], dtype=np.float32)[None])
+        if self.cells is not None and cells is not None:
+            off, cols = self.cells
+            end = None
+            for name, d in cols.items():
+                end = self._append(d, np.asarray(cells[name], dtype=d.dtype))
+            self._append(off, np.array([end], np.int64))
+        for name, d in self.counts.items():
+            self._append(d, np.array([counts.get(name, 0)], np.int64))
+        for name, d in self.metrics.items():
+            self._append(d, np.array([metrics.get(name, np.nan)], np.float64))
+        self._append(self.time, np.array([time_h], np.float64))
+        self.f.flush()
+
+    def set_attr(self, key, value) -> None:
+        """Set a root attribute (e.g. the completion status) and flush."""
+        self.f.attrs[key] = value
+        self.f.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self.f:
+            self.f.close()
+            self.f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,101 @@
+"""Lattice helpers: flat site indices, Moore / 26-neighbourhoods, occupancy and compaction.
+
+Sites are flat C-order indices into a ``(nz, ny, nx)`` lattice (``nz == 1`` in 2-D). The
+neighbourhood is Moore (8 sites) in 2-D and the 26-neighbourhood in 3-D; sites outside the
+domain count as occupied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import kernel
+from .codes import REMOVED
+
+
+@kernel
+def free_neighbours(site, occ, nz, ny, nx, out):
+    """Write the free neighbour sites of ``site`` into ``out`` (length >= 26); return their count.
+
+    The order is fixed (z, then y, then x offsets, ascending), so a random index into ``out``
+    picks a neighbour reproducibly.
+    """
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    zlo = -1 if nz > 1 else 0
+    zhi = 1 if nz > 1 else 0
+    k = 0
+    for dz in range(zlo, zhi + 1):
+        zz = z + dz
+        if zz < 0 or zz >= nz:
+            continue
+        for dy in range(-1, 2):
+            yy = y + dy
+            if yy < 0 or yy >= ny:
+                continue
+            for dx in range(-1, 2):
+                if dz == 0 and dy == 0 and dx == 0:
+                    continue
+                xx = x + dx
+                if xx < 0 or xx >= nx:
+                    continue
+                s = (zz * ny + yy) * nx + xx
+                if occ[s] < 0:
+                    out[k] = s
+                    k += 1
+    return k
+
+
+@kernel
+def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
+    """Drop rows whose state is REMOVED, keeping order; refresh ``occ`` for moved rows.
+
+    ``arrays_*`` are 2-D stacks of per-cell columns of one dtype (``(ncols, capacity)``), so one
+    kernel compacts every column. Returns the new count.
+    """
+    j = 0
+    for i in range(n):
+        if state[i] == REMOVED:
+            continue
+        if j != i:
+            for c in range(arrays_i64.shape[0]):
+                arrays_i64[c, j] = arrays_i64[c, i]
+            for c in range(arrays_i32.shape[0]):
+                arrays_i32[c, j] = arrays_i32[c, i]
+            for c in range(arrays_f32.shape[0]):
+                arrays_f32[c, j] = arrays_f32[c, i]
+            kind[j] = kind[i]
+            state[j] = state[i]
+            site[j] = site[i]
+        occ[site[j]] = j
+        j += 1
+    return j
+
+
+@kernel
+def occupancy(n, site, occ):
+    """Rebuild the occupancy map from scratch: ``occ[s]`` is the row at site ``s`` or -1."""
+    occ[:] = -1
+    for i in range(n):
+        occ[site[i]] = i
+
+
+@kernel
+def sink_map(n, kind, state, site, uptake_by_kind, sink):
+    """Accumulate per-voxel uptake rates (1/min) of viable cells into ``sink`` (flat)."""
+    sink[:] = 0.0
+    for i in range(n):
+        st = state[i]
+        if st == 0 or st == 1:
+            sink[site[i]] += uptake_by_kind[kind[i]]
+
+
+@kernel
+def count_by_kind_state(n, kind, state, n_kinds, n_states):
+    """Counts of cells per (kind, state) pair."""
+    out = np.zeros((n_kinds, n_states), dtype=np.int64)
+    for i in range(n):
+        out[kind[i], state[i]] += 1
+    return out
