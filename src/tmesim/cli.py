@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the scenario JSON Schema (or Markdown reference)")
     p.add_argument("--markdown", action="store_true", help="the key reference as Markdown")
     p.set_defaults(func=cmd_schema)
+
+    from .viz.cli import add_subcommands as add_viz
+
+    add_viz(sub)
     return parser
 
 

@@ -55,8 +55,68 @@ class TimeConfig(Section):
     )
 
 
+class LungConfig(Section):
+    """Generated alveolar parenchyma (``domain.geometry: lung``); see tmesim/geometry.py."""
+
+    alveolar_diameter_um: float = P(
+        200.0,
+        unit="um",
+        gt=0,
+        desc="Equivalent diameter of an alveolar air lumen (about 200 um human, 50 um mouse).",
+        source="Ochs et al. 2004 (human, 4.2e6 um^3 per alveolus); Hoang et al. 2018 (mouse) "
+        "(parameters.md §6)",
+    )
+    septum_um: float = P(
+        10.0,
+        unit="um",
+        gt=0,
+        desc="Interalveolar septum thickness (walls are at least 1.5 voxels on the lattice).",
+        source="human septa 5-10 um, mouse 3-5 um (parameters.md §6) [A]",
+    )
+    capillary_fraction: float = P(
+        0.5,
+        unit="fraction",
+        ge=0,
+        le=1,
+        desc="Share of septal sites that are capillaries.",
+        source="capillary mesh fills about half of the septal volume (parameters.md §6) [A]",
+    )
+    jitter: float = P(
+        0.2,
+        unit="fraction of spacing",
+        ge=0,
+        le=0.45,
+        desc="Random displacement of alveolar centres from the regular lattice.",
+        source="choice",
+    )
+    airway_diameter_um: float = P(
+        0.0, unit="um", ge=0, desc="Diameter of a bronchiole (0: none).", source="choice"
+    )
+    vessel_diameter_um: float = P(
+        0.0, unit="um", ge=0, desc="Diameter of a larger blood vessel (0: none).", source="choice"
+    )
+
+
+class MaskConfig(Section):
+    """A user-supplied label image (``domain.geometry: mask``)."""
+
+    path: str = P("", desc="Label image (.npy, .png, .tif), relative to the scenario file.")
+    codes: dict[Literal["tissue", "air", "capillary", "vessel", "airway"], int] = P(
+        {"tissue": 0, "air": 1, "capillary": 2, "vessel": 3, "airway": 4},
+        desc="Label value of each tissue class in the image.",
+    )
+
+
 class DomainConfig(Section):
     """The lattice: one cell per site, one field voxel per site."""
+
+    geometry: Literal["tissue", "lung", "mask"] = P(
+        "tissue",
+        desc="tissue: plain interstitium; lung: generated alveolar parenchyma (domain.lung); "
+        "mask: a label image (domain.mask).",
+    )
+    lung: LungConfig = P(LungConfig(), desc="Parameters of the generated lung.")
+    mask: MaskConfig = P(MaskConfig(), desc="The label image of geometry 'mask'.")
 
     shape: list[int] = P(
         [150, 150],
@@ -81,6 +141,8 @@ class DomainConfig(Section):
             raise ValueError("shape|every extent must be at least 1 voxel")
         if math.prod(self.shape) > 2**31 - 1:
             raise ValueError("shape|at most 2**31 - 1 voxels in all")
+        if self.geometry == "mask" and not self.mask.path:
+            raise ValueError("mask.path|the path of a label image when geometry is 'mask'")
         return self
 
     @property

@@ -1,0 +1,92 @@
+"""Generated lung geometry and user masks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tmesim.errors import ScenarioError
+from tmesim.geometry import (
+    AIR,
+    CAPILLARY,
+    TISSUE,
+    VESSEL,
+    alveolar_surface,
+    generate_lung,
+    lattice_spacing_um,
+    load_mask,
+    measure_lung,
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel", "diameter"),
+    [((150, 150), 20.0, 200.0), ((200, 200), 10.0, 50.0), ((40, 50, 50), 20.0, 200.0)],
+)
+def test_lung_matches_configured_geometry(shape, voxel, diameter):
+    tissue, alv = generate_lung(
+        shape, voxel, alveolar_diameter_um=diameter, septum_um=10.0, capillary_fraction=0.4, seed=3
+    )
+    m = measure_lung(tissue, alv, voxel)
+    # mean equivalent diameter of whole alveoli within 8 % of the configured value
+    assert m["mean_alveolar_diameter_um"] == pytest.approx(diameter, rel=0.08)
+    # capillary share of septal sites: binomial, thousands of sites -> within 0.03
+    assert m["capillary_fraction_of_septum"] == pytest.approx(0.4, abs=0.03)
+    # air fraction against the tiling's closed form (lumen / cell), within 0.06
+    ndim = len(shape)
+    wall = 2 * max(5.0, 0.75 * voxel)
+    s = lattice_spacing_um(diameter, wall, ndim)
+    expected = ((s - wall) / s) ** ndim
+    assert m["air_fraction"] == pytest.approx(expected, abs=0.06)
+
+
+def test_same_seed_same_map_other_seed_differs():
+    kw = dict(alveolar_diameter_um=100.0, septum_um=10.0, capillary_fraction=0.5)
+    a, _ = generate_lung((60, 80), 10.0, seed=5, **kw)
+    b, _ = generate_lung((60, 80), 10.0, seed=5, **kw)
+    c, _ = generate_lung((60, 80), 10.0, seed=6, **kw)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_vessel_and_airway_are_placed_with_a_wall():
+    t, _ = generate_lung(
+        (100, 100), 10.0, alveolar_diameter_um=100.0, septum_um=10.0, capillary_fraction=0.5,
+        airway_diameter_um=200.0, vessel_diameter_um=100.0, seed=1,
+    )
+    vessel_area = (t == VESSEL).sum() * 100.0
+    assert vessel_area == pytest.approx(math.pi * 50.0**2, rel=0.15)
+    assert (t == 4).sum() * 100.0 == pytest.approx(math.pi * 100.0**2, rel=0.15)
+
+
+def test_alveolar_surface_is_tissue_next_to_air():
+    t = np.zeros((5, 5), np.int8)
+    t[2, 2] = AIR
+    s = alveolar_surface(t)
+    assert s.sum() == 4 and s[1, 2] and s[3, 2] and s[2, 1] and s[2, 3] and not s[2, 2]
+
+
+def test_mask_npy_png_and_errors(tmp_path):
+    labels = np.zeros((6, 7), np.uint8)
+    labels[1:3, 1:3] = 10
+    labels[4, 4] = 20
+    np.save(tmp_path / "m.npy", labels)
+    codes = {"tissue": 0, "air": 10, "capillary": 20}
+    out = load_mask(tmp_path / "m.npy", (6, 7), codes)
+    assert (out == AIR).sum() == 4 and out[4, 4] == CAPILLARY and out[0, 0] == TISSUE
+
+    import matplotlib.image as mpimg
+
+    mpimg.imsave(tmp_path / "m.png", labels.astype(np.float64) / 255.0, cmap="gray", vmin=0, vmax=1)
+    assert np.array_equal(load_mask(tmp_path / "m.png", (6, 7), codes), out)
+
+    with pytest.raises(ScenarioError) as e:
+        load_mask(tmp_path / "m.npy", (7, 6), codes)
+    assert e.value.key == "domain.shape" and "[6, 7]" in e.value.fix
+    with pytest.raises(ScenarioError) as e:
+        load_mask(tmp_path / "m.npy", (6, 7), {"tissue": 0, "air": 10})
+    assert "20" in str(e.value) and e.value.key.endswith("codes")
+    with pytest.raises(ScenarioError):
+        load_mask(tmp_path / "missing.npy", (6, 7), codes)
