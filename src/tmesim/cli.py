@@ -66,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="the key reference as Markdown")
     p.set_defaults(func=cmd_schema)
 
+    from .ensemble.cli import add_subcommands as add_ensemble
     from .viz.cli import add_subcommands as add_viz
 
     add_viz(sub)
+    add_ensemble(sub)
     return parser
 
 

@@ -1,0 +1,413 @@
+"""Ensembles: seeds, statistics, local and Dask executors, resume after a kill, failures, Mesa."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tmesim.ensemble import compare, parse_params, replicate_seed, sweep
+from tmesim.ensemble import stats as st
+from tmesim.ensemble.cli import main as ensemble_main
+from tmesim.ensemble.executors import execute
+from tmesim.errors import ScenarioError, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "scenarios" / "tiny.yaml"
+SETS = [
+    "domain.shape=[24,24]",
+    "time.duration_h=3",
+    "time.record_every_h=1",
+    "output.cells=false",
+]
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scenarios")
+    variant = d / "stem_high.yaml"
+    variant.write_text(
+        f"extends: {TINY}\nname: stem_high\ncells:\n  stem:\n    symmetric_division_prob: 0.9\n"
+    )
+    return [str(TINY), str(variant)]
+
+
+@pytest.fixture(scope="module")
+def local_run(scenarios, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "ens"
+    return compare(scenarios, 3, out, base_seed=7, overrides=SETS, workers=2)
+
+
+def summary_contents(path) -> dict:
+    """Every dataset and every attribute of a summary file, for exact comparison."""
+    out = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+            for k, v in obj.attrs.items():
+                out[f"{name}@{k}"] = v
+
+        f.visititems(visit)
+        for k, v in f.attrs.items():
+            out[f"@{k}"] = v
+    return out
+
+
+def assert_same_summary(a, b) -> None:
+    ca, cb = summary_contents(a), summary_contents(b)
+    assert sorted(ca) == sorted(cb)
+    for k in ca:
+        np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+
+
+# --------------------------------------------------------------------------- seeds
+def test_seeds_are_deterministic_and_independent_of_count():
+    s = [replicate_seed(0, "tiny", k) for k in range(5)]
+    assert len(set(s)) == 5
+    assert s == [replicate_seed(0, "tiny", k) for k in range(5)]
+    assert all(0 <= x < 2**63 for x in s)
+    assert replicate_seed(0, "other", 0) != s[0]
+    assert replicate_seed(1, "tiny", 0) != s[0]
+    import zlib
+
+    ss = np.random.SeedSequence(0, spawn_key=(zlib.crc32(b"tiny"), 3))
+    assert s[3] == int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    with pytest.raises(UsageError):
+        replicate_seed(-1, "tiny", 0)
+
+
+# --------------------------------------------------------------------------- statistics
+def test_t_quantile_and_mean_ci_match_scipy():
+    sps = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 4, 9, 30, 200):
+        assert st.t_ppf(0.975, df) == pytest.approx(sps.t.ppf(0.975, df), rel=1e-10)
+        assert st.t_ppf(0.05, df) == pytest.approx(sps.t.ppf(0.05, df), rel=1e-10)
+    x = np.array([3.0, 5.0, 4.0, 8.0, 6.5])
+    m, lo, hi = st.mean_ci(x)
+    lo_ref, hi_ref = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    assert m == pytest.approx(x.mean())
+    assert (lo, hi) == pytest.approx((lo_ref, hi_ref), rel=1e-10)
+    m, lo, hi = st.mean_ci([np.nan, 2.0])
+    assert m == 2.0 and np.isnan(lo) and np.isnan(hi)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ([1.0, 2.0, 3.5], [4.0, 5.0, 6.0]),  # exact, complete separation
+        ([3.1, 1.2, 5.5, 2.2], [2.0, 4.4, 6.1, 7.3, 0.5]),  # exact
+        ([1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 3.0, 4.0, 5.0]),  # ties: normal approximation
+        (list(np.linspace(0, 1, 10)), list(np.linspace(0.3, 1.4, 12))),  # both > 8
+    ],
+)
+def test_mann_whitney_matches_scipy(x, y):
+    sps = pytest.importorskip("scipy.stats")
+    u, p = st.mann_whitney_u(x, y)
+    ref = sps.mannwhitneyu(x, y)
+    assert u == pytest.approx(float(ref.statistic))
+    assert p == pytest.approx(float(ref.pvalue), rel=1e-9)
+
+
+def test_effect_sizes_closed_forms():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    b = np.array([3.0, 4.0, 5.0, 6.0, 7.0])
+    # means 2.5 and 5; pooled variance (3 * 5/3 + 4 * 5/2) / 7 = 15/7; J = 1 - 3 / (4*9 - 9)
+    d = 2.5 / np.sqrt(15.0 / 7.0)
+    assert st.hedges_g(a, b) == pytest.approx(d * (1 - 3 / 27))
+    # Cliff's delta = 2 U / (n1 n2) - 1, with U of b
+    u, _ = st.mann_whitney_u(b, a)
+    assert st.cliffs_delta(a, b) == pytest.approx(2 * u / 20 - 1)
+    assert st.mean_difference(a, b) == pytest.approx(2.5)
+    # fixed-seed bootstrap: reproducible, and brackets the estimate
+    ci1 = st.bootstrap_ci(st.mean_difference, a, b)
+    assert ci1 == st.bootstrap_ci(st.mean_difference, a, b)
+    assert ci1[0] < 2.5 < ci1[1]
+    assert np.isnan(st.hedges_g([1.0, 1.0], [1.0, 1.0]))
+
+
+# --------------------------------------------------------------------------- end to end
+def test_compare_local_end_to_end(local_run, scenarios):
+    from tmesim.io import load
+
+    res = local_run
+    assert not res.failed and not res.skipped and len(res.runs) == 6
+    for label in ("tiny", "stem_high"):
+        for k in range(3):
+            path = res.outdir / label / f"rep_{k}.h5"
+            with load(path) as r:
+                assert r.complete
+                assert r.seed == replicate_seed(7, label, k)
+    assert not list(res.outdir.rglob("*.partial"))
+    with h5py.File(res.summary_path, "r") as f:
+        assert json.loads(f.attrs["groups"]) == ["tiny", "stem_high"]
+        np.testing.assert_array_equal(f["time_h"][()], [0.0, 1.0, 2.0, 3.0])
+        g = f["groups/tiny"]
+        assert g["complete"][()].all()
+        burden = g["series/metrics/tumor_burden"][()]
+        assert burden.shape == (3, 4)
+        np.testing.assert_array_equal(g["endpoints/metrics/tumor_burden"][()], burden[:, -1])
+        with load(res.outdir / "tiny" / "rep_1.h5") as r:
+            np.testing.assert_array_equal(burden[1], r.metrics["tumor_burden"])
+        s = f["stats/stem_high/metrics/tumor_burden"].attrs
+        ref = f["groups/tiny/endpoints/metrics/tumor_burden"][()]
+        other = f["groups/stem_high/endpoints/metrics/tumor_burden"][()]
+        assert s["mean_difference"] == pytest.approx(other.mean() - ref.mean())
+        assert s["mann_whitney_p"] == pytest.approx(st.mann_whitney_u(other, ref)[1])
+    lines = res.table.splitlines()
+    assert lines[0].split()[:2] == ["scenario", "n"]
+    assert "delivered fraction" in lines[0] and "T cells" in lines[0]
+    assert lines[2].startswith("tiny") and "3/3" in lines[2] and "n/a" in lines[2]
+    assert "Mann-Whitney" in res.table
+    assert (res.outdir / "timeseries.png").stat().st_size > 1000
+
+
+def test_compare_dask_local_gives_the_same_summary(local_run, scenarios, tmp_path):
+    pytest.importorskip("dask.distributed")
+    res = compare(scenarios, 3, tmp_path / "dask", base_seed=7, overrides=SETS, dask_local=2)
+    assert not res.failed
+    assert_same_summary(res.summary_path, local_run.summary_path)
+    assert res.table == local_run.table
+
+
+def test_resume_after_sigkill(local_run, scenarios, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tmesim.ensemble", "compare", *scenarios, "-r", "3"]
+    cmd += ["-o", str(out), "--seed", "7", "--workers", "1"]
+    for s in SETS:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*/rep_*.h5")):
+            assert proc.poll() is None, "the compare finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in out.glob("*/rep_*.h5")}
+    assert 1 <= len(done) < 6
+    assert not (out / "summary.h5").exists()
+
+    code = ensemble_main(
+        ["compare", *scenarios, "-r", "3", "-o", str(out), "--seed", "7", "--workers", "2", "-q"]
+        + [a for s in SETS for a in ("--set", s)]
+    )
+    assert code == 0
+    for p, mtime in done.items():
+        assert p.stat().st_mtime_ns == mtime
+    log = [json.loads(line) for line in (out / "ensemble.log").read_text().splitlines()]
+    skipped = {(e["group"], e["index"]) for e in log if e["event"] == "skip"}
+    assert skipped == {(p.parent.name, int(p.stem.split("_")[1])) for p in done}
+    assert not list(out.rglob("*.partial"))
+    assert_same_summary(out / "summary.h5", local_run.summary_path)
+
+
+def test_failing_replicate_is_reported_and_others_kept(scenarios, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")  # the module, not the function
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    real_execute = cmp.execute
+
+    def sabotage(tasks, **kw):
+        for t in tasks:
+            if t["group"] == "stem_high" and t["index"] == 1:
+                t["output"] = str(blocker / "sub" / "rep_1.h5")  # cannot be created
+        return real_execute(tasks, **kw)
+
+    monkeypatch.setattr(cmp, "execute", sabotage)
+    out = tmp_path / "ens"
+    args = ["compare", *scenarios, "-r", "3", "-o", str(out), "--workers", "2"]
+    args += [a for s in SETS for a in ("--set", s)]
+    assert ensemble_main(args) == 1
+    err = capsys.readouterr().err
+    assert "stem_high rep 1" in err and "FAILED: OutputError" in err
+    assert "Traceback" not in err
+    with h5py.File(out / "summary.h5", "r") as f:
+        np.testing.assert_array_equal(f["groups/stem_high/complete"][()], [True, False, True])
+        assert "cannot create the output folder" in f["groups/stem_high/error"][1].decode()
+        assert np.isnan(f["groups/stem_high/endpoints/metrics/tumor_burden"][1])
+        assert f["stats/stem_high/metrics/tumor_burden"].attrs["n"] == 2
+        assert f["groups/tiny/complete"][()].all()
+    # fixed: the same command runs only the missing replicate
+    monkeypatch.setattr(cmp, "execute", real_execute)
+    assert ensemble_main([*args, "-q"]) == 0
+    log = [json.loads(line) for line in (out / "ensemble.log").read_text().splitlines()]
+    assert [(e["group"], e["index"]) for e in log[-6:] if e["event"] == "run"] == [("stem_high", 1)]
+
+
+def test_execute_reports_an_error_without_losing_the_others(tmp_path):
+    from tmesim.scenario import dump_scenario, load_scenario
+
+    good = dump_scenario(load_scenario(TINY, SETS))
+    bad = good.replace("duration_h: 3.0", "duration_h: -3.0")
+    assert bad != good
+    tasks = [
+        {
+            "group": "g",
+            "index": k,
+            "seed": k,
+            "scenario_yaml": y,
+            "output": str(tmp_path / f"{k}.h5"),
+        }
+        for k, y in enumerate([good, bad, good])
+    ]
+    results = sorted(execute(tasks, workers=2), key=lambda r: r["index"])
+    assert [r["status"] for r in results] == ["complete", "failed", "complete"]
+    assert results[1]["error"].startswith("ScenarioError:") and "duration_h" in results[1]["error"]
+    assert (tmp_path / "0.h5").exists() and (tmp_path / "2.h5").exists()
+    assert not (tmp_path / "1.h5").exists() and not (tmp_path / "1.h5.partial").exists()
+
+
+def test_sweep_grid_and_plot(tmp_path):
+    res = sweep(
+        TINY,
+        ["cells.stem.symmetric_division_prob=0.1,0.9"],
+        2,
+        tmp_path / "sw",
+        overrides=SETS,
+        workers=2,
+    )
+    assert not res.failed
+    labels = ["symmetric_division_prob=0.1", "symmetric_division_prob=0.9"]
+    with h5py.File(res.summary_path, "r") as f:
+        assert json.loads(f.attrs["groups"]) == labels
+        assert json.loads(f["groups"][labels[1]].attrs["params"]) == {
+            "cells.stem.symmetric_division_prob": 0.9
+        }
+    from tmesim.io import load
+
+    with load(tmp_path / "sw" / labels[1] / "rep_0.h5") as r:
+        assert r.scenario.cells.stem.symmetric_division_prob == 0.9
+    assert (tmp_path / "sw" / "sweep_cells.stem.symmetric_division_prob.png").exists()
+
+
+def test_parse_params():
+    assert parse_params(["a.b=1,2.5,x"]) == {"a.b": [1, 2.5, "x"]}
+    assert parse_params(["domain.shape=[24,24],[32,32]", "seed=3"]) == {
+        "domain.shape": [[24, 24], [32, 32]],
+        "seed": [3],
+    }
+    with pytest.raises(ScenarioError):
+        parse_params(["nokey"])
+    with pytest.raises(UsageError):
+        parse_params([])
+    with pytest.raises(UsageError):
+        parse_params(["a=1", "a=2"])
+
+
+def test_bad_input_exits_2(scenarios, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert ensemble_main(["compare", "missing.yaml", "-r", "2", "-o", out]) == 2
+    assert "fix:" in capsys.readouterr().err
+    assert (
+        ensemble_main(["compare", str(TINY), "-r", "2", "-o", out, "--set", "time.dt_min=-1"]) == 2
+    )
+    assert "fix:" in capsys.readouterr().err
+    assert ensemble_main(["sweep", str(TINY), "-r", "2", "-o", out, "--param", "x"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        ensemble_main(
+            ["compare", str(TINY), "-r", "2", "-o", out, "--workers", "1", "--dask-local", "2"]
+        )
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        ensemble_main(["compare", str(TINY), "-r", "0", "-o", out])
+    assert exc.value.code == 2
+    assert not (tmp_path / "o").exists()  # nothing created on bad input
+
+
+def test_resume_refuses_a_different_configuration(local_run, scenarios, capsys):
+    args = ["compare", *scenarios, "-r", "3", "-o", str(local_run.outdir), "--seed", "7"]
+    args += [a for s in SETS[:-1] for a in ("--set", s)]  # output.cells differs
+    assert ensemble_main(args) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_add_subcommands_wires_a_parser():
+    import argparse
+
+    from tmesim.ensemble.cli import add_subcommands, cmd_compare, cmd_sweep
+
+    parser = argparse.ArgumentParser(prog="tmesim")
+    add_subcommands(parser.add_subparsers(dest="command"))
+    a = parser.parse_args(
+        ["compare", "a.yaml", "b.yaml", "--replicates", "4", "-o", "d", "--dask-local", "2"]
+    )
+    assert a.func is cmd_compare and a.scenarios == ["a.yaml", "b.yaml"] and a.dask_local == 2
+    a = parser.parse_args(["sweep", "a.yaml", "--param", "x=1,2", "-r", "2", "-o", "d"])
+    assert a.func is cmd_sweep and a.params == ["x=1,2"] and a.seed == 0
+
+
+def test_kernels_load_from_the_disk_cache(tmp_path):
+    """A fresh worker process loads the compiled kernels instead of compiling them."""
+    code = (
+        "from tmesim.runner import run; "
+        f"run({str(TINY)!r}, {str(tmp_path / 'x.h5')!r}, overrides={SETS!r}, overwrite=True)"
+    )
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1", "NUMBA_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)  # warm
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    text = out.stdout.decode() + out.stderr.decode()
+    assert "data loaded from" in text
+    assert "data saved to" not in text
+
+
+# --------------------------------------------------------------------------- Mesa
+def test_mesa_batch_run_drives_tmemodel():
+    import mesa
+
+    from tmesim import TMEModel
+
+    rows = mesa.batch_run(
+        TMEModel,
+        parameters={
+            "scenario": str(TINY),
+            "domain__shape": [[24, 24]],  # a list value must be wrapped: lists are swept
+            "time__duration_h": 1,
+            "cells__stem__symmetric_division_prob": [0.1, 0.9],
+            "rng": [1, 2],
+        },
+        number_processes=1,
+        data_collection_period=-1,
+        display_progress=False,
+    )
+    assert len(rows) == 4
+    assert sorted((r["rng"], r["cells__stem__symmetric_division_prob"]) for r in rows) == [
+        (1, 0.1),
+        (1, 0.9),
+        (2, 0.1),
+        (2, 0.9),
+    ]
+    for row in rows:
+        assert {"RunId", "Step", "tumor", "stem", "necrotic", "time_h"} <= set(row)
+        # Mesa 3.3.1 reports datacollector row ``model.steps - 1``; TMEModel collects once in
+        # __init__ and once per step, so the row is the state after 9 of the 10 steps
+        assert row["Step"] == 9
+        assert row["time_h"] == pytest.approx(0.9)
+        m = TMEModel(
+            TINY,
+            rng=row["rng"],
+            domain__shape=[24, 24],
+            time__duration_h=1,
+            cells__stem__symmetric_division_prob=row["cells__stem__symmetric_division_prob"],
+        )
+        while m.running:
+            m.step()
+        assert m.steps == 10
+        assert m.datacollector.model_vars["tumor"][9] == row["tumor"]
+        assert m.datacollector.model_vars["stem"][9] == row["stem"]
