@@ -8,11 +8,27 @@ diffusion step of length ``dt`` applies, axis by axis, the backward-Euler system
 on cell-centred voxels. Boundaries sit on the voxel faces, half a voxel outside the first and
 last centres: a Dirichlet value ``g`` adds ``2 r`` to the boundary diagonal and ``2 r g`` to the
 right-hand side; a Neumann influx ``q`` (amount per um**2 per min entering the domain) adds
-``dt q / dx`` to the right-hand side; zero flux adds nothing. The tridiagonal systems are solved
-by the Thomas algorithm with forward-elimination factors precomputed once per field and axis
-(:func:`thomas_factors`). The y and z sweeps walk whole rows at a time so the inner loop runs
-over contiguous x and vectorises; lines are independent, so ``prange`` gives the same bits for
-any thread count.
+``dt q / dx`` to the right-hand side; zero flux adds nothing.
+
+Two families of kernels solve the tridiagonal systems with the Thomas algorithm:
+
+constant coefficients (``sweep_x``, ``sweep_y``, ``sweep_z``, ``sweep_xy``)
+    Forward-elimination factors precomputed once per field and axis (:func:`thomas_factors`).
+    The y and z sweeps solve along the *first* axis of a 2-D block whose second axis holds many
+    independent lines ("lanes"), so the inner loop runs over contiguous memory and
+    vectorises: the y sweep uses the ``(ny, nx)`` plane directly and the z sweep the same kernel
+    on the ``(nz, ny*nx)`` view of a field. The x sweep is a serial recurrence along each row;
+    it runs eight rows at once so eight independent multiply-add chains overlap.
+    In 3-D, ``sweep_xy`` does the x and y sweeps of one ``(f, z)`` plane back to back while it is
+    in cache.
+
+variable coefficients (``sweep_var_x``, ``sweep_var_lanes``)
+    Per-face conductances (a per-voxel diffusivity factor, harmonic mean on faces, zero on faces
+    of non-conducting voxels) and per-voxel identity rows (``free == 0``: interior Dirichlet
+    voxels and masked voxels) with the elimination done on the fly.
+
+Lines are independent, so ``prange`` over blocks of lines gives the same bits for any thread
+count.
 """
 
 from __future__ import annotations
@@ -22,8 +38,10 @@ from numba import prange
 
 from ._jit import kernel
 
-#: columns handled together in the y and z sweeps (one parallel task)
+#: lanes (columns) handled together in the y and z sweeps (one parallel task)
 BLOCK = 64
+#: rows per parallel task in the x sweeps (the constant one solves eight at a time)
+XBLOCK = 16
 
 
 @kernel
@@ -47,32 +65,170 @@ def thomas_factors(n, r, diag0, lo_diag, hi_diag, cp, inv):
         cp[i] = -r / b
 
 
+# ---------------------------------------------------------------------- constant coefficients
+@kernel
+def _lanes_const(a, x0, x1, rf, cp, inv, lo, hi):
+    """Solve along axis 0 of the 2-D array ``a`` for lanes ``x0:x1`` (constant coefficients).
+
+    Rows are taken as 1-D slices indexed from 0 so the compiler can drop the negative-index
+    wrap-around checks and vectorise the lane loop.
+    """
+    n = a.shape[0]
+    w = x1 - x0
+    first = a[0, x0:x1]
+    last = a[n - 1, x0:x1]
+    for x in range(w):
+        first[x] += lo
+    for x in range(w):
+        last[x] += hi
+    c0 = inv[0]
+    for x in range(w):
+        first[x] *= c0
+    for i in range(1, n):
+        ci = inv[i]
+        cur = a[i, x0:x1]
+        prv = a[i - 1, x0:x1]
+        for x in range(w):
+            cur[x] = (cur[x] + rf * prv[x]) * ci
+    for i in range(n - 2, -1, -1):
+        ci = cp[i]
+        cur = a[i, x0:x1]
+        nxt = a[i + 1, x0:x1]
+        for x in range(w):
+            cur[x] -= ci * nxt[x]
+
+
+@kernel
+def _row_const(row, rf, cp, inv, lo, hi):
+    """Solve one line along x in place (constant coefficients)."""
+    nx = row.shape[0]
+    row[0] += lo
+    row[nx - 1] += hi
+    p = row[0] * inv[0]
+    row[0] = p
+    for i in range(1, nx):
+        c = inv[i]
+        p = row[i] * c + (rf * c) * p
+        row[i] = p
+    for i in range(nx - 2, -1, -1):
+        p = row[i] - cp[i] * p
+        row[i] = p
+
+
+@kernel
+def _rows_const(plane, y0, y1, rf, cp, inv, lo, hi):
+    """Solve along x for rows ``y0:y1`` of ``plane``, eight rows at a time.
+
+    The x recurrence is serial along a row, so one row runs at the latency of its dependency
+    chain. Eight independent rows advance together, and the forward step is written as
+    ``p = u*c + (r*c)*p`` so that the chain is a single multiply-add.
+    """
+    nx = plane.shape[1]
+    y = y0
+    while y + 8 <= y1:
+        r0 = plane[y]
+        r1 = plane[y + 1]
+        r2 = plane[y + 2]
+        r3 = plane[y + 3]
+        r4 = plane[y + 4]
+        r5 = plane[y + 5]
+        r6 = plane[y + 6]
+        r7 = plane[y + 7]
+        r0[0] += lo
+        r1[0] += lo
+        r2[0] += lo
+        r3[0] += lo
+        r4[0] += lo
+        r5[0] += lo
+        r6[0] += lo
+        r7[0] += lo
+        r0[nx - 1] += hi
+        r1[nx - 1] += hi
+        r2[nx - 1] += hi
+        r3[nx - 1] += hi
+        r4[nx - 1] += hi
+        r5[nx - 1] += hi
+        r6[nx - 1] += hi
+        r7[nx - 1] += hi
+        c = inv[0]
+        p0 = r0[0] * c
+        p1 = r1[0] * c
+        p2 = r2[0] * c
+        p3 = r3[0] * c
+        p4 = r4[0] * c
+        p5 = r5[0] * c
+        p6 = r6[0] * c
+        p7 = r7[0] * c
+        r0[0] = p0
+        r1[0] = p1
+        r2[0] = p2
+        r3[0] = p3
+        r4[0] = p4
+        r5[0] = p5
+        r6[0] = p6
+        r7[0] = p7
+        for i in range(1, nx):
+            c = inv[i]
+            a = rf * c
+            p0 = r0[i] * c + a * p0
+            p1 = r1[i] * c + a * p1
+            p2 = r2[i] * c + a * p2
+            p3 = r3[i] * c + a * p3
+            p4 = r4[i] * c + a * p4
+            p5 = r5[i] * c + a * p5
+            p6 = r6[i] * c + a * p6
+            p7 = r7[i] * c + a * p7
+            r0[i] = p0
+            r1[i] = p1
+            r2[i] = p2
+            r3[i] = p3
+            r4[i] = p4
+            r5[i] = p5
+            r6[i] = p6
+            r7[i] = p7
+        for i in range(nx - 2, -1, -1):
+            c = cp[i]
+            p0 = r0[i] - c * p0
+            p1 = r1[i] - c * p1
+            p2 = r2[i] - c * p2
+            p3 = r3[i] - c * p3
+            p4 = r4[i] - c * p4
+            p5 = r5[i] - c * p5
+            p6 = r6[i] - c * p6
+            p7 = r7[i] - c * p7
+            r0[i] = p0
+            r1[i] = p1
+            r2[i] = p2
+            r3[i] = p3
+            r4[i] = p4
+            r5[i] = p5
+            r6[i] = p6
+            r7[i] = p7
+        y += 8
+    while y < y1:
+        _row_const(plane[y], rf, cp, inv, lo, hi)
+        y += 1
+
+
 @kernel(parallel=True)
 def sweep_x(u, r, cp, inv, lo_rhs, hi_rhs):
     """Implicit sweep along x for every field: ``cp``, ``inv`` are ``(nf, nx)``."""
-    nf, nz, ny, nx = u.shape
-    for line in prange(nf * nz * ny):
-        f = line // (nz * ny)
-        rem = line - f * nz * ny
-        z = rem // ny
-        y = rem - z * ny
-        row = u[f, z, y]
-        rf = r[f]
-        row[0] += lo_rhs[f]
-        row[nx - 1] += hi_rhs[f]
-        prev = row[0] * inv[f, 0]
-        row[0] = prev
-        for i in range(1, nx):
-            prev = (row[i] + rf * prev) * inv[f, i]
-            row[i] = prev
-        for i in range(nx - 2, -1, -1):
-            row[i] -= cp[f, i] * row[i + 1]
+    nf, nz, ny, _ = u.shape
+    nb = (ny + XBLOCK - 1) // XBLOCK
+    for task in prange(nf * nz * nb):
+        f = task // (nz * nb)
+        rem = task - f * nz * nb
+        z = rem // nb
+        b = rem - z * nb
+        y0 = b * XBLOCK
+        y1 = min(ny, y0 + XBLOCK)
+        _rows_const(u[f, z], y0, y1, r[f], cp[f], inv[f], lo_rhs[f], hi_rhs[f])
 
 
 @kernel(parallel=True)
 def sweep_y(u, r, cp, inv, lo_rhs, hi_rhs):
     """Implicit sweep along y for every field, ``BLOCK`` columns of x at a time."""
-    nf, nz, ny, nx = u.shape
+    nf, nz, _, nx = u.shape
     nb = (nx + BLOCK - 1) // BLOCK
     for task in prange(nf * nz * nb):
         f = task // (nz * nb)
@@ -81,60 +237,165 @@ def sweep_y(u, r, cp, inv, lo_rhs, hi_rhs):
         b = rem - z * nb
         x0 = b * BLOCK
         x1 = min(nx, x0 + BLOCK)
-        plane = u[f, z]
-        rf = r[f]
-        lo = lo_rhs[f]
-        hi = hi_rhs[f]
-        for x in range(x0, x1):
-            plane[0, x] += lo
-        for x in range(x0, x1):
-            plane[ny - 1, x] += hi
-        c0 = inv[f, 0]
-        for x in range(x0, x1):
-            plane[0, x] *= c0
-        for i in range(1, ny):
-            ci = inv[f, i]
-            for x in range(x0, x1):
-                plane[i, x] = (plane[i, x] + rf * plane[i - 1, x]) * ci
-        for i in range(ny - 2, -1, -1):
-            ci = cp[f, i]
-            for x in range(x0, x1):
-                plane[i, x] -= ci * plane[i + 1, x]
+        _lanes_const(u[f, z], x0, x1, r[f], cp[f], inv[f], lo_rhs[f], hi_rhs[f])
 
 
 @kernel(parallel=True)
-def sweep_z(u, r, cp, inv, lo_rhs, hi_rhs):
-    """Implicit sweep along z for every field, ``BLOCK`` columns of x at a time."""
+def sweep_xy(u, rx, cpx, invx, lox, hix, ry, cpy, invy, loy, hiy):
+    """The x sweep then the y sweep of each ``(f, z)`` plane, one plane per task (3-D)."""
     nf, nz, ny, nx = u.shape
-    nb = (nx + BLOCK - 1) // BLOCK
-    for task in prange(nf * ny * nb):
-        f = task // (ny * nb)
-        rem = task - f * ny * nb
-        y = rem // nb
-        b = rem - y * nb
+    for task in prange(nf * nz):
+        f = task // nz
+        z = task - f * nz
+        plane = u[f, z]
+        _rows_const(plane, 0, ny, rx[f], cpx[f], invx[f], lox[f], hix[f])
+        for x0 in range(0, nx, BLOCK):
+            x1 = min(nx, x0 + BLOCK)
+            _lanes_const(plane, x0, x1, ry[f], cpy[f], invy[f], loy[f], hiy[f])
+
+
+def sweep_z(u, r, cp, inv, lo_rhs, hi_rhs):
+    """Implicit sweep along z: the y sweep of the ``(nz, ny*nx)`` view of each field.
+
+    A plain Python wrapper (no kernel of its own): lanes run over ``y*nx + x`` in blocks of
+    ``BLOCK``, one parallel task per block.
+    """
+    nf, nz, ny, nx = u.shape
+    sweep_y(u.reshape(nf, 1, nz, ny * nx), r, cp, inv, lo_rhs, hi_rhs)
+
+
+# ---------------------------------------------------------------------- variable coefficients
+@kernel
+def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q, cp):
+    """Solve along axis 0 of ``a`` for lanes ``x0:x1`` with coefficients built on the fly.
+
+    ``g[i, x]`` is the conductance factor of the face between rows ``i`` and ``i + 1``; the
+    last row's entry must be 0 (there is no face beyond it). ``kf`` is the voxel factor, used
+    on the domain faces; ``fr`` is 1 on ordinary rows and 0 on identity rows (held or masked
+    voxels). ``cp`` is ``(n, >= x1 - x0)`` scratch. An ordinary row ``i`` reads
+    ``-r g[i-1] u[i-1] + (d0 + r g[i-1] + r g[i]) u[i] - r g[i] u[i+1]``. The rows are written
+    without branches (multiplying by ``fr``) so the lane loops vectorise.
+    """
+    n = a.shape[0]
+    w = x1 - x0
+    u0 = a[0, x0:x1]
+    g0 = g[0, x0:x1]
+    k0 = kf[0, x0:x1]
+    f0 = fr[0, x0:x1]
+    c0 = cp[0]
+    hc = hi_c if n == 1 else 0.0
+    hr = hi_r if n == 1 else 0.0
+    hq = hi_q if n == 1 else 0.0
+    for x in range(w):
+        fx = f0[x]
+        ghi = rf * g0[x]
+        b = fx * (d0 + ghi + (lo_c + hc) * k0[x]) + (1.0 - fx)
+        rhs = u0[x] + fx * ((lo_r + hr) * k0[x] + lo_q + hq)
+        inv = 1.0 / b
+        c0[x] = -ghi * fx * inv
+        u0[x] = rhs * inv
+    for i in range(1, n):
+        hc = hi_c if i == n - 1 else 0.0
+        hr = hi_r if i == n - 1 else 0.0
+        hq = hi_q if i == n - 1 else 0.0
+        cur = a[i, x0:x1]
+        prv = a[i - 1, x0:x1]
+        glo_ = g[i - 1, x0:x1]
+        ghi_ = g[i, x0:x1]
+        ki = kf[i, x0:x1]
+        fi = fr[i, x0:x1]
+        cprev = cp[i - 1]
+        ccur = cp[i]
+        for x in range(w):
+            fx = fi[x]
+            glo = rf * glo_[x]
+            ghi = rf * ghi_[x]
+            b = fx * (d0 + glo + ghi + hc * ki[x]) + (1.0 - fx)
+            rhs = cur[x] + fx * (hr * ki[x] + hq)
+            glo = glo * fx
+            inv = 1.0 / (b + glo * cprev[x])
+            ccur[x] = -ghi * fx * inv
+            cur[x] = (rhs + glo * prv[x]) * inv
+    for i in range(n - 2, -1, -1):
+        cur = a[i, x0:x1]
+        nxt = a[i + 1, x0:x1]
+        ci = cp[i]
+        for x in range(w):
+            cur[x] -= ci[x] * nxt[x]
+
+
+@kernel(parallel=True)
+def sweep_var_lanes(v, g, kf, free, per, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q):
+    """Variable-coefficient sweep along axis 1 of ``v[p, n, m]`` (lanes along ``m``).
+
+    The y sweep passes ``u.reshape(nf*nz, ny, nx)`` with ``per = nz`` (geometry ``g``, ``kf``
+    shaped ``(nz, ny, nx)``); the z sweep ``u.reshape(nf, nz, ny*nx)`` with ``per = 1``
+    (geometry ``(1, nz, ny*nx)``). ``free`` (1 ordinary, 0 identity row) has the shape of
+    ``v``; field ``f = p // per``.
+    """
+    npl, n, m = v.shape
+    nb = (m + BLOCK - 1) // BLOCK
+    for task in prange(npl * nb):
+        p = task // nb
+        b = task - p * nb
+        f = p // per
+        q = p - f * per
         x0 = b * BLOCK
-        x1 = min(nx, x0 + BLOCK)
-        vol = u[f]
-        rf = r[f]
-        lo = lo_rhs[f]
-        hi = hi_rhs[f]
-        for x in range(x0, x1):
-            vol[0, y, x] += lo
-        for x in range(x0, x1):
-            vol[nz - 1, y, x] += hi
-        c0 = inv[f, 0]
-        for x in range(x0, x1):
-            vol[0, y, x] *= c0
-        for k in range(1, nz):
-            ck = inv[f, k]
-            for x in range(x0, x1):
-                vol[k, y, x] = (vol[k, y, x] + rf * vol[k - 1, y, x]) * ck
-        for k in range(nz - 2, -1, -1):
-            ck = cp[f, k]
-            for x in range(x0, x1):
-                vol[k, y, x] -= ck * vol[k + 1, y, x]
+        x1 = min(m, x0 + BLOCK)
+        cp = np.empty((n, x1 - x0), dtype=v.dtype)
+        _lanes_var(
+            v[p],
+            g[q],
+            kf[q],
+            free[p],
+            x0,
+            x1,
+            r[f],
+            d0[f],
+            lo_c[f],
+            lo_r[f],
+            lo_q[f],
+            hi_c[f],
+            hi_r[f],
+            hi_q[f],
+            cp,
+        )
 
 
+@kernel(parallel=True)
+def sweep_var_x(u, g, kf, free, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q):
+    """Variable-coefficient sweep along x: ``g``, ``kf`` are ``(nz, ny, nx)`` (x faces)."""
+    nf, nz, ny, nx = u.shape
+    nb = (ny + XBLOCK - 1) // XBLOCK
+    for task in prange(nf * nz * nb):
+        f = task // (nz * nb)
+        rem = task - f * nz * nb
+        z = rem // nb
+        b = rem - z * nb
+        y0 = b * XBLOCK
+        y1 = min(ny, y0 + XBLOCK)
+        m = y1 - y0
+        buf = np.empty((nx, m), dtype=u.dtype)
+        gb = np.empty((nx, m), dtype=g.dtype)
+        kb = np.empty((nx, m), dtype=kf.dtype)
+        fb = np.empty((nx, m), dtype=free.dtype)
+        cp = np.empty((nx, m), dtype=u.dtype)
+        for j in range(m):
+            for i in range(nx):
+                buf[i, j] = u[f, z, y0 + j, i]
+                gb[i, j] = g[z, y0 + j, i]
+                kb[i, j] = kf[z, y0 + j, i]
+                fb[i, j] = free[f, z, y0 + j, i]
+        _lanes_var(
+            buf, gb, kb, fb, 0, m, r[f], d0[f], lo_c[f], lo_r[f], lo_q[f], hi_c[f], hi_r[f],
+            hi_q[f], cp,
+        )  # fmt: skip
+        for j in range(m):
+            for i in range(nx):
+                u[f, z, y0 + j, i] = buf[i, j]
+
+
+# ---------------------------------------------------------------------- local terms and guards
 @kernel(parallel=True)
 def uptake_implicit(u, sink_per_min, dt):
     """Per-voxel first-order sink solved implicitly: ``u <- u / (1 + dt * k)``.

@@ -1,0 +1,144 @@
+"""Cost of one LOD diffusion step in nanoseconds per voxel-field-step.
+
+Run from the repository root::
+
+    python benchmarks/bench_diffusion.py [--quick] [--precision float64|float32]
+
+Cases follow BioFVM's ``performance_test_substrates`` (physicell.md section 2): dt = 0.01 min,
+D ~ U(7.5e4, 1.25e5) um^2/min, decay ~ U(0.05, 0.15) 1/min, 10 um voxels, one Dirichlet side.
+For every case the same run reports
+
+* tmesim's Numba kernels with 1 and 2 threads (``FieldSet.diffuse``),
+* a plain NumPy implementation of the same scheme (benchmarks/numpy_lod.py, 1 thread),
+* the memory-bandwidth bound: the bytes the scheme must move per voxel-field-step divided by
+  the copy bandwidth measured here (``np.copyto`` of a 256 MiB array, one thread; two threads
+  copying halves for the 2-thread bound). Each pass over the data reads and writes every value
+  once (2 * itemsize bytes); the 2-D step makes two passes (x, y), the 3-D step two passes as
+  well because the x and y sweeps of a z plane are fused while it is in cache.
+
+Timings are the minimum over repeats (other load on the machine only ever adds time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy_lod
+from tmesim.fields import FieldSet, FieldSpec
+
+# BioFVM LOD solver, float64, ns per voxel-field-step with 1 / 2 threads (the issue's numbers)
+BIOFVM = {
+    ("3-D 100^3", 1): (59.0, 33.0),
+    ("3-D 100^3", 4): (17.7, 9.9),
+    ("3-D 100^3", 8): (10.6, 5.8),
+    ("2-D 1000^2", 1): (36.0, 21.0),
+    ("2-D 1000^2", 4): (8.9, 5.9),
+}
+SHAPES = {"2-D 1000^2": (1000, 1000), "3-D 100^3": (100, 100, 100)}
+
+
+def make(shape, nf, dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    specs = [
+        FieldSpec(
+            f"s{i}",
+            "a.u.",
+            float(rng.uniform(7.5e4, 1.25e5)),
+            float(rng.uniform(0.05, 0.15)),
+            1.0,
+            {"x_min": ("dirichlet", 2.0)},
+        )
+        for i in range(nf)
+    ]
+    fs = FieldSet(specs, shape, 10.0, dtype=dtype)
+    fs.data[...] = rng.uniform(0.5, 1.5, fs.data.shape)
+    return fs
+
+
+def best(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def copy_bandwidth(threads, nbytes=256 * 2**20, repeats=5):
+    """Bytes read + written per second by a large array copy with ``threads`` threads."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    parts = np.array_split(np.arange(src.size), threads)
+    bounds = [(p[0], p[-1] + 1) for p in parts]
+
+    def one():
+        if threads == 1:
+            np.copyto(dst, src)
+            return
+        ts = [threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b])) for a, b in bounds]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    one()
+    return 2 * src.nbytes / best(one, repeats)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and cases")
+    ap.add_argument("--precision", default="float64", choices=["float64", "float32"])
+    args = ap.parse_args(argv)
+    dtype = np.dtype(args.precision)
+    steps, repeats = (3, 3) if args.quick else (10, 9)
+    nfs = (1, 4) if args.quick else (1, 4, 8)
+    maxthreads = min(2, numba.config.NUMBA_NUM_THREADS)
+    bw = {t: copy_bandwidth(t) for t in (1, 2)}
+    print(f"# copy bandwidth: 1 thread {bw[1] / 1e9:.1f} GB/s, 2 threads {bw[2] / 1e9:.1f} GB/s")
+    print(f"# precision {dtype}, dt = 0.01 min, {steps} steps per timing, min of {repeats}")
+    head = (
+        "| case | fields | tmesim 1T | tmesim 2T | NumPy LOD 1T | bound 1T | bound 2T "
+        "| BioFVM 1T / 2T | speed-up vs BioFVM 1T / 2T | x bound 1T / 2T |"
+    )
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for case, shape in SHAPES.items():
+        for nf in nfs:
+            fs = make(shape, nf, dtype)
+            n = fs.data.size
+            fs.diffuse(0.01)  # compile / prepare
+            res = {}
+            for t in (1, maxthreads):
+                numba.set_num_threads(t)
+                res[t] = best(lambda fs=fs: [fs.diffuse(0.01) for _ in range(steps)], repeats)
+                res[t] = res[t] / steps / n * 1e9
+            numba.set_num_threads(maxthreads)
+            u = fs.data.copy()
+            coeffs = fs._coeffs
+            np_steps = 1
+            t_np = best(lambda u=u, c=coeffs: numpy_lod.lod_step(u, c), 1 if args.quick else 2)
+            t_np = t_np / np_steps / n * 1e9
+            nbytes = 2 * 2 * dtype.itemsize  # two passes, read + write
+            b1, b2 = nbytes / bw[1] * 1e9, nbytes / bw[2] * 1e9
+            ref = BIOFVM.get((case, nf))
+            sp = f"{ref[0] / res[1]:.1f}x / {ref[1] / res[maxthreads]:.1f}x" if ref else "-"
+            refs = f"{ref[0]} / {ref[1]}" if ref else "-"
+            print(
+                f"| {case} | {nf} | {res[1]:.2f} | {res[maxthreads]:.2f} | {t_np:.1f} "
+                f"| {b1:.2f} | {b2:.2f} | {refs} | {sp} "
+                f"| {res[1] / b1:.1f} / {res[maxthreads] / b2:.1f} |"
+            )
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
