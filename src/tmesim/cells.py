@@ -6,8 +6,8 @@ id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state``
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
 each site to the row of the cell on it, or -1: at most one cell per site.
 
-State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 4 (clock_h)
-+ 1 (kind) + 1 (state) + 4 (site) = 34 bytes.
+State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 8 float32
+columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 62 bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from .kernels import lattice as kl
 
 I64_COLUMNS = ("id", "parent")
 I32_COLUMNS = ("generation", "divisions_left")
-F32_COLUMNS = ("clock_h",)
+#: float columns; ``phenotype`` is kind-specific: T-cell exhaustion, macrophage polarisation
+#: (0 = M1, 1 = M2), fibroblast activation (0 = quiescent, 1 = CAF)
+F32_COLUMNS = ("clock_h", "pdl1", "pgp", "drug", "damage", "phenotype", "payload", "aux")
 
 
 class CellPopulation:
@@ -108,7 +110,7 @@ class CellPopulation:
         self.column("parent")[rows] = -1
         self.column("generation")[rows] = 0
         self.column("divisions_left")[rows] = divisions_left
-        self.column("clock_h")[rows] = 0.0
+        self._f32[:, rows] = 0.0
         self.kind[rows] = kind
         self.state[rows] = codes.PROLIFERATING
         self.site[rows] = sites

@@ -20,6 +20,17 @@ from ..errors import UsageError
 from .writer import FORMAT
 
 
+def _open_for_reading(path: Path) -> h5py.File:
+    """Open read-only; a file still being written by a running ``tmesim run`` holds an HDF5
+    lock, so retry without locking (the writer flushes whole records, /time_h last)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        return h5py.File(path, "r", locking=False)
+
+
 class Results:
     """A result file opened for reading. Use as a context manager or call :meth:`close`."""
 
@@ -31,7 +42,7 @@ class Results:
                 "'tmesim run SCENARIO.yaml -o FILE.h5' first"
             )
         try:
-            self.f = h5py.File(self.path, "r")
+            self.f = _open_for_reading(self.path)
         except OSError as exc:
             raise UsageError(
                 f"cannot open {self.path} as HDF5 ({exc})\n  fix: pass a file written by "

@@ -139,15 +139,13 @@ class ResultWriter:
             )
             cols = {}
             for name, dtype in CELL_COLUMNS.items():
+                # No filters here: a chunk of these columns spans several records, and a
+                # filtered (compressed) chunk is moved to new file space each time it is
+                # rewritten, so a run killed mid-append could leave earlier records pointing at
+                # reused space. Unfiltered chunks are updated in place and stay readable;
+                # 4096-row chunks keep the unused tail of the last chunk small.
                 cols[name] = gcell.create_dataset(
-                    name,
-                    shape=(0,),
-                    maxshape=(None,),
-                    dtype=dtype,
-                    chunks=(65536,),
-                    compression="gzip" if compression else None,
-                    compression_opts=compression if compression else None,
-                    shuffle=bool(compression),
+                    name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,)
                 )
             self.cells = (off, cols)
         f.flush()

@@ -57,6 +57,16 @@ def _parse_yaml_text(text: str, label: str) -> tuple[dict, Prov]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.constructor.ConstructorError as exc:
+        # a tag such as !!python/object is rejected by the safe loader: data, never code
+        mark = getattr(exc, "problem_mark", None)
+        raise ScenarioError(
+            f"YAML tag not allowed: {getattr(exc, 'problem', None) or exc}",
+            file=label,
+            line=(mark.line + 1) if mark is not None else None,
+            expected="plain YAML data: numbers, text, lists and mappings",
+            fix="remove the '!!' tag; scenario files hold data only, never code",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -300,10 +310,11 @@ def _unit(info) -> str:
     return f" ({unit})" if unit else ""
 
 
-def _line_for(prov: Prov, loc: tuple) -> int | None:
+def _line_for(prov: Prov, loc: tuple, file: str | None = None) -> int | None:
+    """Line of the longest prefix of ``loc`` with a known place (in ``file`` if given)."""
     for n in range(len(loc), -1, -1):
         hit = prov.get(tuple(loc[:n]))
-        if hit is not None:
+        if hit is not None and (file is None or hit[0] == file):
             return hit[1]
     return None
 
@@ -415,10 +426,11 @@ def _error_from_pydantic(err: dict, data: dict, prov: Prov, top_file: str) -> Sc
         expected = str(ctx.get("error", msg))
         fix = "see docs/scenario-reference.md"
 
+    file = _file_for(prov, key_loc, top_file)
     return ScenarioError(
         f"scenario is invalid: {problem}",
-        file=_file_for(prov, key_loc, top_file),
-        line=_line_for(prov, key_loc) if _file_for(prov, key_loc, top_file) != "--set" else None,
+        file=file,
+        line=_line_for(prov, key_loc, file) if file != "--set" else None,
         key=".".join(map(str, key_loc)) or None,
         value=value,
         expected=expected,

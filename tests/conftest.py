@@ -1,0 +1,50 @@
+"""Shared fixtures: Numba warm-up once per session, and one tiny result file for read-only tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+TINY = SCENARIOS / "tiny.yaml"
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run ``python -m tmesim ARGS`` as a real subprocess; return the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TMESIM_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tmesim", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_numba_kernels():
+    """Compile (or load from cache) every kernel a step uses, once per test session."""
+    from tmesim import TMEModel
+
+    model = TMEModel(TINY, **{"time.duration_h": 0.2})
+    model.step()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_result(tmp_path_factory) -> Path:
+    """scenarios/tiny.yaml run once through the command line (in process) into a tmp dir."""
+    from tmesim.cli import main
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.h5"
+    rc = main(["run", str(TINY), "-o", str(path), "-q"])
+    assert rc == 0
+    assert path.is_file()
+    return path
