@@ -120,3 +120,107 @@ def cell_exchange(u, n, site, sec, target, upt, export, vol_ratio, vvox, interna
             u[f, s] = new
             internal[c, f] += (rho - new) * vvox
     return u, internal
+
+
+# ---------------------------------------------------------------------- Douglas ADI (dense)
+def axis_operators(shape3, D, dt, h, boundary, ndim, kf=None, fixed=None):
+    """Dense ``dt * L_axis`` (linear part) and ``dt * b_axis`` (boundary part) of one field.
+
+    ``shape3`` is ``(nz, ny, nx)``; voxels are numbered in C order. Built from
+    :func:`line_system` with ``d0 = 1``: ``dt L = I - a`` on ordinary rows, 0 on identity rows
+    (``fixed``). Returns ``{name: (dtL, dtb)}`` for the active axes.
+    """
+    nz, ny, nx = shape3
+    nv = nz * ny * nx
+    if kf is None:
+        kf = np.ones(shape3)
+    if fixed is None:
+        fixed = np.zeros(shape3, dtype=bool)
+    idx = np.arange(nv).reshape(shape3)
+    r = D * dt / h**2
+    out = {}
+    for name, ax in AXES[:ndim]:
+        dtl = np.zeros((nv, nv))
+        dtb = np.zeros(nv)
+        ids = np.moveaxis(idx, ax - 1, -1)
+        kff = np.moveaxis(kf, ax - 1, -1)
+        fxf = np.moveaxis(fixed, ax - 1, -1)
+        bc_lo = boundary.get(f"{name}_min")
+        bc_hi = boundary.get(f"{name}_max")
+        for i0 in range(ids.shape[0]):
+            for i1 in range(ids.shape[1]):
+                line = ids[i0, i1]
+                a, add = line_system(
+                    len(line), r, 1.0, kff[i0, i1], fxf[i0, i1], bc_lo, bc_hi, dt, h
+                )
+                blk = np.eye(len(line)) - a
+                blk[fxf[i0, i1]] = 0.0
+                add = np.where(fxf[i0, i1], 0.0, add)
+                dtl[np.ix_(line, line)] = blk
+                dtb[line] = add
+        out[name] = (dtl, dtb)
+    return out
+
+
+def douglas_step(u, D, lam, dt, h, boundary, ndim, sink=None, kf=None, fixed=None):
+    """One Douglas (theta = 1) ADI step of ``u[f, z, y, x]``, dense, in the non-delta form.
+
+    With ``A1 = Ly - K`` (K = lam + sink, the first factor), ``A2 = Lx``, ``A3 = Lz`` and all
+    boundary terms ``b``:
+
+        (I - dt A1) v1 = u + dt (A2 + A3) u + dt b
+        (I - dt A2) v2 = v1 - dt A2 u
+        (I - dt A3) u' = v2 - dt A3 u
+
+    Identity rows (``fixed``) keep their value. Arguments as in :func:`lod_step`.
+    """
+    u = np.array(u, dtype=np.float64)
+    nf, nz, ny, nx = u.shape
+    if fixed is None:
+        fixed = np.zeros(u.shape, dtype=bool)
+    if sink is None:
+        sink = np.zeros(u.shape)
+    nv = nz * ny * nx
+    eye = np.eye(nv)
+    for f in range(nf):
+        ops = axis_operators((nz, ny, nx), D[f], dt, h, boundary[f], ndim, kf, fixed[f])
+        free = ~fixed[f].reshape(-1)
+        dtk = np.diag(dt * (lam[f] + np.asarray(sink[f], dtype=np.float64).reshape(-1)) * free)
+        zero = np.zeros((nv, nv))
+        ly, lx = ops["y"][0], ops["x"][0]
+        lz = ops["z"][0] if ndim == 3 else zero
+        b = sum(v[1] for v in ops.values())
+        un = u[f].reshape(-1)
+        v1 = np.linalg.solve(eye - (ly - dtk), un + (lx + lz) @ un + b)
+        v2 = np.linalg.solve(eye - lx, v1 - lx @ un)
+        u[f] = np.linalg.solve(eye - lz, v2 - lz @ un).reshape(nz, ny, nx)
+    return u
+
+
+def steady_state(shape3, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=None, held=None):
+    """Steady state of the unsplit discrete operator, one dense direct solve per field.
+
+    Solves ``(L - K) u + b = 0`` on ordinary rows and ``u = held`` on identity rows (``held``:
+    ``(nf, nz, ny, nx)`` values, 0 where None). Returns ``(nf, nz, ny, nx)``.
+    """
+    nf = len(D)
+    if fixed is None:
+        fixed = np.zeros((nf, *shape3), dtype=bool)
+    out = np.zeros((nf, *shape3))
+    for f in range(nf):
+        # dt = 1 makes dt * L = L
+        ops = axis_operators(shape3, D[f], 1.0, h, boundary[f], ndim, kf, fixed[f])
+        fx = fixed[f].reshape(-1)
+        k = lam[f] + (0.0 if sink is None else np.asarray(sink[f], dtype=np.float64).reshape(-1))
+        a = sum(v[0] for v in ops.values()) - np.diag(np.where(fx, 0.0, k))
+        b = sum(v[1] for v in ops.values())
+        ids = np.flatnonzero(fx)
+        a[ids] = 0.0
+        a[ids, ids] = 1.0
+        rhs = -b
+        if held is not None:
+            rhs = np.where(fx, held[f].reshape(-1), rhs)
+        else:
+            rhs = np.where(fx, 0.0, rhs)
+        out[f] = np.linalg.solve(a, rhs).reshape(shape3)
+    return out

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import tmesim
+from tmesim.model import POPULATIONS
 from conftest import REPO, SCENARIOS, run_cli
 from tmesim.cli import main
 
@@ -144,8 +145,8 @@ BAD_INPUTS = {
     "too_many_initial_cells": (
         {"bad.yaml": "extends: tiny.yaml\ncells:\n  tumor:\n    initial: {count: 5000}\n"},
         ["validate", "bad.yaml"],
-        "cells",
-        ["at most 1600 initial cells", "5002 requested"],
+        "cells.tumor.initial.count",
+        ["at most 1600 initial cells", "5037 requested"],
     ),
     "yaml_python_tag_is_data": (
         {"bad.yaml": 'name: !!python/object/apply:os.system ["echo hacked > pwned.txt"]\n'},
@@ -311,10 +312,11 @@ def test_inspect_json(tiny_result, capsys):
     assert info["time_h"] == {"start": 0.0, "end": 12.0}
     assert info["format_version"] == 1
     assert info["tmesim_version"] == tmesim.__version__
-    assert set(info["populations"]) == {"tumor", "stem", "necrotic"}
+    assert set(info["populations"]) == set(POPULATIONS)
     assert info["populations"]["tumor"][0] == 30
     assert info["populations"]["stem"][0] == 2
-    assert info["fields"] == {"oxygen": {"units": "mmHg", "shape": [40, 40]}}
+    assert info["fields"]["oxygen"] == {"units": "mmHg", "shape": [40, 40]}
+    assert set(info["fields"]) == {"oxygen", "ifng", "tgfb", "chemokine", "ecm"}
     assert info["metrics"]["oxygen_mean_mmHg"]["units"] == "mmHg"
 
 

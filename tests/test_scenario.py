@@ -92,7 +92,7 @@ ERRORS = {
     "too_many_cells": (
         {"bad.yaml": "domain: {shape: [5, 5]}\n"},
         [],
-        "cells",
+        "cells.tumor.initial.count",
         "bad.yaml",
         None,
     ),
@@ -176,7 +176,8 @@ def test_extends_merges_and_overrides_apply_last(tmp_path):
     assert sc.time.record_every_h == 3.0  # from tiny.yaml
     assert sc.domain.shape == [40, 40]
     assert sc.cells.tumor.initial.count == 30
-    assert sc.cells.tumor.initial.placement == "disc"  # from the packaged defaults
+    assert sc.cells.tumor.initial.placement == "capillary_cluster"  # from tiny.yaml
+    assert sc.cells.tumor.initial.radius_um == 200.0  # from the packaged defaults
     assert sc.cells.stem.initial.count == 3
     assert sc.seed == 5
     assert sc.extends is None
@@ -193,8 +194,8 @@ def test_derived_step_counts():
     sc = load_scenario(TINY)
     assert sc.n_steps == 120
     assert sc.record_every_steps == 30
-    assert sc.diffusion_substeps == 60
-    assert sc.stored_fields() == ["oxygen"]
+    assert sc.diffusion_substeps == 6
+    assert sc.stored_fields() == ["oxygen", "ifng", "tgfb", "chemokine", "ecm"]
 
 
 def test_dump_round_trip(tmp_path):

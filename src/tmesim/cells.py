@@ -118,29 +118,59 @@ class CellPopulation:
         self.n += k
         self.next_id += k
 
-    def place(self, kind, count, placement, radius_um, voxel_um, rng, divisions_left, key):
-        """Place ``count`` initial cells by a placement rule; see ``cells.<type>.initial``."""
+    def place(self, kind, count, placement, radius_um, voxel_um, rng, divisions_left, key,
+              *, allowed=None, capillaries=None):
+        """Place ``count`` initial cells by a placement rule; see ``cells.<type>.initial``.
+
+        ``allowed`` (flat bool, optional) restricts the sites a kind may take (normal cells do not
+        sit in alveolar air); ``capillaries`` (flat bool) marks the capillary sites used by the
+        ``capillary`` and ``capillary_cluster`` placements. Returns the rows of the new cells.
+        """
         if count == 0:
-            return
+            return np.arange(self.n, self.n)
         coords = np.indices(self.shape3).reshape(3, -1).T.astype(np.float64)
         centre = (np.array(self.shape3, dtype=np.float64) - 1.0) / 2.0
         if self.shape3[0] == 1:
             centre[0] = 0.0
         dist_um = np.sqrt(((coords - centre) ** 2).sum(axis=1)) * voxel_um
         free = self.occ < 0
+        if allowed is not None:
+            free &= allowed
+        if placement in ("capillary", "capillary_cluster"):
+            if capillaries is None or not capillaries.any():
+                raise ScenarioError(
+                    f"placement '{placement}' needs capillaries, and this geometry has none",
+                    key=f"{key}.placement",
+                    value=placement,
+                    expected="domain.geometry lung (or a mask with capillaries) for this placement",
+                    fix="set domain.geometry: lung, or use placement disc",
+                )
         if placement == "center":
             order = np.lexsort((np.arange(self.n_sites), dist_um))
             candidates = order[free[order]][:count]
+        elif placement == "capillary_cluster":
+            cap = np.flatnonzero(capillaries)
+            origin = coords[cap[np.argmin(dist_um[cap])]]
+            d0 = np.sqrt(((coords - origin) ** 2).sum(axis=1))
+            order = np.lexsort((np.arange(self.n_sites), d0))
+            candidates = order[free[order]][:count]
         else:
-            mask = free & (dist_um <= radius_um) if placement == "disc" else free
+            if placement == "disc":
+                mask = free & (dist_um <= radius_um)
+            elif placement == "capillary":
+                mask = free & capillaries
+            else:
+                mask = free
             pool = np.flatnonzero(mask)
             if len(pool) < count:
                 raise ScenarioError(
                     f"not enough free sites to place {count} cells ({len(pool)} available)",
                     key=f"{key}.radius_um" if placement == "disc" else f"{key}.count",
                     value=radius_um if placement == "disc" else count,
-                    expected="a disc large enough for the requested cells",
-                    fix="increase radius_um or lower count",
+                    expected="room for the requested cells",
+                    fix="increase radius_um or lower count"
+                    if placement == "disc"
+                    else "lower count or enlarge domain.shape",
                 )
             candidates = rng.choice(pool, size=count, replace=False)
         if len(candidates) < count:
@@ -151,7 +181,9 @@ class CellPopulation:
                 expected="at most the number of free lattice sites",
                 fix="lower count or enlarge domain.shape",
             )
+        start = self.n
         self.add(kind, np.sort(candidates), divisions_left)
+        return np.arange(start, self.n)
 
     # ------------------------------------------------------------------ summaries
     def counts(self) -> np.ndarray:
@@ -175,4 +207,7 @@ class CellPopulation:
             "y": y.astype(np.int32),
             "z": z.astype(np.int32),
             "divisions_left": self.column("divisions_left")[:n].copy(),
+            "pdl1": self.column("pdl1")[:n].copy(),
+            "phenotype": self.column("phenotype")[:n].copy(),
+            "drug": self.column("drug")[:n].copy(),
         }

@@ -184,7 +184,8 @@ class _Progress:
             self._task,
             completed=model.steps,
             sim=f"day {model.time_h / 24:.2f}/{model.n_steps * model.dt_min / 1440:.2f}",
-            cells=f"tumour {pop['tumor']} stem {pop['stem']} necrotic {pop['necrotic']}",
+            cells=f"tumour {pop['tumor']} stem {pop['stem']} T {pop['tcell']} "
+            f"mac {pop['macrophage']} necrotic {pop['necrotic']}",
         )
 
     def close(self):

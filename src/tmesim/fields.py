@@ -35,27 +35,73 @@ class FieldSpec:
     initial: float
     #: per side name: ("dirichlet", value) or ("neumann", flux)
     boundary: dict
+    #: time-stepping scheme of this field ("lod" or "douglas"); None: the field set's own
+    scheme: str | None = None
 
 
 _AXES = (("x", -1), ("y", -2), ("z", -3))
+SCHEMES = ("lod", "douglas")
 
 
 class FieldSet:
     """All diffusing fields of a run on a ``(nz, ny, nx)`` grid of cubic voxels."""
 
-    def __init__(self, specs, shape, voxel_um: float, dtype="float64"):
+    def __init__(self, specs, shape, voxel_um: float, dtype="float64", scheme="lod", data=None):
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        #: "lod" (sequential backward-Euler sweeps) or "douglas" (Douglas ADI, exact steady state)
+        self.scheme = scheme
         shape = tuple(int(n) for n in shape)
         self.ndim = len(shape)
         self.shape3 = (1, *shape) if self.ndim == 2 else shape
-        self.specs = list(specs)
+        specs = list(specs)
+
+        def own_scheme(s):
+            # a field that neither diffuses nor decays nor has boundary conditions never changes
+            # in the transport step (e.g. extracellular matrix): it is skipped
+            if s.diffusion_um2_per_min == 0 and s.decay_per_min == 0 and not s.boundary:
+                return "static"
+            return s.scheme or scheme
+
+        own = [own_scheme(s) for s in specs]
+        # fields with their own scheme are grouped (Douglas, LOD, static) so each group is a
+        # contiguous block of ``data``, solved by a sub-set sharing that memory
+        order = ("douglas", "lod", "static")
+        if len(set(own)) > 1:
+            pairs = sorted(zip(own, range(len(specs)), strict=True), key=lambda p: order.index(p[0]))
+            specs = [specs[i] for _, i in pairs]
+            own = [o for o, _ in pairs]
+        self.specs = specs
         self.names = [s.name for s in self.specs]
         self.index = {n: i for i, n in enumerate(self.names)}
         self.voxel_um = float(voxel_um)
         self.dtype = np.dtype(dtype)
         nf = len(self.specs)
-        self.data = np.empty((nf, *self.shape3), dtype=self.dtype)
-        for i, s in enumerate(self.specs):
-            self.data[i] = s.initial
+        if data is None:
+            self.data = np.empty((nf, *self.shape3), dtype=self.dtype)
+            for i, s in enumerate(self.specs):
+                self.data[i] = s.initial
+        else:
+            self.data = data
+        #: sub-sets of fields with another scheme: (slice of data, FieldSet over that slice)
+        self._parts = []
+        if len(set(own)) > 1:
+            start = 0
+            for sch in order:
+                k = own.count(sch)
+                sl = slice(start, start + k)
+                start += k
+                if k == 0 or sch == "static":
+                    continue
+                sub = [
+                    FieldSpec(s.name, s.units, s.diffusion_um2_per_min, s.decay_per_min,
+                              s.initial, s.boundary)
+                    for s in self.specs[sl]
+                ]
+                part = FieldSet(sub, shape, voxel_um, dtype, scheme=sch, data=self.data[sl])
+                self._parts.append((sl, part))
+        elif own and own[0] == "static":
+            self._parts = [(slice(0, 0), None)]
         self._dt = None
         self._coeffs = {}
         self._vcoeffs = {}
@@ -64,6 +110,10 @@ class FieldSet:
         self._masked = None
         #: field index -> (flat voxel indices, held values) of interior Dirichlet voxels
         self._fixed = {}
+        #: Douglas steps redone with LOD because they would have produced a negative value
+        self.douglas_fallbacks = 0
+        #: redo a Douglas step with LOD when it would produce a negative value (tests turn it off)
+        self.positivity_guard = True
 
     @classmethod
     def from_scenario(cls, scenario) -> FieldSet:
@@ -78,11 +128,17 @@ class FieldSet:
                     bc[side] = ("neumann", float(cond.neumann))
             specs.append(
                 FieldSpec(
-                    name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc
+                    name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc,
+                    fc.scheme,
                 )
             )
+        num = scenario.numerics
         return cls(
-            specs, scenario.domain.shape, scenario.domain.voxel_um, scenario.numerics.precision
+            specs,
+            scenario.domain.shape,
+            scenario.domain.voxel_um,
+            num.precision,
+            scheme=getattr(num, "scheme", "lod"),
         )
 
     # ------------------------------------------------------------------ views
@@ -97,6 +153,13 @@ class FieldSet:
 
     # ------------------------------------------------------------------ geometry
     def set_geometry(self, mask=None, diffusivity_factor=None) -> None:
+        """Declare non-conducting voxels and a per-voxel diffusivity factor (see below)."""
+        for _, part in self._parts:
+            if part is not None:
+                part.set_geometry(mask, diffusivity_factor)
+        self._set_geometry(mask, diffusivity_factor)
+
+    def _set_geometry(self, mask=None, diffusivity_factor=None) -> None:
         """Declare non-conducting voxels and a per-voxel diffusivity factor.
 
         ``mask`` (bool, grid shape) marks voxels no flux enters or leaves (e.g. alveolar air);
@@ -127,6 +190,13 @@ class FieldSet:
         self._dt = None
 
     def set_fixed(self, name: str, where, value) -> None:
+        """Hold field ``name`` at ``value`` in the voxels ``where`` (see below)."""
+        for _, part in self._parts:
+            if part is not None and name in part.index:
+                part.set_fixed(name, where, value)
+        self._set_fixed(name, where, value)
+
+    def _set_fixed(self, name: str, where, value) -> None:
         """Hold field ``name`` at ``value`` (scalar or grid-shaped) in the voxels ``where``.
 
         Interior Dirichlet voxels (e.g. vessel lumens) enter the implicit solve as identity rows,
@@ -196,9 +266,72 @@ class FieldSet:
             hi_rhs = np.ascontiguousarray(bt[4] + bt[5])
             self._coeffs[name] = (r, cp, inv, lo_rhs, hi_rhs)
             self._vcoeffs[name] = (r, d0, *(np.ascontiguousarray(b) for b in bt))
+        self._prepare_douglas(dt)
         if self.variable:
             self._prepare_variable()
         self._dt = dt
+
+    def _prepare_douglas(self, dt: float) -> None:
+        """Coefficients of the Douglas step (docs/numerics.md, "Douglas ADI").
+
+        Per axis: ``r``, the six boundary terms of :meth:`_boundary_terms` (residual), and the
+        homogeneous implicit factors: the y factor carries ``1 + dt lam`` and the sink; the x
+        and z factors have a unit diagonal and no right-hand-side boundary terms.
+        """
+        nf = len(self.specs)
+        zeros = np.zeros(nf, dtype=self.dtype)
+        lam = np.array([s.decay_per_min for s in self.specs], dtype=self.dtype)
+        dc = {"lam": lam}
+        for name, _ in _AXES:
+            if name not in self._vcoeffs:  # z of a 2-D grid: no terms
+                dc[name] = (zeros, np.zeros((4, nf), self.dtype), np.zeros((6, nf), self.dtype))
+                continue
+            r, _, *bt = self._vcoeffs[name]
+            bt = np.array(bt, dtype=self.dtype)
+            b4 = np.ascontiguousarray(np.stack([bt[0], bt[1] + bt[2], bt[3], bt[4] + bt[5]]))
+            dc[name] = (r, b4, np.ascontiguousarray(bt))
+        # first factor along y: diagonal without the sink
+        ny = self.shape3[1]
+        r, _, _ = dc["y"]
+        bt = dc["y"][2]
+        bdiag = np.empty((nf, ny), dtype=self.dtype)
+        for f in range(nf):
+            row = np.full(ny, 1.0 + dt * lam[f] + 2.0 * r[f])
+            row[0] += bt[0, f] - r[f]
+            row[-1] += bt[3, f] - r[f]
+            bdiag[f] = row
+        dc["ybdiag"] = bdiag
+        cpy = np.empty((nf, ny), dtype=self.dtype)
+        invy = np.empty((nf, ny), dtype=self.dtype)
+        for f in range(nf):
+            tmp_cp = np.empty(ny)
+            tmp_inv = np.empty(ny)
+            d0 = 1.0 + dt * float(lam[f])
+            kd.thomas_factors(
+                ny, float(r[f]), d0, float(bt[0, f]), float(bt[3, f]), tmp_cp, tmp_inv
+            )
+            cpy[f] = tmp_cp
+            invy[f] = tmp_inv
+        dc["y_factors"] = (cpy, invy)
+        one = np.ones(nf, dtype=self.dtype)
+        for name, ax in _AXES[: self.ndim]:
+            if name == "y":
+                continue
+            n = self.shape3[ax]
+            r, _, bt = dc[name]
+            cp = np.empty((nf, n), dtype=self.dtype)
+            inv = np.empty((nf, n), dtype=self.dtype)
+            for f in range(nf):
+                tmp_cp = np.empty(n)
+                tmp_inv = np.empty(n)
+                kd.thomas_factors(
+                    n, float(r[f]), 1.0, float(bt[0, f]), float(bt[3, f]), tmp_cp, tmp_inv
+                )
+                cp[f] = tmp_cp
+                inv[f] = tmp_inv
+            dc[name + "_sweep"] = (r, cp, inv, zeros, zeros)
+            dc[name + "_vsweep"] = (r, one, bt[0].copy(), zeros, zeros, bt[3].copy(), zeros, zeros)
+        self._dcoeffs = dc
 
     def _prepare_variable(self) -> None:
         """Face conductance factors per axis and the identity-row flags of every field."""
@@ -228,10 +361,30 @@ class FieldSet:
         if self._masked is not None:
             self.data.reshape(len(self.specs), -1)[:, self._masked] = 0.0
 
-    def diffuse(self, dt: float) -> None:
-        """Advance every field by one implicit LOD step of ``dt`` minutes (x, y, then z)."""
+    def diffuse(self, dt: float, sink: np.ndarray | None = None) -> None:
+        """Advance every field by one diffusion step of ``dt`` minutes.
+
+        ``sink`` (1/min, shaped like :attr:`data`, or None) is a per-voxel first-order uptake
+        on top of each field's decay. With ``scheme == "lod"`` it is applied implicitly first
+        (:meth:`apply_sink`), then the LOD sweeps (x, y, then z) run. With ``scheme ==
+        "douglas"`` it is part of the implicit operator of one Douglas ADI step, whose fixed
+        point is the steady state of the unsplit discrete operator.
+        """
+        if self._parts:
+            for sl, part in self._parts:
+                if part is not None:
+                    part.diffuse(dt, None if sink is None else sink[sl])
+            return
         if self._dt != dt:
             self._prepare(dt)
+        if self.scheme == "douglas":
+            self._diffuse_douglas(dt, sink)
+            return
+        if sink is not None:
+            self.apply_sink(sink, dt)
+        self._diffuse_lod()
+
+    def _diffuse_lod(self) -> None:
         if self.variable:
             self._diffuse_variable()
         elif self.ndim == 3:
@@ -241,6 +394,75 @@ class FieldSet:
         else:
             kd.sweep_x(self.data, *self._coeffs["x"])
             kd.sweep_y(self.data, *self._coeffs["y"])
+
+    def _sink_array(self, sink):
+        if sink is None:
+            z = getattr(self, "_zero_sink", None)
+            if z is None:
+                z = self._zero_sink = np.zeros(self.data.shape, dtype=self.dtype)
+            return z
+        sink = np.asarray(sink)
+        if sink.shape != self.data.shape:
+            sink = sink.reshape(self.data.shape)
+        if sink.dtype != self.dtype or not sink.flags.c_contiguous:
+            sink = np.ascontiguousarray(sink, dtype=self.dtype)
+        return sink
+
+    def _diffuse_douglas(self, dt: float, sink) -> None:
+        """One Douglas ADI step in delta form (see kernels.diffusion and docs/numerics.md)."""
+        sink = self._sink_array(sink)
+        u = self.data
+        d = getattr(self, "_delta", None)
+        if d is None or d.shape != u.shape or d.dtype != u.dtype:
+            d = self._delta = np.empty_like(u)
+        nf, nz, ny, nx = u.shape
+        c = self._dcoeffs
+        (rx, bx4, bx6), (ry, by4, by6), (rz, bz4, bz6) = c["x"], c["y"], c["z"]
+        lam = c["lam"]
+        if self.variable:
+            self.impose_fixed()
+            kf, fr = self._kf_eff, self._free
+            gz = self._faces["z"] if self.ndim == 3 else kf
+            kd.douglas_residual_var(
+                u, d, sink, fr, kf, self._faces["x"], self._faces["y"], gz, dt, lam, rx, ry, rz,
+                bx6, by6, bz6,
+            )  # fmt: skip
+            d0 = (1.0 + dt * lam).astype(self.dtype)
+            kd.douglas_sweep_y_var(
+                d, sink, self._faces["y"], kf, fr, dt, ry, d0, by6[0].copy(), by6[3].copy()
+            )
+            kd.sweep_var_x(d, self._faces["x"], kf, fr, *c["x_vsweep"])
+            if self.ndim == 3:
+                m = ny * nx
+                kd.sweep_var_lanes(
+                    d.reshape(nf, nz, m),
+                    self._faces["z"].reshape(1, nz, m),
+                    kf.reshape(1, nz, m),
+                    fr.reshape(nf, nz, m),
+                    1,
+                    *c["z_vsweep"],
+                )
+        else:
+            kd.douglas_residual(u, d, sink, dt, lam, rx, ry, rz, bx4, by4, bz4)
+            kd.douglas_sweep_y(d, sink, dt, ry, c["ybdiag"], *c["y_factors"])
+            kd.sweep_x(d, *c["x_sweep"])
+            if self.ndim == 3:
+                kd.sweep_z(d, *c["z_sweep"])
+        flags = getattr(self, "_negflags", None)
+        if flags is None or flags.size != nf * nz * ny:
+            flags = self._negflags = np.zeros(nf * nz * ny, dtype=np.int8)
+        kd.douglas_negative_rows(u, d, flags)
+        if self.positivity_guard and flags.any():
+            # positivity guard: redo this step with the LOD path, which is positive for any dt
+            self.douglas_fallbacks += 1
+            if sink is not self._zero_sink_or_none():
+                self.apply_sink(sink, dt)
+            self._diffuse_lod()
+            return
+        kd.douglas_add(u, d)
+
+    def _zero_sink_or_none(self):
+        return getattr(self, "_zero_sink", None)
 
     def _diffuse_variable(self) -> None:
         self.impose_fixed()

@@ -1,13 +1,16 @@
 """TMEModel: the tumour microenvironment as a Mesa model.
 
-One agent step of ``time.dt_min`` minutes runs these phases, in this order:
+One agent step of ``time.dt_min`` minutes runs these named phases, in this order:
 
-1. ``transport``: the diffusion sub-steps (``numerics.diffusion_dt_min`` each). Each sub-step
-   applies cell uptake implicitly per voxel, then the implicit LOD diffusion-decay sweeps.
-2. ``check_fields``: stop on a NaN, infinite or negative concentration.
-3. ``cell_rules``: tumour and stem-like cells act on the oxygen they see (necrosis, quiescence,
-   division, migration), then removed cells are compacted.
-4. ``collect``: Mesa's DataCollector records the scalar counts.
+1. ``transport(dt)``: cells are coupled to the fields (per-voxel uptake as an implicit sink,
+   secretion and release as a source), then every field diffuses and decays, in sub-steps of
+   ``numerics.diffusion_dt_min``; capillary voxels hold each field's ``vessel_value``.
+2. ``check_fields()``: stop on a NaN, infinite or negative concentration.
+3. ``cell_rules(dt)``: PD-L1 update, then every cell decides in parallel and the intents are
+   applied in a deterministic order (division, migration, killing, death), arrivals at entry
+   sites, compaction (:class:`tmesim.behaviour.CellDynamics`).
+4. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
+5. ``collect``: Mesa's DataCollector records the scalar counts.
 
 Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
 :class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
@@ -20,12 +23,12 @@ from pathlib import Path
 import mesa
 import numpy as np
 
+from . import geometry as geo
+from .behaviour import CellDynamics
 from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
-from .kernels import lattice as kl
-from .kernels.tumor import tumor_step
 from .scenario import Scenario, load_scenario, scenario_from_dict
 
 #: metrics recorded per record: name -> units
@@ -34,12 +37,37 @@ METRIC_UNITS = {
     "stem_fraction": "1",
     "hypoxic_fraction": "1",
     "necrotic_fraction": "1",
+    "tcell_count": "cells",
+    "tcell_exhausted_fraction": "1",
+    "pdl1_positive_fraction": "1",
+    "macrophage_m2_fraction": "1",
+    "caf_fraction": "1",
     "oxygen_mean_mmHg": "mmHg",
     "oxygen_min_mmHg": "mmHg",
 }
 
-#: populations recorded under /counts (created as they come to exist)
-POPULATIONS = ("tumor", "stem", "necrotic")
+#: populations recorded under /counts: live cells per kind, and necrotic cancer cells
+POPULATIONS = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "necrotic")
+
+#: PD-L1 level counted as positive (10 % of maximum, the spQSP-IO detection threshold)
+PDL1_POSITIVE = 0.1
+
+
+def build_tissue(scenario) -> np.ndarray:
+    """The tissue map of a scenario's geometry (int8 codes of :mod:`tmesim.geometry`)."""
+    d = scenario.domain
+    if d.geometry == "lung":
+        lung = d.lung
+        tissue, _ = geo.generate_lung(
+            d.shape, d.voxel_um, alveolar_diameter_um=lung.alveolar_diameter_um,
+            septum_um=lung.septum_um, capillary_fraction=lung.capillary_fraction,
+            jitter=lung.jitter, airway_diameter_um=lung.airway_diameter_um,
+            vessel_diameter_um=lung.vessel_diameter_um, seed=scenario.seed,
+        )
+        return tissue
+    if d.geometry == "mask":
+        return geo.load_mask(d.mask.path, d.shape, d.mask.codes)
+    return np.zeros(d.shape, dtype=np.int8)
 
 
 def _resolve_scenario(scenario, overrides) -> Scenario:
@@ -101,63 +129,30 @@ class TMEModel(mesa.Model):
 
         self.fields = FieldSet.from_scenario(sc)
         self.cells = CellPopulation(self.fields.shape3, capacity=1024)
-        self._o2 = self.fields.index["oxygen"]
+        self.tissue = build_tissue(sc)
+        self.dynamics = CellDynamics(sc, self.fields, self.cells, self.tissue)
+        perfused = np.isin(self.tissue, geo.PERFUSED)
+        if perfused.any():
+            for name, fc in sc.fields.items():
+                if fc.vessel_value is not None:
+                    self.fields.set_fixed(name, perfused, fc.vessel_value)
+        self._mask = None
+        self.update_tissue()
+        self.dynamics.initialise(self.rng)
+        self.update_tissue()
         self._sink = np.zeros_like(self.fields.data)
-        self._params = self._cell_parameters()
-        self._place_initial_cells()
+        self._source = np.zeros_like(self.fields.data)
+        self.events = {"kills": 0, "arrivals": 0}
 
         self.datacollector = mesa.DataCollector(
             model_reporters={
                 "time_h": "time_h",
                 **{p: (lambda m, p=p: m.population_counts()[p]) for p in POPULATIONS},
-                "oxygen_mean_mmHg": lambda m: float(m.fields["oxygen"].mean()),
+                **{k: (lambda m, k=k: m._metrics_now()[k]) for k in METRIC_UNITS},
+                "kills": lambda m: m.events["kills"],
             }
         )
         self.datacollector.collect(self)
-
-    # ------------------------------------------------------------------ set-up
-    def _cell_parameters(self) -> dict:
-        """Per-kind parameter arrays, in internal units, for the cell kernels."""
-        c = self.scenario.cells
-        vox = self.scenario.domain.voxel_um**3
-
-        def per_kind(attr, dtype=np.float64):
-            out = np.zeros(codes.N_KINDS, dtype=dtype)
-            out[codes.TUMOR] = getattr(c.tumor, attr)
-            out[codes.STEM] = getattr(c.stem, attr)
-            return out
-
-        p = {
-            name: per_kind(name)
-            for name in (
-                "division_rate_per_h",
-                "migration_rate_per_h",
-                "hypoxia_mmHg",
-                "necrosis_mmHg",
-                "necrosis_max_mmHg",
-                "necrosis_max_per_h",
-                "lysis_h",
-            )
-        }
-        p["death_at_division"] = np.zeros(codes.N_KINDS)
-        p["death_at_division"][codes.TUMOR] = c.tumor.death_at_division
-        p["symmetric_division_prob"] = np.zeros(codes.N_KINDS)
-        p["symmetric_division_prob"][codes.STEM] = c.stem.symmetric_division_prob
-        p["max_divisions"] = np.zeros(codes.N_KINDS, np.int32)
-        p["max_divisions"][codes.TUMOR] = c.tumor.max_divisions
-        # BioFVM scaling of a cell's uptake to its voxel: U * V_cell / V_voxel (1/min)
-        p["oxygen_uptake"] = per_kind("oxygen_uptake_per_min") * per_kind("volume_um3") / vox
-        return p
-
-    def _place_initial_cells(self) -> None:
-        c = self.scenario.cells
-        vox = self.scenario.domain.voxel_um
-        for kind, cfg, key, div in (
-            (codes.STEM, c.stem, "cells.stem.initial", 0),
-            (codes.TUMOR, c.tumor, "cells.tumor.initial", c.tumor.max_divisions),
-        ):
-            ini = cfg.initial
-            self.cells.place(kind, ini.count, ini.placement, ini.radius_um, vox, self.rng, div, key)
 
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
@@ -165,87 +160,115 @@ class TMEModel(mesa.Model):
         self.transport(self.dt_min)
         self.check_fields()
         self.cell_rules(self.dt_min)
+        self.update_tissue()
         self.time_h = self.steps * self.dt_min / 60.0
         if self.steps >= self.n_steps:
             self.running = False
         self.datacollector.collect(self)
 
     def transport(self, dt_min: float) -> None:
-        """Diffusion sub-steps: implicit per-voxel uptake, then LOD diffusion and decay."""
-        cells = self.cells
-        sink = self._sink[self._o2].reshape(-1)
-        kl.sink_map(
-            cells.n, cells.kind, cells.state, cells.site, self._params["oxygen_uptake"], sink
-        )
+        """Couple cells to fields, then diffuse and decay in sub-steps."""
+        self.dynamics.exchange_maps(self._sink, self._source)
         sub = self.scenario.diffusion_substeps
         dt = dt_min / sub
         for _ in range(sub):
-            self.fields.apply_sink(self._sink, dt)
-            self.fields.diffuse(dt)
+            self.fields.data += dt * self._source
+            self.fields.diffuse(dt, sink=self._sink)
 
     def check_fields(self) -> None:
         """Stop with a SimulationError on an invalid concentration."""
         self.fields.check(self.steps)
 
     def cell_rules(self, dt_min: float) -> None:
-        """Tumour and stem-like rules (necrosis, quiescence, division, migration, lysis)."""
-        cells = self.cells
-        cells.reserve(2 * cells.n + 1)
-        p = self._params
-        cells.n, cells.next_id = tumor_step(
-            cells.n,
-            cells.column("id"),
-            cells.column("parent"),
-            cells.column("generation"),
-            cells.column("divisions_left"),
-            cells.column("clock_h"),
-            cells.kind,
-            cells.state,
-            cells.site,
-            cells.occ,
-            self.fields.flat("oxygen"),
-            np.array(self.fields.shape3, dtype=np.int64),
-            p["division_rate_per_h"],
-            p["migration_rate_per_h"],
-            p["death_at_division"],
-            p["symmetric_division_prob"],
-            p["max_divisions"],
-            p["hypoxia_mmHg"],
-            p["necrosis_mmHg"],
-            p["necrosis_max_mmHg"],
-            p["necrosis_max_per_h"],
-            p["lysis_h"],
-            dt_min / 60.0,
-            self.seed,
-            self.steps - 1,
-            cells.next_id,
-        )
-        cells.compact()
+        """Every cell's rules for one step (see :class:`tmesim.behaviour.CellDynamics`)."""
+        ev = self.dynamics.step(dt_min / 60.0, self.steps - 1, self.seed)
+        self.events = ev
+
+    def update_tissue(self) -> None:
+        """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
+        mask = self.dynamics.conducting_air()
+        if mask is None:
+            return
+        if self._mask is None or not np.array_equal(mask, self._mask):
+            opened = None if self._mask is None else np.flatnonzero(self._mask & ~mask)
+            self._mask = mask
+            self.fields.set_geometry(mask=mask.reshape(self.fields.shape3))
+            if opened is not None and len(opened):
+                self._fill_opened(opened)
+
+    def _fill_opened(self, sites: np.ndarray) -> None:
+        """Give lumen sites that just became tissue the mean of their conducting neighbours.
+
+        A filled lumen would otherwise start at 0 next to tissue at full concentration; the
+        local mean is the natural initial value, and it spares the solver a step front.
+        """
+        shape = self.fields.shape3
+        flat = self.fields.data.reshape(len(self.fields.names), -1)
+        zyx = np.array(np.unravel_index(sites, shape))
+        total = np.zeros((flat.shape[0], len(sites)))
+        count = np.zeros(len(sites))
+        for axis in range(3):
+            if shape[axis] == 1:
+                continue
+            for step in (-1, 1):
+                nb = zyx.copy()
+                nb[axis] += step
+                ok = (nb[axis] >= 0) & (nb[axis] < shape[axis])
+                idx = np.ravel_multi_index(nb[:, ok], shape)
+                conducting = ~self._mask[idx]
+                cols = np.flatnonzero(ok)[conducting]
+                total[:, cols] += flat[:, idx[conducting]]
+                count[cols] += 1
+        has = count > 0
+        flat[:, sites[has]] = total[:, has] / count[has]
 
     # ------------------------------------------------------------------ observation
     def population_counts(self) -> dict[str, int]:
-        """Live cells per population, and necrotic cells."""
+        """Live cells per population, and necrotic cancer cells."""
         c = self.cells.counts()
-        live = (codes.PROLIFERATING, codes.QUIESCENT)
-        return {
-            "tumor": int(c[codes.TUMOR, live].sum()),
-            "stem": int(c[codes.STEM, live].sum()),
-            "necrotic": int(c[:, codes.NECROTIC].sum()),
-        }
+        live = [codes.PROLIFERATING, codes.QUIESCENT]
+        out = {name: int(c[k, live].sum()) for k, name in enumerate(codes.KIND_NAMES)}
+        out["necrotic"] = int(c[:, codes.NECROTIC].sum())
+        return out
+
+    def _metrics_now(self) -> dict[str, float]:
+        """:meth:`metrics`, computed once per step for the DataCollector's reporters."""
+        if getattr(self, "_metrics_step", None) != self.steps:
+            self._metrics_cache = self.metrics()
+            self._metrics_step = self.steps
+        return self._metrics_cache
 
     def metrics(self) -> dict[str, float]:
         """Scalar metrics of the current state (units in :data:`METRIC_UNITS`)."""
-        c = self.cells.counts()
-        pop = self.population_counts()
-        burden = pop["tumor"] + pop["stem"]
-        quiescent = int(c[[codes.TUMOR, codes.STEM], codes.QUIESCENT].sum())
+        cells = self.cells
+        n = cells.n
+        kind = cells.kind[:n]
+        state = cells.state[:n]
+        live = (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
+        cancer = live & ((kind == codes.TUMOR) | (kind == codes.STEM))
+        burden = int(cancer.sum())
+        necrotic = int((state == codes.NECROTIC).sum())
+        tcell = live & (kind == codes.TCELL)
+        mac = live & (kind == codes.MACROPHAGE)
+        fib = live & (kind == codes.FIBROBLAST)
+        pdl1 = cells.column("pdl1")[:n]
+
+        def frac(a, b):
+            nb = int(b.sum())
+            return float((a & b).sum()) / nb if nb else 0.0
+
         o2 = self.fields["oxygen"]
-        total = burden + pop["necrotic"]
+        tissue = self.tissue.reshape(o2.shape) != geo.AIR
         return {
             "tumor_burden": float(burden),
-            "stem_fraction": pop["stem"] / burden if burden else 0.0,
-            "hypoxic_fraction": quiescent / burden if burden else 0.0,
-            "necrotic_fraction": pop["necrotic"] / total if total else 0.0,
-            "oxygen_mean_mmHg": float(o2.mean()),
-            "oxygen_min_mmHg": float(o2.min()),
+            "stem_fraction": frac(kind == codes.STEM, cancer),
+            "hypoxic_fraction": frac(state == codes.QUIESCENT, cancer),
+            "necrotic_fraction": necrotic / (burden + necrotic) if burden + necrotic else 0.0,
+            "tcell_count": float(tcell.sum()),
+            "tcell_exhausted_fraction": frac(state == codes.QUIESCENT, tcell),
+            "pdl1_positive_fraction": frac(pdl1 >= PDL1_POSITIVE, cancer),
+            "macrophage_m2_fraction": frac(state == codes.QUIESCENT, mac),
+            "caf_fraction": frac(state == codes.QUIESCENT, fib),
+            "oxygen_mean_mmHg": float(o2[tissue].mean()) if tissue.any() else 0.0,
+            "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
         }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OutputError
+from .geometry import TISSUE_CODES
 from .io import ResultWriter
 from .kernels import codes
 from .model import METRIC_UNITS, POPULATIONS, TMEModel
@@ -88,6 +89,17 @@ def open_writer(model: TMEModel, path: Path) -> ResultWriter:
         cells=sc.output.cells,
         compression=sc.output.compression,
         code_tables={"kind": codes.KIND_NAMES, "state": codes.STATE_NAMES},
+        geometry={
+            "tissue": (
+                model.tissue,
+                {
+                    "code_names": list(TISSUE_CODES),
+                    "code_values": list(TISSUE_CODES.values()),
+                    "description": "tissue class per lattice site; air and airway conduct no "
+                    "diffusive flux; capillaries and vessels are entry sites",
+                },
+            )
+        },
     )
 
 

@@ -28,6 +28,9 @@ CELL_COLUMNS = {
     "y": np.int32,
     "z": np.int32,
     "divisions_left": np.int32,
+    "pdl1": np.float32,
+    "phenotype": np.float32,
+    "drug": np.float32,
 }
 
 
@@ -50,6 +53,8 @@ class ResultWriter:
         Population names, and metric name -> units.
     cells : bool
         Whether to store cell snapshots.
+    geometry : dict, optional
+        Static maps written once under ``/geometry``: name -> ``(array, attrs)``.
     code_tables : dict
         Attribute name -> list of names for integer codes (``kind``, ``state``).
     """
@@ -67,6 +72,7 @@ class ResultWriter:
         cells=True,
         compression=4,
         code_tables=None,
+        geometry=None,
     ):
         self.path = Path(path)
         self.f = h5py.File(self.path, "w-")
@@ -110,6 +116,13 @@ class ResultWriter:
                 d.dims[i].attach_scale(c)
                 d.dims[i].label = axes[i - 1]
             self.fields[name] = d
+
+        if geometry:
+            gg = f.create_group("geometry")
+            for name, (arr, gattrs) in geometry.items():
+                d = gg.create_dataset(name, data=arr, compression="gzip", shuffle=True)
+                for k, v in gattrs.items():
+                    d.attrs[k] = v
 
         gc = f.create_group("counts")
         self.counts = {}

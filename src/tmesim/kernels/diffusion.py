@@ -424,3 +424,322 @@ def find_invalid(u):
         if not (v >= 0.0) or v == np.inf:
             return i
     return -1
+
+
+# ---------------------------------------------------------------------- Douglas ADI
+# The Douglas (Douglas-Gunn, theta = 1) step in delta form (docs/numerics.md, "Douglas ADI"):
+#
+#     d0 = dt (A u + b)                    residual of the unsplit operator (douglas_residual*)
+#     (I - dt (Ly - K)) d1 = d0            y sweep with the per-voxel sink K (douglas_sweep_y*)
+#     (I - dt Lx) d2 = d1                  the LOD x sweep with a unit diagonal, no boundary rhs
+#     (I - dt Lz) d3 = d2                  the LOD z sweep, likewise (3-D only)
+#     u <- u + d3                          (douglas_add)
+#
+# A = Lx + Ly + Lz - K, K = lam + sink; b holds the Dirichlet and Neumann boundary terms. A
+# fixed point has d0 = 0, i.e. it is the steady state of the unsplit operator.
+@kernel(parallel=True)
+def douglas_residual(u, d, sink, dt, lam, rx, ry, rz, bx, by, bz):
+    """``d = dt (A u + b)`` for constant coefficients; ``u``, ``d``, ``sink`` are ``(nf, nz, ny, nx)``.
+
+    ``rx``, ``ry``, ``rz`` are per-field ``D dt / h**2`` (``rz`` unused when ``nz == 1``); ``b*``
+    are ``(4, nf)``: lower-side diagonal (``2r`` Dirichlet), lower-side constant (``2 r g`` or
+    ``dt q / h``), then the same for the upper side. Every term already carries the factor dt.
+    """
+    nf, nz, ny, nx = u.shape
+    for task in prange(nf * nz * ny):
+        f = task // (nz * ny)
+        rem = task - f * nz * ny
+        z = rem // ny
+        y = rem - z * ny
+        uc = u[f, z, y]
+        out = d[f, z, y]
+        sk = sink[f, z, y]
+        dl = dt * lam[f]
+        for x in range(nx):
+            out[x] = -(dl + dt * sk[x]) * uc[x]
+        _add_lane_terms(out, uc, u, f, z, y, nx, ny, ry[f], by[0, f], by[1, f], by[2, f], by[3, f])
+        if nz > 1 or bz[0, f] != 0.0 or bz[1, f] != 0.0 or bz[2, f] != 0.0 or bz[3, f] != 0.0:
+            _add_plane_terms(
+                out, uc, u, f, z, y, nx, nz, rz[f], bz[0, f], bz[1, f], bz[2, f], bz[3, f]
+            )
+        r = rx[f]
+        if nx == 1:
+            out[0] += bx[1, f] - bx[0, f] * uc[0] + bx[3, f] - bx[2, f] * uc[0]
+        else:
+            for x in range(1, nx - 1):
+                out[x] += r * ((uc[x - 1] - uc[x]) + (uc[x + 1] - uc[x]))
+            out[0] += r * (uc[1] - uc[0]) + bx[1, f] - bx[0, f] * uc[0]
+            out[nx - 1] += r * (uc[nx - 2] - uc[nx - 1]) + bx[3, f] - bx[2, f] * uc[nx - 1]
+
+
+@kernel
+def _add_lane_terms(out, uc, u, f, z, y, nx, ny, r, loc, lob, hic, hib):
+    """Add the y-axis terms of row ``y`` (constant coefficients)."""
+    if y > 0:
+        up = u[f, z, y - 1]
+        for x in range(nx):
+            out[x] += r * (up[x] - uc[x])
+    else:
+        for x in range(nx):
+            out[x] += lob - loc * uc[x]
+    if y < ny - 1:
+        dn = u[f, z, y + 1]
+        for x in range(nx):
+            out[x] += r * (dn[x] - uc[x])
+    else:
+        for x in range(nx):
+            out[x] += hib - hic * uc[x]
+
+
+@kernel
+def _add_plane_terms(out, uc, u, f, z, y, nx, nz, r, loc, lob, hic, hib):
+    """Add the z-axis terms of row ``(z, y)`` (constant coefficients)."""
+    if z > 0:
+        up = u[f, z - 1, y]
+        for x in range(nx):
+            out[x] += r * (up[x] - uc[x])
+    else:
+        for x in range(nx):
+            out[x] += lob - loc * uc[x]
+    if z < nz - 1:
+        dn = u[f, z + 1, y]
+        for x in range(nx):
+            out[x] += r * (dn[x] - uc[x])
+    else:
+        for x in range(nx):
+            out[x] += hib - hic * uc[x]
+
+
+@kernel(parallel=True)
+def douglas_residual_var(u, d, sink, free, kf, gx, gy, gz, dt, lam, rx, ry, rz, bx, by, bz):
+    """``d = dt (A u + b)`` with face factors ``g*`` ``(nz, ny, nx)``, voxel factor ``kf``.
+
+    ``g*[.., i]`` conducts between voxel ``i`` and ``i + 1`` along its axis (0 beyond the last).
+    ``b*`` are ``(6, nf)``: lower diagonal coefficient, lower Dirichlet constant (both multiplied
+    by ``kf`` of the boundary voxel), lower Neumann constant, then the upper side. Identity rows
+    (``free == 0``: held or masked voxels) get ``d = 0``.
+    """
+    nf, nz, ny, nx = u.shape
+    for task in prange(nf * nz * ny):
+        f = task // (nz * ny)
+        rem = task - f * nz * ny
+        z = rem // ny
+        y = rem - z * ny
+        uc = u[f, z, y]
+        out = d[f, z, y]
+        sk = sink[f, z, y]
+        kr = kf[z, y]
+        dl = dt * lam[f]
+        for x in range(nx):
+            out[x] = -(dl + dt * sk[x]) * uc[x]
+        r = ry[f]
+        if y > 0:
+            up = u[f, z, y - 1]
+            gl = gy[z, y - 1]
+            for x in range(nx):
+                out[x] += r * gl[x] * (up[x] - uc[x])
+        else:
+            for x in range(nx):
+                out[x] += kr[x] * (by[1, f] - by[0, f] * uc[x]) + by[2, f]
+        if y < ny - 1:
+            dn = u[f, z, y + 1]
+            gh = gy[z, y]
+            for x in range(nx):
+                out[x] += r * gh[x] * (dn[x] - uc[x])
+        else:
+            for x in range(nx):
+                out[x] += kr[x] * (by[4, f] - by[3, f] * uc[x]) + by[5, f]
+        zb = bz[0, f] != 0.0 or bz[1, f] != 0.0 or bz[2, f] != 0.0
+        if nz > 1 or zb or bz[3, f] != 0.0 or bz[4, f] != 0.0 or bz[5, f] != 0.0:
+            r = rz[f]
+            if z > 0:
+                up = u[f, z - 1, y]
+                gl = gz[z - 1, y]
+                for x in range(nx):
+                    out[x] += r * gl[x] * (up[x] - uc[x])
+            else:
+                for x in range(nx):
+                    out[x] += kr[x] * (bz[1, f] - bz[0, f] * uc[x]) + bz[2, f]
+            if z < nz - 1:
+                dn = u[f, z + 1, y]
+                gh = gz[z, y]
+                for x in range(nx):
+                    out[x] += r * gh[x] * (dn[x] - uc[x])
+            else:
+                for x in range(nx):
+                    out[x] += kr[x] * (bz[4, f] - bz[3, f] * uc[x]) + bz[5, f]
+        r = rx[f]
+        g = gx[z, y]
+        for x in range(nx - 1):
+            flux = r * g[x] * (uc[x + 1] - uc[x])
+            out[x] += flux
+            out[x + 1] -= flux
+        out[0] += kr[0] * (bx[1, f] - bx[0, f] * uc[0]) + bx[2, f]
+        out[nx - 1] += kr[nx - 1] * (bx[4, f] - bx[3, f] * uc[nx - 1]) + bx[5, f]
+        fr = free[f, z, y]
+        for x in range(nx):
+            out[x] *= fr[x]
+
+
+@kernel
+def _lanes_sink(a, sk, x0, x1, dtf, bdiag, rf, cp):
+    """Solve ``(diag + dt sk) d - r (d_{i-1} + d_{i+1}) = a`` along axis 0 for lanes ``x0:x1``.
+
+    ``bdiag[i]`` is the diagonal of row ``i`` without the sink (constant coefficients).
+    """
+    n = a.shape[0]
+    w = x1 - x0
+    u0 = a[0, x0:x1]
+    s0 = sk[0, x0:x1]
+    c0 = cp[0]
+    b0 = bdiag[0]
+    for x in range(w):
+        inv = 1.0 / (b0 + dtf * s0[x])
+        c0[x] = -rf * inv
+        u0[x] = u0[x] * inv
+    for i in range(1, n):
+        cur = a[i, x0:x1]
+        prv = a[i - 1, x0:x1]
+        si = sk[i, x0:x1]
+        cprev = cp[i - 1]
+        ccur = cp[i]
+        bi = bdiag[i]
+        for x in range(w):
+            inv = 1.0 / (bi + dtf * si[x] + rf * cprev[x])
+            ccur[x] = -rf * inv
+            cur[x] = (cur[x] + rf * prv[x]) * inv
+    for i in range(n - 2, -1, -1):
+        cur = a[i, x0:x1]
+        nxt = a[i + 1, x0:x1]
+        ci = cp[i]
+        for x in range(w):
+            cur[x] -= ci[x] * nxt[x]
+
+
+@kernel(parallel=True)
+def douglas_sweep_y(d, sink, dt, r, bdiag, cpy, invy):
+    """First Douglas factor along y with the per-voxel sink (constant coefficients).
+
+    ``d``, ``sink`` are ``(nf, nz, ny, nx)``; ``bdiag`` ``(nf, ny)`` is ``1 + dt lam`` plus the
+    Laplacian and Dirichlet-side diagonal of each row. A block of lanes without any sink uses
+    the precomputed Thomas factors ``cpy``, ``invy`` ``(nf, ny)`` of the same system (no
+    divisions); the other blocks eliminate on the fly.
+    """
+    nf, nz, ny, nx = d.shape
+    nb = (nx + BLOCK - 1) // BLOCK
+    for task in prange(nf * nz * nb):
+        f = task // (nz * nb)
+        rem = task - f * nz * nb
+        z = rem // nb
+        b = rem - z * nb
+        x0 = b * BLOCK
+        x1 = min(nx, x0 + BLOCK)
+        sk = sink[f, z]
+        has = False
+        for i in range(ny):
+            row = sk[i, x0:x1]
+            for x in range(x1 - x0):
+                if row[x] != 0.0:
+                    has = True
+                    break
+            if has:
+                break
+        if has:
+            cp = np.empty((ny, x1 - x0), dtype=d.dtype)
+            _lanes_sink(d[f, z], sk, x0, x1, dt, bdiag[f], r[f], cp)
+        else:
+            _lanes_const(d[f, z], x0, x1, r[f], cpy[f], invy[f], 0.0, 0.0)
+
+
+@kernel
+def _lanes_sink_var(a, sk, g, kf, fr, x0, x1, dtf, rf, d0, lo_c, hi_c, cp):
+    """Variable-coefficient twin of :func:`_lanes_sink` (see :func:`_lanes_var`), zero rhs terms."""
+    n = a.shape[0]
+    w = x1 - x0
+    for i in range(n):
+        cur = a[i, x0:x1]
+        si = sk[i, x0:x1]
+        ghi_ = g[i, x0:x1]
+        ki = kf[i, x0:x1]
+        fi = fr[i, x0:x1]
+        ccur = cp[i]
+        hc = (hi_c if i == n - 1 else 0.0) + (lo_c if i == 0 else 0.0)
+        if i == 0:
+            for x in range(w):
+                fx = fi[x]
+                ghi = rf * ghi_[x]
+                b = fx * (d0 + dtf * si[x] + ghi + hc * ki[x]) + (1.0 - fx)
+                inv = 1.0 / b
+                ccur[x] = -ghi * fx * inv
+                cur[x] = cur[x] * inv
+        else:
+            prv = a[i - 1, x0:x1]
+            glo_ = g[i - 1, x0:x1]
+            cprev = cp[i - 1]
+            for x in range(w):
+                fx = fi[x]
+                glo = rf * glo_[x]
+                ghi = rf * ghi_[x]
+                b = fx * (d0 + dtf * si[x] + glo + ghi + hc * ki[x]) + (1.0 - fx)
+                glo = glo * fx
+                inv = 1.0 / (b + glo * cprev[x])
+                ccur[x] = -ghi * fx * inv
+                cur[x] = (cur[x] + glo * prv[x]) * inv
+    for i in range(n - 2, -1, -1):
+        cur = a[i, x0:x1]
+        nxt = a[i + 1, x0:x1]
+        ci = cp[i]
+        for x in range(w):
+            cur[x] -= ci[x] * nxt[x]
+
+
+@kernel(parallel=True)
+def douglas_sweep_y_var(d, sink, g, kf, free, dt, r, d0, lo_c, hi_c):
+    """Variable-coefficient first Douglas factor along y (``g``, ``kf`` are ``(nz, ny, nx)``)."""
+    nf, nz, ny, nx = d.shape
+    nb = (nx + BLOCK - 1) // BLOCK
+    for task in prange(nf * nz * nb):
+        f = task // (nz * nb)
+        rem = task - f * nz * nb
+        z = rem // nb
+        b = rem - z * nb
+        x0 = b * BLOCK
+        x1 = min(nx, x0 + BLOCK)
+        cp = np.empty((ny, x1 - x0), dtype=d.dtype)
+        _lanes_sink_var(
+            d[f, z], sink[f, z], g[z], kf[z], free[f, z], x0, x1, dt, r[f], d0[f], lo_c[f],
+            hi_c[f], cp,
+        )  # fmt: skip
+
+
+@kernel(parallel=True)
+def douglas_add(u, d):
+    """``u += d`` (rows in parallel)."""
+    nf, nz, ny, nx = u.shape
+    for task in prange(nf * nz * ny):
+        f = task // (nz * ny)
+        rem = task - f * nz * ny
+        z = rem // ny
+        y = rem - z * ny
+        a = u[f, z, y]
+        b = d[f, z, y]
+        for x in range(nx):
+            a[x] += b[x]
+
+
+@kernel(parallel=True)
+def douglas_negative_rows(u, d, flags):
+    """``flags[row] = 1`` where some ``u + d < 0`` in that ``(f, z, y)`` row, else 0."""
+    nf, nz, ny, nx = u.shape
+    for task in prange(nf * nz * ny):
+        f = task // (nz * ny)
+        rem = task - f * nz * ny
+        z = rem // ny
+        y = rem - z * ny
+        a = u[f, z, y]
+        b = d[f, z, y]
+        bad = 0
+        for x in range(nx):
+            if a[x] + b[x] < 0.0:
+                bad = 1
+        flags[task] = bad

@@ -8,9 +8,10 @@ domain count as occupied.
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from ._jit import kernel
-from .codes import REMOVED
+from .codes import FIBROBLAST, MACROPHAGE, NECROTIC, PROLIFERATING, REMOVED, TCELL
 
 
 @kernel
@@ -99,3 +100,32 @@ def count_by_kind_state(n, kind, state, n_kinds, n_states):
     for i in range(n):
         out[kind[i], state[i]] += 1
     return out
+
+
+@kernel(parallel=True)
+def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
+                  release_by_kind, sink, source):
+    """Per-voxel coupling of cells to fields, from per-kind tables (one cell per site).
+
+    ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
+    collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
+    activity ``a`` scales the release: 1 for cancer cells, engagement (``aux``) for active T
+    cells and 0 for exhausted ones, polarisation (``phenotype``, M2 = 1) for macrophages and
+    activation for fibroblasts. Both maps must be zero on entry. Cells occupy distinct sites,
+    so the parallel loop writes distinct voxels.
+    """
+    nf = sink.shape[0]
+    for i in prange(n):
+        st = state[i]
+        if st == REMOVED or st == NECROTIC:
+            continue
+        k = kind[i]
+        s = site[i]
+        act = 1.0
+        if k == TCELL:
+            act = aux[i] if st == PROLIFERATING else 0.0
+        elif k == MACROPHAGE or k == FIBROBLAST:
+            act = phenotype[i]
+        for f in range(nf):
+            sink[f, s] += sink_by_kind[k, f]
+            source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f]

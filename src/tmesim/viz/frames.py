@@ -44,8 +44,8 @@ TISSUE_COLOURS = {
 def cell_categories(cells: dict) -> np.ndarray:
     """Category index (into :data:`CATEGORIES`) of every cell of a snapshot, -1 if not drawn.
 
-    Uses the ``kind`` and ``state`` codes of the file, plus ``exhausted``, ``polarisation`` and
-    ``activated`` columns when a file has them.
+    Uses the ``kind`` and ``state`` codes of the file: for T cells, macrophages and fibroblasts
+    the quiescent state marks exhaustion, M2 polarisation and CAF activation.
     """
     kind = np.asarray(cells.get("kind", []), dtype=np.int64)
     state = np.asarray(cells.get("state", []), dtype=np.int64)
@@ -55,15 +55,14 @@ def cell_categories(cells: dict) -> np.ndarray:
     out[(kind == 0) & (state == 0)] = CATEGORY_INDEX["tumour"]
     out[(kind == 0) & (state == 1)] = CATEGORY_INDEX["tumour, hypoxic"]
     out[((kind == 0) | (kind == 1)) & necrotic] = CATEGORY_INDEX["necrotic"]
-    exhausted = np.asarray(cells.get("exhausted", np.zeros(kind.shape)), dtype=bool)
-    out[(kind == 2) & ~exhausted] = CATEGORY_INDEX["T cell, active"]
-    out[(kind == 2) & exhausted] = CATEGORY_INDEX["T cell, exhausted"]
-    pol = np.asarray(cells.get("polarisation", np.zeros(kind.shape)), dtype=np.float64)
-    out[(kind == 3) & (pol <= 0.5)] = CATEGORY_INDEX["macrophage M1"]
-    out[(kind == 3) & (pol > 0.5)] = CATEGORY_INDEX["macrophage M2"]
-    act = np.asarray(cells.get("activated", np.zeros(kind.shape)), dtype=bool)
-    out[(kind == 4) & ~act] = CATEGORY_INDEX["fibroblast"]
-    out[(kind == 4) & act] = CATEGORY_INDEX["CAF"]
+    # state QUIESCENT (1) marks exhausted T cells, M2 macrophages and CAFs
+    alt = state == 1
+    out[(kind == 2) & ~alt] = CATEGORY_INDEX["T cell, active"]
+    out[(kind == 2) & alt] = CATEGORY_INDEX["T cell, exhausted"]
+    out[(kind == 3) & ~alt] = CATEGORY_INDEX["macrophage M1"]
+    out[(kind == 3) & alt] = CATEGORY_INDEX["macrophage M2"]
+    out[(kind == 4) & ~alt] = CATEGORY_INDEX["fibroblast"]
+    out[(kind == 4) & alt] = CATEGORY_INDEX["CAF"]
     return out
 
 

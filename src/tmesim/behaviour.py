@@ -1,0 +1,336 @@
+"""Cell behaviour of one agent step: parameters from the scenario, then the kernels in order.
+
+:class:`CellDynamics` turns the validated scenario into the per-kind parameter arrays, the rule
+table and the field-coupling tables the kernels take (internal units: hours for cell rules,
+minutes for transport), and runs the cell phase of a step:
+
+1. PD-L1 of cancer cells relaxes toward its IFN-gamma-set level;
+2. every cell decides in parallel (cancer, T cells, macrophages, fibroblasts);
+3. the intents are applied in a pseudo-random order (:mod:`tmesim.kernels.agents`);
+4. circulating T cells and monocyte-derived macrophages arrive at entry sites;
+5. removed cells are compacted away.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import geometry as geo
+from .errors import ScenarioError
+from .kernels import agents as ka
+from .kernels import cancer as kc
+from .kernels import codes
+from .kernels import immune as ki
+from .kernels import lattice as kl
+from .kernels.rules import BEHAVIOURS, R_NCOLS
+
+CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
+PURPOSE_RECRUIT_T = 60
+PURPOSE_RECRUIT_M = 61
+
+
+def _moves_per_h(speed_um_per_min: float, voxel_um: float) -> float:
+    """Lattice moves per hour of a cell crawling at ``speed_um_per_min``."""
+    return speed_um_per_min * 60.0 / voxel_um
+
+
+class CellDynamics:
+    """The cell phase of :class:`tmesim.model.TMEModel`, over arrays it does not own."""
+
+    def __init__(self, scenario, fields, cells, tissue=None):
+        self.sc = scenario
+        self.fields = fields
+        self.cells = cells
+        c = scenario.cells
+        vox = scenario.domain.voxel_um
+        self.n_sites = cells.n_sites
+        self.shape = np.array(cells.shape3, dtype=np.int64)
+
+        par = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
+        for k, name in CANCER_KINDS:
+            cfg = getattr(c, name)
+            par[k, kc.C_DIVISION_RATE] = cfg.division_rate_per_h
+            par[k, kc.C_MIGRATION_RATE] = cfg.migration_rate_per_h
+            par[k, kc.C_HYPOXIA] = cfg.hypoxia_mmHg
+            par[k, kc.C_NECROSIS] = cfg.necrosis_mmHg
+            par[k, kc.C_NECROSIS_MAX] = cfg.necrosis_max_mmHg
+            par[k, kc.C_NECROSIS_RATE] = cfg.necrosis_max_per_h
+            par[k, kc.C_LYSIS] = cfg.lysis_h
+            par[k, kc.C_DEATH_RATE] = cfg.death_rate_per_h
+            par[k, kc.C_QUIESCENT_DRUG_FACTOR] = 1.0
+        par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
+        par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
+        par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h
+        par[codes.TUMOR, kc.C_PLASTICITY_TGFB_HALF] = c.tumor.plasticity_tgfb_half_ng_per_mL
+        par[codes.STEM, kc.C_SYMMETRIC] = c.stem.symmetric_division_prob
+        self.cancer_par = par
+
+        self.pdl1_base = np.zeros(codes.N_KINDS)
+        self.pdl1_max = np.zeros(codes.N_KINDS)
+        for k, name in CANCER_KINDS:
+            cfg = getattr(c, name)
+            self.pdl1_base[k] = cfg.pdl1_baseline
+            self.pdl1_max[k] = cfg.pdl1_max
+        t = c.tcell
+        tp = np.zeros(ki.T_NPARAMS)
+        tp[ki.T_KILL_RATE] = t.kill_rate_per_h
+        tp[ki.T_PDL1_SUPPRESSION] = t.pdl1_suppression
+        tp[ki.T_EXHAUSTION_RATE] = t.exhaustion_per_h
+        tp[ki.T_LIFESPAN] = t.lifespan_h
+        tp[ki.T_EXHAUSTED_LIFESPAN] = t.exhausted_lifespan_h
+        tp[ki.T_MIGRATION_RATE] = _moves_per_h(t.speed_um_per_min, vox)
+        tp[ki.T_CHEMOTAXIS_BIAS] = t.chemotaxis_bias
+        tp[ki.T_ECM_HALF] = t.ecm_half
+        tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
+        tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if "anti_pdl1" in fields.index else 0.0
+        self.t_par = tp
+        m = c.macrophage
+        mp = np.zeros(ki.M_NPARAMS)
+        mp[ki.M_PHAGOCYTOSIS_RATE] = m.phagocytosis_rate_per_h
+        mp[ki.M_TO_M1_RATE] = m.to_m1_rate_per_h
+        mp[ki.M_TO_M2_RATE] = m.to_m2_rate_per_h
+        mp[ki.M_IFNG_HALF] = m.ifng_half_ng_per_mL
+        mp[ki.M_TGFB_HALF] = m.tgfb_half_ng_per_mL
+        mp[ki.M_HYPOXIA_MMHG] = m.hypoxia_mmHg
+        mp[ki.M_CONTACT_WEIGHT] = m.contact_weight
+        mp[ki.M_LIFESPAN] = m.lifespan_h
+        mp[ki.M_MIGRATION_RATE] = _moves_per_h(m.speed_um_per_min, vox)
+        mp[ki.M_CHEMOTAXIS_BIAS] = m.chemotaxis_bias
+        self.m_par = mp
+        f = c.fibroblast
+        fp = np.zeros(ki.F_NPARAMS)
+        fp[ki.F_ACTIVATION_RATE] = f.activation_rate_per_h
+        fp[ki.F_TGFB_HALF] = f.tgfb_half_ng_per_mL
+        fp[ki.F_CONTACT_WEIGHT] = f.contact_weight
+        fp[ki.F_ECM_DEPOSITION] = f.ecm_deposition_per_h
+        fp[ki.F_MIGRATION_RATE] = _moves_per_h(f.speed_um_per_min, vox)
+        self.f_par = fp
+
+        self.rules = self._rule_table()
+        self._coupling_tables()
+
+        tissue = np.zeros(self.n_sites, np.int8) if tissue is None else tissue.reshape(-1)
+        self.tissue = tissue
+        self.air = np.isin(tissue, geo.NON_CONDUCTING)
+        self.blocked = self.air if self.air.any() else np.zeros(1, dtype=bool)
+        perfused = np.isin(tissue, geo.PERFUSED)
+        self.capillaries = tissue == geo.CAPILLARY
+        if perfused.any():
+            self.entry_sites = np.flatnonzero(perfused).astype(np.int64)
+        else:
+            edge = np.zeros(cells.shape3, dtype=bool)
+            nz = cells.shape3[0]
+            edge[:, 0, :] = edge[:, -1, :] = edge[:, :, 0] = edge[:, :, -1] = True
+            if nz > 1:
+                edge[0] = edge[-1] = True
+            self.entry_sites = np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
+        self._zero = np.zeros(self.n_sites)
+        self._work_cap = 0
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _rule_table(self) -> np.ndarray:
+        base = {
+            ("tumor", "division_rate"): self.sc.cells.tumor.division_rate_per_h,
+            ("stem", "division_rate"): self.sc.cells.stem.division_rate_per_h,
+            ("tumor", "migration_rate"): self.sc.cells.tumor.migration_rate_per_h,
+            ("stem", "migration_rate"): self.sc.cells.stem.migration_rate_per_h,
+            ("tcell", "kill_rate"): self.sc.cells.tcell.kill_rate_per_h,
+        }
+        table = np.zeros((len(self.sc.rules), R_NCOLS))
+        for i, r in enumerate(self.sc.rules):
+            b0 = base.get((r.cell, r.behaviour))
+            if b0 is not None:
+                bad = (r.direction == "increases" and r.max < b0) or (
+                    r.direction == "decreases" and r.max > b0
+                )
+                if bad:
+                    word = "at least" if r.direction == "increases" else "at most"
+                    raise ScenarioError(
+                        f"rule {i} {r.direction} {r.behaviour} but its max is on the wrong side "
+                        "of the base value",
+                        key=f"rules.{i}.max",
+                        value=r.max,
+                        expected=f"{word} the base value {b0:.4g} 1/h",
+                        fix="change max, or flip direction",
+                    )
+            table[i] = (
+                codes.KIND_NAMES.index(r.cell),
+                -1 if r.signal == "pdl1" else self.fields.index[r.signal],
+                BEHAVIOURS.index(r.behaviour),
+                r.max,
+                r.half_max,
+                r.hill_power,
+            )
+        return table
+
+    def _coupling_tables(self) -> None:
+        """Per-kind exchange tables in voxel units (see kernels.lattice.exchange_maps)."""
+        nf = len(self.fields.names)
+        v_vox = self.fields.voxel_um**3
+        self.sink_by_kind = np.zeros((codes.N_KINDS, nf))
+        self.source_by_kind = np.zeros((codes.N_KINDS, nf))
+        self.release_by_kind = np.zeros((codes.N_KINDS, nf))
+        for k, name in enumerate(codes.KIND_NAMES):
+            cfg = getattr(self.sc.cells, name)
+            ratio = cfg.volume_um3 / v_vox
+            if "oxygen" in self.fields.index:
+                self.sink_by_kind[k, self.fields.index["oxygen"]] = ratio * cfg.oxygen_uptake_per_min
+            for fname, sec in cfg.secretion.items():
+                fi = self.fields.index[fname]
+                self.sink_by_kind[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)
+                self.source_by_kind[k, fi] += ratio * sec.rate_per_min * sec.target
+                self.release_by_kind[k, fi] += sec.release_per_min / v_vox
+
+    def initialise(self, rng) -> None:
+        """Place the initial cells of every kind and set their starting state."""
+        c = self.sc.cells
+        cells = self.cells
+        vox = self.sc.domain.voxel_um
+        # every cell starts on tissue; cancer cells reach lumens only by growing into them
+        allowed_normal = ~self.air
+        for kind, name, div in (
+            (codes.STEM, "stem", 0),
+            (codes.TUMOR, "tumor", c.tumor.max_divisions),
+            (codes.TCELL, "tcell", c.tcell.max_kills),
+            (codes.MACROPHAGE, "macrophage", 0),
+            (codes.FIBROBLAST, "fibroblast", 0),
+        ):
+            ini = getattr(c, name).initial
+            rows = cells.place(
+                kind, ini.count, ini.placement, ini.radius_um, vox, rng, div,
+                f"cells.{name}.initial",
+                allowed=allowed_normal,
+                capillaries=self.capillaries,
+            )
+            if kind in (codes.TUMOR, codes.STEM):
+                cells.column("pdl1")[rows] = self.pdl1_base[kind]
+            elif kind == codes.MACROPHAGE:
+                cells.column("phenotype")[rows] = c.macrophage.initial_polarisation
+                cells.state[rows] = codes.QUIESCENT if c.macrophage.initial_polarisation > 0.5 else 0
+            elif kind == codes.FIBROBLAST:
+                cells.column("phenotype")[rows] = c.fibroblast.initial_activation
+                cells.state[rows] = codes.QUIESCENT if c.fibroblast.initial_activation > 0.5 else 0
+
+    # ------------------------------------------------------------------ per step
+    def exchange_maps(self, sink, source) -> None:
+        """Fill per-voxel sink (1/min) and source (units/min) maps from the cells."""
+        cells = self.cells
+        nf = sink.shape[0]
+        sink[:] = 0.0
+        source[:] = 0.0
+        kl.exchange_maps(
+            cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
+            cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
+            sink.reshape(nf, -1), source.reshape(nf, -1),
+        )
+
+    def _field(self, name):
+        return self.fields.flat(name) if name in self.fields.index else self._zero
+
+    def _work(self, cap):
+        if cap > self._work_cap:
+            self.action = np.zeros(cap, np.int8)
+            self.target = np.zeros(cap, np.int64)
+            self.dkind = np.zeros(cap, np.int8)
+            self.ddiv = np.zeros(cap, np.int32)
+            self._work_cap = cap
+
+    def step(self, dt_h: float, step: int, seed: int) -> dict:
+        """Run the cell phase; return event counts (kills, arrivals)."""
+        cells = self.cells
+        sc = self.sc
+        cells.reserve(2 * cells.n + 1)
+        self._work(cells._cap)
+        n = cells.n
+        ids, i32, f32 = cells._i64, cells._i32, cells._f32
+        kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
+        oxygen = self._field("oxygen")
+        ifng = self._field("ifng")
+        tgfb = self._field("tgfb")
+        chemo = self._field("chemokine")
+        ecm = self._field("ecm")
+        antibody = self._field("anti_pdl1")
+        fields2d = self.fields.data.reshape(len(self.fields.names), -1)
+        ct, cs = sc.cells.tumor, sc.cells.stem
+        ki.update_pdl1(
+            n, kind, state, site, cells.column("pdl1"), ifng, self.pdl1_base, self.pdl1_max,
+            np.array([ct.pdl1_ifng_ec50_ng_per_mL, cs.pdl1_ifng_ec50_ng_per_mL, 1, 1, 1], float),
+            np.array([ct.pdl1_hill_power, cs.pdl1_hill_power, 1, 1, 1], float),
+            np.array([ct.pdl1_rate_per_h, cs.pdl1_rate_per_h, 0, 0, 0], float),
+            dt_h,
+        )
+        action, target = self.action, self.target
+        action[:n] = ka.NONE
+        kc.cancer_decide(
+            n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
+            fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target, self.dkind, self.ddiv,
+        )
+        ki.tcell_decide(
+            n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
+            antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
+        )
+        ki.macrophage_decide(
+            n, ids, f32, kind, state, site, occ, self.blocked, self.shape, chemo, ifng, tgfb,
+            oxygen, fields2d, self.m_par, self.rules, dt_h, seed, step, action, target,
+        )
+        ki.fibroblast_decide(
+            n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
+            dt_h, seed, step, action, target,
+        )
+        m, next_id, kills = ka.apply_actions(
+            n, action, target, self.dkind, self.ddiv, ids, i32, f32, kind, state, site, occ,
+            self.blocked, self.shape, seed, step, cells.next_id,
+        )
+        cells.n, cells.next_id = int(m), int(next_id)
+        arrivals = self._recruit(dt_h, step, seed)
+        cells.compact()
+        return {"kills": int(kills), "arrivals": arrivals}
+
+    def _recruit(self, dt_h, step, seed) -> int:
+        cells = self.cells
+        sc = self.sc
+        counts = cells.counts()
+        live = (codes.PROLIFERATING, codes.QUIESCENT)
+        burden = int(counts[[codes.TUMOR, codes.STEM]][:, live].sum())
+        placed_total = 0
+        for kind, cfg, purpose, div, pheno in (
+            (codes.TCELL, sc.cells.tcell, PURPOSE_RECRUIT_T, sc.cells.tcell.max_kills, 0.0),
+            (codes.MACROPHAGE, sc.cells.macrophage, PURPOSE_RECRUIT_M, 0,
+             sc.cells.macrophage.initial_polarisation),
+        ):
+            r = cfg.recruitment
+            lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
+            if lam <= 0.0 or len(self.entry_sites) == 0:
+                continue
+            rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
+            k = int(rng.poisson(lam))
+            if k == 0:
+                continue
+            start = cells.n
+            cells.reserve(cells.n + k)
+            n, next_id, placed = ka.recruit(
+                k, self.entry_sites, 8, kind, div, cells._i64, cells._i32, cells._f32,
+                cells.kind, cells.state, cells.site, cells.occ, cells.n, cells.next_id, seed,
+                step, purpose,
+            )
+            cells.n, cells.next_id = int(n), int(next_id)
+            if pheno:
+                cells.column("phenotype")[start : cells.n] = pheno
+                if pheno > 0.5:
+                    cells.state[start : cells.n] = codes.QUIESCENT
+            placed_total += int(placed)
+        return placed_total
+
+    def conducting_air(self) -> np.ndarray | None:
+        """Air sites that are currently non-conducting (not filled by cancer cells), or None."""
+        if not self.air.any():
+            return None
+        cells = self.cells
+        occ = cells.occ
+        filled = np.zeros(self.n_sites, dtype=bool)
+        rows = occ[self.air]
+        ok = rows >= 0
+        sites = np.flatnonzero(self.air)[ok]
+        k = cells.kind[rows[ok]]
+        filled[sites[(k == codes.TUMOR) | (k == codes.STEM)]] = True
+        return self.air & ~filled

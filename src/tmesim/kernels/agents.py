@@ -1,0 +1,190 @@
+"""Deciding in parallel, applying in a deterministic order.
+
+Cell kernels run in two phases:
+
+1. *decide* (``prange`` over cells): each cell reads the state at the start of the step (the
+   occupancy map is not modified) and writes one intended action into ``action[i]`` with its
+   ``target`` (a site for DIVIDE and MOVE, a row for KILL) and, for DIVIDE, the daughter's kind
+   and division budget. A cell may update its own row (clocks, phenotype) but nothing else.
+   Random draws are keyed by (seed, cell id, step, purpose), so decisions do not depend on the
+   thread count or on which thread handled which cell.
+2. *apply* (:func:`apply_actions`, serial): intents are applied in a pseudo-random order, the
+   affine permutation ``k -> (a k + b) mod n`` with ``a`` coprime to ``n`` drawn per step. A
+   division or move whose target was taken earlier in the same step retries once on a free
+   neighbour (drawn with its own key); a kill whose target is already gone is dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import kernel
+from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM, TUMOR
+from .neighbourhood import cancer_free_scan, free_scan, kth_bit, neighbour_site, popcount
+from .random import key_hash, randint
+
+NONE = 0
+DIVIDE = 1
+MOVE = 2
+DIE = 3
+KILL = 4
+
+PURPOSE_AFFINE = 20
+PURPOSE_RETRY = 21
+
+
+@kernel
+def _gcd(a, b):
+    while b != 0:
+        a, b = b, a % b
+    return a
+
+
+@kernel
+def affine_order(n, seed, step):
+    """``(a, b)`` such that ``k -> (a k + b) mod n`` permutes ``range(n)``, drawn per step."""
+    if n <= 1:
+        return np.int64(1), np.int64(0)
+    h = key_hash(seed, n, step, PURPOSE_AFFINE)
+    a = np.int64(h % np.uint64(n - 1)) + 1
+    while _gcd(a, n) != 1:
+        a = a % (n - 1) + 1
+    b = np.int64((h >> np.uint64(32)) % np.uint64(n))
+    return a, b
+
+
+@kernel
+def apply_actions(
+    n,
+    action,
+    target,
+    dkind,
+    ddiv,
+    ids,
+    i32,
+    f32,
+    kind,
+    state,
+    site,
+    occ,
+    blocked,
+    shape,
+    seed,
+    step,
+    next_id,
+):
+    """Apply the intents of ``n`` cells; return ``(new_n, next_id, n_kills)``.
+
+    ``ids`` is the ``(2, cap)`` int64 block (id, parent), ``i32`` the ``(2, cap)`` block
+    (generation, divisions_left), ``f32`` the float block whose row 0 is ``clock_h``, row 3
+    ``drug`` and row 6 ``payload`` (split equally between mother and daughter). ``blocked``
+    marks sites only cancer cells may enter (alveolar air). Capacity must be at least ``2 * n``.
+    """
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    a, b = affine_order(n, seed, step)
+    m = n
+    kills = 0
+    for k in range(n):
+        i = (a * k + b) % n
+        act = action[i]
+        if act == NONE or state[i] == REMOVED:
+            continue
+        if act == DIE:
+            state[i] = REMOVED
+            occ[site[i]] = -1
+            continue
+        if act == KILL:
+            j = target[i]
+            if state[j] != REMOVED and state[j] != NECROTIC:
+                state[j] = REMOVED
+                occ[site[j]] = -1
+                kills += 1
+            continue
+        t = target[i]
+        if occ[t] >= 0:
+            if kind[i] == TUMOR or kind[i] == STEM:
+                free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
+            else:
+                free = free_scan(site[i], occ, blocked, nz, ny, nx)
+            nfree = popcount(free)
+            if nfree == 0:
+                continue
+            q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
+            t = neighbour_site(site[i], q, nz, ny, nx)
+        if act == MOVE:
+            occ[site[i]] = -1
+            site[i] = t
+            occ[t] = i
+            continue
+        # DIVIDE: the daughter copies the mother's float state, then splits conserved amounts
+        for c in range(f32.shape[0]):
+            f32[c, m] = f32[c, i]
+        f32[0, m] = 0.0
+        f32[0, i] = 0.0
+        for c in (3, 6):
+            half = 0.5 * f32[c, i]
+            f32[c, i] = half
+            f32[c, m] = half
+        ids[0, m] = next_id
+        ids[1, m] = ids[0, i]
+        i32[0, m] = i32[0, i] + 1
+        if kind[i] == TUMOR:
+            i32[1, i] = ddiv[i]
+        i32[1, m] = ddiv[i]
+        kind[m] = dkind[i]
+        state[m] = PROLIFERATING
+        site[m] = t
+        occ[t] = m
+        next_id += 1
+        m += 1
+    return m, next_id, kills
+
+
+@kernel
+def recruit(
+    k,
+    entry_sites,
+    cap_attempts,
+    new_kind,
+    init_div,
+    ids,
+    i32,
+    f32,
+    kind,
+    state,
+    site,
+    occ,
+    n,
+    next_id,
+    seed,
+    step,
+    purpose,
+):
+    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random.
+
+    Each arrival tries up to ``cap_attempts`` random entry sites and is lost if all are taken.
+    Returns ``(new_n, next_id, placed)``.
+    """
+    ne = entry_sites.shape[0]
+    placed = 0
+    if ne == 0:
+        return n, next_id, 0
+    for a in range(k):
+        for t in range(cap_attempts):
+            s = entry_sites[randint(seed, a * cap_attempts + t, step, purpose, ne)]
+            if occ[s] < 0:
+                ids[0, n] = next_id
+                ids[1, n] = -1
+                i32[0, n] = 0
+                i32[1, n] = init_div
+                for c in range(f32.shape[0]):
+                    f32[c, n] = 0.0
+                kind[n] = new_kind
+                state[n] = PROLIFERATING
+                site[n] = s
+                occ[s] = n
+                n += 1
+                next_id += 1
+                placed += 1
+                break
+    return n, next_id, placed

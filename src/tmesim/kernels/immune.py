@@ -1,0 +1,264 @@
+"""Decide kernels of CD8 T cells, macrophages and fibroblasts, and PD-L1 dynamics.
+
+Every kernel follows :mod:`tmesim.kernels.agents`: it reads the state at the start of the step,
+updates only the acting cell's own row, and records one intended action. Parameters arrive as a
+float64 vector per kind, indexed by the constants below (rates per hour, times in hours,
+concentrations in the field's units); field arrays are flat per-site views (a zero array stands
+in for a field the scenario does not define). The rules and their sources are in
+docs/biology.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+from .agents import DIE, KILL, MOVE, NONE
+from .codes import (
+    FIBROBLAST,
+    MACROPHAGE,
+    NECROTIC,
+    PROLIFERATING,
+    QUIESCENT,
+    REMOVED,
+    STEM,
+    TCELL,
+    TUMOR,
+)
+from .neighbourhood import (
+    choose_move,
+    hazard_prob,
+    kth_bit,
+    neighbour_site,
+    popcount,
+    scan,
+)
+from .random import randint, uniform
+from .rules import B_DEATH, B_KILL, B_MIGRATION, apply_rules, hill
+
+# --- T-cell parameter vector
+T_KILL_RATE = 0  # killing rate per engaged hour at zero PD-L1 and TGF-beta (1/h)
+T_PDL1_SUPPRESSION = 1  # fraction of killing lost at full effective PD-L1
+T_EXHAUSTION_RATE = 2  # exhaustion gained per engaged hour at full effective PD-L1 (1/h)
+T_LIFESPAN = 3  # mean lifespan of an active T cell (h)
+T_EXHAUSTED_LIFESPAN = 4  # mean remaining life of an exhausted T cell (h)
+T_MIGRATION_RATE = 5  # moves per hour in matrix-free tissue
+T_CHEMOTAXIS_BIAS = 6  # probability that a move goes to the free neighbour of highest chemokine
+T_ECM_HALF = 7  # matrix density that halves motility
+T_TGFB_HALF = 8  # TGF-beta that halves killing (ng/mL)
+T_ANTIBODY_KD = 9  # anti-PD-L1 dissociation constant (field units)
+T_NPARAMS = 10
+
+# --- macrophage parameter vector
+M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
+M_TO_M1_RATE = 1  # polarisation rate toward M1 at saturating IFN-gamma (1/h)
+M_TO_M2_RATE = 2  # polarisation rate toward M2 at saturating M2 drive (1/h)
+M_IFNG_HALF = 3  # IFN-gamma half-effect (ng/mL)
+M_TGFB_HALF = 4  # TGF-beta half-effect (ng/mL)
+M_HYPOXIA_MMHG = 5  # below this pO2 hypoxia drives M2
+M_CONTACT_WEIGHT = 6  # M2 drive of full tumour contact
+M_LIFESPAN = 7  # mean lifespan (h)
+M_MIGRATION_RATE = 8  # moves per hour
+M_CHEMOTAXIS_BIAS = 9
+M_NPARAMS = 10
+
+# --- fibroblast parameter vector
+F_ACTIVATION_RATE = 0  # activation rate at saturating drive (1/h)
+F_TGFB_HALF = 1  # TGF-beta half-effect (ng/mL)
+F_CONTACT_WEIGHT = 2  # activation drive of full tumour contact
+F_ECM_DEPOSITION = 3  # matrix deposited per hour by a fully activated CAF (density units / h)
+F_MIGRATION_RATE = 4  # moves per hour
+F_NPARAMS = 5
+
+PURPOSE_T_DEATH = 30
+PURPOSE_T_KILL = 31
+PURPOSE_T_TARGET = 32
+PURPOSE_T_MOVE = 33
+PURPOSE_T_SITE = 34
+PURPOSE_T_BIAS = 35
+PURPOSE_M_DEATH = 40
+PURPOSE_M_KILL = 41
+PURPOSE_M_TARGET = 42
+PURPOSE_M_MOVE = 43
+PURPOSE_M_SITE = 44
+PURPOSE_M_BIAS = 45
+PURPOSE_F_MOVE = 50
+PURPOSE_F_SITE = 51
+
+
+@kernel(parallel=True)
+def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm, antibody,
+                 fields, par, rules, dt_h, seed, step, action, target):
+    """CD8 T cells: lifespan, killing of an adjacent cancer cell (PD-L1 and TGF-beta suppressed),
+    exhaustion by PD-L1 engagement, biased random walk up the chemokine gradient.
+
+    ``i32[1]`` (divisions_left) holds the kills a T cell has left (-1: unlimited); ``f32[5]``
+    (phenotype) its exhaustion (exhausted at 1: state QUIESCENT); ``f32[7]`` (aux) is 1 while
+    engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
+    """
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    for i in prange(n):
+        if kind[i] != TCELL:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = ids[0, i]
+        s_i = site[i]
+        f32[0, i] += dt_h
+        f32[7, i] = 0.0
+        exhausted = state[i] == QUIESCENT
+        life = par[T_EXHAUSTED_LIFESPAN] if exhausted else par[T_LIFESPAN]
+        death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s_i, fields, 0.0,
+                            rules)
+        if uniform(seed, cid, step, PURPOSE_T_DEATH) < hazard_prob(death, dt_h):
+            action[i] = DIE
+            continue
+        free, cancer, _ = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
+        if not exhausted and i32[1, i] != 0:
+            nt = popcount(cancer)
+            if nt > 0:
+                k = randint(seed, cid, step, PURPOSE_T_TARGET, nt)
+                j = occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
+                ab_occ = 0.0
+                if par[T_ANTIBODY_KD] > 0.0:
+                    a = antibody[site[j]]
+                    ab_occ = a / (a + par[T_ANTIBODY_KD])
+                pdl1_eff = f32[1, j] * (1.0 - ab_occ)
+                kill = apply_rules(par[T_KILL_RATE], TCELL, B_KILL, s_i, fields, pdl1_eff, rules)
+                kill *= 1.0 - par[T_PDL1_SUPPRESSION] * pdl1_eff
+                if par[T_TGFB_HALF] > 0.0:
+                    kill /= 1.0 + tgfb[s_i] / par[T_TGFB_HALF]
+                f32[7, i] = 1.0
+                f32[5, i] += par[T_EXHAUSTION_RATE] * pdl1_eff * dt_h
+                if f32[5, i] >= 1.0:
+                    state[i] = QUIESCENT
+                if uniform(seed, cid, step, PURPOSE_T_KILL) < hazard_prob(kill, dt_h):
+                    action[i] = KILL
+                    target[i] = j
+                    if i32[1, i] > 0:
+                        i32[1, i] -= 1
+                continue
+        rate = apply_rules(par[T_MIGRATION_RATE], TCELL, B_MIGRATION, s_i, fields, 0.0, rules)
+        if par[T_ECM_HALF] > 0.0:
+            rate /= 1.0 + ecm[s_i] / par[T_ECM_HALF]
+        if uniform(seed, cid, step, PURPOSE_T_MOVE) < hazard_prob(rate, dt_h):
+            t = choose_move(s_i, free, cid, nz, ny, nx, chemo, par[T_CHEMOTAXIS_BIAS], seed, step,
+                            PURPOSE_T_BIAS, PURPOSE_T_SITE)
+            if t >= 0:
+                action[i] = MOVE
+                target[i] = t
+
+
+@kernel(parallel=True)
+def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb, oxygen,
+                      fields, par, rules, dt_h, seed, step, action, target):
+    """Macrophages: continuous M1 <-> M2 polarisation, M1 phagocytosis, lifespan, migration.
+
+    ``f32[5]`` (phenotype) is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
+    the step for ``dp/dt = k2 S2 (1 - p) - k1 S1 p`` with ``S1 = H(IFN-gamma)`` and
+    ``S2 = H(TGF-beta) + [pO2 < hypoxia] + w * (tumour contact)``. State QUIESCENT marks M2
+    (``p > 0.5``).
+    """
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    for i in prange(n):
+        if kind[i] != MACROPHAGE:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = ids[0, i]
+        s_i = site[i]
+        f32[0, i] += dt_h
+        free, cancer, nall = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
+        nt = popcount(cancer)
+        contact = nt / nall if nall > 0 else 0.0
+        s1 = hill(ifng[s_i], par[M_IFNG_HALF], 1.0)
+        s2 = hill(tgfb[s_i], par[M_TGFB_HALF], 1.0) + par[M_CONTACT_WEIGHT] * contact
+        if oxygen[s_i] < par[M_HYPOXIA_MMHG]:
+            s2 += 1.0
+        k1 = par[M_TO_M1_RATE] * s1
+        k2 = par[M_TO_M2_RATE] * s2
+        ktot = k1 + k2
+        if ktot > 0.0:
+            p_inf = k2 / ktot
+            f32[5, i] = p_inf + (f32[5, i] - p_inf) * np.exp(-ktot * dt_h)
+        p = f32[5, i]
+        state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
+        life = par[M_LIFESPAN]
+        death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s_i, fields,
+                            0.0, rules)
+        if uniform(seed, cid, step, PURPOSE_M_DEATH) < hazard_prob(death, dt_h):
+            action[i] = DIE
+            continue
+        if nt > 0:
+            kill = apply_rules(par[M_PHAGOCYTOSIS_RATE] * (1.0 - p), MACROPHAGE, B_KILL, s_i,
+                               fields, 0.0, rules)
+            if uniform(seed, cid, step, PURPOSE_M_KILL) < hazard_prob(kill, dt_h):
+                k = randint(seed, cid, step, PURPOSE_M_TARGET, nt)
+                action[i] = KILL
+                target[i] = occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
+                continue
+        rate = apply_rules(par[M_MIGRATION_RATE], MACROPHAGE, B_MIGRATION, s_i, fields, 0.0,
+                           rules)
+        if uniform(seed, cid, step, PURPOSE_M_MOVE) < hazard_prob(rate, dt_h):
+            t = choose_move(s_i, free, cid, nz, ny, nx, chemo, par[M_CHEMOTAXIS_BIAS], seed, step,
+                            PURPOSE_M_BIAS, PURPOSE_M_SITE)
+            if t >= 0:
+                action[i] = MOVE
+                target[i] = t
+
+
+@kernel(parallel=True)
+def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt_h, seed,
+                      step, action, target):
+    """Fibroblasts: activation to CAFs by TGF-beta and tumour contact; CAFs deposit matrix.
+
+    ``f32[5]`` (phenotype) is the activation ``a`` in [0, 1] with ``da/dt = k D (1 - a)``,
+    ``D = H(TGF-beta) + w * contact`` (integrated exactly); ``a > 0.5`` is a CAF (state
+    QUIESCENT). Matrix at the cell's own site follows ``d ecm/dt = deposition * a * (1 - ecm)``
+    (each site holds one cell, so no two threads write the same voxel).
+    """
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    for i in prange(n):
+        if kind[i] != FIBROBLAST:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = ids[0, i]
+        s_i = site[i]
+        f32[0, i] += dt_h
+        free, cancer, nall = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
+        contact = popcount(cancer) / nall if nall > 0 else 0.0
+        drive = hill(tgfb[s_i], par[F_TGFB_HALF], 1.0) + par[F_CONTACT_WEIGHT] * contact
+        a = 1.0 - (1.0 - f32[5, i]) * np.exp(-par[F_ACTIVATION_RATE] * drive * dt_h)
+        f32[5, i] = a
+        state[i] = QUIESCENT if a > 0.5 else PROLIFERATING
+        if ecm.shape[0] > 1 and par[F_ECM_DEPOSITION] > 0.0:
+            ecm[s_i] = 1.0 - (1.0 - ecm[s_i]) * np.exp(-par[F_ECM_DEPOSITION] * a * dt_h)
+        rate = par[F_MIGRATION_RATE]
+        if rate > 0.0 and uniform(seed, cid, step, PURPOSE_F_MOVE) < hazard_prob(rate, dt_h):
+            t = choose_move(s_i, free, cid, nz, ny, nx, ecm, 0.0, seed, step, PURPOSE_F_MOVE,
+                            PURPOSE_F_SITE)
+            if t >= 0:
+                action[i] = MOVE
+                target[i] = t
+
+
+@kernel(parallel=True)
+def update_pdl1(n, kind, state, site, pdl1, ifng, baseline, pmax, ec50, hill_n, rate_per_h,
+                dt_h):
+    """PD-L1 of cancer cells relaxes toward ``baseline + (max - baseline) * H(IFN-gamma)``.
+
+    Exact solution over the step of ``dP/dt = rate * (target - P)``; every parameter is a
+    per-kind array.
+    """
+    for i in prange(n):
+        k = kind[i]
+        if (k != TUMOR and k != STEM) or state[i] == REMOVED or state[i] == NECROTIC:
+            continue
+        h = hill(ifng[site[i]], ec50[k], hill_n[k])
+        tgt = baseline[k] + (pmax[k] - baseline[k]) * h
+        pdl1[i] = tgt + (pdl1[i] - tgt) * np.exp(-rate_per_h[k] * dt_h)

@@ -1,0 +1,234 @@
+"""Neighbourhood helpers shared by the cell kernels (bit masks over the Moore / 26 neighbours)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import kernel
+from .codes import NECROTIC, REMOVED, STEM, TUMOR
+from .random import randint, uniform
+
+
+@kernel
+def neighbour_site(site, q, nz, ny, nx):
+    """The ``q``-th neighbour of ``site``, or -1 outside the domain.
+
+    ``q`` runs over ``range(8)`` in 2-D (Moore) and ``range(26)`` in 3-D, in a fixed order.
+    """
+    if nz > 1:
+        r = q if q < 13 else q + 1
+        dz = r // 9 - 1
+        dy = (r // 3) % 3 - 1
+        dx = r % 3 - 1
+    else:
+        r = q if q < 4 else q + 1
+        dz = 0
+        dy = r // 3 - 1
+        dx = r % 3 - 1
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    zz = z + dz
+    yy = y + dy
+    xx = x + dx
+    if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+        return -1
+    return (zz * ny + yy) * nx + xx
+
+
+@kernel
+def is_live_cancer(j, kind, state):
+    """A tumour or stem-like cell that is neither necrotic nor removed."""
+    k = kind[j]
+    s = state[j]
+    return (k == TUMOR or k == STEM) and s != NECROTIC and s != REMOVED
+
+
+@kernel
+def scan(site, occ, blocked, kind, state, nz, ny, nx):
+    """One pass over the neighbourhood of ``site``.
+
+    Returns ``(free, cancer, n_in)``: bit ``q`` of ``free`` is set when neighbour ``q`` (the
+    order of :func:`neighbour_site`) is inside the domain, empty and not ``blocked`` (alveolar
+    air, which only cancer cells may fill), bit ``q`` of ``cancer`` when it holds a live cancer
+    cell; ``n_in`` counts in-domain neighbours.
+    """
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    zlo = -1 if nz > 1 else 0
+    zhi = 1 if nz > 1 else 0
+    free = np.int64(0)
+    cancer = np.int64(0)
+    n_in = 0
+    q = 0
+    for dz in range(zlo, zhi + 1):
+        zz = z + dz
+        for dy in range(-1, 2):
+            yy = y + dy
+            for dx in range(-1, 2):
+                if dz == 0 and dy == 0 and dx == 0:
+                    continue
+                xx = x + dx
+                if 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx:
+                    n_in += 1
+                    t = (zz * ny + yy) * nx + xx
+                    j = occ[t]
+                    if j < 0:
+                        if not blocked[t]:
+                            free |= np.int64(1) << q
+                    elif is_live_cancer(j, kind, state):
+                        cancer |= np.int64(1) << q
+                q += 1
+    return free, cancer, n_in
+
+
+@kernel
+def _free_scan(site, occ, blocked, use_block, nz, ny, nx):
+    """Bit mask of the free in-domain neighbours of ``site``, ``blocked`` sites excluded."""
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    free = np.int64(0)
+    if nz == 1:
+        q = 0
+        for dy in range(-1, 2):
+            yy = y + dy
+            for dx in range(-1, 2):
+                if dy == 0 and dx == 0:
+                    continue
+                xx = x + dx
+                if 0 <= yy < ny and 0 <= xx < nx:
+                    t = yy * nx + xx
+                    if occ[t] < 0 and not (use_block and blocked[t]):
+                        free |= np.int64(1) << q
+                q += 1
+        return free
+    q = 0
+    for dz in range(-1, 2):
+        zz = z + dz
+        for dy in range(-1, 2):
+            yy = y + dy
+            for dx in range(-1, 2):
+                if dz == 0 and dy == 0 and dx == 0:
+                    continue
+                xx = x + dx
+                if 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx:
+                    t = (zz * ny + yy) * nx + xx
+                    if occ[t] < 0 and not (use_block and blocked[t]):
+                        free |= np.int64(1) << q
+                q += 1
+    return free
+
+
+@kernel
+def free_scan(site, occ, blocked, nz, ny, nx):
+    """Bit mask of the free in-domain neighbours of ``site`` (order of :func:`neighbour_site`).
+
+    A site ``t`` with ``blocked[t]`` does not count as free; pass a length-1 array to block
+    nothing.
+    """
+    return _free_scan(site, occ, blocked, blocked.shape[0] > 1, nz, ny, nx)
+
+
+@kernel
+def popcount(mask):
+    """Number of set bits."""
+    c = 0
+    while mask != 0:
+        mask &= mask - 1
+        c += 1
+    return c
+
+
+@kernel
+def kth_bit(mask, k):
+    """Position of the ``k``-th set bit (0-based, from the lowest)."""
+    q = 0
+    while mask != 0:
+        if mask & 1:
+            if k == 0:
+                return q
+            k -= 1
+        mask >>= 1
+        q += 1
+    return -1
+
+
+@kernel
+def choose_move(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias, p_site):
+    """A free neighbour (``free`` from :func:`scan`): with probability ``bias`` the one of
+    highest ``chemo`` (first in neighbour order on ties), otherwise one drawn uniformly.
+    -1 if none is free."""
+    nfree = popcount(free)
+    if nfree == 0:
+        return -1
+    if bias > 0.0 and uniform(seed, cid, step, p_bias) < bias:
+        best = -1
+        m = free
+        q = 0
+        while m != 0:
+            if m & 1:
+                s = neighbour_site(site, q, nz, ny, nx)
+                if best < 0 or chemo[s] > chemo[best]:
+                    best = s
+            m >>= 1
+            q += 1
+        return best
+    return neighbour_site(site, kth_bit(free, randint(seed, cid, step, p_site, nfree)), nz, ny, nx)
+
+
+@kernel
+def hazard_prob(rate_per_h, dt_h):
+    """Probability of at least one event of a Poisson process in ``dt_h``."""
+    return 1.0 - np.exp(-rate_per_h * dt_h)
+
+
+@kernel
+def lumen_reachable(t, occ, air, kind, nz, ny, nx):
+    """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
+    with a lumen site already filled by a cancer cell (lumens fill from the wall inward)."""
+    z = t // (ny * nx)
+    rem = t - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    for axis in range(3):
+        for d in (-1, 1):
+            zz, yy, xx = z, y, x
+            if axis == 0:
+                zz += d
+            elif axis == 1:
+                yy += d
+            else:
+                xx += d
+            if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                continue
+            s = (zz * ny + yy) * nx + xx
+            if not air[s]:
+                return True
+            j = occ[s]
+            if j >= 0 and (kind[j] == TUMOR or kind[j] == STEM):
+                return True
+    return False
+
+
+@kernel
+def cancer_free_scan(site, occ, air, kind, nz, ny, nx):
+    """Free neighbours a cancer cell may take: any free tissue site, and free air sites that
+    :func:`lumen_reachable` allows. ``air`` of length 1 means the geometry has no air."""
+    free = _free_scan(site, occ, air, False, nz, ny, nx)
+    if air.shape[0] <= 1 or free == 0:
+        return free
+    m = free
+    q = 0
+    while m != 0:
+        if m & 1:
+            t = neighbour_site(site, q, nz, ny, nx)
+            if air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx):
+                free &= ~(np.int64(1) << q)
+        m >>= 1
+        q += 1
+    return free

@@ -1,0 +1,449 @@
+"""Scenario sections of the cell populations (``cells.*``) and of the behaviour rules (``rules``).
+
+Every key carries its unit in its name; sources are in docs/parameters.md (section numbers in
+the ``source`` strings).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import model_validator
+
+from .schema_base import P, Section
+
+PLACEMENTS = Literal["center", "disc", "random", "capillary", "capillary_cluster"]
+
+
+class Placement(Section):
+    """Initial cells of one type."""
+
+    count: int = P(0, unit="cells", ge=0, desc="Number of cells placed at the start.")
+    placement: PLACEMENTS = P(
+        "disc",
+        desc="center: packed around the domain centre; disc: scattered uniformly in a disc "
+        "(sphere in 3-D) of radius_um about the centre; random: scattered over the domain's "
+        "tissue; capillary: scattered over capillary sites (metastatic arrival); "
+        "capillary_cluster: packed around the capillary nearest the centre.",
+    )
+    radius_um: float = P(100.0, unit="um", gt=0, desc="Radius for placement 'disc'.")
+
+
+class Secretion(Section):
+    """BioFVM-style exchange of one cell with one field (docs/numerics.md, cell coupling)."""
+
+    rate_per_min: float = P(0.0, unit="1/min", ge=0, desc="Secretion rate S toward target.")
+    target: float = P(0.0, unit="field units", ge=0, desc="Secretion target T.")
+    uptake_per_min: float = P(0.0, unit="1/min", ge=0, desc="Uptake rate U.")
+    release_per_min: float = P(
+        0.0,
+        unit="field units * um^3 / min",
+        ge=0,
+        desc="Net release E per cell (scaled by the cell's activity: see docs/biology.md).",
+    )
+
+
+class CellTypeBase(Section):
+    """Keys every cell type has."""
+
+    initial: Placement = P(Placement(), desc="Initial cells.")
+    volume_um3: float = P(
+        2494.0,
+        unit="um^3",
+        gt=0,
+        desc="Cell volume: scales secretion and uptake to the voxel (V_cell / V_voxel).",
+        source="PhysiCell default cell volume (parameters.md §1.1) [V]",
+    )
+    oxygen_uptake_per_min: float = P(
+        10.0,
+        unit="1/min",
+        ge=0,
+        desc="Oxygen uptake rate of a viable cell (scaled by volume_um3 / voxel volume).",
+        source="PhysiCell sample configs, U = 10 min^-1 (parameters.md §1.1) [V]",
+    )
+    secretion: dict[str, Secretion] = P(
+        {}, desc="Exchange with other fields, by field name (oxygen uptake has its own key)."
+    )
+
+    @model_validator(mode="after")
+    def _oxygen_once(self):
+        if "oxygen" in self.secretion:
+            raise ValueError("secretion.oxygen|no entry: oxygen uptake is set by oxygen_uptake_per_min")
+        return self
+
+
+class CancerCellConfig(CellTypeBase):
+    """Rules shared by tumour and stem-like cells (tmesim/kernels/cancer.py)."""
+
+    division_rate_per_h: float = P(
+        -math.log(1 - 1 / 24),
+        unit="1/h",
+        ge=0,
+        desc="Division-attempt rate of a cell with a free neighbour.",
+        source="Enderling/Poleszczuk CA: probability 1/24 per 1 h step, as a rate "
+        "-ln(1 - 1/24) (parameters.md §2.3) [V, D]",
+    )
+    migration_rate_per_h: float = P(
+        -math.log(1 - 10 / 24),
+        unit="1/h",
+        ge=0,
+        desc="Rate of moves to a free neighbour (when not dividing).",
+        source="Enderling/Poleszczuk CA: probability 10/24 per 1 h step, as a rate "
+        "-ln(1 - 10/24) (parameters.md §2.3) [V, D]",
+    )
+    death_rate_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Spontaneous apoptosis hazard outside division attempts.",
+        source="Enderling/Poleszczuk CA has none (parameters.md §2.2) [V]",
+    )
+    hypoxia_mmHg: float = P(
+        10.0,
+        unit="mmHg",
+        ge=0,
+        desc="Below this pO2 the cell is quiescent (no division attempts).",
+        source="hypoxia convention < 10 mmHg (parameters.md §1.2) [A]",
+    )
+    necrosis_mmHg: float = P(
+        5.0,
+        unit="mmHg",
+        ge=0,
+        desc="Below this pO2 necrosis starts.",
+        source="PhysiCell o2_necrosis_threshold (parameters.md §1.1) [V]",
+    )
+    necrosis_max_mmHg: float = P(
+        2.5,
+        unit="mmHg",
+        ge=0,
+        desc="At or below this pO2 the necrosis rate is at its maximum.",
+        source="PhysiCell o2_necrosis_max (parameters.md §1.1) [V]",
+    )
+    necrosis_max_per_h: float = P(
+        1 / 6,
+        unit="1/h",
+        ge=0,
+        desc="Maximum necrosis rate.",
+        source="PhysiCell max_necrosis_rate 1/360 min^-1 (parameters.md §1.1) [V]",
+    )
+    lysis_h: float = P(
+        46.0,
+        unit="h",
+        ge=0,
+        desc="Time a necrotic cell keeps its site before it is cleared.",
+        source="PhysiCell lysed-fluid loss 8.3e-4 /min: 90 % of the volume is gone after "
+        "ln(10)/8.3e-4 min = 46 h (parameters.md §1.1) [D]",
+    )
+    pdl1_baseline: float = P(
+        0.05,
+        unit="fraction of max",
+        ge=0,
+        le=1,
+        desc="Constitutive PD-L1 level without IFN-gamma.",
+        source="choice: below the 10 % detection threshold of spQSP-IO (parameters.md §3.2)",
+    )
+    pdl1_max: float = P(
+        1.0,
+        unit="fraction of max",
+        ge=0,
+        le=1,
+        desc="PD-L1 level at saturating IFN-gamma.",
+        source="normalisation",
+    )
+    pdl1_ifng_ec50_ng_per_mL: float = P(
+        0.11,
+        unit="ng/mL",
+        gt=0,
+        desc="IFN-gamma giving half-maximal PD-L1 induction.",
+        source="spQSP-IO PD-L1 Hill EC50 (parameters.md §3.2) [V]",
+    )
+    pdl1_hill_power: float = P(
+        1.26, unit="1", gt=0, desc="Hill power of PD-L1 induction.",
+        source="spQSP-IO (parameters.md §3.2) [V]",
+    )
+    pdl1_rate_per_h: float = P(
+        math.log(2) / 2.4,
+        unit="1/h",
+        ge=0,
+        desc="Relaxation rate of PD-L1 toward its IFN-gamma-set level.",
+        source="spQSP-IO PD-L1 half-life 0.1 d (parameters.md §3.2) [V, D]",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds(self):
+        if self.necrosis_max_mmHg > self.necrosis_mmHg:
+            raise ValueError(
+                "necrosis_max_mmHg|at most necrosis_mmHg (the rate ramps up as pO2 falls)"
+            )
+        if self.pdl1_baseline > self.pdl1_max:
+            raise ValueError("pdl1_baseline|at most pdl1_max")
+        return self
+
+
+class TumorConfig(CancerCellConfig):
+    """Non-stem tumour cells with limited proliferative capacity."""
+
+    initial: Placement = P(Placement(count=200, radius_um=200.0), desc="Initial tumour cells.")
+    max_divisions: int = P(
+        10,
+        unit="divisions",
+        ge=0,
+        le=10_000,
+        desc="Proliferative capacity of a tumour cell born from a stem-like cell.",
+        source="Enderling/Poleszczuk CA, rho_max = 10 (parameters.md §2.3) [V]",
+    )
+    death_at_division: float = P(
+        0.01,
+        unit="probability",
+        ge=0,
+        le=1,
+        desc="Probability that a tumour cell dies at a division attempt.",
+        source="Enderling/Poleszczuk CA, alpha = 1/100 per attempt (parameters.md §2.3) [V]",
+    )
+    plasticity_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Tumour -> stem-like conversion rate at full drive (hypoxia or TGF-beta); 0: off.",
+        source="off by default; an optional hypothesis",
+    )
+    plasticity_tgfb_half_ng_per_mL: float = P(
+        1.0, unit="ng/mL", gt=0, desc="TGF-beta giving half the plasticity drive.", source="choice"
+    )
+
+
+class StemConfig(CancerCellConfig):
+    """Cancer-stem-like cells: unlimited divisions, symmetric or asymmetric."""
+
+    initial: Placement = P(Placement(count=10, radius_um=100.0), desc="Initial stem-like cells.")
+    symmetric_division_prob: float = P(
+        0.3,
+        unit="probability",
+        ge=0,
+        le=1,
+        desc="Probability that a stem-like division yields two stem-like cells.",
+        source="Enderling/Poleszczuk CA, ps = 3/10 (parameters.md §2.3) [V]",
+    )
+
+
+class Recruitment(Section):
+    """Arrival of circulating cells at entry sites (capillaries, else the domain edge)."""
+
+    base_per_h: float = P(0.0, unit="cells/h", ge=0, desc="Arrivals independent of the tumour.")
+    per_1000_tumor_per_h: float = P(
+        0.0, unit="cells/h per 1000 cancer cells", ge=0, desc="Arrivals per 1000 live cancer cells."
+    )
+
+
+class TCellConfig(CellTypeBase):
+    """CD8 T cells (tmesim/kernels/immune.py: tcell_decide)."""
+
+    volume_um3: float = P(
+        180.0, unit="um^3", gt=0, desc="Cell volume (a 7 um lymphocyte).", source="[A]"
+    )
+    oxygen_uptake_per_min: float = P(
+        1.0,
+        unit="1/min",
+        ge=0,
+        desc="Oxygen uptake rate.",
+        source="PhysiCell cancer_immune: immune uptake 0.1 x tumour (parameters.md §3.5) [V]",
+    )
+    recruitment: Recruitment = P(
+        Recruitment(per_1000_tumor_per_h=1.0),
+        desc="Arrivals; default 1 per hour per 1000 cancer cells (a modelling choice).",
+    )
+    kill_rate_per_h: float = P(
+        1.0,
+        unit="1/h",
+        ge=0,
+        desc="Killing hazard of an engaged T cell at zero PD-L1 and TGF-beta.",
+        source="choice between spQSP-IO 4/day and PhysiCell 1/15 min while attached "
+        "(parameters.md §3.2, §3.5)",
+    )
+    max_kills: int = P(
+        5, unit="kills", ge=-1, desc="Kills per T cell before it stops (-1: unlimited).",
+        source="Kather et al. 2017 IMkmax (parameters.md §3.4) [V]",
+    )
+    pdl1_suppression: float = P(
+        0.9,
+        unit="fraction",
+        ge=0,
+        le=1,
+        desc="Fraction of killing lost against a target at full effective PD-L1.",
+        source="choice; Grajek 2023 suppresses fully (probability 1) (parameters.md §3.3)",
+    )
+    exhaustion_per_h: float = P(
+        0.1,
+        unit="1/h",
+        ge=0,
+        desc="Exhaustion gained per engaged hour at full PD-L1 (exhausted at 1).",
+        source="choice (spQSP-IO: exhaustion probability grows with PD-1:PD-L1 bonds, §3.2)",
+    )
+    lifespan_h: float = P(
+        240.0, unit="h", gt=0, desc="Mean lifespan of an active T cell.",
+        source="spQSP-IO T-cell lifespan 10 d (parameters.md §3.2) [V]",
+    )
+    exhausted_lifespan_h: float = P(
+        48.0, unit="h", gt=0, desc="Mean remaining life of an exhausted T cell.", source="choice"
+    )
+    speed_um_per_min: float = P(
+        1.0, unit="um/min", ge=0, desc="Migration speed (moves of one site).",
+        source="PhysiCell cancer_immune immune speed 1 um/min (parameters.md §3.5) [V]",
+    )
+    chemotaxis_bias: float = P(
+        0.2,
+        unit="probability",
+        ge=0,
+        le=1,
+        desc="Share of moves that go to the free neighbour of highest chemokine.",
+        source="Kather et al. 2017 IMrwalk = 0.8 random (parameters.md §3.4) [V]",
+    )
+    ecm_half: float = P(
+        0.5, unit="ecm density", gt=0, desc="Matrix density that halves motility.", source="choice"
+    )
+    tgfb_half_ng_per_mL: float = P(
+        2.0, unit="ng/mL", gt=0, desc="TGF-beta that halves killing.",
+        source="TGF-beta 1-5 ng/mL suppresses CTL killing in vitro [A]",
+    )
+    antibody_kd_nM: float = P(
+        0.4, unit="nM", gt=0, desc="Anti-PD-L1 dissociation constant (occupancy A / (A + Kd)).",
+        source="atezolizumab-class affinity [A]",
+    )
+    secretion: dict[str, Secretion] = P(
+        {"ifng": Secretion(release_per_min=4.58e4)},
+        desc="Engaged T cells release IFN-gamma: 7.64e-10 ng/s = 4.58e4 (ng/mL) um^3/min.",
+        source="spQSP-IO IFN-gamma release (parameters.md §3.2) [V, D]",
+    )
+
+
+class MacrophageConfig(CellTypeBase):
+    """Macrophages with continuous M1 <-> M2 polarisation (kernels/immune.py)."""
+
+    volume_um3: float = P(
+        4900.0, unit="um^3", gt=0, desc="Cell volume (a 21 um macrophage).", source="[A]"
+    )
+    oxygen_uptake_per_min: float = P(
+        1.0, unit="1/min", ge=0, desc="Oxygen uptake rate.",
+        source="as immune cells in PhysiCell cancer_immune (parameters.md §3.5) [V]",
+    )
+    recruitment: Recruitment = P(
+        Recruitment(per_1000_tumor_per_h=0.5), desc="Monocyte-derived arrivals (a choice)."
+    )
+    initial_polarisation: float = P(
+        0.5, unit="0 = M1, 1 = M2", ge=0, le=1, desc="Polarisation of initial and new cells.",
+        source="choice",
+    )
+    phagocytosis_rate_per_h: float = P(
+        0.1, unit="1/h", ge=0, desc="Killing hazard of a fully M1 cell touching a cancer cell.",
+        source="choice",
+    )
+    to_m1_rate_per_h: float = P(
+        1 / 24, unit="1/h", ge=0, desc="Polarisation rate toward M1 at saturating IFN-gamma.",
+        source="repolarisation within about a day [A]",
+    )
+    to_m2_rate_per_h: float = P(
+        1 / 24, unit="1/h", ge=0, desc="Polarisation rate toward M2 per unit M2 drive.",
+        source="repolarisation within about a day [A]",
+    )
+    ifng_half_ng_per_mL: float = P(
+        1.0, unit="ng/mL", gt=0, desc="IFN-gamma giving half the M1 drive.", source="choice"
+    )
+    tgfb_half_ng_per_mL: float = P(
+        1.0, unit="ng/mL", gt=0, desc="TGF-beta giving half a unit of M2 drive.", source="choice"
+    )
+    hypoxia_mmHg: float = P(
+        10.0, unit="mmHg", ge=0, desc="Below this pO2 hypoxia adds one unit of M2 drive.",
+        source="hypoxia convention (parameters.md §1.2) [A]",
+    )
+    contact_weight: float = P(
+        1.0, unit="1", ge=0, desc="M2 drive of full contact with cancer cells.", source="choice"
+    )
+    lifespan_h: float = P(
+        720.0, unit="h", gt=0, desc="Mean lifespan.", source="tissue macrophages live weeks [A]"
+    )
+    speed_um_per_min: float = P(
+        1.0, unit="um/min", ge=0, desc="Migration speed.", source="as T cells [A]"
+    )
+    chemotaxis_bias: float = P(
+        0.2, unit="probability", ge=0, le=1, desc="Share of chemokine-directed moves.",
+        source="as T cells (parameters.md §3.4)",
+    )
+    secretion: dict[str, Secretion] = P(
+        {"tgfb": Secretion(release_per_min=1.0e3)},
+        desc="M2 macrophages release TGF-beta (scaled by polarisation).",
+        source="choice: a dense M2/CAF region reaches about 1 ng/mL",
+    )
+
+
+class FibroblastConfig(CellTypeBase):
+    """Fibroblasts that become cancer-associated fibroblasts (CAFs)."""
+
+    oxygen_uptake_per_min: float = P(
+        1.0, unit="1/min", ge=0, desc="Oxygen uptake rate.", source="stromal cells [A]"
+    )
+    initial_activation: float = P(
+        0.0, unit="0 = quiescent, 1 = CAF", ge=0, le=1,
+        desc="Activation of initial cells (1 models a pre-metastatic niche).", source="choice",
+    )
+    activation_rate_per_h: float = P(
+        1 / 48, unit="1/h", ge=0, desc="Activation rate per unit drive.", source="choice"
+    )
+    tgfb_half_ng_per_mL: float = P(
+        1.0, unit="ng/mL", gt=0, desc="TGF-beta giving half a unit of drive.", source="choice"
+    )
+    contact_weight: float = P(
+        1.0, unit="1", ge=0, desc="Drive of full contact with cancer cells.", source="choice"
+    )
+    ecm_deposition_per_h: float = P(
+        0.01, unit="1/h", ge=0, desc="Matrix deposition rate of a CAF at its site.",
+        source="choice: matrix approaches saturation over days",
+    )
+    speed_um_per_min: float = P(
+        0.2, unit="um/min", ge=0, desc="Migration speed.", source="fibroblasts crawl < 1 um/min [A]"
+    )
+    secretion: dict[str, Secretion] = P(
+        {"tgfb": Secretion(release_per_min=1.0e3)},
+        desc="CAFs release TGF-beta (scaled by activation).",
+        source="choice: as M2 macrophages",
+    )
+
+
+class CellsConfig(Section):
+    """Cell populations."""
+
+    tumor: TumorConfig = P(TumorConfig(), desc="Tumour cells.")
+    stem: StemConfig = P(StemConfig(), desc="Cancer-stem-like cells.")
+    tcell: TCellConfig = P(TCellConfig(), desc="CD8 T cells.")
+    macrophage: MacrophageConfig = P(MacrophageConfig(), desc="Macrophages.")
+    fibroblast: FibroblastConfig = P(FibroblastConfig(), desc="Fibroblasts / CAFs.")
+
+
+BEHAVIOURS = Literal["division_rate", "migration_rate", "death_rate", "kill_rate"]
+CELL_NAMES = Literal["tumor", "stem", "tcell", "macrophage", "fibroblast"]
+_ALLOWED = {
+    "division_rate": ("tumor", "stem"),
+    "migration_rate": ("tumor", "stem", "tcell", "macrophage"),
+    "death_rate": ("tumor", "stem", "tcell", "macrophage"),
+    "kill_rate": ("tcell", "macrophage"),
+}
+
+
+class Rule(Section):
+    """A signal -> behaviour rule in Hill form (kernels/rules.py)."""
+
+    cell: CELL_NAMES = P(..., desc="Cell type the rule acts on.")
+    signal: str = P(..., desc="A field name, or 'pdl1' (the cell's own PD-L1 level).")
+    direction: Literal["increases", "decreases"] = P(..., desc="Effect of a rising signal.")
+    behaviour: BEHAVIOURS = P(..., desc="The behaviour changed (all in 1/h).")
+    max: float = P(..., unit="1/h", ge=0, desc="Behaviour value at saturating signal.")
+    half_max: float = P(..., unit="signal units", gt=0, desc="Signal at half effect.")
+    hill_power: float = P(1.0, unit="1", gt=0, desc="Hill power.")
+
+    @model_validator(mode="after")
+    def _applicable(self):
+        allowed = _ALLOWED[self.behaviour]
+        if self.cell not in allowed:
+            raise ValueError(f"behaviour|a behaviour of {self.cell} cells; {self.behaviour} "
+                             f"applies to {', '.join(allowed)}")
+        return self
