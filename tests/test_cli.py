@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import tmesim
-from tmesim.model import POPULATIONS
 from conftest import REPO, SCENARIOS, run_cli
 from tmesim.cli import main
+from tmesim.model import POPULATIONS
 
 # --------------------------------------------------------------------------- bad inputs
 # id -> (extra files, command args, key path named on stderr or None, substrings on stderr)
