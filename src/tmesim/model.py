@@ -78,7 +78,7 @@ def _resolve_scenario(scenario, overrides) -> Scenario:
         if not pairs:
             return scenario
         data = scenario.model_dump(mode="json", exclude={"extends"})
-        return scenario_from_dict(data, pairs, label="TMEModel(...)")
+        return scenario_from_dict(data, pairs, label="TMEModel(...)", complete=True)
     if isinstance(scenario, (str, Path)):
         return load_scenario(scenario, pairs)
     if isinstance(scenario, dict):

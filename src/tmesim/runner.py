@@ -147,7 +147,9 @@ def run(
             data = sc.model_dump(mode="json", exclude={"extends"})
             if seed is not None:
                 data["seed"] = seed
-            sc = scenario_from_dict(data, parse_set_options(overrides), label="--set")
+            sc = scenario_from_dict(
+                data, parse_set_options(overrides), label="--set", complete=True
+            )
     else:
         sc = load_scenario(scenario, overrides, seed=seed)
     path = resolve_output(sc, output)

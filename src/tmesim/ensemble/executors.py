@@ -86,7 +86,7 @@ def run_replicate(task: dict) -> dict:
         from ..runner import run
         from ..scenario import scenario_from_dict
 
-        sc = scenario_from_dict(yaml.safe_load(task["scenario_yaml"]), label=task["group"])
+        sc = scenario_from_dict(yaml.safe_load(task["scenario_yaml"]), label=task["group"], complete=True)
         if tmp.exists():
             tmp.unlink()
         run(sc, tmp, overwrite=True)

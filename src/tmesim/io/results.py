@@ -84,7 +84,7 @@ class Results:
 
         from ..scenario import scenario_from_dict
 
-        return scenario_from_dict(yaml.safe_load(self.scenario_yaml), label=str(self.path))
+        return scenario_from_dict(yaml.safe_load(self.scenario_yaml), label=str(self.path), complete=True)
 
     @property
     def complete(self) -> bool:

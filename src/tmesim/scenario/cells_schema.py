@@ -311,8 +311,9 @@ class TCellConfig(CellTypeBase):
         source="atezolizumab-class affinity [A]",
     )
     secretion: dict[str, Secretion] = P(
-        {"ifng": Secretion(release_per_min=4.58e4)},
-        desc="Engaged T cells release IFN-gamma: 7.64e-10 ng/s = 4.58e4 (ng/mL) um^3/min.",
+        {},
+        desc="Exchange with fields; packaged default: engaged T cells release IFN-gamma, "
+        "7.64e-10 ng/s = 4.58e4 (ng/mL) um^3/min.",
         source="spQSP-IO IFN-gamma release (parameters.md §3.2) [V, D]",
     )
 
@@ -370,8 +371,9 @@ class MacrophageConfig(CellTypeBase):
         source="as T cells (parameters.md §3.4)",
     )
     secretion: dict[str, Secretion] = P(
-        {"tgfb": Secretion(release_per_min=1.0e3)},
-        desc="M2 macrophages release TGF-beta (scaled by polarisation).",
+        {},
+        desc="Exchange with fields; packaged default: M2 macrophages release TGF-beta "
+        "(scaled by polarisation).",
         source="choice: a dense M2/CAF region reaches about 1 ng/mL",
     )
 
@@ -403,8 +405,9 @@ class FibroblastConfig(CellTypeBase):
         0.2, unit="um/min", ge=0, desc="Migration speed.", source="fibroblasts crawl < 1 um/min [A]"
     )
     secretion: dict[str, Secretion] = P(
-        {"tgfb": Secretion(release_per_min=1.0e3)},
-        desc="CAFs release TGF-beta (scaled by activation).",
+        {},
+        desc="Exchange with fields; packaged default: CAFs release TGF-beta (scaled by "
+        "activation).",
         source="choice: as M2 macrophages",
     )
 

@@ -439,7 +439,30 @@ def _error_from_pydantic(err: dict, data: dict, prov: Prov, top_file: str) -> Sc
     )
 
 
+def _drop_removed_entries(data: dict) -> None:
+    """Delete named entries set to null.
+
+    ``fields.<name>: null`` removes a field the defaults (or a parent) defined, together with
+    every cell type's exchange with it; ``cells.<type>.secretion.<field>: null`` removes one
+    exchange.
+    """
+    removed = set()
+    fields = data.get("fields")
+    if isinstance(fields, dict):
+        removed = {k for k, v in fields.items() if v is None}
+        for name in removed:
+            del fields[name]
+    cells = data.get("cells")
+    if isinstance(cells, dict):
+        for cfg in cells.values():
+            sec = cfg.get("secretion") if isinstance(cfg, dict) else None
+            if isinstance(sec, dict):
+                for name in [k for k, v in sec.items() if v is None or k in removed]:
+                    del sec[name]
+
+
 def _validate(data: dict, prov: Prov, top_file: str) -> Scenario:
+    _drop_removed_entries(data)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
@@ -493,9 +516,17 @@ def load_scenario(path=None, overrides=(), *, seed: int | None = None) -> Scenar
     return _validate(base, prov, top)
 
 
-def scenario_from_dict(data: dict | None = None, overrides=(), *, label="<dict>") -> Scenario:
-    """Validate a scenario given as a (partial) mapping, merged over the packaged defaults."""
+def scenario_from_dict(
+    data: dict | None = None, overrides=(), *, label="<dict>", complete=False
+) -> Scenario:
+    """Validate a scenario given as a (partial) mapping, merged over the packaged defaults.
+
+    ``complete=True`` takes ``data`` as a whole scenario (e.g. a dump of a resolved one) and
+    does not merge it over the defaults, so fields it removed stay removed.
+    """
     base, prov = _defaults()
+    if complete:
+        base, prov = {}, {}
     if data:
         if not isinstance(data, dict):
             raise ScenarioError(
@@ -525,4 +556,13 @@ def default_scenario() -> Scenario:
 def dump_scenario(scenario: Scenario) -> str:
     """The fully resolved scenario as YAML text; loading it back gives an equal scenario."""
     data = scenario.model_dump(mode="json", exclude={"extends"})
+    # entries of the packaged defaults that this scenario removed are written as null, so that
+    # loading the text (which merges over the defaults) removes them again
+    defaults, _ = _defaults()
+    for name in defaults.get("fields", {}):
+        data["fields"].setdefault(name, None)
+    for kind, cfg in defaults.get("cells", {}).items():
+        for name in (cfg or {}).get("secretion", {}) or {}:
+            if name in data["fields"] and data["fields"][name] is not None:
+                data["cells"][kind]["secretion"].setdefault(name, None)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

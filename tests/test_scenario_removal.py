@@ -1,0 +1,53 @@
+"""A scenario removes a packaged field by setting it to null; cells stop exchanging with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tmesim import TMEModel
+from tmesim.errors import ScenarioError
+from tmesim.scenario import load_scenario
+
+
+def test_null_field_removes_it_and_its_exchanges(tmp_path):
+    f = tmp_path / "only_oxygen.yaml"
+    f.write_text("fields:\n  ifng: null\n  tgfb: null\n  chemokine: null\n  ecm: null\n")
+    sc = load_scenario(f)
+    assert list(sc.fields) == ["oxygen"]
+    for name in ("tumor", "stem", "tcell", "macrophage", "fibroblast"):
+        assert getattr(sc.cells, name).secretion == {}
+    m = TMEModel(sc, **{"time.duration_h": 0.2, "domain.shape": [20, 20]})
+    while m.running:
+        m.step()
+    assert m.fields.names == ["oxygen"]
+
+
+def test_unknown_secretion_field_is_still_an_error(tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text("cells:\n  tumor:\n    secretion:\n      chemokin: {rate_per_min: 1.0}\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(f)
+    assert e.value.key == "cells.tumor.secretion.chemokin"
+    assert "chemokine" in e.value.expected
+
+
+def test_null_on_a_non_entry_key_is_a_type_error(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("time:\n  duration_h: null\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(f)
+    assert e.value.key == "time.duration_h"
+
+
+def test_dump_of_a_reduced_scenario_loads_back_equal(tmp_path):
+    from tmesim.scenario import dump_scenario
+
+    f = tmp_path / "reduced.yaml"
+    f.write_text(
+        "fields:\n  tgfb: null\ncells:\n  tumor:\n    secretion:\n      chemokine: null\n"
+    )
+    sc = load_scenario(f)
+    assert "tgfb" not in sc.fields and "chemokine" not in sc.cells.tumor.secretion
+    g = tmp_path / "dumped.yaml"
+    g.write_text(dump_scenario(sc))
+    assert load_scenario(g) == sc
