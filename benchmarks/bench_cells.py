@@ -1,22 +1,31 @@
-"""Cost per cell of tmesim's tumour/stem rules against a plain-Mesa reference.
+"""Cost per cell of tmesim's cell phase against a plain-Mesa reference.
 
 Run from the repository root::
 
     python benchmarks/bench_cells.py [--quick]
 
-Initial state: a dense disc of N cells (the N lattice sites nearest the centre, 1 % of them
-stem-like, the rest tumour cells with ``max_divisions`` left) on a square lattice with room to
-grow. Oxygen is uniform at 38 mmHg (above every threshold) and the cell parameters are the
-packaged defaults with ``dt = 6 min``.
+What is timed: one cell phase of a step, :meth:`tmesim.behaviour.CellDynamics.step`, the exact
+call ``TMEModel.cell_rules`` makes. It runs PD-L1 relaxation, the four parallel decide kernels
+(cancer, T cells, macrophages, fibroblasts; the last three find no cells of their kind and only
+pay the loop over rows), the serial ``apply_actions``, the arrival step (recruitment set to zero,
+so only its population count runs) and the compaction.
 
-* tmesim: ``tumor_step`` + ``CellPopulation.compact`` called exactly as ``TMEModel.cell_rules``
-  does, with 1 and 2 Numba threads (two copies of the state, stepped alternately so background
-  load hits both alike). Kernels are compiled (or loaded from the cache) before timing.
-* Mesa: ``benchmarks/mesa_reference.py`` (one ``CellAgent`` per cell, ``shuffle_do``) on the same
-  initial state at 10^4 cells, a few steps.
-* Reported: the median over timed steps of (step time / cells alive at the start of the step),
-  in ns per cell per step; bytes of state per cell; peak RSS of a fresh process that builds 10^6
-  cells and runs a few steps (``resource.getrusage``).
+Initial state: a dense disc of N cells (the N lattice sites nearest the centre; 1 % stem-like,
+the rest tumour cells with ``max_divisions`` left) on a square 2-D lattice with room to grow.
+Every packaged field is present; oxygen is uniform at 38 mmHg (above every threshold), the
+others are at their initial values. Cell parameters are the packaged defaults, ``dt = 6 min``,
+except that T-cell and macrophage recruitment are switched off so that, like the Mesa
+reference, only tumour and stem-like cells exist.
+
+* tmesim with 1 and 2 Numba threads (``numba.set_num_threads``): two copies of the state,
+  stepped alternately so background load hits both alike. Kernels are compiled (or loaded from
+  the disk cache) on a small population first; the first step of each copy is not timed.
+* Mesa: ``benchmarks/mesa_reference.py`` (one ``CellAgent`` per cell, ``shuffle_do``) with the
+  same initial state and per-step probabilities at 10^4 cells, in the same process.
+* Reported: the median over timed steps of (step time / cells alive at the start of the step)
+  in ns per cell per step; a per-kernel breakdown of the tmesim phase; bytes of state per cell;
+  peak RSS of a fresh process that builds 10^6 cells on 1000 x 1000 and runs a few steps; the
+  load average before and after.
 """
 
 from __future__ import annotations
@@ -36,36 +45,37 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from tmesim.behaviour import CellDynamics
 from tmesim.cells import CellPopulation
+from tmesim.fields import FieldSet
+from tmesim.kernels import agents as ka
+from tmesim.kernels import cancer as kc
 from tmesim.kernels import codes
-from tmesim.kernels.tumor import tumor_step, visiting_order
+from tmesim.kernels import immune as ki
+from tmesim.scenario import scenario_from_dict
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-DT_H = 0.1  # 6 min agent step (packaged default)
 OXYGEN_MMHG = 38.0
 SEED = 12345
 STEM_FRACTION = 0.01
 
-#: the packaged defaults of cells.tumor / cells.stem (src/tmesim/scenario/schema.py)
-PARAMS = {
-    "division_rate_per_h": 1 / 24,
-    "migration_rate_per_h": 10 / 24,
-    "death_at_division": 0.01,
-    "symmetric_division_prob": 0.3,
-    "max_divisions": 10,
-    "hypoxia_mmHg": 10.0,
-    "necrosis_mmHg": 5.0,
-    "necrosis_max_mmHg": 2.5,
-    "necrosis_max_per_h": 1 / 6,
-    "lysis_h": 1440.0,
-}
-
 #: (cells, lattice side) per size
 SIZES = {10_000: 200, 100_000: 500, 1_000_000: 1500}
+
+
+def scenario(side: int):
+    """Packaged defaults on a ``side`` x ``side`` lattice, no initial cells, no recruitment."""
+    pairs = [("domain.shape", [side, side]), ("seed", SEED)]
+    for kind in ("tumor", "stem", "tcell", "macrophage", "fibroblast"):
+        pairs.append((f"cells.{kind}.initial.count", 0))
+    for kind in ("tcell", "macrophage"):
+        pairs.append((f"cells.{kind}.recruitment.base_per_h", 0.0))
+        pairs.append((f"cells.{kind}.recruitment.per_1000_tumor_per_h", 0.0))
+    return scenario_from_dict(None, pairs, label="bench_cells")
 
 
 # --------------------------------------------------------------------------- initial state
@@ -84,81 +94,118 @@ def dense_disc(n: int, side: int, seed: int = SEED) -> tuple[np.ndarray, np.ndar
 
 
 class TmesimCells:
-    """A CellPopulation plus the per-kind parameter arrays, stepped like TMEModel.cell_rules."""
+    """A CellPopulation with its FieldSet and CellDynamics, stepped like TMEModel.cell_rules."""
 
     def __init__(self, sites: np.ndarray, stem: np.ndarray, side: int) -> None:
+        self.sc = sc = scenario(side)
+        self.fields = FieldSet.from_scenario(sc)
+        self.fields.flat("oxygen")[:] = OXYGEN_MMHG
         self.cells = CellPopulation((1, side, side), capacity=len(sites))
+        self.dyn = CellDynamics(sc, self.fields, self.cells)
+        c = sc.cells
         self.cells.add(codes.STEM, sites[stem], 0)
-        self.cells.add(codes.TUMOR, sites[~stem], PARAMS["max_divisions"])
-        self.oxygen = np.full(side * side, OXYGEN_MMHG)
-        self.shape = np.array((1, side, side), dtype=np.int64)
-        self.p = {}
-        for name, value in PARAMS.items():
-            dtype = np.int32 if name == "max_divisions" else np.float64
-            arr = np.zeros(codes.N_KINDS, dtype=dtype)
-            arr[codes.TUMOR] = value
-            arr[codes.STEM] = value
-            self.p[name] = arr
-        self.p["death_at_division"][codes.STEM] = 0.0
-        self.p["symmetric_division_prob"][codes.TUMOR] = 0.0
-        self.p["max_divisions"][codes.STEM] = 0
+        self.cells.add(codes.TUMOR, sites[~stem], c.tumor.max_divisions)
+        kinds = self.cells.kind[: self.cells.n]
+        self.cells.column("pdl1")[: self.cells.n] = np.where(
+            kinds == codes.STEM, c.stem.pdl1_baseline, c.tumor.pdl1_baseline
+        )
+        self.dt_h = sc.time.dt_min / 60.0
         self.steps = 0
 
     def step(self) -> None:
-        cells, p = self.cells, self.p
-        cells.reserve(2 * cells.n + 1)
-        cells.n, cells.next_id = tumor_step(
-            cells.n,
-            cells.column("id"),
-            cells.column("parent"),
-            cells.column("generation"),
-            cells.column("divisions_left"),
-            cells.column("clock_h"),
-            cells.kind,
-            cells.state,
-            cells.site,
-            cells.occ,
-            self.oxygen,
-            self.shape,
-            p["division_rate_per_h"],
-            p["migration_rate_per_h"],
-            p["death_at_division"],
-            p["symmetric_division_prob"],
-            p["max_divisions"],
-            p["hypoxia_mmHg"],
-            p["necrosis_mmHg"],
-            p["necrosis_max_mmHg"],
-            p["necrosis_max_per_h"],
-            p["lysis_h"],
-            DT_H,
-            SEED,
-            self.steps,
-            cells.next_id,
-        )
-        cells.compact()
+        self.dyn.step(self.dt_h, self.steps, SEED)
         self.steps += 1
+
+    def breakdown(self) -> dict[str, float]:
+        """One step with each kernel timed alone (ns/cell), mirroring CellDynamics.step."""
+        d, cells, sc = self.dyn, self.cells, self.sc
+        out = {}
+        t = time.perf_counter
+        n0 = cells.n
+        t0 = t()
+        cells.reserve(2 * cells.n + 1)
+        d._work(cells._cap)
+        n = cells.n
+        ids, i32, f32 = cells._i64, cells._i32, cells._f32
+        kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
+        oxygen, ifng, tgfb = d._field("oxygen"), d._field("ifng"), d._field("tgfb")
+        chemo, ecm, antibody = d._field("chemokine"), d._field("ecm"), d._field("anti_pdl1")
+        fields2d = d.fields.data.reshape(len(d.fields.names), -1)
+        ct, cs = sc.cells.tumor, sc.cells.stem
+        t1 = t()
+        out["set-up"] = t1 - t0
+        ki.update_pdl1(
+            n, kind, state, site, cells.column("pdl1"), ifng, d.pdl1_base, d.pdl1_max,
+            np.array([ct.pdl1_ifng_ec50_ng_per_mL, cs.pdl1_ifng_ec50_ng_per_mL, 1, 1, 1], float),
+            np.array([ct.pdl1_hill_power, cs.pdl1_hill_power, 1, 1, 1], float),
+            np.array([ct.pdl1_rate_per_h, cs.pdl1_rate_per_h, 0, 0, 0], float),
+            self.dt_h,
+        )
+        t2 = t()
+        out["update_pdl1"] = t2 - t1
+        action, target = d.action, d.target
+        action[:n] = ka.NONE
+        kc.cancer_decide(
+            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, oxygen, tgfb,
+            fields2d, d.cancer_par, d.rules, self.dt_h, SEED, self.steps, action, target,
+            d.dkind, d.ddiv,
+        )
+        t3 = t()
+        out["cancer_decide"] = t3 - t2
+        ki.tcell_decide(
+            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, chemo, tgfb, ecm,
+            antibody, fields2d, d.t_par, d.rules, self.dt_h, SEED, self.steps, action, target,
+        )
+        ki.macrophage_decide(
+            n, ids, f32, kind, state, site, occ, d.blocked, d.shape, chemo, ifng, tgfb,
+            oxygen, fields2d, d.m_par, d.rules, self.dt_h, SEED, self.steps, action, target,
+        )
+        ki.fibroblast_decide(
+            n, ids, f32, kind, state, site, occ, d.blocked, d.shape, tgfb, ecm, d.f_par,
+            self.dt_h, SEED, self.steps, action, target,
+        )
+        t4 = t()
+        out["immune/stroma decide (no such cells)"] = t4 - t3
+        m, next_id, _ = ka.apply_actions(
+            n, action, target, d.dkind, d.ddiv, ids, i32, f32, kind, state, site, occ,
+            d.blocked, d.shape, SEED, self.steps, cells.next_id,
+        )
+        cells.n, cells.next_id = int(m), int(next_id)
+        t5 = t()
+        out["apply_actions"] = t5 - t4
+        d._recruit(self.dt_h, self.steps, SEED)
+        t6 = t()
+        out["arrivals (counts only)"] = t6 - t5
+        cells.compact()
+        t7 = t()
+        out["compact"] = t7 - t6
+        self.steps += 1
+        return {k: v * 1e9 / n0 for k, v in out.items()}
 
 
 def mesa_model(sites: np.ndarray, stem: np.ndarray, side: int):
-    """The plain-Mesa reference on the same initial state and parameters."""
+    """The plain-Mesa reference on the same initial state and per-step probabilities."""
     from mesa_reference import TumorCSCModel, per_step
 
+    sc = scenario(side)
+    ct, cs = sc.cells.tumor, sc.cells.stem
+    dt_h = sc.time.dt_min / 60.0
     y, x = np.divmod(sites, side)
     xy = np.column_stack((x, y)).tolist()
     return TumorCSCModel(
         width=side,
         height=side,
-        p_div=per_step(PARAMS["division_rate_per_h"], DT_H),
-        p_mig=per_step(PARAMS["migration_rate_per_h"], DT_H),
-        p_death=PARAMS["death_at_division"],
-        p_symmetric=PARAMS["symmetric_division_prob"],
-        max_divisions=PARAMS["max_divisions"],
+        p_div=per_step(ct.division_rate_per_h, dt_h),
+        p_mig=per_step(ct.migration_rate_per_h, dt_h),
+        p_death=ct.death_at_division,
+        p_symmetric=cs.symmetric_division_prob,
+        max_divisions=ct.max_divisions,
         oxygen_mmHg=OXYGEN_MMHG,
-        hypoxia_mmHg=PARAMS["hypoxia_mmHg"],
-        necrosis_mmHg=PARAMS["necrosis_mmHg"],
-        necrosis_max_mmHg=PARAMS["necrosis_max_mmHg"],
-        p_necrosis_max=per_step(PARAMS["necrosis_max_per_h"], DT_H),
-        lysis_steps=math.ceil(PARAMS["lysis_h"] / DT_H),
+        hypoxia_mmHg=ct.hypoxia_mmHg,
+        necrosis_mmHg=ct.necrosis_mmHg,
+        necrosis_max_mmHg=ct.necrosis_max_mmHg,
+        p_necrosis_max=per_step(ct.necrosis_max_per_h, dt_h),
+        lysis_steps=math.ceil(ct.lysis_h / dt_h),
         stem_cells=[xy[i] for i in np.flatnonzero(stem)],
         tumor_cells=[xy[i] for i in np.flatnonzero(~stem)],
         rng=SEED,
@@ -175,7 +222,7 @@ def timed_step(step, count) -> float:
 
 
 def bench_tmesim(n: int, side: int, steps: int) -> dict:
-    """Median ns/cell/step with 1 and 2 threads, plus a breakdown of one kernel step."""
+    """Median ns/cell/step with 1 and 2 threads, plus a per-kernel breakdown."""
     sites, stem = dense_disc(n, side)
     pops = {1: TmesimCells(sites, stem, side), 2: TmesimCells(sites, stem, side)}
     samples = {1: [], 2: []}
@@ -186,27 +233,19 @@ def bench_tmesim(n: int, side: int, steps: int) -> dict:
         for t, pop in pops.items():
             numba.set_num_threads(t)
             samples[t].append(timed_step(pop.step, lambda pop=pop: pop.cells.n))
+    parts = {}
+    for t, pop in pops.items():
+        numba.set_num_threads(t)
+        runs = [pop.breakdown() for _ in range(3)]
+        parts[t] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-
-    # breakdown on a copy of the state: visiting order alone, compaction alone
-    pop = pops[1]
-    c = pop.cells
-    order_ns, compact_ns = [], []
-    for k in range(max(3, steps // 2)):
-        t0 = time.perf_counter()
-        visiting_order(c.n, c.column("id"), SEED, 1000 + k)
-        order_ns.append((time.perf_counter() - t0) * 1e9 / c.n)
-        t0 = time.perf_counter()
-        c.compact()  # nothing to remove: the pass over all rows and the occ refresh
-        compact_ns.append((time.perf_counter() - t0) * 1e9 / c.n)
     return {
         "n": n,
         "side": side,
         "ns": {t: statistics.median(s) for t, s in samples.items()},
         "ns_min": {t: min(s) for t, s in samples.items()},
         "ns_max": {t: max(s) for t, s in samples.items()},
-        "order_ns": statistics.median(order_ns),
-        "compact_ns": statistics.median(compact_ns),
+        "parts": parts,
         "n_final": pops[1].cells.n,
         "nbytes_per_cell": pops[1].cells.nbytes_per_cell,
     }
@@ -249,6 +288,7 @@ def memory_child(n: int, side: int, steps: int) -> None:
     sites, stem = dense_disc(n, side)
     pop = TmesimCells(sites, stem, side)
     del sites, stem
+    built = proc_status_kib("VmRSS")
     for _ in range(steps):
         pop.step()
     print(
@@ -259,10 +299,12 @@ def memory_child(n: int, side: int, steps: int) -> None:
                 "steps": steps,
                 "n_final": pop.cells.n,
                 "capacity": pop.cells._cap,
+                "fields_mib": pop.fields.data.nbytes / 2**20,
                 "rss_after_import_kib": after_import,
+                "rss_built_kib": built,
                 "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "vm_hwm_kib": proc_status_kib("VmHWM"),
-                "kernel_cache_hits": int(sum(tumor_step.stats.cache_hits.values())),
+                "kernel_cache_hits": int(sum(kc.cancer_decide.stats.cache_hits.values())),
             }
         )
     )
@@ -296,19 +338,23 @@ def fmt_ns(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-def report(tm: list[dict], me: dict, mem: list[dict], args) -> str:
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(tm: list[dict], me: dict, mem: list[dict], loads: list[str], args) -> str:
     ref = next(r for r in tm if r["n"] == me["n"])
     speedup = {t: me["ns"] / ref["ns"][t] for t in (1, 2)}
     lines = [
-        f"Machine: {os.cpu_count()} cores (`nproc` {len(os.sched_getaffinity(0))}), "
-        f"{cpu_model()}; Python {platform.python_version()}, numba {numba.__version__}, "
-        f"numpy {np.__version__}, mesa {__import__('mesa').__version__}. "
-        f"Uniform oxygen {OXYGEN_MMHG:g} mmHg, dt {DT_H * 60:g} min, packaged cell defaults, "
-        f"seed {SEED}.",
+        f"Machine: {os.cpu_count()} cores (affinity {len(os.sched_getaffinity(0))}), "
+        f"{cpu_model()}; Python {platform.python_version()}, numba {numba.__version__} "
+        f"({numba.config.THREADING_LAYER} threading layer requested), numpy {np.__version__}, "
+        f"mesa {__import__('mesa').__version__}. Load average (1/5/15 min) before, between and "
+        f"after the parts: {'; '.join(loads)}.",
         "",
         "| cells | lattice | tmesim 1 thread (ns/cell/step) | tmesim 2 threads | "
-        "of which visiting order | compaction | plain Mesa (ns/cell/step) | speed-up | target |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "plain Mesa (ns/cell/step) | speed-up | target |",
+        "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in tm:
         mesa_cell = sp = "—"
@@ -319,19 +365,31 @@ def report(tm: list[dict], me: dict, mem: list[dict], args) -> str:
         lines.append(
             f"| {r['n']:,} | {r['side']}² | {fmt_ns(r['ns'][1])} "
             f"({fmt_ns(r['ns_min'][1])}–{fmt_ns(r['ns_max'][1])}) | {fmt_ns(r['ns'][2])} "
-            f"({fmt_ns(r['ns_min'][2])}–{fmt_ns(r['ns_max'][2])}) | {fmt_ns(r['order_ns'])} | "
-            f"{fmt_ns(r['compact_ns'])} | {mesa_cell} | {sp} | {target} |"
+            f"({fmt_ns(r['ns_min'][2])}–{fmt_ns(r['ns_max'][2])}) | {mesa_cell} | {sp} | "
+            f"{target} |"
         )
+    names = list(tm[0]["parts"][1])
+    lines += [
+        "",
+        "Breakdown of one step, each kernel timed alone (ns/cell, median of 3 steps; "
+        "1 thread / 2 threads):",
+        "",
+        "| part | " + " | ".join(f"{r['n']:,}" for r in tm) + " |",
+        "|---|" + "---:|" * len(tm),
+    ]
+    for k in names:
+        cells = [f"{fmt_ns(r['parts'][1][k])} / {fmt_ns(r['parts'][2][k])}" for r in tm]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lo = min(r["ns"][1] for r in tm)
     hi = max(r["ns"][1] for r in tm)
     lines += [
         "",
         "| quantity | value | target |",
         "|---|---:|---|",
-        f"| cost linearity (1 thread, max/min ns/cell/step over sizes) | {hi / lo:.2f} | "
-        "≈ 1 (flat) |",
         f"| speed-up over plain Mesa at {me['n']:,} cells (1 thread) | {speedup[1]:,.0f}× | "
         "≥ 300× |",
+        f"| cost linearity (1 thread, max/min ns/cell/step over sizes) | {hi / lo:.2f} | "
+        "≈ 1 (flat) |",
         f"| bytes of state per cell (`CellPopulation.nbytes_per_cell`) | "
         f"{tm[0]['nbytes_per_cell']} | ≤ 64 |",
     ]
@@ -340,9 +398,8 @@ def report(tm: list[dict], me: dict, mem: list[dict], args) -> str:
         lines.append(
             f"| peak RSS, fresh process, {m['n']:,} cells on {m['side']}² ({label}), "
             f"{m['steps']} steps | {m['peak_rss_kib'] / 1024:,.0f} MiB "
-            f"(VmHWM {m['vm_hwm_kib'] / 1024:,.0f} MiB; after imports "
-            f"{m['rss_after_import_kib'] / 1024:,.0f} MiB; row capacity "
-            f"{m['capacity']:,}) | < 1024 MiB |"
+            f"(after imports {m['rss_after_import_kib'] / 1024:,.0f} MiB; fields "
+            f"{m['fields_mib']:,.0f} MiB; row capacity {m['capacity']:,}) | < 1024 MiB |"
         )
     lines += [
         f"| plain Mesa model construction, {me['n']:,} cells on {me['side']}² | "
@@ -351,10 +408,8 @@ def report(tm: list[dict], me: dict, mem: list[dict], args) -> str:
     steps = f"{args.steps_small}/{args.steps_mid}/{args.steps_large}"
     lines += [
         "",
-        f"tmesim: median of {steps} timed steps (10^4/10^5/10^6) after one untimed step, range in "
-        f"brackets; Mesa: median of {args.mesa_steps} steps after one warm-up step. "
-        'The "visiting order" and "compaction" columns time those parts alone '
-        "(hash + argsort of the cell ids; a compaction pass with nothing to remove).",
+        f"tmesim: median of {steps} timed steps (10^4/10^5/10^6) after one untimed step, "
+        f"min–max in brackets; Mesa: median of {args.mesa_steps} steps after one warm-up step.",
     ]
     return "\n".join(lines)
 
@@ -368,6 +423,7 @@ def main() -> None:
         memory_child(*args.memory_child)
         return
 
+    loads = [load()]
     sizes = dict(SIZES)
     if args.quick:
         sizes.pop(1_000_000)
@@ -378,11 +434,8 @@ def main() -> None:
 
     # peak memory first: Linux keeps ru_maxrss across fork + exec, so a child spawned after
     # this process has grown would report this process's size, not its own
-    mem_runs = (
-        [(1_000_000, 1000, 3)] if args.quick else [(1_000_000, 1000, 3), (1_000_000, 1500, 3)]
-    )
     mem = []
-    for n, side, steps in mem_runs:
+    for n, side, steps in [(1_000_000, 1000, 3)]:
         m = measure_memory(n, side, steps)
         print(
             f"memory {n:,} cells on {side}²: peak RSS {m['peak_rss_kib'] / 1024:.0f} MiB",
@@ -395,29 +448,30 @@ def main() -> None:
     warm = TmesimCells(*dense_disc(500, 50), 50)
     for _ in range(3):
         warm.step()
-    visiting_order(warm.cells.n, warm.cells.column("id"), SEED, 0)
+    warm.breakdown()
     print(f"warm-up (compile or cache load): {time.perf_counter() - t0:.2f} s", flush=True)
 
     tm = []
     for n, side in sizes.items():
         r = bench_tmesim(n, side, per_size[n])
+        loads.append(load())
         print(
             f"tmesim {n:>9,} cells on {side}²: {r['ns'][1]:.1f} ns/cell/step (1 thread), "
-            f"{r['ns'][2]:.1f} (2 threads); order {r['order_ns']:.1f}, compact "
-            f"{r['compact_ns']:.1f}; cells after: {r['n_final']:,}",
+            f"{r['ns'][2]:.1f} (2 threads); cells after: {r['n_final']:,}; load {loads[-1]}",
             flush=True,
         )
         tm.append(r)
 
     me = bench_mesa(10_000, SIZES[10_000], args.mesa_steps)
+    loads.append(load())
     print(
         f"mesa   {me['n']:>9,} cells on {me['side']}²: {me['ns']:.0f} ns/cell/step "
-        f"(build {me['build_s']:.1f} s); cells after: {me['n_final']:,}",
+        f"(build {me['build_s']:.1f} s); cells after: {me['n_final']:,}; load {loads[-1]}",
         flush=True,
     )
 
     print()
-    print(report(tm, me, mem, args))
+    print(report(tm, me, mem, loads, args))
 
 
 if __name__ == "__main__":

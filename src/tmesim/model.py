@@ -258,7 +258,7 @@ class TMEModel(mesa.Model):
             return float((a & b).sum()) / nb if nb else 0.0
 
         o2 = self.fields["oxygen"]
-        tissue = self.tissue.reshape(o2.shape) != geo.AIR
+        tissue = ~np.isin(self.tissue.reshape(o2.shape), geo.NON_CONDUCTING)
         return {
             "tumor_burden": float(burden),
             "stem_fraction": frac(kind == codes.STEM, cancer),
