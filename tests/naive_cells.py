@@ -1,8 +1,13 @@
 """Obviously-correct pure-Python twins of the cell kernels, for bit-for-bit comparison.
 
-They use the same counter-based draws (the ``.py_func`` of :mod:`tmesim.kernels.random`), the same
-rules in the same order, and loops written for clarity, not speed. See tmesim/kernels/tumor.py
-and tmesim/kernels/lattice.py for the rules they mirror.
+The twins re-implement the rules of tmesim/kernels/{neighbourhood,rules,cancer,immune,agents,
+lattice}.py with plain loops over explicit coordinates, written for clarity, not speed. Random
+draws use a pure-Python SplitMix64 (:func:`uniform`, :func:`randint`) keyed exactly like
+:mod:`tmesim.kernels.random`; the tests check the two generators agree.
+
+Arrays follow the kernels' layout: ``ids`` ``(2, cap)`` int64 (id, parent), ``i32`` ``(2, cap)``
+(generation, divisions_left), ``f32`` ``(8, cap)`` float32 (clock_h, pdl1, pgp, drug, damage,
+phenotype, payload, aux). Twins change their arguments in place like the kernels do.
 """
 
 from __future__ import annotations
@@ -11,135 +16,542 @@ import math
 
 import numpy as np
 
-from tmesim.kernels import random as kr
-from tmesim.kernels.codes import NECROTIC, PROLIFERATING, QUIESCENT, REMOVED, STEM, TUMOR
+from tmesim.kernels.codes import (
+    FIBROBLAST,
+    MACROPHAGE,
+    NECROTIC,
+    PROLIFERATING,
+    QUIESCENT,
+    REMOVED,
+    STEM,
+    TCELL,
+    TUMOR,
+)
 
-uniform = kr.uniform.py_func
-randint = kr.randint.py_func
+# action codes and purposes, restated (a twin that imported them could not catch a renumbering)
+NONE, DIVIDE, MOVE, DIE, KILL = 0, 1, 2, 3, 4
+B_DIVISION, B_MIGRATION, B_DEATH, B_KILL = 0, 1, 2, 3
+
+# --------------------------------------------------------------------------- random numbers
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
 
 
-def free_neighbours(site, occ, nz, ny, nx):
-    """Free sites among the Moore (2-D) / 26 (3-D) neighbours of ``site``, ascending."""
+def mix64(z):
+    """SplitMix64 finaliser on a Python int (mod 2**64)."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def key_hash(seed, a, b, c):
+    h = mix64(int(seed) + GOLDEN)
+    for w in (a, b, c):
+        h = mix64(h ^ ((int(w) + GOLDEN) & MASK64))
+    return h
+
+
+def uniform(seed, cell_id, step, purpose):
+    """Uniform on [0, 1): the top 53 bits of the key hash."""
+    return (key_hash(seed, cell_id, step, purpose) >> 11) / 2.0**53
+
+
+def randint(seed, cell_id, step, purpose, n):
+    """Uniform integer on [0, n)."""
+    return min(int(uniform(seed, cell_id, step, purpose) * n), n - 1)
+
+
+def hazard_prob(rate, dt):
+    return 1.0 - math.exp(-rate * dt)
+
+
+def hill(s, half, n):
+    s = float(s)
+    if s <= 0.0:
+        return 0.0
+    if half <= 0.0:
+        return 1.0
+    x = (s / half) ** n
+    return x / (1.0 + x)
+
+
+def f32(x):
+    """Round to float32 and back, as a store into a float32 column does."""
+    return float(np.float32(x))
+
+
+# --------------------------------------------------------------------------- neighbourhoods
+def offsets(nz):
+    """Neighbour offsets (dz, dy, dx) in kernel order: z, then y, then x, ascending."""
+    dzs = (-1, 0, 1) if nz > 1 else (0,)
+    return [
+        (dz, dy, dx)
+        for dz in dzs
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dz, dy, dx) != (0, 0, 0)
+    ]
+
+
+def coords(site, ny, nx):
     z, rem = divmod(int(site), ny * nx)
     y, x = divmod(rem, nx)
+    return z, y, x
+
+
+def neighbour_site(site, q, nz, ny, nx):
+    """The ``q``-th neighbour of ``site``, or -1 outside the domain."""
+    z, y, x = coords(site, ny, nx)
+    dz, dy, dx = offsets(nz)[q]
+    zz, yy, xx = z + dz, y + dy, x + dx
+    if 0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx:
+        return (zz * ny + yy) * nx + xx
+    return -1
+
+
+def neighbours(site, nz, ny, nx):
+    """``[(q, t)]`` for the in-domain neighbours ``t`` of ``site``."""
+    out = []
+    for q in range(len(offsets(nz))):
+        t = neighbour_site(site, q, nz, ny, nx)
+        if t >= 0:
+            out.append((q, t))
+    return out
+
+
+def is_blocked(t, blocked):
+    """A length-1 ``blocked`` array blocks nothing."""
+    return len(blocked) > 1 and bool(blocked[t])
+
+
+def free_scan(site, occ, blocked, nz, ny, nx):
+    mask = 0
+    for q, t in neighbours(site, nz, ny, nx):
+        if occ[t] < 0 and not is_blocked(t, blocked):
+            mask |= 1 << q
+    return mask
+
+
+def is_live_cancer(j, kind, state):
+    return int(kind[j]) in (TUMOR, STEM) and int(state[j]) not in (NECROTIC, REMOVED)
+
+
+def scan(site, occ, blocked, kind, state, nz, ny, nx):
+    """``(free, cancer, n_in)`` as :func:`tmesim.kernels.neighbourhood.scan`."""
+    free = cancer = n_in = 0
+    for q, t in neighbours(site, nz, ny, nx):
+        n_in += 1
+        j = int(occ[t])
+        if j < 0:
+            if not is_blocked(t, blocked):
+                free |= 1 << q
+        elif is_live_cancer(j, kind, state):
+            cancer |= 1 << q
+    return free, cancer, n_in
+
+
+def lumen_reachable(t, occ, air, kind, nz, ny, nx):
+    """An air site next (by a face) to tissue or to a lumen site filled by a cancer cell."""
+    z, y, x = coords(t, ny, nx)
+    for dz, dy, dx in ((-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)):
+        zz, yy, xx = z + dz, y + dy, x + dx
+        if not (0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx):
+            continue
+        s = (zz * ny + yy) * nx + xx
+        if not air[s]:
+            return True
+        if occ[s] >= 0 and int(kind[occ[s]]) in (TUMOR, STEM):
+            return True
+    return False
+
+
+def cancer_free_scan(site, occ, air, kind, nz, ny, nx):
+    mask = 0
+    for q, t in neighbours(site, nz, ny, nx):
+        if occ[t] >= 0:
+            continue
+        if len(air) > 1 and air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx):
+            continue
+        mask |= 1 << q
+    return mask
+
+
+def bits(mask):
+    """Positions of the set bits, lowest first."""
+    return [q for q in range(64) if (mask >> q) & 1]
+
+
+def popcount(mask):
+    return len(bits(mask))
+
+
+def kth_bit(mask, k):
+    b = bits(mask)
+    return b[k] if 0 <= k < len(b) else -1
+
+
+def choose_move(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias, p_site):
+    """With probability ``bias`` a free neighbour of highest ``chemo`` (ties drawn uniformly),
+    otherwise a free neighbour drawn uniformly; -1 if none is free."""
+    qs = bits(free)
+    if not qs:
+        return -1
+    sites = [neighbour_site(site, q, nz, ny, nx) for q in qs]
+    if bias > 0.0 and uniform(seed, cid, step, p_bias) < bias:
+        top = max(chemo[s] for s in sites)
+        best = [s for s in sites if chemo[s] == top]
+        return best[randint(seed, cid, step, p_site, len(best))]
+    return sites[randint(seed, cid, step, p_site, len(sites))]
+
+
+# --------------------------------------------------------------------------- rules
+def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
+    b = float(base)
+    for r in rules:
+        if int(r[0]) != kind or int(r[2]) != behaviour:
+            continue
+        sig = int(r[1])
+        s = fields[sig, site] if sig >= 0 else pdl1
+        b = b + (r[3] - b) * hill(s, r[4], r[5])
+    return b
+
+
+# --------------------------------------------------------------------------- cancer cells
+# columns of the per-kind parameter table (kernels/cancer.py)
+(C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
+ C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF) = range(17)
+
+
+def necrosis_probability(po2, thr, thr_max, rate_max, dt):
+    if po2 >= thr:
+        return 0.0
+    frac = 1.0 if (po2 <= thr_max or thr <= thr_max) else (thr - po2) / (thr - thr_max)
+    return 1.0 - math.exp(-rate_max * frac * dt)
+
+
+def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, tgfb, fields, par,
+                  rules, dt, seed, step, action, target, dkind, ddiv):
+    nz, ny, nx = (int(s) for s in shape)
+    for i in range(n):
+        k = int(kind[i])
+        if k not in (TUMOR, STEM):
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = int(ids[0, i])
+        s = int(site[i])
+        if state[i] == NECROTIC:  # lysis clock
+            fl[0, i] = f32(fl[0, i] + dt)
+            if fl[0, i] >= par[k, C_LYSIS]:
+                action[i] = DIE
+            continue
+        po2 = oxygen[s]
+        p = necrosis_probability(po2, par[k, C_NEC], par[k, C_NECMAX], par[k, C_NECRATE], dt)
+        if p > 0.0 and uniform(seed, cid, step, 4) < p:
+            state[i] = NECROTIC
+            fl[0, i] = 0.0
+            continue
+        hypoxic = po2 < par[k, C_HYP]
+        state[i] = QUIESCENT if hypoxic else PROLIFERATING
+        fl[0, i] = f32(fl[0, i] + dt)
+        death = par[k, C_DEATH]
+        if par[k, C_EMAX] > 0.0:
+            term = par[k, C_EMAX] * hill(fl[3, i], par[k, C_EC50], par[k, C_HILL])
+            death += term * par[k, C_QDF] if hypoxic else term
+        death = apply_rules(death, k, B_DEATH, s, fields, fl[1, i], rules)
+        if death > 0.0 and uniform(seed, cid, step, 10) < hazard_prob(death, dt):
+            action[i] = DIE
+            continue
+        if k == TUMOR and par[k, C_PLAST] > 0.0:
+            drive = hill(tgfb[s], par[k, C_PLAST_HALF], 1.0) + (1.0 if hypoxic else 0.0)
+            if uniform(seed, cid, step, 11) < hazard_prob(par[k, C_PLAST] * drive, dt):
+                kind[i] = STEM
+                k = STEM
+        free = cancer_free_scan(s, occ, air, kind, nz, ny, nx)
+        nfree = popcount(free)
+        if nfree == 0:  # contact inhibition
+            continue
+        div_rate = apply_rules(par[k, C_DIV], k, B_DIVISION, s, fields, fl[1, i], rules)
+        if not hypoxic and uniform(seed, cid, step, 2) < hazard_prob(div_rate, dt):
+            if k == TUMOR:
+                if uniform(seed, cid, step, 7) < par[k, C_DAD] or i32[1, i] <= 0:
+                    action[i] = DIE
+                    continue
+                dkind[i], ddiv[i] = TUMOR, i32[1, i] - 1
+            elif uniform(seed, cid, step, 8) < par[k, C_SYM]:
+                dkind[i], ddiv[i] = STEM, i32[1, i]
+            else:
+                dkind[i], ddiv[i] = TUMOR, int(par[TUMOR, C_MAXDIV])
+            action[i] = DIVIDE
+            target[i] = neighbour_site(s, kth_bit(free, randint(seed, cid, step, 3, nfree)),
+                                       nz, ny, nx)
+            continue
+        mig_rate = apply_rules(par[k, C_MIG], k, B_MIGRATION, s, fields, fl[1, i], rules)
+        pm = hazard_prob(mig_rate, dt)
+        if pm > 0.0 and uniform(seed, cid, step, 5) < pm:
+            action[i] = MOVE
+            target[i] = neighbour_site(s, kth_bit(free, randint(seed, cid, step, 6, nfree)),
+                                       nz, ny, nx)
+
+
+# --------------------------------------------------------------------------- immune cells
+(T_KILL, T_SUPP, T_EXH, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD) = range(10)
+(M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS) = range(10)
+(F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
+
+
+def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm,
+                 antibody, fields, par, rules, dt, seed, step, action, target):
+    nz, ny, nx = (int(s) for s in shape)
+    for i in range(n):
+        if kind[i] != TCELL:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = int(ids[0, i])
+        s = int(site[i])
+        fl[0, i] = f32(fl[0, i] + dt)
+        fl[7, i] = 0.0
+        exhausted = state[i] == QUIESCENT
+        life = par[T_XLIFE] if exhausted else par[T_LIFE]
+        death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s, fields, 0.0, rules)
+        if uniform(seed, cid, step, 30) < hazard_prob(death, dt):
+            action[i] = DIE
+            continue
+        free, cancer, _ = scan(s, occ, blocked, kind, state, nz, ny, nx)
+        if not exhausted and i32[1, i] != 0 and cancer:
+            qs = bits(cancer)
+            j = int(occ[neighbour_site(s, qs[randint(seed, cid, step, 32, len(qs))], nz, ny, nx)])
+            occupancy = 0.0
+            if par[T_KD] > 0.0:
+                a = antibody[site[j]]
+                occupancy = a / (a + par[T_KD])
+            pdl1 = float(fl[1, j]) * (1.0 - occupancy)
+            kill = apply_rules(par[T_KILL], TCELL, B_KILL, s, fields, pdl1, rules)
+            kill *= 1.0 - par[T_SUPP] * pdl1
+            if par[T_TGFB] > 0.0:
+                kill /= 1.0 + tgfb[s] / par[T_TGFB]
+            fl[7, i] = 1.0
+            fl[5, i] = f32(fl[5, i] + par[T_EXH] * pdl1 * dt)
+            if fl[5, i] >= 1.0:
+                state[i] = QUIESCENT
+            if uniform(seed, cid, step, 31) < hazard_prob(kill, dt):
+                action[i] = KILL
+                target[i] = j
+                if i32[1, i] > 0:
+                    i32[1, i] -= 1
+            continue  # an engaged T cell stays put
+        rate = apply_rules(par[T_MIG], TCELL, B_MIGRATION, s, fields, 0.0, rules)
+        if par[T_ECM] > 0.0:
+            rate /= 1.0 + ecm[s] / par[T_ECM]
+        if uniform(seed, cid, step, 33) < hazard_prob(rate, dt):
+            t = choose_move(s, free, cid, nz, ny, nx, chemo, par[T_BIAS], seed, step, 35, 34)
+            if t >= 0:
+                action[i], target[i] = MOVE, t
+
+
+def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb,
+                      oxygen, fields, par, rules, dt, seed, step, action, target):
+    nz, ny, nx = (int(s) for s in shape)
+    for i in range(n):
+        if kind[i] != MACROPHAGE:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = int(ids[0, i])
+        s = int(site[i])
+        fl[0, i] = f32(fl[0, i] + dt)
+        free, cancer, n_in = scan(s, occ, blocked, kind, state, nz, ny, nx)
+        nt = popcount(cancer)
+        contact = nt / n_in if n_in > 0 else 0.0
+        s1 = hill(ifng[s], par[M_IFNG], 1.0)
+        s2 = hill(tgfb[s], par[M_TGFB], 1.0) + par[M_CONTACT] * contact
+        if oxygen[s] < par[M_HYP]:
+            s2 += 1.0
+        k1, k2 = par[M_TO1] * s1, par[M_TO2] * s2
+        if k1 + k2 > 0.0:  # exact solution of dp/dt = k2 (1 - p) - k1 p over dt
+            p_inf = k2 / (k1 + k2)
+            fl[5, i] = f32(p_inf + (float(fl[5, i]) - p_inf) * math.exp(-(k1 + k2) * dt))
+        p = float(fl[5, i])
+        state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
+        life = par[M_LIFE]
+        death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s, fields, 0.0,
+                            rules)
+        if uniform(seed, cid, step, 40) < hazard_prob(death, dt):
+            action[i] = DIE
+            continue
+        if nt > 0:
+            kill = apply_rules(par[M_PHAG] * (1.0 - p), MACROPHAGE, B_KILL, s, fields, 0.0, rules)
+            if uniform(seed, cid, step, 41) < hazard_prob(kill, dt):
+                q = bits(cancer)[randint(seed, cid, step, 42, nt)]
+                action[i], target[i] = KILL, int(occ[neighbour_site(s, q, nz, ny, nx)])
+                continue
+        rate = apply_rules(par[M_MIG], MACROPHAGE, B_MIGRATION, s, fields, 0.0, rules)
+        if uniform(seed, cid, step, 43) < hazard_prob(rate, dt):
+            t = choose_move(s, free, cid, nz, ny, nx, chemo, par[M_BIAS], seed, step, 45, 44)
+            if t >= 0:
+                action[i], target[i] = MOVE, t
+
+
+def fibroblast_decide(n, ids, fl, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt, seed,
+                      step, action, target):
+    nz, ny, nx = (int(s) for s in shape)
+    for i in range(n):
+        if kind[i] != FIBROBLAST:
+            continue
+        action[i] = NONE
+        if state[i] == REMOVED:
+            continue
+        cid = int(ids[0, i])
+        s = int(site[i])
+        fl[0, i] = f32(fl[0, i] + dt)
+        free, cancer, n_in = scan(s, occ, blocked, kind, state, nz, ny, nx)
+        contact = popcount(cancer) / n_in if n_in > 0 else 0.0
+        drive = hill(tgfb[s], par[F_TGFB], 1.0) + par[F_CONTACT] * contact
+        a = 1.0 - (1.0 - float(fl[5, i])) * math.exp(-par[F_ACT] * drive * dt)
+        fl[5, i] = a  # stored as float32; the rules below use the float64 value
+        state[i] = QUIESCENT if a > 0.5 else PROLIFERATING
+        if len(ecm) > 1 and par[F_ECM] > 0.0:
+            ecm[s] = 1.0 - (1.0 - ecm[s]) * math.exp(-par[F_ECM] * a * dt)
+        rate = par[F_MIG]
+        if rate > 0.0 and uniform(seed, cid, step, 50) < hazard_prob(rate, dt):
+            t = choose_move(s, free, cid, nz, ny, nx, ecm, 0.0, seed, step, 50, 51)
+            if t >= 0:
+                action[i], target[i] = MOVE, t
+
+
+def update_pdl1(n, kind, state, site, pdl1, ifng, baseline, pmax, ec50, hill_n, rate, dt):
+    for i in range(n):
+        k = int(kind[i])
+        if k not in (TUMOR, STEM) or state[i] in (REMOVED, NECROTIC):
+            continue
+        tgt = baseline[k] + (pmax[k] - baseline[k]) * hill(ifng[site[i]], ec50[k], hill_n[k])
+        pdl1[i] = f32(tgt + (float(pdl1[i]) - tgt) * math.exp(-rate[k] * dt))
+
+
+# --------------------------------------------------------------------------- apply, recruit
+def affine_order(n, seed, step):
+    """The visiting order: ``k -> (a k + b) mod n`` with ``a`` coprime to ``n``."""
+    if n <= 1:
+        return list(range(n))
+    h = key_hash(seed, n, step, 20)
+    a = h % (n - 1) + 1
+    while math.gcd(a, n) != 1:
+        a = a % (n - 1) + 1
+    b = (h >> 32) % n
+    order = [(a * k + b) % n for k in range(n)]
+    assert sorted(order) == list(range(n))
+    return order
+
+
+def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, site, occ, blocked,
+                  shape, seed, step, next_id):
+    nz, ny, nx = (int(s) for s in shape)
+    m = n
+    kills = 0
+    for i in affine_order(n, seed, step):
+        act = int(action[i])
+        if act == NONE or state[i] == REMOVED:
+            continue
+        if act == DIE:
+            state[i] = REMOVED
+            occ[site[i]] = -1
+        elif act == KILL:
+            j = int(target[i])
+            if state[j] not in (REMOVED, NECROTIC):
+                state[j] = REMOVED
+                occ[site[j]] = -1
+                kills += 1
+        else:
+            t = int(target[i])
+            if occ[t] >= 0:  # taken earlier this step: one retry on a free neighbour
+                if kind[i] in (TUMOR, STEM):
+                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
+                else:
+                    free = free_scan(site[i], occ, blocked, nz, ny, nx)
+                qs = bits(free)
+                if not qs:
+                    continue
+                t = neighbour_site(site[i], qs[randint(seed, ids[0, i], step, 21, len(qs))],
+                                   nz, ny, nx)
+            if act == MOVE:
+                occ[site[i]] = -1
+                site[i] = t
+                occ[t] = i
+                continue
+            # DIVIDE into row m
+            fl[:, m] = fl[:, i]
+            fl[0, m] = fl[0, i] = 0.0
+            for c in (3, 6):  # drug and payload are split equally
+                fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
+            ids[0, m], ids[1, m] = next_id, ids[0, i]
+            i32[0, m] = i32[0, i] + 1
+            if kind[i] == TUMOR:
+                i32[1, i] = ddiv[i]
+            i32[1, m] = ddiv[i]
+            kind[m] = dkind[i]
+            state[m] = PROLIFERATING
+            site[m] = t
+            occ[t] = m
+            next_id += 1
+            m += 1
+    return m, next_id, kills
+
+
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind, state, site,
+            occ, n, next_id, seed, step, purpose):
+    placed = 0
+    if len(entry_sites) == 0:
+        return n, next_id, 0
+    for a in range(k):
+        for t in range(cap_attempts):
+            s = int(entry_sites[randint(seed, a * cap_attempts + t, step, purpose,
+                                        len(entry_sites))])
+            if occ[s] < 0:
+                ids[:, n] = (next_id, -1)
+                i32[:, n] = (0, init_div)
+                fl[:, n] = 0.0
+                kind[n], state[n], site[n] = new_kind, PROLIFERATING, s
+                occ[s] = n
+                n, next_id, placed = n + 1, next_id + 1, placed + 1
+                break
+    return n, next_id, placed
+
+
+def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
+                  release_by_kind, sink, source):
+    for i in range(n):
+        if state[i] in (REMOVED, NECROTIC):
+            continue
+        k = int(kind[i])
+        s = int(site[i])
+        if k == TCELL:
+            act = float(aux[i]) if state[i] == PROLIFERATING else 0.0
+        elif k in (MACROPHAGE, FIBROBLAST):
+            act = float(phenotype[i])
+        else:
+            act = 1.0
+        for f in range(sink.shape[0]):
+            sink[f, s] += sink_by_kind[k, f]
+            source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f]
+
+
+# --------------------------------------------------------------------------- lattice
+def free_neighbours(site, occ, nz, ny, nx):
+    """Free sites among the Moore (2-D) / 26 (3-D) neighbours of ``site``, ascending."""
+    z, y, x = coords(site, ny, nx)
     out = []
     for other in range(nz * ny * nx):
-        oz, orem = divmod(other, ny * nx)
-        oy, ox = divmod(orem, nx)
+        oz, oy, ox = coords(other, ny, nx)
         if other == site:
             continue
         if abs(oz - z) <= 1 and abs(oy - y) <= 1 and abs(ox - x) <= 1 and occ[other] < 0:
             out.append(other)
     return out
-
-
-def visiting_order(n, cell_id, seed, step):
-    keys = [uniform(seed, int(cell_id[i]), step, kr.PURPOSE_ORDER) for i in range(n)]
-    return sorted(range(n), key=lambda i: (keys[i], i))
-
-
-def necrosis_probability(po2, thr, thr_max, rate_max_per_h, dt_h):
-    if po2 >= thr:
-        return 0.0
-    frac = 1.0 if (po2 <= thr_max or thr <= thr_max) else (thr - po2) / (thr - thr_max)
-    return 1.0 - math.exp(-rate_max_per_h * frac * dt_h)
-
-
-def _add_f32(a, i, dt):
-    a[i] = np.float32(float(a[i]) + dt)
-
-
-def tumor_step(
-    n,
-    cell_id,
-    parent,
-    generation,
-    divisions_left,
-    clock_h,
-    kind,
-    state,
-    site,
-    occ,
-    oxygen,
-    shape,
-    division_rate_per_h,
-    migration_rate_per_h,
-    death_at_division,
-    symmetric_division_prob,
-    max_divisions,
-    hypoxia_mmHg,
-    necrosis_mmHg,
-    necrosis_max_mmHg,
-    necrosis_max_per_h,
-    lysis_h,
-    dt_h,
-    seed,
-    step,
-    next_id,
-):
-    """Twin of :func:`tmesim.kernels.tumor.tumor_step` (arrays are changed in place)."""
-    nz, ny, nx = (int(s) for s in shape)
-    m = n
-    for i in visiting_order(n, cell_id, seed, step):
-        k = int(kind[i])
-        if k not in (TUMOR, STEM) or state[i] == REMOVED:
-            continue
-        cid = int(cell_id[i])
-        if state[i] == NECROTIC:
-            _add_f32(clock_h, i, dt_h)
-            if float(clock_h[i]) >= lysis_h[k]:
-                state[i] = REMOVED
-                occ[site[i]] = -1
-            continue
-        po2 = float(oxygen[site[i]])
-        p_nec = necrosis_probability(
-            po2, necrosis_mmHg[k], necrosis_max_mmHg[k], necrosis_max_per_h[k], dt_h
-        )
-        if p_nec > 0.0 and uniform(seed, cid, step, kr.PURPOSE_NECROSIS) < p_nec:
-            state[i] = NECROTIC
-            clock_h[i] = 0.0
-            continue
-        hypoxic = po2 < hypoxia_mmHg[k]
-        state[i] = QUIESCENT if hypoxic else PROLIFERATING
-        _add_f32(clock_h, i, dt_h)
-        free = free_neighbours(site[i], occ, nz, ny, nx)
-        if not free:
-            continue
-        p_div = 1.0 - math.exp(-division_rate_per_h[k] * dt_h)
-        if not hypoxic and uniform(seed, cid, step, kr.PURPOSE_DIVIDE) < p_div:
-            if k == TUMOR:
-                dies = uniform(seed, cid, step, kr.PURPOSE_DEATH) < death_at_division[k]
-                if dies or divisions_left[i] <= 0:
-                    state[i] = REMOVED
-                    occ[site[i]] = -1
-                    continue
-                divisions_left[i] -= 1
-                d_kind, d_div = TUMOR, divisions_left[i]
-            elif uniform(seed, cid, step, kr.PURPOSE_FATE) < symmetric_division_prob[k]:
-                d_kind, d_div = STEM, divisions_left[i]
-            else:
-                d_kind, d_div = TUMOR, max_divisions[TUMOR]
-            target = free[randint(seed, cid, step, kr.PURPOSE_DIVIDE_SITE, len(free))]
-            cell_id[m] = next_id
-            parent[m] = cid
-            generation[m] = generation[i] + 1
-            divisions_left[m] = d_div
-            clock_h[m] = 0.0
-            clock_h[i] = 0.0
-            kind[m] = d_kind
-            state[m] = PROLIFERATING
-            site[m] = target
-            occ[target] = m
-            next_id += 1
-            m += 1
-            continue
-        p_mig = 1.0 - math.exp(-migration_rate_per_h[k] * dt_h)
-        if p_mig > 0.0 and uniform(seed, cid, step, kr.PURPOSE_MIGRATE) < p_mig:
-            target = free[randint(seed, cid, step, kr.PURPOSE_MIGRATE_SITE, len(free))]
-            occ[site[i]] = -1
-            site[i] = target
-            occ[target] = i
-    return m, next_id
 
 
 def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):

@@ -197,6 +197,62 @@ def douglas_step(u, D, lam, dt, h, boundary, ndim, sink=None, kf=None, fixed=Non
     return u
 
 
+def unsplit_operator(shape3, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=None):
+    """Dense ``A = L - K`` and ``b`` of one field's unsplit semi-discrete operator ``A u + b``.
+
+    ``D``, ``lam``: scalars; ``boundary``: dict side -> (kind, value); ``sink`` (nz, ny, nx) or
+    None; ``kf`` (nz, ny, nx) or None; ``fixed`` (nz, ny, nx) bool of identity rows or None.
+    Identity rows of ``A`` and ``b`` are 0.
+    """
+    if fixed is None:
+        fixed = np.zeros(shape3, dtype=bool)
+    ops = axis_operators(shape3, D, 1.0, h, boundary, ndim, kf, fixed)  # dt = 1: dt L = L
+    fx = fixed.reshape(-1)
+    k = lam + (0.0 if sink is None else np.asarray(sink, dtype=np.float64).reshape(-1))
+    a = sum(v[0] for v in ops.values()) - np.diag(np.where(fx, 0.0, k))
+    b = sum(v[1] for v in ops.values())
+    return a, b
+
+
+def unsplit_residual(u, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=None):
+    """``(L - K) u + b`` of every field of ``u[f, z, y, x]`` (0 on identity rows).
+
+    Arguments as in :func:`lod_step`; ``sink`` ``(nf, nz, ny, nx)`` or None.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    out = np.zeros(u.shape)
+    for f in range(u.shape[0]):
+        a, b = unsplit_operator(
+            u.shape[1:], D[f], lam[f], h, boundary[f], ndim,
+            None if sink is None else sink[f], kf, None if fixed is None else fixed[f],
+        )  # fmt: skip
+        out[f] = (a @ u[f].reshape(-1) + b).reshape(u.shape[1:])
+    return out
+
+
+def douglas_iteration_matrix(shape3, D, lam, dt, h, boundary, ndim, sink=None, kf=None, fixed=None):
+    """Iteration matrix ``T = I + P^-1 dt A`` of the Douglas step of one field, on free rows.
+
+    ``P = (I - dt (Ly - K)) (I - dt Lx) (I - dt Lz)``: a Douglas step maps the error
+    ``e = u - u*`` to ``T e``, so the spectral radius of ``T`` is the asymptotic convergence rate
+    per step towards the steady state. Arguments as in :func:`unsplit_operator`.
+    """
+    nz, ny, nx = shape3
+    nv = nz * ny * nx
+    if fixed is None:
+        fixed = np.zeros(shape3, dtype=bool)
+    ops = axis_operators(shape3, D, dt, h, boundary, ndim, kf, fixed)
+    fx = fixed.reshape(-1)
+    k = lam + (0.0 if sink is None else np.asarray(sink, dtype=np.float64).reshape(-1))
+    dtk = np.diag(np.where(fx, 0.0, dt * k))
+    eye = np.eye(nv)
+    lz = ops["z"][0] if ndim == 3 else np.zeros((nv, nv))
+    p = (eye - (ops["y"][0] - dtk)) @ (eye - ops["x"][0]) @ (eye - lz)
+    t = eye + np.linalg.solve(p, ops["x"][0] + ops["y"][0] + lz - dtk)
+    free = np.flatnonzero(~fx)
+    return t[np.ix_(free, free)]
+
+
 def steady_state(shape3, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=None, held=None):
     """Steady state of the unsplit discrete operator, one dense direct solve per field.
 
@@ -208,12 +264,11 @@ def steady_state(shape3, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=No
         fixed = np.zeros((nf, *shape3), dtype=bool)
     out = np.zeros((nf, *shape3))
     for f in range(nf):
-        # dt = 1 makes dt * L = L
-        ops = axis_operators(shape3, D[f], 1.0, h, boundary[f], ndim, kf, fixed[f])
+        a, b = unsplit_operator(
+            shape3, D[f], lam[f], h, boundary[f], ndim,
+            None if sink is None else sink[f], kf, fixed[f],
+        )  # fmt: skip
         fx = fixed[f].reshape(-1)
-        k = lam[f] + (0.0 if sink is None else np.asarray(sink[f], dtype=np.float64).reshape(-1))
-        a = sum(v[0] for v in ops.values()) - np.diag(np.where(fx, 0.0, k))
-        b = sum(v[1] for v in ops.values())
         ids = np.flatnonzero(fx)
         a[ids] = 0.0
         a[ids, ids] = 1.0

@@ -541,3 +541,115 @@ def test_neumann_influx_adds_exact_amount(variable):
         fs.diffuse(dt)
     added = steps * dt * q * open_faces * h**2
     assert fs.total("c") == pytest.approx(m0 + added, rel=1e-13)
+
+
+# ---------------------------------------------------------------------- per-field schemes
+def mixed_specs():
+    """Two Douglas fields, two LOD fields (one by default), one static field (D = 0, no decay,
+    no boundary conditions), deliberately interleaved."""
+    return [
+        FieldSpec("a", "a", 1e5, 0.1, 38.0, {"x_min": ("dirichlet", 38.0)}, "douglas"),
+        FieldSpec("b", "a", 500.0, 0.2, 1.0, {"y_max": ("neumann", 2.0)}, "lod"),
+        FieldSpec("ecm", "a", 0.0, 0.0, 0.5, {}),
+        FieldSpec("d", "a", 2e3, 0.5, 2.0, {"y_min": ("dirichlet", 1.0)}, "douglas"),
+        FieldSpec("e", "a", 50.0, 0.01, 0.0, {}),  # None: the set's scheme (lod)
+    ]
+
+
+def split_sets(shape):
+    """The mixed set and the single-scheme sets of the same fields."""
+    specs = mixed_specs()
+    by = {n: s for n, s in zip("abcde", specs, strict=True)}
+    mixed = FieldSet(specs, shape, 20.0, scheme="lod")
+    dou = FieldSet([by["a"], by["d"]], shape, 20.0, scheme="douglas")
+    lod = FieldSet([by["b"], by["e"]], shape, 20.0, scheme="lod")
+    home = {"a": dou, "d": dou, "b": lod, "e": lod}
+    return mixed, home
+
+
+def fill(sets, rng):
+    """Same random initial values, field by field, in every set holding the field."""
+    names = sets[0].names
+    for n in names:
+        v = rng.uniform(0.0, 3.0, sets[0][n].shape)
+        for s in sets:
+            if n in s.index:
+                s[n][...] = v
+
+
+@pytest.mark.parametrize("shape", [(9, 70), (4, 6, 5)])
+def test_mixed_schemes_equal_single_scheme_sets_bit_for_bit(shape):
+    """Fields grouped by scheme (Douglas, LOD, static) are solved by sub-sets sharing the
+    parent's memory: each field gets exactly the bits of a single-scheme set, with and without
+    a per-voxel sink; the static field is never touched."""
+    rng = np.random.default_rng(31)
+    mixed, home = split_sets(shape)
+    assert mixed.names == ["a", "d", "b", "e", "ecm"]  # contiguous blocks
+    assert [p.scheme for _, p in mixed._parts] == ["douglas", "lod"]
+    for _, p in mixed._parts:  # the sub-sets are views of the parent's data
+        assert np.shares_memory(p.data, mixed.data)
+    dou, lod = home["a"], home["b"]
+    fill([mixed, dou, lod], rng)
+    ecm0 = mixed["ecm"].copy()
+    for dt in (0.1, 1.0, 1.0):
+        sink = rng.uniform(0.0, 3.0, mixed.data.shape) * (rng.random(mixed.data.shape) < 0.5)
+        mixed.diffuse(dt, sink=sink)
+        for s in (dou, lod):
+            rows = [mixed.index[n] for n in s.names]
+            s.diffuse(dt, sink=np.ascontiguousarray(sink[rows]))
+        mixed.diffuse(dt)
+        dou.diffuse(dt)
+        lod.diffuse(dt)
+    for n, s in home.items():
+        assert mixed[n].tobytes() == s[n].tobytes(), n
+    assert mixed["ecm"].tobytes() == ecm0.tobytes()
+
+
+def test_all_static_set_is_untouched():
+    fs = FieldSet([FieldSpec("ecm", "a", 0.0, 0.0, 0.7, {})], (5, 6), 10.0, scheme="douglas")
+    before = fs.data.copy()
+    fs.diffuse(1.0, sink=np.ones(fs.data.shape))
+    assert fs.data.tobytes() == before.tobytes()
+    assert fs._parts == [(slice(0, 0), None)]  # nothing to solve
+    # a field with decay or a boundary condition is not static (with D = 0 a boundary value
+    # does not reach the interior, but the set still solves it)
+    fs = FieldSet([FieldSpec("c", "a", 0.0, 0.1, 0.7, {})], (5, 6), 10.0)
+    fs.diffuse(1.0)
+    assert np.all(fs.data < 0.7)
+    fs = FieldSet([FieldSpec("c", "a", 0.0, 0.0, 0.7, {"x_min": ("dirichlet", 1.0)})], (5, 6), 1.0)
+    assert fs._parts == []
+
+
+@pytest.mark.parametrize("shape", [(9, 70), (4, 6, 5)])
+def test_geometry_and_held_voxels_reach_the_sub_sets(shape):
+    """set_geometry and set_fixed on the mixed set reach its sub-sets: masked voxels stay 0 in
+    every field (static included), held voxels hold, and each field's bits equal those of a
+    single-scheme set with the same geometry."""
+    rng = np.random.default_rng(32)
+    mixed, home = split_sets(shape)
+    dou, lod = home["a"], home["b"]
+    fill([mixed, dou, lod], rng)
+    mask = rng.random(shape) < 0.1
+    factor = rng.uniform(0.5, 2.0, shape)
+    held = {"a": rng.random(shape) < 0.05, "b": rng.random(shape) < 0.05}
+    for s in (mixed, dou, lod):
+        s.set_geometry(mask=mask, diffusivity_factor=factor)
+        s.positivity_guard = False  # (the sub-sets keep their own flag)
+    for _, p in mixed._parts:
+        p.positivity_guard = False
+        assert p.variable
+    for n, where in held.items():
+        mixed.set_fixed(n, where, 5.0 + len(n))
+        home[n].set_fixed(n, where, 5.0 + len(n))
+    for dt in (0.1, 1.0):
+        sink = rng.uniform(0.0, 3.0, mixed.data.shape)
+        mixed.diffuse(dt, sink=sink)
+        for s in (dou, lod):
+            rows = [mixed.index[n] for n in s.names]
+            s.diffuse(dt, sink=np.ascontiguousarray(sink[rows]))
+    for n in mixed.names:
+        assert np.all(mixed[n][mask] == 0.0), n
+    for n, where in held.items():
+        assert np.all(mixed[n][where & ~mask] == 5.0 + len(n)), n
+    for n, s in home.items():
+        assert mixed[n].tobytes() == s[n].tobytes(), n

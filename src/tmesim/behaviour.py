@@ -261,22 +261,27 @@ class CellDynamics:
         )
         action, target = self.action, self.target
         action[:n] = ka.NONE
-        kc.cancer_decide(
-            n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
-            fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target, self.dkind, self.ddiv,
-        )
-        ki.tcell_decide(
-            n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
-            antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
-        )
-        ki.macrophage_decide(
-            n, ids, f32, kind, state, site, occ, self.blocked, self.shape, chemo, ifng, tgfb,
-            oxygen, fields2d, self.m_par, self.rules, dt_h, seed, step, action, target,
-        )
-        ki.fibroblast_decide(
-            n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
-            dt_h, seed, step, action, target,
-        )
+        present = cells.counts().sum(axis=1) > 0  # kinds with at least one cell
+        if present[codes.TUMOR] or present[codes.STEM]:
+            kc.cancer_decide(
+                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
+                fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target, self.dkind, self.ddiv,
+            )
+        if present[codes.TCELL]:
+            ki.tcell_decide(
+                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
+                antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
+            )
+        if present[codes.MACROPHAGE]:
+            ki.macrophage_decide(
+                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, chemo, ifng, tgfb,
+                oxygen, fields2d, self.m_par, self.rules, dt_h, seed, step, action, target,
+            )
+        if present[codes.FIBROBLAST]:
+            ki.fibroblast_decide(
+                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
+                dt_h, seed, step, action, target,
+            )
         m, next_id, kills = ka.apply_actions(
             n, action, target, self.dkind, self.ddiv, ids, i32, f32, kind, state, site, occ,
             self.blocked, self.shape, seed, step, cells.next_id,

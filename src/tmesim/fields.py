@@ -110,10 +110,42 @@ class FieldSet:
         self._masked = None
         #: field index -> (flat voxel indices, held values) of interior Dirichlet voxels
         self._fixed = {}
-        #: Douglas steps redone with LOD because they would have produced a negative value
-        self.douglas_fallbacks = 0
-        #: redo a Douglas step with LOD when it would produce a negative value (tests turn it off)
-        self.positivity_guard = True
+        self._fallbacks = 0
+        self._guard = True
+
+    @property
+    def douglas_fallbacks(self) -> int:
+        """Douglas steps redone with LOD because they would have produced a negative value
+        (summed over the sub-sets of a mixed field set)."""
+        return self._fallbacks + sum(p.douglas_fallbacks for _, p in self._parts if p is not None)
+
+    @douglas_fallbacks.setter
+    def douglas_fallbacks(self, value: int) -> None:
+        self._fallbacks = value
+
+    @property
+    def positivity_guard(self) -> bool:
+        """Redo a Douglas step with LOD when it would produce a negative value (tests turn it
+        off); setting it reaches the sub-sets of a mixed field set."""
+        return self._guard
+
+    @positivity_guard.setter
+    def positivity_guard(self, value: bool) -> None:
+        self._guard = bool(value)
+        for _, p in self._parts:
+            if p is not None:
+                p.positivity_guard = value
+
+    #: allow Douglas in 3-D with variable coefficients, where it can amplify (for studies
+    #: and tests of that regime only)
+    unstable_douglas = False
+
+    @property
+    def douglas_usable(self) -> bool:
+        """Whether this set's Douglas steps are used: not in 3-D with a mask, diffusivity
+        factor or held voxels, where the iteration can amplify (docs/numerics.md); there the
+        field set steps with LOD."""
+        return self.unstable_douglas or not (self.ndim == 3 and self.variable)
 
     @classmethod
     def from_scenario(cls, scenario) -> FieldSet:
@@ -377,7 +409,7 @@ class FieldSet:
             return
         if self._dt != dt:
             self._prepare(dt)
-        if self.scheme == "douglas":
+        if self.scheme == "douglas" and self.douglas_usable:
             self._diffuse_douglas(dt, sink)
             return
         if sink is not None:
@@ -452,9 +484,9 @@ class FieldSet:
         if flags is None or flags.size != nf * nz * ny:
             flags = self._negflags = np.zeros(nf * nz * ny, dtype=np.int8)
         kd.douglas_negative_rows(u, d, flags)
-        if self.positivity_guard and flags.any():
+        if self._guard and flags.any():
             # positivity guard: redo this step with the LOD path, which is positive for any dt
-            self.douglas_fallbacks += 1
+            self._fallbacks += 1
             if sink is not self._zero_sink_or_none():
                 self.apply_sink(sink, dt)
             self._diffuse_lod()

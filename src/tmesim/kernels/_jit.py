@@ -6,8 +6,12 @@ fast-math flags and parallelism are decided here and nowhere else.
 Policy
 ------
 cache
-    Always on: compiled machine code is stored next to the module (or under ``NUMBA_CACHE_DIR``)
-    so a second process loads it instead of compiling.
+    Always on: compiled machine code is stored on disk so a second process loads it instead of
+    compiling. The cache lives in ``kernels-<digest>`` under ``TMESIM_CACHE_DIR`` (else
+    ``NUMBA_CACHE_DIR``, else ``~/.cache/tmesim``), where the digest covers every kernel source
+    file, the numba version and this policy. Numba keys its cache on the calling function's own
+    file only, so a change to a helper in another kernel module would otherwise reuse stale
+    machine code; any change to any kernel file here gives a fresh directory instead.
 fastmath
     ``{"nsz", "arcp", "contract", "afn"}``: no ``nnan``/``ninf`` (the NaN guards must keep working)
     and no ``reassoc`` (reductions must not depend on vectorisation or thread count).
@@ -19,12 +23,46 @@ parallel
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 PARALLEL = os.environ.get("TMESIM_PARALLEL", "1") not in ("0", "false", "no")
+
+
+def source_digest(folder: Path = Path(__file__).parent) -> str:
+    """Digest of every kernel source file, the numba version and the JIT policy."""
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    h.update(numba.__version__.encode())
+    h.update(repr((sorted(FASTMATH), PARALLEL)).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are cached (see the module docstring)."""
+    base = os.environ.get("TMESIM_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = os.path.join(xdg, "tmesim")
+    return Path(base) / f"kernels-{source_digest()}"
+
+
+def _use_cache_dir() -> None:
+    path = cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # not writable: numba's default location next to the sources is used
+    numba.config.CACHE_DIR = str(path)
+
+
+_use_cache_dir()
 
 
 def kernel(fn=None, *, parallel: bool = False):

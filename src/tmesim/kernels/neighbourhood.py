@@ -51,7 +51,7 @@ def scan(site, occ, blocked, kind, state, nz, ny, nx):
 
     Returns ``(free, cancer, n_in)``: bit ``q`` of ``free`` is set when neighbour ``q`` (the
     order of :func:`neighbour_site`) is inside the domain, empty and not ``blocked`` (alveolar
-    air, which only cancer cells may fill), bit ``q`` of ``cancer`` when it holds a live cancer
+    air, which only cancer cells may fill; a length-1 ``blocked`` blocks nothing), bit ``q`` of ``cancer`` when it holds a live cancer
     cell; ``n_in`` counts in-domain neighbours.
     """
     z = site // (ny * nx)
@@ -60,6 +60,7 @@ def scan(site, occ, blocked, kind, state, nz, ny, nx):
     x = rem - y * nx
     zlo = -1 if nz > 1 else 0
     zhi = 1 if nz > 1 else 0
+    use_block = blocked.shape[0] > 1  # a length-1 array blocks nothing (see free_scan)
     free = np.int64(0)
     cancer = np.int64(0)
     n_in = 0
@@ -77,7 +78,7 @@ def scan(site, occ, blocked, kind, state, nz, ny, nx):
                     t = (zz * ny + yy) * nx + xx
                     j = occ[t]
                     if j < 0:
-                        if not blocked[t]:
+                        if not (use_block and blocked[t]):
                             free |= np.int64(1) << q
                     elif is_live_cancer(j, kind, state):
                         cancer |= np.int64(1) << q
@@ -160,24 +161,32 @@ def kth_bit(mask, k):
 
 @kernel
 def choose_move(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias, p_site):
-    """A free neighbour (``free`` from :func:`scan`): with probability ``bias`` the one of
-    highest ``chemo`` (first in neighbour order on ties), otherwise one drawn uniformly.
-    -1 if none is free."""
+    """A free neighbour (``free`` from :func:`scan`): with probability ``bias`` one of highest
+    ``chemo`` (ties drawn uniformly, so a flat field gives an unbiased walk), otherwise one
+    drawn uniformly. -1 if none is free."""
     nfree = popcount(free)
     if nfree == 0:
         return -1
     if bias > 0.0 and uniform(seed, cid, step, p_bias) < bias:
-        best = -1
+        best = np.int64(0)
+        nbest = 0
+        top = 0.0
         m = free
         q = 0
         while m != 0:
             if m & 1:
-                s = neighbour_site(site, q, nz, ny, nx)
-                if best < 0 or chemo[s] > chemo[best]:
-                    best = s
+                v = chemo[neighbour_site(site, q, nz, ny, nx)]
+                if nbest == 0 or v > top:
+                    top = v
+                    best = np.int64(1) << q
+                    nbest = 1
+                elif v == top:
+                    best |= np.int64(1) << q
+                    nbest += 1
             m >>= 1
             q += 1
-        return best
+        return neighbour_site(site, kth_bit(best, randint(seed, cid, step, p_site, nbest)), nz,
+                              ny, nx)
     return neighbour_site(site, kth_bit(free, randint(seed, cid, step, p_site, nfree)), nz, ny, nx)
 
 
