@@ -53,8 +53,8 @@ def key_hash(seed, a, b, c):
 
 
 def uniform(seed, cell_id, step, purpose):
-    """Uniform on [0, 1): the top 53 bits of the key hash."""
-    return (key_hash(seed, cell_id, step, purpose) >> 11) / 2.0**53
+    """Uniform on [0, 1): the top 53 bits of the hash of (seed, step, cell id, purpose)."""
+    return (key_hash(seed, step, cell_id, purpose) >> 11) / 2.0**53
 
 
 def randint(seed, cell_id, step, purpose, n):

@@ -67,10 +67,16 @@ class CellDynamics:
 
         self.pdl1_base = np.zeros(codes.N_KINDS)
         self.pdl1_max = np.zeros(codes.N_KINDS)
+        self.pdl1_ec50 = np.ones(codes.N_KINDS)
+        self.pdl1_hill = np.ones(codes.N_KINDS)
+        self.pdl1_rate = np.zeros(codes.N_KINDS)
         for k, name in CANCER_KINDS:
             cfg = getattr(c, name)
             self.pdl1_base[k] = cfg.pdl1_baseline
             self.pdl1_max[k] = cfg.pdl1_max
+            self.pdl1_ec50[k] = cfg.pdl1_ifng_ec50_ng_per_mL
+            self.pdl1_hill[k] = cfg.pdl1_hill_power
+            self.pdl1_rate[k] = cfg.pdl1_rate_per_h
         t = c.tcell
         tp = np.zeros(ki.T_NPARAMS)
         tp[ki.T_KILL_RATE] = t.kill_rate_per_h
@@ -238,7 +244,6 @@ class CellDynamics:
     def step(self, dt_h: float, step: int, seed: int) -> dict:
         """Run the cell phase; return event counts (kills, arrivals)."""
         cells = self.cells
-        sc = self.sc
         cells.reserve(2 * cells.n + 1)
         self._work(cells._cap)
         n = cells.n
@@ -251,17 +256,14 @@ class CellDynamics:
         ecm = self._field("ecm")
         antibody = self._field("anti_pdl1")
         fields2d = self.fields.data.reshape(len(self.fields.names), -1)
-        ct, cs = sc.cells.tumor, sc.cells.stem
         ki.update_pdl1(
             n, kind, state, site, cells.column("pdl1"), ifng, self.pdl1_base, self.pdl1_max,
-            np.array([ct.pdl1_ifng_ec50_ng_per_mL, cs.pdl1_ifng_ec50_ng_per_mL, 1, 1, 1], float),
-            np.array([ct.pdl1_hill_power, cs.pdl1_hill_power, 1, 1, 1], float),
-            np.array([ct.pdl1_rate_per_h, cs.pdl1_rate_per_h, 0, 0, 0], float),
-            dt_h,
+            self.pdl1_ec50, self.pdl1_hill, self.pdl1_rate, dt_h,
         )
         action, target = self.action, self.target
         action[:n] = ka.NONE
-        present = cells.counts().sum(axis=1) > 0  # kinds with at least one cell
+        counts = cells.counts()
+        present = counts.sum(axis=1) > 0  # kinds with at least one cell
         if present[codes.TUMOR] or present[codes.STEM]:
             kc.cancer_decide(
                 n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
@@ -287,14 +289,14 @@ class CellDynamics:
             self.blocked, self.shape, seed, step, cells.next_id,
         )
         cells.n, cells.next_id = int(m), int(next_id)
-        arrivals = self._recruit(dt_h, step, seed)
+        arrivals = self._recruit(dt_h, step, seed, counts)
         cells.compact()
         return {"kills": int(kills), "arrivals": arrivals}
 
-    def _recruit(self, dt_h, step, seed) -> int:
+    def _recruit(self, dt_h, step, seed, counts) -> int:
+        """Poisson arrivals of T cells and macrophages; ``counts`` as at the start of the step."""
         cells = self.cells
         sc = self.sc
-        counts = cells.counts()
         live = (codes.PROLIFERATING, codes.QUIESCENT)
         burden = int(counts[[codes.TUMOR, codes.STEM]][:, live].sum())
         placed_total = 0

@@ -80,12 +80,17 @@ def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, 
                   rules, dt_h, seed, step, action, target, dkind, ddiv):
     """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped)."""
     nz, ny, nx = shape[0], shape[1], shape[2]
+    # per-kind probabilities of the rules with constant rates, computed once per call
     p_div = np.zeros(par.shape[0])
     p_mig = np.zeros(par.shape[0])
+    p_die = np.zeros(par.shape[0])
+    p_pl_hypoxic = np.zeros(par.shape[0])
     ruled = np.zeros((par.shape[0], 3), dtype=np.bool_)
     for k in range(par.shape[0]):
         p_div[k] = hazard_prob(par[k, C_DIVISION_RATE], dt_h)
         p_mig[k] = hazard_prob(par[k, C_MIGRATION_RATE], dt_h)
+        p_die[k] = hazard_prob(par[k, C_DEATH_RATE], dt_h)
+        p_pl_hypoxic[k] = hazard_prob(par[k, C_PLASTICITY_RATE] * 1.0, dt_h)
     for r in range(rules.shape[0]):
         b = int(rules[r, R_BEHAVIOUR])
         if b <= B_DEATH:
@@ -118,33 +123,44 @@ def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, 
         # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
         death = par[k, C_DEATH_RATE]
         emax = par[k, C_DRUG_EMAX]
+        varies = ruled[k, B_DEATH]
         if emax > 0.0:
             drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
             if hypoxic:
                 drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
             death += drug_term
+            varies = varies or drug_term != 0.0
         if ruled[k, B_DEATH]:
             death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
-        if death > 0.0 and uniform(seed, cid, step, PURPOSE_APOPTOSIS) < hazard_prob(death, dt_h):
-            action[i] = DIE
-            continue
+        if death > 0.0:
+            pdie = hazard_prob(death, dt_h) if varies else p_die[k]
+            if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
+                action[i] = DIE
+                continue
         if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
-            drive = hill(tgfb[s_i], par[k, C_PLASTICITY_TGFB_HALF], 1.0)
-            if hypoxic:
-                drive += 1.0
-            p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
-            if uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
+            s_tgfb = tgfb[s_i]
+            if s_tgfb > 0.0:
+                drive = hill(s_tgfb, par[k, C_PLASTICITY_TGFB_HALF], 1.0)
+                if hypoxic:
+                    drive += 1.0
+                p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
+            else:  # no TGF-beta: drive is 1 when hypoxic, else 0
+                p_pl = p_pl_hypoxic[k] if hypoxic else 0.0
+            if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
                 kind[i] = STEM
                 k = STEM
-        free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
-        nfree = popcount(free)
-        if nfree == 0:
-            continue
+        # Division, else migration, each needs a free neighbour. The draws are keyed, so
+        # drawing before looking for space gives the same outcome as looking first, and the
+        # neighbourhood scan is paid only by the few cells that would act this step.
         pd = p_div[k]
         if ruled[k, B_DIVISION]:
             rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields, f32[1, i], rules)
             pd = hazard_prob(rate, dt_h)
         if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
+            free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
+            nfree = popcount(free)
+            if nfree == 0:
+                continue
             if k == TUMOR:
                 dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
                 if dies or i32[1, i] <= 0:
@@ -168,6 +184,10 @@ def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, 
             rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i, fields, f32[1, i], rules)
             pm = hazard_prob(rate, dt_h)
         if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
+            free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
+            nfree = popcount(free)
+            if nfree == 0:
+                continue
             action[i] = MOVE
             q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
             target[i] = neighbour_site(s_i, q, nz, ny, nx)

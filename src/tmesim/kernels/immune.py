@@ -255,10 +255,13 @@ def update_pdl1(n, kind, state, site, pdl1, ifng, baseline, pmax, ec50, hill_n, 
     Exact solution over the step of ``dP/dt = rate * (target - P)``; every parameter is a
     per-kind array.
     """
+    keep = np.exp(-rate_per_h * dt_h)  # per kind, once per call
     for i in prange(n):
         k = kind[i]
         if (k != TUMOR and k != STEM) or state[i] == REMOVED or state[i] == NECROTIC:
             continue
-        h = hill(ifng[site[i]], ec50[k], hill_n[k])
-        tgt = baseline[k] + (pmax[k] - baseline[k]) * h
-        pdl1[i] = tgt + (pdl1[i] - tgt) * np.exp(-rate_per_h[k] * dt_h)
+        s = ifng[site[i]]
+        tgt = baseline[k]
+        if s > 0.0:
+            tgt += (pmax[k] - baseline[k]) * hill(s, ec50[k], hill_n[k])
+        pdl1[i] = tgt + (pdl1[i] - tgt) * keep[k]

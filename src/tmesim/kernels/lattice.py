@@ -57,7 +57,9 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
     kernel compacts every column. Returns the new count.
     """
     j = 0
-    for i in range(n):
+    while j < n and state[j] != REMOVED:  # rows before the first removed one stay put
+        j += 1
+    for i in range(j, n):
         if state[i] == REMOVED:
             continue
         if j != i:
@@ -70,7 +72,7 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
             kind[j] = kind[i]
             state[j] = state[i]
             site[j] = site[i]
-        occ[site[j]] = j
+            occ[site[j]] = j
         j += 1
     return j
 

@@ -87,14 +87,33 @@ def scan(site, occ, blocked, kind, state, nz, ny, nx):
 
 
 @kernel
+def _is_free(occ, blocked, use_block, t):
+    """1 when site ``t`` is empty and not blocked, else 0 (as int64)."""
+    if occ[t] < 0 and not (use_block and blocked[t]):
+        return np.int64(1)
+    return np.int64(0)
+
+
+@kernel
 def _free_scan(site, occ, blocked, use_block, nz, ny, nx):
     """Bit mask of the free in-domain neighbours of ``site``, ``blocked`` sites excluded."""
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
     free = np.int64(0)
     if nz == 1:
+        y = site // nx
+        x = site - y * nx
+        if 0 < y < ny - 1 and 0 < x < nx - 1:
+            # interior site of a 2-D lattice: eight loads, no bounds checks
+            up = site - nx
+            down = site + nx
+            free |= _is_free(occ, blocked, use_block, up - 1)
+            free |= _is_free(occ, blocked, use_block, up) << 1
+            free |= _is_free(occ, blocked, use_block, up + 1) << 2
+            free |= _is_free(occ, blocked, use_block, site - 1) << 3
+            free |= _is_free(occ, blocked, use_block, site + 1) << 4
+            free |= _is_free(occ, blocked, use_block, down - 1) << 5
+            free |= _is_free(occ, blocked, use_block, down) << 6
+            free |= _is_free(occ, blocked, use_block, down + 1) << 7
+            return free
         q = 0
         for dy in range(-1, 2):
             yy = y + dy
@@ -108,6 +127,10 @@ def _free_scan(site, occ, blocked, use_block, nz, ny, nx):
                         free |= np.int64(1) << q
                 q += 1
         return free
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
     q = 0
     for dz in range(-1, 2):
         zz = z + dz
