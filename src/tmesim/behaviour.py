@@ -22,11 +22,24 @@ from .kernels import cancer as kc
 from .kernels import codes
 from .kernels import immune as ki
 from .kernels import lattice as kl
+from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
 
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
 PURPOSE_RECRUIT_T = 60
 PURPOSE_RECRUIT_M = 61
+
+
+PURPOSE_PGP = 62
+
+
+def pgp_levels(n: int, mean: float, cv: float, rng) -> np.ndarray:
+    """``n`` per-cell P-gp levels, log-normal with the given mean and coefficient of variation
+    (all equal to ``mean`` when ``cv`` is 0)."""
+    if cv <= 0 or mean <= 0:
+        return np.full(n, mean)
+    s2 = np.log1p(cv * cv)
+    return rng.lognormal(np.log(mean) - 0.5 * s2, np.sqrt(s2), n)
 
 
 def _moves_per_h(speed_um_per_min: float, voxel_um: float) -> float:
@@ -46,6 +59,12 @@ class CellDynamics:
         self.n_sites = cells.n_sites
         self.shape = np.array(cells.shape3, dtype=np.int64)
 
+        dosed = {a: scenario.agents[a].kind for a in scenario.dosed_agents}
+        #: the dosed drug (cells carry its intracellular pool), if any
+        self.drug = next((a for a, kind in dosed.items() if kind == "drug"), None)
+        #: the field whose occupancy of PD-L1 shields cancer cells from T cells
+        self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
+        self.phi_cancer = c.tumor.volume_um3 / vox**3
         par = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
         for k, name in CANCER_KINDS:
             cfg = getattr(c, name)
@@ -57,7 +76,12 @@ class CellDynamics:
             par[k, kc.C_NECROSIS_RATE] = cfg.necrosis_max_per_h
             par[k, kc.C_LYSIS] = cfg.lysis_h
             par[k, kc.C_DEATH_RATE] = cfg.death_rate_per_h
-            par[k, kc.C_QUIESCENT_DRUG_FACTOR] = 1.0
+            par[k, kc.C_QUIESCENT_DRUG_FACTOR] = cfg.quiescent_drug_factor
+            if self.drug is not None:
+                d = scenario.agents[self.drug]
+                par[k, kc.C_DRUG_EMAX] = d.emax_per_h
+                par[k, kc.C_DRUG_EC50] = d.ec50_uM * cfg.drug_ec50_factor
+                par[k, kc.C_DRUG_HILL] = d.hill
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
         par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
         par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h
@@ -88,7 +112,7 @@ class CellDynamics:
         tp[ki.T_CHEMOTAXIS_BIAS] = t.chemotaxis_bias
         tp[ki.T_ECM_HALF] = t.ecm_half
         tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
-        tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if "anti_pdl1" in fields.index else 0.0
+        tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if self.antibody in fields.index else 0.0
         self.t_par = tp
         m = c.macrophage
         mp = np.zeros(ki.M_NPARAMS)
@@ -194,6 +218,8 @@ class CellDynamics:
         vox = self.sc.domain.voxel_um
         # every cell starts on tissue; cancer cells reach lumens only by growing into them
         allowed_normal = ~self.air
+        # P-gp levels from their own stream, so that they leave the placements unchanged
+        pgp_rng = np.random.default_rng([self.sc.seed, PURPOSE_PGP])
         for kind, name, div in (
             (codes.STEM, "stem", 0),
             (codes.TUMOR, "tumor", c.tumor.max_divisions),
@@ -210,6 +236,10 @@ class CellDynamics:
             )
             if kind in (codes.TUMOR, codes.STEM):
                 cells.column("pdl1")[rows] = self.pdl1_base[kind]
+                cfg = getattr(c, name)
+                cells.column("pgp")[rows] = pgp_levels(
+                    len(rows), cfg.pgp_mean, cfg.pgp_cv, pgp_rng
+                )
             elif kind == codes.MACROPHAGE:
                 cells.column("phenotype")[rows] = c.macrophage.initial_polarisation
                 cells.state[rows] = codes.QUIESCENT if c.macrophage.initial_polarisation > 0.5 else 0
@@ -254,7 +284,7 @@ class CellDynamics:
         tgfb = self._field("tgfb")
         chemo = self._field("chemokine")
         ecm = self._field("ecm")
-        antibody = self._field("anti_pdl1")
+        antibody = self._field(self.antibody)
         fields2d = self.fields.data.reshape(len(self.fields.names), -1)
         ki.update_pdl1(
             n, kind, state, site, cells.column("pdl1"), ifng, self.pdl1_base, self.pdl1_max,
@@ -290,6 +320,11 @@ class CellDynamics:
         )
         cells.n, cells.next_id = int(m), int(next_id)
         arrivals = self._recruit(dt_h, step, seed, counts)
+        if self.drug is not None:  # the dead give their drug back to their voxel
+            kp.release_removed(
+                cells.n, state, site, cells.column("drug"), self.fields.flat(self.drug),
+                self.phi_cancer,
+            )
         cells.compact()
         return {"kills": int(kills), "arrivals": arrivals}
 

@@ -151,7 +151,7 @@ class FieldSet:
     def from_scenario(cls, scenario) -> FieldSet:
         """Build the field set a scenario describes."""
         specs = []
-        for name, fc in scenario.fields.items():
+        for name, fc in scenario.field_configs.items():
             bc = {}
             for side, cond in fc.boundary.items():
                 if cond.dirichlet is not None:

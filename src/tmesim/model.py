@@ -5,12 +5,15 @@ One agent step of ``time.dt_min`` minutes runs these named phases, in this order
 1. ``transport(dt)``: cells are coupled to the fields (per-voxel uptake as an implicit sink,
    secretion and release as a source), then every field diffuses and decays, in sub-steps of
    ``numerics.diffusion_dt_min``; capillary voxels hold each field's ``vessel_value``.
-2. ``check_fields()``: stop on a NaN, infinite or negative concentration.
-3. ``cell_rules(dt)``: PD-L1 update, then every cell decides in parallel and the intents are
+   Dosed agents enter at capillaries and alveolar surfaces in the same sub-steps
+   (:class:`tmesim.therapy.Therapy`).
+2. ``pharmacology(dt)``: drug uptake and P-gp efflux by cancer cells.
+3. ``check_fields()``: stop on a NaN, infinite or negative concentration.
+4. ``cell_rules(dt)``: PD-L1 update, then every cell decides in parallel and the intents are
    applied in a deterministic order (division, migration, killing, death), arrivals at entry
    sites, compaction (:class:`tmesim.behaviour.CellDynamics`).
-4. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
-5. ``collect``: Mesa's DataCollector records the scalar counts.
+5. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
+6. ``collect``: Mesa's DataCollector records the scalar counts.
 
 Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
 :class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
@@ -30,6 +33,7 @@ from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
 from .scenario import Scenario, load_scenario, scenario_from_dict
+from .therapy import Therapy
 
 #: metrics recorded per record: name -> units
 METRIC_UNITS = {
@@ -136,6 +140,10 @@ class TMEModel(mesa.Model):
             for name, fc in sc.fields.items():
                 if fc.vessel_value is not None:
                     self.fields.set_fixed(name, perfused, fc.vessel_value)
+        self.therapy = Therapy(
+            sc, self.fields, self.cells, perfused, geo.alveolar_surface(self.tissue),
+            np.isin(self.tissue, geo.NON_CONDUCTING),
+        )
         self._mask = None
         self.update_tissue()
         self.dynamics.initialise(self.rng)
@@ -148,7 +156,7 @@ class TMEModel(mesa.Model):
             model_reporters={
                 "time_h": "time_h",
                 **{p: (lambda m, p=p: m.population_counts()[p]) for p in POPULATIONS},
-                **{k: (lambda m, k=k: m._metrics_now()[k]) for k in METRIC_UNITS},
+                **{k: (lambda m, k=k: m._metrics_now()[k]) for k in self.metric_units()},
                 "kills": lambda m: m.events["kills"],
             }
         )
@@ -158,6 +166,7 @@ class TMEModel(mesa.Model):
     def step(self) -> None:
         """Advance one agent step of ``time.dt_min`` minutes."""
         self.transport(self.dt_min)
+        self.pharmacology(self.dt_min)
         self.check_fields()
         self.cell_rules(self.dt_min)
         self.update_tissue()
@@ -169,11 +178,18 @@ class TMEModel(mesa.Model):
     def transport(self, dt_min: float) -> None:
         """Couple cells to fields, then diffuse and decay in sub-steps."""
         self.dynamics.exchange_maps(self._sink, self._source)
+        self.therapy.update_vessels()
         sub = self.scenario.diffusion_substeps
         dt = dt_min / sub
-        for _ in range(sub):
+        t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
+        for i in range(sub):
+            self.therapy.deliver(t0_h + i * dt / 60.0, dt)
             self.fields.data += dt * self._source
             self.fields.diffuse(dt, sink=self._sink)
+
+    def pharmacology(self, dt_min: float) -> None:
+        """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""
+        self.therapy.cell_uptake(dt_min)
 
     def check_fields(self) -> None:
         """Stop with a SimulationError on an invalid concentration."""
@@ -191,6 +207,8 @@ class TMEModel(mesa.Model):
             return
         if self._mask is None or not np.array_equal(mask, self._mask):
             opened = None if self._mask is None else np.flatnonzero(self._mask & ~mask)
+            if self._mask is not None:
+                self.therapy.lumens_closing(np.flatnonzero(mask & ~self._mask), mask)
             self._mask = mask
             self.fields.set_geometry(mask=mask.reshape(self.fields.shape3))
             if opened is not None and len(opened):
@@ -204,6 +222,8 @@ class TMEModel(mesa.Model):
         """
         shape = self.fields.shape3
         flat = self.fields.data.reshape(len(self.fields.names), -1)
+        # dosed agents keep their ledger: an opened lumen starts empty of them
+        rows = [i for i, f in enumerate(self.fields.names) if f not in self.scenario.dosed_agents]
         zyx = np.array(np.unravel_index(sites, shape))
         total = np.zeros((flat.shape[0], len(sites)))
         count = np.zeros(len(sites))
@@ -220,7 +240,8 @@ class TMEModel(mesa.Model):
                 total[:, cols] += flat[:, idx[conducting]]
                 count[cols] += 1
         has = count > 0
-        flat[:, sites[has]] = total[:, has] / count[has]
+        for r in rows:
+            flat[r, sites[has]] = total[r, has] / count[has]
 
     # ------------------------------------------------------------------ observation
     def population_counts(self) -> dict[str, int]:
@@ -238,8 +259,15 @@ class TMEModel(mesa.Model):
             self._metrics_step = self.steps
         return self._metrics_cache
 
+    def metric_units(self) -> dict[str, str]:
+        """Names and units of :meth:`metrics`: :data:`METRIC_UNITS`, then therapy metrics."""
+        units = dict(METRIC_UNITS)
+        if self.therapy.active:
+            units.update(self.therapy.metric_units())
+        return units
+
     def metrics(self) -> dict[str, float]:
-        """Scalar metrics of the current state (units in :data:`METRIC_UNITS`)."""
+        """Scalar metrics of the current state (units in :meth:`metric_units`)."""
         cells = self.cells
         n = cells.n
         kind = cells.kind[:n]
@@ -271,4 +299,5 @@ class TMEModel(mesa.Model):
             "caf_fraction": frac(state == codes.QUIESCENT, fib),
             "oxygen_mean_mmHg": float(o2[tissue].mean()) if tissue.any() else 0.0,
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
+            **(self.therapy.metrics() if self.therapy.active else {}),
         }

@@ -16,7 +16,7 @@ from .errors import OutputError
 from .geometry import TISSUE_CODES
 from .io import ResultWriter
 from .kernels import codes
-from .model import METRIC_UNITS, POPULATIONS, TMEModel
+from .model import POPULATIONS, TMEModel
 from .scenario import (
     Scenario,
     dump_scenario,
@@ -69,7 +69,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 def open_writer(model: TMEModel, path: Path) -> ResultWriter:
     """Create the result file for ``model``'s scenario."""
     sc = model.scenario
-    units = {name: sc.fields[name].units for name in sc.stored_fields()}
+    units = {name: sc.field_configs[name].units for name in sc.stored_fields()}
     return ResultWriter(
         path,
         attrs={
@@ -85,7 +85,7 @@ def open_writer(model: TMEModel, path: Path) -> ResultWriter:
         voxel_um=sc.domain.voxel_um,
         fields=units,
         populations=POPULATIONS,
-        metrics=METRIC_UNITS,
+        metrics=model.metric_units(),
         cells=sc.output.cells,
         compression=sc.output.compression,
         code_tables={"kind": codes.KIND_NAMES, "state": codes.STATE_NAMES},

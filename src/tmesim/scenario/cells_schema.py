@@ -170,6 +170,39 @@ class CancerCellConfig(CellTypeBase):
         source="spQSP-IO PD-L1 half-life 0.1 d (parameters.md §3.2) [V, D]",
     )
 
+    pgp_mean: float = P(
+        0.2,
+        unit="P-gp level",
+        ge=0,
+        desc="Mean P-gp level (1 = the MDR1-transduced line of Shen et al. 2008, whose "
+        "doxorubicin accumulation is 19 % of its parent's).",
+        source="choice: P-gp-low parental breast cancer; level 1 defined by Shen 2008 "
+        "(parameters.md §4.2) [V]",
+    )
+    pgp_cv: float = P(
+        0.5,
+        unit="1",
+        ge=0,
+        le=5,
+        desc="Coefficient of variation of the per-cell P-gp level (log-normal).",
+        source="choice: cell-to-cell heterogeneity of ABC transporter expression",
+    )
+    drug_ec50_factor: float = P(
+        1.0,
+        unit="1",
+        gt=0,
+        desc="Multiplies the drug's EC50 (stem-like cells tolerate more intracellular drug).",
+        source="reference cell type",
+    )
+    quiescent_drug_factor: float = P(
+        0.3,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Multiplies the drug kill hazard of quiescent (hypoxic) cells.",
+        source="choice: anthracyclines kill cycling cells preferentially (pharmacology.md §4) [A]",
+    )
+
     @model_validator(mode="after")
     def _thresholds(self):
         if self.necrosis_max_mmHg > self.necrosis_mmHg:
@@ -224,6 +257,21 @@ class StemConfig(CancerCellConfig):
         le=1,
         desc="Probability that a stem-like division yields two stem-like cells.",
         source="Enderling/Poleszczuk CA, ps = 3/10 (parameters.md §2.3) [V]",
+    )
+    pgp_mean: float = P(
+        1.0,
+        unit="P-gp level",
+        ge=0,
+        desc="Mean P-gp level of stem-like cells (higher than in tumour cells).",
+        source="ABC transporters are raised in cancer stem-like cells (Dean, Fojo & Bates, "
+        "Nat Rev Cancer 2005) [A]; level: choice",
+    )
+    drug_ec50_factor: float = P(
+        3.0,
+        unit="1",
+        gt=0,
+        desc="Multiplies the drug's EC50 for stem-like cells.",
+        source="choice: stem-like cells are chemo-tolerant beyond efflux (Dean 2005) [A]",
     )
 
 

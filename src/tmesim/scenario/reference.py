@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from .loader import default_scenario
 from .schema import FieldConfig, Scenario
+from .therapy_schema import Administration, AgentConfig
 
 
 def json_schema() -> dict:
@@ -60,20 +61,25 @@ def _rows(model: type[BaseModel], prefix: str, defaults, out: list) -> None:
             _rows(sub, f"{key}.", value, out)
             continue
         extra = info.json_schema_extra or {}
-        if key == "fields":
+        if key in ("fields", "agents"):
+            item = FieldConfig if key == "fields" else AgentConfig
             for fname, fval in (value or {}).items():
-                _rows(FieldConfig, f"fields.{fname}.", fval, out)
+                _rows(item, f"{key}.{fname}.", fval, out)
+            first = next(iter(value or {}), "<name>")
             out.append(
                 (
-                    "fields.<name>.*",
+                    f"{key}.<name>.*",
                     "mapping",
                     "",
                     "",
                     "",
-                    "Any further field: the keys of fields.oxygen, diffusion required.",
+                    f"Any further entry: the keys of {key}.{first}.",
                     "",
                 )
             )
+            continue
+        if key == "therapy":
+            _rows(Administration, "therapy.<i>.", None, out)
             continue
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json", exclude_none=True)

@@ -15,6 +15,7 @@ from pydantic import model_validator
 
 from .cells_schema import CellsConfig, Rule
 from .schema_base import P, Section
+from .therapy_schema import Administration, AgentConfig, SubjectConfig, VesselsConfig
 
 SIDES_2D = ("x_min", "x_max", "y_min", "y_max")
 SIDES_3D = (*SIDES_2D, "z_min", "z_max")
@@ -246,6 +247,13 @@ class Scenario(Section):
     fields: dict[str, FieldConfig] = P(..., desc="Diffusing fields by name.")
     cells: CellsConfig = P(CellsConfig(), desc="Cell populations.")
     rules: list[Rule] = P([], desc="Signal -> behaviour rules in Hill form (docs/biology.md).")
+    agents: dict[str, AgentConfig] = P(
+        {}, desc="Therapeutic agents by name (docs/pharmacology.md); packaged: doxorubicin, "
+        "tariquidar, anti_pdl1."
+    )
+    therapy: list[Administration] = P([], desc="Administrations (docs/pharmacology.md).")
+    subject: SubjectConfig = P(SubjectConfig(), desc="The host of the metastasis.")
+    vessels: VesselsConfig = P(VesselsConfig(), desc="Capillary transport of therapies.")
     output: OutputConfig = P(OutputConfig(), desc="Output.")
 
     @model_validator(mode="after")
@@ -279,13 +287,48 @@ class Scenario(Section):
                         f"fields.{fname}.boundary.{side}|one of {', '.join(SIDES_2D)} "
                         "(z sides exist only in 3-D)"
                     )
+        used = []
+        for i, adm in enumerate(self.therapy):
+            if adm.agent not in self.agents:
+                raise ValueError(
+                    f"therapy.{i}.agent|the name of an agent ({', '.join(self.agents)}); "
+                    f"'{adm.agent}' is not one"
+                )
+            if self.domain.geometry == "tissue":
+                raise ValueError(
+                    f"domain.geometry|'lung' or 'mask' for a scenario with therapy (plain "
+                    f"'tissue' has no capillaries to deliver therapy.{i} through, nor alveolar "
+                    "surfaces for inhaled doses)"
+                )
+            if adm.route == "inhaled" and adm.duration_h > 0:
+                raise ValueError(f"therapy.{i}.duration_h|0 for an inhaled dose")
+            if adm.agent not in used:
+                used.append(adm.agent)
+        drugs = [a for a in used if self.agents[a].kind == "drug"]
+        if len(drugs) > 1:
+            raise ValueError(
+                f"therapy|at most one agent of kind 'drug' per scenario (cells carry one "
+                f"intracellular drug pool); got {', '.join(drugs)}"
+            )
+        for a in used:
+            if a in self.fields:
+                raise ValueError(
+                    f"fields.{a}|no field named like a dosed agent: the agent brings its own "
+                    f"field; remove fields.{a} (set it to null) or rename the agent"
+                )
+            if not re.match(FIELD_NAME_PATTERN, a):
+                raise ValueError(
+                    f"therapy|agent names that are field names (lowercase letters, digits, _); "
+                    f"'{a}' is not one"
+                )
         if "oxygen" not in self.fields:
             raise ValueError("fields.oxygen|an oxygen field (tumour cells read pO2 from it)")
         if isinstance(self.output.fields, list):
             for fname in self.output.fields:
-                if fname not in self.fields:
+                if fname not in self.field_configs:
                     raise ValueError(
-                        f"output.fields|names of defined fields ({', '.join(self.fields)}); "
+                        f"output.fields|names of defined fields "
+                        f"({', '.join(self.field_configs)}); "
                         f"'{fname}' is not one"
                     )
         n_sites = math.prod(self.domain.shape)
@@ -304,11 +347,33 @@ class Scenario(Section):
                         f"({', '.join(self.fields)})"
                     )
         for i, rule in enumerate(self.rules):
-            if rule.signal != "pdl1" and rule.signal not in self.fields:
+            if rule.signal != "pdl1" and rule.signal not in self.field_configs:
                 raise ValueError(
-                    f"rules.{i}.signal|a field name ({', '.join(self.fields)}) or 'pdl1'"
+                    f"rules.{i}.signal|a field name ({', '.join(self.field_configs)}) or 'pdl1'"
                 )
         return self
+
+    @property
+    def dosed_agents(self) -> list[str]:
+        """Agents named in the dosing list, in order of first appearance."""
+        out = []
+        for adm in self.therapy:
+            if adm.agent not in out:
+                out.append(adm.agent)
+        return out
+
+    @property
+    def field_configs(self) -> dict[str, FieldConfig]:
+        """The scenario's fields plus one field per dosed agent (named like the agent).
+
+        An agent's tissue decay is applied exactly by the therapy phase (so that the amount lost
+        is accounted for); its field therefore diffuses with zero decay here.
+        """
+        out = dict(self.fields)
+        for name in self.dosed_agents:
+            a = self.agents[name]
+            out[name] = FieldConfig(units=a.units, diffusion_um2_per_min=a.diffusion_um2_per_min)
+        return out
 
     @property
     def record_every_steps(self) -> int:
@@ -328,7 +393,7 @@ class Scenario(Section):
     def stored_fields(self) -> list[str]:
         """Names of the fields written per record."""
         if self.output.fields == "all":
-            return list(self.fields)
+            return list(self.field_configs)
         if self.output.fields == "none":
             return []
         return list(self.output.fields)

@@ -1,5 +1,15 @@
-"""Therapies: dosing schedules and systemic pharmacokinetics (the tissue coupling follows)."""
+"""Therapies: dosing schedules, systemic pharmacokinetics and delivery into the tissue."""
 
+from .delivery import LEDGER_KEYS, AgentDelivery, Therapy
 from .pk import Administration, PKModel, PKState, expm, schedule
 
-__all__ = ["Administration", "PKModel", "PKState", "expm", "schedule"]
+__all__ = [
+    "LEDGER_KEYS",
+    "Administration",
+    "AgentDelivery",
+    "PKModel",
+    "PKState",
+    "Therapy",
+    "expm",
+    "schedule",
+]

@@ -173,6 +173,17 @@ class PKState:
             self.t_h = t
             self._boluses_at(t)
 
+    def inject(self, amount_mg: float) -> None:
+        """Add ``amount_mg`` to plasma now (e.g. the systemically absorbed part of an inhaled
+        dose); it counts as dosed."""
+        self.x[0] += amount_mg
+        self.dosed_mg += amount_mg
+
+    def transfer_to_tissue(self, amount_mg: float) -> None:
+        """Move ``amount_mg`` from plasma into the simulated tissue (negative: back to plasma)."""
+        self.x[0] -= amount_mg
+        self.to_tissue_mg = getattr(self, "to_tissue_mg", 0.0) + amount_mg
+
     @property
     def plasma_mg_per_L(self) -> float:
         """Plasma (central) concentration, mg/L."""

@@ -1,0 +1,340 @@
+"""Delivery of dosed agents into the simulated tissue, and the ledger that accounts for them.
+
+Per dosed agent (docs/pharmacology.md):
+
+* **Plasma** follows the agent's linear PK model (:class:`~tmesim.therapy.pk.PKState`), dosed by
+  its intravenous administrations (boluses or infusions).
+* **Capillary exchange.** Each perfused voxel (capillary or vessel) exchanges with plasma,
+  ``dC/dt = P (S/V) (C_p - C)``, with ``S/V = pi d / voxel^2`` (one capillary of diameter
+  ``d`` through the voxel) and ``P`` the wall permeability: ``tumor_permeability`` for
+  capillaries within ``vessels.tumor_association_um`` of a cancer cell, ``permeability``
+  otherwise. The step is the exact exponential relaxation over a diffusion sub-step, and the
+  amount it moves is taken out of (or returned to) the plasma compartment.
+* **Inhalation.** A fraction ``subject.inhaled_deposited_fraction`` of an inhaled dose deposits
+  evenly over the lung's alveolar surface; the domain receives the share of its own alveolar
+  surface sites (one voxel face each), the rest of the deposited dose is absorbed into plasma,
+  and the undeposited part is exhaled.
+* **Tissue decay** (``decay_per_min``) is applied exactly, and the amount lost is recorded.
+* **Cells** (agent of kind ``drug``): passive uptake and P-gp efflux, reduced by a dosed
+  inhibitor (:func:`tmesim.kernels.pharmacology.cell_drug_exchange`); dead cells return their
+  drug to their voxel.
+
+The ledger closes exactly: dosed = plasma + peripheral + cleared + exhaled + tissue + cells +
+decayed in tissue + airway (content of lumen sites that emptied with no tissue neighbour);
+tests/test_therapy.py checks it to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ScenarioError
+from ..kernels import codes
+from ..kernels import pharmacology as kp
+from .pk import Administration, PKModel, PKState
+
+#: ledger entries, mg
+LEDGER_KEYS = (
+    "dosed", "plasma", "peripheral", "cleared", "exhaled", "tissue", "cells", "decayed", "airway",
+)
+
+
+def membrane_rate_per_min(permeability_um_per_min: float, volume_um3: float) -> float:
+    """``k = P_m A / V`` of a spherical cell of ``volume_um3`` (1/min)."""
+    radius = (3.0 * volume_um3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    return permeability_um_per_min * 3.0 / radius
+
+
+class AgentDelivery:
+    """One dosed agent: its PK state, its field and its ledger."""
+
+    def __init__(self, name: str, scenario, field_index: int) -> None:
+        cfg = scenario.agents[name]
+        self.name = name
+        self.cfg = cfg
+        self.field_index = field_index
+        mass = scenario.subject.body_mass_kg
+        pk = cfg.pk
+        model = PKModel.from_half_lives(
+            pk.v_central_L_per_kg * mass,
+            pk.half_life_h,
+            alpha_half_life_h=pk.alpha_half_life_h,
+            v_peripheral_L=None
+            if pk.v_peripheral_L_per_kg is None
+            else pk.v_peripheral_L_per_kg * mass,
+        )
+        iv, inhaled = [], []
+        for adm in scenario.therapy:
+            if adm.agent != name:
+                continue
+            for t in adm.times_h():
+                amount = adm.dose_mg_per_kg * mass
+                if adm.route == "iv":
+                    iv.append(Administration(t, amount, adm.duration_h))
+                else:
+                    inhaled.append((t, amount))
+        self.pk = PKState(model, iv)
+        self.inhaled = sorted(inhaled)
+        self._next_inhaled = 0
+        #: field units (uM or nM) per mg/L
+        self.per_mg_per_L = (1e3 if cfg.units == "uM" else 1e6) / cfg.molar_mass_g_per_mol
+        self.exhaled_mg = 0.0
+        self.deposited_mg = 0.0  # inhaled, onto the domain's alveolar surface
+        self.decayed_mg = 0.0
+        self.airway_mg = 0.0  # left with lumen sites that emptied and had no tissue neighbour
+
+    @property
+    def plasma(self) -> float:
+        """Plasma concentration in field units."""
+        return self.pk.plasma_mg_per_L * self.per_mg_per_L
+
+
+class Therapy:
+    """Every dosed agent of a scenario, coupled to the field set and the cell population.
+
+    ``perfused``, ``surface`` and ``air`` are boolean maps of the lattice: capillary or vessel
+    voxels, tissue voxels with an air neighbour (alveolar surfaces), and air lumens.
+    """
+
+    def __init__(self, scenario, fields, cells, perfused, surface, air):
+        self.sc = scenario
+        self.fields = fields
+        self.cells = cells
+        vox = scenario.domain.voxel_um
+        self.v_vox_L = vox**3 * 1e-15
+        self.agents = [
+            AgentDelivery(name, scenario, fields.index[name]) for name in scenario.dosed_agents
+        ]
+        self.perfused_sites = np.flatnonzero(np.asarray(perfused).ravel()).astype(np.int64)
+        self.surface_sites = np.flatnonzero(np.asarray(surface).ravel()).astype(np.int64)
+        self.tissue_sites = np.flatnonzero(~np.asarray(air).ravel())
+        self.surface_per_volume = math.pi * scenario.vessels.capillary_diameter_um / vox**2
+        self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
+        if len(self.perfused_sites) == 0 and any(a.pk.doses for a in self.agents):
+            raise ScenarioError(
+                "the domain has no capillary or vessel voxels to deliver intravenous doses "
+                "through",
+                key="therapy",
+                has_value=False,
+                expected="a lung geometry with capillaries or a mask with capillary or vessel "
+                "labels",
+                fix="raise domain.lung.capillary_fraction above 0, or use route 'inhaled'",
+            )
+        self.drug = next((a for a in self.agents if a.cfg.kind == "drug"), None)
+        self.inhibitor = next((a for a in self.agents if a.cfg.kind == "inhibitor"), None)
+        self._cell_tables()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.agents)
+
+    # ------------------------------------------------------------------ set-up
+    def _cell_tables(self) -> None:
+        """Per-kind membrane rate, P-gp Vmax, Km and inhibitor IC50 for the uptake kernel."""
+        n = codes.N_KINDS
+        self.k_mem = np.zeros(n)
+        self.vmax = np.zeros(n)
+        self.km = np.ones(n)
+        self.ic50 = np.zeros(n)
+        c = self.sc.cells
+        self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
+        if self.drug is None:
+            return
+        d = self.drug.cfg
+        for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
+            self.k_mem[k] = membrane_rate_per_min(
+                d.membrane_permeability_um_per_min, getattr(c, name).volume_um3
+            )
+            self.vmax[k] = d.pgp_vmax_uM_per_min
+            self.km[k] = d.pgp_km_uM
+            if self.inhibitor is not None:
+                self.ic50[k] = self.inhibitor.cfg.pgp_ic50
+
+    # ------------------------------------------------------------------ the phases
+    def update_vessels(self) -> None:
+        """Mark capillaries within ``vessels.tumor_association_um`` of a live cancer cell."""
+        if not self.active or len(self.perfused_sites) == 0:
+            return
+        from scipy.ndimage import distance_transform_edt
+
+        cells = self.cells
+        n = cells.n
+        kind, state = cells.kind[:n], cells.state[:n]
+        cancer = ((kind == codes.TUMOR) | (kind == codes.STEM)) & (
+            (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
+        )
+        if not cancer.any():
+            self.tumor_vessel[:] = False
+            return
+        occupied = np.zeros(cells.n_sites, dtype=bool)
+        occupied[cells.site[:n][cancer]] = True
+        shape = [s for s in cells.shape3 if s > 1] or [1]
+        dist = distance_transform_edt(~occupied.reshape(shape), sampling=self.sc.domain.voxel_um)
+        self.tumor_vessel = dist.ravel()[self.perfused_sites] <= self.sc.vessels.tumor_association_um
+
+    def deliver(self, t0_h: float, dt_min: float) -> None:
+        """One diffusion sub-step of ``dt_min`` from ``t0_h``: doses, plasma, vessel exchange,
+        tissue decay."""
+        t1_h = t0_h + dt_min / 60.0
+        for a in self.agents:
+            flat = self.fields.flat(a.name)
+            while (
+                a._next_inhaled < len(a.inhaled) and a.inhaled[a._next_inhaled][0] <= t1_h + 1e-12
+            ):
+                self._inhale(a, flat, a.inhaled[a._next_inhaled][1])
+                a._next_inhaled += 1
+            a.pk.advance(t1_h)
+            if len(self.perfused_sites):
+                perm = np.where(
+                    self.tumor_vessel,
+                    a.cfg.tumor_permeability_um_per_min,
+                    a.cfg.permeability_um_per_min,
+                )
+                rate = perm * self.surface_per_volume
+                moved = kp.vessel_exchange(flat, self.perfused_sites, rate, a.plasma, dt_min)
+                a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
+            if a.cfg.decay_per_min > 0:
+                lost = kp.decay_exact(flat, a.cfg.decay_per_min, dt_min)
+                a.decayed_mg += lost / a.per_mg_per_L * self.v_vox_L
+
+    def _inhale(self, a: AgentDelivery, flat: np.ndarray, dose_mg: float) -> None:
+        sub = self.sc.subject
+        deposited = dose_mg * sub.inhaled_deposited_fraction
+        a.exhaled_mg += dose_mg - deposited
+        n_surf = len(self.surface_sites)
+        face_cm2 = (self.sc.domain.voxel_um * 1e-4) ** 2
+        share = min(1.0, n_surf * face_cm2 / sub.alveolar_surface_cm2)
+        here = deposited * share
+        if n_surf:
+            per_site = here / n_surf / self.v_vox_L * a.per_mg_per_L
+            flat[self.surface_sites] += per_site
+            # what the sites actually received, in mg (round-off of the addition included)
+            here = per_site * n_surf / a.per_mg_per_L * self.v_vox_L
+        a.deposited_mg += here
+        a.pk.inject(deposited - here)
+
+    def lumens_closing(self, sites: np.ndarray, air_after: np.ndarray) -> None:
+        """Lumen sites about to become air again (their cancer cells are gone): their agent
+        content moves in equal shares to their conducting face neighbours, before the field set
+        empties air voxels. With no such neighbour it is booked as lost to the airway."""
+        if not self.active or len(sites) == 0:
+            return
+        shape = self.cells.shape3
+        air = np.asarray(air_after, dtype=bool).ravel()
+        zyx = np.array(np.unravel_index(sites, shape))
+        targets = []
+        for col in range(len(sites)):
+            nbs = []
+            for axis in range(3):
+                for step in (-1, 1):
+                    p = zyx[:, col].copy()
+                    p[axis] += step
+                    if 0 <= p[axis] < shape[axis]:
+                        t = int(np.ravel_multi_index(p, shape))
+                        if not air[t]:
+                            nbs.append(t)
+            targets.append(nbs)
+        for a in self.agents:
+            flat = self.fields.flat(a.name)
+            for s_, nbs in zip(sites, targets, strict=True):
+                v = float(flat[s_])
+                if v == 0.0:
+                    continue
+                flat[s_] = 0.0
+                if nbs:
+                    flat[nbs] += v / len(nbs)
+                else:
+                    a.airway_mg += v / a.per_mg_per_L * self.v_vox_L
+
+    def cell_uptake(self, dt_min: float) -> None:
+        """Passive uptake and P-gp efflux of the drug by live cancer cells."""
+        d = self.drug
+        if d is None or d.cfg.membrane_permeability_um_per_min <= 0:
+            return
+        cells = self.cells
+        inhib = (
+            self.fields.flat(self.inhibitor.name) if self.inhibitor is not None else np.zeros(1)
+        )
+        kp.cell_drug_exchange(
+            cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
+            cells.column("pgp"), self.fields.flat(d.name), inhib, self.k_mem, self.vmax,
+            self.km, self.ic50, self.phi, dt_min,
+        )
+
+    # ------------------------------------------------------------------ accounting
+    def ledger(self) -> dict[str, dict[str, float]]:
+        """Where every dosed mg of each agent is now (keys :data:`LEDGER_KEYS`)."""
+        out = {}
+        cells = self.cells
+        n = cells.n
+        for a in self.agents:
+            flat = self.fields.flat(a.name)
+            mg_per_unit = self.v_vox_L / a.per_mg_per_L
+            in_cells = 0.0
+            if a is self.drug:
+                in_cells = float(cells.column("drug")[:n].astype(np.float64).sum()) * self.phi
+            x = a.pk.x
+            out[a.name] = {
+                "dosed": a.pk.dosed_mg + a.deposited_mg + a.exhaled_mg,
+                "plasma": float(x[0]),
+                "peripheral": float(x[1]),
+                "cleared": float(x[2]),
+                "exhaled": a.exhaled_mg,
+                "tissue": float(np.sum(flat, dtype=np.float64)) * mg_per_unit,
+                "cells": in_cells * mg_per_unit,
+                "decayed": a.decayed_mg,
+                "airway": a.airway_mg,
+            }
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """Therapy metrics of the current state (units in :meth:`metric_units`)."""
+        out = {}
+        cells = self.cells
+        n = cells.n
+        kind, state = cells.kind[:n], cells.state[:n]
+        live_cancer = ((kind == codes.TUMOR) | (kind == codes.STEM)) & (
+            (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
+        )
+        drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
+        if len(drug_in):
+            p10, p50, p90 = np.percentile(drug_in, [10, 50, 90])
+            mean = float(drug_in.mean())
+        else:
+            p10 = p50 = p90 = mean = 0.0
+        delivered = 0.0
+        if self.drug is not None:
+            d = self.drug
+            flat = self.fields.flat(d.name)
+            sites = cells.site[:n][live_cancer]
+            amount = (float(flat[sites].sum()) + self.phi * float(drug_in.sum())) * (
+                self.v_vox_L / d.per_mg_per_L
+            )
+            dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
+            delivered = amount / dosed if dosed > 0 else 0.0
+        out["delivered_fraction"] = delivered
+        out["intracellular_drug_mean_uM"] = mean
+        out["intracellular_drug_p10_uM"] = float(p10)
+        out["intracellular_drug_p50_uM"] = float(p50)
+        out["intracellular_drug_p90_uM"] = float(p90)
+        for a in self.agents:
+            out[f"{a.name}_plasma"] = a.plasma
+            vals = self.fields.flat(a.name)[self.tissue_sites]
+            out[f"{a.name}_tissue_mean"] = float(vals.mean()) if len(vals) else 0.0
+        return out
+
+    def metric_units(self) -> dict[str, str]:
+        """Units of :meth:`metrics`."""
+        units = {
+            "delivered_fraction": "1",
+            "intracellular_drug_mean_uM": "uM",
+            "intracellular_drug_p10_uM": "uM",
+            "intracellular_drug_p50_uM": "uM",
+            "intracellular_drug_p90_uM": "uM",
+        }
+        for a in self.agents:
+            units[f"{a.name}_plasma"] = a.cfg.units
+            units[f"{a.name}_tissue_mean"] = a.cfg.units
+        return units

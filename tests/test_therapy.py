@@ -1,0 +1,212 @@
+"""Therapies in the model: the dose ledger closes, scenario validation, and the directions the
+pharmacology must produce with fixed seeds (docs/pharmacology.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tmesim import TMEModel
+from tmesim.errors import ScenarioError
+from tmesim.scenario import scenario_from_dict
+from tmesim.therapy import LEDGER_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "scenarios" / "tiny.yaml"
+
+
+def run(hours, therapy, **overrides):
+    m = TMEModel(TINY, **{"time.duration_h": hours, "therapy": therapy, **overrides})
+    while m.running:
+        m.step()
+    return m
+
+
+def ledger_error(m):
+    """Largest relative gap between dosed and accounted amounts over the dosed agents."""
+    worst = 0.0
+    for entry in m.therapy.ledger().values():
+        accounted = sum(entry[k] for k in LEDGER_KEYS if k != "dosed")
+        if entry["dosed"] == 0:  # before the first dose nothing may be anywhere
+            assert accounted == 0
+            continue
+        worst = max(worst, abs(accounted - entry["dosed"]) / entry["dosed"])
+    return worst
+
+
+ALL_ROUTES = [
+    {"agent": "doxorubicin", "route": "iv", "dose_mg_per_kg": 5.0, "start_h": 1.0},
+    {"agent": "doxorubicin", "route": "iv", "dose_mg_per_kg": 2.0, "start_h": 3.0,
+     "duration_h": 2.0},
+    {"agent": "doxorubicin", "route": "inhaled", "dose_mg_per_kg": 1.0, "start_h": 2.0},
+    {"agent": "tariquidar", "route": "iv", "dose_mg_per_kg": 2.0, "start_h": 0.5,
+     "duration_h": 1.0},
+    {"agent": "anti_pdl1", "route": "iv", "dose_mg_per_kg": 10.0, "start_h": 0.0,
+     "every_h": 6.0, "count": 2},
+]
+
+
+def test_every_administered_amount_is_accounted_for():
+    """plasma + peripheral + cleared + exhaled + tissue + cells + decayed + airway = dosed, at
+    every step, for a drug (iv bolus, infusion, inhalation, tissue decay), an inhibitor and an
+    antibody, while cells divide, die, move and fill lumens."""
+    m = TMEModel(
+        TINY,
+        **{
+            "time.duration_h": 12.0,
+            "therapy": ALL_ROUTES,
+            "cells.tumor.pgp_mean": 1.0,
+            "agents.doxorubicin.decay_per_min": 0.002,
+            "agents.doxorubicin.emax_per_h": 0.5,  # deaths return drug to the voxels
+        },
+    )
+    errors = []
+    while m.running:
+        m.step()
+        errors.append(ledger_error(m))
+    ledger = m.therapy.ledger()
+    dox = ledger["doxorubicin"]
+    mass = m.scenario.subject.body_mass_kg
+    assert dox["dosed"] == pytest.approx((5.0 + 2.0 + 1.0) * mass, rel=1e-12)
+    assert ledger["anti_pdl1"]["dosed"] == pytest.approx(20.0 * mass, rel=1e-12)
+    # every bucket is exercised
+    for key in ("tissue", "cells", "decayed", "exhaled", "cleared", "peripheral"):
+        assert dox[key] > 0, key
+    assert max(errors) < 1e-11
+
+
+def test_inhibitor_raises_intracellular_drug_only_in_pgp_cells():
+    dox = [{"agent": "doxorubicin", "dose_mg_per_kg": 5.0, "start_h": 1.0}]
+    tq = [{"agent": "tariquidar", "dose_mg_per_kg": 2.0, "start_h": 0.5}]
+    high = {"cells.tumor.pgp_mean": 1.0, "cells.stem.pgp_mean": 3.0}
+    without = run(6.0, dox, **high).metrics()["intracellular_drug_mean_uM"]
+    with_inhibitor = run(6.0, tq + dox, **high).metrics()["intracellular_drug_mean_uM"]
+    assert with_inhibitor > 2.0 * without > 0
+    # cells without P-gp: the inhibitor has nothing to act on
+    none = {"cells.tumor.pgp_mean": 0.0, "cells.stem.pgp_mean": 0.0}
+    a = run(6.0, dox, **none).metrics()["intracellular_drug_mean_uM"]
+    b = run(6.0, tq + dox, **none).metrics()["intracellular_drug_mean_uM"]
+    assert a == b > with_inhibitor
+
+
+def test_pgp_lowers_intracellular_drug_by_the_pump_to_leak_ratio_near_steady_state():
+    """A P-gp level-1 population accumulates about 1/(1 + R) of a P-gp-free one, R = 4.3
+    (Shen et al. 2008: 19 %), when the drug is far below Km (linear regime)."""
+    dox = [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0, "start_h": 0.0, "duration_h": 12.0}]
+    exact = {"cells.tumor.pgp_cv": 0.0, "cells.stem.pgp_cv": 0.0}
+    free = run(8.0, dox, **exact, **{"cells.tumor.pgp_mean": 0.0, "cells.stem.pgp_mean": 0.0})
+    pgp = run(8.0, dox, **exact, **{"cells.tumor.pgp_mean": 1.0, "cells.stem.pgp_mean": 1.0})
+    ratio = (
+        pgp.metrics()["intracellular_drug_p50_uM"] / free.metrics()["intracellular_drug_p50_uM"]
+    )
+    assert ratio == pytest.approx(1 / (1 + 4.3), rel=0.15)
+
+
+def test_free_doxorubicin_lowers_the_burden():
+    untreated = run(48.0, [], seed=3).metrics()["tumor_burden"]
+    dox = [{"agent": "doxorubicin", "dose_mg_per_kg": 10.0, "start_h": 1.0}]
+    treated = run(48.0, dox, seed=3, **{"agents.doxorubicin.emax_per_h": 0.2})
+    assert treated.metrics()["tumor_burden"] < 0.8 * untreated
+    assert treated.metrics()["intracellular_drug_mean_uM"] > 0
+
+
+PDL1_SETUP = {
+    "cells.tcell.initial.count": 60,
+    "cells.tcell.recruitment.base_per_h": 4.0,
+}
+
+
+def total_kills(m_factory):
+    m = m_factory()
+    kills = 0
+    while m.running:
+        m.step()
+        kills += m.events["kills"]
+    return m, kills
+
+
+def test_pdl1_blockade_acts_only_where_pdl1_is_expressed():
+    ab = [{"agent": "anti_pdl1", "dose_mg_per_kg": 10.0, "start_h": 0.0}]
+
+    def model(therapy, **extra):
+        return lambda: TMEModel(
+            TINY, **{"time.duration_h": 24.0, "therapy": therapy, **PDL1_SETUP, **extra}
+        )
+
+    # PD-L1 expressed (IFN-gamma induced; raised baseline so that it matters from the start)
+    expressed = {"cells.tumor.pdl1_baseline": 0.8, "cells.stem.pdl1_baseline": 0.8}
+    ctrl, k_ctrl = total_kills(model([], **expressed))
+    blocked, k_blocked = total_kills(model(ab, **expressed))
+    assert k_blocked > k_ctrl
+    assert blocked.metrics()["tumor_burden"] < ctrl.metrics()["tumor_burden"]
+    # no PD-L1 at all: the antibody has no target and changes nothing, bit for bit
+    absent = {
+        "cells.tumor.pdl1_baseline": 0.0, "cells.tumor.pdl1_max": 0.0,
+        "cells.stem.pdl1_baseline": 0.0, "cells.stem.pdl1_max": 0.0,
+    }
+    a, k_a = total_kills(model([], **absent))
+    b, k_b = total_kills(model(ab, **absent))
+    assert k_a == k_b
+    n = a.cells.n
+    assert b.cells.n == n
+    np.testing.assert_array_equal(a.cells.site[:n], b.cells.site[:n])
+
+
+def test_capillaries_near_the_tumour_are_the_leaky_ones():
+    m = TMEModel(
+        TINY,
+        **{"therapy": [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0}],
+           "vessels.tumor_association_um": 40.0},
+    )
+    th = m.therapy
+    th.update_vessels()
+    assert 0 < th.tumor_vessel.sum() < len(th.perfused_sites)
+    # every flagged capillary is within 40 um of a live cancer cell, every other one is not
+    shape = m.cells.shape3[1:]
+    n = m.cells.n
+    cancer = np.isin(m.cells.kind[:n], (0, 1))
+    cy, cx = np.divmod(m.cells.site[:n][cancer], shape[1])
+    py, px = np.divmod(th.perfused_sites, shape[1])
+    d = np.sqrt((py[:, None] - cy) ** 2 + (px[:, None] - cx) ** 2).min(axis=1) * 20.0
+    np.testing.assert_array_equal(th.tumor_vessel, d <= 40.0)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "key"),
+    [
+        ([("therapy", [{"agent": "cisplatin", "dose_mg_per_kg": 1.0}])], "therapy.0.agent"),
+        (
+            [
+                ("domain.geometry", "tissue"),
+                ("therapy", [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0}]),
+            ],
+            "domain.geometry",
+        ),
+        (
+            [
+                ("agents.epirubicin", {
+                    "kind": "drug", "molar_mass_g_per_mol": 543.5, "diffusion_um2_per_min": 1.0,
+                    "permeability_um_per_min": 1.0, "tumor_permeability_um_per_min": 1.0,
+                    "pk": {"v_central_L_per_kg": 1.0, "half_life_h": 1.0},
+                }),
+                ("therapy", [
+                    {"agent": "doxorubicin", "dose_mg_per_kg": 1.0},
+                    {"agent": "epirubicin", "dose_mg_per_kg": 1.0},
+                ]),
+            ],
+            "therapy",
+        ),
+        ([("agents.tariquidar.pgp_ic50", 0.0)], "agents.tariquidar.pgp_ic50"),
+        (
+            [("therapy", [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0, "count": 3}])],
+            "therapy.0.every_h",
+        ),
+    ],
+)
+def test_bad_therapy_input_names_the_key(pairs, key):
+    base = [("domain.geometry", "lung"), ("domain.shape", [30, 30])]
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(None, base + pairs)
+    assert err.value.key == key
