@@ -134,3 +134,19 @@ def decay_exact(c, lam, dt):
         c[v] = old * math.exp(-lam * dt)
         removed += old - float(c[v])
     return removed
+
+
+def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, turnover, induction_max,
+                 induction_ec50, knockdown_max, knockdown_half, dt):
+    """Twin of kernels.pharmacology.pgp_dynamics: one cell at a time, plain floats."""
+    for i in range(n):
+        k = int(kind[i])
+        if turnover[k] <= 0 or int(state[i]) not in (PROLIFERATING, QUIESCENT):
+            continue
+        base = float(pgp_base[i])
+        c = float(drug[i])
+        s = float(payload[i])
+        induction = induction_max[k] * c / (induction_ec50[k] + c) if c > 0 else 0.0
+        knockdown = knockdown_max * s / (knockdown_half + s) if s > 0 and knockdown_max > 0 else 0.0
+        target = base * (1 + induction) * (1 - knockdown)
+        pgp[i] = np.float32(target + (float(pgp[i]) - target) * math.exp(-turnover[k] * dt))

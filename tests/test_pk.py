@@ -72,3 +72,17 @@ def test_tissue_sink_is_accounted_for():
     assert st.to_tissue_mg > 0
     assert st.accounted_mg == pytest.approx(st.dosed_mg, rel=1e-12)
     assert st.dosed_mg == pytest.approx(100.0)
+
+
+def test_doxorubicin_defaults_give_the_label_clearance():
+    """With the packaged two-compartment doxorubicin (V_c 0.5, V_p 24.5 L/kg, 5 min and 30 h
+    half-lives) the elimination clearance lies in the label's 324-809 mL/min/m^2, i.e. about
+    0.48-1.2 L/h/kg for an adult (1.8 m^2, 70 kg)."""
+    from tmesim.scenario import scenario_from_dict
+
+    pk = scenario_from_dict(None, []).agents["doxorubicin"].pk
+    m = PKModel.from_half_lives(
+        pk.v_central_L_per_kg, pk.half_life_h, alpha_half_life_h=pk.alpha_half_life_h,
+        v_peripheral_L=pk.v_peripheral_L_per_kg,
+    )
+    assert 0.48 <= m.clearance_L_per_h <= 1.2

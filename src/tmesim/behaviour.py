@@ -62,6 +62,8 @@ class CellDynamics:
         dosed = {a: scenario.agents[a].kind for a in scenario.dosed_agents}
         #: the dosed drug (cells carry its intracellular pool), if any
         self.drug = next((a for a, kind in dosed.items() if kind == "drug"), None)
+        #: the dosed nanoparticle formulation (cells carry its internalised particles), if any
+        self.carrier = next(iter(scenario.dosed_nanoparticles), None)
         #: the field whose occupancy of PD-L1 shields cancer cells from T cells
         self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
         self.phi_cancer = c.tumor.volume_um3 / vox**3
@@ -240,6 +242,7 @@ class CellDynamics:
                 cells.column("pgp")[rows] = pgp_levels(
                     len(rows), cfg.pgp_mean, cfg.pgp_cv, pgp_rng
                 )
+                cells.column("pgp_base")[rows] = cells.column("pgp")[rows]
             elif kind == codes.MACROPHAGE:
                 cells.column("phenotype")[rows] = c.macrophage.initial_polarisation
                 cells.state[rows] = codes.QUIESCENT if c.macrophage.initial_polarisation > 0.5 else 0
@@ -320,11 +323,13 @@ class CellDynamics:
         )
         cells.n, cells.next_id = int(m), int(next_id)
         arrivals = self._recruit(dt_h, step, seed, counts)
-        if self.drug is not None:  # the dead give their drug back to their voxel
-            kp.release_removed(
-                cells.n, state, site, cells.column("drug"), self.fields.flat(self.drug),
-                self.phi_cancer,
-            )
+        # the dead give their drug and internalised particles back to their voxel
+        for column, field in (("drug", self.drug), ("payload", self.carrier)):
+            if field is not None:
+                kp.release_removed(
+                    cells.n, state, site, cells.column(column), self.fields.flat(field),
+                    self.phi_cancer,
+                )
         cells.compact()
         return {"kills": int(kills), "arrivals": arrivals}
 

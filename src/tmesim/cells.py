@@ -24,7 +24,7 @@ I64_COLUMNS = ("id", "parent")
 I32_COLUMNS = ("generation", "divisions_left")
 #: float columns; ``phenotype`` is kind-specific: T-cell exhaustion, macrophage polarisation
 #: (0 = M1, 1 = M2), fibroblast activation (0 = quiescent, 1 = CAF)
-F32_COLUMNS = ("clock_h", "pdl1", "pgp", "drug", "damage", "phenotype", "payload", "aux")
+F32_COLUMNS = ("clock_h", "pdl1", "pgp", "drug", "pgp_base", "phenotype", "payload", "aux")
 
 
 class CellPopulation:

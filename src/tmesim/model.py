@@ -189,7 +189,7 @@ class TMEModel(mesa.Model):
 
     def pharmacology(self, dt_min: float) -> None:
         """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""
-        self.therapy.cell_uptake(dt_min)
+        self.therapy.cell_uptake(dt_min, (self.steps - 1) * self.dt_min / 60.0)
 
     def check_fields(self) -> None:
         """Stop with a SimulationError on an invalid concentration."""
@@ -223,7 +223,8 @@ class TMEModel(mesa.Model):
         shape = self.fields.shape3
         flat = self.fields.data.reshape(len(self.fields.names), -1)
         # dosed agents keep their ledger: an opened lumen starts empty of them
-        rows = [i for i, f in enumerate(self.fields.names) if f not in self.scenario.dosed_agents]
+        dosed = {*self.scenario.dosed_agents, *self.scenario.dosed_nanoparticles}
+        rows = [i for i, f in enumerate(self.fields.names) if f not in dosed]
         zyx = np.array(np.unravel_index(sites, shape))
         total = np.zeros((flat.shape[0], len(sites)))
         count = np.zeros(len(sites))

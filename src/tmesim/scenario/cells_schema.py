@@ -194,13 +194,43 @@ class CancerCellConfig(CellTypeBase):
         desc="Multiplies the drug's EC50 (stem-like cells tolerate more intracellular drug).",
         source="reference cell type",
     )
+    pgp_turnover_per_h: float = P(
+        math.log(2) / 15.0,
+        unit="1/h",
+        ge=0,
+        desc="Rate at which a cell's P-gp level follows its target (induction, knockdown).",
+        source="P-gp protein half-life about 14-17 h in cultured cells [A]",
+    )
+    pgp_induction_max: float = P(
+        0.0,
+        unit="1",
+        ge=0,
+        desc="Fold increase of the P-gp target at saturating intracellular drug (0: no "
+        "induction).",
+        source="off by default; doxorubicin induces MDR1 within days in some lines [A]",
+    )
+    pgp_induction_ec50_uM: float = P(
+        0.5,
+        unit="uM",
+        gt=0,
+        desc="Intracellular drug giving half the maximal P-gp induction.",
+        source="choice: of the order of the kill EC50",
+    )
+    receptor_fraction: float = P(
+        0.0,
+        unit="fraction",
+        ge=0,
+        le=1,
+        desc="Share of cells carrying the receptor of ligand-targeted nanoparticles.",
+        source="per scenario (active targeting)",
+    )
     quiescent_drug_factor: float = P(
         0.3,
         unit="1",
         ge=0,
         le=1,
         desc="Multiplies the drug kill hazard of quiescent (hypoxic) cells.",
-        source="choice: anthracyclines kill cycling cells preferentially (pharmacology.md §4) [A]",
+        source="choice: anthracyclines kill cycling cells preferentially (pharmacology.md §7) [A]",
     )
 
     @model_validator(mode="after")

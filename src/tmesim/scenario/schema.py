@@ -15,7 +15,15 @@ from pydantic import model_validator
 
 from .cells_schema import CellsConfig, Rule
 from .schema_base import P, Section
-from .therapy_schema import Administration, AgentConfig, SubjectConfig, VesselsConfig
+from .therapy_schema import (
+    Administration,
+    AgentConfig,
+    NanoparticleConfig,
+    NanoparticleTransport,
+    SubjectConfig,
+    VesselsConfig,
+    derived_transport,
+)
 
 SIDES_2D = ("x_min", "x_max", "y_min", "y_max")
 SIDES_3D = (*SIDES_2D, "z_min", "z_max")
@@ -251,7 +259,15 @@ class Scenario(Section):
         {}, desc="Therapeutic agents by name (docs/pharmacology.md); packaged: doxorubicin, "
         "tariquidar, anti_pdl1."
     )
-    therapy: list[Administration] = P([], desc="Administrations (docs/pharmacology.md).")
+    nanoparticles: dict[str, NanoparticleConfig] = P(
+        {}, desc="Nanoparticle formulations by name (docs/pharmacology.md §13)."
+    )
+    nanoparticle_transport: NanoparticleTransport = P(
+        NanoparticleTransport(), desc="Size rules shared by every formulation."
+    )
+    therapy: list[Administration] = P(
+        [], desc="Administrations of agents or nanoparticle formulations (docs/pharmacology.md)."
+    )
     subject: SubjectConfig = P(SubjectConfig(), desc="The host of the metastasis.")
     vessels: VesselsConfig = P(VesselsConfig(), desc="Capillary transport of therapies.")
     output: OutputConfig = P(OutputConfig(), desc="Output.")
@@ -287,12 +303,31 @@ class Scenario(Section):
                         f"fields.{fname}.boundary.{side}|one of {', '.join(SIDES_2D)} "
                         "(z sides exist only in 3-D)"
                     )
-        used = []
-        for i, adm in enumerate(self.therapy):
-            if adm.agent not in self.agents:
+        for name in set(self.agents) & set(self.nanoparticles):
+            raise ValueError(
+                f"nanoparticles.{name}|a name no agent has (agents and formulations share the "
+                "therapy namespace)"
+            )
+        for name, npc in self.nanoparticles.items():
+            pl = npc.payload
+            if pl.drug not in self.agents or self.agents[pl.drug].kind != "drug":
                 raise ValueError(
-                    f"therapy.{i}.agent|the name of an agent ({', '.join(self.agents)}); "
-                    f"'{adm.agent}' is not one"
+                    f"nanoparticles.{name}.payload.drug|the name of an agent of kind 'drug' "
+                    f"({', '.join(a for a, c in self.agents.items() if c.kind == 'drug')})"
+                )
+            if pl.inhibitor is not None and (
+                pl.inhibitor not in self.agents or self.agents[pl.inhibitor].kind != "inhibitor"
+            ):
+                raise ValueError(
+                    f"nanoparticles.{name}.payload.inhibitor|null or the name of an agent of "
+                    "kind 'inhibitor'"
+                )
+        for i, adm in enumerate(self.therapy):
+            if adm.agent not in self.agents and adm.agent not in self.nanoparticles:
+                names = [*self.agents, *self.nanoparticles]
+                raise ValueError(
+                    f"therapy.{i}.agent|the name of an agent or a nanoparticle formulation "
+                    f"({', '.join(names)}); '{adm.agent}' is not one"
                 )
             if self.domain.geometry == "tissue":
                 raise ValueError(
@@ -300,16 +335,23 @@ class Scenario(Section):
                     f"'tissue' has no capillaries to deliver therapy.{i} through, nor alveolar "
                     "surfaces for inhaled doses)"
                 )
-            if adm.route == "inhaled" and adm.duration_h > 0:
-                raise ValueError(f"therapy.{i}.duration_h|0 for an inhaled dose")
-            if adm.agent not in used:
-                used.append(adm.agent)
-        drugs = [a for a in used if self.agents[a].kind == "drug"]
-        if len(drugs) > 1:
-            raise ValueError(
-                f"therapy|at most one agent of kind 'drug' per scenario (cells carry one "
-                f"intracellular drug pool); got {', '.join(drugs)}"
-            )
+        used = self.dosed_agents
+        groups = {
+            "agent of kind 'drug' (free or carried: cells hold one drug pool)": [
+                a for a in used if self.agents[a].kind == "drug"
+            ],
+            "agent of kind 'inhibitor'": [a for a in used if self.agents[a].kind == "inhibitor"],
+            "agent of kind 'antibody'": [a for a in used if self.agents[a].kind == "antibody"],
+            "nanoparticle formulation (cells hold one pool of particles)": (
+                self.dosed_nanoparticles
+            ),
+        }
+        for what, names in groups.items():
+            if len(names) > 1:
+                raise ValueError(
+                    f"therapy|at most one {what} per scenario; got {', '.join(names)}"
+                )
+        used = [*used, *self.dosed_nanoparticles]
         for a in used:
             if a in self.fields:
                 raise ValueError(
@@ -355,12 +397,35 @@ class Scenario(Section):
 
     @property
     def dosed_agents(self) -> list[str]:
-        """Agents named in the dosing list, in order of first appearance."""
+        """Agents dosed directly or carried by a dosed nanoparticle, in order of appearance."""
         out = []
         for adm in self.therapy:
-            if adm.agent not in out:
+            names = [adm.agent] if adm.agent in self.agents else []
+            if adm.agent in self.nanoparticles:
+                pl = self.nanoparticles[adm.agent].payload
+                names = [pl.drug] + ([pl.inhibitor] if pl.inhibitor else [])
+            for name in names:
+                if name not in out:
+                    out.append(name)
+        return out
+
+    @property
+    def dosed_nanoparticles(self) -> list[str]:
+        """Nanoparticle formulations named in the dosing list, in order of appearance."""
+        out = []
+        for adm in self.therapy:
+            if adm.agent in self.nanoparticles and adm.agent not in out:
                 out.append(adm.agent)
         return out
+
+    def nanoparticle_transport_of(self, name: str) -> dict[str, float]:
+        """Half-life, diffusivity and permeabilities of formulation ``name`` (derived from its
+        size unless given), with the matrix density of the initial ECM field."""
+        ecm = self.fields["ecm"].initial if "ecm" in self.fields else None
+        t = self.nanoparticle_transport
+        return derived_transport(
+            self.nanoparticles[name], t, t.reference_ecm if ecm is None else ecm
+        )
 
     @property
     def field_configs(self) -> dict[str, FieldConfig]:
@@ -373,6 +438,9 @@ class Scenario(Section):
         for name in self.dosed_agents:
             a = self.agents[name]
             out[name] = FieldConfig(units=a.units, diffusion_um2_per_min=a.diffusion_um2_per_min)
+        for name in self.dosed_nanoparticles:
+            diff = self.nanoparticle_transport_of(name)["diffusion_um2_per_min"]
+            out[name] = FieldConfig(units="uM", diffusion_um2_per_min=diff)
         return out
 
     @property

@@ -7,6 +7,7 @@ field units (uM for small molecules, nM for antibodies), permeabilities in um/mi
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import model_validator
@@ -100,17 +101,24 @@ class AgentConfig(Section):
         1.0, unit="uM", gt=0, desc="Intracellular drug giving half the maximal hazard."
     )
     hill: float = P(1.0, unit="1", gt=0, desc="Hill power of the kill hazard.")
-    pgp_ic50: float = P(
+    pgp_ic50_uM: float = P(
         0.0,
-        unit="field units",
+        unit="uM",
         ge=0,
         desc="Inhibitor only: tissue concentration halving P-gp activity, ic50 / (I + ic50).",
     )
 
     @model_validator(mode="after")
     def _by_kind(self):
-        if self.kind == "inhibitor" and self.pgp_ic50 <= 0:
-            raise ValueError("pgp_ic50|a positive IC50 for an agent of kind 'inhibitor'")
+        if self.kind == "inhibitor" and self.pgp_ic50_uM <= 0:
+            raise ValueError("pgp_ic50_uM|a positive IC50 for an agent of kind 'inhibitor'")
+        if self.kind in ("drug", "inhibitor") and self.units != "uM":
+            raise ValueError(f"units|'uM' for an agent of kind '{self.kind}'")
+        if self.kind == "antibody" and self.units != "nM":
+            raise ValueError(
+                "units|'nM' for an agent of kind 'antibody' (occupancy uses "
+                "cells.tcell.antibody_kd_nM)"
+            )
         if self.kind != "drug" and (self.membrane_permeability_um_per_min or self.emax_per_h):
             raise ValueError(
                 "membrane_permeability_um_per_min|0 unless kind is 'drug' (only drugs enter "
@@ -177,7 +185,7 @@ class SubjectConfig(Section):
 
 
 class VesselsConfig(Section):
-    """Capillary transport of therapies (docs/pharmacology.md §2)."""
+    """Capillary transport of therapies (docs/pharmacology.md §3)."""
 
     capillary_diameter_um: float = P(
         6.5,
@@ -194,3 +202,240 @@ class VesselsConfig(Section):
         desc="Capillaries within this distance of a cancer cell are tumour-associated (leaky).",
         source="choice: a few cell diameters; tumour-induced leakiness is local",
     )
+
+
+class PayloadConfig(Section):
+    """What a nanoparticle carries: a drug and optionally a P-gp inhibitor."""
+
+    drug: str = P(..., desc="Name of an agent of kind 'drug' (doses are mg of this drug).")
+    inhibitor: str | None = P(
+        None, desc="Name of an agent of kind 'inhibitor' co-loaded with the drug; null: none."
+    )
+    inhibitor_per_drug: float = P(
+        0.0, unit="mol/mol", ge=0, desc="Co-loaded inhibitor per drug molecule."
+    )
+    sirna_knockdown: float = P(
+        0.0,
+        unit="fraction",
+        ge=0,
+        le=1,
+        desc="Maximal P-gp knockdown by co-loaded MDR1 siRNA in cells holding particles "
+        "(0: no siRNA).",
+        source="MDR1 siRNA lowers P-gp by 50-90 % in MDR cells [A]",
+    )
+    sirna_half_uM: float = P(
+        1.0,
+        unit="uM",
+        gt=0,
+        desc="Internalised particles (drug-equivalent) giving half the maximal knockdown.",
+        source="choice",
+    )
+
+
+class ExternalTrigger(Section):
+    """Light or heat applied to a disc of the domain at scheduled times."""
+
+    center_um: list[float] = P(
+        [0.0, 0.0], unit="um", desc="Centre [y, x] of the illuminated or heated disc."
+    )
+    radius_um: float = P(0.0, unit="um", ge=0, desc="Radius of the disc.")
+    start_h: list[float] = P([], unit="h", desc="Start times of the exposures.")
+    duration_h: float = P(1.0, unit="h", gt=0, desc="Duration of each exposure.")
+
+
+class ReleaseConfig(Section):
+    """First-order release of the payload from particles (docs/pharmacology.md §13)."""
+
+    trigger: Literal["none", "ph", "enzyme", "external"] = P(
+        "none",
+        desc="What speeds extracellular release: low pH (acidic tumour voxels), enzymes "
+        "(next to CAFs and M2 macrophages), an external trigger, or nothing.",
+    )
+    base_per_h: float = P(
+        0.006,
+        unit="1/h",
+        ge=0,
+        desc="Extracellular release rate without trigger.",
+        source="pH 7.4 release half-lives >= 100 h (parameters.md §5.4) [A]",
+    )
+    triggered_per_h: float = P(
+        0.07,
+        unit="1/h",
+        ge=0,
+        desc="Extra extracellular release rate where the trigger acts.",
+        source="pH 5 release half-lives 5-20 h (parameters.md §5.4) [A]",
+    )
+    ph_threshold: float = P(
+        6.9, unit="pH", gt=0, lt=14, desc="Trigger 'ph' acts where tissue pH is below this."
+    )
+    intracellular_per_h: float = P(
+        0.07,
+        unit="1/h",
+        ge=0,
+        desc="Release inside cells after internalisation (endosomal pH, glutathione).",
+        source="endosomal pH 5-6 release half-life ~10 h (parameters.md §5.4) [A]",
+    )
+    external: ExternalTrigger = P(ExternalTrigger(), desc="Region and times of trigger 'external'.")
+
+
+class NanoparticleConfig(Section):
+    """A nanoparticle formulation: size, surface, ligand, payload and release."""
+
+    size_nm: float = P(
+        100.0, unit="nm", gt=1, le=2000, desc="Hydrodynamic diameter.", source="per formulation"
+    )
+    peg: bool = P(True, desc="PEG-coated surface (longer circulation).")
+    ligand: bool = P(False, desc="Carries a ligand for the receptor of receptor-positive cells.")
+    ligand_uptake_factor: float = P(
+        5.0,
+        unit="1",
+        ge=1,
+        desc="Internalisation by receptor-positive cells is this many times faster.",
+        source="transferrin-targeted particles accumulate 5x faster (Sykes 2014, parameters.md "
+        "§5.3) [V]",
+    )
+    payload: PayloadConfig = P(..., desc="The drug (and inhibitor) carried.")
+    release: ReleaseConfig = P(ReleaseConfig(), desc="Release of the payload.")
+    tumor_uptake_per_h: float = P(
+        0.1,
+        unit="1/h",
+        ge=0,
+        desc="Internalisation rate constant of cancer cells (receptor-negative).",
+        source="choice: particle uptake half-times of hours in vitro [A]",
+    )
+    macrophage_uptake_per_h: float = P(
+        1.0,
+        unit="1/h",
+        ge=0,
+        desc="Internalisation rate constant of macrophages (a sink that lowers delivery).",
+        source="choice: phagocytes take up particles about 10x faster than tumour cells [A]",
+    )
+    half_life_h: float | None = P(
+        None,
+        unit="h",
+        gt=0,
+        desc="Circulation half-life; null: from size and PEG (docs/pharmacology.md §13).",
+    )
+    diffusion_um2_per_min: float | None = P(
+        None,
+        unit="um^2/min",
+        ge=0,
+        desc="Interstitial diffusivity; null: Stokes-Einstein with Renkin hindrance.",
+    )
+    tumor_permeability_um_per_min: float | None = P(
+        None,
+        unit="um/min",
+        ge=0,
+        desc="Tumour-associated capillary permeability; null: from size (Dogra 2020 fit).",
+    )
+    permeability_um_per_min: float | None = P(
+        None,
+        unit="um/min",
+        ge=0,
+        desc="Normal capillary permeability; null: nanoparticles.normal_vessel_factor x tumour.",
+    )
+
+
+class NanoparticleTransport(Section):
+    """Size-dependence shared by every formulation (docs/pharmacology.md §13)."""
+
+    matrix_pore_radius_nm: float = P(
+        200.0,
+        unit="nm",
+        gt=0,
+        desc="Effective interstitial pore radius at the reference matrix density (Renkin).",
+        source="r_p = 200 nm gives D/D0 consistent with measured permeability ratios "
+        "(parameters.md §5.3) [D]",
+    )
+    reference_ecm: float = P(
+        0.1,
+        unit="density",
+        gt=0,
+        desc="ECM density at which the pore radius is matrix_pore_radius_nm; pores scale as "
+        "(reference / mean ECM)^(1/2).",
+        source="fibre spacing ~ volume fraction^(-1/2) (Ogston) [A]",
+    )
+    pore_cutoff_nm: float = P(
+        400.0,
+        unit="nm",
+        gt=0,
+        desc="Particles larger than this do not cross tumour capillary walls.",
+        source="Yuan et al. 1995: cut-off 400-600 nm (parameters.md §5.2) [V]",
+    )
+    normal_vessel_factor: float = P(
+        0.1,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Normal lung capillary permeability as a fraction of the tumour-associated value.",
+        source="choice: continuous lung endothelium is far tighter than tumour vessels (EPR)",
+    )
+
+
+# --------------------------------------------------------------------------- size physics
+BOLTZMANN_J_PER_K = 1.380649e-23
+BODY_TEMPERATURE_K = 310.15
+#: viscosity of interstitial water at 37 C (parameters.md §5.3)
+WATER_VISCOSITY_PA_S = 0.69e-3
+#: tumour capillary permeability of a 9.4 nm particle, cm/s (Dogra et al. 2020) [V]
+P_TUMOR_9NM_CM_PER_S = 2.82e-7
+#: exponent of P ~ d^-a through Dogra's 9.4 nm and ~90 nm values (2.82e-7, 2e-8 cm/s) [D]
+P_SIZE_EXPONENT = math.log(2.82e-7 / 2e-8) / math.log(90.0 / 9.4)
+#: particles below this diameter are cleared by the kidneys (Wilhelm et al. 2016) [V]
+RENAL_CUTOFF_NM = 5.5
+
+
+def stokes_einstein_um2_per_min(size_nm: float) -> float:
+    """Free diffusivity ``k_B T / (6 pi eta r)`` of a sphere of diameter ``size_nm`` in water at
+    37 C, um^2/min."""
+    r_m = 0.5 * size_nm * 1e-9
+    d_m2_per_s = BOLTZMANN_J_PER_K * BODY_TEMPERATURE_K / (6 * math.pi * WATER_VISCOSITY_PA_S * r_m)
+    return d_m2_per_s * 1e12 * 60.0
+
+
+def renkin_hindrance(size_nm: float, pore_radius_nm: float) -> float:
+    """Renkin's hindrance ``(1 - l)^2 (1 - 2.104 l + 2.09 l^3 - 0.95 l^5)``, ``l = r / r_p``
+    (0 when the particle does not fit)."""
+    lam = 0.5 * size_nm / pore_radius_nm
+    if lam >= 1.0:
+        return 0.0
+    return (1 - lam) ** 2 * (1 - 2.104 * lam + 2.09 * lam**3 - 0.95 * lam**5)
+
+
+def derived_transport(np_cfg: NanoparticleConfig, transport: NanoparticleTransport,
+                      mean_ecm: float) -> dict[str, float]:
+    """Circulation half-life (h), diffusivity (um^2/min) and capillary permeabilities (um/min)
+    of a formulation: explicit values where given, else the size rules of
+    docs/pharmacology.md §13."""
+    d = np_cfg.size_nm
+    if np_cfg.half_life_h is not None:
+        t_half = np_cfg.half_life_h
+    elif d < RENAL_CUTOFF_NM:
+        t_half = 0.5
+    else:
+        t_half = (20.0 if np_cfg.peg else 2.0) * min(1.0, max(0.25, d / 100.0))
+        if d > 200.0:
+            t_half *= 200.0 / d
+    if np_cfg.diffusion_um2_per_min is not None:
+        diff = np_cfg.diffusion_um2_per_min
+    else:
+        pore = transport.matrix_pore_radius_nm * math.sqrt(
+            transport.reference_ecm / max(mean_ecm, 1e-12)
+        )
+        diff = stokes_einstein_um2_per_min(d) * renkin_hindrance(d, pore)
+    if np_cfg.tumor_permeability_um_per_min is not None:
+        p_tumor = np_cfg.tumor_permeability_um_per_min
+    elif d > transport.pore_cutoff_nm:
+        p_tumor = 0.0
+    else:
+        p_tumor = P_TUMOR_9NM_CM_PER_S * 1e4 * 60.0 * (d / 9.4) ** (-P_SIZE_EXPONENT)
+    if np_cfg.permeability_um_per_min is not None:
+        p_normal = np_cfg.permeability_um_per_min
+    else:
+        p_normal = p_tumor * transport.normal_vessel_factor
+    return {
+        "half_life_h": t_half,
+        "diffusion_um2_per_min": diff,
+        "tumor_permeability_um_per_min": p_tumor,
+        "permeability_um_per_min": p_normal,
+    }

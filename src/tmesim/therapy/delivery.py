@@ -32,12 +32,14 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..kernels import codes
+from ..kernels import nanoparticles as nk
 from ..kernels import pharmacology as kp
 from .pk import Administration, PKModel, PKState
 
 #: ledger entries, mg
 LEDGER_KEYS = (
     "dosed", "plasma", "peripheral", "cleared", "exhaled", "tissue", "cells", "decayed", "airway",
+    "released",
 )
 
 
@@ -48,23 +50,49 @@ def membrane_rate_per_min(permeability_um_per_min: float, volume_um3: float) -> 
 
 
 class AgentDelivery:
-    """One dosed agent: its PK state, its field and its ledger."""
+    """One dosed agent or nanoparticle formulation: its PK state, its field and its ledger.
+
+    A formulation's field holds particles in uM of the drug they carry (drug-equivalent), its
+    doses are mg of that drug, and its plasma volume is the plasma volume of the host.
+    """
+
+    #: plasma volume used for nanoparticles (L/kg)
+    PLASMA_L_PER_KG = 0.05
 
     def __init__(self, name: str, scenario, field_index: int) -> None:
-        cfg = scenario.agents[name]
         self.name = name
-        self.cfg = cfg
         self.field_index = field_index
         mass = scenario.subject.body_mass_kg
-        pk = cfg.pk
-        model = PKModel.from_half_lives(
-            pk.v_central_L_per_kg * mass,
-            pk.half_life_h,
-            alpha_half_life_h=pk.alpha_half_life_h,
-            v_peripheral_L=None
-            if pk.v_peripheral_L_per_kg is None
-            else pk.v_peripheral_L_per_kg * mass,
-        )
+        if name in scenario.nanoparticles:
+            npc = scenario.nanoparticles[name]
+            der = scenario.nanoparticle_transport_of(name)
+            self.kind = "nanoparticle"
+            self.cfg = npc
+            self.units = "uM"
+            molar_mass = scenario.agents[npc.payload.drug].molar_mass_g_per_mol
+            self.p_tumor = der["tumor_permeability_um_per_min"]
+            self.p_normal = der["permeability_um_per_min"]
+            self.decay = 0.0
+            self.derived = der
+            model = PKModel.from_half_lives(self.PLASMA_L_PER_KG * mass, der["half_life_h"])
+        else:
+            cfg = scenario.agents[name]
+            pk = cfg.pk
+            self.kind = cfg.kind
+            self.cfg = cfg
+            self.units = cfg.units
+            molar_mass = cfg.molar_mass_g_per_mol
+            self.p_tumor = cfg.tumor_permeability_um_per_min
+            self.p_normal = cfg.permeability_um_per_min
+            self.decay = cfg.decay_per_min
+            model = PKModel.from_half_lives(
+                pk.v_central_L_per_kg * mass,
+                pk.half_life_h,
+                alpha_half_life_h=pk.alpha_half_life_h,
+                v_peripheral_L=None
+                if pk.v_peripheral_L_per_kg is None
+                else pk.v_peripheral_L_per_kg * mass,
+            )
         iv, inhaled = [], []
         for adm in scenario.therapy:
             if adm.agent != name:
@@ -79,16 +107,23 @@ class AgentDelivery:
         self.inhaled = sorted(inhaled)
         self._next_inhaled = 0
         #: field units (uM or nM) per mg/L
-        self.per_mg_per_L = (1e3 if cfg.units == "uM" else 1e6) / cfg.molar_mass_g_per_mol
+        self.per_mg_per_L = (1e3 if self.units == "uM" else 1e6) / molar_mass
         self.exhaled_mg = 0.0
         self.deposited_mg = 0.0  # inhaled, onto the domain's alveolar surface
         self.decayed_mg = 0.0
         self.airway_mg = 0.0  # left with lumen sites that emptied and had no tissue neighbour
+        self.from_carrier_mg = 0.0  # released by nanoparticles (payload agents)
+        self.released_mg = 0.0  # released payload drug (nanoparticles)
 
     @property
     def plasma(self) -> float:
         """Plasma concentration in field units."""
         return self.pk.plasma_mg_per_L * self.per_mg_per_L
+
+    @property
+    def dosed_mg(self) -> float:
+        """Everything administered: plasma doses, inhaled doses, and release from carriers."""
+        return self.pk.dosed_mg + self.deposited_mg + self.exhaled_mg + self.from_carrier_mg
 
 
 class Therapy:
@@ -105,7 +140,8 @@ class Therapy:
         vox = scenario.domain.voxel_um
         self.v_vox_L = vox**3 * 1e-15
         self.agents = [
-            AgentDelivery(name, scenario, fields.index[name]) for name in scenario.dosed_agents
+            AgentDelivery(name, scenario, fields.index[name])
+            for name in (*scenario.dosed_agents, *scenario.dosed_nanoparticles)
         ]
         self.perfused_sites = np.flatnonzero(np.asarray(perfused).ravel()).astype(np.int64)
         self.surface_sites = np.flatnonzero(np.asarray(surface).ravel()).astype(np.int64)
@@ -122,9 +158,11 @@ class Therapy:
                 "labels",
                 fix="raise domain.lung.capillary_fraction above 0, or use route 'inhaled'",
             )
-        self.drug = next((a for a in self.agents if a.cfg.kind == "drug"), None)
-        self.inhibitor = next((a for a in self.agents if a.cfg.kind == "inhibitor"), None)
+        self.drug = next((a for a in self.agents if a.kind == "drug"), None)
+        self.inhibitor = next((a for a in self.agents if a.kind == "inhibitor"), None)
+        self.carrier = next((a for a in self.agents if a.kind == "nanoparticle"), None)
         self._cell_tables()
+        self._distance = None  # um to the nearest perfused voxel, for np_penetration_um
 
     @property
     def active(self) -> bool:
@@ -140,6 +178,28 @@ class Therapy:
         self.ic50 = np.zeros(n)
         c = self.sc.cells
         self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
+        # P-gp dynamics: induction by intracellular drug, knockdown by carried siRNA
+        self.pgp_turnover = np.zeros(n)
+        self.pgp_induction = np.zeros(n)
+        self.pgp_induction_ec50 = np.ones(n)
+        for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
+            cfg = getattr(c, name)
+            self.pgp_turnover[k] = cfg.pgp_turnover_per_h / 60.0
+            self.pgp_induction[k] = cfg.pgp_induction_max if self.drug is not None else 0.0
+            self.pgp_induction_ec50[k] = cfg.pgp_induction_ec50_uM
+        self.sirna_knockdown = self.carrier.cfg.payload.sirna_knockdown if self.carrier else 0.0
+        self.sirna_half = self.carrier.cfg.payload.sirna_half_uM if self.carrier else 1.0
+        self.pgp_dynamic = bool(self.pgp_induction.any() or self.sirna_knockdown > 0)
+        self.np_uptake = np.zeros(n)
+        self.np_release_in = np.zeros(n)
+        self.receptor = np.zeros(n)
+        if self.carrier is not None:
+            npc = self.carrier.cfg
+            for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
+                self.np_uptake[k] = npc.tumor_uptake_per_h / 60.0
+                self.np_release_in[k] = npc.release.intracellular_per_h / 60.0
+                self.receptor[k] = getattr(c, name).receptor_fraction
+            self.np_uptake[codes.MACROPHAGE] = npc.macrophage_uptake_per_h / 60.0
         if self.drug is None:
             return
         d = self.drug.cfg
@@ -150,7 +210,7 @@ class Therapy:
             self.vmax[k] = d.pgp_vmax_uM_per_min
             self.km[k] = d.pgp_km_uM
             if self.inhibitor is not None:
-                self.ic50[k] = self.inhibitor.cfg.pgp_ic50
+                self.ic50[k] = self.inhibitor.cfg.pgp_ic50_uM
 
     # ------------------------------------------------------------------ the phases
     def update_vessels(self) -> None:
@@ -187,16 +247,12 @@ class Therapy:
                 a._next_inhaled += 1
             a.pk.advance(t1_h)
             if len(self.perfused_sites):
-                perm = np.where(
-                    self.tumor_vessel,
-                    a.cfg.tumor_permeability_um_per_min,
-                    a.cfg.permeability_um_per_min,
-                )
+                perm = np.where(self.tumor_vessel, a.p_tumor, a.p_normal)
                 rate = perm * self.surface_per_volume
                 moved = kp.vessel_exchange(flat, self.perfused_sites, rate, a.plasma, dt_min)
                 a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
-            if a.cfg.decay_per_min > 0:
-                lost = kp.decay_exact(flat, a.cfg.decay_per_min, dt_min)
+            if a.decay > 0:
+                lost = kp.decay_exact(flat, a.decay, dt_min)
                 a.decayed_mg += lost / a.per_mg_per_L * self.v_vox_L
 
     def _inhale(self, a: AgentDelivery, flat: np.ndarray, dose_mg: float) -> None:
@@ -248,24 +304,113 @@ class Therapy:
                 else:
                     a.airway_mg += v / a.per_mg_per_L * self.v_vox_L
 
-    def cell_uptake(self, dt_min: float) -> None:
-        """Passive uptake and P-gp efflux of the drug by live cancer cells."""
+    def cell_uptake(self, dt_min: float, time_h: float = 0.0) -> None:
+        """Cellular pharmacology for one agent step: nanoparticle release outside cells,
+        internalisation, release inside cells, then drug uptake and P-gp efflux."""
+        if self.carrier is not None:
+            self._nanoparticles(dt_min, time_h)
         d = self.drug
-        if d is None or d.cfg.membrane_permeability_um_per_min <= 0:
-            return
         cells = self.cells
-        inhib = (
-            self.fields.flat(self.inhibitor.name) if self.inhibitor is not None else np.zeros(1)
+        if d is not None and d.cfg.membrane_permeability_um_per_min > 0:
+            kp.cell_drug_exchange(
+                cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
+                cells.column("pgp"), self.fields.flat(d.name), self._inhibitor_field(),
+                self.k_mem, self.vmax, self.km, self.ic50, self.phi, dt_min,
+            )
+        if self.pgp_dynamic:
+            kp.pgp_dynamics(
+                cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
+                cells.column("drug"), cells.column("payload"), self.pgp_turnover,
+                self.pgp_induction, self.pgp_induction_ec50, self.sirna_knockdown,
+                self.sirna_half, dt_min,
+            )
+
+    def _inhibitor_field(self) -> np.ndarray:
+        return self.fields.flat(self.inhibitor.name) if self.inhibitor is not None else np.zeros(1)
+
+    def _nanoparticles(self, dt_min: float, time_h: float) -> None:
+        c = self.carrier
+        npc = c.cfg
+        cells = self.cells
+        flat = self.fields.flat(c.name)
+        drug = self.drug
+        inhib = self._inhibitor_field()
+        ratio = npc.payload.inhibitor_per_drug if self.inhibitor is not None else 0.0
+        mg_drug = self.v_vox_L / drug.per_mg_per_L
+        mg_inhib = self.v_vox_L / self.inhibitor.per_mg_per_L if self.inhibitor else 0.0
+        # 1. extracellular release, by trigger
+        rate = self.release_rate_map(time_h) / 60.0
+        out = nk.release_outside(flat, self.fields.flat(drug.name), rate, inhib, ratio, dt_min)
+        c.released_mg += out * mg_drug
+        drug.from_carrier_mg += out * mg_drug
+        if ratio:
+            self.inhibitor.from_carrier_mg += out * ratio * mg_inhib
+        # 2. internalisation by cancer cells and macrophages
+        nk.internalise(
+            cells.n, cells._i64, cells.kind, cells.state, cells.site, cells.column("payload"),
+            flat, self.np_uptake, self.receptor, npc.ligand_uptake_factor if npc.ligand else 1.0,
+            self.sc.seed, self.phi, dt_min,
         )
-        kp.cell_drug_exchange(
-            cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-            cells.column("pgp"), self.fields.flat(d.name), inhib, self.k_mem, self.vmax,
-            self.km, self.ic50, self.phi, dt_min,
+        # 3. release inside cancer cells (macrophages hold what they take up)
+        to_drug, from_payload, to_inhib = nk.release_inside(
+            cells.n, cells.kind, cells.state, cells.site, cells.column("payload"),
+            cells.column("drug"), self.np_release_in, inhib, ratio, self.phi, dt_min,
         )
+        c.released_mg += from_payload * self.phi * mg_drug
+        drug.from_carrier_mg += to_drug * self.phi * mg_drug
+        if ratio:
+            self.inhibitor.from_carrier_mg += to_inhib * mg_inhib
+
+    def tissue_ph(self) -> np.ndarray:
+        """Extracellular pH per voxel: 7.4, 6.8 where a live proliferating cancer cell sits,
+        6.5 where a quiescent (hypoxic) or necrotic one does (docs/pharmacology.md §13)."""
+        cells = self.cells
+        n = cells.n
+        ph = np.full(cells.n_sites, 7.4)
+        kind, state, site = cells.kind[:n], cells.state[:n], cells.site[:n]
+        cancer = (kind == codes.TUMOR) | (kind == codes.STEM)
+        ph[site[cancer & (state == codes.PROLIFERATING)]] = 6.8
+        ph[site[cancer & ((state == codes.QUIESCENT) | (state == codes.NECROTIC))]] = 6.5
+        return ph
+
+    def release_rate_map(self, time_h: float) -> np.ndarray:
+        """Extracellular release rate per voxel (1/h) of the dosed formulation."""
+        rel = self.carrier.cfg.release
+        cells = self.cells
+        rate = np.full(cells.n_sites, rel.base_per_h)
+        if rel.trigger == "ph":
+            rate[self.tissue_ph() < rel.ph_threshold] += rel.triggered_per_h
+        elif rel.trigger == "enzyme":
+            from scipy.ndimage import binary_dilation
+
+            n = cells.n
+            kind, state = cells.kind[:n], cells.state[:n]
+            active = ((kind == codes.FIBROBLAST) | (kind == codes.MACROPHAGE)) & (
+                state == codes.QUIESCENT
+            )  # CAFs and M2 macrophages
+            near = np.zeros(cells.n_sites, dtype=bool)
+            near[cells.site[:n][active]] = True
+            shape = [s for s in cells.shape3 if s > 1] or [1]
+            near = binary_dilation(near.reshape(shape), iterations=1).ravel()
+            rate[near] += rel.triggered_per_h
+        elif rel.trigger == "external":
+            ext = rel.external
+            if any(t <= time_h < t + ext.duration_h for t in ext.start_h):
+                rate[self._trigger_region(ext)] += rel.triggered_per_h
+        return rate
+
+    def _trigger_region(self, ext) -> np.ndarray:
+        shape = self.cells.shape3
+        vox = self.sc.domain.voxel_um
+        y, x = np.meshgrid(
+            (np.arange(shape[1]) + 0.5) * vox, (np.arange(shape[2]) + 0.5) * vox, indexing="ij"
+        )
+        disc = (y - ext.center_um[0]) ** 2 + (x - ext.center_um[1]) ** 2 <= ext.radius_um**2
+        return np.broadcast_to(disc, shape).ravel()
 
     # ------------------------------------------------------------------ accounting
     def ledger(self) -> dict[str, dict[str, float]]:
-        """Where every dosed mg of each agent is now (keys :data:`LEDGER_KEYS`)."""
+        """Where every dosed mg of each agent and formulation is now (:data:`LEDGER_KEYS`)."""
         out = {}
         cells = self.cells
         n = cells.n
@@ -273,11 +418,12 @@ class Therapy:
             flat = self.fields.flat(a.name)
             mg_per_unit = self.v_vox_L / a.per_mg_per_L
             in_cells = 0.0
-            if a is self.drug:
-                in_cells = float(cells.column("drug")[:n].astype(np.float64).sum()) * self.phi
+            column = "drug" if a is self.drug else "payload" if a is self.carrier else None
+            if column is not None:
+                in_cells = float(cells.column(column)[:n].astype(np.float64).sum()) * self.phi
             x = a.pk.x
             out[a.name] = {
-                "dosed": a.pk.dosed_mg + a.deposited_mg + a.exhaled_mg,
+                "dosed": a.dosed_mg,
                 "plasma": float(x[0]),
                 "peripheral": float(x[1]),
                 "cleared": float(x[2]),
@@ -286,6 +432,7 @@ class Therapy:
                 "cells": in_cells * mg_per_unit,
                 "decayed": a.decayed_mg,
                 "airway": a.airway_mg,
+                "released": a.released_mg,
             }
         return out
 
@@ -305,16 +452,26 @@ class Therapy:
         else:
             p10 = p50 = p90 = mean = 0.0
         delivered = 0.0
+        penetration = 0.0
         if self.drug is not None:
             d = self.drug
-            flat = self.fields.flat(d.name)
             sites = cells.site[:n][live_cancer]
-            amount = (float(flat[sites].sum()) + self.phi * float(drug_in.sum())) * (
-                self.v_vox_L / d.per_mg_per_L
-            )
+            # free drug in tumour voxels and cells, and drug still carried by particles there
+            units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(drug_in.sum())
             dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
+            c = self.carrier
+            if c is not None:
+                payload = cells.column("payload")[:n][live_cancer].astype(np.float64)
+                carried = self.fields.flat(c.name)[sites] + self.phi * payload
+                units += float(carried.sum())
+                dosed += c.dosed_mg
+                if carried.sum() > 0:
+                    penetration = float(np.average(self._vessel_distance()[sites], weights=carried))
+            amount = units * self.v_vox_L / d.per_mg_per_L
             delivered = amount / dosed if dosed > 0 else 0.0
         out["delivered_fraction"] = delivered
+        if self.carrier is not None:
+            out["np_penetration_um"] = penetration
         out["intracellular_drug_mean_uM"] = mean
         out["intracellular_drug_p10_uM"] = float(p10)
         out["intracellular_drug_p50_uM"] = float(p50)
@@ -325,16 +482,30 @@ class Therapy:
             out[f"{a.name}_tissue_mean"] = float(vals.mean()) if len(vals) else 0.0
         return out
 
+    def _vessel_distance(self) -> np.ndarray:
+        """Distance (um) from each voxel to the nearest perfused voxel (computed once)."""
+        if self._distance is None:
+            from scipy.ndimage import distance_transform_edt
+
+            shape = [s for s in self.cells.shape3 if s > 1] or [1]
+            free = np.ones(self.cells.n_sites, dtype=bool)
+            free[self.perfused_sites] = False
+            self._distance = distance_transform_edt(
+                free.reshape(shape), sampling=self.sc.domain.voxel_um
+            ).ravel()
+        return self._distance
+
     def metric_units(self) -> dict[str, str]:
         """Units of :meth:`metrics`."""
         units = {
             "delivered_fraction": "1",
+            **({"np_penetration_um": "um"} if self.carrier is not None else {}),
             "intracellular_drug_mean_uM": "uM",
             "intracellular_drug_p10_uM": "uM",
             "intracellular_drug_p50_uM": "uM",
             "intracellular_drug_p90_uM": "uM",
         }
         for a in self.agents:
-            units[f"{a.name}_plasma"] = a.cfg.units
-            units[f"{a.name}_tissue_mean"] = a.cfg.units
+            units[f"{a.name}_plasma"] = a.units
+            units[f"{a.name}_tissue_mean"] = a.units
         return units

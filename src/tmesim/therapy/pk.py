@@ -83,7 +83,11 @@ class PKModel:
         # -> (1 + ratio) k21^2 - (alpha + beta) k21 + alpha beta = 0; take the root in (beta, alpha)
         a, b, c = 1.0 + ratio, -(alpha + beta), alpha * beta
         roots = np.roots([a, b, c]).real
-        k21 = float(roots[(roots > 0)].min())
+        # Both positive roots reproduce alpha, beta and V_p / V_c; they differ in how the fast
+        # phase splits between distribution and elimination. The larger k21 gives the smaller
+        # elimination clearance k10 V_c: distribution dominates the alpha phase, as for drugs
+        # with a large V_ss such as doxorubicin (docs/pharmacology.md §2).
+        k21 = float(roots[(roots > 0)].max())
         k10 = alpha * beta / k21
         q = k21 * v_peripheral_L
         return cls(v_central_L, k10 * v_central_L, q, v_peripheral_L)
