@@ -90,3 +90,39 @@ def test_unknown_field_and_bad_time(small_run, tmp_path, capsys):
 )
 def test_parse_time(text, hours):
     assert viz.parse_time_h(text) == pytest.approx(hours)
+
+
+@pytest.fixture(scope="module")
+def run_3d(tmp_path_factory):
+    out = tmp_path_factory.mktemp("viz3d") / "small3d.h5"
+    tmesim.run(
+        "scenarios/tiny.yaml",
+        out,
+        overrides=["domain.shape=[7, 30, 30]", "time.duration_h=3", "time.record_every_h=1"],
+    )
+    return out
+
+
+def test_3d_frames_show_the_mid_plane_or_the_projection(run_3d, tmp_path):
+    with tmesim.load(run_3d) as res:
+        last = res.n_records - 1
+        cells = res.cells(last)
+        oxygen = res.field("oxygen", record=last)
+        mid = FrameRenderer(res, "oxygen")
+        proj = FrameRenderer(res, "oxygen", projection=True)
+        img_mid, img_proj = mid.cell_image(last), proj.cell_image(last)
+        f_mid, f_proj = mid._field_frame(last), proj._field_frame(last)
+        mid.close()
+        proj.close()
+    assert mid.mid == 3
+    # the mid-plane shows exactly the cells with z == 3; the projection every occupied column
+    in_plane = cells["z"] == 3
+    assert img_mid[..., 3].sum() == np.unique(cells["y"][in_plane] * 30 + cells["x"][in_plane]).size
+    assert img_proj[..., 3].sum() == np.unique(cells["y"] * 30 + cells["x"]).size
+    assert img_proj[..., 3].sum() > img_mid[..., 3].sum() > 0
+    np.testing.assert_array_equal(np.ma.getdata(f_mid), oxygen[3])
+    np.testing.assert_array_equal(np.ma.getdata(f_proj), oxygen.max(axis=0))
+    for extra in ([], ["--projection"]):
+        png = tmp_path / f"s{len(extra)}.png"
+        assert main(["snapshot", str(run_3d), "-o", str(png), "--field", "oxygen", *extra]) == 0
+        assert png.stat().st_size > 10_000

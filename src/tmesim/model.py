@@ -155,7 +155,7 @@ class TMEModel(mesa.Model):
         self.datacollector = mesa.DataCollector(
             model_reporters={
                 "time_h": "time_h",
-                **{p: (lambda m, p=p: m.population_counts()[p]) for p in POPULATIONS},
+                **{p: (lambda m, p=p: m._counts_now()[p]) for p in POPULATIONS},
                 **{k: (lambda m, k=k: m._metrics_now()[k]) for k in self.metric_units()},
                 "kills": lambda m: m.events["kills"],
             }
@@ -252,6 +252,13 @@ class TMEModel(mesa.Model):
         out = {name: int(c[k, live].sum()) for k, name in enumerate(codes.KIND_NAMES)}
         out["necrotic"] = int(c[:, codes.NECROTIC].sum())
         return out
+
+    def _counts_now(self) -> dict[str, int]:
+        """:meth:`population_counts`, computed once per step for the DataCollector's reporters."""
+        if getattr(self, "_counts_step", None) != self.steps:
+            self._counts_cache = self.population_counts()
+            self._counts_step = self.steps
+        return self._counts_cache
 
     def _metrics_now(self) -> dict[str, float]:
         """:meth:`metrics`, computed once per step for the DataCollector's reporters."""
