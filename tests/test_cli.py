@@ -195,6 +195,15 @@ MORE_BAD_INPUTS = {
         None,
         ["unrecognized arguments: --frobnicate"],
     ),
+    "therapy_agent_misspelt": (
+        {
+            "bad.yaml": "extends: tiny.yaml\ntherapy:\n"
+            "  - {agent: doxorubicn, dose_mg_per_kg: 5.0}\n"
+        },
+        ["validate", "bad.yaml"],
+        "therapy.0.agent",
+        ["value:    'doxorubicn'", "did you mean 'doxorubicin'?", "bad.yaml, line 3"],
+    ),
 }
 
 

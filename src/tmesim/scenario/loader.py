@@ -369,7 +369,7 @@ def _error_from_pydantic(err: dict, data: dict, prov: Prov, top_file: str) -> Sc
         raw = str(ctx.get("error", msg))
         rel, _, expected = raw.partition("|")
         if rel:
-            rel_parts = tuple(rel.split("."))
+            rel_parts = tuple(int(q) if q.isdigit() else q for q in rel.split("."))
             # absolute paths (starting at a top-level section) are used as given
             key_loc = rel_parts if rel_parts[0] in Scenario.model_fields else (*loc, *rel_parts)
         problem = "inconsistent or invalid value"

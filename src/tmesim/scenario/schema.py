@@ -8,6 +8,7 @@ docs/scenario-reference.md, generated from this module by ``tmesim schema --mark
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Literal
 
@@ -325,9 +326,11 @@ class Scenario(Section):
         for i, adm in enumerate(self.therapy):
             if adm.agent not in self.agents and adm.agent not in self.nanoparticles:
                 names = [*self.agents, *self.nanoparticles]
+                close = difflib.get_close_matches(adm.agent, names, n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ValueError(
-                    f"therapy.{i}.agent|the name of an agent or a nanoparticle formulation "
-                    f"({', '.join(names)}); '{adm.agent}' is not one"
+                    f"therapy.{i}.agent|the name of an agent under 'agents' or a formulation "
+                    f"under 'nanoparticles' ({', '.join(names)}){hint}"
                 )
             if self.domain.geometry == "tissue":
                 raise ValueError(
