@@ -421,3 +421,20 @@ def test_sigkill_midway_leaves_readable_file(tmp_path, kill_after):
         assert len(last["id"]) == sum(int(c[-1]) for c in res.counts.values())
         df = res.to_pandas()
         assert len(df) == n
+
+
+def test_light_commands_do_not_load_mesa_or_numba(tmp_path):
+    """validate, inspect and schema start fast: the heavy stack is imported only to simulate."""
+    code = (
+        "import sys\n"
+        "from tmesim.cli import main\n"
+        f"assert main(['validate', {str(SCENARIOS / 'tiny.yaml')!r}]) == 0\n"
+        "assert main(['schema']) == 0\n"
+        "heavy = sorted({'mesa', 'numba'} & set(sys.modules))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
