@@ -19,6 +19,9 @@ Three parts, every timing in a fresh subprocess so that ``NUMBA_NUM_THREADS`` ta
    built with ``TMEModel(scenario=dict)``), next to PhysiCell 1.14.2's heterogeneity sample:
    19.5 s with 2 threads, 31 s with 1 on the same kind of machine. Target: >= 20x faster.
    The same problem with the four default cytokine/matrix fields kept is timed as well.
+   PhysiCell cannot run in this process; if you have timed its sample on the machine at hand
+   (its own build, ``max_time`` 600 min, ``omp_num_threads`` 1 or 2), pass those wall times
+   with ``--physicell-s 2=SECONDS --physicell-s 1=SECONDS`` to compare against them instead.
 
 Every run starts with an untimed short run that fills the on-disk kernel cache. The machine is
 shared, so each row reports the 1-minute load average before and after it; repeats give the
@@ -235,7 +238,7 @@ def part_profile(tmp: Path, duration, env_label: str) -> None:
     print(f"| (import tmesim) | {T['import']:.2f} | |", flush=True)
 
 
-def part_physicell(tmp: Path, repeat: int) -> None:
+def part_physicell(tmp: Path, repeat: int, physicell_s: dict) -> None:
     five = with_default_fields(tmp)
     print("\n## Against PhysiCell 1.14.2 heterogeneity sample (2-D 100x100, ~900 cells, 10 h)\n")
     print("| variant | threads | tmesim run, end to end (s) | model loop incl. HDF5, "
@@ -253,7 +256,7 @@ def part_physicell(tmp: Path, repeat: int) -> None:
             out, lp = run_child(MODEL_CHILD, [sc, repeat], env)
             la.append(lp)
             alone = [r["total"] for r in out["runs"][1:]]
-            pc = PHYSICELL_S[int(env["NUMBA_NUM_THREADS"])]
+            pc = physicell_s[int(env["NUMBA_NUM_THREADS"])]
             ratio = f"{pc / statistics.median(walls):.1f}x / {pc / statistics.median(alone):.0f}x"
             print(f"| {name} ({len(out['fields'])} field(s)) | {label} | {med(walls)} | "
                   f"{med(models)} | {med(alone)} | {pc} | {ratio} | {loads(la)} |", flush=True)
@@ -267,7 +270,14 @@ def main() -> None:
     ap.add_argument("--profile-threads", default="1 thread", choices=list(CONFIGS))
     ap.add_argument("--skip", action="append", default=[],
                     choices=["end-to-end", "profile", "physicell"])
+    ap.add_argument("--physicell-s", action="append", default=[], metavar="THREADS=SECONDS",
+                    help="PhysiCell's wall time measured on this machine (default: the figures "
+                    "of the same kind of machine, 2=19.5 and 1=31)")
     args = ap.parse_args()
+    physicell_s = dict(PHYSICELL_S)
+    for item in args.physicell_s:
+        threads, _, seconds = item.partition("=")
+        physicell_s[int(threads)] = float(seconds)
     duration = 48.0 if args.quick else None
     repeat = 1 if args.quick else args.repeat
     brepeat = 1 if args.quick else args.baseline_repeat
@@ -276,7 +286,7 @@ def main() -> None:
         tmp = Path(tmp)
         warm_cache(tmp)
         if "physicell" not in args.skip:
-            part_physicell(tmp, repeat)
+            part_physicell(tmp, repeat, physicell_s)
         if "profile" not in args.skip:
             part_profile(tmp, duration, args.profile_threads)
         if "end-to-end" not in args.skip:
