@@ -205,8 +205,8 @@ class CancerCellConfig(CellTypeBase):
         0.0,
         unit="1",
         ge=0,
-        desc="Fold increase of the P-gp target at saturating intracellular drug (0: no "
-        "induction).",
+        desc="Relative rise of the P-gp target at saturating intracellular drug: the target is "
+        "(1 + this) x the cell's baseline level (0: no induction).",
         source="off by default; doxorubicin induces MDR1 within days in some lines [A]",
     )
     pgp_induction_ec50_uM: float = P(

@@ -1,5 +1,6 @@
 """Scenario schema of therapies: agents (drugs, P-gp inhibitors, antibodies), their systemic
-pharmacokinetics, vessel and membrane transport, and the dosing list (docs/pharmacology.md).
+pharmacokinetics, vessel and membrane transport, nanoparticle formulations and their size rules,
+and the dosing list (docs/pharmacology.md; nanoparticles in §13).
 
 Units: doses in mg/kg of body mass, plasma amounts in mg, tissue concentrations in the agent's
 field units (uM for small molecules, nM for antibodies), permeabilities in um/min.
@@ -130,13 +131,20 @@ class AgentConfig(Section):
 class Administration(Section):
     """One line of the dosing list: an agent, a route, a dose and a schedule."""
 
-    agent: str = P(..., desc="Name of an agent under 'agents'.", min_length=1)
+    agent: str = P(
+        ...,
+        desc="Name of an agent under 'agents' or of a formulation under 'nanoparticles'.",
+        min_length=1,
+    )
     route: Literal["iv", "inhaled"] = P(
         "iv",
         desc="iv: into plasma (reaches tissue through capillary walls); inhaled: deposits on "
         "alveolar surfaces (subject.inhaled_deposited_fraction of the dose).",
     )
-    dose_mg_per_kg: float = P(..., unit="mg/kg", gt=0, desc="Dose per administration.")
+    dose_mg_per_kg: float = P(
+        ..., unit="mg/kg", gt=0,
+        desc="Dose per administration (of a formulation: mg of the drug it carries).",
+    )
     start_h: float = P(0.0, unit="h", ge=0, desc="Time of the first administration.")
     every_h: float = P(0.0, unit="h", ge=0, desc="Interval between administrations.")
     count: int = P(1, ge=1, le=10_000, desc="Number of administrations.")
@@ -272,7 +280,8 @@ class ReleaseConfig(Section):
         0.07,
         unit="1/h",
         ge=0,
-        desc="Release inside cells after internalisation (endosomal pH, glutathione).",
+        desc="Release inside cancer cells after internalisation (endosomal pH, glutathione); "
+        "macrophages do not release.",
         source="endosomal pH 5-6 release half-life ~10 h (parameters.md §5.4) [A]",
     )
     external: ExternalTrigger = P(ExternalTrigger(), desc="Region and times of trigger 'external'.")
@@ -291,8 +300,8 @@ class NanoparticleConfig(Section):
         unit="1",
         ge=1,
         desc="Internalisation by receptor-positive cells is this many times faster.",
-        source="transferrin-targeted particles accumulate 5x faster (Sykes 2014, parameters.md "
-        "§5.3) [V]",
+        source="transferrin-targeted 60 nm particles accumulate in tumours 5x faster (Sykes 2014, "
+        "parameters.md §5.5) [V, abstract]; read as an internalisation factor (choice)",
     )
     payload: PayloadConfig = P(..., desc="The drug (and inhibitor) carried.")
     release: ReleaseConfig = P(ReleaseConfig(), desc="Release of the payload.")
@@ -352,14 +361,14 @@ class NanoparticleTransport(Section):
         unit="density",
         gt=0,
         desc="ECM density at which the pore radius is matrix_pore_radius_nm; pores scale as "
-        "(reference / mean ECM)^(1/2).",
+        "(reference / fields.ecm.initial)^(1/2), fixed when the scenario loads.",
         source="fibre spacing ~ volume fraction^(-1/2) (Ogston) [A]",
     )
     pore_cutoff_nm: float = P(
         400.0,
         unit="nm",
         gt=0,
-        desc="Particles larger than this do not cross tumour capillary walls.",
+        desc="Particles larger than this cross no capillary wall (derived permeabilities 0).",
         source="Yuan et al. 1995: cut-off 400-600 nm (parameters.md §5.2) [V]",
     )
     normal_vessel_factor: float = P(
