@@ -3,6 +3,7 @@ pharmacology must produce with fixed seeds (docs/pharmacology.md)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -306,6 +307,30 @@ def test_smaller_particles_penetrate_further_from_vessels(tmp_path):
         depth.append(m.metrics()["np_penetration_um"])
     assert depth[0] > depth[1] > depth[2] > 0
     assert depth[0] > 2 * depth[2]
+
+
+def test_penetration_is_nan_without_vessels_and_inhaled_particles_still_arrive(tmp_path):
+    img = np.zeros((20, 30), np.int8)
+    img[8:12, 10:20] = 1  # an alveolar lumen: its walls are the surfaces inhaled doses reach
+    np.save(tmp_path / "novessel.npy", img)
+    m = TMEModel(
+        {
+            "name": "no_vessel",
+            "time": {"duration_h": 2.0, "record_every_h": 1.0},
+            "domain": {"geometry": "mask", "shape": [20, 30],
+                       "mask": {"path": str(tmp_path / "novessel.npy")}},
+            "cells": {"tumor": {"initial": {"count": 200, "placement": "random"}},
+                      "stem": {"initial": {"count": 0}}},
+            "therapy": [{"agent": MICELLE, "route": "inhaled", "dose_mg_per_kg": 1.0,
+                         "start_h": 0.5}],
+        }
+    )
+    while m.running:
+        m.step()
+    met = m.metrics()
+    assert math.isnan(met["np_penetration_um"])
+    assert met["delivered_fraction"] > 0
+    assert ledger_error(m) < 1e-11
 
 
 def particles_per_cell(m):

@@ -465,7 +465,9 @@ class Therapy:
                 carried = self.fields.flat(c.name)[sites] + self.phi * payload
                 units += float(carried.sum())
                 dosed += c.dosed_mg
-                if carried.sum() > 0:
+                if not len(self.perfused_sites):
+                    penetration = math.nan  # no vessel to measure from (inhaled doses only)
+                elif carried.sum() > 0:
                     penetration = float(np.average(self._vessel_distance()[sites], weights=carried))
             amount = units * self.v_vox_L / d.per_mg_per_L
             delivered = amount / dosed if dosed > 0 else 0.0
