@@ -135,6 +135,81 @@ def test_effect_sizes_closed_forms():
     assert np.isnan(st.hedges_g([1.0, 1.0], [1.0, 1.0]))
 
 
+def _wilcoxon_cases():
+    rng = np.random.default_rng(3)
+    cases = []
+    for n in (3, 6, 12, 20, 60):
+        x = rng.normal(10.0, 2.0, n)
+        y = x + rng.normal(0.8, 1.5, n)
+        cases.append((x, y))  # no ties: exact up to 50 pairs, then normal
+        cases.append((np.round(x), np.round(y)))  # ties and zeros: permutation or normal
+    return cases
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # SciPy's own z with all-zero pairs
+@pytest.mark.parametrize(("x", "y"), _wilcoxon_cases())
+def test_wilcoxon_signed_rank_matches_scipy(x, y):
+    sps = pytest.importorskip("scipy.stats")
+    w, p = st.wilcoxon_signed_rank(x, y)
+    ref = sps.wilcoxon(x, y)
+    assert w == pytest.approx(float(ref.statistic))
+    assert p == pytest.approx(float(ref.pvalue), rel=1e-9)
+
+
+def test_paired_statistics_closed_forms():
+    a = np.array([10.0, 20.0, 9.0, 30.0, 15.0])
+    b = a - np.array([2.0, 3.0, 1.0, 4.0, 2.5])  # every pair falls; spread between pairs is large
+    s = st.compare_pairs(a, b)
+    assert s["paired_n"] == 5
+    assert s["paired_mean_difference"] == pytest.approx(-2.5)
+    assert s["paired_percent_change"] == pytest.approx(-2.5 / 16.8 * 100)
+    assert s["paired_cohens_dz"] == pytest.approx(-2.5 / np.std([2, 3, 1, 4, 2.5], ddof=1))
+    # all five differences negative: W = 0, exact p = 2 / 2**5
+    assert (s["wilcoxon_w"], s["wilcoxon_p"]) == (0.0, pytest.approx(2 / 32))
+    # pair resampling: every resample has a negative mean difference
+    assert s["paired_mean_difference_ci_high"] < 0 < 2.5
+    assert s["paired_mean_difference_ci_low"] >= -4.0
+    # the unpaired test sees the same data as overlapping samples and cannot tell
+    assert st.mann_whitney_u(b, a)[1] > 0.1
+    # a missing replicate drops its pair only
+    s2 = st.compare_pairs(np.r_[a, np.nan], np.r_[b, 5.0])
+    assert s2["paired_n"] == 5 and s2["paired_mean_difference"] == pytest.approx(-2.5)
+
+
+def test_paired_compare_shares_seeds_and_pairs_replicates(scenarios, tmp_path):
+    """With --paired replicate k of every scenario has one seed; a scenario compared with an
+    identical copy of itself then differs by exactly nothing, pair by pair."""
+    copy = tmp_path / "tiny_copy.yaml"
+    copy.write_text(f"extends: {TINY}\n")
+    out = tmp_path / "paired"
+    rc = ensemble_main(
+        ["compare", str(TINY), str(copy), scenarios[1], "-r", "3", "-o", str(out), "--seed", "7",
+         "--workers", "2", "--paired", "-q", *[a for x in SETS for a in ("--set", x)]]
+    )
+    assert rc == 0
+    with h5py.File(out / "summary.h5", "r") as f:
+        assert f.attrs["design"] == "paired"
+        seeds = [f[f"groups/{g}/seed"][()] for g in ("tiny", "tiny_copy", "stem_high")]
+        np.testing.assert_array_equal(seeds[0], seeds[1])
+        np.testing.assert_array_equal(seeds[0], seeds[2])
+        assert list(seeds[0]) == [replicate_seed(7, "paired", k) for k in range(3)]
+        same = f["stats/tiny_copy/metrics/tumor_burden"].attrs
+        assert same["paired_mean_difference"] == 0.0 and same["wilcoxon_p"] == 1.0
+        a = f["groups/tiny/endpoints/metrics/tumor_burden"][()]
+        b = f["groups/stem_high/endpoints/metrics/tumor_burden"][()]
+        other = f["stats/stem_high/metrics/tumor_burden"].attrs
+        assert other["paired_mean_difference"] == pytest.approx((b - a).mean())
+        assert other["wilcoxon_p"] == pytest.approx(st.wilcoxon_signed_rank(a, b)[1])
+    table = (out / "summary.txt").read_text()
+    assert "paired by replicate" in table and "Wilcoxon" in table
+    assert "tiny_copy: 3 pairs  diff +0.00" in table
+    # the same folder without --paired holds other seeds: refused, nothing overwritten
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/rep_*.h5")}
+    with pytest.raises(UsageError, match="different configuration"):
+        compare([str(TINY), str(copy)], 3, out, base_seed=7, overrides=SETS, workers=1)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/rep_*.h5")} == before
+
+
 # --------------------------------------------------------------------------- end to end
 def test_compare_local_end_to_end(local_run, scenarios):
     from tmesim.io import load

@@ -87,6 +87,12 @@ def _common(p) -> None:
         metavar="T",
         help="Numba threads per replicate (default 1: one core per worker)",
     )
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="common random numbers: replicate k of every scenario shares its seed, and the "
+        "statistics pair replicate k with replicate k (Wilcoxon signed-rank)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no per-replicate progress lines")
 
 
@@ -168,6 +174,7 @@ def _executor(args) -> dict:
         "base_seed": args.seed,
         "overrides": args.overrides,
         "progress": _Progress(args.quiet),
+        "paired": args.paired,
     }
 
 

@@ -33,7 +33,7 @@ import yaml
 from ..errors import OutputError, ScenarioError, UsageError
 from . import stats as st
 from .executors import check_executor, execute, partial_path
-from .seeds import SEED_SCHEME, check_base_seed, replicate_seed
+from .seeds import PAIRED_LABEL, SEED_SCHEME, check_base_seed, replicate_seed
 
 SUMMARY_FORMAT = "tmesim-ensemble"
 SUMMARY_FORMAT_VERSION = 1
@@ -43,7 +43,7 @@ PRIMARY = "metrics/tumor_burden"
 #: table columns: header -> (regular expression over endpoint names, format); "n/a" when absent
 TABLE_COLUMNS = {
     "stem fraction": (r"^metrics/stem_fraction$", "{:.3f}"),
-    "delivered fraction": (r"^metrics/.*deliver.*fraction.*$|^metrics/delivered.*$", "{:.3f}"),
+    "delivered fraction": (r"^metrics/.*deliver.*fraction.*$|^metrics/delivered.*$", "{:.3g}"),
     "T cells": (r"^counts/(t_?cells?|cd8.*|t_?cell.*|tcells?)$|^metrics/t_?cells?$", "{:.1f}"),
 }
 #: panels of the time-series figure, first (then every other metric found)
@@ -97,6 +97,7 @@ def compare(
     dask_local: int | None = None,
     progress: Callable[[dict], None] | None = None,
     threads: int = 1,
+    paired: bool = False,
 ) -> EnsembleResult:
     """Run ``replicates`` replicates of each scenario and compare them with the first.
 
@@ -119,6 +120,11 @@ def compare(
         Called with each replicate's result dict (plus ``done`` and ``total``).
     threads : int
         Numba threads per replicate (default 1).
+    paired : bool
+        Common random numbers: replicate k of every scenario gets the same seed (the same lung,
+        the same initial cells, the same draws until the scenarios diverge), and the statistics
+        against the reference are paired (replicate k against replicate k). Default: independent
+        seeds per scenario and two-sample statistics.
     """
     if not scenarios:
         raise UsageError(
@@ -137,7 +143,7 @@ def compare(
             )
         seen[label] = str(path)
         groups.append(Group(label=label, source=str(path), overrides=list(overrides)))
-    meta = {"kind": "compare", "overrides": overrides}
+    meta = {"kind": "compare", "overrides": overrides, "paired": bool(paired)}
     return _run_ensemble(
         groups,
         replicates,
@@ -165,11 +171,13 @@ def sweep(
     dask_local: int | None = None,
     progress: Callable[[dict], None] | None = None,
     threads: int = 1,
+    paired: bool = False,
 ) -> EnsembleResult:
     """Run ``replicates`` replicates at every point of a full parameter grid.
 
     ``params`` is a mapping ``{dotted.key: [values]}`` or a list of ``"key=v1,v2"`` strings
-    (values parsed as YAML). The first grid point is the reference of the statistics.
+    (values parsed as YAML). The first grid point is the reference of the statistics. ``paired``
+    as in :func:`compare`.
     """
     _check_file(scenario)
     grid = parse_params(params)
@@ -194,7 +202,12 @@ def sweep(
                 params=point,
             )
         )
-    meta = {"kind": "sweep", "overrides": overrides, "params": {k: grid[k] for k in keys}}
+    meta = {
+        "kind": "sweep",
+        "overrides": overrides,
+        "params": {k: grid[k] for k in keys},
+        "paired": bool(paired),
+    }
     return _run_ensemble(
         groups,
         replicates,
@@ -292,7 +305,7 @@ def _same_config(path: Path, sc_data: dict) -> bool | None:
         return None
 
 
-def _plan(groups, replicates, outdir: Path, base_seed: int):
+def _plan(groups, replicates, outdir: Path, base_seed: int, paired: bool = False):
     """Resolve every replicate; return (tasks to run, skipped (label, k), seeds per label)."""
     from ..scenario import dump_scenario, load_scenario
 
@@ -302,7 +315,7 @@ def _plan(groups, replicates, outdir: Path, base_seed: int):
         gdir = outdir / g.label
         seeds[g.label] = []
         for k in range(replicates):
-            seed = replicate_seed(base_seed, g.label, k)
+            seed = replicate_seed(base_seed, PAIRED_LABEL if paired else g.label, k)
             seeds[g.label].append(seed)
             sck = sc.model_copy(update={"seed": seed})
             text = dump_scenario(sck)
@@ -373,7 +386,7 @@ def _run_ensemble(
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"output path is not a folder: {outdir}\n  fix: give a folder with -o")
     # validate every configuration before creating anything or starting a worker
-    tasks, skipped, seeds = _plan(groups, replicates, outdir, base_seed)
+    tasks, skipped, seeds = _plan(groups, replicates, outdir, base_seed, meta["paired"])
     _make_outdir(outdir, groups)
     for label, k in skipped:
         _log(outdir, "skip", group=label, index=k, seed=seeds[label][k], status="complete")
@@ -408,11 +421,11 @@ def _run_ensemble(
     )
     errors = {(r["group"], r["index"]): r["error"] for r in runs if r["status"] != "complete"}
     data = collect(groups, replicates, outdir, seeds, errors)
-    all_stats = compute_stats(data)
+    all_stats = compute_stats(data, paired=meta["paired"])
     summary_path = write_summary(
         outdir / "summary.h5", data, all_stats, base_seed, replicates, meta
     )
-    table = format_table(data, all_stats)
+    table = format_table(data, all_stats, paired=meta["paired"])
     (outdir / "summary.txt").write_text(table + "\n", encoding="utf-8")
     figures = [plot_timeseries(data, outdir / "timeseries.png")]
     if meta["kind"] == "sweep":
@@ -486,8 +499,9 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
     return out
 
 
-def compute_stats(data) -> dict:
-    """Per group and endpoint: n, mean and 95 % CI; against the first group: effect sizes, test."""
+def compute_stats(data, paired: bool = False) -> dict:
+    """Per group and endpoint: n, mean and 95 % CI; against the first group: effect sizes and
+    the rank test, and with ``paired`` the paired difference and the signed-rank test."""
     out = {}
     groups = data["groups"]
     if not groups:
@@ -500,6 +514,8 @@ def compute_stats(data) -> dict:
             entry = {"n": int(np.isfinite(values).sum()), "mean": m, "ci_low": lo, "ci_high": hi}
             if g is not ref and name == PRIMARY:
                 entry.update(st.compare_samples(ref["endpoints"][name], values))
+                if paired:
+                    entry.update(st.compare_pairs(ref["endpoints"][name], values))
             elif g is not ref:
                 entry["percent_change"] = _pct(ref["endpoints"][name], values)
             per[name] = entry
@@ -537,6 +553,7 @@ def write_summary(path: Path, data, all_stats, base_seed, replicates, meta) -> P
         f.attrs["base_seed"] = int(base_seed)
         f.attrs["replicates"] = int(replicates)
         f.attrs["seed_scheme"] = SEED_SCHEME
+        f.attrs["design"] = "paired" if meta.get("paired") else "independent"
         f.attrs["groups"] = json.dumps([g["label"] for g in data["groups"]])
         f.attrs["reference"] = data["groups"][0]["label"] if data["groups"] else ""
         f.attrs["overrides"] = json.dumps(_jsonable(meta.get("overrides", [])))
@@ -576,7 +593,7 @@ def _find(endpoints: dict, pattern: str) -> str | None:
     return None
 
 
-def format_table(data, all_stats) -> str:
+def format_table(data, all_stats, paired: bool = False) -> str:
     """The per-scenario table and the statistics against the first scenario, as text."""
     groups = data["groups"]
     if not groups:
@@ -606,7 +623,30 @@ def format_table(data, all_stats) -> str:
     lines += [
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows
     ]
-    if len(groups) > 1:
+    if len(groups) > 1 and paired:
+        lines.append("")
+        lines.append(
+            f"final tumour burden against {ref}, paired by replicate (common seeds; bootstrap "
+            f"95% CI over pairs, {st.BOOTSTRAP_RESAMPLES} resamples, seed {st.BOOTSTRAP_SEED}; "
+            "two-sided Wilcoxon signed-rank):"
+        )
+        for g in groups[1:]:
+            s = all_stats[g["label"]].get(PRIMARY, {})
+            if not s or "paired_n" not in s:
+                lines.append(f"  {g['label']}: n/a")
+                continue
+            lines.append(
+                f"  {g['label']}: {s['paired_n']} pairs  "
+                f"diff {_fmt(s['paired_mean_difference'], '{:+.2f}')} "
+                f"[{_fmt(s['paired_mean_difference_ci_low'], '{:+.2f}')}, "
+                f"{_fmt(s['paired_mean_difference_ci_high'], '{:+.2f}')}]  "
+                f"change {_fmt(s['paired_percent_change'], '{:+.1f}%')} "
+                f"[{_fmt(s['paired_percent_change_ci_low'], '{:+.1f}%')}, "
+                f"{_fmt(s['paired_percent_change_ci_high'], '{:+.1f}%')}]  "
+                f"d_z {_fmt(s['paired_cohens_dz'], '{:+.2f}')}  "
+                f"W {_fmt(s['wilcoxon_w'], '{:g}')} p {_fmt(s['wilcoxon_p'], '{:.3g}')}"
+            )
+    elif len(groups) > 1:
         lines.append("")
         lines.append(
             f"final tumour burden against {ref} (bootstrap 95% CI, "

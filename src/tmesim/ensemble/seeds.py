@@ -11,6 +11,10 @@ to 63 bits (the scenario schema accepts ``0 <= seed < 2**63``). It depends only 
 replicates finish, or how many replicates are requested (replicate 3 of a 5-replicate run is
 replicate 3 of a 10-replicate run). Different labels get independent streams, so scenarios are
 compared as independent samples (what the Mann-Whitney test assumes).
+
+Paired designs (``--paired``, common random numbers) use one label, :data:`PAIRED_LABEL`, for
+every scenario: replicate ``k`` of each scenario then has the same seed, hence the same lung,
+the same initial cells and the same random draws for as long as the scenarios agree.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import zlib
 import numpy as np
 
 from ..errors import UsageError
+
+#: the label of every group in a paired design
+PAIRED_LABEL = "paired"
 
 SEED_SCHEME = (
     "SeedSequence(entropy=base_seed, spawn_key=(crc32(label), k)).generate_state(1, uint64)[0] >> 1"

@@ -8,6 +8,13 @@
 * :func:`hedges_g`, :func:`cliffs_delta`: effect sizes of ``y`` against ``x``.
 * :func:`bootstrap_ci`: percentile bootstrap interval with a fixed seed.
 * :func:`compare_samples`: all of the above for one scenario against the reference.
+* :func:`wilcoxon_signed_rank`: the Wilcoxon signed-rank test of paired values, two-sided, with
+  the choices of ``scipy.stats.wilcoxon`` (defaults: zeros dropped, no continuity correction,
+  ``method="auto"``): the exact null distribution for at most 50 pairs without ties or zero
+  differences; with ties or zeros, the exact sign-flip permutation distribution for at most 13
+  pairs, else the normal approximation with tie correction.
+* :func:`compare_pairs`: paired mean difference with a pair-resampling bootstrap interval and the
+  signed-rank test, for designs where replicate k of every scenario shares its seed.
 
 Non-finite values (missing replicates) are dropped before any computation.
 """
@@ -243,4 +250,123 @@ def compare_samples(ref, other, *, level: float = 0.95) -> dict[str, float]:
         "cliffs_delta_ci_high": d_hi,
         "mann_whitney_u": u,
         "mann_whitney_p": p,
+    }
+
+
+# --------------------------------------------------------------------------- paired designs
+def _pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(x[k], y[k])`` in which both values are finite."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    b = np.asarray(y, dtype=np.float64).ravel()
+    n = min(a.size, b.size)
+    a, b = a[:n], b[:n]
+    ok = np.isfinite(a) & np.isfinite(b)
+    return a[ok], b[ok]
+
+
+@lru_cache(maxsize=64)
+def _signed_rank_counts(n: int) -> np.ndarray:
+    """Number of sign patterns of ranks 1..n giving each W+ = 0 .. n(n+1)/2."""
+    counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.float64)
+    counts[0] = 1.0
+    top = 0
+    for r in range(1, n + 1):
+        counts[r : top + r + 1] += counts[: top + 1].copy()
+        top += r
+    return counts
+
+
+def wilcoxon_signed_rank(x, y) -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank test of the pairs ``(x[k], y[k])``; returns
+    ``(W, p)`` as ``scipy.stats.wilcoxon(x, y)`` does (W = min(W+, W-))."""
+    a, b = _pairs(x, y)
+    d = a - b
+    n_all = d.size
+    if n_all == 0:
+        return (math.nan, math.nan)
+    nz = d[d != 0.0]
+    n = nz.size
+    if n == 0:
+        return (0.0, 1.0)
+    ranks, ties = _rank_average(np.abs(nz))
+    w_plus = float(ranks[nz > 0].sum())
+    w_minus = float(ranks[nz < 0].sum())
+    w = min(w_plus, w_minus)
+    has_ties = bool((ties > 1).any())
+    n_zero = n_all - n
+    if n_all <= 50 and not has_ties and n_zero == 0:
+        counts = _signed_rank_counts(n)
+        total = counts.sum()
+        sf = counts[math.floor(w_plus) :].sum() / total  # P(W+ >= w_plus)
+        cdf = counts[: math.ceil(w_plus) + 1].sum() / total  # P(W+ <= w_plus)
+        p = 2.0 * min(sf, cdf)
+    elif n_all <= 13:
+        # every sign pattern of the non-zero differences (zeros keep their sign-free value)
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)
+        null = signs.astype(np.float64) @ ranks
+        gamma = abs(1e-14 * w_plus) if w_plus else 1e-14
+        less = float((null <= w_plus + gamma).mean())
+        greater = float((null >= w_plus - gamma).mean())
+        p = 2.0 * min(less, greater)
+    else:
+        mean = n * (n + 1) / 4.0
+        var = (n * (n + 1) * (2 * n + 1) - float((ties.astype(np.float64) ** 3 - ties).sum()) / 2)
+        se = math.sqrt(var / 24.0)
+        if se == 0.0:
+            return (w, 1.0)
+        z = (w_plus - mean) / se
+        p = math.erfc(abs(z) / math.sqrt(2.0))
+    return (w, min(max(p, 0.0), 1.0))
+
+
+def bootstrap_paired_ci(
+    stat,
+    x,
+    y,
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(x, y)``, resampling whole pairs."""
+    a, b = _pairs(x, y)
+    if a.size < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(resamples, a.size))
+    vals = np.array([stat(a[i], b[i]) for i in idx], dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return (math.nan, math.nan)
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(vals, [tail, 100.0 - tail])
+    return (float(lo), float(hi))
+
+
+def _paired_percent(a: np.ndarray, b: np.ndarray) -> float:
+    ref = float(a.mean()) if a.size else math.nan
+    if not math.isfinite(ref) or ref == 0.0:
+        return math.nan
+    return 100.0 * float((b - a).mean()) / ref
+
+
+def compare_pairs(ref, other, *, level: float = 0.95) -> dict[str, float]:
+    """Paired statistics of ``other`` against ``ref`` (replicate k against replicate k)."""
+    a, b = _pairs(ref, other)
+    diff = float((b - a).mean()) if a.size else math.nan
+    lo, hi = bootstrap_paired_ci(lambda u, v: float((v - u).mean()), a, b, level=level)
+    p_lo, p_hi = bootstrap_paired_ci(_paired_percent, a, b, level=level)
+    sd = float((b - a).std(ddof=1)) if a.size >= 2 else math.nan
+    w, p = wilcoxon_signed_rank(a, b)
+    return {
+        "paired_n": int(a.size),
+        "paired_mean_difference": diff,
+        "paired_mean_difference_ci_low": lo,
+        "paired_mean_difference_ci_high": hi,
+        "paired_percent_change": _paired_percent(a, b),
+        "paired_percent_change_ci_low": p_lo,
+        "paired_percent_change_ci_high": p_hi,
+        "paired_cohens_dz": diff / sd if sd and math.isfinite(sd) and sd > 0 else math.nan,
+        "wilcoxon_w": w,
+        "wilcoxon_p": p,
     }
