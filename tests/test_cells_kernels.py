@@ -533,6 +533,10 @@ def test_python_splitmix_matches_kernel():
         assert naive.uniform(*key) == kr.uniform(*key)
         assert naive.randint(*key, 7) == kr.randint(*key, 7)
         assert naive.key_hash(*key) == int(kr.key_hash(*key))
+        # the split form: one key per cell and step, then one mix per draw
+        seed, cid, step, purpose = key
+        cell = np.uint64(kr.cell_key(seed, step, cid))
+        assert kr.uniform_of(cell, purpose) == naive.uniform(*key)
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))

@@ -45,12 +45,32 @@ def key_hash(seed, a, b, c):
 
 
 @kernel
+def cell_key(seed, step, cell_id):
+    """The first three mixes of :func:`key_hash` over ``(seed, step, cell_id)``: what all the
+    draws of one cell in one step share."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    h = mix64(np.uint64(seed) + golden)
+    h = mix64(h ^ (np.uint64(step) + golden))
+    return mix64(h ^ (np.uint64(cell_id) + golden))
+
+
+@kernel
+def uniform_of(key, purpose):
+    """The uniform of purpose ``purpose`` from a :func:`cell_key`:
+    ``uniform_of(cell_key(seed, step, cell_id), purpose) == uniform(seed, cell_id, step, purpose)``.
+    """
+    h = mix64(key ^ (np.uint64(purpose) + np.uint64(0x9E3779B97F4A7C15)))
+    return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@kernel
 def uniform(seed, cell_id, step, purpose):
     """A float64 uniform on [0, 1) keyed by ``(seed, cell_id, step, purpose)``.
 
     The words are mixed in the order seed, step, cell id, purpose: inside a kernel's loop over
     cells the first two mixes are loop-invariant and the third is shared by all the draws of one
-    cell, so the compiler hoists them and each further draw costs one mix.
+    cell. A kernel whose draws sit in different branches computes the shared part once with
+    :func:`cell_key` and each draw with :func:`uniform_of`, so each further draw costs one mix.
     """
     h = key_hash(seed, step, cell_id, purpose)
     return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
