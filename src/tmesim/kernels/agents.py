@@ -84,59 +84,76 @@ def apply_actions(
     a, b = affine_order(n, seed, step)
     m = n
     kills = 0
-    for k in range(n):
-        i = (a * k + b) % n
-        act = action[i]
-        if act == NONE or state[i] == REMOVED:
-            continue
-        if act == DIE:
-            state[i] = REMOVED
-            occ[site[i]] = -1
-            continue
-        if act == KILL:
-            j = target[i]
-            if state[j] != REMOVED and state[j] != NECROTIC:
-                state[j] = REMOVED
-                occ[site[j]] = -1
-                kills += 1
-            continue
-        t = target[i]
-        if occ[t] >= 0:
-            if kind[i] == TUMOR or kind[i] == STEM:
-                free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
-            else:
-                free = free_scan(site[i], occ, blocked, nz, ny, nx)
-            nfree = popcount(free)
-            if nfree == 0:
+    # Rows are visited in the order k -> (a k + b) mod n, stepped by a without a division. Most
+    # rows do nothing, so a tight loop collects the acting ones, in that order, a batch at a
+    # time, and a second loop applies them (action is not changed here, so this is the order
+    # and the outcome of one loop over all rows).
+    batch = np.empty(min(n, 1024), np.int64)
+    row = b - a
+    k = 0
+    while k < n:
+        found = 0
+        while k < n and found < batch.shape[0]:
+            row += a
+            if row >= n:
+                row -= n
+            batch[found] = row
+            found += action[row] != NONE
+            k += 1
+        for f in range(found):
+            i = batch[f]
+            act = action[i]
+            if state[i] == REMOVED:
                 continue
-            q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
-            t = neighbour_site(site[i], q, nz, ny, nx)
-        if act == MOVE:
-            occ[site[i]] = -1
-            site[i] = t
-            occ[t] = i
-            continue
-        # DIVIDE: the daughter copies the mother's float state, then splits conserved amounts
-        for c in range(f32.shape[0]):
-            f32[c, m] = f32[c, i]
-        f32[0, m] = 0.0
-        f32[0, i] = 0.0
-        for c in (3, 6):
-            half = 0.5 * f32[c, i]
-            f32[c, i] = half
-            f32[c, m] = half
-        ids[0, m] = next_id
-        ids[1, m] = ids[0, i]
-        i32[0, m] = i32[0, i] + 1
-        if kind[i] == TUMOR:
-            i32[1, i] = ddiv[i]
-        i32[1, m] = ddiv[i]
-        kind[m] = dkind[i]
-        state[m] = PROLIFERATING
-        site[m] = t
-        occ[t] = m
-        next_id += 1
-        m += 1
+            if act == DIE:
+                state[i] = REMOVED
+                occ[site[i]] = -1
+                continue
+            if act == KILL:
+                j = target[i]
+                if state[j] != REMOVED and state[j] != NECROTIC:
+                    state[j] = REMOVED
+                    occ[site[j]] = -1
+                    kills += 1
+                continue
+            t = target[i]
+            if occ[t] >= 0:
+                if kind[i] == TUMOR or kind[i] == STEM:
+                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
+                else:
+                    free = free_scan(site[i], occ, blocked, nz, ny, nx)
+                nfree = popcount(free)
+                if nfree == 0:
+                    continue
+                q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
+                t = neighbour_site(site[i], q, nz, ny, nx)
+            if act == MOVE:
+                occ[site[i]] = -1
+                site[i] = t
+                occ[t] = i
+                continue
+            # DIVIDE: the daughter copies the mother's float state, then splits conserved
+            # amounts
+            for c in range(f32.shape[0]):
+                f32[c, m] = f32[c, i]
+            f32[0, m] = 0.0
+            f32[0, i] = 0.0
+            for c in (3, 6):
+                half = 0.5 * f32[c, i]
+                f32[c, i] = half
+                f32[c, m] = half
+            ids[0, m] = next_id
+            ids[1, m] = ids[0, i]
+            i32[0, m] = i32[0, i] + 1
+            if kind[i] == TUMOR:
+                i32[1, i] = ddiv[i]
+            i32[1, m] = ddiv[i]
+            kind[m] = dkind[i]
+            state[m] = PROLIFERATING
+            site[m] = t
+            occ[t] = m
+            next_id += 1
+            m += 1
     return m, next_id, kills
 
 
