@@ -574,6 +574,14 @@ def sink_map(n, kind, state, site, uptake_by_kind, sink):
             sink[site[i]] += uptake_by_kind[kind[i]]
 
 
+def census(n, kind, state):
+    """Twin of :func:`tmesim.kernels.lattice.census`: kinds present (bit mask), live cancer cells."""
+    kinds = {int(kind[i]) for i in range(n)}
+    live = sum(1 for i in range(n)
+               if int(kind[i]) in (TUMOR, STEM) and int(state[i]) in (PROLIFERATING, QUIESCENT))
+    return sum(1 << k for k in kinds), live
+
+
 def count_by_kind_state(n, kind, state, n_kinds, n_states):
     """Twin of :func:`tmesim.kernels.lattice.count_by_kind_state`."""
     out = np.zeros((n_kinds, n_states), dtype=np.int64)

@@ -600,6 +600,23 @@ def test_sink_map_and_counts_match_twin():
         assert got.sum() == n
 
 
+def test_census_matches_twin_and_counts():
+    rng = np.random.default_rng(12)
+    for shape3 in SHAPES:
+        n, s, _, _ = cell_state(shape3, rng, fill=float(rng.uniform(0.1, 0.9)))
+        for m in (0, 1, n // 2, n):  # prefixes: kinds come and go
+            got = tuple(int(x) for x in kl.census(m, s["kind"], s["state"]))
+            assert got == naive.census(m, s["kind"], s["state"])
+            counts = kl.count_by_kind_state(m, s["kind"], s["state"], codes.N_KINDS, 4)
+            kinds = np.flatnonzero(counts.sum(axis=1))
+            assert got[0] == int(sum(1 << int(k) for k in kinds))
+            assert got[1] == int(counts[[codes.TUMOR, codes.STEM]][:, :2].sum())
+    kind = np.array([codes.MACROPHAGE, codes.TUMOR, codes.STEM], np.int8)
+    state = np.array([codes.PROLIFERATING, codes.NECROTIC, codes.QUIESCENT], np.int8)
+    assert tuple(kl.census(3, kind, state)) == (0b1011, 1)
+    assert tuple(kl.census(0, kind, state)) == (0, 0)
+
+
 def test_cell_population_compact_keeps_every_column():
     pop = CellPopulation((1, 6, 6), capacity=4)
     pop.add(codes.TUMOR, np.array([0, 5, 10, 20]), divisions_left=3)
