@@ -5,10 +5,10 @@ Run from the repository root::
     python benchmarks/bench_cells.py [--quick]
 
 What is timed: one cell phase of a step, :meth:`tmesim.behaviour.CellDynamics.step`, the exact
-call ``TMEModel.cell_rules`` makes. It runs PD-L1 relaxation, the four parallel decide kernels
-(cancer, T cells, macrophages, fibroblasts; the last three find no cells of their kind and only
-pay the loop over rows), the serial ``apply_actions``, the arrival step (recruitment set to zero,
-so only its population count runs) and the compaction.
+call ``TMEModel.cell_rules`` makes. It runs the census of kinds, the parallel cancer decide
+kernel (PD-L1 relaxation included; the T-cell, macrophage and fibroblast kernels are skipped,
+since the census finds no such cells), the serial ``apply_actions``, the arrival step
+(recruitment set to zero, so it is skipped) and the compaction.
 
 Initial state: a dense disc of N cells (the N lattice sites nearest the centre; 1 % stem-like,
 the rest tumour cells with ``max_divisions`` left) on a square 2-D lattice with room to grow.
@@ -52,6 +52,7 @@ from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
 from tmesim.kernels import codes
 from tmesim.kernels import immune as ki
+from tmesim.kernels import lattice as kl
 from tmesim.scenario import scenario_from_dict
 
 HERE = Path(__file__).resolve().parent
@@ -128,40 +129,38 @@ class TmesimCells:
         n = cells.n
         ids, i32, f32 = cells._i64, cells._i32, cells._f32
         kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
-        oxygen, ifng, tgfb = d._field("oxygen"), d._field("ifng"), d._field("tgfb")
-        chemo, ecm, antibody = d._field("chemokine"), d._field("ecm"), d._field("anti_pdl1")
-        fields2d = d.fields.data.reshape(len(d.fields.names), -1)
+        oxygen, ifng, tgfb, chemo, ecm, antibody, fields2d = d._field_views()
+        action, target = d.action, d.target
         t1 = t()
         out["set-up"] = t1 - t0
-        ki.update_pdl1(
-            n, kind, state, site, cells.column("pdl1"), ifng, d.pdl1_base, d.pdl1_max,
-            d.pdl1_ec50, d.pdl1_hill, d.pdl1_rate, self.dt_h,
-        )
+        present, burden = kl.census(n, kind, state)
         t2 = t()
-        out["update_pdl1"] = t2 - t1
-        action, target = d.action, d.target
-        action[:n] = ka.NONE
+        out["census"] = t2 - t1
         kc.cancer_decide(
-            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, oxygen, tgfb,
+            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, oxygen, tgfb, ifng,
             fields2d, d.cancer_par, d.rules, self.dt_h, SEED, self.steps, action, target,
             d.dkind, d.ddiv,
         )
         t3 = t()
-        out["cancer_decide"] = t3 - t2
-        ki.tcell_decide(
-            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, chemo, tgfb, ecm,
-            antibody, fields2d, d.t_par, d.rules, self.dt_h, SEED, self.steps, action, target,
-        )
-        ki.macrophage_decide(
-            n, ids, f32, kind, state, site, occ, d.blocked, d.shape, chemo, ifng, tgfb,
-            oxygen, fields2d, d.m_par, d.rules, self.dt_h, SEED, self.steps, action, target,
-        )
-        ki.fibroblast_decide(
-            n, ids, f32, kind, state, site, occ, d.blocked, d.shape, tgfb, ecm, d.f_par,
-            self.dt_h, SEED, self.steps, action, target,
-        )
+        out["cancer_decide (with PD-L1)"] = t3 - t2
+        if present & (1 << codes.TCELL):
+            ki.tcell_decide(
+                n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, chemo, tgfb, ecm,
+                antibody, fields2d, d.t_par, d.rules, self.dt_h, SEED, self.steps, action,
+                target,
+            )
+        if present & (1 << codes.MACROPHAGE):
+            ki.macrophage_decide(
+                n, ids, f32, kind, state, site, occ, d.blocked, d.shape, chemo, ifng, tgfb,
+                oxygen, fields2d, d.m_par, d.rules, self.dt_h, SEED, self.steps, action, target,
+            )
+        if present & (1 << codes.FIBROBLAST):
+            ki.fibroblast_decide(
+                n, ids, f32, kind, state, site, occ, d.blocked, d.shape, tgfb, ecm, d.f_par,
+                self.dt_h, SEED, self.steps, action, target,
+            )
         t4 = t()
-        out["immune/stroma decide (no such cells)"] = t4 - t3
+        out["immune/stroma decide (none present: skipped)"] = t4 - t3
         m, next_id, _ = ka.apply_actions(
             n, action, target, d.dkind, d.ddiv, ids, i32, f32, kind, state, site, occ,
             d.blocked, d.shape, SEED, self.steps, cells.next_id,
@@ -169,9 +168,10 @@ class TmesimCells:
         cells.n, cells.next_id = int(m), int(next_id)
         t5 = t()
         out["apply_actions"] = t5 - t4
-        d._recruit(self.dt_h, self.steps, SEED, cells.counts())
+        if d._arrivals:
+            d._recruit(self.dt_h, self.steps, SEED, burden)
         t6 = t()
-        out["arrivals (counts only)"] = t6 - t5
+        out["arrivals (rates zero: skipped)"] = t6 - t5
         cells.compact()
         t7 = t()
         out["compact"] = t7 - t6

@@ -220,7 +220,8 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # --------------------------------------------------------------------------- cancer cells
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
- C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF) = range(17)
+ C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
+ C_PDL1_HILL, C_PDL1_RATE) = range(22)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -230,8 +231,8 @@ def necrosis_probability(po2, thr, thr_max, rate_max, dt):
     return 1.0 - math.exp(-rate_max * frac * dt)
 
 
-def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, tgfb, fields, par,
-                  rules, dt, seed, step, action, target, dkind, ddiv):
+def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
+                  par, rules, dt, seed, step, action, target, dkind, ddiv):
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         k = int(kind[i])
@@ -247,6 +248,10 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
             if fl[0, i] >= par[k, C_LYSIS]:
                 action[i] = DIE
             continue
+        # PD-L1 relaxes toward its IFN-gamma-set target (exact over the step)
+        base, top = par[k, C_PDL1_BASE], par[k, C_PDL1_MAX]
+        tgt = base + (top - base) * hill(ifng[s], par[k, C_PDL1_EC50], par[k, C_PDL1_HILL])
+        fl[1, i] = f32(tgt + (float(fl[1, i]) - tgt) * math.exp(-par[k, C_PDL1_RATE] * dt))
         po2 = oxygen[s]
         p = necrosis_probability(po2, par[k, C_NEC], par[k, C_NECMAX], par[k, C_NECRATE], dt)
         if p > 0.0 and uniform(seed, cid, step, 4) < p:
@@ -422,15 +427,6 @@ def fibroblast_decide(n, ids, fl, kind, state, site, occ, blocked, shape, tgfb, 
             t = choose_move(s, free, cid, nz, ny, nx, ecm, 0.0, seed, step, 50, 51)
             if t >= 0:
                 action[i], target[i] = MOVE, t
-
-
-def update_pdl1(n, kind, state, site, pdl1, ifng, baseline, pmax, ec50, hill_n, rate, dt):
-    for i in range(n):
-        k = int(kind[i])
-        if k not in (TUMOR, STEM) or state[i] in (REMOVED, NECROTIC):
-            continue
-        tgt = baseline[k] + (pmax[k] - baseline[k]) * hill(ifng[site[i]], ec50[k], hill_n[k])
-        pdl1[i] = f32(tgt + (float(pdl1[i]) - tgt) * math.exp(-rate[k] * dt))
 
 
 # --------------------------------------------------------------------------- apply, recruit

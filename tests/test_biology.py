@@ -99,9 +99,9 @@ def cancer_decisions(s, par, dt, steps, seed=11):
     out = []
     for step in range(steps):
         kc.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
-                         s["occ"], np.zeros(1, bool), s["shape"], oxygen, zeros, zeros[None],
-                         par, NO_RULES, dt, seed, step, s["action"], s["target"], s["dkind"],
-                         s["ddiv"])
+                         s["occ"], np.zeros(1, bool), s["shape"], oxygen, zeros, zeros,
+                         zeros[None], par, NO_RULES, dt, seed, step, s["action"], s["target"],
+                         s["dkind"], s["ddiv"])
         out.append((s["action"][:n].copy(), s["target"][:n].copy(), s["dkind"][:n].copy(),
                     s["ddiv"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
@@ -273,25 +273,34 @@ def test_tcell_killing_probability(case):
 
 
 def test_pdl1_relaxes_to_the_hill_target():
-    """dP/dt = r (target - P), target = base + (max - base) IFN^n / (EC50^n + IFN^n): the kernel
-    integrates it exactly, so any number of steps lands on P(t) (to float32 storage)."""
+    """dP/dt = r (target - P), target = base + (max - base) IFN^n / (EC50^n + IFN^n): the cancer
+    kernel integrates it exactly, so any number of steps lands on P(t) (to float32 storage),
+    with and without IFN-gamma at the cell's voxel."""
     base, pmax, ec50, hn, r, dt = 0.05, 0.9, 0.11, 1.26, math.log(2) / 2.4, 0.1
-    ifng = np.array([0.0, 0.05, 0.11, 0.5, 3.0])
-    n = len(ifng)
-    kind = np.zeros(n, np.int8)
-    state = np.zeros(n, np.int8)
-    site = np.arange(n, dtype=np.int32)
-    pdl1 = np.full(n, 0.6, np.float32)
-    per_kind = lambda t, st: np.array([t, st, 0, 0, 0], float)  # noqa: E731
-    for _ in range(120):
-        ki.update_pdl1(n, kind, state, site, pdl1, ifng, per_kind(base, base),
-                       per_kind(pmax, pmax), per_kind(ec50, 1), per_kind(hn, 1),
-                       per_kind(r, 0), dt)
-    h = ifng**hn / (ec50**hn + ifng**hn)
+    levels = np.array([0.0, 0.05, 0.11, 0.5, 3.0])
+    s = isolated((1, 30, 30), codes.TUMOR)
+    n = s["n"]
+    ifng = np.zeros(len(s["occ"]))
+    cell_ifng = levels[np.arange(n) % len(levels)]
+    ifng[s["site"][:n]] = cell_ifng
+    s["f32"][1, :n] = 0.6
+    par = cancer_par({(codes.TUMOR, kc.C_PDL1_BASE): base, (codes.TUMOR, kc.C_PDL1_MAX): pmax,
+                      (codes.TUMOR, kc.C_PDL1_EC50): ec50, (codes.TUMOR, kc.C_PDL1_HILL): hn,
+                      (codes.TUMOR, kc.C_PDL1_RATE): r})
+    oxygen = np.full(len(ifng), 38.0)
+    for step in range(120):
+        kc.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
+                         s["occ"], np.zeros(1, bool), s["shape"], oxygen, np.zeros_like(ifng),
+                         ifng, ifng[None], par, NO_RULES, dt, 3, step, s["action"], s["target"],
+                         s["dkind"], s["ddiv"])
+    assert not np.any(s["action"][:n])  # no rates: nothing else happens
+    h = cell_ifng**hn / (ec50**hn + cell_ifng**hn)
     target = base + (pmax - base) * h
     exact = target + (0.6 - target) * math.exp(-r * 120 * dt)
+    pdl1 = s["f32"][1, :n]
     np.testing.assert_allclose(pdl1, exact, rtol=0, atol=2e-6)  # 120 float32 roundings
     assert pdl1[2] == pytest.approx(exact[2]) and exact[2] != pytest.approx(target[2])
+    assert pdl1[0] == pytest.approx(exact[0]) and exact[0] != pytest.approx(base)
 
 
 # --------------------------------------------------------------------------- stroma

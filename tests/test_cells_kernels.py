@@ -120,33 +120,47 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
         "ecm": rng.uniform(0.0, 1.0, n_sites),
         "antibody": rng.uniform(0.0, 2.0, n_sites),
     }
+    # no IFN-gamma on part of the lattice and no drug in part of the cells, so that cancer cells
+    # at constant rates take the kernel's constant-rate pass (see constant_rate_cells)
+    f["ifng"][rng.random(n_sites) < 0.4] = 0.0
+    s["f32"][3, :n][rng.random(n) < 0.5] = 0.0
     f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"]])
     return n, s, air_mask, f
 
 
-def cancer_params():
+def cancer_params(plastic=True):
+    """Per-kind cancer parameters; ``plastic`` switches tumour-to-stem conversion on (a kind that
+    converts never takes the constant-rate pass)."""
     p = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
     for k, vals in (
         (codes.TUMOR, (0.8, 1.5, 0.2, 0.0, 4, 10.0, 5.0, 2.5, 0.5, 3.0, 0.05, 0.3, 0.5, 2.0, 0.5,
-                       0.2, 1.0)),
+                       0.2 if plastic else 0.0, 1.0, 0.05, 1.0, 0.11, 1.26, 0.3)),
         (codes.STEM, (1.2, 0.7, 0.0, 0.4, 0, 8.0, 4.0, 4.0, 0.3, 2.0, 0.02, 0.2, 0.5, 1.0, 0.5,
-                      0.0, 1.0)),
+                      0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5)),
     ):
         p[k] = vals
     return p
 
 
+def constant_rate_cells(n, s, f, par, rules):
+    """Live cancer rows that the kernel's constant-rate pass decides, and those it leaves to the
+    general rules (module docstring of kernels/cancer.py): no rule on the kind's death, division
+    or migration and no plasticity, pO2 at or above the necrosis threshold, no IFN-gamma, no
+    drug it responds to."""
+    kind, state, site = s["kind"][:n], s["state"][:n], s["site"][:n]
+    live = np.isin(kind, [codes.TUMOR, codes.STEM]) & (state <= codes.QUIESCENT)
+    ruled = {int(r[0]) for r in rules if int(r[2]) in (B_DIVISION, B_MIGRATION, B_DEATH)}
+    varies = np.array([k in ruled or (k == codes.TUMOR and par[k, kc.C_PLASTICITY_RATE] > 0)
+                       for k in range(codes.N_KINDS)])
+    k = kind.astype(int)
+    fast = (live & ~varies[k] & (f["oxygen"][site] >= par[k, kc.C_NECROSIS])
+            & (f["ifng"][site] <= 0) & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][3, :n] <= 0)))
+    return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
+
+
 T_PAR = np.array([2.0, 0.7, 0.8, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4])
 M_PAR = np.array([1.0, 0.5, 0.3, 1.0, 1.0, 10.0, 1.0, 30.0, 2.0, 0.5])
 F_PAR = np.array([0.5, 1.0, 1.0, 0.2, 1.0])
-PDL1 = {
-    "baseline": np.array([0.05, 0.1, 0, 0, 0], float),
-    "pmax": np.array([1.0, 0.8, 0, 0, 0], float),
-    "ec50": np.array([0.11, 0.3, 1, 1, 1], float),
-    "hill_n": np.array([1.26, 2.0, 1, 1, 1], float),
-    "rate": np.array([0.3, 0.5, 0, 0, 0], float),
-}
-
 
 def rule_table(with_rules):
     """Rules on every behaviour the kernels read: (kind, signal, behaviour, max, half, power)."""
@@ -185,16 +199,15 @@ def assert_same(a, b, what):
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what}: {k}")
 
 
-def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id):
-    """One cell phase (PD-L1, the four decide kernels, apply, arrivals) with kernels or twins.
+def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=None):
+    """One cell phase (the four decide kernels, apply, arrivals) with kernels or twins.
 
-    ``mod`` is a namespace with the kernels or the twins under the kernels' names.
+    ``mod`` is a namespace with the kernels or the twins under the kernels' names; ``par`` the
+    cancer parameters (default :func:`cancer_params`).
     """
-    mod.update_pdl1(n, s["kind"], s["state"], s["site"], s["f32"][1], f["ifng"], PDL1["baseline"],
-                    PDL1["pmax"], PDL1["ec50"], PDL1["hill_n"], PDL1["rate"], dt)
-    yield "pdl1"
+    par = cancer_params() if par is None else par
     mod.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                      air, shape, f["oxygen"], f["tgfb"], f["fields"], cancer_params(), rules, dt,
+                      air, shape, f["oxygen"], f["tgfb"], f["ifng"], f["fields"], par, rules, dt,
                       seed, step, w["action"], w["target"], w["dkind"], w["ddiv"])
     yield "cancer_decide"
     mod.tcell_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
@@ -222,7 +235,6 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id):
 
 
 class Kernels:
-    update_pdl1 = staticmethod(ki.update_pdl1)
     cancer_decide = staticmethod(kc.cancer_decide)
     tcell_decide = staticmethod(ki.tcell_decide)
     macrophage_decide = staticmethod(ki.macrophage_decide)
@@ -243,7 +255,10 @@ def work(cap):
 def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5):
     """Step kernels and twins side by side, comparing every array after every kernel.
 
-    Returns counts of the actions seen, so callers can check the comparison exercised them.
+    Without rules tumour cells do not convert (so they too can take the constant-rate pass);
+    with rules they do. Returns counts of the actions seen and of the live cancer cells the
+    constant-rate and the general path decided, so callers can check what the comparison
+    exercised.
     """
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # fast on a loaded machine; 1 vs 2 threads is tested separately
@@ -258,16 +273,20 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt):
     n, s, air_mask, f = cell_state(shape3, rng, air=air)
     shape = np.array(shape3, np.int64)
     rules = rule_table(with_rules)
+    par = cancer_params(plastic=with_rules)
     t_s, t_f = copy_state(s), copy_state(f)
     next_id = int(s["ids"][0, :n].max()) + 1
     seen = np.zeros(5, np.int64)
     kills = arrivals = 0
+    paths = np.zeros(2, np.int64)  # live cancer cells decided at constant rates, in general
     for step in range(n_steps):
         cap = s["kind"].shape[0]
         w, t_w = work(cap), work(cap)
+        paths += [len(x) for x in constant_rate_cells(n, s, f, par, rules)]
         for stage, t_stage in zip(
-            cell_phase(Kernels, n, s, air_mask, f, rules, shape, dt, seed, step, w, next_id),
-            cell_phase(twin, n, t_s, air_mask, t_f, rules, shape, dt, seed, step, t_w, next_id),
+            cell_phase(Kernels, n, s, air_mask, f, rules, shape, dt, seed, step, w, next_id, par),
+            cell_phase(twin, n, t_s, air_mask, t_f, rules, shape, dt, seed, step, t_w, next_id,
+                       par),
             strict=True,
         ):
             assert stage == t_stage
@@ -298,7 +317,7 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt):
                     grown = np.zeros((*d[key].shape[:-1], 2 * n + 40), d[key].dtype)
                     grown[..., : d[key].shape[-1]] = d[key]
                     d[key] = grown
-    return seen, kills, arrivals
+    return seen, kills, arrivals, paths
 
 
 def check_occupancy(n, s, air):
@@ -314,7 +333,7 @@ def check_occupancy(n, s, air):
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("with_rules", [False, True], ids=["plain", "rules"])
 def test_cell_phase_matches_twin(shape3, with_rules):
-    seen, _, _ = run_twin_comparison(shape3, 12345, air=False, with_rules=with_rules)
+    seen, _, _, _ = run_twin_comparison(shape3, 12345, air=False, with_rules=with_rules)
     assert seen[1:].sum() > 0  # some cell acted
 
 
@@ -330,12 +349,56 @@ def test_twin_comparison_exercises_every_action():
     kills = arrivals = 0
     for shape3 in [(1, 9, 11), (4, 5, 6)]:
         for air in (False, True):
-            seen, k, a = run_twin_comparison(shape3, 7, air=air, with_rules=True)
+            seen, k, a, _ = run_twin_comparison(shape3, 7, air=air, with_rules=True)
             total += seen
             kills += k
             arrivals += a
     assert np.all(total[1:] > 0), total
     assert kills > 0 and arrivals > 0
+
+
+def test_twin_comparison_exercises_both_cancer_paths():
+    """Without rules both paths of cancer_decide decide many cells: the constant-rate pass
+    (cells at the per-kind rates) and the general rules (IFN-gamma, drug, low oxygen, plastic
+    kinds), and each path sees every action a cancer cell can take."""
+    paths = np.zeros(2, np.int64)
+    for shape3 in [(1, 9, 11), (4, 5, 6)]:
+        for air in (False, True):
+            _, _, _, p = run_twin_comparison(shape3, 3, air=air, with_rules=False)
+            paths += p
+    assert np.all(paths > 50), paths
+
+
+def test_constant_rate_pass_matches_general_rules():
+    """The constant-rate pass is the general rule set at constant rates: a population whose
+    cells all qualify (no drug, pO2 above necrosis) decides the same with no IFN-gamma (the
+    constant-rate pass) as with IFN-gamma so low that its Hill term underflows to zero (the
+    general rules, which compute the same PD-L1 target). Every decision must agree."""
+    rng = np.random.default_rng(17)
+    n, s, air, f = cell_state((1, 30, 30), rng, air=False)
+    f["oxygen"][:] = rng.uniform(6.0, 20.0, f["oxygen"].shape)  # above both necrosis thresholds
+    s["f32"][3] = 0.0
+    par = cancer_params(plastic=False)
+    shape = np.array((1, 30, 30), np.int64)
+    out = []
+    for ifng in (0.0, 1e-300):  # zero: constant-rate pass; tiny: the general rules
+        f2 = copy_state(f)
+        f2["ifng"][:] = ifng
+        s2 = copy_state(s)
+        w = work(s2["kind"].shape[0])
+        kc.cancer_decide(n, s2["ids"], s2["i32"], s2["f32"], s2["kind"], s2["state"], s2["site"],
+                         s2["occ"], air, shape, f2["oxygen"], f2["tgfb"], f2["ifng"],
+                         f2["fields"], par, rule_table(False), 0.5, 9, 4, w["action"],
+                         w["target"], w["dkind"], w["ddiv"])
+        fast, general = constant_rate_cells(n, s, f2, par, rule_table(False))
+        assert len(fast if ifng == 0.0 else general) > 100
+        out.append((s2, w))
+    (s1, w1), (s2, w2) = out
+    assert_same(s1, s2, "constant-rate pass vs general rules")
+    np.testing.assert_array_equal(w1["action"][:n], w2["action"][:n])
+    acted = w1["action"][:n] != 0
+    np.testing.assert_array_equal(w1["target"][:n][acted], w2["target"][:n][acted])
+    assert np.count_nonzero(acted) > 10
 
 
 # the twins as written, kept for the mutants below (which replace them on the module)
@@ -347,9 +410,9 @@ _OFFSETS = naive.offsets
 
 def _wrong_symmetric(*args):
     """Twin of cancer_decide with the symmetric-division probability complemented."""
-    par = args[13].copy()
+    par = args[14].copy()
     par[codes.STEM, kc.C_SYMMETRIC] = 1.0 - par[codes.STEM, kc.C_SYMMETRIC]
-    return _CANCER_DECIDE(*args[:13], par, *args[14:])
+    return _CANCER_DECIDE(*args[:14], par, *args[15:])
 
 
 def _wrong_suppression(*args):

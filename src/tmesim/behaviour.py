@@ -4,10 +4,13 @@
 table and the field-coupling tables the kernels take (internal units: hours for cell rules,
 minutes for transport), and runs the cell phase of a step:
 
-1. PD-L1 of cancer cells relaxes toward its IFN-gamma-set level;
-2. every cell decides in parallel (cancer, T cells, macrophages, fibroblasts);
+1. a census of the rows finds the kinds present and the live tumour burden;
+2. every cell decides in parallel (cancer cells, whose PD-L1 first relaxes toward its
+   IFN-gamma-set level, then T cells, macrophages, fibroblasts); the kernel of a kind with no
+   cells is not called;
 3. the intents are applied in a pseudo-random order (:mod:`tmesim.kernels.agents`);
-4. circulating T cells and monocyte-derived macrophages arrive at entry sites;
+4. circulating T cells and monocyte-derived macrophages arrive at entry sites (skipped when both
+   recruitment rates are zero);
 5. removed cells are compacted away.
 """
 
@@ -26,6 +29,7 @@ from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
 
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
+CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
 PURPOSE_RECRUIT_T = 60
 PURPOSE_RECRUIT_M = 61
 
@@ -84,6 +88,11 @@ class CellDynamics:
                 par[k, kc.C_DRUG_EMAX] = d.emax_per_h
                 par[k, kc.C_DRUG_EC50] = d.ec50_uM * cfg.drug_ec50_factor
                 par[k, kc.C_DRUG_HILL] = d.hill
+            par[k, kc.C_PDL1_BASE] = cfg.pdl1_baseline
+            par[k, kc.C_PDL1_MAX] = cfg.pdl1_max
+            par[k, kc.C_PDL1_EC50] = cfg.pdl1_ifng_ec50_ng_per_mL
+            par[k, kc.C_PDL1_HILL] = cfg.pdl1_hill_power
+            par[k, kc.C_PDL1_RATE] = cfg.pdl1_rate_per_h
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
         par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
         par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h
@@ -91,18 +100,6 @@ class CellDynamics:
         par[codes.STEM, kc.C_SYMMETRIC] = c.stem.symmetric_division_prob
         self.cancer_par = par
 
-        self.pdl1_base = np.zeros(codes.N_KINDS)
-        self.pdl1_max = np.zeros(codes.N_KINDS)
-        self.pdl1_ec50 = np.ones(codes.N_KINDS)
-        self.pdl1_hill = np.ones(codes.N_KINDS)
-        self.pdl1_rate = np.zeros(codes.N_KINDS)
-        for k, name in CANCER_KINDS:
-            cfg = getattr(c, name)
-            self.pdl1_base[k] = cfg.pdl1_baseline
-            self.pdl1_max[k] = cfg.pdl1_max
-            self.pdl1_ec50[k] = cfg.pdl1_ifng_ec50_ng_per_mL
-            self.pdl1_hill[k] = cfg.pdl1_hill_power
-            self.pdl1_rate[k] = cfg.pdl1_rate_per_h
         t = c.tcell
         tp = np.zeros(ki.T_NPARAMS)
         tp[ki.T_KILL_RATE] = t.kill_rate_per_h
@@ -158,6 +155,21 @@ class CellDynamics:
             self.entry_sites = np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
+        self._views_of = None
+        #: arriving kinds with a recruitment rate: (kind, recruitment, purpose, budget, phenotype)
+        self._arrivals = []
+        if len(self.entry_sites):
+            for kind, cfg, purpose, div, pheno in (
+                (codes.TCELL, c.tcell, PURPOSE_RECRUIT_T, c.tcell.max_kills, 0.0),
+                (codes.MACROPHAGE, c.macrophage, PURPOSE_RECRUIT_M, 0,
+                 c.macrophage.initial_polarisation),
+            ):
+                r = cfg.recruitment
+                if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0:
+                    self._arrivals.append((kind, r, purpose, div, pheno))
+        #: per-cell pools returned to their field when a cell dies: (column, field)
+        self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
+                          if f is not None]
 
     # ------------------------------------------------------------------ set-up helpers
     def _rule_table(self) -> np.ndarray:
@@ -237,7 +249,7 @@ class CellDynamics:
                 capillaries=self.capillaries,
             )
             if kind in (codes.TUMOR, codes.STEM):
-                cells.column("pdl1")[rows] = self.pdl1_base[kind]
+                cells.column("pdl1")[rows] = self.cancer_par[kind, kc.C_PDL1_BASE]
                 cfg = getattr(c, name)
                 cells.column("pgp")[rows] = pgp_levels(
                     len(rows), cfg.pgp_mean, cfg.pgp_cv, pgp_rng
@@ -266,6 +278,19 @@ class CellDynamics:
     def _field(self, name):
         return self.fields.flat(name) if name in self.fields.index else self._zero
 
+    def _field_views(self):
+        """Flat views of the fields the kernels read, built again only if the field array is
+        replaced: ``(oxygen, ifng, tgfb, chemokine, ecm, antibody, all fields as 2-D)``."""
+        data = self.fields.data
+        if self._views_of is not data:
+            self._views = (
+                self._field("oxygen"), self._field("ifng"), self._field("tgfb"),
+                self._field("chemokine"), self._field("ecm"), self._field(self.antibody),
+                data.reshape(len(self.fields.names), -1),
+            )
+            self._views_of = data
+        return self._views
+
     def _work(self, cap):
         if cap > self._work_cap:
             self.action = np.zeros(cap, np.int8)
@@ -282,37 +307,27 @@ class CellDynamics:
         n = cells.n
         ids, i32, f32 = cells._i64, cells._i32, cells._f32
         kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
-        oxygen = self._field("oxygen")
-        ifng = self._field("ifng")
-        tgfb = self._field("tgfb")
-        chemo = self._field("chemokine")
-        ecm = self._field("ecm")
-        antibody = self._field(self.antibody)
-        fields2d = self.fields.data.reshape(len(self.fields.names), -1)
-        ki.update_pdl1(
-            n, kind, state, site, cells.column("pdl1"), ifng, self.pdl1_base, self.pdl1_max,
-            self.pdl1_ec50, self.pdl1_hill, self.pdl1_rate, dt_h,
-        )
+        oxygen, ifng, tgfb, chemo, ecm, antibody, fields2d = self._field_views()
         action, target = self.action, self.target
-        action[:n] = ka.NONE
-        counts = cells.counts()
-        present = counts.sum(axis=1) > 0  # kinds with at least one cell
-        if present[codes.TUMOR] or present[codes.STEM]:
+        # every row's kind is present, so the kernels below set the action of every row
+        present, burden = kl.census(n, kind, state)
+        if present & CANCER_BITS:
             kc.cancer_decide(
                 n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
-                fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target, self.dkind, self.ddiv,
+                ifng, fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target,
+                self.dkind, self.ddiv,
             )
-        if present[codes.TCELL]:
+        if present & (1 << codes.TCELL):
             ki.tcell_decide(
                 n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
                 antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
             )
-        if present[codes.MACROPHAGE]:
+        if present & (1 << codes.MACROPHAGE):
             ki.macrophage_decide(
                 n, ids, f32, kind, state, site, occ, self.blocked, self.shape, chemo, ifng, tgfb,
                 oxygen, fields2d, self.m_par, self.rules, dt_h, seed, step, action, target,
             )
-        if present[codes.FIBROBLAST]:
+        if present & (1 << codes.FIBROBLAST):
             ki.fibroblast_decide(
                 n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
                 dt_h, seed, step, action, target,
@@ -322,32 +337,24 @@ class CellDynamics:
             self.blocked, self.shape, seed, step, cells.next_id,
         )
         cells.n, cells.next_id = int(m), int(next_id)
-        arrivals = self._recruit(dt_h, step, seed, counts)
+        arrivals = self._recruit(dt_h, step, seed, burden) if self._arrivals else 0
         # the dead give their drug and internalised particles back to their voxel
-        for column, field in (("drug", self.drug), ("payload", self.carrier)):
-            if field is not None:
-                kp.release_removed(
-                    cells.n, state, site, cells.column(column), self.fields.flat(field),
-                    self.phi_cancer,
-                )
+        for column, field in self._returned:
+            kp.release_removed(
+                cells.n, state, site, cells.column(column), self.fields.flat(field),
+                self.phi_cancer,
+            )
         cells.compact()
         return {"kills": int(kills), "arrivals": arrivals}
 
-    def _recruit(self, dt_h, step, seed, counts) -> int:
-        """Poisson arrivals of T cells and macrophages; ``counts`` as at the start of the step."""
+    def _recruit(self, dt_h, step, seed, burden) -> int:
+        """Poisson arrivals of T cells and macrophages; ``burden`` is the number of live cancer
+        cells at the start of the step."""
         cells = self.cells
-        sc = self.sc
-        live = (codes.PROLIFERATING, codes.QUIESCENT)
-        burden = int(counts[[codes.TUMOR, codes.STEM]][:, live].sum())
         placed_total = 0
-        for kind, cfg, purpose, div, pheno in (
-            (codes.TCELL, sc.cells.tcell, PURPOSE_RECRUIT_T, sc.cells.tcell.max_kills, 0.0),
-            (codes.MACROPHAGE, sc.cells.macrophage, PURPOSE_RECRUIT_M, 0,
-             sc.cells.macrophage.initial_polarisation),
-        ):
-            r = cfg.recruitment
+        for kind, r, purpose, div, pheno in self._arrivals:
             lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
-            if lam <= 0.0 or len(self.entry_sites) == 0:
+            if lam <= 0.0:
                 continue
             rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
             k = int(rng.poisson(lam))

@@ -2,6 +2,8 @@
 
 Rules, per cell, from the state at the start of the step (sources in docs/biology.md):
 
+0. PD-L1 of a live cell relaxes toward ``base + (max - base) * H(IFN-gamma)`` (exact solution of
+   ``dP/dt = rate * (target - P)`` over the step).
 1. A necrotic cell keeps its site for ``lysis_h``, then is removed.
 2. Oxygen: below ``necrosis_mmHg`` the cell turns necrotic with hazard
    ``necrosis_max_per_h * clip((necrosis - pO2) / (necrosis - necrosis_max), 0, 1)``; below
@@ -19,6 +21,17 @@ Rules, per cell, from the state at the start of the step (sources in docs/biolog
    ``1 - exp(-migration_rate * dt)``.
 
 Per-kind parameters arrive as rows of ``par`` (``par[kind, C_*]``).
+
+The work is split by what a cell needs. Pass 1a (:func:`_classify`) reads each cell's voxel and
+drug and sorts out the cells whose rates are the per-kind constants of this call (see
+:func:`_constant_rates`): no rule and no plasticity for its kind, pO2 at or above the necrosis
+threshold, no IFN-gamma at its site and no intracellular drug it responds to. Pass 1b
+(:func:`_decide_rows`) applies the rules to those cells and to necrotic ones: no transcendental
+function, no neighbourhood and no branch on a draw, so the loop vectorises; a cell that would
+divide or move is marked, and every other live cell is marked for the full rule set. Pass 2 visits
+only the marked cells, block by block right after pass 1b: the full rules where needed, then the
+search for free space. Draws are keyed, so this split gives the same outcome, bit for bit, as one
+pass in rule order.
 """
 
 from __future__ import annotations
@@ -28,9 +41,9 @@ from numba import prange
 
 from ._jit import kernel
 from .agents import DIE, DIVIDE, MOVE, NONE
-from .codes import NECROTIC, PROLIFERATING, QUIESCENT, REMOVED, STEM, TUMOR
+from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
 from .neighbourhood import cancer_free_scan, hazard_prob, kth_bit, neighbour_site, popcount
-from .random import randint, uniform
+from .random import cell_key, randint, uniform, uniform_of
 from .rules import B_DEATH, B_DIVISION, B_MIGRATION, R_BEHAVIOUR, R_KIND, apply_rules, hill
 
 C_DIVISION_RATE = 0
@@ -50,7 +63,12 @@ C_DRUG_HILL = 13
 C_QUIESCENT_DRUG_FACTOR = 14
 C_PLASTICITY_RATE = 15
 C_PLASTICITY_TGFB_HALF = 16
-C_NPARAMS = 17
+C_PDL1_BASE = 17
+C_PDL1_MAX = 18
+C_PDL1_EC50 = 19
+C_PDL1_HILL = 20
+C_PDL1_RATE = 21
+C_NPARAMS = 22
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -61,6 +79,28 @@ PURPOSE_DEATH = 7
 PURPOSE_FATE = 8
 PURPOSE_APOPTOSIS = 10
 PURPOSE_PLASTICITY = 11
+
+# columns of the table of per-kind constants (_constant_rates)
+K_P_DIVIDE = 0  # per-step probability of a division attempt at the base rate
+K_P_MIGRATE = 1  # per-step probability of a move at the base rate
+K_P_DIE = 2  # per-step probability of apoptosis at the base rate
+K_P_PLASTIC = 3  # per-step probability of conversion at full drive
+K_PDL1_KEEP = 4  # exp(-pdl1_rate * dt)
+K_RULED_DIVISION = 5  # 1 when a rule changes the division rate of the kind
+K_RULED_MIGRATION = 6
+K_RULED_DEATH = 7
+K_GENERAL = 8  # 1 when the kind's rates are not all constant (rules, plasticity)
+K_NCOLS = 9
+
+# internal codes between the passes (never returned: each becomes an action code)
+_NORMOXIC = 0  # pass 1a classes
+_HYPOXIC = 1
+_WANT_DIVIDE = 5  # pass 1b marks, resolved in pass 2
+_WANT_MOVE = 6
+_GENERAL = 7
+
+#: rows per block of the decide passes 1b and 2 (a block stays in cache between them)
+BLOCK = 1024
 
 
 @kernel
@@ -75,91 +115,207 @@ def necrosis_probability(po2, thr, thr_max, rate_max_per_h, dt_h):
     return 1.0 - np.exp(-rate_max_per_h * frac * dt_h)
 
 
-@kernel(parallel=True)
-def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, fields, par,
-                  rules, dt_h, seed, step, action, target, dkind, ddiv):
-    """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped)."""
-    nz, ny, nx = shape[0], shape[1], shape[2]
-    # per-kind probabilities of the rules with constant rates, computed once per call
-    p_div = np.zeros(par.shape[0])
-    p_mig = np.zeros(par.shape[0])
-    p_die = np.zeros(par.shape[0])
-    p_pl_hypoxic = np.zeros(par.shape[0])
-    ruled = np.zeros((par.shape[0], 3), dtype=np.bool_)
+@kernel
+def _constant_rates(par, rules, dt_h):
+    """Per-kind constants of one call: probabilities at the base rates, the PD-L1 decay factor,
+    and which behaviours rules change (rows are kinds, columns ``K_*``)."""
+    out = np.zeros((par.shape[0], K_NCOLS))
     for k in range(par.shape[0]):
-        p_div[k] = hazard_prob(par[k, C_DIVISION_RATE], dt_h)
-        p_mig[k] = hazard_prob(par[k, C_MIGRATION_RATE], dt_h)
-        p_die[k] = hazard_prob(par[k, C_DEATH_RATE], dt_h)
-        p_pl_hypoxic[k] = hazard_prob(par[k, C_PLASTICITY_RATE] * 1.0, dt_h)
+        out[k, K_P_DIVIDE] = hazard_prob(par[k, C_DIVISION_RATE], dt_h)
+        out[k, K_P_MIGRATE] = hazard_prob(par[k, C_MIGRATION_RATE], dt_h)
+        out[k, K_P_DIE] = hazard_prob(par[k, C_DEATH_RATE], dt_h)
+        out[k, K_P_PLASTIC] = hazard_prob(par[k, C_PLASTICITY_RATE], dt_h)
+        out[k, K_PDL1_KEEP] = np.exp(-par[k, C_PDL1_RATE] * dt_h)
+        if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
+            out[k, K_GENERAL] = 1.0
     for r in range(rules.shape[0]):
+        k = int(rules[r, R_KIND])
         b = int(rules[r, R_BEHAVIOUR])
-        if b <= B_DEATH:
-            ruled[int(rules[r, R_KIND]), b] = True
+        col = -1
+        if b == B_DIVISION:
+            col = K_RULED_DIVISION
+        elif b == B_MIGRATION:
+            col = K_RULED_MIGRATION
+        elif b == B_DEATH:
+            col = K_RULED_DEATH
+        if col >= 0:
+            out[k, col] = 1.0
+            out[k, K_GENERAL] = 1.0
+    return out
+
+
+@kernel(parallel=True)
+def _classify(n, kind, site, oxygen, ifng, drug, par, rates, action):
+    """Pass 1a of :func:`cancer_decide`: what each cancer cell's voxel and drug say, into
+    ``action[i]`` (a class, not an action yet): ``_GENERAL`` when the cell's rates are not the
+    per-kind constants, else ``_HYPOXIC`` or ``_NORMOXIC``. Gathers only, apart from pass 1b so
+    that pass 1b vectorises."""
+    t, st = TUMOR, STEM
+    # per-kind constants as scalars (a table lookup per cell costs more). A cell takes the
+    # general path when its pO2 is not at or above safe (never, for a kind with rules or
+    # plasticity), when its voxel holds IFN-gamma, or when its drug is not at or below drug_max.
+    safe_t = np.inf if rates[t, K_GENERAL] != 0.0 else par[t, C_NECROSIS]
+    safe_s = np.inf if rates[st, K_GENERAL] != 0.0 else par[st, C_NECROSIS]
+    drug_max_t = 0.0 if par[t, C_DRUG_EMAX] > 0.0 else np.inf
+    drug_max_s = 0.0 if par[st, C_DRUG_EMAX] > 0.0 else np.inf
+    hyp_t, hyp_s = par[t, C_HYPOXIA], par[st, C_HYPOXIA]
     for i in prange(n):
         k = kind[i]
-        if k != TUMOR and k != STEM:
-            continue
-        action[i] = NONE
-        st = state[i]
-        if st == REMOVED:
-            continue
-        cid = ids[0, i]
+        stem = k == STEM
         s_i = site[i]
-        if st == NECROTIC:
-            f32[0, i] += dt_h
-            if f32[0, i] >= par[k, C_LYSIS]:
-                action[i] = DIE
-            continue
         po2 = oxygen[s_i]
-        p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
-                                     par[k, C_NECROSIS_RATE], dt_h)
-        if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
-            state[i] = NECROTIC
-            f32[0, i] = 0.0
-            continue
-        hypoxic = po2 < par[k, C_HYPOXIA]
-        state[i] = QUIESCENT if hypoxic else PROLIFERATING
-        f32[0, i] += dt_h
-        # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
-        death = par[k, C_DEATH_RATE]
-        emax = par[k, C_DRUG_EMAX]
-        varies = ruled[k, B_DEATH]
-        if emax > 0.0:
-            drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
-            if hypoxic:
-                drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
-            death += drug_term
-            varies = varies or drug_term != 0.0
-        if ruled[k, B_DEATH]:
-            death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
-        if death > 0.0:
-            pdie = hazard_prob(death, dt_h) if varies else p_die[k]
-            if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
-                action[i] = DIE
+        c = _HYPOXIC if po2 < (hyp_s if stem else hyp_t) else _NORMOXIC
+        if (not po2 >= (safe_s if stem else safe_t) or ifng[s_i] > 0.0
+                or not drug[i] <= (drug_max_s if stem else drug_max_t)):
+            c = _GENERAL
+        if k == TUMOR or k == STEM:
+            action[i] = c
+
+
+@kernel(parallel=True)
+def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
+                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, clock, pdl1,
+                 cell_id):
+    """Passes 1b and 2 of :func:`cancer_decide`, a block of rows at a time (the block stays in
+    cache between the two passes); ``clock``, ``pdl1`` and ``cell_id`` are rows of ``f32`` and
+    ``ids`` passed apart, so that pass 1b vectorises.
+
+    Pass 1b: lysis, and the rules of the live cells that :func:`_classify` found at constant
+    rates; it marks ``_WANT_DIVIDE``, ``_WANT_MOVE`` or ``_GENERAL``. No branch depends on a
+    draw, so the loop vectorises; rows that do not use their draws drop them (keyed draws have
+    no state to disturb). Pass 2: the marked cells: the full rules where needed, then the
+    neighbourhood.
+    """
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    t, st = TUMOR, STEM
+    lysis_t, lysis_s = par[t, C_LYSIS], par[st, C_LYSIS]
+    base_t, base_s = par[t, C_PDL1_BASE], par[st, C_PDL1_BASE]
+    keep_t, keep_s = rates[t, K_PDL1_KEEP], rates[st, K_PDL1_KEEP]
+    dies_t, dies_s = par[t, C_DEATH_RATE] > 0.0, par[st, C_DEATH_RATE] > 0.0
+    p_die_t, p_die_s = rates[t, K_P_DIE], rates[st, K_P_DIE]
+    p_div_t, p_div_s = rates[t, K_P_DIVIDE], rates[st, K_P_DIVIDE]
+    p_mig_t, p_mig_s = rates[t, K_P_MIGRATE], rates[st, K_P_MIGRATE]
+    for block in prange((n + BLOCK - 1) // BLOCK):
+        # unsigned row indices: no negative-index wrap-around, so pass 1b vectorises
+        lo = np.uint64(block * BLOCK)
+        hi = np.uint64(min(block * BLOCK + BLOCK, n))
+        for i in range(lo, hi):  # pass 1b
+            k = kind[i]
+            now = state[i]
+            cancer = k == TUMOR or k == STEM
+            stem = k == STEM
+            c = action[i]
+            necrotic = now == NECROTIC
+            live = now == PROLIFERATING or now == QUIESCENT
+            fast = cancer and live and c != _GENERAL
+            hypoxic = c == _HYPOXIC
+            aged = np.float32(clock[i] + dt_h)
+            if cancer and (necrotic or fast):
+                clock[i] = aged
+            if fast:
+                tgt = base_s if stem else base_t  # no IFN-gamma here: the target is the baseline
+                pdl1[i] = tgt + (pdl1[i] - tgt) * (keep_s if stem else keep_t)
+                state[i] = QUIESCENT if hypoxic else PROLIFERATING
+            key = cell_key(seed, step, cell_id[i])
+            mark = NONE
+            if uniform_of(key, PURPOSE_MIGRATE) < (p_mig_s if stem else p_mig_t):
+                mark = _WANT_MOVE
+            if not hypoxic and uniform_of(key, PURPOSE_DIVIDE) < (p_div_s if stem else p_div_t):
+                mark = _WANT_DIVIDE  # division is tried first, so it overrides a move
+            if (dies_s if stem else dies_t) and uniform_of(key, PURPOSE_APOPTOSIS) < (
+                    p_die_s if stem else p_die_t):
+                mark = DIE  # apoptosis comes before both
+            if not fast:
+                mark = _GENERAL if cancer and live else NONE
+            if necrotic and aged >= (lysis_s if stem else lysis_t):
+                mark = DIE
+            if cancer:
+                action[i] = mark
+        for i in range(lo, hi):  # pass 2
+            mark = action[i]
+            if mark < _WANT_DIVIDE:
                 continue
-        if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
-            s_tgfb = tgfb[s_i]
-            if s_tgfb > 0.0:
-                drive = hill(s_tgfb, par[k, C_PLASTICITY_TGFB_HALF], 1.0)
-                if hypoxic:
-                    drive += 1.0
-                p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
-            else:  # no TGF-beta: drive is 1 when hypoxic, else 0
-                p_pl = p_pl_hypoxic[k] if hypoxic else 0.0
-            if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
-                kind[i] = STEM
-                k = STEM
-        # Division, else migration, each needs a free neighbour. The draws are keyed, so
-        # drawing before looking for space gives the same outcome as looking first, and the
-        # neighbourhood scan is paid only by the few cells that would act this step.
-        pd = p_div[k]
-        if ruled[k, B_DIVISION]:
-            rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields, f32[1, i], rules)
-            pd = hazard_prob(rate, dt_h)
-        if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
+            k = kind[i]
+            if k != TUMOR and k != STEM:
+                continue
+            cid = ids[0, i]
+            s_i = site[i]
+            if mark == _GENERAL:
+                s = ifng[s_i]
+                tgt = par[k, C_PDL1_BASE]
+                if s > 0.0:
+                    tgt += (par[k, C_PDL1_MAX] - tgt) * hill(s, par[k, C_PDL1_EC50],
+                                                             par[k, C_PDL1_HILL])
+                f32[1, i] = tgt + (f32[1, i] - tgt) * rates[k, K_PDL1_KEEP]
+                po2 = oxygen[s_i]
+                p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
+                                             par[k, C_NECROSIS_RATE], dt_h)
+                if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
+                    state[i] = NECROTIC
+                    f32[0, i] = 0.0
+                    action[i] = NONE
+                    continue
+                hypoxic = po2 < par[k, C_HYPOXIA]
+                state[i] = QUIESCENT if hypoxic else PROLIFERATING
+                f32[0, i] += dt_h
+                # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
+                death = par[k, C_DEATH_RATE]
+                emax = par[k, C_DRUG_EMAX]
+                varies = rates[k, K_RULED_DEATH] != 0.0
+                if emax > 0.0:
+                    drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
+                    if hypoxic:
+                        drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
+                    death += drug_term
+                    varies = varies or drug_term != 0.0
+                if rates[k, K_RULED_DEATH] != 0.0:
+                    death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
+                if death > 0.0:
+                    pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
+                    if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
+                        action[i] = DIE
+                        continue
+                if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
+                    s_tgfb = tgfb[s_i]
+                    if s_tgfb > 0.0:
+                        drive = hill(s_tgfb, par[k, C_PLASTICITY_TGFB_HALF], 1.0)
+                        if hypoxic:
+                            drive += 1.0
+                        p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
+                    else:  # no TGF-beta: drive is 1 when hypoxic, else 0
+                        p_pl = rates[k, K_P_PLASTIC] if hypoxic else 0.0
+                    if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
+                        kind[i] = STEM
+                        k = STEM
+                mark = NONE
+                pd = rates[k, K_P_DIVIDE]
+                if rates[k, K_RULED_DIVISION] != 0.0:
+                    rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields,
+                                       f32[1, i], rules)
+                    pd = hazard_prob(rate, dt_h)
+                if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
+                    mark = _WANT_DIVIDE
+                else:
+                    pm = rates[k, K_P_MIGRATE]
+                    if rates[k, K_RULED_MIGRATION] != 0.0:
+                        rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i, fields,
+                                           f32[1, i], rules)
+                        pm = hazard_prob(rate, dt_h)
+                    if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
+                        mark = _WANT_MOVE
+                if mark == NONE:
+                    action[i] = NONE
+                    continue
+            # division, else migration: each needs a free neighbour (contact inhibition)
             free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
             nfree = popcount(free)
             if nfree == 0:
+                action[i] = NONE
+                continue
+            if mark == _WANT_MOVE:
+                action[i] = MOVE
+                q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
+                target[i] = neighbour_site(s_i, q, nz, ny, nx)
                 continue
             if k == TUMOR:
                 dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
@@ -178,16 +334,20 @@ def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, 
             action[i] = DIVIDE
             q = kth_bit(free, randint(seed, cid, step, PURPOSE_DIVIDE_SITE, nfree))
             target[i] = neighbour_site(s_i, q, nz, ny, nx)
-            continue
-        pm = p_mig[k]
-        if ruled[k, B_MIGRATION]:
-            rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i, fields, f32[1, i], rules)
-            pm = hazard_prob(rate, dt_h)
-        if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
-            free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
-            nfree = popcount(free)
-            if nfree == 0:
-                continue
-            action[i] = MOVE
-            q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
-            target[i] = neighbour_site(s_i, q, nz, ny, nx)
+
+
+@kernel
+def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
+                  par, rules, dt_h, seed, step, action, target, dkind, ddiv):
+    """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped).
+
+    ``f32`` rows used: 0 clock, 1 PD-L1 (updated first), 3 intracellular drug. The passes run in
+    parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
+    """
+    rates = _constant_rates(par, rules, dt_h)
+    # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
+    # its gathers would then keep pass 1b from vectorising
+    _classify(n, kind, site, oxygen, ifng, f32[3], par, rates, action)
+    _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
+                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, f32[0], f32[1],
+                 ids[0])

@@ -1,4 +1,5 @@
-"""Decide kernels of CD8 T cells, macrophages and fibroblasts, and PD-L1 dynamics.
+"""Decide kernels of CD8 T cells, macrophages and fibroblasts (PD-L1 of cancer cells relaxes in
+:func:`tmesim.kernels.cancer.cancer_decide`).
 
 Every kernel follows :mod:`tmesim.kernels.agents`: it reads the state at the start of the step,
 updates only the acting cell's own row, and records one intended action. Parameters arrive as a
@@ -18,13 +19,10 @@ from .agents import DIE, KILL, MOVE, NONE
 from .codes import (
     FIBROBLAST,
     MACROPHAGE,
-    NECROTIC,
     PROLIFERATING,
     QUIESCENT,
     REMOVED,
-    STEM,
     TCELL,
-    TUMOR,
 )
 from .neighbourhood import (
     choose_move,
@@ -245,23 +243,3 @@ def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb,
             if t >= 0:
                 action[i] = MOVE
                 target[i] = t
-
-
-@kernel(parallel=True)
-def update_pdl1(n, kind, state, site, pdl1, ifng, baseline, pmax, ec50, hill_n, rate_per_h,
-                dt_h):
-    """PD-L1 of cancer cells relaxes toward ``baseline + (max - baseline) * H(IFN-gamma)``.
-
-    Exact solution over the step of ``dP/dt = rate * (target - P)``; every parameter is a
-    per-kind array.
-    """
-    keep = np.exp(-rate_per_h * dt_h)  # per kind, once per call
-    for i in prange(n):
-        k = kind[i]
-        if (k != TUMOR and k != STEM) or state[i] == REMOVED or state[i] == NECROTIC:
-            continue
-        s = ifng[site[i]]
-        tgt = baseline[k]
-        if s > 0.0:
-            tgt += (pmax[k] - baseline[k]) * hill(s, ec50[k], hill_n[k])
-        pdl1[i] = tgt + (pdl1[i] - tgt) * keep[k]
