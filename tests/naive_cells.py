@@ -151,6 +151,12 @@ def scan(site, occ, blocked, kind, state, nz, ny, nx):
     return free, cancer, n_in
 
 
+def surrounded(site, occ, nz, ny, nx):
+    """Inside the domain's edge (all neighbours exist) and every neighbour occupied."""
+    nb = neighbours(site, nz, ny, nx)
+    return len(nb) == len(offsets(nz)) and all(occ[t] >= 0 for _, t in nb)
+
+
 def lumen_reachable(t, occ, air, kind, nz, ny, nx):
     """An air site next (by a face) to tissue or to a lumen site filled by a cancer cell."""
     z, y, x = coords(t, ny, nx)

@@ -252,28 +252,28 @@ def work(cap):
     }
 
 
-def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5):
+def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5, par=None):
     """Step kernels and twins side by side, comparing every array after every kernel.
 
     Without rules tumour cells do not convert (so they too can take the constant-rate pass);
     with rules they do. Returns counts of the actions seen and of the live cancer cells the
     constant-rate and the general path decided, so callers can check what the comparison
-    exercised.
+    exercised. ``par`` replaces those cancer parameters.
     """
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # fast on a loaded machine; 1 vs 2 threads is tested separately
     try:
-        return _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt)
+        return _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par)
     finally:
         numba.set_num_threads(threads)
 
 
-def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt):
+def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par):
     rng = np.random.default_rng([seed, *shape3, air, with_rules])
     n, s, air_mask, f = cell_state(shape3, rng, air=air)
     shape = np.array(shape3, np.int64)
     rules = rule_table(with_rules)
-    par = cancer_params(plastic=with_rules)
+    par = cancer_params(plastic=with_rules) if par is None else par
     t_s, t_f = copy_state(s), copy_state(f)
     next_id = int(s["ids"][0, :n].max()) + 1
     seen = np.zeros(5, np.int64)
@@ -367,6 +367,19 @@ def test_twin_comparison_exercises_both_cancer_paths():
             _, _, _, p = run_twin_comparison(shape3, 3, air=air, with_rules=False)
             paths += p
     assert np.all(paths > 50), paths
+
+
+def test_drug_is_not_read_when_no_kind_responds():
+    """With Emax 0 for both cancer kinds the drug a cell holds changes nothing, and the kernel
+    does not look at it: cells holding drug then take the constant-rate pass and must still
+    match the twin (which always reads the drug)."""
+    par = cancer_params(plastic=False)
+    par[[codes.TUMOR, codes.STEM], kc.C_DRUG_EMAX] = 0.0
+    paths = np.zeros(2, np.int64)
+    for shape3 in [(1, 9, 11), (4, 5, 6)]:
+        _, _, _, p = run_twin_comparison(shape3, 5, air=False, with_rules=False, par=par)
+        paths += p
+    assert paths[0] > 20, paths
 
 
 def test_constant_rate_pass_matches_general_rules():
@@ -479,6 +492,15 @@ def test_neighbourhood_helpers_match_twin(shape3):
                     naive.cancer_free_scan(s, occ, blocked, kind, nz, ny, nx))
             assert bool(nb.lumen_reachable(s, occ, air, kind, nz, ny, nx)) == (
                 naive.lumen_reachable(s, occ, air, kind, nz, ny, nx))
+            packed = bool(nb.surrounded(s, occ, nz, ny, nx))
+            assert packed == naive.surrounded(s, occ, nz, ny, nx)
+            if packed:  # then no scan finds a free neighbour
+                assert nb.free_scan(s, occ, no_air, nz, ny, nx) == 0
+    # a fully occupied block: only sites off the domain's edge are surrounded
+    full = np.zeros(n_sites, np.int32)
+    inner = [s for s in range(n_sites) if naive.surrounded(s, full, nz, ny, nx)]
+    assert [s for s in range(n_sites) if nb.surrounded(s, full, nz, ny, nx)] == inner
+    assert len(inner) == max(nz - 2, 0 if nz > 1 else 1) * max(ny - 2, 0) * max(nx - 2, 0)
     # an empty 3x3x3 block: the centre has 26 neighbours, a corner 7; in 2-D 8 and 3
     free = np.full(27, -1, np.int32)
     none = np.zeros(1, dtype=bool)

@@ -42,7 +42,14 @@ from numba import prange
 from ._jit import kernel
 from .agents import DIE, DIVIDE, MOVE, NONE
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
-from .neighbourhood import cancer_free_scan, hazard_prob, kth_bit, neighbour_site, popcount
+from .neighbourhood import (
+    cancer_free_scan,
+    hazard_prob,
+    kth_bit,
+    neighbour_site,
+    popcount,
+    surrounded,
+)
 from .random import cell_key, randint, uniform, uniform_of
 from .rules import B_DEATH, B_DIVISION, B_MIGRATION, R_BEHAVIOUR, R_KIND, apply_rules, hill
 
@@ -153,11 +160,13 @@ def _classify(n, kind, site, oxygen, ifng, drug, par, rates, action):
     t, st = TUMOR, STEM
     # per-kind constants as scalars (a table lookup per cell costs more). A cell takes the
     # general path when its pO2 is not at or above safe (never, for a kind with rules or
-    # plasticity), when its voxel holds IFN-gamma, or when its drug is not at or below drug_max.
+    # plasticity), when its voxel holds IFN-gamma, or when its drug is not at or below drug_max
+    # (the drug column is not read when no kind responds to a drug).
     safe_t = np.inf if rates[t, K_GENERAL] != 0.0 else par[t, C_NECROSIS]
     safe_s = np.inf if rates[st, K_GENERAL] != 0.0 else par[st, C_NECROSIS]
     drug_max_t = 0.0 if par[t, C_DRUG_EMAX] > 0.0 else np.inf
     drug_max_s = 0.0 if par[st, C_DRUG_EMAX] > 0.0 else np.inf
+    drug_matters = par[t, C_DRUG_EMAX] > 0.0 or par[st, C_DRUG_EMAX] > 0.0
     hyp_t, hyp_s = par[t, C_HYPOXIA], par[st, C_HYPOXIA]
     for i in prange(n):
         k = kind[i]
@@ -165,8 +174,9 @@ def _classify(n, kind, site, oxygen, ifng, drug, par, rates, action):
         s_i = site[i]
         po2 = oxygen[s_i]
         c = _HYPOXIC if po2 < (hyp_s if stem else hyp_t) else _NORMOXIC
-        if (not po2 >= (safe_s if stem else safe_t) or ifng[s_i] > 0.0
-                or not drug[i] <= (drug_max_s if stem else drug_max_t)):
+        if not po2 >= (safe_s if stem else safe_t) or ifng[s_i] > 0.0:
+            c = _GENERAL
+        elif drug_matters and not drug[i] <= (drug_max_s if stem else drug_max_t):
             c = _GENERAL
         if k == TUMOR or k == STEM:
             action[i] = c
@@ -307,6 +317,9 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                     action[i] = NONE
                     continue
             # division, else migration: each needs a free neighbour (contact inhibition)
+            if surrounded(s_i, occ, nz, ny, nx):
+                action[i] = NONE
+                continue
             free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
             nfree = popcount(free)
             if nfree == 0:

@@ -159,6 +159,38 @@ def free_scan(site, occ, blocked, nz, ny, nx):
 
 
 @kernel
+def surrounded(site, occ, nz, ny, nx):
+    """Whether ``site`` lies inside the domain's edge and every one of its neighbours holds a
+    cell: then no scan can find a free neighbour. One load per neighbour and no mask, so the
+    cell kernels test it before a full scan (most cells of a dense tumour are surrounded)."""
+    if nz > 1:
+        plane = ny * nx
+        z = site // plane
+        rem = site - z * plane
+        y = rem // nx
+        x = rem - y * nx
+        if not (0 < z < nz - 1 and 0 < y < ny - 1 and 0 < x < nx - 1):
+            return False
+        for dz in (-plane, 0, plane):
+            for dy in (-nx, 0, nx):
+                base = site + dz + dy
+                if occ[base - 1] < 0 or occ[base + 1] < 0:
+                    return False
+                if (dz != 0 or dy != 0) and occ[base] < 0:
+                    return False
+        return True
+    y = site // nx
+    x = site - y * nx
+    if not (0 < y < ny - 1 and 0 < x < nx - 1):
+        return False
+    up = site - nx
+    down = site + nx
+    return (occ[up - 1] >= 0 and occ[up] >= 0 and occ[up + 1] >= 0 and occ[site - 1] >= 0
+            and occ[site + 1] >= 0 and occ[down - 1] >= 0 and occ[down] >= 0
+            and occ[down + 1] >= 0)
+
+
+@kernel
 def popcount(mask):
     """Number of set bits."""
     c = 0
