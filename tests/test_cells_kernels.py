@@ -593,12 +593,16 @@ def test_decide_kernels_do_not_depend_on_thread_count():
         numba.set_num_threads(nt)
         try:
             out = []
-            for shape3 in [(1, 40, 40), (8, 10, 12)]:
+            # (1, 80, 80) holds several blocks of rows of the cancer kernel; without rules
+            # (and plasticity) its constant-rate pass decides part of the cells
+            for shape3, ruled in [((1, 40, 40), True), ((8, 10, 12), True), ((1, 80, 80), True),
+                                  ((1, 80, 80), False)]:
                 rng = np.random.default_rng(21)
                 n, s, air, f = cell_state(shape3, rng, fill=0.5, air=True)
                 w = work(s["kind"].shape[0])
-                for _ in cell_phase(Kernels, n, s, air, f, rule_table(True),
-                                    np.array(shape3, np.int64), 0.5, 3, 1, w, 10**6):
+                for _ in cell_phase(Kernels, n, s, air, f, rule_table(ruled),
+                                    np.array(shape3, np.int64), 0.5, 3, 1, w, 10**6,
+                                    cancer_params(plastic=ruled)):
                     pass
                 out.append((s, f, w))
             results.append(out)
