@@ -205,148 +205,157 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
     p_die_t, p_die_s = rates[t, K_P_DIE], rates[st, K_P_DIE]
     p_div_t, p_div_s = rates[t, K_P_DIVIDE], rates[st, K_P_DIVIDE]
     p_mig_t, p_mig_s = rates[t, K_P_MIGRATE], rates[st, K_P_MIGRATE]
-    for block in prange((n + BLOCK - 1) // BLOCK):
-        # unsigned row indices: no negative-index wrap-around, so pass 1b vectorises
-        lo = np.uint64(block * BLOCK)
-        hi = np.uint64(min(block * BLOCK + BLOCK, n))
-        for i in range(lo, hi):  # pass 1b
-            k = kind[i]
-            now = state[i]
-            cancer = k == TUMOR or k == STEM
-            stem = k == STEM
-            c = action[i]
-            necrotic = now == NECROTIC
-            live = now == PROLIFERATING or now == QUIESCENT
-            fast = cancer and live and c != _GENERAL
-            hypoxic = c == _HYPOXIC
-            aged = np.float32(clock[i] + dt_h)
-            if cancer and (necrotic or fast):
-                clock[i] = aged
-            if fast:
-                tgt = base_s if stem else base_t  # no IFN-gamma here: the target is the baseline
-                pdl1[i] = tgt + (pdl1[i] - tgt) * (keep_s if stem else keep_t)
-                state[i] = QUIESCENT if hypoxic else PROLIFERATING
-            key = cell_key(seed, step, cell_id[i])
-            mark = NONE
-            if uniform_of(key, PURPOSE_MIGRATE) < (p_mig_s if stem else p_mig_t):
-                mark = _WANT_MOVE
-            if not hypoxic and uniform_of(key, PURPOSE_DIVIDE) < (p_div_s if stem else p_div_t):
-                mark = _WANT_DIVIDE  # division is tried first, so it overrides a move
-            if (dies_s if stem else dies_t) and uniform_of(key, PURPOSE_APOPTOSIS) < (
-                    p_die_s if stem else p_die_t):
-                mark = DIE  # apoptosis comes before both
-            if not fast:
-                mark = _GENERAL if cancer and live else NONE
-            if necrotic and aged >= (lysis_s if stem else lysis_t):
-                mark = DIE
-            if cancer:
-                action[i] = mark
-        for i in range(lo, hi):  # pass 2
-            mark = action[i]
-            if mark < _WANT_DIVIDE:
-                continue
-            k = kind[i]
-            if k != TUMOR and k != STEM:
-                continue
-            cid = ids[0, i]
-            s_i = site[i]
-            if mark == _GENERAL:
-                s = ifng[s_i]
-                tgt = par[k, C_PDL1_BASE]
-                if s > 0.0:
-                    tgt += (par[k, C_PDL1_MAX] - tgt) * hill(s, par[k, C_PDL1_EC50],
-                                                             par[k, C_PDL1_HILL])
-                f32[1, i] = tgt + (f32[1, i] - tgt) * rates[k, K_PDL1_KEEP]
-                po2 = oxygen[s_i]
-                p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
-                                             par[k, C_NECROSIS_RATE], dt_h)
-                if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
-                    state[i] = NECROTIC
-                    f32[0, i] = 0.0
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    n_chunks = min(n_blocks, 64)  # chunks of consecutive blocks, each with one list of rows
+    for chunk in prange(n_chunks):
+        marked = np.empty(BLOCK, np.int64)
+        for block in range(chunk * n_blocks // n_chunks, (chunk + 1) * n_blocks // n_chunks):
+            # unsigned row indices: no negative-index wrap-around, so pass 1b vectorises
+            lo = np.uint64(block * BLOCK)
+            hi = np.uint64(min(block * BLOCK + BLOCK, n))
+            for i in range(lo, hi):  # pass 1b
+                k = kind[i]
+                now = state[i]
+                cancer = k == TUMOR or k == STEM
+                stem = k == STEM
+                c = action[i]
+                necrotic = now == NECROTIC
+                live = now == PROLIFERATING or now == QUIESCENT
+                fast = cancer and live and c != _GENERAL
+                hypoxic = c == _HYPOXIC
+                aged = np.float32(clock[i] + dt_h)
+                if cancer and (necrotic or fast):
+                    clock[i] = aged
+                if fast:  # no IFN-gamma here: the PD-L1 target is the baseline
+                    tgt = base_s if stem else base_t
+                    pdl1[i] = tgt + (pdl1[i] - tgt) * (keep_s if stem else keep_t)
+                    state[i] = QUIESCENT if hypoxic else PROLIFERATING
+                key = cell_key(seed, step, cell_id[i])
+                mark = NONE
+                if uniform_of(key, PURPOSE_MIGRATE) < (p_mig_s if stem else p_mig_t):
+                    mark = _WANT_MOVE
+                if not hypoxic and uniform_of(key, PURPOSE_DIVIDE) < (p_div_s if stem else p_div_t):
+                    mark = _WANT_DIVIDE  # division is tried first, so it overrides a move
+                if (dies_s if stem else dies_t) and uniform_of(key, PURPOSE_APOPTOSIS) < (
+                        p_die_s if stem else p_die_t):
+                    mark = DIE  # apoptosis comes before both
+                if not fast:
+                    mark = _GENERAL if cancer and live else NONE
+                if necrotic and aged >= (lysis_s if stem else lysis_t):
+                    mark = DIE
+                if cancer:
+                    action[i] = mark
+            # pass 2 over the marked rows, listed first by a loop without branches (which rows are
+            # marked changes every step, so a branch per row would often be mispredicted)
+            m = 0
+            for i in range(lo, hi):
+                marked[m] = i
+                m += action[i] >= _WANT_DIVIDE
+            for j in range(m):
+                i = marked[j]
+                mark = action[i]
+                k = kind[i]
+                if k != TUMOR and k != STEM:
+                    continue
+                cid = ids[0, i]
+                s_i = site[i]
+                if mark == _GENERAL:
+                    s = ifng[s_i]
+                    tgt = par[k, C_PDL1_BASE]
+                    if s > 0.0:
+                        tgt += (par[k, C_PDL1_MAX] - tgt) * hill(s, par[k, C_PDL1_EC50],
+                                                                 par[k, C_PDL1_HILL])
+                    f32[1, i] = tgt + (f32[1, i] - tgt) * rates[k, K_PDL1_KEEP]
+                    po2 = oxygen[s_i]
+                    p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
+                                                 par[k, C_NECROSIS_RATE], dt_h)
+                    if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
+                        state[i] = NECROTIC
+                        f32[0, i] = 0.0
+                        action[i] = NONE
+                        continue
+                    hypoxic = po2 < par[k, C_HYPOXIA]
+                    state[i] = QUIESCENT if hypoxic else PROLIFERATING
+                    f32[0, i] += dt_h
+                    # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
+                    death = par[k, C_DEATH_RATE]
+                    emax = par[k, C_DRUG_EMAX]
+                    varies = rates[k, K_RULED_DEATH] != 0.0
+                    if emax > 0.0:
+                        drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
+                        if hypoxic:
+                            drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
+                        death += drug_term
+                        varies = varies or drug_term != 0.0
+                    if rates[k, K_RULED_DEATH] != 0.0:
+                        death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
+                    if death > 0.0:
+                        pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
+                        if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
+                            action[i] = DIE
+                            continue
+                    if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
+                        s_tgfb = tgfb[s_i]
+                        if s_tgfb > 0.0:
+                            drive = hill(s_tgfb, par[k, C_PLASTICITY_TGFB_HALF], 1.0)
+                            if hypoxic:
+                                drive += 1.0
+                            p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
+                        else:  # no TGF-beta: drive is 1 when hypoxic, else 0
+                            p_pl = rates[k, K_P_PLASTIC] if hypoxic else 0.0
+                        if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
+                            kind[i] = STEM
+                            k = STEM
+                    mark = NONE
+                    pd = rates[k, K_P_DIVIDE]
+                    if rates[k, K_RULED_DIVISION] != 0.0:
+                        rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields,
+                                           f32[1, i], rules)
+                        pd = hazard_prob(rate, dt_h)
+                    if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
+                        mark = _WANT_DIVIDE
+                    else:
+                        pm = rates[k, K_P_MIGRATE]
+                        if rates[k, K_RULED_MIGRATION] != 0.0:
+                            rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i,
+                                               fields, f32[1, i], rules)
+                            pm = hazard_prob(rate, dt_h)
+                        if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
+                            mark = _WANT_MOVE
+                    if mark == NONE:
+                        action[i] = NONE
+                        continue
+                # division, else migration: each needs a free neighbour (contact inhibition)
+                if surrounded(s_i, occ, nz, ny, nx):
                     action[i] = NONE
                     continue
-                hypoxic = po2 < par[k, C_HYPOXIA]
-                state[i] = QUIESCENT if hypoxic else PROLIFERATING
-                f32[0, i] += dt_h
-                # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
-                death = par[k, C_DEATH_RATE]
-                emax = par[k, C_DRUG_EMAX]
-                varies = rates[k, K_RULED_DEATH] != 0.0
-                if emax > 0.0:
-                    drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
-                    if hypoxic:
-                        drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
-                    death += drug_term
-                    varies = varies or drug_term != 0.0
-                if rates[k, K_RULED_DEATH] != 0.0:
-                    death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
-                if death > 0.0:
-                    pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
-                    if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
+                free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
+                nfree = popcount(free)
+                if nfree == 0:
+                    action[i] = NONE
+                    continue
+                if mark == _WANT_MOVE:
+                    action[i] = MOVE
+                    q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
+                    target[i] = neighbour_site(s_i, q, nz, ny, nx)
+                    continue
+                if k == TUMOR:
+                    dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
+                    if dies or i32[1, i] <= 0:
                         action[i] = DIE
                         continue
-                if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
-                    s_tgfb = tgfb[s_i]
-                    if s_tgfb > 0.0:
-                        drive = hill(s_tgfb, par[k, C_PLASTICITY_TGFB_HALF], 1.0)
-                        if hypoxic:
-                            drive += 1.0
-                        p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
-                    else:  # no TGF-beta: drive is 1 when hypoxic, else 0
-                        p_pl = rates[k, K_P_PLASTIC] if hypoxic else 0.0
-                    if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
-                        kind[i] = STEM
-                        k = STEM
-                mark = NONE
-                pd = rates[k, K_P_DIVIDE]
-                if rates[k, K_RULED_DIVISION] != 0.0:
-                    rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields,
-                                       f32[1, i], rules)
-                    pd = hazard_prob(rate, dt_h)
-                if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
-                    mark = _WANT_DIVIDE
-                else:
-                    pm = rates[k, K_P_MIGRATE]
-                    if rates[k, K_RULED_MIGRATION] != 0.0:
-                        rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i, fields,
-                                           f32[1, i], rules)
-                        pm = hazard_prob(rate, dt_h)
-                    if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
-                        mark = _WANT_MOVE
-                if mark == NONE:
-                    action[i] = NONE
-                    continue
-            # division, else migration: each needs a free neighbour (contact inhibition)
-            if surrounded(s_i, occ, nz, ny, nx):
-                action[i] = NONE
-                continue
-            free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
-            nfree = popcount(free)
-            if nfree == 0:
-                action[i] = NONE
-                continue
-            if mark == _WANT_MOVE:
-                action[i] = MOVE
-                q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
-                target[i] = neighbour_site(s_i, q, nz, ny, nx)
-                continue
-            if k == TUMOR:
-                dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
-                if dies or i32[1, i] <= 0:
-                    action[i] = DIE
-                    continue
-                dkind[i] = TUMOR
-                ddiv[i] = i32[1, i] - 1
-            else:
-                if uniform(seed, cid, step, PURPOSE_FATE) < par[k, C_SYMMETRIC]:
-                    dkind[i] = STEM
-                    ddiv[i] = i32[1, i]
-                else:
                     dkind[i] = TUMOR
-                    ddiv[i] = np.int32(par[TUMOR, C_MAX_DIVISIONS])
-            action[i] = DIVIDE
-            q = kth_bit(free, randint(seed, cid, step, PURPOSE_DIVIDE_SITE, nfree))
-            target[i] = neighbour_site(s_i, q, nz, ny, nx)
+                    ddiv[i] = i32[1, i] - 1
+                else:
+                    if uniform(seed, cid, step, PURPOSE_FATE) < par[k, C_SYMMETRIC]:
+                        dkind[i] = STEM
+                        ddiv[i] = i32[1, i]
+                    else:
+                        dkind[i] = TUMOR
+                        ddiv[i] = np.int32(par[TUMOR, C_MAX_DIVISIONS])
+                action[i] = DIVIDE
+                q = kth_bit(free, randint(seed, cid, step, PURPOSE_DIVIDE_SITE, nfree))
+                target[i] = neighbour_site(s_i, q, nz, ny, nx)
 
 
 @kernel
