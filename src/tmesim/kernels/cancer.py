@@ -188,7 +188,8 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                  cell_id):
     """Passes 1b and 2 of :func:`cancer_decide`, a block of rows at a time (the block stays in
     cache between the two passes); ``clock``, ``pdl1`` and ``cell_id`` are rows of ``f32`` and
-    ``ids`` passed apart, so that pass 1b vectorises.
+    ``ids`` passed apart, so that pass 1b vectorises. Threads take chunks of consecutive blocks;
+    a chunk allocates the list of marked rows of pass 2 once.
 
     Pass 1b: lysis, and the rules of the live cells that :func:`_classify` found at constant
     rates; it marks ``_WANT_DIVIDE``, ``_WANT_MOVE`` or ``_GENERAL``. No branch depends on a
