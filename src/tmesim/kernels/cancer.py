@@ -194,7 +194,9 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
     Pass 1b: lysis, and the rules of the live cells that :func:`_classify` found at constant
     rates; it marks ``_WANT_DIVIDE``, ``_WANT_MOVE`` or ``_GENERAL``. No branch depends on a
     draw, so the loop vectorises; rows that do not use their draws drop them (keyed draws have
-    no state to disturb). Pass 2: the marked cells: the full rules where needed, then the
+    no state to disturb). Apoptosis at the base rate, which overrides those marks, is a loop of
+    its own that runs only when a kind has a death rate (the packaged default has none), so
+    that its draw is not paid for nothing. Pass 2: the marked cells: the full rules where needed, then the
     neighbourhood.
     """
     nz, ny, nx = shape[0], shape[1], shape[2]
@@ -237,15 +239,23 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                     mark = _WANT_MOVE
                 if not hypoxic and uniform_of(key, PURPOSE_DIVIDE) < (p_div_s if stem else p_div_t):
                     mark = _WANT_DIVIDE  # division is tried first, so it overrides a move
-                if (dies_s if stem else dies_t) and uniform_of(key, PURPOSE_APOPTOSIS) < (
-                        p_die_s if stem else p_die_t):
-                    mark = DIE  # apoptosis comes before both
                 if not fast:
                     mark = _GENERAL if cancer and live else NONE
                 if necrotic and aged >= (lysis_s if stem else lysis_t):
                     mark = DIE
                 if cancer:
                     action[i] = mark
+            if dies_t or dies_s:  # apoptosis at the base rate comes before both
+                for i in range(lo, hi):
+                    k = kind[i]
+                    stem = k == STEM
+                    now = state[i]
+                    fast = ((k == TUMOR or k == STEM) and (now == PROLIFERATING or now == QUIESCENT)
+                            and action[i] != _GENERAL)
+                    if fast and (dies_s if stem else dies_t) and uniform_of(
+                            cell_key(seed, step, cell_id[i]), PURPOSE_APOPTOSIS) < (
+                            p_die_s if stem else p_die_t):
+                        action[i] = DIE
             # pass 2 over the marked rows, listed first by a loop without branches (which rows are
             # marked changes every step, so a branch per row would often be mispredicted)
             m = 0
