@@ -7,7 +7,7 @@ Run from the repository root::
 Three parts, every timing in a fresh subprocess so that ``NUMBA_NUM_THREADS`` takes effect:
 
 1. **End to end**: ``tmesim run scenarios/baseline.yaml`` (150 x 150 lung, 14 days, every cell
-   population and the 5 default fields) as a user runs it, with 2 threads, 2 threads and
+   population and the 6 default fields) as a user runs it, with 2 threads, 2 threads and
    ``OMP_WAIT_POLICY=passive``, and 1 thread. Target: under 60 s on 2 cores.
 2. **Profile by phase**: the same run in one process, with the model's phase methods
    (``transport``, ``check_fields``, ``cell_rules``, ``update_tissue``, the DataCollector's
@@ -18,7 +18,8 @@ Three parts, every timing in a fresh subprocess so that ``NUMBA_NUM_THREADS`` ta
    the cache, run, HDF5) and the model alone (a second run in the same process, without HDF5,
    built with ``TMEModel(scenario=dict)``), next to PhysiCell 1.14.2's heterogeneity sample:
    19.5 s with 2 threads, 31 s with 1 on the same kind of machine. Target: >= 20x faster.
-   The same problem with the four default cytokine/matrix fields kept is timed as well.
+   The same problem with the five default cytokine, growth-factor and matrix fields kept is
+   timed as well.
    PhysiCell cannot run in this process; if you have timed its sample on the machine at hand
    (its own build, ``max_time`` 600 min, ``omp_num_threads`` 1 or 2), pass those wall times
    with ``--physicell-s 2=SECONDS --physicell-s 1=SECONDS`` to compare against them instead.
@@ -191,11 +192,11 @@ def warm_cache(tmp: Path) -> None:
 
 
 def with_default_fields(tmp: Path) -> Path:
-    """The PhysiCell scenario with its ``null`` field removals dropped (all 5 default fields)."""
+    """The PhysiCell scenario with its ``null`` field removals dropped (all 6 default fields)."""
     data = yaml.safe_load(PHYSICELL.read_text())
     data["fields"] = {k: v for k, v in (data.get("fields") or {}).items() if v is not None}
-    data["name"] = "physicell_heterogeneity_5fields"
-    path = tmp / "physicell_5fields.yaml"
+    data["name"] = "physicell_heterogeneity_all_fields"
+    path = tmp / "physicell_all_fields.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -245,7 +246,7 @@ def part_physicell(tmp: Path, repeat: int, physicell_s: dict) -> None:
           "wall_time_s (s) | model alone, warm process (s) | PhysiCell (s) | speed-up "
           "end to end / model alone | load avg |")
     print("|---|---|---:|---:|---:|---:|---|---|")
-    for name, sc in (("oxygen only", PHYSICELL), ("5 default fields", five)):
+    for name, sc in (("oxygen only", PHYSICELL), ("6 default fields", five)):
         for label, env in CONFIGS.items():
             walls, models, la = [], [], []
             for _ in range(repeat):

@@ -227,7 +227,7 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
  C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
- C_PDL1_HILL, C_PDL1_RATE) = range(22)
+ C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF) = range(25)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -284,7 +284,11 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
         nfree = popcount(free)
         if nfree == 0:  # contact inhibition
             continue
-        div_rate = apply_rules(par[k, C_DIV], k, B_DIVISION, s, fields, fl[1, i], rules)
+        div_rate = par[k, C_DIV]
+        g = int(par[k, C_GF_FIELD])
+        if g >= 0:  # growth factor (EGF from M2 macrophages) raises the division rate
+            div_rate *= 1.0 + par[k, C_GF_BOOST] * hill(fields[g, s], par[k, C_GF_HALF], 1.0)
+        div_rate = apply_rules(div_rate, k, B_DIVISION, s, fields, fl[1, i], rules)
         if not hypoxic and uniform(seed, cid, step, 2) < hazard_prob(div_rate, dt):
             if k == TUMOR:
                 if uniform(seed, cid, step, 7) < par[k, C_DAD] or i32[1, i] <= 0:

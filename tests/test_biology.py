@@ -85,22 +85,25 @@ def cancer_par(kw=None):
         par[k, kc.C_NECROSIS_RATE] = 1 / 6
         par[k, kc.C_LYSIS] = 46.0
     par[codes.TUMOR, kc.C_MAX_DIVISIONS] = 10
+    par[:, kc.C_GF_FIELD] = -1  # no growth-factor field
     for (k, col), v in (kw or {}).items():
         par[k, col] = v
     return par
 
 
-def cancer_decisions(s, par, dt, steps, seed=11):
-    """Sample cancer_decide ``steps`` times; return actions, targets, daughter kinds, budgets."""
+def cancer_decisions(s, par, dt, steps, seed=11, fields=None):
+    """Sample cancer_decide ``steps`` times; return actions, targets, daughter kinds, budgets.
+    ``fields`` is the ``(n_fields, n_sites)`` array rules and the growth factor read."""
     n = s["n"]
     n_sites = len(s["occ"])
     oxygen = np.full(n_sites, 38.0)
     zeros = np.zeros(n_sites)
+    fields = zeros[None] if fields is None else fields
     out = []
     for step in range(steps):
         kc.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
                          s["occ"], np.zeros(1, bool), s["shape"], oxygen, zeros, zeros,
-                         zeros[None], par, NO_RULES, dt, seed, step, s["action"], s["target"],
+                         fields, par, NO_RULES, dt, seed, step, s["action"], s["target"],
                          s["dkind"], s["ddiv"])
         out.append((s["action"][:n].copy(), s["target"][:n].copy(), s["dkind"][:n].copy(),
                     s["ddiv"][:n].copy()))
@@ -127,6 +130,51 @@ def test_division_death_and_migration_rates_of_isolated_tumour_cells():
         within(np.mean(act == code), p, binomial_sd(p, n))
     # the hazard conversion matters at these rates: r dt itself is 4+ standard errors away
     assert abs(np.mean(act == ka.MOVE) - (1 - p_div) * r_mig * dt) > 4 * binomial_sd(p_mig, n)
+
+
+def test_growth_factor_raises_the_division_rate_by_its_hill_term():
+    """With EGF G at a cell's site the division rate is r (1 + boost G / (G + half)) (growth
+    support by M2-like macrophages); cells on growth-factor-free sites keep r."""
+    r_div, boost, half, dt = 0.2, 1.5, 0.5, 0.5
+    s = isolated((1, 90, 90), codes.TUMOR)
+    n = s["n"]
+    s["i32"][1, :n] = 10_000
+    egf = np.zeros(len(s["occ"]))
+    with_gf = np.arange(n) % 2 == 0
+    egf[s["site"][:n][with_gf]] = 1.0  # H = 1 / 1.5
+    par = cancer_par({(codes.TUMOR, kc.C_DIVISION_RATE): r_div, (codes.TUMOR, kc.C_GF_FIELD): 1,
+                      (codes.TUMOR, kc.C_GF_BOOST): boost, (codes.TUMOR, kc.C_GF_HALF): half})
+    fields = np.stack([np.zeros_like(egf), egf])
+    act, *_ = cancer_decisions(s, par, dt, steps=40, fields=fields)
+    act = act.reshape(40, n)
+    for mask, rate in ((with_gf, r_div * (1 + boost * 1.0 / 1.5)), (~with_gf, r_div)):
+        p = 1 - math.exp(-rate * dt)
+        trials = act[:, mask].size
+        within(np.mean(act[:, mask] == ka.DIVIDE), p, binomial_sd(p, trials))
+    # without the boost the growth factor changes nothing, draw for draw
+    par[codes.TUMOR, kc.C_GF_BOOST] = 0.0
+    plain, *_ = cancer_decisions(s, par, dt, steps=5, fields=fields)
+    none, *_ = cancer_decisions(s, par, dt, steps=5)
+    np.testing.assert_array_equal(plain, none)
+
+
+def test_m2_macrophages_speed_tumour_growth_through_egf():
+    """In the model: macrophages held M2 release EGF, and a colony grows faster beside them
+    than beside M1 macrophages or with the growth response off."""
+    def burden(pol, boost):
+        m = TMEModel(**small_ca(stem=2, tumor=20, hours=48, **{
+            "cells.macrophage.initial.count": 60, "cells.macrophage.initial.placement": "random",
+            "cells.macrophage.initial_polarisation": pol, "cells.macrophage.to_m1_rate_per_h": 0.0,
+            "cells.macrophage.to_m2_rate_per_h": 0.0, "cells.macrophage.phagocytosis_rate_per_h": 0.0,
+            "cells.macrophage.recruitment.per_1000_tumor_per_h": 0.0,
+            "cells.tumor.growth_factor_boost": boost, "cells.stem.growth_factor_boost": boost,
+        }))
+        while m.running:
+            m.step()
+        return m.population_counts()["tumor"] + m.population_counts()["stem"]
+    m2, m1, off = burden(1.0, 1.0), burden(0.0, 1.0), burden(1.0, 0.0)
+    assert m2 > 1.1 * m1 and m2 > 1.1 * off
+    assert m1 == off  # M1 cells release no EGF: nothing to respond to
 
 
 def test_tumour_cell_without_divisions_left_dies_at_its_attempt():

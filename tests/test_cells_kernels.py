@@ -120,23 +120,27 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
         "ecm": rng.uniform(0.0, 1.0, n_sites),
         "antibody": rng.uniform(0.0, 2.0, n_sites),
     }
-    # no IFN-gamma on part of the lattice and no drug in part of the cells, so that cancer cells
-    # at constant rates take the kernel's constant-rate pass (see constant_rate_cells)
+    # no IFN-gamma and no growth factor on part of the lattice and no drug in part of the cells,
+    # so that cancer cells at constant rates take the kernel's constant-rate pass (see
+    # constant_rate_cells)
     f["ifng"][rng.random(n_sites) < 0.4] = 0.0
     s["f32"][3, :n][rng.random(n) < 0.5] = 0.0
-    f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"]])
+    f["egf"] = np.where(rng.random(n_sites) < 0.2, rng.uniform(0.0, 2.0, n_sites), 0.0)
+    f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
     return n, s, air_mask, f
 
 
-def cancer_params(plastic=True):
+def cancer_params(plastic=True, growth=True):
     """Per-kind cancer parameters; ``plastic`` switches tumour-to-stem conversion on (a kind that
-    converts never takes the constant-rate pass)."""
+    converts never takes the constant-rate pass), ``growth`` the division boost by the growth
+    factor (row 3 of the fields of :func:`cell_state`)."""
     p = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
     for k, vals in (
         (codes.TUMOR, (0.8, 1.5, 0.2, 0.0, 4, 10.0, 5.0, 2.5, 0.5, 3.0, 0.05, 0.3, 0.5, 2.0, 0.5,
-                       0.2 if plastic else 0.0, 1.0, 0.05, 1.0, 0.11, 1.26, 0.3)),
+                       0.2 if plastic else 0.0, 1.0, 0.05, 1.0, 0.11, 1.26, 0.3,
+                       3, 1.5 if growth else 0.0, 0.5)),
         (codes.STEM, (1.2, 0.7, 0.0, 0.4, 0, 8.0, 4.0, 4.0, 0.3, 2.0, 0.02, 0.2, 0.5, 1.0, 0.5,
-                      0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5)),
+                      0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5, 3 if growth else -1, 0.7, 1.0)),
     ):
         p[k] = vals
     return p
@@ -146,15 +150,17 @@ def constant_rate_cells(n, s, f, par, rules):
     """Live cancer rows that the kernel's constant-rate pass decides, and those it leaves to the
     general rules (module docstring of kernels/cancer.py): no rule on the kind's death, division
     or migration and no plasticity, pO2 at or above the necrosis threshold, no IFN-gamma, no
-    drug it responds to."""
+    growth factor it responds to, no drug it responds to."""
     kind, state, site = s["kind"][:n], s["state"][:n], s["site"][:n]
     live = np.isin(kind, [codes.TUMOR, codes.STEM]) & (state <= codes.QUIESCENT)
     ruled = {int(r[0]) for r in rules if int(r[2]) in (B_DIVISION, B_MIGRATION, B_DEATH)}
     varies = np.array([k in ruled or (k == codes.TUMOR and par[k, kc.C_PLASTICITY_RATE] > 0)
                        for k in range(codes.N_KINDS)])
     k = kind.astype(int)
+    grows = (par[k, kc.C_GF_FIELD] >= 0) & (par[k, kc.C_GF_BOOST] > 0) & (f["egf"][site] > 0)
     fast = (live & ~varies[k] & (f["oxygen"][site] >= par[k, kc.C_NECROSIS])
-            & (f["ifng"][site] <= 0) & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][3, :n] <= 0)))
+            & (f["ifng"][site] <= 0) & ~grows
+            & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][3, :n] <= 0)))
     return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
 
 

@@ -30,6 +30,9 @@ from .kernels.rules import BEHAVIOURS, R_NCOLS
 
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
 CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
+#: the field whose concentration raises the division rate of cancer cells (growth support by
+#: M2-like macrophages, docs/biology.md §2); absent from a scenario, it has no effect
+GROWTH_FIELD = "egf"
 PURPOSE_RECRUIT_T = 60
 PURPOSE_RECRUIT_M = 61
 
@@ -93,6 +96,10 @@ class CellDynamics:
             par[k, kc.C_PDL1_EC50] = cfg.pdl1_ifng_ec50_ng_per_mL
             par[k, kc.C_PDL1_HILL] = cfg.pdl1_hill_power
             par[k, kc.C_PDL1_RATE] = cfg.pdl1_rate_per_h
+            # growth support by M2 macrophages: the 'egf' field, if the scenario has it
+            par[k, kc.C_GF_FIELD] = fields.index.get(GROWTH_FIELD, -1)
+            par[k, kc.C_GF_BOOST] = cfg.growth_factor_boost
+            par[k, kc.C_GF_HALF] = cfg.growth_factor_half_ng_per_mL
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
         par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
         par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h

@@ -13,7 +13,9 @@ Rules, per cell, from the state at the start of the step (sources in docs/biolog
 4. Optional plasticity: a tumour cell becomes stem-like with hazard
    ``plasticity_per_h * ([hypoxic] + H(TGF-beta))``.
 5. A cell acts only if a neighbouring site is free (contact inhibition). With probability
-   ``1 - exp(-division_rate * dt)`` it attempts division into a random free neighbour: a
+   ``1 - exp(-r_div * dt)`` it attempts division into a random free neighbour, where
+   ``r_div = division_rate * (1 + growth_factor_boost * G / (G + growth_factor_half))`` with G
+   the growth factor (field ``par[k, C_GF_FIELD]``, EGF from M2 macrophages) at its site: a
    stem-like cell makes a stem-like daughter with probability ``symmetric_division_prob``, else a
    tumour daughter with ``max_divisions``; a tumour cell dies at the attempt with probability
    ``death_at_division`` or when no divisions are left, else mother and daughter keep
@@ -25,7 +27,8 @@ Per-kind parameters arrive as rows of ``par`` (``par[kind, C_*]``).
 The work is split by what a cell needs. Pass 1a (:func:`_classify`) reads each cell's voxel and
 drug and sorts out the cells whose rates are the per-kind constants of this call (see
 :func:`_constant_rates`): no rule and no plasticity for its kind, pO2 at or above the necrosis
-threshold, no IFN-gamma at its site and no intracellular drug it responds to. Pass 1b
+threshold, no IFN-gamma and no growth factor it responds to at its site, and no intracellular
+drug it responds to. Pass 1b
 (:func:`_decide_rows`) applies the rules to those cells and to necrotic ones: no transcendental
 function, no neighbourhood and no branch on a draw, so the loop vectorises; a cell that would
 divide or move is marked, and every other live cell is marked for the full rule set. Pass 2 visits
@@ -75,7 +78,10 @@ C_PDL1_MAX = 18
 C_PDL1_EC50 = 19
 C_PDL1_HILL = 20
 C_PDL1_RATE = 21
-C_NPARAMS = 22
+C_GF_FIELD = 22  # index of the growth-factor field in ``fields`` (-1: none)
+C_GF_BOOST = 23  # relative rise of the division rate at saturating growth factor
+C_GF_HALF = 24  # growth factor giving half that rise
+C_NPARAMS = 25
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -151,13 +157,26 @@ def _constant_rates(par, rules, dt_h):
     return out
 
 
+@kernel
+def _growth_field(par, fields):
+    """The growth-factor field the cancer kinds respond to, as a flat array of the sites (a
+    length-1 array of zeros when no kind responds to one)."""
+    for k in (TUMOR, STEM):
+        g = int(par[k, C_GF_FIELD])
+        if g >= 0 and par[k, C_GF_BOOST] > 0.0:
+            return fields[g]
+    return np.zeros(1, fields.dtype)
+
+
 @kernel(parallel=True)
-def _classify(n, kind, site, oxygen, ifng, drug, par, rates, action):
+def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
     """Pass 1a of :func:`cancer_decide`: what each cancer cell's voxel and drug say, into
     ``action[i]`` (a class, not an action yet): ``_GENERAL`` when the cell's rates are not the
     per-kind constants, else ``_HYPOXIC`` or ``_NORMOXIC``. Gathers only, apart from pass 1b so
-    that pass 1b vectorises."""
+    that pass 1b vectorises. ``growth`` is :func:`_growth_field`: a cell with growth factor at its
+    site divides faster and takes the general path."""
     t, st = TUMOR, STEM
+    growth_matters = growth.shape[0] > 1
     # per-kind constants as scalars (a table lookup per cell costs more). A cell takes the
     # general path when its pO2 is not at or above safe (never, for a kind with rules or
     # plasticity), when its voxel holds IFN-gamma, or when its drug is not at or below drug_max
@@ -175,6 +194,8 @@ def _classify(n, kind, site, oxygen, ifng, drug, par, rates, action):
         po2 = oxygen[s_i]
         c = _HYPOXIC if po2 < (hyp_s if stem else hyp_t) else _NORMOXIC
         if not po2 >= (safe_s if stem else safe_t) or ifng[s_i] > 0.0:
+            c = _GENERAL
+        elif growth_matters and growth[s_i] > 0.0:
             c = _GENERAL
         elif drug_matters and not drug[i] <= (drug_max_s if stem else drug_max_t):
             c = _GENERAL
@@ -319,9 +340,16 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                             k = STEM
                     mark = NONE
                     pd = rates[k, K_P_DIVIDE]
+                    rate = par[k, C_DIVISION_RATE]
+                    varies = rates[k, K_RULED_DIVISION] != 0.0
+                    g = int(par[k, C_GF_FIELD])
+                    if g >= 0 and par[k, C_GF_BOOST] > 0.0 and fields[g, s_i] > 0.0:
+                        rate *= 1.0 + par[k, C_GF_BOOST] * hill(fields[g, s_i], par[k, C_GF_HALF],
+                                                                1.0)
+                        varies = True
                     if rates[k, K_RULED_DIVISION] != 0.0:
-                        rate = apply_rules(par[k, C_DIVISION_RATE], k, B_DIVISION, s_i, fields,
-                                           f32[1, i], rules)
+                        rate = apply_rules(rate, k, B_DIVISION, s_i, fields, f32[1, i], rules)
+                    if varies:
                         pd = hazard_prob(rate, dt_h)
                     if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
                         mark = _WANT_DIVIDE
@@ -380,7 +408,7 @@ def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, 
     rates = _constant_rates(par, rules, dt_h)
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, kind, site, oxygen, ifng, f32[3], par, rates, action)
+    _classify(n, kind, site, oxygen, ifng, f32[3], _growth_field(par, fields), par, rates, action)
     _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
                  par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, f32[0], f32[1],
                  ids[0])

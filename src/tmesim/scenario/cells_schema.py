@@ -224,6 +224,23 @@ class CancerCellConfig(CellTypeBase):
         desc="Share of cells carrying the receptor of ligand-targeted nanoparticles.",
         source="per scenario (active targeting)",
     )
+    growth_factor_boost: float = P(
+        0.5,
+        unit="1",
+        ge=0,
+        desc="Relative rise of the division rate at saturating growth factor (field 'egf', "
+        "released by M2-like macrophages): rate x (1 + boost x G / (G + half)); 0: no response.",
+        source="choice: macrophages promote breast-cancer growth in the lung through EGF "
+        "(parameters.md §8.1) [A]",
+    )
+    growth_factor_half_ng_per_mL: float = P(
+        0.05,
+        unit="ng/mL",
+        gt=0,
+        desc="Growth factor (EGF) giving half the division-rate rise.",
+        source="EGF half-maximal mitogenic dose of the order of 0.05 ng/mL (parameters.md §8.1) "
+        "[A]",
+    )
     quiescent_drug_factor: float = P(
         0.3,
         unit="1",
