@@ -120,6 +120,12 @@ def test_cells_ragged(tiny_result):
         assert xs.min() >= 0 and xs.max() < 40 and ys.min() >= 0 and ys.max() < 40
         assert len(set(zip(xs.tolist(), ys.tolist(), strict=True))) == len(xs)  # one per site
         assert np.all(g["z"][last] == 0)
+        # P-gp is a cancer-cell property: log-normal about cells.<kind>.pgp_mean (0.2), 0 elsewhere
+        kind, pgp = g["kind"][last], g["pgp"][last]
+        cancer = kind <= 1
+        assert np.all(pgp[cancer] > 0) and np.all(pgp[~cancer] == 0)
+        assert 0.1 < pgp[cancer].mean() < 0.3
+        assert np.all(g["payload"][()] == 0)  # no nanoparticles dosed
 
 
 def test_xarray_named_dimensions(tiny_result):

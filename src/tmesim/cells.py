@@ -210,4 +210,6 @@ class CellPopulation:
             "pdl1": self.column("pdl1")[:n].copy(),
             "phenotype": self.column("phenotype")[:n].copy(),
             "drug": self.column("drug")[:n].copy(),
+            "pgp": self.column("pgp")[:n].copy(),
+            "payload": self.column("payload")[:n].copy(),
         }

@@ -31,6 +31,8 @@ CELL_COLUMNS = {
     "pdl1": np.float32,
     "phenotype": np.float32,
     "drug": np.float32,
+    "pgp": np.float32,
+    "payload": np.float32,
 }
 
 
