@@ -233,6 +233,13 @@ def test_compare_local_end_to_end(local_run, scenarios):
         np.testing.assert_array_equal(g["endpoints/metrics/tumor_burden"][()], burden[:, -1])
         with load(res.outdir / "tiny" / "rep_1.h5") as r:
             np.testing.assert_array_equal(burden[1], r.metrics["tumor_burden"])
+            # the cumulative burden: trapezoid rule over the record times, in cell-days
+            auc = np.trapezoid(r.metrics["tumor_burden"], r.time_h) / 24.0
+        assert g["endpoints/derived/tumor_burden_auc_cell_days"][1] == pytest.approx(auc)
+        a = f["stats/stem_high/derived/tumor_burden_auc_cell_days"].attrs
+        assert a["mann_whitney_p"] == pytest.approx(st.mann_whitney_u(
+            f["groups/stem_high/endpoints/derived/tumor_burden_auc_cell_days"][()],
+            g["endpoints/derived/tumor_burden_auc_cell_days"][()])[1])
         s = f["stats/stem_high/metrics/tumor_burden"].attrs
         ref = f["groups/tiny/endpoints/metrics/tumor_burden"][()]
         other = f["groups/stem_high/endpoints/metrics/tumor_burden"][()]
@@ -243,6 +250,7 @@ def test_compare_local_end_to_end(local_run, scenarios):
     assert "delivered fraction" in lines[0] and "T cells" in lines[0]
     assert lines[2].startswith("tiny") and "3/3" in lines[2] and "n/a" in lines[2]
     assert "Mann-Whitney" in res.table
+    assert "cumulative tumour burden (cell-days) against tiny" in res.table
     assert (res.outdir / "timeseries.png").stat().st_size > 1000
 
 

@@ -40,6 +40,12 @@ SUMMARY_FORMAT_VERSION = 1
 
 #: the endpoint the table, the statistics and the sweep plot are about
 PRIMARY = "metrics/tumor_burden"
+#: the cumulative tumour burden: the integral of ``PRIMARY`` over the run (trapezoid rule on the
+#: recorded times), in cell-days; less sensitive than the final value to where in its course a
+#: stochastic trajectory ends
+BURDEN_AUC = "derived/tumor_burden_auc_cell_days"
+#: endpoints tested against the reference, with the words the table uses for them
+TESTED = {PRIMARY: "final tumour burden", BURDEN_AUC: "cumulative tumour burden (cell-days)"}
 #: table columns: header -> (regular expression over endpoint names, format); "n/a" when absent
 TABLE_COLUMNS = {
     "stem fraction": (r"^metrics/stem_fraction$", "{:.3f}"),
@@ -483,6 +489,13 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
                 else:
                     ser[n][k] = np.interp(axis, t, v, left=np.nan, right=np.nan)
                 end[n][k] = v[-1]
+        if PRIMARY in ser:  # the cumulative burden, on the replicate's own record times
+            end[BURDEN_AUC] = np.full(replicates, np.nan)
+            for k in range(replicates):
+                item = raw.get((g.label, k))
+                if item is not None and PRIMARY in item[1] and item[0].size > 1:
+                    t, series = item
+                    end[BURDEN_AUC][k] = float(np.trapezoid(series[PRIMARY], t)) / 24.0
         out["groups"].append(
             {
                 "label": g.label,
@@ -512,7 +525,7 @@ def compute_stats(data, paired: bool = False) -> dict:
         for name, values in g["endpoints"].items():
             m, lo, hi = st.mean_ci(values)
             entry = {"n": int(np.isfinite(values).sum()), "mean": m, "ci_low": lo, "ci_high": hi}
-            if g is not ref and name == PRIMARY:
+            if g is not ref and name in TESTED:
                 entry.update(st.compare_samples(ref["endpoints"][name], values))
                 if paired:
                     entry.update(st.compare_pairs(ref["endpoints"][name], values))
@@ -623,18 +636,39 @@ def format_table(data, all_stats, paired: bool = False) -> str:
     lines += [
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows
     ]
-    if len(groups) > 1 and paired:
+    for endpoint, words in TESTED.items():
+        if len(groups) > 1:
+            lines.append("")
+            lines += _test_lines(groups, all_stats, endpoint, words, ref, paired)
+    missing = [
+        f"  {g['label']} rep {k}: {e}" for g in groups for k, e in enumerate(g["errors"]) if e
+    ]
+    if missing:
         lines.append("")
-        lines.append(
-            f"final tumour burden against {ref}, paired by replicate (common seeds; bootstrap "
-            f"95% CI over pairs, {st.BOOTSTRAP_RESAMPLES} resamples, seed {st.BOOTSTRAP_SEED}; "
-            "two-sided Wilcoxon signed-rank):"
-        )
-        for g in groups[1:]:
-            s = all_stats[g["label"]].get(PRIMARY, {})
-            if not s or "paired_n" not in s:
-                lines.append(f"  {g['label']}: n/a")
-                continue
+        lines.append("missing replicates (excluded from the statistics):")
+        lines += missing
+    return "\n".join(lines)
+
+
+def _test_lines(groups, all_stats, endpoint, words, ref, paired) -> list[str]:
+    """The statistics of one tested endpoint against the reference, one line per scenario."""
+    if paired:
+        lines = [
+            f"{words} against {ref}, paired by replicate (common seeds; bootstrap 95% CI over "
+            f"pairs, {st.BOOTSTRAP_RESAMPLES} resamples, seed {st.BOOTSTRAP_SEED}; two-sided "
+            "Wilcoxon signed-rank):"
+        ]
+    else:
+        lines = [
+            f"{words} against {ref} (bootstrap 95% CI, {st.BOOTSTRAP_RESAMPLES} resamples, seed "
+            f"{st.BOOTSTRAP_SEED}; two-sided Mann-Whitney U):"
+        ]
+    for g in groups[1:]:
+        s = all_stats[g["label"]].get(endpoint, {})
+        if not s or (paired and "paired_n" not in s):
+            lines.append(f"  {g['label']}: n/a")
+            continue
+        if paired:
             lines.append(
                 f"  {g['label']}: {s['paired_n']} pairs  "
                 f"diff {_fmt(s['paired_mean_difference'], '{:+.2f}')} "
@@ -646,17 +680,7 @@ def format_table(data, all_stats, paired: bool = False) -> str:
                 f"d_z {_fmt(s['paired_cohens_dz'], '{:+.2f}')}  "
                 f"W {_fmt(s['wilcoxon_w'], '{:g}')} p {_fmt(s['wilcoxon_p'], '{:.3g}')}"
             )
-    elif len(groups) > 1:
-        lines.append("")
-        lines.append(
-            f"final tumour burden against {ref} (bootstrap 95% CI, "
-            f"{st.BOOTSTRAP_RESAMPLES} resamples, seed {st.BOOTSTRAP_SEED}; two-sided Mann-Whitney U):"
-        )
-        for g in groups[1:]:
-            s = all_stats[g["label"]].get(PRIMARY, {})
-            if not s:
-                lines.append(f"  {g['label']}: n/a")
-                continue
+        else:
             lines.append(
                 f"  {g['label']}: diff {_fmt(s['mean_difference'], '{:+.2f}')} "
                 f"[{_fmt(s['mean_difference_ci_low'], '{:+.2f}')}, "
@@ -666,14 +690,7 @@ def format_table(data, all_stats, paired: bool = False) -> str:
                 f"Cliff's delta {_fmt(s['cliffs_delta'], '{:+.2f}')}  "
                 f"U {_fmt(s['mann_whitney_u'], '{:g}')} p {_fmt(s['mann_whitney_p'], '{:.3g}')}"
             )
-    missing = [
-        f"  {g['label']} rep {k}: {e}" for g in groups for k, e in enumerate(g["errors"]) if e
-    ]
-    if missing:
-        lines.append("")
-        lines.append("missing replicates (excluded from the statistics):")
-        lines += missing
-    return "\n".join(lines)
+    return lines
 
 
 # --------------------------------------------------------------------------- figures
