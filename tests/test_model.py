@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mesa
 import numpy as np
 import pandas as pd
@@ -93,3 +96,42 @@ def test_batch_run():
     assert (df["Step"] == 4).all()
     np.testing.assert_allclose(df["time_h"], df["Step"] / 10)
     assert df["oxygen_mean_mmHg"].nunique() == 2  # different seeds, different runs
+
+
+def test_simulation_without_mesa_steps_the_same_bits_as_tmemodel():
+    """tmesim run steps a Simulation (no Mesa); TMEModel is the same model as a mesa.Model."""
+    from tmesim.simulation import Simulation
+
+    kw = {"time.duration_h": 2.0}
+    sim, mod = Simulation(TINY, rng=5, **kw), TMEModel(TINY, rng=5, **kw)
+    assert not isinstance(sim, mesa.Model) and isinstance(mod, Simulation)
+    while sim.running:
+        sim.step()
+        mod.step()
+        assert sim.steps == mod.steps and sim.time_h == mod.time_h
+    assert not mod.running
+    n = sim.cells.n
+    assert n == mod.cells.n and n > 0
+    a, b = sim.cells, mod.cells
+    for x, y in ((a._i64, b._i64), (a._i32, b._i32), (a._f32, b._f32)):
+        np.testing.assert_array_equal(x[:, :n], y[:, :n])
+    for x, y in ((a.kind, b.kind), (a.state, b.state), (a.site, b.site)):
+        np.testing.assert_array_equal(x[:n], y[:n])
+    np.testing.assert_array_equal(sim.fields.data, mod.fields.data)
+    assert sim.metrics() == mod.metrics()
+    # the same initial draws from the same generator as Mesa's
+    assert Simulation(TINY, rng=5).rng.random() == TMEModel(TINY, rng=5).rng.random()
+
+
+def test_a_run_does_not_import_mesa(tmp_path):
+    code = (
+        "import sys\n"
+        "from tmesim.cli import main\n"
+        f"assert main(['run', {str(TINY)!r}, '-o', {str(tmp_path / 'o.h5')!r}, '-q',"
+        " '--set', 'time.duration_h=1']) == 0\n"
+        "print('MESA', 'mesa' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "MESA False" in proc.stdout

@@ -1,102 +1,22 @@
 """TMEModel: the tumour microenvironment as a Mesa model.
 
-One agent step of ``time.dt_min`` minutes runs these named phases, in this order:
-
-1. ``transport(dt)``: cells are coupled to the fields (per-voxel uptake as an implicit sink,
-   secretion and release as a source), then every field diffuses and decays, in sub-steps of
-   ``numerics.diffusion_dt_min``; capillary voxels hold each field's ``vessel_value``.
-   Dosed agents enter at capillaries and alveolar surfaces in the same sub-steps
-   (:class:`tmesim.therapy.Therapy`).
-2. ``pharmacology(dt)``: drug uptake and P-gp efflux by cancer cells.
-3. ``check_fields()``: stop on a NaN, infinite or negative concentration.
-4. ``cell_rules(dt)``: PD-L1 update, then every cell decides in parallel and the intents are
-   applied in a deterministic order (division, migration, killing, death), arrivals at entry
-   sites, compaction (:class:`tmesim.behaviour.CellDynamics`).
-5. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
-6. ``collect``: Mesa's DataCollector records the scalar counts.
-
-Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
-:class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
+:class:`TMEModel` is :class:`tmesim.simulation.Simulation` (the phases of a step, the state, the
+counts and metrics) as a ``mesa.Model``: Mesa counts its steps and owns its ``rng``, and a
+``DataCollector`` records the populations, every metric and the kills once at construction and
+after every step, so ``mesa.batch_run`` and Mesa workflows drive it as any Mesa model.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mesa
-import numpy as np
 
-from . import geometry as geo
-from .behaviour import CellDynamics
-from .cells import CellPopulation
-from .errors import ScenarioError
-from .fields import FieldSet
-from .kernels import codes
-from .scenario import Scenario, load_scenario, scenario_from_dict
-from .therapy import Therapy
+from .simulation import METRIC_UNITS, PDL1_POSITIVE, POPULATIONS, Simulation, build_tissue
 
-#: metrics recorded per record: name -> units
-METRIC_UNITS = {
-    "tumor_burden": "cells",
-    "stem_fraction": "1",
-    "hypoxic_fraction": "1",
-    "necrotic_fraction": "1",
-    "tcell_count": "cells",
-    "tcell_exhausted_fraction": "1",
-    "pdl1_positive_fraction": "1",
-    "macrophage_m2_fraction": "1",
-    "caf_fraction": "1",
-    "oxygen_mean_mmHg": "mmHg",
-    "oxygen_min_mmHg": "mmHg",
-}
-
-#: populations recorded under /counts: live cells per kind, and necrotic cancer cells
-POPULATIONS = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "necrotic")
-
-#: PD-L1 level counted as positive (10 % of maximum, the spQSP-IO detection threshold)
-PDL1_POSITIVE = 0.1
+__all__ = ["METRIC_UNITS", "PDL1_POSITIVE", "POPULATIONS", "TMEModel", "build_tissue"]
 
 
-def build_tissue(scenario) -> np.ndarray:
-    """The tissue map of a scenario's geometry (int8 codes of :mod:`tmesim.geometry`)."""
-    d = scenario.domain
-    if d.geometry == "lung":
-        lung = d.lung
-        tissue, _ = geo.generate_lung(
-            d.shape, d.voxel_um, alveolar_diameter_um=lung.alveolar_diameter_um,
-            septum_um=lung.septum_um, capillary_fraction=lung.capillary_fraction,
-            jitter=lung.jitter, airway_diameter_um=lung.airway_diameter_um,
-            vessel_diameter_um=lung.vessel_diameter_um, seed=scenario.seed,
-        )
-        return tissue
-    if d.geometry == "mask":
-        return geo.load_mask(d.mask.path, d.shape, d.mask.codes)
-    return np.zeros(d.shape, dtype=np.int8)
-
-
-def _resolve_scenario(scenario, overrides) -> Scenario:
-    pairs = [(k.replace("__", "."), v) for k, v in overrides.items()]
-    if scenario is None:
-        return scenario_from_dict(None, pairs, label="TMEModel(...)")
-    if isinstance(scenario, Scenario):
-        if not pairs:
-            return scenario
-        data = scenario.model_dump(mode="json", exclude={"extends"})
-        return scenario_from_dict(data, pairs, label="TMEModel(...)", complete=True)
-    if isinstance(scenario, (str, Path)):
-        return load_scenario(scenario, pairs)
-    if isinstance(scenario, dict):
-        return scenario_from_dict(scenario, pairs, label="TMEModel(...)")
-    raise ScenarioError(
-        "TMEModel(scenario=...) got an unsupported value",
-        value=type(scenario).__name__,
-        expected="None, a Scenario, a path to a YAML file or a dict of scenario keys",
-        fix="pass load_scenario('file.yaml') or a path",
-    )
-
-
-class TMEModel(mesa.Model):
-    """Agent-based model of a tumour microenvironment.
+class TMEModel(Simulation, mesa.Model):
+    """Agent-based model of a tumour microenvironment, as a ``mesa.Model``.
 
     Parameters
     ----------
@@ -118,40 +38,10 @@ class TMEModel(mesa.Model):
     10
     """
 
-    def __init__(self, scenario=None, rng=None, **overrides):
-        if rng is not None and not isinstance(rng, (int, np.integer)):
-            rng = int(np.random.default_rng(rng).integers(0, 2**63 - 1))
-        if rng is not None:
-            overrides["seed"] = int(rng)
-        sc = _resolve_scenario(scenario, overrides)
-        super().__init__(rng=sc.seed)
-        self.scenario = sc
-        self.seed = sc.seed
-        self.dt_min = sc.time.dt_min
-        self.time_h = 0.0
-        self.n_steps = sc.n_steps
+    def _start(self, seed: int) -> None:
+        mesa.Model.__init__(self, rng=seed)
 
-        self.fields = FieldSet.from_scenario(sc)
-        self.cells = CellPopulation(self.fields.shape3, capacity=1024)
-        self.tissue = build_tissue(sc)
-        self.dynamics = CellDynamics(sc, self.fields, self.cells, self.tissue)
-        perfused = np.isin(self.tissue, geo.PERFUSED)
-        if perfused.any():
-            for name, fc in sc.fields.items():
-                if fc.vessel_value is not None:
-                    self.fields.set_fixed(name, perfused, fc.vessel_value)
-        self.therapy = Therapy(
-            sc, self.fields, self.cells, perfused, geo.alveolar_surface(self.tissue),
-            np.isin(self.tissue, geo.NON_CONDUCTING),
-        )
-        self._mask = None
-        self.update_tissue()
-        self.dynamics.initialise(self.rng)
-        self.update_tissue()
-        self._sink = np.zeros_like(self.fields.data)
-        self._source = np.zeros_like(self.fields.data)
-        self.events = {"kills": 0, "arrivals": 0}
-
+    def _observe(self) -> None:
         self.datacollector = mesa.DataCollector(
             model_reporters={
                 "time_h": "time_h",
@@ -162,150 +52,7 @@ class TMEModel(mesa.Model):
         )
         self.datacollector.collect(self)
 
-    # ------------------------------------------------------------------ the step
     def step(self) -> None:
-        """Advance one agent step of ``time.dt_min`` minutes."""
-        self.transport(self.dt_min)
-        self.pharmacology(self.dt_min)
-        self.check_fields()
-        self.cell_rules(self.dt_min)
-        self.update_tissue()
-        self.time_h = self.steps * self.dt_min / 60.0
-        if self.steps >= self.n_steps:
-            self.running = False
+        """Advance one agent step (:meth:`Simulation.step`), then collect the scalars."""
+        super().step()
         self.datacollector.collect(self)
-
-    def transport(self, dt_min: float) -> None:
-        """Couple cells to fields, then diffuse and decay in sub-steps."""
-        self.dynamics.exchange_maps(self._sink, self._source)
-        self.therapy.update_vessels()
-        sub = self.scenario.diffusion_substeps
-        dt = dt_min / sub
-        t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
-        for i in range(sub):
-            self.therapy.deliver(t0_h + i * dt / 60.0, dt)
-            self.fields.data += dt * self._source
-            self.fields.diffuse(dt, sink=self._sink)
-
-    def pharmacology(self, dt_min: float) -> None:
-        """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""
-        self.therapy.cell_uptake(dt_min, (self.steps - 1) * self.dt_min / 60.0)
-
-    def check_fields(self) -> None:
-        """Stop with a SimulationError on an invalid concentration."""
-        self.fields.check(self.steps)
-
-    def cell_rules(self, dt_min: float) -> None:
-        """Every cell's rules for one step (see :class:`tmesim.behaviour.CellDynamics`)."""
-        ev = self.dynamics.step(dt_min / 60.0, self.steps - 1, self.seed)
-        self.events = ev
-
-    def update_tissue(self) -> None:
-        """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
-        mask = self.dynamics.conducting_air()
-        if mask is None:
-            return
-        if self._mask is None or not np.array_equal(mask, self._mask):
-            opened = None if self._mask is None else np.flatnonzero(self._mask & ~mask)
-            if self._mask is not None:
-                self.therapy.lumens_closing(np.flatnonzero(mask & ~self._mask), mask)
-            self._mask = mask
-            self.fields.set_geometry(mask=mask.reshape(self.fields.shape3))
-            if opened is not None and len(opened):
-                self._fill_opened(opened)
-
-    def _fill_opened(self, sites: np.ndarray) -> None:
-        """Give lumen sites that just became tissue the mean of their conducting neighbours.
-
-        A filled lumen would otherwise start at 0 next to tissue at full concentration; the
-        local mean is the natural initial value, and it spares the solver a step front.
-        """
-        shape = self.fields.shape3
-        flat = self.fields.data.reshape(len(self.fields.names), -1)
-        # dosed agents keep their ledger: an opened lumen starts empty of them
-        dosed = {*self.scenario.dosed_agents, *self.scenario.dosed_nanoparticles}
-        rows = [i for i, f in enumerate(self.fields.names) if f not in dosed]
-        zyx = np.array(np.unravel_index(sites, shape))
-        total = np.zeros((flat.shape[0], len(sites)))
-        count = np.zeros(len(sites))
-        for axis in range(3):
-            if shape[axis] == 1:
-                continue
-            for step in (-1, 1):
-                nb = zyx.copy()
-                nb[axis] += step
-                ok = (nb[axis] >= 0) & (nb[axis] < shape[axis])
-                idx = np.ravel_multi_index(nb[:, ok], shape)
-                conducting = ~self._mask[idx]
-                cols = np.flatnonzero(ok)[conducting]
-                total[:, cols] += flat[:, idx[conducting]]
-                count[cols] += 1
-        has = count > 0
-        for r in rows:
-            flat[r, sites[has]] = total[r, has] / count[has]
-
-    # ------------------------------------------------------------------ observation
-    def population_counts(self) -> dict[str, int]:
-        """Live cells per population, and necrotic cancer cells."""
-        c = self.cells.counts()
-        live = [codes.PROLIFERATING, codes.QUIESCENT]
-        out = {name: int(c[k, live].sum()) for k, name in enumerate(codes.KIND_NAMES)}
-        out["necrotic"] = int(c[:, codes.NECROTIC].sum())
-        return out
-
-    def _counts_now(self) -> dict[str, int]:
-        """:meth:`population_counts`, computed once per step for the DataCollector's reporters."""
-        if getattr(self, "_counts_step", None) != self.steps:
-            self._counts_cache = self.population_counts()
-            self._counts_step = self.steps
-        return self._counts_cache
-
-    def _metrics_now(self) -> dict[str, float]:
-        """:meth:`metrics`, computed once per step for the DataCollector's reporters."""
-        if getattr(self, "_metrics_step", None) != self.steps:
-            self._metrics_cache = self.metrics()
-            self._metrics_step = self.steps
-        return self._metrics_cache
-
-    def metric_units(self) -> dict[str, str]:
-        """Names and units of :meth:`metrics`: :data:`METRIC_UNITS`, then therapy metrics."""
-        units = dict(METRIC_UNITS)
-        if self.therapy.active:
-            units.update(self.therapy.metric_units())
-        return units
-
-    def metrics(self) -> dict[str, float]:
-        """Scalar metrics of the current state (units in :meth:`metric_units`)."""
-        cells = self.cells
-        n = cells.n
-        kind = cells.kind[:n]
-        state = cells.state[:n]
-        live = (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
-        cancer = live & ((kind == codes.TUMOR) | (kind == codes.STEM))
-        burden = int(cancer.sum())
-        necrotic = int((state == codes.NECROTIC).sum())
-        tcell = live & (kind == codes.TCELL)
-        mac = live & (kind == codes.MACROPHAGE)
-        fib = live & (kind == codes.FIBROBLAST)
-        pdl1 = cells.column("pdl1")[:n]
-
-        def frac(a, b):
-            nb = int(b.sum())
-            return float((a & b).sum()) / nb if nb else 0.0
-
-        o2 = self.fields["oxygen"]
-        tissue = ~np.isin(self.tissue.reshape(o2.shape), geo.NON_CONDUCTING)
-        return {
-            "tumor_burden": float(burden),
-            "stem_fraction": frac(kind == codes.STEM, cancer),
-            "hypoxic_fraction": frac(state == codes.QUIESCENT, cancer),
-            "necrotic_fraction": necrotic / (burden + necrotic) if burden + necrotic else 0.0,
-            "tcell_count": float(tcell.sum()),
-            "tcell_exhausted_fraction": frac(state == codes.QUIESCENT, tcell),
-            "pdl1_positive_fraction": frac(pdl1 >= PDL1_POSITIVE, cancer),
-            "macrophage_m2_fraction": frac(state == codes.QUIESCENT, mac),
-            "caf_fraction": frac(state == codes.QUIESCENT, fib),
-            "oxygen_mean_mmHg": float(o2[tissue].mean()) if tissue.any() else 0.0,
-            "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
-            **(self.therapy.metrics() if self.therapy.active else {}),
-        }

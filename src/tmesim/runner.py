@@ -16,7 +16,6 @@ from .errors import OutputError
 from .geometry import TISSUE_CODES
 from .io import ResultWriter
 from .kernels import codes
-from .model import POPULATIONS, TMEModel
 from .scenario import (
     Scenario,
     dump_scenario,
@@ -24,6 +23,7 @@ from .scenario import (
     parse_set_options,
     scenario_from_dict,
 )
+from .simulation import POPULATIONS, Simulation
 
 
 def resolve_output(scenario: Scenario, output=None) -> Path:
@@ -66,7 +66,7 @@ def check_output(path: Path, overwrite: bool) -> None:
         ) from None
 
 
-def open_writer(model: TMEModel, path: Path) -> ResultWriter:
+def open_writer(model: Simulation, path: Path) -> ResultWriter:
     """Create the result file for ``model``'s scenario."""
     sc = model.scenario
     units = {name: sc.field_configs[name].units for name in sc.stored_fields()}
@@ -103,7 +103,7 @@ def open_writer(model: TMEModel, path: Path) -> ResultWriter:
     )
 
 
-def write_record(model: TMEModel, writer: ResultWriter) -> None:
+def write_record(model: Simulation, writer: ResultWriter) -> None:
     """Append the model's current state as one record."""
     sc = model.scenario
     writer.write_record(
@@ -154,7 +154,7 @@ def run(
         sc = load_scenario(scenario, overrides, seed=seed)
     path = resolve_output(sc, output)
     check_output(path, overwrite)
-    model = TMEModel(sc)
+    model = Simulation(sc)  # the model without Mesa: same bits, and a run need not import it
     if path.exists():
         path.unlink()
     t0 = time.perf_counter()
