@@ -18,16 +18,10 @@ __all__ = ["METRIC_UNITS", "PDL1_POSITIVE", "POPULATIONS", "TMEModel", "build_ti
 class TMEModel(Simulation, mesa.Model):
     """Agent-based model of a tumour microenvironment, as a ``mesa.Model``.
 
-    Parameters
-    ----------
-    scenario : Scenario, str, Path or dict, optional
-        The scenario; ``None`` runs the packaged default.
-    rng : int, optional
-        Seed of every random decision; replaces ``scenario.seed``. Without it the scenario's seed
-        is used, so two models built alike are identical.
-    **overrides
-        Scenario keys to override, dotted (``**{"time.duration_h": 24}``) or with ``__``
-        (``time__duration_h=24``), which lets ``mesa.batch_run`` sweep any parameter.
+    Takes the arguments of :class:`~tmesim.simulation.Simulation`: ``scenario`` (a Scenario, a
+    YAML path, a dict of keys, or ``None`` for the packaged default), ``rng`` (the seed) and
+    scenario keys as keywords, dotted or with ``__`` for the dots (what ``mesa.batch_run``
+    sweeps).
 
     Examples
     --------
