@@ -139,6 +139,7 @@ def make_result(path: Path, size: int, records: int, seed: int = 0) -> dict:
                 "y": (all_sites // size).astype(np.int32), "z": np.zeros(n, np.int32),
                 "divisions_left": np.zeros(n, np.int32), "pdl1": np.zeros(n, np.float32),
                 "phenotype": np.zeros(n, np.float32), "drug": np.zeros(n, np.float32),
+                "pgp": np.zeros(n, np.float32), "payload": np.zeros(n, np.float32),
             }
             depth = 30.0 * np.exp(-((r / (radius + 30)) ** 2))
             oxygen = 38.0 - depth + 0.5 * np.sin(xx / 15.0 + i / 10) * np.cos(yy / 23.0)
