@@ -217,7 +217,12 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     ia = rng.integers(0, a.size, size=(resamples, a.size))
     ib = rng.integers(0, b.size, size=(resamples, b.size))
-    vals = np.array([stat(a[i], b[j]) for i, j in zip(ia, ib, strict=False)], dtype=np.float64)
+    return _percentile_interval([stat(a[i], b[j]) for i, j in zip(ia, ib, strict=False)], level)
+
+
+def _percentile_interval(values, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of the finite bootstrap ``values``."""
+    vals = np.asarray(values, dtype=np.float64)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return (math.nan, math.nan)
@@ -334,13 +339,7 @@ def bootstrap_paired_ci(
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, a.size, size=(resamples, a.size))
-    vals = np.array([stat(a[i], b[i]) for i in idx], dtype=np.float64)
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return (math.nan, math.nan)
-    tail = 100.0 * (1.0 - level) / 2.0
-    lo, hi = np.percentile(vals, [tail, 100.0 - tail])
-    return (float(lo), float(hi))
+    return _percentile_interval([stat(a[i], b[i]) for i in idx], level)
 
 
 def _paired_percent(a: np.ndarray, b: np.ndarray) -> float:
