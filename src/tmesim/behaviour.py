@@ -31,7 +31,7 @@ from .kernels.rules import BEHAVIOURS, R_NCOLS
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
 CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
 #: the field whose concentration raises the division rate of cancer cells (growth support by
-#: M2-like macrophages, docs/biology.md §2); absent from a scenario, it has no effect
+#: M2-like macrophages, docs/biology.md §4.7); absent from a scenario, it has no effect
 GROWTH_FIELD = "egf"
 PURPOSE_RECRUIT_T = 60
 PURPOSE_RECRUIT_M = 61

@@ -50,3 +50,17 @@ class TMEModel(Simulation, mesa.Model):
         """Advance one agent step (:meth:`Simulation.step`), then collect the scalars."""
         super().step()
         self.datacollector.collect(self)
+
+    def _counts_now(self) -> dict[str, int]:
+        """:meth:`population_counts`, computed once per step for the DataCollector's reporters."""
+        if getattr(self, "_counts_step", None) != self.steps:
+            self._counts_cache = self.population_counts()
+            self._counts_step = self.steps
+        return self._counts_cache
+
+    def _metrics_now(self) -> dict[str, float]:
+        """:meth:`metrics`, computed once per step for the DataCollector's reporters."""
+        if getattr(self, "_metrics_step", None) != self.steps:
+            self._metrics_cache = self.metrics()
+            self._metrics_step = self.steps
+        return self._metrics_cache

@@ -268,20 +268,6 @@ class Simulation:
         out["necrotic"] = int(c[:, codes.NECROTIC].sum())
         return out
 
-    def _counts_now(self) -> dict[str, int]:
-        """:meth:`population_counts`, computed once per step for the DataCollector's reporters."""
-        if getattr(self, "_counts_step", None) != self.steps:
-            self._counts_cache = self.population_counts()
-            self._counts_step = self.steps
-        return self._counts_cache
-
-    def _metrics_now(self) -> dict[str, float]:
-        """:meth:`metrics`, computed once per step for the DataCollector's reporters."""
-        if getattr(self, "_metrics_step", None) != self.steps:
-            self._metrics_cache = self.metrics()
-            self._metrics_step = self.steps
-        return self._metrics_cache
-
     def metric_units(self) -> dict[str, str]:
         """Names and units of :meth:`metrics`: :data:`METRIC_UNITS`, then therapy metrics."""
         units = dict(METRIC_UNITS)
