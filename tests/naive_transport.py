@@ -279,3 +279,29 @@ def steady_state(shape3, D, lam, h, boundary, ndim, sink=None, kf=None, fixed=No
             rhs = np.where(fx, 0.0, rhs)
         out[f] = np.linalg.solve(a, rhs).reshape(shape3)
     return out
+
+
+# ---------------------------------------------------------------------- implicit (dense)
+def backward_euler_step(u, D, lam, dt, h, boundary, ndim, sink=None, kf=None, fixed=None):
+    """One unsplit backward-Euler step of ``u[f, z, y, x]``, one dense direct solve per field.
+
+    Solves ``(I - dt (L - K)) u' = u + dt b`` on ordinary rows (``K = lam + sink``) and keeps
+    identity rows (``fixed``) at their value. Arguments as in :func:`lod_step`; ``sink``
+    ``(nf, nz, ny, nx)`` or None.
+    """
+    u = np.array(u, dtype=np.float64)
+    nf = u.shape[0]
+    for f in range(nf):
+        fx = np.zeros(u.shape[1:], dtype=bool) if fixed is None else fixed[f]
+        a, b = unsplit_operator(
+            u.shape[1:], D[f], lam[f], h, boundary[f], ndim,
+            None if sink is None else sink[f], kf, fx,
+        )  # fmt: skip
+        m = np.eye(a.shape[0]) - dt * a
+        rhs = u[f].reshape(-1) + dt * b
+        ids = np.flatnonzero(fx.reshape(-1))
+        m[ids] = 0.0
+        m[ids, ids] = 1.0
+        rhs[ids] = u[f].reshape(-1)[ids]
+        u[f] = np.linalg.solve(m, rhs).reshape(u.shape[1:])
+    return u

@@ -103,3 +103,27 @@ def test_reproducible_for_a_seed():
         return sorted((a.cell.coordinate, a.stem, a.divisions_left) for a in m.agents)
 
     assert run(7) == run(7)
+
+
+def test_draw_first_model_grows_and_keeps_one_cell_per_site():
+    model = ref.DrawFirstTumorModel(
+        width=41, height=41, p_div=0.5, p_mig=0.3, p_death=0.01, max_divisions=5, rng=3
+    )
+    assert all(isinstance(a, ref.DrawFirstCancerCell) for a in model.agents)
+    sizes = [len(model.agents)]
+    for _ in range(40):
+        model.step()
+        sizes.append(len(model.agents))
+        _check_invariants(model, 5)
+    assert sizes[-1] > 20 * sizes[0]
+    assert model.counts()["stem"] >= 1
+
+
+def test_draw_first_model_decides_on_the_starting_state():
+    """Two cells next to each other with one free site between them each pick it; the second
+    one to act finds it taken and retries elsewhere, so both act and none is lost."""
+    model = ref.DrawFirstTumorModel(width=5, height=1, p_div=1.0, p_mig=0.0, p_death=0.0,
+                                    p_symmetric=1.0, stem_cells=[(1, 0), (3, 0)], rng=1)
+    model.step()
+    assert len(model.agents) == 4  # sites 0, 2, 4 were free: both divided
+    _check_invariants(model, 10)

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (replaces the scenario's seed)")
     _add_set(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads of the parallel kernels (default: TMESIM_THREADS, else one per core)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_run)
 
@@ -75,9 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- commands
+def use_threads(n) -> int:
+    """Apply ``--threads`` (or ``TMESIM_THREADS``); a bad count is a usage error."""
+    from .kernels._jit import set_threads
+
+    try:
+        return set_threads(n)
+    except ValueError as exc:
+        raise UsageError(
+            f"{exc}\n  fix: pass --threads with a number from 1 to the machine's cores"
+        ) from None
+
+
 def cmd_run(args) -> int:
     from .runner import run
 
+    threads = use_threads(args.threads)
+    t0 = time.perf_counter()
     progress = None if args.quiet else _Progress()
     try:
         path = run(
@@ -92,7 +112,19 @@ def cmd_run(args) -> int:
         if progress is not None:
             progress.close()
     if not args.quiet:
-        print(f"wrote {path}", file=sys.stderr)
+        from .io import load
+
+        with load(path) as res:
+            records = res.n_records
+            warnings = res.solver_warnings()
+        wall = time.perf_counter() - t0
+        print(
+            f"wrote {path} ({records} records) in {wall:.1f} s with {threads} thread"
+            f"{'s' if threads != 1 else ''}",
+            file=sys.stderr,
+        )
+        for line in warnings:
+            print(f"tmesim: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -136,6 +168,16 @@ def cmd_inspect(args) -> int:
     print("fields:")
     for name, fi in info["fields"].items():
         print(f"  {name:<12} {fi['units']:<8} shape {tuple(fi['shape'])} per record")
+    if info["solver"]:
+        print("transport solves:")
+        for name, st in info["solver"].items():
+            print(
+                f"  {name:<12} {st['solves']} solves, {st['iterations_mean']:.1f} iterations "
+                f"(max {st['iterations_max']}), error bound <= {st['error_bound_max']:.1e} "
+                f"of scale, {st['failures']} failed, {st['fallbacks']} fallbacks"
+            )
+    for line in info["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

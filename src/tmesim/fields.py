@@ -22,6 +22,7 @@ import numpy as np
 from .errors import SimulationError
 from .kernels import diffusion as kd
 from .kernels import exchange as kx
+from .kernels import implicit as ki
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,33 @@ class FieldSpec:
     initial: float
     #: per side name: ("dirichlet", value) or ("neumann", flux)
     boundary: dict
-    #: time-stepping scheme of this field ("lod" or "douglas"); None: the field set's own
+    #: time-stepping scheme of this field ("lod", "douglas" or "implicit"); None: the field
+    #: set's own
     scheme: str | None = None
+    #: the field takes one step of ``every`` times the step on every ``every``-th call of
+    #: :meth:`FieldSet.diffuse` (per-field sub-stepping)
+    every: int = 1
 
 
 _AXES = (("x", -1), ("y", -2), ("z", -3))
-SCHEMES = ("lod", "douglas")
+#: a geometry change touching at most this fraction of the voxels updates the solver's
+#: coefficients in place (faces and lines through the changed voxels); a larger one rebuilds them
+INCREMENTAL_FRACTION = 0.05
+#: bytes the precomputed line factors of the LOD variable-coefficient path may take (four
+#: arrays per axis, each the size of the field data); above it the factors are built on the fly
+FACTOR_BUDGET = 256 * 2**20
+SCHEMES = ("lod", "douglas", "implicit")
+
+#: statistics of the transport solves, kept per field (see :meth:`FieldSet.solver_stats`)
+STAT_NAMES = ("solves", "iterations", "max_iterations", "max_residual", "failures", "clipped",
+              "fallbacks")
 
 
 class FieldSet:
     """All diffusing fields of a run on a ``(nz, ny, nx)`` grid of cubic voxels."""
 
-    def __init__(self, specs, shape, voxel_um: float, dtype="float64", scheme="lod", data=None):
+    def __init__(self, specs, shape, voxel_um: float, dtype="float64", scheme="lod", data=None,
+                 rtol: float = 1e-6, max_iterations: int = 2000):
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         #: "lod" (sequential backward-Euler sweeps) or "douglas" (Douglas ADI, exact steady state)
@@ -60,15 +76,16 @@ class FieldSet:
             # a field that neither diffuses nor decays nor has boundary conditions never changes
             # in the transport step (e.g. extracellular matrix): it is skipped
             if s.diffusion_um2_per_min == 0 and s.decay_per_min == 0 and not s.boundary:
-                return "static"
-            return s.scheme or scheme
+                return ("static", 1)
+            return (s.scheme or scheme, int(s.every))
 
+        # fields are grouped by (scheme, every) into contiguous blocks of ``data``, each solved
+        # by a sub-set sharing that memory: implicit, Douglas, LOD, then static fields
+        order = ("implicit", "douglas", "lod", "static")
         own = [own_scheme(s) for s in specs]
-        # fields with their own scheme are grouped (Douglas, LOD, static) so each group is a
-        # contiguous block of ``data``, solved by a sub-set sharing that memory
-        order = ("douglas", "lod", "static")
-        if len(set(own)) > 1:
-            pairs = sorted(zip(own, range(len(specs)), strict=True), key=lambda p: order.index(p[0]))
+        keys = sorted(set(own), key=lambda k: (order.index(k[0]), k[1]))
+        if len(keys) > 1:
+            pairs = sorted(zip(own, range(len(specs)), strict=True), key=lambda p: keys.index(p[0]))
             specs = [specs[i] for _, i in pairs]
             own = [o for o, _ in pairs]
         self.specs = specs
@@ -83,25 +100,37 @@ class FieldSet:
                 self.data[i] = s.initial
         else:
             self.data = data
-        #: sub-sets of fields with another scheme: (slice of data, FieldSet over that slice)
+        #: sub-sets of fields with another scheme or step: (slice of data, FieldSet or None)
         self._parts = []
-        if len(set(own)) > 1:
+        #: per sub-set: [calls of :meth:`diffuse` per step of its own, calls since its last step]
+        self._every = []
+        #: the block of static fields (neither diffusing nor decaying), or None
+        self._static = None
+        if len(keys) > 1 or (keys and keys[0][1] > 1):
             start = 0
-            for sch in order:
-                k = own.count(sch)
+            for key in keys:
+                k = own.count(key)
                 sl = slice(start, start + k)
                 start += k
-                if k == 0 or sch == "static":
+                if key[0] == "static":
+                    self._static = sl
+                    if len(keys) == 1:
+                        self._parts = [(slice(0, 0), None)]
                     continue
                 sub = [
                     FieldSpec(s.name, s.units, s.diffusion_um2_per_min, s.decay_per_min,
                               s.initial, s.boundary)
                     for s in self.specs[sl]
                 ]
-                part = FieldSet(sub, shape, voxel_um, dtype, scheme=sch, data=self.data[sl])
+                part = FieldSet(sub, shape, voxel_um, dtype, scheme=key[0], data=self.data[sl],
+                                rtol=rtol, max_iterations=max_iterations)
                 self._parts.append((sl, part))
-        elif own and own[0] == "static":
+                self._every.append([key[1], 0])
+        elif keys and keys[0][0] == "static":
             self._parts = [(slice(0, 0), None)]
+            self._static = slice(0, nf)
+        elif keys:
+            self.scheme = keys[0][0]  # every field has the same scheme of its own
         self._dt = None
         self._coeffs = {}
         self._vcoeffs = {}
@@ -110,8 +139,13 @@ class FieldSet:
         self._masked = None
         #: field index -> (flat voxel indices, held values) of interior Dirichlet voxels
         self._fixed = {}
+        self._fac = None
         self._fallbacks = 0
         self._guard = True
+        #: implicit solves: the maximum residual allowed, relative to the field's scale
+        self.rtol = float(rtol)
+        self.max_iterations = int(max_iterations)
+        self._stats = np.zeros((nf, len(STAT_NAMES)))
 
     @property
     def douglas_fallbacks(self) -> int:
@@ -122,6 +156,35 @@ class FieldSet:
     @douglas_fallbacks.setter
     def douglas_fallbacks(self, value: int) -> None:
         self._fallbacks = value
+
+    def solved_fields(self) -> list[str]:
+        """Fields whose steps have solver statistics (implicit and Douglas fields)."""
+        if self._parts:
+            return [n for _, p in self._parts if p is not None for n in p.solved_fields()]
+        return list(self.names) if self.scheme in ("implicit", "douglas") else []
+
+    def solver_stats(self, reset: bool = False) -> dict[str, dict[str, float]]:
+        """Statistics of the transport solves since the last reset, per field that has any.
+
+        For an implicit field: ``solves``, ``iterations`` (total), ``max_iterations`` (of one
+        solve), ``max_residual`` (largest final maximum residual relative to the field's
+        scale, which bounds the relative error of a step), ``failures`` (solves that stopped
+        at ``max_iterations`` above the tolerance) and ``clipped`` (negative values within the
+        tolerance set to 0). For a Douglas field: ``solves`` and ``fallbacks`` (steps redone
+        with LOD by the positivity guard). ``reset`` zeroes the counters afterwards.
+        """
+        out = {}
+        for _sl, part in self._parts:
+            if part is not None:
+                out.update(part.solver_stats(reset))
+        if self._parts:
+            return out
+        for f, name in enumerate(self.names):
+            if self._stats[f, 0] > 0:
+                out[name] = {k: float(v) for k, v in zip(STAT_NAMES, self._stats[f], strict=True)}
+        if reset:
+            self._stats[:] = 0.0
+        return out
 
     @property
     def positivity_guard(self) -> bool:
@@ -161,7 +224,7 @@ class FieldSet:
             specs.append(
                 FieldSpec(
                     name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc,
-                    fc.scheme,
+                    fc.scheme, scenario.diffusion_substeps // fc.substeps if fc.substeps else 1,
                 )
             )
         num = scenario.numerics
@@ -171,6 +234,8 @@ class FieldSet:
             scenario.domain.voxel_um,
             num.precision,
             scheme=getattr(num, "scheme", "lod"),
+            rtol=num.solver_rtol,
+            max_iterations=num.solver_max_iterations,
         )
 
     # ------------------------------------------------------------------ views
@@ -200,6 +265,7 @@ class FieldSet:
         conducts with the harmonic mean of their factors (0 if either is masked). Either switches
         :meth:`diffuse` to the variable-coefficient kernels; pass both ``None`` to go back.
         """
+        old_kf = self._kf
         if mask is None and diffusivity_factor is None:
             self._kf = None
             self._masked = None
@@ -219,7 +285,44 @@ class FieldSet:
             self._kf = kf
             self._masked = np.flatnonzero(masked) if masked.any() else None
             self.impose_fixed()
+            if self._dt is not None and old_kf is not None and old_kf.shape == kf.shape:
+                changed = np.flatnonzero(kf != old_kf)
+                if changed.size <= INCREMENTAL_FRACTION * kf.size:
+                    self._update_geometry(changed)
+                    return
         self._dt = None
+
+    def _update_geometry(self, changed: np.ndarray) -> None:
+        """Bring faces, identity rows and line factors up to date after the diffusivity factor
+        (or the mask) changed at the flat voxels ``changed``; only the faces of those voxels and
+        the lines through them are recomputed."""
+        if changed.size == 0:
+            return
+        kf = self._kf
+        self._kf_eff = kf
+        flat_kf = kf.reshape(-1)
+        _nz, ny, nx = self.shape3
+        for name, ax in _AXES[: self.ndim]:
+            stride = {"x": 1, "y": nx, "z": ny * nx}[name]
+            n = self.shape3[ax]
+            pos = (changed // stride) % n
+            faces = np.unique(np.concatenate([changed[pos < n - 1], changed[pos > 0] - stride]))
+            a, b = flat_kf[faces], flat_kf[faces + stride]
+            den = a + b
+            with np.errstate(invalid="ignore", divide="ignore"):
+                g = np.where(den > 0, 2.0 * a * b / np.where(den > 0, den, 1.0), 0.0)
+            self._faces[name].reshape(-1)[faces] = g
+        free = self._free.reshape(len(self.specs), -1)
+        masked = np.zeros(kf.size, dtype=bool)
+        if self._masked is not None:
+            masked[self._masked] = True
+        free[:, changed] = np.where(masked[changed], 0.0, 1.0)
+        for f, (idx, _) in self._fixed.items():
+            free[f, idx] = 0.0
+        if self._fac is not None:
+            self._prepare_factors(changed)
+        if self.scheme == "implicit":
+            self._prepare_implicit(self._dt)
 
     def set_fixed(self, name: str, where, value) -> None:
         """Hold field ``name`` at ``value`` in the voxels ``where`` (see below)."""
@@ -299,8 +402,14 @@ class FieldSet:
             self._coeffs[name] = (r, cp, inv, lo_rhs, hi_rhs)
             self._vcoeffs[name] = (r, d0, *(np.ascontiguousarray(b) for b in bt))
         self._prepare_douglas(dt)
+        self._fac = None
         if self.variable:
             self._prepare_variable()
+            if self.scheme != "implicit" and 4 * self.ndim * self.data.nbytes <= FACTOR_BUDGET:
+                self._fac = {}
+                self._prepare_factors()
+        if self.scheme == "implicit":
+            self._prepare_implicit(dt)
         self._dt = dt
 
     def _prepare_douglas(self, dt: float) -> None:
@@ -365,6 +474,111 @@ class FieldSet:
             dc[name + "_vsweep"] = (r, one, bt[0].copy(), zeros, zeros, bt[3].copy(), zeros, zeros)
         self._dcoeffs = dc
 
+    def _prepare_implicit(self, dt: float) -> None:
+        """Compact systems of the unsplit backward-Euler step (kernels.implicit.system), one
+        per field, and each field's scale (its largest boundary or held value)."""
+        nz, ny, nx = self.shape3
+        kf = self._kf if self._kf is not None else np.ones(self.shape3, dtype=self.dtype)
+        g = np.zeros((3, nz, ny, nx), dtype=np.float64)
+        if self.variable:
+            for a, (name, _) in enumerate(_AXES[: self.ndim]):
+                g[a] = self._faces[name]
+            free = self._free
+        else:
+            g[0, :, :, :-1] = 1.0
+            g[1, :, :-1, :] = 1.0
+            if self.ndim == 3:
+                g[2, :-1] = 1.0
+            free = np.ones(self.data.shape, dtype=self.dtype)
+        h2 = self.voxel_um**2
+        self._icoeffs = []
+        for f, s in enumerate(self.specs):
+            rf = s.diffusion_um2_per_min * dt / h2
+            bt = np.zeros((3, 6))
+            scale = 0.0
+            for a, (name, _) in enumerate(_AXES[: self.ndim]):
+                for side in (0, 1):
+                    cond = s.boundary.get(f"{name}_{('min', 'max')[side]}")
+                    if cond is None:
+                        continue
+                    if cond[0] == "dirichlet":
+                        bt[a, 3 * side] = 2.0 * rf
+                        bt[a, 3 * side + 1] = 2.0 * rf * cond[1]
+                        scale = max(scale, abs(cond[1]))
+                    else:
+                        bt[a, 3 * side + 2] = dt * cond[1] / self.voxel_um
+            if f in self._fixed:
+                scale = max(scale, float(np.max(self._fixed[f][1], initial=0.0)))
+            system = ki.system(
+                free[f], g, kf, self.ndim, rf, 1.0 + dt * s.decay_per_min, bt
+            )
+            self._icoeffs.append(
+                (*system, rf, scale, np.zeros((ki.N_WORK, system[0].size + 1)))
+            )
+
+    def _diffuse_implicit(self, dt: float, sink) -> None:
+        """One unsplit backward-Euler step per field, solved by PCG (kernels.implicit)."""
+        sink = self._sink_array(sink)
+        self.impose_fixed()
+        eps = 8.0 * np.finfo(self.dtype).eps
+        for f, (vox, nb, nbv, gn, diag0, bnd, rf, scale, work) in enumerate(self._icoeffs):
+            u = self.data[f]
+            sc = max(scale, float(u.max()))
+            tol = max(self.rtol, eps) * sc if sc > 0 else self.rtol
+            it, res, clipped = ki.pcg_solve(
+                u, sink[f], dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, self.max_iterations, work
+            )
+            st = self._stats[f]
+            st[0] += 1
+            st[1] += it
+            st[2] = max(st[2], it)
+            st[3] = max(st[3], res / sc if sc > 0 else res)
+            st[4] += res > tol
+            st[5] += clipped
+
+    def _prepare_factors(self, voxels: np.ndarray | None = None) -> None:
+        """Line factors of the LOD variable path (kernels.diffusion, "factored variable
+        path") of every line, or of the lines through the flat ``voxels``."""
+        nf = len(self.specs)
+        for name, ax in _AXES[: self.ndim]:
+            fac = self._fac.get(name)
+            if fac is None:
+                fac = self._fac[name] = np.empty((4, *self.data.shape), dtype=self.dtype)
+            g = np.moveaxis(self._faces[name], ax, -1)
+            kf = np.moveaxis(self._kf_eff, ax, -1)
+            if voxels is None:
+                lines = np.indices(g.shape[:2]).reshape(2, -1).T.copy()
+            else:
+                zyx = np.array(np.unravel_index(voxels, self.shape3))
+                rest = [i for i in range(3) if i != 3 + ax]
+                lines = np.unique(zyx[rest].T, axis=0).astype(np.int64)
+            r, d0, *bt = self._vcoeffs[name]
+            for f in range(nf):
+                b6 = np.array([b[f] for b in bt], dtype=np.float64)
+                kd.axis_factors(
+                    g, kf, np.moveaxis(self._free[f], ax, -1), float(r[f]), float(d0[f]), b6,
+                    np.moveaxis(fac[:, f], ax, -1), lines,
+                )
+
+    def _diffuse_factored(self, dt: float, sink, source) -> None:
+        """LOD step on the precomputed line factors, local terms fused into the x sweep."""
+        self.impose_fixed()
+        u = self.data
+        nf, nz, ny, nx = u.shape
+        if sink is None and source is None:
+            src = snk = np.empty((0, 0, 0, 0), dtype=self.dtype)
+        else:
+            snk = self._sink_array(sink)
+            src = self._sink_array(source)
+        kd.sweep_fac_x(u, self._fac["x"], src, snk, self._free, dt)
+        kd.sweep_fac_lanes(
+            u.reshape(nf * nz, ny, nx), self._fac["y"].reshape(4, nf * nz, ny, nx)
+        )
+        if self.ndim == 3:
+            kd.sweep_fac_lanes(
+                u.reshape(nf, nz, ny * nx), self._fac["z"].reshape(4, nf, nz, ny * nx)
+            )
+
     def _prepare_variable(self) -> None:
         """Face conductance factors per axis and the identity-row flags of every field."""
         kf = self._kf if self._kf is not None else np.ones(self.shape3, dtype=self.dtype)
@@ -393,7 +607,7 @@ class FieldSet:
         if self._masked is not None:
             self.data.reshape(len(self.specs), -1)[:, self._masked] = 0.0
 
-    def diffuse(self, dt: float, sink: np.ndarray | None = None) -> None:
+    def diffuse(self, dt: float, sink: np.ndarray | None = None, source=None) -> None:
         """Advance every field by one diffusion step of ``dt`` minutes.
 
         ``sink`` (1/min, shaped like :attr:`data`, or None) is a per-voxel first-order uptake
@@ -403,15 +617,42 @@ class FieldSet:
         point is the steady state of the unsplit discrete operator.
         """
         if self._parts:
-            for sl, part in self._parts:
-                if part is not None:
-                    part.diffuse(dt, None if sink is None else sink[sl])
+            for (sl, part), ev in zip(self._parts, self._every, strict=False):
+                src = None if source is None else source[sl]
+                snk = None if sink is None else sink[sl]
+                if ev[0] == 1:
+                    part.diffuse(dt, snk, src)
+                    continue
+                # a field stepping every ev[0] calls: sources enter now, the step comes later
+                if src is not None:
+                    self.data[sl] += dt * src
+                ev[1] += 1
+                if ev[1] == ev[0]:
+                    ev[1] = 0
+                    part.diffuse(dt * ev[0], snk)
+            if source is not None and self._static is not None:
+                self.data[self._static] += dt * source[self._static]
             return
         if self._dt != dt:
             self._prepare(dt)
-        if self.scheme == "douglas" and self.douglas_usable:
-            self._diffuse_douglas(dt, sink)
+        if self.scheme == "lod" or (self.scheme == "douglas" and not self.douglas_usable):
+            self._step_lod(dt, sink, source)
             return
+        if source is not None:
+            self.data += dt * np.asarray(source).reshape(self.data.shape)
+        if self.scheme == "implicit":
+            self._diffuse_implicit(dt, sink)
+        else:
+            self._diffuse_douglas(dt, sink)
+
+    def _step_lod(self, dt: float, sink, source) -> None:
+        """One LOD step: on the precomputed line factors when there are any, else local terms
+        first, then the sweeps."""
+        if self._fac is not None:
+            self._diffuse_factored(dt, sink, source)
+            return
+        if source is not None:
+            self.data += dt * np.asarray(source).reshape(self.data.shape)
         if sink is not None:
             self.apply_sink(sink, dt)
         self._diffuse_lod()
@@ -484,12 +725,12 @@ class FieldSet:
         if flags is None or flags.size != nf * nz * ny:
             flags = self._negflags = np.zeros(nf * nz * ny, dtype=np.int8)
         kd.douglas_negative_rows(u, d, flags)
+        self._stats[:, 0] += 1
         if self._guard and flags.any():
             # positivity guard: redo this step with the LOD path, which is positive for any dt
             self._fallbacks += 1
-            if sink is not self._zero_sink_or_none():
-                self.apply_sink(sink, dt)
-            self._diffuse_lod()
+            self._stats[:, 6] += 1
+            self._step_lod(dt, None if sink is self._zero_sink_or_none() else sink, None)
             return
         kd.douglas_add(u, d)
 

@@ -89,6 +89,7 @@ def open_writer(model: Simulation, path: Path) -> ResultWriter:
         cells=sc.output.cells,
         compression=sc.output.compression,
         code_tables={"kind": codes.KIND_NAMES, "state": codes.STATE_NAMES},
+        diagnostics=model.fields.solved_fields(),
         geometry={
             "tissue": (
                 model.tissue,
@@ -112,6 +113,7 @@ def write_record(model: Simulation, writer: ResultWriter) -> None:
         model.metrics(),
         {name: model.fields[name] for name in sc.stored_fields()},
         model.cells.snapshot() if sc.output.cells else None,
+        model.fields.solver_stats(reset=True),
     )
 
 

@@ -199,8 +199,7 @@ class Simulation:
         t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
         for i in range(sub):
             self.therapy.deliver(t0_h + i * dt / 60.0, dt)
-            self.fields.data += dt * self._source
-            self.fields.diffuse(dt, sink=self._sink)
+            self.fields.diffuse(dt, sink=self._sink, source=self._source)
 
     def pharmacology(self, dt_min: float) -> None:
         """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from ..errors import TmesimError
+from ..errors import TmesimError, UsageError
 
 
 def _positive_int(text: str) -> int:
@@ -33,6 +33,15 @@ def _seed(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return v
+
+
+def _env_threads() -> int:
+    """``TMESIM_THREADS`` as the default threads per replicate (1 when unset)."""
+    text = os.environ.get("TMESIM_THREADS", "").strip()
+    try:
+        return _positive_int(text) if text else 1
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"TMESIM_THREADS: {exc}\n  fix: set it to a whole number >= 1") from None
 
 
 def _common(p) -> None:
@@ -83,9 +92,9 @@ def _common(p) -> None:
     p.add_argument(
         "--threads",
         type=_positive_int,
-        default=1,
+        default=None,
         metavar="T",
-        help="Numba threads per replicate (default 1: one core per worker)",
+        help="Numba threads per replicate (default: TMESIM_THREADS, else 1: one core per worker)",
     )
     p.add_argument(
         "--paired",
@@ -170,7 +179,7 @@ def _executor(args) -> dict:
         "workers": args.workers,
         "scheduler": args.scheduler,
         "dask_local": args.dask_local,
-        "threads": args.threads,
+        "threads": args.threads or _env_threads(),
         "base_seed": args.seed,
         "overrides": args.overrides,
         "progress": _Progress(args.quiet),

@@ -112,6 +112,34 @@ class Results:
         """Scalar metrics per record."""
         return self._series("metrics")
 
+    @property
+    def diagnostics(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-record transport-solver statistics: field -> statistic -> series (empty for files
+        written before they were recorded)."""
+        g = self.f.get("diagnostics")
+        if g is None:
+            return {}
+        return {name: {k: d[: self.n_records] for k, d in grp.items()} for name, grp in g.items()}
+
+    def solver_warnings(self) -> list[str]:
+        """One line per field whose solves missed their tolerance or were redone."""
+        out = []
+        for name, st in self.diagnostics.items():
+            fails = int(np.sum(st.get("failures", 0)))
+            if fails:
+                worst = float(np.max(st["max_residual"]))
+                out.append(
+                    f"{name}: {fails} transport solve(s) stopped above their tolerance (largest "
+                    f"relative error bound {worst:.2g}); raise numerics.solver_max_iterations"
+                )
+            falls = int(np.sum(st.get("fallbacks", 0)))
+            if falls:
+                out.append(
+                    f"{name}: {falls} Douglas step(s) were redone with LOD by the positivity "
+                    "guard; use scheme: implicit"
+                )
+        return out
+
     def units(self, path: str) -> str:
         """The ``units`` attribute of a dataset, e.g. ``units('fields/oxygen')``."""
         return str(self.f[path].attrs.get("units", ""))
@@ -208,6 +236,19 @@ class Results:
                 for k, v in self.metrics.items()
             },
             "fields": fields,
+            "solver": {
+                name: {
+                    "solves": int(np.sum(st["solves"])),
+                    "iterations_mean": float(np.sum(st["iterations"]) / max(np.sum(st["solves"]), 1)),
+                    "iterations_max": int(np.max(st["max_iterations"], initial=0)),
+                    "error_bound_max": float(np.max(st["max_residual"], initial=0.0)),
+                    "failures": int(np.sum(st["failures"])),
+                    "clipped": int(np.sum(st["clipped"])),
+                    "fallbacks": int(np.sum(st["fallbacks"])),
+                }
+                for name, st in self.diagnostics.items()
+            },
+            "warnings": self.solver_warnings(),
         }
 
     def close(self) -> None:

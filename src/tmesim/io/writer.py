@@ -35,6 +35,18 @@ CELL_COLUMNS = {
     "payload": np.float32,
 }
 
+#: per-record statistics of each field's transport solves under /diagnostics/<field>/, with units
+#: (see tmesim.fields.FieldSet.solver_stats)
+DIAGNOSTICS = {
+    "solves": "1",
+    "iterations": "1",
+    "max_iterations": "1",
+    "max_residual": "1 (error bound of a step relative to the field's scale)",
+    "failures": "1",
+    "clipped": "1",
+    "fallbacks": "1",
+}
+
 
 class ResultWriter:
     """Write one run's records to an HDF5 file.
@@ -59,6 +71,9 @@ class ResultWriter:
         Static maps written once under ``/geometry``: name -> ``(array, attrs)``.
     code_tables : dict
         Attribute name -> list of names for integer codes (``kind``, ``state``).
+    diagnostics : list, optional
+        Fields whose solver statistics (:data:`DIAGNOSTICS`) are recorded per record under
+        ``/diagnostics/<field>/``.
     """
 
     def __init__(
@@ -75,6 +90,7 @@ class ResultWriter:
         compression=4,
         code_tables=None,
         geometry=None,
+        diagnostics=(),
     ):
         self.path = Path(path)
         self.f = h5py.File(self.path, "w-")
@@ -141,6 +157,23 @@ class ResultWriter:
             d.dims[0].attach_scale(t)
             self.metrics[name] = d
 
+        self.diagnostics = {}
+        if diagnostics:
+            gd = f.create_group("diagnostics")
+            gd.attrs["description"] = (
+                "statistics of each field's transport solves since the previous record "
+                "(docs/numerics.md, 'Solver diagnostics')"
+            )
+            for field in diagnostics:
+                gf = gd.create_group(field)
+                for stat, units in DIAGNOSTICS.items():
+                    d = gf.create_dataset(
+                        stat, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,)
+                    )
+                    d.attrs["units"] = units
+                    d.dims[0].attach_scale(t)
+                    self.diagnostics[(field, stat)] = d
+
         self.cells = None
         if cells:
             gcell = f.create_group("cells")
@@ -174,8 +207,10 @@ class ResultWriter:
         d[n : n + k] = value
         return n + k
 
-    def write_record(self, time_h, counts, metrics, fields, cells=None) -> None:
-        """Append one record and flush; ``/time_h`` is written last."""
+    def write_record(self, time_h, counts, metrics, fields, cells=None, diagnostics=None) -> None:
+        """Append one record and flush; ``/time_h`` is written last.
+
+        ``diagnostics``: field -> statistic -> value (missing ones are written as 0)."""
         for name, d in self.fields.items():
             self._append(d, np.asarray(fields[name], dtype=np.float32)[None])
         if self.cells is not None and cells is not None:
@@ -188,6 +223,9 @@ class ResultWriter:
             self._append(d, np.array([counts.get(name, 0)], np.int64))
         for name, d in self.metrics.items():
             self._append(d, np.array([metrics.get(name, np.nan)], np.float64))
+        diag = diagnostics or {}
+        for (field, stat), d in self.diagnostics.items():
+            self._append(d, np.array([diag.get(field, {}).get(stat, 0.0)], np.float64))
         self._append(self.time, np.array([time_h], np.float64))
         self.f.flush()
 

@@ -19,6 +19,13 @@ parallel
     Kernels declared ``parallel=True`` use ``prange`` over independent lines or cells. Setting the
     environment variable ``TMESIM_PARALLEL=0`` before import compiles them serially instead. Results
     are identical either way: no parallel loop reduces into shared state.
+threads
+    :func:`set_threads` (``tmesim run --threads N``, or the environment variable
+    ``TMESIM_THREADS``) sets how many threads the parallel kernels use; the default is Numba's
+    (one per core). The OpenMP threads that wait between parallel regions sleep instead of
+    spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): on a machine that also runs
+    other work, spinning threads take the cores the working ones need and a two-thread run
+    became several times slower than a one-thread run (benchmarks/RESULTS.md, "Threads").
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import os
 from pathlib import Path
 
 import numba
+
+# before any OpenMP runtime is loaded (Numba loads it at the first parallel kernel call)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 PARALLEL = os.environ.get("TMESIM_PARALLEL", "1") not in ("0", "false", "no")
@@ -79,3 +89,27 @@ def kernel(fn=None, *, parallel: bool = False):
     if fn is not None:
         return wrap(fn)
     return wrap
+
+
+def max_threads() -> int:
+    """The most threads the parallel kernels can use in this process (``NUMBA_NUM_THREADS``)."""
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use ``n`` threads in the parallel kernels (``None``: ``TMESIM_THREADS`` if set, else
+    leave Numba's default); return the number in use. Raises ``ValueError`` for ``n < 1`` or
+    more than :func:`max_threads`."""
+    if n is None:
+        env = os.environ.get("TMESIM_THREADS", "").strip()
+        if not env:
+            return numba.get_num_threads()
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"TMESIM_THREADS must be a whole number, got {env!r}") from None
+    n = int(n)
+    if not 1 <= n <= max_threads():
+        raise ValueError(f"threads must be between 1 and {max_threads()} on this machine, got {n}")
+    numba.set_num_threads(n)
+    return n

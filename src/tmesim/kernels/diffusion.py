@@ -743,3 +743,137 @@ def douglas_negative_rows(u, d, flags):
             if a[x] + b[x] < 0.0:
                 bad = 1
         flags[task] = bad
+
+
+# ---------------------------------------------------------------------- factored variable path
+# With a mask, diffusivity factors or held voxels, the Thomas factors of every line depend on
+# the geometry, which changes only where the tissue changes. ``line_factors`` computes them once
+# (per field and axis, for the lines that changed) into four arrays shaped like the field:
+#
+#     inv_i = 1 / (b_i + l_i c_{i-1}),  mlt_i = l_i inv_i,  c_i = -h_i f_i inv_i,
+#     add_i = (boundary right-hand side of row i) inv_i,
+#
+# where ``b_i`` is the row's diagonal, ``l_i`` and ``h_i`` its lower and upper face
+# conductances (``r g``, times the free flag ``f_i``), so that a sweep is
+#
+#     forward:  u_i <- u_i inv_i + add_i + mlt_i u_{i-1}
+#     backward: u_i <- u_i + c_i u_{i+1}
+#
+# the same elimination as ``_lanes_var`` without a division. An identity row (held or masked
+# voxel) has ``inv = 1`` and ``add = mlt = c = 0``.
+#: index of each factor in the first axis of a factor array
+F_INV, F_ADD, F_MLT, F_C = 0, 1, 2, 3
+
+
+@kernel
+def line_factors(g, kf, fr, rf, d0, bt, out):
+    """Factors of one line: ``g``, ``kf``, ``fr`` 1-D along the line (``g[i]``: the face after
+    voxel ``i``); ``bt`` the six boundary terms of the axis (lo diag, lo rhs-Dirichlet, lo flux,
+    hi diag, hi rhs-Dirichlet, hi flux); ``out`` ``(4, n)``."""
+    n = g.shape[0]
+    cprev = 0.0
+    for i in range(n):
+        fx = fr[i]
+        glo = rf * g[i - 1] if i > 0 else 0.0
+        ghi = rf * g[i] if i < n - 1 else 0.0
+        diag = d0 + glo + ghi
+        rhs = 0.0
+        if i == 0:
+            diag += bt[0] * kf[i]
+            rhs += bt[1] * kf[i] + bt[2]
+        if i == n - 1:
+            diag += bt[3] * kf[i]
+            rhs += bt[4] * kf[i] + bt[5]
+        if fx == 0.0:
+            out[F_INV, i] = 1.0
+            out[F_ADD, i] = 0.0
+            out[F_MLT, i] = 0.0
+            out[F_C, i] = 0.0
+            cprev = 0.0
+            continue
+        inv = 1.0 / (diag - glo * cprev)
+        out[F_INV, i] = inv
+        out[F_ADD, i] = rhs * inv
+        out[F_MLT, i] = glo * inv
+        cprev = ghi * inv
+        out[F_C, i] = cprev
+
+
+@kernel
+def axis_factors(g, kf, fr, rf, d0, bt, fac, lines):
+    """Factors of the lines ``lines`` (indices into the first two axes) of one field and axis.
+
+    All arrays have the swept axis last (views from ``np.moveaxis``): ``g``, ``kf`` ``(a, b, n)``,
+    ``fr`` ``(a, b, n)``, ``fac`` ``(4, a, b, n)``; ``lines`` ``(k, 2)``.
+    """
+    n = g.shape[2]
+    out = np.empty((4, n))
+    for t in range(lines.shape[0]):
+        i0 = lines[t, 0]
+        i1 = lines[t, 1]
+        line_factors(g[i0, i1], kf[i0, i1], fr[i0, i1], rf, d0, bt, out)
+        for k in range(4):
+            for i in range(n):
+                fac[k, i0, i1, i] = out[k, i]
+
+
+@kernel(parallel=True)
+def sweep_fac_x(u, fac, src, sink, fr, dt):
+    """Factored sweep along x of every field, eight rows at a time; first the local terms
+    ``u <- (u + dt src) / (1 + dt sink)`` on free voxels (``src``/``sink`` shaped like ``u``, or
+    empty to skip them). ``fac`` is ``(4, nf, nz, ny, nx)``."""
+    nf, nz, ny, nx = u.shape
+    local = src.size > 0
+    nb = (ny + 7) // 8
+    for task in prange(nf * nz * nb):
+        f = task // (nz * nb)
+        rem = task - f * nz * nb
+        z = rem // nb
+        y0 = (rem - z * nb) * 8
+        m = min(8, ny - y0)
+        p = np.zeros(8)
+        if local:
+            for j in range(m):
+                y = y0 + j
+                for i in range(nx):
+                    if fr[f, z, y, i] != 0.0:
+                        u[f, z, y, i] = (u[f, z, y, i] + dt * src[f, z, y, i]) / (
+                            1.0 + dt * sink[f, z, y, i]
+                        )
+        for i in range(nx):
+            for j in range(m):
+                y = y0 + j
+                p[j] = (u[f, z, y, i] * fac[F_INV, f, z, y, i] + fac[F_ADD, f, z, y, i]
+                        + fac[F_MLT, f, z, y, i] * p[j])
+                u[f, z, y, i] = p[j]
+        for i in range(nx - 2, -1, -1):
+            for j in range(m):
+                y = y0 + j
+                p[j] = u[f, z, y, i] + fac[F_C, f, z, y, i] * p[j]
+                u[f, z, y, i] = p[j]
+
+
+@kernel(parallel=True)
+def sweep_fac_lanes(v, fac):
+    """Factored sweep along axis 1 of ``v[p, n, m]`` (lanes along ``m``); ``fac`` is
+    ``(4, p, n, m)``. The y sweep passes ``(nf*nz, ny, nx)`` views, the z sweep
+    ``(nf, nz, ny*nx)``."""
+    npl, n, m = v.shape
+    nb = (m + BLOCK - 1) // BLOCK
+    for task in prange(npl * nb):
+        pl = task // nb
+        x0 = (task - pl * nb) * BLOCK
+        x1 = min(m, x0 + BLOCK)
+        a = v[pl]
+        inv = fac[F_INV, pl]
+        add = fac[F_ADD, pl]
+        mlt = fac[F_MLT, pl]
+        c = fac[F_C, pl]
+        for x in range(x0, x1):
+            a[0, x] = a[0, x] * inv[0, x] + add[0, x]
+        for i in range(1, n):
+            for x in range(x0, x1):
+                a[i, x] = a[i, x] * inv[i, x] + add[i, x] + mlt[i, x] * a[i - 1, x]
+        for i in range(n - 2, -1, -1):
+            for x in range(x0, x1):
+                a[i, x] = a[i, x] + c[i, x] * a[i + 1, x]

@@ -444,7 +444,7 @@ def _drop_removed_entries(data: dict) -> None:
 
     ``fields.<name>: null`` removes a field the defaults (or a parent) defined, together with
     every cell type's exchange with it; ``cells.<type>.secretion.<field>: null`` removes one
-    exchange.
+    exchange; ``fields.<name>.boundary.<side>: null`` makes that side zero-flux again.
     """
     removed = set()
     fields = data.get("fields")
@@ -452,6 +452,11 @@ def _drop_removed_entries(data: dict) -> None:
         removed = {k for k, v in fields.items() if v is None}
         for name in removed:
             del fields[name]
+        for cfg in fields.values():
+            bc = cfg.get("boundary") if isinstance(cfg, dict) else None
+            if isinstance(bc, dict):
+                for side in [k for k, v in bc.items() if v is None]:
+                    del bc[side]
     cells = data.get("cells")
     if isinstance(cells, dict):
         for cfg in cells.values():

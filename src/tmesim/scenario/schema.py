@@ -167,7 +167,23 @@ class NumericsConfig(Section):
     precision: Literal["float32", "float64"] = P(
         "float64", desc="Floating-point type of the field arrays.", source="choice"
     )
-    scheme: Literal["lod", "douglas"] = P(
+    solver_rtol: float = P(
+        1e-6,
+        gt=0,
+        lt=1,
+        desc="Implicit fields: a solve stops when the maximum residual is below this times the "
+        "field's scale (its largest boundary, held or current value); the residual bounds the "
+        "error of the step in the same units.",
+        source="docs/numerics.md, 'Implicit transport'",
+    )
+    solver_max_iterations: int = P(
+        2000,
+        ge=1,
+        desc="Implicit fields: iterations after which a solve stops above its tolerance (counted "
+        "as a failure in /diagnostics and reported at the end of the run).",
+        source="choice",
+    )
+    scheme: Literal["lod", "douglas", "implicit"] = P(
         "lod",
         desc=(
             "Diffusion time stepping: 'douglas' (Douglas ADI with the per-voxel uptake inside the "
@@ -211,11 +227,19 @@ class FieldConfig(Section):
         {},
         desc="Conditions per side (x_min, x_max, y_min, y_max, z_min, z_max); zero flux if unset.",
     )
-    scheme: Literal["lod", "douglas"] | None = P(
+    scheme: Literal["lod", "douglas", "implicit"] | None = P(
         None,
         desc="Time-stepping scheme of this field; null: numerics.scheme. Douglas has an exact "
         "steady state (for fast, sink-dominated fields like oxygen), LOD stays positive next to "
         "point sources.",
+    )
+    substeps: int | None = P(
+        None,
+        ge=1,
+        desc="Transport steps of this field per agent step (a divisor of time.dt_min / "
+        "numerics.diffusion_dt_min); null: one per numerics.diffusion_dt_min. An implicit "
+        "field that relaxes much faster than the agent step (oxygen) needs one.",
+        source="accuracy study in docs/numerics.md, 'Implicit transport'",
     )
     vessel_value: float | None = P(
         None,
@@ -293,6 +317,11 @@ class Scenario(Section):
         import re
 
         for fname, fc in self.fields.items():
+            if fc.substeps is not None and round(sub) % fc.substeps:
+                raise ValueError(
+                    f"fields.{fname}.substeps|a divisor of time.dt_min / "
+                    f"numerics.diffusion_dt_min = {round(sub)}"
+                )
             if not re.match(FIELD_NAME_PATTERN, fname):
                 raise ValueError(
                     f"fields.{fname}|a field name of lowercase letters, digits and _ "
