@@ -179,16 +179,19 @@ class TmesimCells:
         return {k: v * 1e9 / n0 for k, v in out.items()}
 
 
-def mesa_model(sites: np.ndarray, stem: np.ndarray, side: int):
-    """The plain-Mesa reference on the same initial state and per-step probabilities."""
-    from mesa_reference import TumorCSCModel, per_step
+def mesa_model(sites: np.ndarray, stem: np.ndarray, side: int, draw_first: bool = False):
+    """The plain-Mesa reference on the same initial state and per-step probabilities:
+    ``shuffle_do`` (each cell sees the moves of those before it), or with ``draw_first`` the
+    same order of events as tmesim (every cell decides on the step's starting state, then the
+    intents are applied in a random order with a retry)."""
+    from mesa_reference import DrawFirstTumorModel, TumorCSCModel, per_step
 
     sc = scenario(side)
     ct, cs = sc.cells.tumor, sc.cells.stem
     dt_h = sc.time.dt_min / 60.0
     y, x = np.divmod(sites, side)
     xy = np.column_stack((x, y)).tolist()
-    return TumorCSCModel(
+    return (DrawFirstTumorModel if draw_first else TumorCSCModel)(
         width=side,
         height=side,
         p_div=per_step(ct.division_rate_per_h, dt_h),
@@ -247,13 +250,13 @@ def bench_tmesim(n: int, side: int, steps: int) -> dict:
     }
 
 
-def bench_mesa(n: int, side: int, steps: int) -> dict:
+def bench_mesa(n: int, side: int, steps: int, draw_first: bool = False) -> dict:
     """Mesa ns/cell/step, and the speed-up of tmesim measured pairwise: each timed Mesa step is
     followed by three timed tmesim steps per thread count on the same initial state, so a burst
     of background load falls on both sides of a ratio."""
     sites, stem = dense_disc(n, side)
     t0 = time.perf_counter()
-    model = mesa_model(sites, stem, side)
+    model = mesa_model(sites, stem, side, draw_first)
     build_s = time.perf_counter() - t0
     model.step()  # warm-up (first touch of the cached neighbourhoods)
     pops = {1: TmesimCells(sites, stem, side), 2: TmesimCells(sites, stem, side)}
@@ -282,6 +285,8 @@ def bench_mesa(n: int, side: int, steps: int) -> dict:
         "speedup_max": {t: max(r) for t, r in ratios.items()},
         "build_s": build_s,
         "n_final": len(model.agents),
+        "label": "plain Mesa, draw-first order (as tmesim)" if draw_first
+        else "plain Mesa, `shuffle_do`",
     }
 
 
@@ -321,6 +326,12 @@ def memory_child(n: int, side: int, steps: int) -> None:
                 "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "vm_hwm_kib": proc_status_kib("VmHWM"),
                 "kernel_cache_hits": int(sum(kc.cancer_decide.stats.cache_hits.values())),
+                # every allocation the population made: capacity slack, work arrays, lattice
+                "bytes_per_live_cell": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                        - after_import) * 1024 / max(pop.cells.n, 1),
+                "bytes_per_live_cell_without_fields": (
+                    (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - after_import) * 1024
+                    - pop.fields.data.nbytes) / max(pop.cells.n, 1),
             }
         )
     )
@@ -358,7 +369,8 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def report(tm: list[dict], me: dict, mem: list[dict], loads: list[str], args) -> str:
+def report(tm: list[dict], mes: list[dict], mem: list[dict], loads: list[str], args) -> str:
+    me = mes[0]
     speedup = me["speedup"]
     lines = [
         f"Machine: {os.cpu_count()} cores (affinity {len(os.sched_getaffinity(0))}), "
@@ -386,6 +398,20 @@ def report(tm: list[dict], me: dict, mem: list[dict], loads: list[str], args) ->
             f"({fmt_ns(r['ns_min'][1])}–{fmt_ns(r['ns_max'][1])}) | {fmt_ns(r['ns'][2])} "
             f"({fmt_ns(r['ns_min'][2])}–{fmt_ns(r['ns_max'][2])}) | {mesa_cell} | {sp} | "
             f"{target} |"
+        )
+    lines += [
+        "",
+        f"Plain-Mesa references at {me['n']:,} cells (ns/cell/step, and tmesim's paired "
+        "speed-up, 1 thread / 2 threads):",
+        "",
+        "| reference | ns/cell/step | speed-up 1 thread | speed-up 2 threads |",
+        "|---|---:|---:|---:|",
+    ]
+    for m in mes:
+        lines.append(
+            f"| {m['label']} | {fmt_ns(m['ns'])} ({fmt_ns(m['ns_min'])}–{fmt_ns(m['ns_max'])}) "
+            f"| {m['speedup'][1]:,.0f}× ({m['speedup_min'][1]:,.0f}–{m['speedup_max'][1]:,.0f}) "
+            f"| {m['speedup'][2]:,.0f}× ({m['speedup_min'][2]:,.0f}–{m['speedup_max'][2]:,.0f}) |"
         )
     names = list(tm[0]["parts"][1])
     lines += [
@@ -419,6 +445,12 @@ def report(tm: list[dict], me: dict, mem: list[dict], loads: list[str], args) ->
             f"{m['steps']} steps | {m['peak_rss_kib'] / 1024:,.0f} MiB "
             f"(after imports {m['rss_after_import_kib'] / 1024:,.0f} MiB; fields "
             f"{m['fields_mib']:,.0f} MiB; row capacity {m['capacity']:,}) | < 1024 MiB |"
+        )
+        lines.append(
+            f"| memory per live cell, every allocation after imports (peak RSS growth / "
+            f"{m['n_final']:,} live cells), with / without the field array | "
+            f"{m['bytes_per_live_cell']:,.0f} B / {m['bytes_per_live_cell_without_fields']:,.0f} B "
+            "| — |"
         )
     lines += [
         f"| plain Mesa model construction, {me['n']:,} cells on {me['side']}² | "
@@ -483,16 +515,20 @@ def main() -> None:
         )
         tm.append(r)
 
-    me = bench_mesa(10_000, SIZES[10_000], args.mesa_steps)
-    loads.append(load())
-    print(
-        f"mesa   {me['n']:>9,} cells on {me['side']}²: {me['ns']:.0f} ns/cell/step "
-        f"(build {me['build_s']:.1f} s); cells after: {me['n_final']:,}; load {loads[-1]}",
-        flush=True,
-    )
+    mes = []
+    for draw_first in (True, False):
+        me = bench_mesa(10_000, SIZES[10_000], args.mesa_steps, draw_first)
+        loads.append(load())
+        print(
+            f"mesa   {me['n']:>9,} cells on {me['side']}² ({me['label']}): {me['ns']:.0f} "
+            f"ns/cell/step (build {me['build_s']:.1f} s); cells after: {me['n_final']:,}; "
+            f"load {loads[-1]}",
+            flush=True,
+        )
+        mes.append(me)
 
     print()
-    print(report(tm, me, mem, loads, args))
+    print(report(tm, mes, mem, loads, args))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def scheme_rows(shape, nf, dtype, steps, repeats, maxthreads):
     mask = rng.random(shape) < 0.1
     out = []
     for path in ("constant", "variable"):
-        for scheme in ("lod", "douglas"):
+        for scheme in ("lod", "douglas", "implicit"):
             fs = make(shape, nf, dtype, scheme=scheme)
             fs.data[...] = 1.0
             if path == "variable":
@@ -94,7 +94,54 @@ def scheme_rows(shape, nf, dtype, steps, repeats, maxthreads):
                 )
                 res[t] = res[t] / steps / fs.data.size * 1e9
             numba.set_num_threads(maxthreads)
-            out.append((scheme, path, res[1], res[maxthreads], fs.douglas_fallbacks))
+            st = fs.solver_stats()
+            iters = (sum(v["iterations"] for v in st.values())
+                     / max(sum(v["solves"] for v in st.values()), 1)) if scheme == "implicit" else 0
+            out.append((scheme, path, res[1], res[maxthreads], fs.douglas_fallbacks, iters))
+    return out
+
+
+def lung_rows(repeats):
+    """The transport of the lung baseline as runs take it: the scenario's own field set after a
+    day of growth (150 x 150 lung mask, capillaries held, the cells' uptake and secretion), one
+    agent step's calls of ``FieldSet.diffuse``; each part (implicit oxygen, the LOD fields) in
+    us per agent step, next to the same fields without the mask (constant path)."""
+    from tmesim.simulation import Simulation
+
+    sim = Simulation(str(Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml"),
+                     **{"time.duration_h": 24.0})  # fmt: skip
+    while sim.running:
+        sim.step()
+    sub = sim.scenario.diffusion_substeps
+    dt = sim.dt_min / sub
+    out = []
+    for variable in (True, False):
+        fs = sim.fields
+        if not variable:
+            from tmesim.fields import FieldSet
+
+            fs = FieldSet.from_scenario(sim.scenario)
+            fs.data[...] = sim.fields.data
+        state = fs.data.copy()
+        for sl, part in fs._parts:
+            if part is None:
+                continue
+            res = {}
+            for t in (1, 2):
+                numba.set_num_threads(t)
+
+                def agent_step(part=part, sl=sl):
+                    for _ in range(sub if part.scheme == "lod" else 1):
+                        part.diffuse(dt if part.scheme == "lod" else sim.dt_min,
+                                     sim._sink[sl], sim._source[sl])  # fmt: skip
+
+                res[t] = best(lambda f=agent_step: [f() for _ in range(5)], repeats) / 5 * 1e6
+                fs.data[...] = state
+            st = part.solver_stats(reset=True)
+            iters = (sum(v["iterations"] for v in st.values())
+                     / max(sum(v["solves"] for v in st.values()), 1)) if st else 0
+            out.append(("lung mask" if variable else "no mask", part.scheme, len(part.names),
+                        res[1], res[2], iters))  # fmt: skip
     return out
 
 
@@ -179,16 +226,25 @@ def main(argv=None):
             )
             sys.stdout.flush()
     print()
-    print("Douglas vs LOD with a sink (60 % of voxels at 3.1 /min), smooth data, guard on:")
-    head = "| case | fields | scheme | path | 1T | 2T | LOD fallbacks |"
+    print("Lung baseline transport, us per 6-min agent step (after 24 h of growth):")
+    head = "| geometry | scheme | fields | 1T | 2T | CG iterations per step |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for geo, scheme, nf, t1, t2, iters in lung_rows(repeats):
+        print(f"| {geo} | {scheme} | {nf} | {t1:.0f} | {t2:.0f} | {iters:.1f} |")
+        sys.stdout.flush()
+    print()
+    print("Schemes with a sink (60 % of voxels at 3.1 /min), smooth data, guard on, dt 0.01 min:")
+    head = "| case | fields | scheme | path | 1T | 2T | LOD fallbacks | CG iterations |"
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for case, shape in SHAPES.items():
         for nf in (1, 4):
-            for scheme, path, t1, t2, nfall in scheme_rows(
+            for scheme, path, t1, t2, nfall, iters in scheme_rows(
                 shape, nf, dtype, steps, repeats, maxthreads
             ):
-                print(f"| {case} | {nf} | {scheme} | {path} | {t1:.2f} | {t2:.2f} | {nfall} |")
+                print(f"| {case} | {nf} | {scheme} | {path} | {t1:.2f} | {t2:.2f} | {nfall} "
+                      f"| {iters:.1f} |")  # fmt: skip
                 sys.stdout.flush()
 
 

@@ -198,3 +198,87 @@ class TumorCSCModel(mesa.Model):
             else:
                 out["stem" if a.stem else "tumor"] += 1
         return out
+
+
+class DrawFirstCancerCell(CancerCell):
+    """A cell that decides first and acts later, as tmesim's kernels do (see
+    :class:`DrawFirstTumorModel`)."""
+
+    def decide(self):
+        """Draw this step's intent from the state at the start of the step: ``None``, or
+        ``(action, target)`` with action ``"die"``, ``"lyse"``, ``"divide"`` or ``"move"``."""
+        model = self.model
+        rnd = self.random
+        if self.necrotic:
+            self.steps_necrotic += 1
+            return ("lyse", None) if self.steps_necrotic >= model.lysis_steps else None
+        if model.p_necrosis > 0.0 and rnd.random() < model.p_necrosis:
+            self.necrotic = True
+            return None
+        self.quiescent = model.hypoxic
+        free = [c for c in self.cell.neighborhood if c.is_empty]
+        if not free:
+            return None
+        if not self.quiescent and rnd.random() < model.p_div:
+            return ("divide", rnd.choice(free))
+        if rnd.random() < model.p_mig:
+            return ("move", rnd.choice(free))
+        return None
+
+    def act(self, intent) -> None:
+        """Apply an intent; a target taken meanwhile is replaced by another free neighbour, if
+        any (tmesim's retry draw)."""
+        action, target = intent
+        if action == "lyse":
+            self.remove()
+            return
+        if not target.is_empty:
+            free = [c for c in self.cell.neighborhood if c.is_empty]
+            if not free:
+                return
+            target = self.random.choice(free)
+        if action == "move":
+            self.cell = target
+        else:
+            self.divide(target)
+
+    def divide(self, target) -> None:
+        """As :meth:`CancerCell.divide`, with daughters of this class."""
+        model = self.model
+        rnd = self.random
+        if self.stem:
+            stem = rnd.random() < model.p_symmetric
+            DrawFirstCancerCell(model, target, stem=stem,
+                                divisions_left=self.divisions_left if stem else model.max_divisions)
+            return
+        if rnd.random() < model.p_death or self.divisions_left <= 0:
+            self.remove()
+            return
+        self.divisions_left -= 1
+        DrawFirstCancerCell(model, target, stem=False, divisions_left=self.divisions_left)
+
+
+class DrawFirstTumorModel(TumorCSCModel):
+    """The same rules with tmesim's order of events: every cell draws its intent from the state
+    at the start of the step (a synchronous decide phase), then the intents are applied one
+    after another in a random order, with a retry when a target was taken. This is the
+    like-for-like reference for tmesim's decide/apply kernels; :class:`TumorCSCModel`
+    (``shuffle_do``, each cell seeing the moves of the cells before it) is the idiomatic one."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        # re-create the initial cells with the draw-first class
+        initial = [(a.cell, a.stem, a.divisions_left) for a in list(self.agents)]
+        for a in list(self.agents):
+            a.remove()
+        for cell, stem, div in initial:
+            DrawFirstCancerCell(self, cell, stem=stem, divisions_left=div)
+
+    def step(self) -> None:
+        """Decide every cell on the same state, then act in a random order."""
+        agents = list(self.agents)
+        intents = [(a, a.decide()) for a in agents]
+        acting = [(a, it) for a, it in intents if it is not None]
+        self.random.shuffle(acting)
+        for a, it in acting:
+            a.act(it)
