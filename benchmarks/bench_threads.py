@@ -21,11 +21,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = {"passive (tmesim default)": "PASSIVE", "runtime default (spin, then sleep)": ""}
+POLICIES = {
+    "passive (tmesim default)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "runtime default (spin, then sleep)": {"OMP_WAIT_POLICY": ""},
+    "spin 10,000 then sleep": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "spin 100,000 then sleep": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"},
+}
 
 
-def run_once(hours: float, threads: int, policy: str, out: Path) -> float:
-    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+def run_once(hours: float, threads: int, policy: dict, out: Path) -> float:
+    env = dict(os.environ, **policy)
     env.pop("TMESIM_THREADS", None)
     cmd = [sys.executable, "-m", "tmesim", "run", str(ROOT / "scenarios" / "baseline.yaml"),
            "-o", str(out), "--overwrite", "-q", "--threads", str(threads),
@@ -47,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.h5"
-        run_once(1.0, 1, "PASSIVE", out)  # warm the kernel cache
+        run_once(1.0, 1, POLICIES["passive (tmesim default)"], out)  # warm the kernel cache
         rows = []
         for load in ("idle", f"{args.busy} busy processes"):
             procs = busy(args.busy) if load != "idle" else []

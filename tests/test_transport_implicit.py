@@ -394,3 +394,57 @@ def test_packaged_oxygen_is_implicit_with_one_step_per_agent_step():
     while sim.running:
         sim.step()
     assert sim.fields.solver_stats()["oxygen"]["solves"] == sim.steps
+
+
+def test_lod_fields_take_steps_chosen_from_k_dt():
+    """Without their own substeps, LOD fields take the fewest steps per agent step that keep
+    k dt <= numerics.lod_kdt_max (0.1), k being the fastest local rate."""
+    from tmesim.fields import accuracy_substeps, local_rates
+    from tmesim.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "baseline.yaml")
+    rates = local_rates(sc)
+    # decay plus V_cell/V_voxel * (uptake + secretion rate) of the fastest kind
+    ratio = 2494.0 / 8000.0
+    assert rates["tgfb"] == pytest.approx(0.05)
+    assert rates["ifng"] == pytest.approx(0.0039 + ratio * 0.06)
+    assert rates["chemokine"] == pytest.approx(0.016 + ratio * 1.0)
+    steps = {n: accuracy_substeps(rates[n], 6.0, 6, 0.1) for n in ("ifng", "tgfb", "egf", "chemokine")}
+    assert steps == {"ifng": 2, "tgfb": 3, "egf": 2, "chemokine": 6}
+    fs = FieldSet.from_scenario(sc)
+    every = {n: ev[0] for (_, p), ev in zip(fs._parts, fs._every, strict=False) for n in p.names}
+    assert every == {"oxygen": 6, "chemokine": 1, "tgfb": 2, "ifng": 3, "egf": 3}
+    assert accuracy_substeps(0.0, 6.0, 6, 0.1) == 1
+    assert accuracy_substeps(100.0, 6.0, 6, 0.1) == 6  # the finest step when none is enough
+
+
+def test_incremental_geometry_in_a_mixed_set_equals_a_rebuild():
+    rng = np.random.default_rng(21)
+    shape = (24, 30)
+    specs = [
+        FieldSpec("o", "u", 1e5, 0.1, 38.0, {"x_min": ("dirichlet", 38.0)}, "implicit", 1),
+        FieldSpec("c", "u", 6000.0, 0.05, 0.0, {"y_max": ("dirichlet", 0.0)}, "lod", 2),
+        FieldSpec("e", "u", 0.0, 0.0, 0.1, {}, None),
+    ]
+    mask, _, held = geometry(rng, shape)
+    sink = np.where(rng.random((3, 1, *shape)) < 0.4, 0.5, 0.0)
+    src = np.where(rng.random((3, 1, *shape)) < 0.05, 2.0, 0.0)
+    a = FieldSet(specs, shape, H)
+    a.set_geometry(mask=mask)
+    a.set_fixed("o", held & ~mask, 38.0)
+    for _ in range(2):
+        a.diffuse(1.0, sink, src)
+    flip = np.zeros(mask.size, dtype=bool)
+    flip[rng.choice(np.flatnonzero(~held.reshape(-1)), 8, replace=False)] = True
+    mask2 = mask ^ flip.reshape(shape)
+    a.set_geometry(mask=mask2)
+    b = FieldSet(specs, shape, H)
+    b.set_geometry(mask=mask2)
+    b.set_fixed("o", held & ~mask, 38.0)
+    b.data[...] = a.data
+    for fs in (a, b):
+        for ev in fs._every:
+            ev[1] = 0
+        for _ in range(4):
+            fs.diffuse(1.0, sink, src)
+    assert a.data.tobytes() == b.data.tobytes()

@@ -48,7 +48,7 @@ _AXES = (("x", -1), ("y", -2), ("z", -3))
 #: a geometry change touching at most this fraction of the voxels updates the solver's
 #: coefficients in place (faces and lines through the changed voxels); a larger one rebuilds them
 INCREMENTAL_FRACTION = 0.05
-#: bytes the precomputed line factors of the LOD variable-coefficient path may take (four
+#: bytes the precomputed line factors of the LOD variable-coefficient path may take (two
 #: arrays per axis, each the size of the field data); above it the factors are built on the fly
 FACTOR_BUDGET = 256 * 2**20
 SCHEMES = ("lod", "douglas", "implicit")
@@ -214,7 +214,18 @@ class FieldSet:
     def from_scenario(cls, scenario) -> FieldSet:
         """Build the field set a scenario describes."""
         specs = []
+        calls = scenario.diffusion_substeps
+        rates = local_rates(scenario)
         for name, fc in scenario.field_configs.items():
+            scheme = fc.scheme or scenario.numerics.scheme
+            if fc.substeps:
+                steps = fc.substeps
+            elif scheme == "lod" and name in scenario.fields:
+                steps = accuracy_substeps(
+                    rates[name], scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max
+                )
+            else:
+                steps = calls
             bc = {}
             for side, cond in fc.boundary.items():
                 if cond.dirichlet is not None:
@@ -224,7 +235,7 @@ class FieldSet:
             specs.append(
                 FieldSpec(
                     name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc,
-                    fc.scheme, scenario.diffusion_substeps // fc.substeps if fc.substeps else 1,
+                    fc.scheme, calls // steps,
                 )
             )
         num = scenario.numerics
@@ -250,25 +261,18 @@ class FieldSet:
 
     # ------------------------------------------------------------------ geometry
     def set_geometry(self, mask=None, diffusivity_factor=None) -> None:
-        """Declare non-conducting voxels and a per-voxel diffusivity factor (see below)."""
-        for _, part in self._parts:
-            if part is not None:
-                part.set_geometry(mask, diffusivity_factor)
-        self._set_geometry(mask, diffusivity_factor)
-
-    def _set_geometry(self, mask=None, diffusivity_factor=None) -> None:
         """Declare non-conducting voxels and a per-voxel diffusivity factor.
 
         ``mask`` (bool, grid shape) marks voxels no flux enters or leaves (e.g. alveolar air);
         their values are set to 0 and kept there by the solver. ``diffusivity_factor`` (>= 0,
-        broadcastable to the grid shape) multiplies every field's D voxel by voxel; a face between two voxels
-        conducts with the harmonic mean of their factors (0 if either is masked). Either switches
-        :meth:`diffuse` to the variable-coefficient kernels; pass both ``None`` to go back.
+        broadcastable to the grid shape) multiplies every field's D voxel by voxel; a face
+        between two voxels conducts with the harmonic mean of their factors (0 if either is
+        masked). Either switches :meth:`diffuse` to the variable-coefficient kernels; pass both
+        ``None`` to go back. A change at a few voxels (at most ``INCREMENTAL_FRACTION`` of them)
+        updates the solvers' coefficients in place.
         """
-        old_kf = self._kf
         if mask is None and diffusivity_factor is None:
-            self._kf = None
-            self._masked = None
+            kf = masked = changed = None
         else:
             kf = np.ones(self.shape3, dtype=self.dtype)
             if diffusivity_factor is not None:
@@ -278,26 +282,50 @@ class FieldSet:
                 if not np.all(np.isfinite(fac)) or np.any(fac < 0):
                     raise ValueError("diffusivity_factor must be finite and >= 0")
                 kf[...] = fac
-            masked = np.zeros(self.shape3, dtype=bool)
+            masked = None
             if mask is not None:
-                masked = np.asarray(mask, dtype=bool).reshape(self.shape3).copy()
-                kf[masked] = 0.0
-            self._kf = kf
-            self._masked = np.flatnonzero(masked) if masked.any() else None
-            self.impose_fixed()
-            if self._dt is not None and old_kf is not None and old_kf.shape == kf.shape:
-                changed = np.flatnonzero(kf != old_kf)
-                if changed.size <= INCREMENTAL_FRACTION * kf.size:
-                    self._update_geometry(changed)
-                    return
+                m = np.asarray(mask, dtype=bool).reshape(self.shape3)
+                kf[m] = 0.0
+                masked = np.flatnonzero(m) if m.any() else None
+            changed = None
+            if self._kf is not None and self._kf.shape == kf.shape:
+                changed = np.flatnonzero(kf != self._kf)
+        for _, part in self._parts:
+            if part is not None:
+                part._apply_geometry(kf, masked, changed)
+        self._apply_geometry(kf, masked, changed)
+
+    def _apply_geometry(self, kf, masked, changed) -> None:
+        """Take the diffusivity factors ``kf`` (0 on masked voxels) and the flat ``masked``
+        voxels; ``changed`` lists the voxels whose factor differs from the previous geometry
+        (None: unknown)."""
+        incremental = (
+            kf is not None and changed is not None and self._dt is not None
+            and self._kf is not None and changed.size <= INCREMENTAL_FRACTION * kf.size
+        )  # fmt: skip
+        self._kf = kf
+        self._masked = masked
+        if incremental:
+            if changed.size:
+                gone = changed[self._is_masked(changed)]
+                if gone.size:
+                    self.data.reshape(len(self.specs), -1)[:, gone] = 0.0
+                self._update_geometry(changed)
+            return
+        if kf is not None and (not self._parts or self._static is not None):
+            if self._parts:  # the parts zero their own blocks; the static block is ours
+                if masked is not None:
+                    self.data[self._static].reshape(-1, kf.size)[:, masked] = 0.0
+            else:
+                self.impose_fixed()
         self._dt = None
 
     def _update_geometry(self, changed: np.ndarray) -> None:
         """Bring faces, identity rows and line factors up to date after the diffusivity factor
         (or the mask) changed at the flat voxels ``changed``; only the faces of those voxels and
         the lines through them are recomputed."""
-        if changed.size == 0:
-            return
+        if self._parts:
+            return  # the parts hold the solvers
         kf = self._kf
         self._kf_eff = kf
         flat_kf = kf.reshape(-1)
@@ -312,17 +340,28 @@ class FieldSet:
             with np.errstate(invalid="ignore", divide="ignore"):
                 g = np.where(den > 0, 2.0 * a * b / np.where(den > 0, den, 1.0), 0.0)
             self._faces[name].reshape(-1)[faces] = g
-        free = self._free.reshape(len(self.specs), -1)
-        masked = np.zeros(kf.size, dtype=bool)
-        if self._masked is not None:
-            masked[self._masked] = True
-        free[:, changed] = np.where(masked[changed], 0.0, 1.0)
+        nf = len(self.specs)
+        free = self._free.reshape(nf, -1)
+        shut = self._is_masked(changed)
+        free[:, changed] = np.where(shut, 0.0, 1.0)
         for f, (idx, _) in self._fixed.items():
             free[f, idx] = 0.0
         if self._fac is not None:
+            hold = self._hold.reshape(nf, -1)
+            for f, (idx, val) in self._fixed.items():
+                hold[f, idx] = val
+            hold[:, changed[shut]] = 0.0
             self._prepare_factors(changed)
         if self.scheme == "implicit":
-            self._prepare_implicit(self._dt)
+            self._prepare_implicit(self._dt, geometry_only=True)
+
+    def _is_masked(self, voxels: np.ndarray) -> np.ndarray:
+        """Whether each flat voxel is masked (not merely of zero diffusivity)."""
+        if self._masked is None:
+            return np.zeros(voxels.size, dtype=bool)
+        i = np.searchsorted(self._masked, voxels)
+        i = np.minimum(i, self._masked.size - 1)
+        return self._masked[i] == voxels
 
     def set_fixed(self, name: str, where, value) -> None:
         """Hold field ``name`` at ``value`` in the voxels ``where`` (see below)."""
@@ -405,7 +444,7 @@ class FieldSet:
         self._fac = None
         if self.variable:
             self._prepare_variable()
-            if self.scheme != "implicit" and 4 * self.ndim * self.data.nbytes <= FACTOR_BUDGET:
+            if self.scheme != "implicit" and 2 * self.ndim * self.data.nbytes <= FACTOR_BUDGET:
                 self._fac = {}
                 self._prepare_factors()
         if self.scheme == "implicit":
@@ -474,47 +513,56 @@ class FieldSet:
             dc[name + "_vsweep"] = (r, one, bt[0].copy(), zeros, zeros, bt[3].copy(), zeros, zeros)
         self._dcoeffs = dc
 
-    def _prepare_implicit(self, dt: float) -> None:
+    def _prepare_implicit(self, dt: float, geometry_only: bool = False) -> None:
         """Compact systems of the unsplit backward-Euler step (kernels.implicit.system), one
-        per field, and each field's scale (its largest boundary or held value)."""
+        per field, and each field's scale (its largest boundary or held value).
+        ``geometry_only``: the step and boundaries are as before; the faces or the identity
+        rows changed."""
         nz, ny, nx = self.shape3
         kf = self._kf if self._kf is not None else np.ones(self.shape3, dtype=self.dtype)
-        g = np.zeros((3, nz, ny, nx), dtype=np.float64)
+        if not geometry_only:
+            g = self._ig = np.zeros((3, nz, ny, nx), dtype=np.float64)
+            if not self.variable:
+                g[0, :, :, :-1] = 1.0
+                g[1, :, :-1, :] = 1.0
+                if self.ndim == 3:
+                    g[2, :-1] = 1.0
+            self._iterms = []
+            h2 = self.voxel_um**2
+            for f, s in enumerate(self.specs):
+                rf = s.diffusion_um2_per_min * dt / h2
+                bt = np.zeros((3, 6))
+                scale = 0.0
+                for a, (name, _) in enumerate(_AXES[: self.ndim]):
+                    for side in (0, 1):
+                        cond = s.boundary.get(f"{name}_{('min', 'max')[side]}")
+                        if cond is None:
+                            continue
+                        if cond[0] == "dirichlet":
+                            bt[a, 3 * side] = 2.0 * rf
+                            bt[a, 3 * side + 1] = 2.0 * rf * cond[1]
+                            scale = max(scale, abs(cond[1]))
+                        else:
+                            bt[a, 3 * side + 2] = dt * cond[1] / self.voxel_um
+                if f in self._fixed:
+                    scale = max(scale, float(np.max(self._fixed[f][1], initial=0.0)))
+                self._iterms.append((rf, 1.0 + dt * s.decay_per_min, bt, scale))
+        g = self._ig
         if self.variable:
             for a, (name, _) in enumerate(_AXES[: self.ndim]):
                 g[a] = self._faces[name]
             free = self._free
         else:
-            g[0, :, :, :-1] = 1.0
-            g[1, :, :-1, :] = 1.0
-            if self.ndim == 3:
-                g[2, :-1] = 1.0
             free = np.ones(self.data.shape, dtype=self.dtype)
-        h2 = self.voxel_um**2
+        old = getattr(self, "_icoeffs", None) or []
         self._icoeffs = []
-        for f, s in enumerate(self.specs):
-            rf = s.diffusion_um2_per_min * dt / h2
-            bt = np.zeros((3, 6))
-            scale = 0.0
-            for a, (name, _) in enumerate(_AXES[: self.ndim]):
-                for side in (0, 1):
-                    cond = s.boundary.get(f"{name}_{('min', 'max')[side]}")
-                    if cond is None:
-                        continue
-                    if cond[0] == "dirichlet":
-                        bt[a, 3 * side] = 2.0 * rf
-                        bt[a, 3 * side + 1] = 2.0 * rf * cond[1]
-                        scale = max(scale, abs(cond[1]))
-                    else:
-                        bt[a, 3 * side + 2] = dt * cond[1] / self.voxel_um
-            if f in self._fixed:
-                scale = max(scale, float(np.max(self._fixed[f][1], initial=0.0)))
-            system = ki.system(
-                free[f], g, kf, self.ndim, rf, 1.0 + dt * s.decay_per_min, bt
-            )
-            self._icoeffs.append(
-                (*system, rf, scale, np.zeros((ki.N_WORK, system[0].size + 1)))
-            )
+        for f, (rf, d0, bt, scale) in enumerate(self._iterms):
+            system = ki.system(free[f], g, kf, self.ndim, rf, d0, bt)
+            n1 = system[0].size + 1
+            work = old[f][-1] if f < len(old) and old[f][-1].shape[1] >= n1 else None
+            if work is None:
+                work = np.zeros((ki.N_WORK, n1 + n1 // 4))  # room to grow
+            self._icoeffs.append((*system, rf, scale, work))
 
     def _diffuse_implicit(self, dt: float, sink) -> None:
         """One unsplit backward-Euler step per field, solved by PCG (kernels.implicit)."""
@@ -540,29 +588,35 @@ class FieldSet:
         """Line factors of the LOD variable path (kernels.diffusion, "factored variable
         path") of every line, or of the lines through the flat ``voxels``."""
         nf = len(self.specs)
-        for name, ax in _AXES[: self.ndim]:
-            fac = self._fac.get(name)
-            if fac is None:
-                fac = self._fac[name] = np.empty((4, *self.data.shape), dtype=self.dtype)
-            g = np.moveaxis(self._faces[name], ax, -1)
-            kf = np.moveaxis(self._kf_eff, ax, -1)
-            if voxels is None:
-                lines = np.indices(g.shape[:2]).reshape(2, -1).T.copy()
-            else:
-                zyx = np.array(np.unravel_index(voxels, self.shape3))
-                rest = [i for i in range(3) if i != 3 + ax]
-                lines = np.unique(zyx[rest].T, axis=0).astype(np.int64)
-            r, d0, *bt = self._vcoeffs[name]
-            for f in range(nf):
-                b6 = np.array([b[f] for b in bt], dtype=np.float64)
-                kd.axis_factors(
-                    g, kf, np.moveaxis(self._free[f], ax, -1), float(r[f]), float(d0[f]), b6,
-                    np.moveaxis(fac[:, f], ax, -1), lines,
-                )
+        nd = self.ndim
+        if voxels is None:
+            # the value of every identity row: held, or 0 when masked (masked wins)
+            hold = self._hold = np.zeros(self.data.shape, dtype=self.dtype)
+            for f, (idx, val) in self._fixed.items():
+                hold[f].reshape(-1)[idx] = val
+            if self._masked is not None:
+                hold.reshape(nf, -1)[:, self._masked] = 0.0
+            self._facs = np.empty((nd, 2, *self.data.shape), dtype=self.dtype)
+            self._fac = {name: self._facs[a] for a, (name, _) in enumerate(_AXES[:nd])}
+            self._gstack = np.stack([self._faces[name] for name, _ in _AXES[:nd]])
+            vc = [self._vcoeffs[name] for name, _ in _AXES[:nd]]
+            self._fr = np.array([c[0] for c in vc], dtype=np.float64)
+            self._fd0 = np.array([c[1] for c in vc], dtype=np.float64)
+            self._fbt = np.ascontiguousarray(
+                np.array([np.stack(c[2:], axis=1) for c in vc], dtype=np.float64)
+            )
+        else:
+            for a, (name, _) in enumerate(_AXES[:nd]):
+                self._gstack[a] = self._faces[name]
+        kd.all_line_factors(
+            self._gstack, self._kf_eff, self._free, self._hold, self._fr, self._fd0, self._fbt,
+            self._facs, np.empty(0, np.int64) if voxels is None else voxels.astype(np.int64),
+            voxels is None,
+        )
 
     def _diffuse_factored(self, dt: float, sink, source) -> None:
-        """LOD step on the precomputed line factors, local terms fused into the x sweep."""
-        self.impose_fixed()
+        """LOD step on the precomputed line factors: the forward x pass applies the local terms
+        and sets held and masked voxels to their values."""
         u = self.data
         nf, nz, ny, nx = u.shape
         if sink is None and source is None:
@@ -570,13 +624,16 @@ class FieldSet:
         else:
             snk = self._sink_array(sink)
             src = self._sink_array(source)
-        kd.sweep_fac_x(u, self._fac["x"], src, snk, self._free, dt)
+        r = {name: self._vcoeffs[name][0] for name, _ in _AXES[: self.ndim]}
+        kd.sweep_fac_x(u, self._fac["x"], self._faces["x"], r["x"], src, snk, dt)
         kd.sweep_fac_lanes(
-            u.reshape(nf * nz, ny, nx), self._fac["y"].reshape(4, nf * nz, ny, nx)
+            u.reshape(nf * nz, ny, nx), self._fac["y"].reshape(2, nf * nz, ny, nx),
+            self._faces["y"], r["y"], nz,
         )
         if self.ndim == 3:
             kd.sweep_fac_lanes(
-                u.reshape(nf, nz, ny * nx), self._fac["z"].reshape(4, nf, nz, ny * nx)
+                u.reshape(nf, nz, ny * nx), self._fac["z"].reshape(2, nf, nz, ny * nx),
+                self._faces["z"].reshape(1, nz, ny * nx), r["z"], 1,
             )
 
     def _prepare_variable(self) -> None:
@@ -812,3 +869,35 @@ class FieldSet:
             "check the field's sources, uptake and boundary values, or lower "
             "numerics.diffusion_dt_min"
         )
+
+
+def local_rates(scenario) -> dict[str, float]:
+    """The fastest first-order local rate of each of a scenario's own fields (1/min): its decay
+    plus the largest per-voxel rate at which one cell of any kind takes it up or secretes it
+    towards a target, ``V_cell / V_voxel * (uptake + secretion rate)`` (oxygen: the oxygen
+    uptake). It sets the LOD splitting error, which grows with ``k dt`` (docs/numerics.md)."""
+    v_vox = scenario.domain.voxel_um**3
+    cells = scenario.cells
+    out = {}
+    for name, fc in scenario.fields.items():
+        fastest = 0.0
+        for kind in type(cells).model_fields:
+            cfg = getattr(cells, kind)
+            ratio = cfg.volume_um3 / v_vox
+            rate = cfg.oxygen_uptake_per_min if name == "oxygen" else 0.0
+            sec = cfg.secretion.get(name)
+            if sec is not None:
+                rate += sec.uptake_per_min + sec.rate_per_min
+            fastest = max(fastest, ratio * rate)
+        out[name] = fc.decay_per_min + fastest
+    return out
+
+
+def accuracy_substeps(rate: float, dt_agent: float, calls: int, kdt_max: float) -> int:
+    """The fewest steps per agent step, a divisor of ``calls``, that keep ``rate * dt`` at or
+    below ``kdt_max``; ``calls`` (the finest step) when none does."""
+    for n in range(1, calls + 1):
+        if calls % n == 0 and rate * dt_agent / n <= kdt_max * (1 + 1e-9):
+            return n
+    return calls
+

@@ -747,33 +747,103 @@ def douglas_negative_rows(u, d, flags):
 
 # ---------------------------------------------------------------------- factored variable path
 # With a mask, diffusivity factors or held voxels, the Thomas factors of every line depend on
-# the geometry, which changes only where the tissue changes. ``line_factors`` computes them once
-# (per field and axis, for the lines that changed) into four arrays shaped like the field:
+# the geometry, which changes only where the tissue changes. ``all_line_factors`` computes them
+# once (per field and axis, for the lines that changed, from the first changed position on) into
+# two arrays shaped like the field:
 #
-#     inv_i = 1 / (b_i + l_i c_{i-1}),  mlt_i = l_i inv_i,  c_i = -h_i f_i inv_i,
-#     add_i = (boundary right-hand side of row i) inv_i,
+#     inv_i = 1 / (b_i - l_i c_{i-1})   (0 on an identity row),
+#     add_i = (boundary right-hand side of row i) inv_i   (the held value on an identity row),
 #
-# where ``b_i`` is the row's diagonal, ``l_i`` and ``h_i`` its lower and upper face
-# conductances (``r g``, times the free flag ``f_i``), so that a sweep is
+# where ``b_i`` is the row's diagonal and ``l_i = r g_{i-1}``, ``h_i = r g_i`` its lower and upper
+# face conductances (``g`` the face factors, shared by every field; ``r`` the field's
+# ``D dt / h**2``), ``c_i = h_i inv_i``. A sweep is then
 #
-#     forward:  u_i <- u_i inv_i + add_i + mlt_i u_{i-1}
-#     backward: u_i <- u_i + c_i u_{i+1}
+#     forward:  u_i <- u_i inv_i + add_i + (r g_{i-1} inv_i) u_{i-1}
+#     backward: u_i <- u_i + (r g_i inv_i) u_{i+1}
 #
-# the same elimination as ``_lanes_var`` without a division. An identity row (held or masked
-# voxel) has ``inv = 1`` and ``add = mlt = c = 0``.
+# the elimination of ``_lanes_var`` without a division; an identity row (held or masked voxel)
+# is set to its value by the forward pass and left alone by the backward one.
 #: index of each factor in the first axis of a factor array
-F_INV, F_ADD, F_MLT, F_C = 0, 1, 2, 3
+F_INV, F_ADD = 0, 1
+
+
+@kernel(parallel=True)
+def sweep_fac_x(u, fac, g, r, src, sink, dt):
+    """Factored sweep along x of every row, after the local terms ``u <- (u + dt src) / (1 + dt
+    sink)`` (``src``/``sink`` shaped like ``u``, or empty to skip them). ``fac`` is ``(2, nf, nz,
+    ny, nx)``, ``g`` the x face factors ``(nz, ny, nx)``, ``r`` per field. The products off the
+    recurrence's chain are formed first, so each step of the chain is one multiply-add."""
+    nf, nz, ny, nx = u.shape
+    local = src.size > 0
+    for task in prange(nf * nz * ny):
+        f = task // (nz * ny)
+        rem = task - f * nz * ny
+        z = rem // ny
+        y = rem - z * ny
+        rf = r[f]
+        row = u[f, z, y]
+        inv = fac[F_INV, f, z, y]
+        add = fac[F_ADD, f, z, y]
+        gg = g[z, y]
+        if local:
+            s = src[f, z, y]
+            k = sink[f, z, y]
+            for i in range(nx):
+                row[i] = (row[i] + dt * s[i]) / (1.0 + dt * k[i])
+        pv = row[0] * inv[0] + add[0]
+        row[0] = pv
+        for i in range(1, nx):
+            pv = row[i] * inv[i] + add[i] + (rf * gg[i - 1] * inv[i]) * pv
+            row[i] = pv
+        for i in range(nx - 2, -1, -1):
+            pv = row[i] + (rf * gg[i] * inv[i]) * pv
+            row[i] = pv
+
+
+@kernel(parallel=True)
+def sweep_fac_lanes(v, fac, g, r, per):
+    """Factored sweep along axis 1 of ``v[p, n, m]`` (lanes along ``m``); ``fac`` is
+    ``(2, p, n, m)``, ``g`` the face factors along the axis ``(q, n, m)`` and field ``f = p //
+    per`` uses ``g[p - f * per]`` and ``r[f]``. The y sweep passes ``(nf*nz, ny, nx)`` views
+    (``per = nz``), the z sweep ``(nf, nz, ny*nx)`` (``per = 1``)."""
+    npl, n, m = v.shape
+    nb = (m + BLOCK - 1) // BLOCK
+    for task in prange(npl * nb):
+        pl = task // nb
+        x0 = (task - pl * nb) * BLOCK
+        x1 = min(m, x0 + BLOCK)
+        f = pl // per
+        rf = r[f]
+        a = v[pl]
+        gg = g[pl - f * per]
+        inv = fac[F_INV, pl]
+        add = fac[F_ADD, pl]
+        for x in range(x0, x1):
+            a[0, x] = a[0, x] * inv[0, x] + add[0, x]
+        for i in range(1, n):
+            for x in range(x0, x1):
+                a[i, x] = (a[i, x] * inv[i, x] + add[i, x]
+                           + rf * gg[i - 1, x] * inv[i, x] * a[i - 1, x])
+        for i in range(n - 2, -1, -1):
+            for x in range(x0, x1):
+                a[i, x] = a[i, x] + rf * gg[i, x] * inv[i, x] * a[i + 1, x]
 
 
 @kernel
-def line_factors(g, kf, fr, rf, d0, bt, out):
-    """Factors of one line: ``g``, ``kf``, ``fr`` 1-D along the line (``g[i]``: the face after
-    voxel ``i``); ``bt`` the six boundary terms of the axis (lo diag, lo rhs-Dirichlet, lo flux,
-    hi diag, hi rhs-Dirichlet, hi flux); ``out`` ``(4, n)``."""
+def line_factors(g, kf, fr, hold, rf, d0, bt, out, start):
+    """Factors of one line from position ``start`` on: ``g``, ``kf``, ``fr``, ``hold`` 1-D along
+    the line (``g[i]``: the face after voxel ``i``; ``hold`` the value of an identity row); ``bt``
+    the six boundary terms of the axis (lo diag, lo rhs-Dirichlet, lo flux, hi diag,
+    hi rhs-Dirichlet, hi flux); ``out`` ``(2, n)`` holding the factors before ``start`` (the
+    elimination at ``start`` needs only ``c_{start-1} = r g_{start-1} inv_{start-1}``)."""
     n = g.shape[0]
-    cprev = 0.0
-    for i in range(n):
-        fx = fr[i]
+    cprev = rf * g[start - 1] * out[F_INV, start - 1] if start > 0 else 0.0
+    for i in range(start, n):
+        if fr[i] == 0.0:
+            out[F_INV, i] = 0.0
+            out[F_ADD, i] = hold[i]
+            cprev = 0.0
+            continue
         glo = rf * g[i - 1] if i > 0 else 0.0
         ghi = rf * g[i] if i < n - 1 else 0.0
         diag = d0 + glo + ghi
@@ -784,96 +854,87 @@ def line_factors(g, kf, fr, rf, d0, bt, out):
         if i == n - 1:
             diag += bt[3] * kf[i]
             rhs += bt[4] * kf[i] + bt[5]
-        if fx == 0.0:
-            out[F_INV, i] = 1.0
-            out[F_ADD, i] = 0.0
-            out[F_MLT, i] = 0.0
-            out[F_C, i] = 0.0
-            cprev = 0.0
-            continue
         inv = 1.0 / (diag - glo * cprev)
         out[F_INV, i] = inv
         out[F_ADD, i] = rhs * inv
-        out[F_MLT, i] = glo * inv
         cprev = ghi * inv
-        out[F_C, i] = cprev
 
 
 @kernel
-def axis_factors(g, kf, fr, rf, d0, bt, fac, lines):
-    """Factors of the lines ``lines`` (indices into the first two axes) of one field and axis.
+def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
+    """Factors of every field along every axis, of every line (``every_line``) or of the lines
+    through the flat ``voxels`` from the first changed position on (a change at position ``p``
+    leaves the factors before ``p - 1`` as they are: the face ``p - 1 | p`` enters row
+    ``p - 1``).
 
-    All arrays have the swept axis last (views from ``np.moveaxis``): ``g``, ``kf`` ``(a, b, n)``,
-    ``fr`` ``(a, b, n)``, ``fac`` ``(4, a, b, n)``; ``lines`` ``(k, 2)``.
+    ``g`` ``(nd, nz, ny, nx)`` face factors per axis (x, y, z); ``kf`` ``(nz, ny, nx)``;
+    ``free``, ``hold`` ``(nf, nz, ny, nx)``; ``r``, ``d0`` ``(nd, nf)``; ``bt`` ``(nd, nf, 6)``
+    boundary terms; ``fac`` ``(nd, 2, nf, nz, ny, nx)``.
     """
-    n = g.shape[2]
-    out = np.empty((4, n))
-    for t in range(lines.shape[0]):
-        i0 = lines[t, 0]
-        i1 = lines[t, 1]
-        line_factors(g[i0, i1], kf[i0, i1], fr[i0, i1], rf, d0, bt, out)
-        for k in range(4):
-            for i in range(n):
-                fac[k, i0, i1, i] = out[k, i]
-
-
-@kernel(parallel=True)
-def sweep_fac_x(u, fac, src, sink, fr, dt):
-    """Factored sweep along x of every field, eight rows at a time; first the local terms
-    ``u <- (u + dt src) / (1 + dt sink)`` on free voxels (``src``/``sink`` shaped like ``u``, or
-    empty to skip them). ``fac`` is ``(4, nf, nz, ny, nx)``."""
-    nf, nz, ny, nx = u.shape
-    local = src.size > 0
-    nb = (ny + 7) // 8
-    for task in prange(nf * nz * nb):
-        f = task // (nz * nb)
-        rem = task - f * nz * nb
-        z = rem // nb
-        y0 = (rem - z * nb) * 8
-        m = min(8, ny - y0)
-        p = np.zeros(8)
-        if local:
-            for j in range(m):
-                y = y0 + j
-                for i in range(nx):
-                    if fr[f, z, y, i] != 0.0:
-                        u[f, z, y, i] = (u[f, z, y, i] + dt * src[f, z, y, i]) / (
-                            1.0 + dt * sink[f, z, y, i]
-                        )
-        for i in range(nx):
-            for j in range(m):
-                y = y0 + j
-                p[j] = (u[f, z, y, i] * fac[F_INV, f, z, y, i] + fac[F_ADD, f, z, y, i]
-                        + fac[F_MLT, f, z, y, i] * p[j])
-                u[f, z, y, i] = p[j]
-        for i in range(nx - 2, -1, -1):
-            for j in range(m):
-                y = y0 + j
-                p[j] = u[f, z, y, i] + fac[F_C, f, z, y, i] * p[j]
-                u[f, z, y, i] = p[j]
-
-
-@kernel(parallel=True)
-def sweep_fac_lanes(v, fac):
-    """Factored sweep along axis 1 of ``v[p, n, m]`` (lanes along ``m``); ``fac`` is
-    ``(4, p, n, m)``. The y sweep passes ``(nf*nz, ny, nx)`` views, the z sweep
-    ``(nf, nz, ny*nx)``."""
-    npl, n, m = v.shape
-    nb = (m + BLOCK - 1) // BLOCK
-    for task in prange(npl * nb):
-        pl = task // nb
-        x0 = (task - pl * nb) * BLOCK
-        x1 = min(m, x0 + BLOCK)
-        a = v[pl]
-        inv = fac[F_INV, pl]
-        add = fac[F_ADD, pl]
-        mlt = fac[F_MLT, pl]
-        c = fac[F_C, pl]
-        for x in range(x0, x1):
-            a[0, x] = a[0, x] * inv[0, x] + add[0, x]
-        for i in range(1, n):
-            for x in range(x0, x1):
-                a[i, x] = a[i, x] * inv[i, x] + add[i, x] + mlt[i, x] * a[i - 1, x]
-        for i in range(n - 2, -1, -1):
-            for x in range(x0, x1):
-                a[i, x] = a[i, x] + c[i, x] * a[i + 1, x]
+    nd = g.shape[0]
+    nf, nz, ny, nx = free.shape
+    shape = (nx, ny, nz)
+    stride = (1, nx, ny * nx)
+    gf = g.reshape(nd, -1)
+    kff = kf.reshape(-1)
+    frf = free.reshape(nf, -1)
+    hof = hold.reshape(nf, -1)
+    nvox = nz * ny * nx
+    facr = fac.reshape(nd, 2, nf, nvox)
+    for a in range(nd):
+        n = shape[a]
+        st = stride[a]
+        # lines named by their first voxel, each with the first position to recompute
+        if every_line:
+            bases = np.empty(nvox // n, dtype=np.int64)
+            k = 0
+            for v in range(nvox):
+                if (v // st) % n == 0:
+                    bases[k] = v
+                    k += 1
+            first = np.zeros(bases.size, dtype=np.int64)
+        else:
+            keys = np.empty(voxels.size, dtype=np.int64)
+            pos = np.empty(voxels.size, dtype=np.int64)
+            for t in range(voxels.size):
+                v = voxels[t]
+                p = (v // st) % n
+                keys[t] = v - p * st
+                pos[t] = max(p - 1, 0)
+            order = np.argsort(keys)
+            bases = np.empty(voxels.size, dtype=np.int64)
+            first = np.empty(voxels.size, dtype=np.int64)
+            k = -1
+            for t in order:
+                if k < 0 or bases[k] != keys[t]:
+                    k += 1
+                    bases[k] = keys[t]
+                    first[k] = pos[t]
+                else:
+                    first[k] = min(first[k], pos[t])
+            bases = bases[: k + 1]
+            first = first[: k + 1]
+        gl = np.empty(n)
+        kl = np.empty(n)
+        fl = np.empty(n)
+        hl = np.empty(n)
+        out = np.empty((2, n))
+        for t in range(bases.size):
+            base = bases[t]
+            s0 = first[t]
+            lo = max(s0 - 1, 0)
+            for i in range(lo, n):
+                w = base + i * st
+                gl[i] = gf[a, w]
+                kl[i] = kff[w]
+            for f in range(nf):
+                for i in range(lo, n):
+                    w = base + i * st
+                    fl[i] = frf[f, w]
+                    hl[i] = hof[f, w]
+                    out[0, i] = facr[a, 0, f, w]
+                line_factors(gl, kl, fl, hl, r[a, f], d0[a, f], bt[a, f], out, s0)
+                for i in range(s0, n):
+                    w = base + i * st
+                    facr[a, 0, f, w] = out[0, i]
+                    facr[a, 1, f, w] = out[1, i]

@@ -176,6 +176,16 @@ class NumericsConfig(Section):
         "error of the step in the same units.",
         source="docs/numerics.md, 'Implicit transport'",
     )
+    lod_kdt_max: float = P(
+        0.1,
+        gt=0,
+        desc="An LOD field without its own substeps takes the fewest steps per agent step (a "
+        "divisor of time.dt_min / diffusion_dt_min, at most that many) that keep k dt at or "
+        "below this, k being its fastest local rate (decay plus the largest cell uptake and "
+        "secretion rate per voxel); dosed agents always step every diffusion_dt_min.",
+        source="docs/numerics.md, 'Choosing numerics.diffusion_dt_min': LOD errors of a few per "
+        "cent at k dt = 0.1",
+    )
     solver_max_iterations: int = P(
         2000,
         ge=1,
@@ -237,8 +247,9 @@ class FieldConfig(Section):
         None,
         ge=1,
         desc="Transport steps of this field per agent step (a divisor of time.dt_min / "
-        "numerics.diffusion_dt_min); null: one per numerics.diffusion_dt_min. An implicit "
-        "field that relaxes much faster than the agent step (oxygen) needs one.",
+        "numerics.diffusion_dt_min); null: chosen from numerics.lod_kdt_max for an LOD field, "
+        "one per numerics.diffusion_dt_min otherwise. An implicit field that relaxes much "
+        "faster than the agent step (oxygen) needs one.",
         source="accuracy study in docs/numerics.md, 'Implicit transport'",
     )
     vessel_value: float | None = P(
