@@ -6,7 +6,15 @@ what is wrong and how to fix it. The command line prints such errors without a t
 
 from __future__ import annotations
 
-__all__ = ["OutputError", "ScenarioError", "SimulationError", "TmesimError", "UsageError"]
+__all__ = [
+    "OutputError",
+    "ScenarioError",
+    "SimulationError",
+    "TmesimError",
+    "TmesimWarning",
+    "UsageError",
+    "warn",
+]
 
 
 class TmesimError(Exception):
@@ -88,3 +96,14 @@ class SimulationError(TmesimError):
     """The simulation reached an invalid state (NaN, infinity or negative concentration, ...)."""
 
     exit_code = 1
+
+
+class TmesimWarning(UserWarning):
+    """Something is probably not what the user meant, but the command can go on."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`TmesimWarning` (the command line prints it as one ``warning:`` line)."""
+    import warnings
+
+    warnings.warn(message, TmesimWarning, stacklevel=2)

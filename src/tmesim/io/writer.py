@@ -165,6 +165,58 @@ class ResultWriter:
             self.cells = (off, cols)
         f.flush()
 
+    @classmethod
+    def reopen(cls, path) -> ResultWriter:
+        """Open an unfinished result file for appending (``tmesim run --resume``).
+
+        Every record dataset is cut back to the complete records (the length of ``/time_h``),
+        dropping whatever a killed run wrote of the next record.
+        """
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.f = f = h5py.File(self.path, "r+")
+        try:
+            if f.attrs.get("format") != FORMAT or "time_h" not in f:
+                raise ValueError("not a tmesim result file")
+            if int(f.attrs.get("format_version", 0)) != FORMAT_VERSION:
+                raise ValueError(f"format_version {f.attrs.get('format_version')} is not "
+                                 f"{FORMAT_VERSION}")
+            self.time = f["time_h"]
+            n = int(self.time.shape[0])
+            self.fields = {
+                k: d for k, d in f["fields"].items() if d.ndim >= 3 and d.maxshape[0] is None
+            }
+            self.counts = dict(f["counts"].items())
+            self.metrics = dict(f["metrics"].items())
+            for d in (*self.fields.values(), *self.counts.values(), *self.metrics.values()):
+                if d.shape[0] < n:
+                    raise ValueError(f"{d.name} holds fewer records than /time_h")
+                d.resize(n, axis=0)
+            self.cells = None
+            if "cells" in f:
+                g = f["cells"]
+                off = g["offsets"]
+                if off.shape[0] < n + 1:
+                    raise ValueError("/cells/offsets holds fewer records than /time_h")
+                off.resize(n + 1, axis=0)
+                end = int(off[n])
+                cols = {k: g[k] for k in CELL_COLUMNS}
+                for d in cols.values():
+                    if d.shape[0] < end:
+                        raise ValueError(f"{d.name} is shorter than its offsets")
+                    d.resize(end, axis=0)
+                self.cells = (off, cols)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return self
+
+    @property
+    def n_records(self) -> int:
+        """Complete records in the file."""
+        return int(self.time.shape[0])
+
     @staticmethod
     def _append(d, value):
         n = d.shape[0]
