@@ -115,11 +115,12 @@ def cmd_run(args) -> int:
 
 def cmd_validate(args) -> int:
     from .resources import check_memory
-    from .scenario import dump_scenario, load_scenario
+    from .scenario import dump_scenario, load_scenario, warn_about
 
     for path in args.scenario:
         sc = load_scenario(path, args.overrides)
         check_memory(sc, label=path)
+        warn_about(sc)
         if sc.domain.geometry == "mask":
             from .geometry import load_mask
 
@@ -236,6 +237,11 @@ def main(argv=None) -> int:
             print(f"tmesim: error: {exc}", file=sys.stderr)
             if debug:
                 raise
+            if getattr(exc, "abandon_process", False):
+                # HDF5 may crash tidying up a file whose writes failed: end here
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(exc.exit_code)
             return exc.exit_code
         except KeyboardInterrupt:
             print("tmesim: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ __all__ = [
     "TmesimError",
     "TmesimWarning",
     "UsageError",
+    "WriteError",
     "warn",
 ]
 
@@ -96,6 +97,18 @@ class SimulationError(TmesimError):
     """The simulation reached an invalid state (NaN, infinity or negative concentration, ...)."""
 
     exit_code = 1
+
+
+class WriteError(TmesimError):
+    """Writing a result failed (a full disk, a file-size limit, an I/O error).
+
+    The HDF5 library cannot always close a file cleanly after a failed write, so the command
+    line ends the process right after printing this error (``abandon_process``); the file being
+    written is the ``.partial`` one, and the previous result is untouched.
+    """
+
+    exit_code = 1
+    abandon_process = True
 
 
 class TmesimWarning(UserWarning):

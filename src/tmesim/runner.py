@@ -22,6 +22,7 @@ from .scenario import (
     load_scenario,
     parse_set_options,
     scenario_from_dict,
+    warn_about,
 )
 from .simulation import POPULATIONS, Simulation
 
@@ -152,6 +153,7 @@ def run(
         sc = load_scenario(scenario, overrides, seed=seed)
     path = resolve_output(sc, output)
     check_output(path, overwrite)
+    warn_about(sc)
     with OutputLock(path):
         part = partial_path(path)
         _clear_partial(part, path, overwrite)

@@ -40,6 +40,10 @@ THREAD_VARS = (
 )
 
 
+#: protocols of a Dask scheduler address
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
 def partial_path(output) -> Path:
     """The temporary name a replicate is written under before it is complete."""
     from ..io.safe import partial_path as _partial
@@ -270,4 +274,11 @@ def check_executor(workers, scheduler, dask_local) -> None:
     if scheduler is not None and not str(scheduler).strip():
         raise UsageError(
             "--scheduler needs an address\n  fix: e.g. --scheduler tcp://127.0.0.1:8786"
+        )
+    scheme = str(scheduler).partition("://")[0] if "://" in str(scheduler or "") else None
+    if scheme is not None and scheme not in SCHEDULER_SCHEMES:
+        raise UsageError(
+            f"--scheduler {scheduler!r}: unknown protocol {scheme!r}\n"
+            f"  fix: use one of {', '.join(s + '://' for s in SCHEDULER_SCHEMES)}, e.g. "
+            "--scheduler tcp://127.0.0.1:8786"
         )

@@ -69,13 +69,14 @@ class Results:
                 "  fix: pass a file written by 'tmesim run', or run the scenario again"
             )
         version = self.f.attrs.get("format_version", 0)
+        version = version.item() if hasattr(version, "item") else version
         try:
             newer = int(version) > FORMAT_VERSION
         except (TypeError, ValueError):
             newer = True
         if newer:
             warn(
-                f"{self.path} has format_version {version!r}, newer than this tmesim reads "
+                f"{self.path} has format_version {version}, newer than this tmesim reads "
                 f"({FORMAT_VERSION}); values may be misread (upgrade tmesim)"
             )
         self.n_records = int(t.shape[0])

@@ -8,11 +8,14 @@ number of complete records; :mod:`tmesim.io.results` reads exactly that many.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from ..errors import WriteError
 
 FORMAT = "tmesim"
 FORMAT_VERSION = 1
@@ -77,6 +80,7 @@ class ResultWriter:
         geometry=None,
     ):
         self.path = Path(path)
+        self.broken = False
         self.f = h5py.File(self.path, "w-")
         f = self.f
         f.attrs["format"] = FORMAT
@@ -174,6 +178,7 @@ class ResultWriter:
         """
         self = cls.__new__(cls)
         self.path = Path(path)
+        self.broken = False
         self.f = f = h5py.File(self.path, "r+")
         try:
             if f.attrs.get("format") != FORMAT or "time_h" not in f:
@@ -226,8 +231,22 @@ class ResultWriter:
         d[n : n + k] = value
         return n + k
 
+    def _failed(self, exc) -> WriteError:
+        """After a failed write the file is not touched again (not even to close it)."""
+        self.broken = True
+        return WriteError(
+            f"cannot write {self.path}: {exc}\n  fix: free disk space (or raise the file size "
+            "limit) and run again; an earlier result at the final path is untouched"
+        )
+
     def write_record(self, time_h, counts, metrics, fields, cells=None) -> None:
         """Append one record and flush; ``/time_h`` is written last."""
+        try:
+            self._write_record(time_h, counts, metrics, fields, cells)
+        except (OSError, RuntimeError) as exc:
+            raise self._failed(exc) from None
+
+    def _write_record(self, time_h, counts, metrics, fields, cells=None) -> None:
         for name, d in self.fields.items():
             self._append(d, np.asarray(fields[name], dtype=np.float32)[None])
         if self.cells is not None and cells is not None:
@@ -245,17 +264,29 @@ class ResultWriter:
 
     def set_attr(self, key, value) -> None:
         """Set a root attribute (e.g. the completion status) and flush."""
-        self.f.attrs[key] = value
-        self.f.flush()
+        if self.broken:
+            return
+        try:
+            self.f.attrs[key] = value
+            self.f.flush()
+        except (OSError, RuntimeError) as exc:
+            raise self._failed(exc) from None
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if self.f:
-            self.f.close()
+        """Flush and close the file (a file whose writing failed is left alone)."""
+        if self.f and not self.broken:
+            try:
+                self.f.close()
+            except (OSError, RuntimeError) as exc:
+                raise self._failed(exc) from None
             self.f = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if exc[0] is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):
+                self.close()

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, warn
 from .schema import Scenario
 
 DEFAULTS_LABEL = "packaged defaults"
@@ -240,12 +240,6 @@ def _read_bounded(path: Path, label: str) -> str:
     could block or never end)."""
     import stat
 
-    if "\0" in str(path):
-        raise ScenarioError(
-            "scenario path contains a NUL character",
-            file=repr(str(path)),
-            fix="give the plain path of a YAML file",
-        )
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(str(path))
@@ -322,6 +316,12 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def _resolve_file(path: Path, stack: tuple[Path, ...]) -> tuple[dict, Prov]:
     """Read ``path`` and everything it ``extends``, parents first."""
+    if "\0" in str(path):
+        raise ScenarioError(
+            "scenario path contains a NUL character",
+            file=repr(str(path)),
+            fix="give the plain path of a YAML file",
+        )
     real = path.resolve()
     data, lines = _read_file(path)
     parent_ref = data.pop("extends", None)
@@ -754,6 +754,19 @@ def _leaf_paths(data, path=()):
         for k, v in data.items():
             yield (*path, k)
             yield from _leaf_paths(v, (*path, k))
+
+
+def warn_about(scenario: Scenario) -> None:
+    """Warn about settings that are valid but probably not what was meant: administrations
+    that fall at or after the end of the run (they would be reported as having no effect)."""
+    end = scenario.n_steps * scenario.time.dt_min / 60.0
+    for i, adm in enumerate(scenario.therapy):
+        late = [t for t in adm.times_h() if t >= end]
+        if late:
+            warn(
+                f"therapy.{i} ({adm.agent}): {len(late)} of {adm.count} administration(s) at or "
+                f"after the end of the run ({end:g} h; first at {late[0]:g} h) are never given"
+            )
 
 
 def default_scenario() -> Scenario:
