@@ -406,3 +406,17 @@ def test_killing_the_ensemble_parent_ends_its_workers(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_mask_is_read_beside_the_scenario_and_copied_into_the_result(lab, monkeypatch, capsys):
+    """Run from a folder holding a same-named decoy: the mask beside the scenario is used, and
+    the result keeps a copy of it."""
+    monkeypatch.chdir(lab / "cwd")
+    out = lab / "masked.h5"
+    rc, text = _call(["run", str(lab / "sub" / "mask_ok.yaml"), "-q", "-o", str(out), *SHORT],
+                     capsys)
+    assert rc == 0, text
+    with h5py.File(out, "r") as f:
+        stored = f["geometry/mask"][()]
+        assert f["geometry/mask"].attrs["source"] == str(lab / "sub" / "m.npy")
+    assert np.array_equal(stored, np.load(lab / "sub" / "m.npy"))
