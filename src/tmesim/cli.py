@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("run", help="run a scenario and write an HDF5 file")
-    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file")
+    p.add_argument(
+        "--resume",
+        metavar="OUT.h5",
+        help="continue the unfinished run of OUT.h5 (its records are in OUT.h5.partial)",
+    )
     p.add_argument("-o", "--output", help="output .h5 file (default: the scenario's output.path)")
     p.add_argument("--seed", type=int, help="random seed (replaces the scenario's seed)")
     _add_set(p)
@@ -94,20 +99,32 @@ def use_threads(n) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import run
+    from .runner import resume, run
 
+    if args.resume is not None and (
+        args.scenario or args.output or args.overrides or args.seed is not None
+    ):
+        raise UsageError(
+            "--resume takes the scenario, seed and output from the unfinished file\n"
+            "  fix: run 'tmesim run --resume OUT.h5' without a scenario, -o, --seed or --set"
+        )
+    if args.resume is None and args.scenario is None:
+        raise UsageError("no scenario given\n  fix: tmesim run SCENARIO.yaml [-o OUT.h5]")
     threads = use_threads(args.threads)
     t0 = time.perf_counter()
     progress = None if args.quiet else _Progress()
     try:
-        path = run(
-            args.scenario,
-            args.output,
-            overrides=args.overrides,
-            seed=args.seed,
-            overwrite=args.overwrite,
-            progress=progress,
-        )
+        if args.resume is not None:
+            path = resume(args.resume, overwrite=args.overwrite, progress=progress)
+        else:
+            path = run(
+                args.scenario,
+                args.output,
+                overrides=args.overrides,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                progress=progress,
+            )
     finally:
         if progress is not None:
             progress.close()
@@ -129,10 +146,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .scenario import dump_scenario, load_scenario
+    from .resources import check_memory
+    from .scenario import dump_scenario, load_scenario, warn_about
 
     for path in args.scenario:
         sc = load_scenario(path, args.overrides)
+        check_memory(sc, label=path)
+        warn_about(sc)
+        if sc.domain.geometry == "mask":
+            from .geometry import load_mask
+
+            load_mask(sc.domain.mask.path, sc.domain.shape, sc.domain.mask.codes)
         if args.print:
             sys.stdout.write(dump_scenario(sc))
         else:
@@ -146,14 +170,15 @@ def cmd_inspect(args) -> int:
     with load(args.file) as res:
         info = res.summary()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, allow_nan=False))
         return 0
     print(f"file:      {info['path']} ({info['file_size_bytes'] / 1e6:.2f} MB)")
     print(f"scenario:  {info['scenario_name']} (seed {info['seed']}, status {info['status']})")
     print(f"tmesim:    {info['tmesim_version']} (format {info['format_version']})")
     span = info["time_h"]
     if span:
-        print(f"time:      {span['start']:g} h .. {span['end']:g} h in {info['records']} records")
+        start, end = (("non-finite" if v is None else f"{v:g}") for v in span.values())
+        print(f"time:      {start} h .. {end} h in {info['records']} records")
     else:
         print("time:      no complete record")
     print("populations:")
@@ -238,23 +263,65 @@ class _Progress:
 # --------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
     """Run the command line; return the exit code."""
+    import warnings
+
+    from .errors import TmesimWarning
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TmesimError as exc:
-        print(f"tmesim: error: {exc}", file=sys.stderr)
-        if os.environ.get("TMESIM_DEBUG"):
-            raise
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tmesim: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if os.environ.get("TMESIM_DEBUG"):
-            raise
-        print(f"tmesim: error: {exc}", file=sys.stderr)
-        return 1
+    debug = bool(os.environ.get("TMESIM_DEBUG"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TmesimWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except TmesimError as exc:
+            print(f"tmesim: error: {exc}", file=sys.stderr)
+            if debug:
+                raise
+            if getattr(exc, "abandon_process", False):
+                # HDF5 may crash tidying up a file whose writes failed: end here
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(exc.exit_code)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("tmesim: interrupted", file=sys.stderr)
+            _note_partial(args)
+            return 130
+        except OSError as exc:
+            if debug:
+                raise
+            print(f"tmesim: error: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # never a traceback: one line, and how to see more
+            if debug:
+                raise
+            print(
+                f"tmesim: error: unexpected {type(exc).__name__}: {exc}\n"
+                "  fix: rerun with TMESIM_DEBUG=1 to see where, and report it",
+                file=sys.stderr,
+            )
+            return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from .errors import TmesimWarning
+
+    if issubclass(category, TmesimWarning):
+        print(f"tmesim: warning: {message}", file=sys.stderr)
+    else:
+        print(f"tmesim: warning: {category.__name__}: {message}", file=sys.stderr)
+
+
+def _note_partial(args) -> None:
+    """After an interrupted run: where its records are and how to continue."""
+    out = getattr(args, "resume", None) or getattr(args, "output", None)
+    if getattr(args, "func", None) is cmd_run and out:
+        print(
+            f"  records so far are in {out}.partial; continue with 'tmesim run --resume {out}'",
+            file=sys.stderr,
+        )
 
 
 __all__ = ["UsageError", "build_parser", "main"]

@@ -21,7 +21,6 @@ import datetime as _dt
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 import yaml
 
 from ..errors import OutputError, ScenarioError, UsageError
+from ..io.safe import atomic_output
 from . import stats as st
 from .executors import check_executor, execute, partial_path
 from .seeds import PAIRED_LABEL, SEED_SCHEME, check_base_seed, replicate_seed
@@ -432,7 +432,8 @@ def _run_ensemble(
         outdir / "summary.h5", data, all_stats, base_seed, replicates, meta
     )
     table = format_table(data, all_stats, paired=meta["paired"])
-    (outdir / "summary.txt").write_text(table + "\n", encoding="utf-8")
+    with atomic_output(outdir / "summary.txt", overwrite=True) as tmp:
+        tmp.write_text(table + "\n", encoding="utf-8")
     figures = [plot_timeseries(data, outdir / "timeseries.png")]
     if meta["kind"] == "sweep":
         figures += plot_sweep(data, meta["params"], outdir)
@@ -555,10 +556,7 @@ def write_summary(path: Path, data, all_stats, base_seed, replicates, meta) -> P
 
     from .. import __version__
 
-    tmp = partial_path(path)
-    if tmp.exists():
-        tmp.unlink()
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path, overwrite=True) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = SUMMARY_FORMAT
         f.attrs["format_version"] = SUMMARY_FORMAT_VERSION
         f.attrs["tmesim_version"] = __version__
@@ -590,7 +588,6 @@ def write_summary(path: Path, data, all_stats, base_seed, replicates, meta) -> P
                 sg = f.require_group(f"stats/{g['label']}/{name}")
                 for k, v in entry.items():
                     sg.attrs[k] = v
-    os.replace(tmp, path)
     return path
 
 
@@ -741,8 +738,14 @@ def plot_timeseries(data, path: Path) -> Path:
     if names:
         axes[0].legend(fontsize="small")
     fig.suptitle("mean and 95% CI over replicates")
-    fig.savefig(path, dpi=100)
+    _save_figure(fig, path)
     return path
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Save a figure atomically (the ensemble's own outputs are replaced on every run)."""
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def plot_sweep(data, params: dict, outdir: Path, endpoint: str = PRIMARY) -> list[Path]:
@@ -782,6 +785,6 @@ def plot_sweep(data, params: dict, outdir: Path, endpoint: str = PRIMARY) -> lis
         if others:
             ax.legend(fontsize="small")
         p = outdir / f"sweep_{_safe_label(key)}.png"
-        fig.savefig(p, dpi=100)
+        _save_figure(fig, p)
         paths.append(p)
     return paths

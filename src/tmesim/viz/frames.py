@@ -265,8 +265,16 @@ class FrameRenderer:
         keep = cat >= 0
         if nz > 1 and not self.projection:
             keep &= np.asarray(cells["z"]) == self.mid
-        y = np.asarray(cells["y"])[keep]
-        x = np.asarray(cells["x"])[keep]
+        y = np.asarray(cells["y"])
+        x = np.asarray(cells["x"])
+        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        if not inside.all():
+            from ..errors import warn
+
+            warn(f"{self.res.path}: {int((~inside).sum())} cell(s) of record {record} lie "
+                 "outside the lattice and are not drawn (a damaged file?)")
+        keep &= inside
+        y, x = y[keep], x[keep]
         img[y, x, :3] = _COLOURS[cat[keep]]
         img[y, x, 3] = 1.0
         return img
@@ -397,6 +405,10 @@ def snapshot(
     """Write one frame (the record nearest ``time_h``, or ``record``; default: the last) to PNG."""
     res, owned = _open(source)
     try:
+        if res.n_records == 0:
+            from ..errors import UsageError
+
+            raise UsageError(f"{res.path} holds no complete record\n  fix: run the scenario first")
         if record is None:
             record = res.record_at(time_h) if time_h is not None else res.n_records - 1
         r = FrameRenderer(res, field, projection=projection)
