@@ -14,6 +14,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--fps", type=int, default=10, help="frames per second (default 10)")
     p.add_argument("--every", type=int, default=1, help="use every K-th record (default 1)")
     p.add_argument("--projection", action="store_true", help="3-D: project along z")
+    _add_look(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing movie")
     p.set_defaults(func=cmd_animate)
 
@@ -29,7 +30,50 @@ def add_subcommands(sub) -> None:
     p.add_argument("--time", help="time of the frame: 7d, 36h, 90min (default: last record)")
     p.add_argument("--field", help="field drawn under the cells (e.g. oxygen)")
     p.add_argument("--projection", action="store_true", help="3-D: project along z")
+    _add_look(p)
     p.set_defaults(func=cmd_snapshot)
+
+
+def _add_look(p) -> None:
+    """Options shared by pictures of the niche (snapshot, animate)."""
+    from .frames import CELL_STYLES
+
+    g = p.add_argument_group("look")
+    g.add_argument("--z", type=int, help="3-D: the z plane drawn (default: the middle one)")
+    g.add_argument("--vmin", type=float, help="field colour limit (default: run-wide minimum)")
+    g.add_argument("--vmax", type=float, help="field colour limit (default: run-wide maximum)")
+    g.add_argument("--log", action="store_true", help="field on a logarithmic colour scale")
+    g.add_argument("--cmap", help="matplotlib colour map of the field (default viridis)")
+    g.add_argument(
+        "--cells",
+        choices=CELL_STYLES,
+        default="solid",
+        help="how cells are drawn over the field (default solid; outline shows the field inside "
+        "groups of cells)",
+    )
+    g.add_argument(
+        "--color-by", dest="color_by", metavar="COLUMN", help="colour cells by a cell column, "
+        "e.g. pgp, drug, pdl1, payload, phenotype",
+    )
+    g.add_argument(
+        "--kinds", help="draw only these kinds, comma-separated (tumor,stem,tcell,macrophage,"
+        "fibroblast)",
+    )
+
+
+def _look(args) -> dict:
+    """The keyword options of FrameRenderer given on the command line."""
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    return {
+        "z": args.z,
+        "vmin": args.vmin,
+        "vmax": args.vmax,
+        "log": args.log,
+        "cmap": args.cmap,
+        "cells": args.cells,
+        "color_by": args.color_by,
+        "kinds": kinds,
+    }
 
 
 def _check_new(path, overwrite) -> None:
@@ -57,6 +101,7 @@ def cmd_animate(args) -> int:
         fps=args.fps,
         every=args.every,
         projection=args.projection,
+        **_look(args),
     )
     print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -78,6 +123,13 @@ def cmd_snapshot(args) -> int:
     from .timeparse import parse_time_h
 
     t = parse_time_h(args.time) if args.time is not None else None
-    path = snapshot(args.file, args.output, time_h=t, field=args.field, projection=args.projection)
+    path = snapshot(
+        args.file,
+        args.output,
+        time_h=t,
+        field=args.field,
+        projection=args.projection,
+        **_look(args),
+    )
     print(f"wrote {path}", file=sys.stderr)
     return 0
