@@ -192,17 +192,22 @@ def test_cell_palette_is_distinct_and_visible_on_every_tissue(vision):
 
 
 def test_field_limits_span_the_whole_run_and_clipping_gets_arrows(small_run):
-    from tmesim.viz.frames import field_range
+    from tmesim.viz.frames import _extend, field_limits, field_range
 
     with tmesim.load(small_run) as res:
         lo, hi = field_range(res, "ifng")
+        plo, phi = field_limits(res, "ifng")
+        assert lo <= plo < phi <= hi
         r = FrameRenderer(res, "ifng")
-        assert (r.field_im.norm.vmin, r.field_im.norm.vmax) == (lo, hi)
+        assert (r.field_im.norm.vmin, r.field_im.norm.vmax) == (plo, phi)
+        assert r.field_extend == _extend(lo, hi, plo, phi)
+        r.close()
+        r = FrameRenderer(res, "ifng", vmin=lo, vmax=hi)
         assert r.field_extend == "neither"
         r.close()
         olo, ohi = field_range(res, "oxygen")
-        r = FrameRenderer(res, "oxygen", vmin=(olo + ohi) / 2)
-        assert r.field_extend == "min" and r.field_im.norm.vmax == ohi
+        r = FrameRenderer(res, "oxygen", vmin=(olo + ohi) / 2, vmax=ohi)
+        assert r.field_extend == "min"
         r.close()
         r = FrameRenderer(res, "oxygen", vmin=olo, vmax=(olo + ohi) / 2)
         assert r.field_extend == "max"

@@ -8,9 +8,9 @@ for single pictures.
 Colours. The cell palette is built from the colour-blind-safe sets of Okabe & Ito and of Paul
 Tol; every pair of cell colours, and every cell colour against every tissue colour, stays apart
 (CIE76 colour difference) under normal vision and simulated deuteranopia and protanopia
-(``tests/test_viz.py`` checks it). Field colour limits come from the whole run, so a frame never
-saturates silently; limits given by the caller that clip the data get extend arrows on the
-colour bar.
+(``tests/test_viz.py`` checks it). Field colour limits come from the whole run (robust
+percentiles, :func:`field_limits`), so every frame of a movie shares one scale, and data beyond
+the limits, whoever set them, get extend arrows on the colour bar.
 """
 
 from __future__ import annotations
@@ -120,12 +120,15 @@ def _tissue3d(res: Results) -> np.ndarray | None:
     return geo["tissue"][()]
 
 
-def field_range(res: Results, name: str, *, positive=False) -> tuple[float, float]:
-    """``(min, max)`` of a stored field over every record, outside air and airways.
+#: percentiles of a field over the whole run that set its default colour limits
+LIMIT_PERCENTILES = (0.5, 99.5)
+#: at most this many values per field are read to find its percentiles (records x sites)
+_LIMIT_SAMPLE = 2_000_000
 
-    With ``positive`` only values above zero count (the lower limit of a log scale). Read one
-    record at a time, so memory stays flat. ``(nan, nan)`` when there is no value.
-    """
+
+def _field_values(res: Results, name: str):
+    """Yield the values of a field drawn on screen, record by record: conducting sites that are
+    not perfused (air and airways show the backdrop, vessels are drawn over the field)."""
     if name not in res.field_names:
         raise UsageError(
             f"field '{name}' is not stored in {res.path}\n  fix: choose one of "
@@ -135,17 +138,48 @@ def field_range(res: Results, name: str, *, positive=False) -> tuple[float, floa
     d = res.f["fields"][name]
     keep = None
     if tissue is not None and tissue.shape == d.shape[1:]:
-        keep = ~np.isin(tissue, _LUMEN)
-    lo, hi = np.inf, -np.inf
+        keep = ~np.isin(tissue, _LUMEN + _PERFUSED)
+        if not keep.any():
+            keep = None
     for r in range(res.n_records):
         v = d[r]
         v = v[keep] if keep is not None else v.ravel()
-        v = v[np.isfinite(v)]
+        yield v[np.isfinite(v)]
+
+
+def field_range(res: Results, name: str, *, positive=False) -> tuple[float, float]:
+    """``(min, max)`` of a stored field over every record, on the sites where it is drawn
+    (tissue: not air, airways or vessels). With ``positive`` only values above zero count.
+    Read one record at a time, so memory stays flat; ``(nan, nan)`` when there is no value."""
+    lo, hi = np.inf, -np.inf
+    for v in _field_values(res, name):
         if positive:
             v = v[v > 0]
         if v.size:
             lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
     return (lo, hi) if lo <= hi else (float("nan"), float("nan"))
+
+
+def field_limits(res: Results, name: str, *, positive=False) -> tuple[float, float]:
+    """Default colour limits of a field: the :data:`LIMIT_PERCENTILES` of its values over the
+    whole run on the sites where it is drawn, so that one transient hot spot does not flatten
+    every other frame (values beyond get extend arrows). A sample of at most 2 million values
+    is used; ``(nan, nan)`` when there is no value."""
+    n = max(res.n_records, 1)
+    d = res.f["fields"][name] if name in res.field_names else None
+    per = int(np.prod(d.shape[1:])) if d is not None else 1
+    stride = max(1, (n * per) // _LIMIT_SAMPLE)
+    parts = []
+    for v in _field_values(res, name):
+        v = v[::stride]
+        parts.append(v[v > 0] if positive else v)
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(values, LIMIT_PERCENTILES)
+    if hi <= lo:  # mostly constant: fall back to the full range
+        return field_range(res, name, positive=positive)
+    return (float(lo), float(hi))
 
 
 def cell_column_range(res: Results, column: str) -> tuple[float, float]:
@@ -190,9 +224,11 @@ def _field_norm(res, field, vmin, vmax, log):
     from matplotlib.colors import LogNorm, Normalize
 
     lo, hi = field_range(res, field)
+    if vmin is None or vmax is None:
+        dlo, dhi = field_limits(res, field, positive=log)
     if log:
-        plo, _ = field_range(res, field, positive=True)
-        top = vmax if vmax is not None else (hi if np.isfinite(hi) and hi > 0 else 1.0)
+        plo = dlo if vmin is None else vmin
+        top = vmax if vmax is not None else (dhi if np.isfinite(dhi) and dhi > 0 else 1.0)
         bottom = vmin if vmin is not None else (plo if np.isfinite(plo) else top * 1e-3)
         bottom = max(bottom, top * 1e-6)
         if not 0 < bottom < top:
@@ -202,8 +238,8 @@ def _field_norm(res, field, vmin, vmax, log):
             )
         norm = LogNorm(bottom, top, clip=False)
     else:
-        bottom = vmin if vmin is not None else (lo if np.isfinite(lo) else 0.0)
-        top = vmax if vmax is not None else (hi if np.isfinite(hi) else 1.0)
+        bottom = vmin if vmin is not None else (dlo if np.isfinite(dlo) else 0.0)
+        top = vmax if vmax is not None else (dhi if np.isfinite(dhi) else 1.0)
         if top <= bottom:  # a constant field: a small symmetric window around its value
             if vmin is not None and vmax is not None:
                 raise UsageError(
@@ -241,8 +277,9 @@ class FrameRenderer:
     z : int, optional
         3-D runs: the plane drawn (default: the middle one).
     vmin, vmax : float, optional
-        Field colour limits (default: the field's range over the whole run, outside air).
-        Data beyond them get extend arrows on the colour bar.
+        Field colour limits (default: :func:`field_limits`, the 0.5th and 99.5th percentiles
+        of the field over the whole run on the sites where it is drawn). Data beyond the
+        limits get extend arrows on the colour bar.
     log : bool
         Field on a logarithmic colour scale.
     cmap : str, optional
