@@ -33,6 +33,50 @@ def add_subcommands(sub) -> None:
     _add_look(p)
     p.set_defaults(func=cmd_snapshot)
 
+    add_sharing(sub)
+
+
+def add_sharing(sub) -> None:
+    """The ``report`` and ``export`` subcommands."""
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run or ensemble")
+    p.add_argument("source", help="a .h5 file of 'tmesim run' or a compare/sweep output folder")
+    p.add_argument("-o", "--output", required=True, help="HTML file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.set_defaults(func=cmd_report)
+
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="export a result file to CSV, VTK (ParaView) or AnnData")
+    p.add_argument("file", help="a .h5 file written by 'tmesim run'")
+    p.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    p.add_argument("-o", "--output", help="stem of the written files (default: FILE without .h5)")
+    p.add_argument("--time", help="anndata: time of the exported record (default: the last)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_report(args) -> int:
+    from .report import report
+
+    _check_new(args.output, args.overwrite)
+    print(f"wrote {report(args.source, args.output)}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    record = -1
+    if args.time is not None:
+        from ..io import load
+        from .timeparse import parse_time_h
+
+        with load(args.file) as res:
+            record = res.record_at(parse_time_h(args.time))
+    paths = export(args.file, args.to, args.output, record=record)
+    shown = [str(p) for p in paths[:3]] + ([f"... ({len(paths)} files)"] if len(paths) > 3 else [])
+    print("wrote " + ", ".join(shown), file=sys.stderr)
+    return 0
+
 
 def _add_look(p) -> None:
     """Options shared by pictures of the niche (snapshot, animate)."""
