@@ -823,8 +823,8 @@ def plot_timeseries(data, path: Path) -> list[Path]:
                 color = f"C{i % 10}"
                 ax.plot(t, mean, color=color, label=g["label"], lw=1.6)
                 ax.fill_between(t, lo, hi, color=color, alpha=0.22, linewidth=0)
-            if data.get("units", {}).get(name) == "1":
-                ax.set_ylim(-0.02, 1.02)
+            if data.get("units", {}).get(name) == "1":  # from 0, at most 1, small ones legible
+                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
             ax.set_title(name.split("/", 1)[1].replace("_", " "), fontsize=10)
             ax.set_ylabel(_ylabel(data, name), fontsize=9)
             ax.set_xlabel("time (days)")

@@ -100,8 +100,8 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
             title, ylabel = UNIT_LABELS.get(unit, (unit, unit))
             for i, (name, values) in enumerate(series):
                 ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
-            if unit == "1":
-                ax.set_ylim(-0.02, 1.02)
+            if unit == "1":  # from 0, at most 1
+                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
             if doses:
                 mark_doses(ax, doses, scale=scale)
             ax.set_title(title, loc="left", fontsize=11)
