@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads of the parallel kernels (default: TMESIM_THREADS, else one per core)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="when stderr is not a terminal (a log file, a batch job): one progress line every "
+        "PCT %% of the run, with its ETA (default 10)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a scenario without running it")
@@ -110,9 +118,16 @@ def cmd_run(args) -> int:
         )
     if args.resume is None and args.scenario is None:
         raise UsageError("no scenario given\n  fix: tmesim run SCENARIO.yaml [-o OUT.h5]")
-    threads = use_threads(args.threads)
+    use_threads(args.threads)
+    if not 0 < args.progress_every <= 100:
+        raise UsageError(
+            f"--progress-every must lie in (0, 100], got {args.progress_every:g}\n  fix: e.g. "
+            "--progress-every 5"
+        )
+    progress = None
+    if not args.quiet:
+        progress = _Progress() if sys.stderr.isatty() else _LineProgress(args.progress_every)
     t0 = time.perf_counter()
-    progress = None if args.quiet else _Progress()
     try:
         if args.resume is not None:
             path = resume(args.resume, overwrite=args.overwrite, progress=progress)
@@ -128,21 +143,31 @@ def cmd_run(args) -> int:
     finally:
         if progress is not None:
             progress.close()
-    if not args.quiet:
-        from .io import load
+    from .io import load
 
-        with load(path) as res:
-            records = res.n_records
-            warnings = res.solver_warnings()
-        wall = time.perf_counter() - t0
-        print(
-            f"wrote {path} ({records} records) in {wall:.1f} s with {threads} thread"
-            f"{'s' if threads != 1 else ''}",
-            file=sys.stderr,
-        )
-        for line in warnings:
+    if not args.quiet:
+        print(run_summary(path, time.perf_counter() - t0), file=sys.stderr)
+    with load(path) as res:  # a solve that missed its tolerance is reported even with -q
+        for line in res.solver_warnings():
             print(f"tmesim: warning: {line}", file=sys.stderr)
     return 0
+
+
+def run_summary(path, wall_s: float) -> str:
+    """The end-of-run lines: output, wall time, threads, records, simulated span, file size."""
+    import numba
+
+    from .io import load
+
+    with load(path) as res:
+        info = res.summary()
+    span = info["time_h"]
+    simulated = f"{span['end'] - span['start']:g} h simulated" if span else "no record"
+    return (
+        f"wrote {path}\n"
+        f"  wall time {wall_s:.1f} s on {numba.get_num_threads()} Numba thread(s); "
+        f"{info['records']} records, {simulated}; file {info['file_size_bytes'] / 1e6:.2f} MB"
+    )
 
 
 def cmd_validate(args) -> int:
@@ -260,6 +285,41 @@ class _Progress:
             self._progress.stop()
 
 
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _LineProgress:
+    """Progress for logs and pipes: one plain line every ``every_pct`` % of the steps, with the
+    elapsed time, an ETA from the mean pace so far, the simulated day and the populations."""
+
+    def __init__(self, every_pct: float = 10.0, stream=None):
+        self.every = every_pct
+        self.stream = stream
+        self._next = 0.0
+
+    def __call__(self, model, wall_s):
+        pct = 100.0 * model.steps / max(model.n_steps, 1)
+        if pct + 1e-9 < self._next and model.running:
+            return
+        while self._next <= pct + 1e-9:
+            self._next += self.every
+        eta = wall_s * (100.0 - pct) / pct if pct > 0 else float("nan")
+        pop = model.population_counts()
+        line = (
+            f"{model.scenario.name}: {pct:5.1f}%  day {model.time_h / 24:.2f}/"
+            f"{model.n_steps * model.dt_min / 1440:.2f}  elapsed {_clock(wall_s)}  "
+            f"eta {_clock(eta) if eta == eta else '?'}  tumour {pop['tumor']} stem {pop['stem']} "
+            f"T {pop['tcell']} mac {pop['macrophage']} necrotic {pop['necrotic']}"
+        )
+        print(line, file=self.stream or sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
     """Run the command line; return the exit code."""
@@ -275,6 +335,15 @@ def main(argv=None) -> int:
         warnings.showwarning = _show_warning
         try:
             return args.func(args)
+        except BrokenPipeError:
+            # the reader went away (``tmesim inspect out.h5 | head``): stop quietly; point
+            # stdout at /dev/null so that the interpreter's final flush does not fail again
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            return 0
         except TmesimError as exc:
             print(f"tmesim: error: {exc}", file=sys.stderr)
             if debug:

@@ -14,6 +14,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--fps", type=int, default=10, help="frames per second (default 10)")
     p.add_argument("--every", type=int, default=1, help="use every K-th record (default 1)")
     p.add_argument("--projection", action="store_true", help="3-D: project along z")
+    _add_look(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing movie")
     p.set_defaults(func=cmd_animate)
 
@@ -31,7 +32,96 @@ def add_subcommands(sub) -> None:
     p.add_argument("--field", help="field drawn under the cells (e.g. oxygen)")
     p.add_argument("--projection", action="store_true", help="3-D: project along z")
     p.add_argument("--overwrite", action="store_true", help="replace an existing image")
+    _add_look(p)
     p.set_defaults(func=cmd_snapshot)
+
+    add_sharing(sub)
+
+
+def add_sharing(sub) -> None:
+    """The ``report`` and ``export`` subcommands."""
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run or ensemble")
+    p.add_argument("source", help="a .h5 file of 'tmesim run' or a compare/sweep output folder")
+    p.add_argument("-o", "--output", required=True, help="HTML file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.set_defaults(func=cmd_report)
+
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="export a result file to CSV, VTK (ParaView) or AnnData")
+    p.add_argument("file", help="a .h5 file written by 'tmesim run'")
+    p.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    p.add_argument("-o", "--output", help="stem of the written files (default: FILE without .h5)")
+    p.add_argument("--time", help="anndata: time of the exported record (default: the last)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_report(args) -> int:
+    from ..io.safe import atomic_output
+    from .report import report
+
+    with atomic_output(args.output, overwrite=args.overwrite) as tmp:
+        report(args.source, tmp)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    record = -1
+    if args.time is not None:
+        from ..io import load
+        from .timeparse import parse_time_h
+
+        with load(args.file) as res:
+            record = res.record_at(parse_time_h(args.time))
+    paths = export(args.file, args.to, args.output, record=record)
+    shown = [str(p) for p in paths[:3]] + ([f"... ({len(paths)} files)"] if len(paths) > 3 else [])
+    print("wrote " + ", ".join(shown), file=sys.stderr)
+    return 0
+
+
+def _add_look(p) -> None:
+    """Options shared by pictures of the niche (snapshot, animate)."""
+    from .frames import CELL_STYLES
+
+    g = p.add_argument_group("look")
+    g.add_argument("--z", type=int, help="3-D: the z plane drawn (default: the middle one)")
+    g.add_argument("--vmin", type=float, help="field colour limit (default: run-wide minimum)")
+    g.add_argument("--vmax", type=float, help="field colour limit (default: run-wide maximum)")
+    g.add_argument("--log", action="store_true", help="field on a logarithmic colour scale")
+    g.add_argument("--cmap", help="matplotlib colour map of the field (default viridis)")
+    g.add_argument(
+        "--cells",
+        choices=CELL_STYLES,
+        default="solid",
+        help="how cells are drawn over the field (default solid; outline shows the field inside "
+        "groups of cells)",
+    )
+    g.add_argument(
+        "--color-by", dest="color_by", metavar="COLUMN", help="colour cells by a cell column, "
+        "e.g. pgp, drug, pdl1, payload, phenotype",
+    )
+    g.add_argument(
+        "--kinds", help="draw only these kinds, comma-separated (tumor,stem,tcell,macrophage,"
+        "fibroblast)",
+    )
+
+
+def _look(args) -> dict:
+    """The keyword options of FrameRenderer given on the command line."""
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    return {
+        "z": args.z,
+        "vmin": args.vmin,
+        "vmax": args.vmax,
+        "log": args.log,
+        "cmap": args.cmap,
+        "cells": args.cells,
+        "color_by": args.color_by,
+        "kinds": kinds,
+    }
 
 
 def _image_suffix(path) -> None:
@@ -63,6 +153,7 @@ def cmd_animate(args) -> int:
             fps=args.fps,
             every=args.every,
             projection=args.projection,
+            **_look(args),
         )
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
@@ -90,6 +181,7 @@ def cmd_snapshot(args) -> int:
     t = parse_time_h(args.time) if args.time is not None else None
     _image_suffix(args.output)
     with atomic_output(args.output, overwrite=args.overwrite) as tmp:
-        snapshot(args.file, tmp, time_h=t, field=args.field, projection=args.projection)
+        snapshot(args.file, tmp, time_h=t, field=args.field, projection=args.projection,
+                 **_look(args))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
