@@ -28,6 +28,27 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
     )
 
 
+def kill_when(args, ready, timeout=120):
+    """Start ``args``; SIGKILL it as soon as ``ready()`` is true; return the process."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never wrote enough records"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_numba_kernels():
     """Compile (or load from cache) every kernel a step uses, once per test session."""

@@ -4,19 +4,17 @@ inspect and schema output, and a run killed with SIGKILL midway."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import tmesim
-from conftest import REPO, SCENARIOS, run_cli
+from conftest import REPO, SCENARIOS, kill_when, run_cli
 from tmesim.cli import main
 from tmesim.model import POPULATIONS
 
@@ -391,19 +389,7 @@ def test_sigkill_midway_leaves_readable_file(tmp_path, kill_after):
         "--set",
         "time.record_every_h=0.5",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while _records(out) < kill_after:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never wrote enough records"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = kill_when(args, lambda: _records(out) >= kill_after)
     assert proc.returncode == -signal.SIGKILL
 
     r = run_cli("inspect", "--json", out)

@@ -252,6 +252,12 @@ def test_compare_local_end_to_end(local_run, scenarios):
     assert "Mann-Whitney" in res.table
     assert "cumulative tumour burden (cell-days) against tiny" in res.table
     assert (res.outdir / "timeseries.png").stat().st_size > 1000
+    # three replicates: the table says the sample is small; the figures come in pages
+    assert "warning: fewer than 5 replicates" in res.table
+    assert "(n 3 vs 3)" in res.table
+    assert {p.name for p in res.figures} >= {"timeseries.png", "timeseries_counts.png"}
+    with h5py.File(res.summary_path, "r") as f:
+        assert f["stats/tiny/metrics/stem_fraction"].attrs["ci_method"] == "transformed-t"
 
 
 def test_compare_dask_local_gives_the_same_summary(local_run, scenarios, tmp_path):
@@ -494,3 +500,59 @@ def test_mesa_batch_run_drives_tmemodel():
         assert m.steps == 10
         assert m.datacollector.model_vars["tumor"][9] == row["tumor"]
         assert m.datacollector.model_vars["stem"][9] == row["stem"]
+
+
+# --------------------------------------------------------------------------- honest intervals
+@pytest.mark.parametrize(
+    ("values", "lower", "upper"),
+    [
+        ([0, 0, 1, 3], 0.0, None),  # counts: a t interval would go below zero
+        ([0.9, 1.0, 0.95], 0.0, 1.0),  # fractions near 1
+        ([0.0, 0.02, 0.0, 0.01, 0.0, 0.05, 0.0], 0.0, 1.0),
+        ([12.0, 80.0], 0.0, None),
+    ],
+)
+def test_range_ci_stays_in_range_and_holds_the_mean(values, lower, upper):
+    m, lo, hi, method = st.range_ci(values, lower=lower, upper=upper)
+    assert lo <= m <= hi
+    assert lo >= lower and (upper is None or hi <= upper)
+    assert method == ("bootstrap" if len(values) >= st.MIN_REPLICATES else "transformed-t")
+
+
+def test_small_samples_get_wider_intervals_than_the_bootstrap():
+    x = [10.0, 14.0, 11.0, 13.0]
+    _, lo, hi, method = st.range_ci(x, lower=0.0)
+    b_lo, b_hi = st.bootstrap_ci(lambda a, b: b.mean(), x, x)
+    assert method == "transformed-t" and hi - lo > b_hi - b_lo
+    assert st.range_ci([5.0], lower=0.0)[3] == "none"
+    mean, lo, hi = st.range_band(np.array([[0.0, 1.0], [0.0, 0.0], [2.0, 0.0]]), lower=0.0)
+    np.testing.assert_allclose(mean, [2 / 3, 1 / 3])
+    assert (lo >= 0).all() and (hi >= mean).all()
+
+
+def test_sweep_figures_cover_the_named_endpoints_on_a_log_axis(tmp_path):
+    from tmesim.ensemble.compare import plot_sweep, sweep_endpoints
+
+    src = tmp_path / "np.yaml"
+    src.write_text("# Expected: np_penetration_um falls with size\nextends: tiny.yaml\n")
+    sizes = [10, 20, 50, 100, 200]
+    rng = np.random.default_rng(1)
+    groups = []
+    for size in sizes:
+        ends = {
+            "metrics/tumor_burden": rng.poisson(50, 3).astype(float),
+            "metrics/np_penetration_um": rng.normal(200 / size, 1.0, 3).clip(0),
+            "metrics/delivered_fraction": rng.uniform(0, 0.2, 3),
+            "metrics/oxygen_mean_mmHg": rng.normal(30, 1, 3),
+        }
+        groups.append(
+            {"label": f"size={size}", "source": str(src), "params": {"np.size_nm": size},
+             "complete": np.ones(3, bool), "endpoints": ends}
+        )
+    data = {"groups": groups, "units": {"metrics/delivered_fraction": "1"}}
+    names = sweep_endpoints(data)
+    assert names == [
+        "metrics/tumor_burden", "metrics/np_penetration_um", "metrics/delivered_fraction"
+    ]
+    (path,) = plot_sweep(data, {"np.size_nm": sizes}, tmp_path)
+    assert path.name == "sweep_np.size_nm.png" and path.stat().st_size > 1000

@@ -11,7 +11,7 @@ import pytest
 import tmesim
 from tmesim import viz
 from tmesim.cli import main
-from tmesim.viz.frames import _COLOURS, CATEGORIES, FrameRenderer, cell_categories
+from tmesim.viz.frames import _COLOURS, CATEGORIES, FrameRenderer, _outline, cell_categories
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,11 @@ def small_run(tmp_path_factory):
     tmesim.run(
         "scenarios/tiny.yaml",
         out,
-        overrides=["time.duration_h=6", "time.record_every_h=1"],
+        overrides=[
+            "time.duration_h=6",
+            "time.record_every_h=1",
+            "therapy=[{agent: doxorubicin, dose_mg_per_kg: 5.0, start_h: 2.0}]",
+        ],
     )
     return out
 
@@ -55,8 +59,20 @@ def test_snapshot_by_time_and_plot(small_run, tmp_path):
     png = viz.snapshot(small_run, tmp_path / "s.png", time_h=viz.parse_time_h("3h"), field="oxygen")
     assert png.stat().st_size > 10_000
     fig = viz.plot_timeseries(small_run, tmp_path / "p.png")
-    assert len(fig.axes[0].lines) == len(tmesim.model.POPULATIONS)
     assert (tmp_path / "p.png").stat().st_size > 10_000
+    # one panel per unit, each with a labelled y axis; counts on the cell panel
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    ylabels = [ax.get_ylabel() for ax in visible]
+    assert ylabels[0] == "cells" and "fraction (0-1)" in ylabels and "oxygen (mmHg)" in ylabels
+    cells_ax = visible[0]
+    names = {line.get_label() for line in cells_ax.lines}
+    assert set(tmesim.model.POPULATIONS) <= names and "tumor burden" in names
+    frac_ax = visible[ylabels.index("fraction (0-1)")]
+    assert frac_ax.get_ylim()[1] < 1.1
+    # the dose of the fixture's therapy is marked once in the legend of every panel
+    for ax in visible:
+        doses = [line for line in ax.lines if line.get_label().startswith("dose: ")]
+        assert len(doses) == 1 and doses[0].get_xdata()[0] == pytest.approx(2.0 / 24)
 
 
 def test_gif_has_expected_frame_count(small_run, tmp_path):
@@ -122,7 +138,121 @@ def test_3d_frames_show_the_mid_plane_or_the_projection(run_3d, tmp_path):
     assert img_proj[..., 3].sum() > img_mid[..., 3].sum() > 0
     np.testing.assert_array_equal(np.ma.getdata(f_mid), oxygen[3])
     np.testing.assert_array_equal(np.ma.getdata(f_proj), oxygen.max(axis=0))
-    for extra in ([], ["--projection"]):
+    with tmesim.load(run_3d) as res:
+        plane = FrameRenderer(res, z=1)
+        assert plane.cell_image(last)[..., 3].sum() == np.unique(
+            cells["y"][cells["z"] == 1] * 30 + cells["x"][cells["z"] == 1]
+        ).size
+        plane.close()
+    for extra in ([], ["--projection"], ["--z", "0"]):
         png = tmp_path / f"s{len(extra)}.png"
         assert main(["snapshot", str(run_3d), "-o", str(png), "--field", "oxygen", *extra]) == 0
         assert png.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- look of a frame
+def _lab(rgb):
+    """CIE L*a*b* (D65) of sRGB colours in 0-1."""
+    c = np.asarray(rgb, float)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    t = (lin @ m.T) / m.sum(axis=1)
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+#: colour-vision-deficiency simulation matrices on linear RGB (Machado et al. 2009, severity 1)
+_CVD = {
+    "normal": np.eye(3),
+    "deuteranopia": np.array(
+        [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]
+    ),
+    "protanopia": np.array(
+        [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]]
+    ),
+}
+
+
+@pytest.mark.parametrize("vision", list(_CVD))
+def test_cell_palette_is_distinct_and_visible_on_every_tissue(vision):
+    from tmesim.viz.frames import TISSUE_COLOURS
+
+    def seen(rgb):
+        c = np.asarray(rgb, float)
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        out = np.clip(lin @ _CVD[vision].T, 0, 1)
+        return _lab(np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055))
+
+    cells = seen([c for _, c in CATEGORIES])
+    tissue = seen(list(TISSUE_COLOURS.values()))
+    pair = np.linalg.norm(cells[:, None] - cells[None], axis=-1)
+    pair[np.diag_indices(len(cells))] = np.inf
+    assert pair.min() > 15  # CIE76 difference: distinct at a glance
+    assert np.linalg.norm(cells[:, None] - tissue[None], axis=-1).min() > 10
+
+
+def test_field_limits_span_the_whole_run_and_clipping_gets_arrows(small_run):
+    from tmesim.viz.frames import _extend, field_limits, field_range
+
+    with tmesim.load(small_run) as res:
+        lo, hi = field_range(res, "ifng")
+        plo, phi = field_limits(res, "ifng")
+        assert lo <= plo < phi <= hi
+        r = FrameRenderer(res, "ifng")
+        assert (r.field_im.norm.vmin, r.field_im.norm.vmax) == (plo, phi)
+        assert r.field_extend == _extend(lo, hi, plo, phi)
+        r.close()
+        r = FrameRenderer(res, "ifng", vmin=lo, vmax=hi)
+        assert r.field_extend == "neither"
+        r.close()
+        olo, ohi = field_range(res, "oxygen")
+        r = FrameRenderer(res, "oxygen", vmin=(olo + ohi) / 2, vmax=ohi)
+        assert r.field_extend == "min"
+        r.close()
+        r = FrameRenderer(res, "oxygen", vmin=olo, vmax=(olo + ohi) / 2)
+        assert r.field_extend == "max"
+        r.close()
+        r = FrameRenderer(res, "oxygen", log=True, cmap="magma")
+        assert r.field_im.norm.vmin > 0 and r.field_im.cmap.name == "magma"
+        rgb = r.composite(res.n_records - 1)
+        r.close()
+    assert rgb.dtype == np.uint8 and rgb.std() > 5
+
+
+def test_cell_styles_colour_by_and_kinds(small_run):
+    import matplotlib as mpl
+
+    with tmesim.load(small_run) as res:
+        last = res.n_records - 1
+        cells = res.cells(last)
+        outline = FrameRenderer(res, "oxygen", cells="outline").cell_image(last)
+        solid = FrameRenderer(res, "oxygen").cell_image(last)
+        glass = FrameRenderer(res, "oxygen", cells="translucent").cell_image(last)
+        by = FrameRenderer(res, color_by="pgp")
+        img = by.cell_image(last)
+        only_t = FrameRenderer(res, kinds=["tcell"]).cell_image(last)
+    # outlines: a subset of the cells; inside a block of one kind the field shows through
+    assert 0 < outline[..., 3].sum() <= solid[..., 3].sum()
+    assert ((outline[..., 3] > 0) <= (solid[..., 3] > 0)).all()
+    block = np.full((7, 7), -1)
+    block[1:6, 1:6] = 1
+    block[3, 5] = 2
+    edge = _outline(block)
+    assert edge.sum() == 17 and not edge[2:5, 2:4].any() and edge[3, 4] and edge[3, 5]
+    assert set(np.unique(glass[..., 3])) == {0.0, np.float32(0.55)}
+    norm = by._cell_norm
+    expect = mpl.colormaps["plasma"](norm(cells["pgp"].astype(float)))[:, :3]
+    np.testing.assert_allclose(img[cells["y"], cells["x"], :3], expect, atol=1e-6)
+    assert only_t[..., 3].sum() == (cells["kind"] == 2).sum()
+
+
+def test_look_errors_are_usage_errors(small_run, tmp_path, capsys):
+    base = ["snapshot", str(small_run), "-o", str(tmp_path / "a.png")]
+    assert main([*base, "--color-by", "nope"]) == 2
+    assert "pgp" in capsys.readouterr().err
+    assert main([*base, "--field", "oxygen", "--cmap", "nope"]) == 2
+    assert main([*base, "--kinds", "tumour"]) == 2
+    assert main([*base, "--z", "3"]) == 2
+    assert "fix:" in capsys.readouterr().err
+    assert main([*base, "--field", "oxygen", "--vmax", "20", "--cells", "outline",
+                 "--color-by", "drug"]) == 0

@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("run", help="run a scenario and write an HDF5 file")
-    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file")
+    p.add_argument(
+        "--resume",
+        metavar="OUT.h5",
+        help="continue the unfinished run of OUT.h5 (its records are in OUT.h5.partial)",
+    )
     p.add_argument("-o", "--output", help="output .h5 file (default: the scenario's output.path)")
     p.add_argument("--seed", type=int, help="random seed (replaces the scenario's seed)")
     _add_set(p)
@@ -55,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads of the parallel kernels (default: TMESIM_THREADS, else one per core)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="when stderr is not a terminal (a log file, a batch job): one progress line every "
+        "PCT %% of the run, with its ETA (default 10)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a scenario without running it")
@@ -94,45 +107,81 @@ def use_threads(n) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import run
+    from .runner import resume, run
 
-    threads = use_threads(args.threads)
-    t0 = time.perf_counter()
-    progress = None if args.quiet else _Progress()
-    try:
-        path = run(
-            args.scenario,
-            args.output,
-            overrides=args.overrides,
-            seed=args.seed,
-            overwrite=args.overwrite,
-            progress=progress,
+    if args.resume is not None and (
+        args.scenario or args.output or args.overrides or args.seed is not None
+    ):
+        raise UsageError(
+            "--resume takes the scenario, seed and output from the unfinished file\n"
+            "  fix: run 'tmesim run --resume OUT.h5' without a scenario, -o, --seed or --set"
         )
+    if args.resume is None and args.scenario is None:
+        raise UsageError("no scenario given\n  fix: tmesim run SCENARIO.yaml [-o OUT.h5]")
+    use_threads(args.threads)
+    if not 0 < args.progress_every <= 100:
+        raise UsageError(
+            f"--progress-every must lie in (0, 100], got {args.progress_every:g}\n  fix: e.g. "
+            "--progress-every 5"
+        )
+    progress = None
+    if not args.quiet:
+        progress = _Progress() if sys.stderr.isatty() else _LineProgress(args.progress_every)
+    t0 = time.perf_counter()
+    try:
+        if args.resume is not None:
+            path = resume(args.resume, overwrite=args.overwrite, progress=progress)
+        else:
+            path = run(
+                args.scenario,
+                args.output,
+                overrides=args.overrides,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                progress=progress,
+            )
     finally:
         if progress is not None:
             progress.close()
-    if not args.quiet:
-        from .io import load
+    from .io import load
 
-        with load(path) as res:
-            records = res.n_records
-            warnings = res.solver_warnings()
-        wall = time.perf_counter() - t0
-        print(
-            f"wrote {path} ({records} records) in {wall:.1f} s with {threads} thread"
-            f"{'s' if threads != 1 else ''}",
-            file=sys.stderr,
-        )
-        for line in warnings:
+    if not args.quiet:
+        print(run_summary(path, time.perf_counter() - t0), file=sys.stderr)
+    with load(path) as res:  # a solve that missed its tolerance is reported even with -q
+        for line in res.solver_warnings():
             print(f"tmesim: warning: {line}", file=sys.stderr)
     return 0
 
 
+def run_summary(path, wall_s: float) -> str:
+    """The end-of-run lines: output, wall time, threads, records, simulated span, file size."""
+    import numba
+
+    from .io import load
+
+    with load(path) as res:
+        info = res.summary()
+    span = info["time_h"]
+    simulated = f"{span['end'] - span['start']:g} h simulated" if span else "no record"
+    return (
+        f"wrote {path}\n"
+        f"  wall time {wall_s:.1f} s on {numba.get_num_threads()} Numba thread(s); "
+        f"{info['records']} records, {simulated}; file {info['file_size_bytes'] / 1e6:.2f} MB"
+    )
+
+
 def cmd_validate(args) -> int:
-    from .scenario import dump_scenario, load_scenario
+    from .resources import check_memory
+    from .scenario import dump_scenario, load_scenario, warn_about
 
     for path in args.scenario:
         sc = load_scenario(path, args.overrides)
+        check_memory(sc, label=path)
+        warn_about(sc)
+        if sc.domain.geometry == "mask":
+            from .geometry import load_mask
+
+            load_mask(sc.domain.mask.path, sc.domain.shape, sc.domain.mask.codes)
         if args.print:
             sys.stdout.write(dump_scenario(sc))
         else:
@@ -146,14 +195,15 @@ def cmd_inspect(args) -> int:
     with load(args.file) as res:
         info = res.summary()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, allow_nan=False))
         return 0
     print(f"file:      {info['path']} ({info['file_size_bytes'] / 1e6:.2f} MB)")
     print(f"scenario:  {info['scenario_name']} (seed {info['seed']}, status {info['status']})")
     print(f"tmesim:    {info['tmesim_version']} (format {info['format_version']})")
     span = info["time_h"]
     if span:
-        print(f"time:      {span['start']:g} h .. {span['end']:g} h in {info['records']} records")
+        start, end = (("non-finite" if v is None else f"{v:g}") for v in span.values())
+        print(f"time:      {start} h .. {end} h in {info['records']} records")
     else:
         print("time:      no complete record")
     print("populations:")
@@ -235,26 +285,112 @@ class _Progress:
             self._progress.stop()
 
 
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _LineProgress:
+    """Progress for logs and pipes: one plain line every ``every_pct`` % of the steps, with the
+    elapsed time, an ETA from the mean pace so far, the simulated day and the populations."""
+
+    def __init__(self, every_pct: float = 10.0, stream=None):
+        self.every = every_pct
+        self.stream = stream
+        self._next = 0.0
+
+    def __call__(self, model, wall_s):
+        pct = 100.0 * model.steps / max(model.n_steps, 1)
+        if pct + 1e-9 < self._next and model.running:
+            return
+        while self._next <= pct + 1e-9:
+            self._next += self.every
+        eta = wall_s * (100.0 - pct) / pct if pct > 0 else float("nan")
+        pop = model.population_counts()
+        line = (
+            f"{model.scenario.name}: {pct:5.1f}%  day {model.time_h / 24:.2f}/"
+            f"{model.n_steps * model.dt_min / 1440:.2f}  elapsed {_clock(wall_s)}  "
+            f"eta {_clock(eta) if eta == eta else '?'}  tumour {pop['tumor']} stem {pop['stem']} "
+            f"T {pop['tcell']} mac {pop['macrophage']} necrotic {pop['necrotic']}"
+        )
+        print(line, file=self.stream or sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv=None) -> int:
     """Run the command line; return the exit code."""
+    import warnings
+
+    from .errors import TmesimWarning
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TmesimError as exc:
-        print(f"tmesim: error: {exc}", file=sys.stderr)
-        if os.environ.get("TMESIM_DEBUG"):
-            raise
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tmesim: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if os.environ.get("TMESIM_DEBUG"):
-            raise
-        print(f"tmesim: error: {exc}", file=sys.stderr)
-        return 1
+    debug = bool(os.environ.get("TMESIM_DEBUG"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TmesimWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except BrokenPipeError:
+            # the reader went away (``tmesim inspect out.h5 | head``): stop quietly; point
+            # stdout at /dev/null so that the interpreter's final flush does not fail again
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            return 0
+        except TmesimError as exc:
+            print(f"tmesim: error: {exc}", file=sys.stderr)
+            if debug:
+                raise
+            if getattr(exc, "abandon_process", False):
+                # HDF5 may crash tidying up a file whose writes failed: end here
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(exc.exit_code)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("tmesim: interrupted", file=sys.stderr)
+            _note_partial(args)
+            return 130
+        except OSError as exc:
+            if debug:
+                raise
+            print(f"tmesim: error: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # never a traceback: one line, and how to see more
+            if debug:
+                raise
+            print(
+                f"tmesim: error: unexpected {type(exc).__name__}: {exc}\n"
+                "  fix: rerun with TMESIM_DEBUG=1 to see where, and report it",
+                file=sys.stderr,
+            )
+            return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from .errors import TmesimWarning
+
+    if issubclass(category, TmesimWarning):
+        print(f"tmesim: warning: {message}", file=sys.stderr)
+    else:
+        print(f"tmesim: warning: {category.__name__}: {message}", file=sys.stderr)
+
+
+def _note_partial(args) -> None:
+    """After an interrupted run: where its records are and how to continue."""
+    out = getattr(args, "resume", None) or getattr(args, "output", None)
+    if getattr(args, "func", None) is cmd_run and out:
+        print(
+            f"  records so far are in {out}.partial; continue with 'tmesim run --resume {out}'",
+            file=sys.stderr,
+        )
 
 
 __all__ = ["UsageError", "build_parser", "main"]

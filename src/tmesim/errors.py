@@ -6,7 +6,16 @@ what is wrong and how to fix it. The command line prints such errors without a t
 
 from __future__ import annotations
 
-__all__ = ["OutputError", "ScenarioError", "SimulationError", "TmesimError", "UsageError"]
+__all__ = [
+    "OutputError",
+    "ScenarioError",
+    "SimulationError",
+    "TmesimError",
+    "TmesimWarning",
+    "UsageError",
+    "WriteError",
+    "warn",
+]
 
 
 class TmesimError(Exception):
@@ -88,3 +97,26 @@ class SimulationError(TmesimError):
     """The simulation reached an invalid state (NaN, infinity or negative concentration, ...)."""
 
     exit_code = 1
+
+
+class WriteError(TmesimError):
+    """Writing a result failed (a full disk, a file-size limit, an I/O error).
+
+    The HDF5 library cannot always close a file cleanly after a failed write, so the command
+    line ends the process right after printing this error (``abandon_process``); the file being
+    written is the ``.partial`` one, and the previous result is untouched.
+    """
+
+    exit_code = 1
+    abandon_process = True
+
+
+class TmesimWarning(UserWarning):
+    """Something is probably not what the user meant, but the command can go on."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`TmesimWarning` (the command line prints it as one ``warning:`` line)."""
+    import warnings
+
+    warnings.warn(message, TmesimWarning, stacklevel=2)

@@ -207,15 +207,28 @@ def load_mask(path, shape, codes: dict, *, key="domain.geometry.mask") -> np.nda
     ``codes`` maps tissue names (``air``, ``tissue``, ``capillary``, ``vessel``, ``airway``) to the
     label values used in the image; every label in the image must be mapped.
     """
+    return labels_to_tissue(read_mask_labels(path, shape, key=key), codes, key=key)
+
+
+def _mask_error(problem, path, key, *, expected, fix) -> ScenarioError:
+    return ScenarioError(problem, key=f"{key}.path", value=str(path), expected=expected, fix=fix)
+
+
+def read_mask_labels(path, shape, *, key="domain.geometry.mask") -> np.ndarray:
+    """The label image at ``path`` as int64, checked against the domain ``shape``.
+
+    An RGB(A) image on a 2-D domain is accepted when its colour channels agree (a grey image
+    saved in colour); otherwise it is refused rather than reduced to one channel.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if not p.is_file():
-        raise ScenarioError(
+        raise _mask_error(
             "mask file not found",
-            key=f"{key}.path",
-            value=str(path),
+            path,
+            key,
             expected="an existing .npy, .png or .tif file",
-            fix="check the path (relative to the working directory)",
+            fix="check the path (relative to the scenario file)",
         )
     try:
         if suffix == ".npy":
@@ -232,24 +245,33 @@ def load_mask(path, shape, codes: dict, *, key="domain.geometry.mask") -> np.nda
             with Image.open(p) as im:
                 img = np.array(im)
         else:
-            raise ScenarioError(
+            raise _mask_error(
                 "unsupported mask format",
-                key=f"{key}.path",
-                value=str(path),
+                path,
+                key,
                 expected="a .npy, .png, .tif or .tiff file",
                 fix="save the label image as .npy or .png",
             )
     except ScenarioError:
         raise
     except Exception as exc:
-        raise ScenarioError(
+        raise _mask_error(
             f"cannot read the mask image ({exc})",
-            key=f"{key}.path",
-            value=str(path),
+            path,
+            key,
             expected="a readable label image",
             fix="re-export the image as .npy or 8-bit .png",
         ) from None
-    if img.ndim == len(shape) + 1 and len(shape) == 2:
+    if img.ndim == len(shape) + 1 and len(shape) == 2 and img.shape[-1] in (3, 4):
+        rgb = img[..., :3]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise _mask_error(
+                "mask image has colour channels that differ",
+                path,
+                key,
+                expected="a single-channel label image (or a grey image whose channels agree)",
+                fix="save the labels as a one-channel .npy or 8-bit grey .png",
+            )
         img = img[..., 0]
     if tuple(img.shape) != tuple(shape):
         raise ScenarioError(
@@ -259,7 +281,19 @@ def load_mask(path, shape, codes: dict, *, key="domain.geometry.mask") -> np.nda
             expected=f"{list(img.shape)} to match the mask",
             fix=f"set domain.shape: {list(img.shape)}",
         )
-    img = np.asarray(img).astype(np.int64)
+    if img.dtype.kind not in "biuf" or (img.dtype.kind == "f" and not np.isfinite(img).all()):
+        raise _mask_error(
+            "mask image does not hold finite numeric labels",
+            path,
+            key,
+            expected="integer labels",
+            fix="save the labels as integers (.npy of int, or 8-bit .png)",
+        )
+    return np.asarray(img).astype(np.int64)
+
+
+def labels_to_tissue(img, codes: dict, *, key="domain.geometry.mask") -> np.ndarray:
+    """Translate a label image to tissue codes (every label must be mapped by ``codes``)."""
     out = np.full(img.shape, -1, dtype=np.int8)
     for name, label in codes.items():
         out[img == int(label)] = TISSUE_CODES[name]

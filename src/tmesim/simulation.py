@@ -36,6 +36,7 @@ from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
+from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
 from .therapy import Therapy
 
@@ -131,6 +132,7 @@ class Simulation:
         if rng is not None:
             overrides["seed"] = int(rng)
         sc = _resolve_scenario(scenario, overrides)
+        check_memory(sc)
         self._start(sc.seed)
         self.scenario = sc
         self.seed = sc.seed

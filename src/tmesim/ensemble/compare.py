@@ -5,8 +5,9 @@ Layout of an output folder ``DIR``::
     DIR/<label>/rep_<k>.h5     one result file per replicate, written by one process
     DIR/summary.h5             endpoints, aligned time series and statistics of every replicate
     DIR/summary.txt            the terminal table
-    DIR/timeseries.png         metrics over time, mean and 95 % band per scenario
-    DIR/sweep_<key>.png        (sweep) an endpoint against each swept value
+    DIR/timeseries.png         key metrics over time, mean and 95 % band per scenario
+    DIR/timeseries_<page>.png  every other series, one page per kind: counts, fractions, other
+    DIR/sweep_<key>.png        (sweep) every endpoint the scenario names against each swept value
     DIR/ensemble.log           one JSON line per replicate run or skipped
 
 ``<label>`` is the scenario file's stem (compare) or a label built from the grid point (sweep).
@@ -21,7 +22,6 @@ import datetime as _dt
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from ..errors import OutputError, ScenarioError, UsageError
+from ..io.safe import atomic_output
 from . import stats as st
 from .executors import check_executor, execute, partial_path
 from .seeds import PAIRED_LABEL, SEED_SCHEME, check_base_seed, replicate_seed
@@ -432,8 +433,9 @@ def _run_ensemble(
         outdir / "summary.h5", data, all_stats, base_seed, replicates, meta
     )
     table = format_table(data, all_stats, paired=meta["paired"])
-    (outdir / "summary.txt").write_text(table + "\n", encoding="utf-8")
-    figures = [plot_timeseries(data, outdir / "timeseries.png")]
+    with atomic_output(outdir / "summary.txt", overwrite=True) as tmp:
+        tmp.write_text(table + "\n", encoding="utf-8")
+    figures = plot_timeseries(data, outdir / "timeseries.png")
     if meta["kind"] == "sweep":
         figures += plot_sweep(data, meta["params"], outdir)
     return EnsembleResult(outdir, summary_path, figures, table, runs, skipped, all_stats)
@@ -447,6 +449,7 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
     raw = {}
     times = []
     names: set[str] = set()
+    units: dict[str, str] = {}
     for g in groups:
         for k in range(replicates):
             path = outdir / g.label / f"rep_{k}.h5"
@@ -459,6 +462,8 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
                     t = np.asarray(res.time_h, dtype=np.float64)
                     series = {f"counts/{n}": v for n, v in res.counts.items()}
                     series.update({f"metrics/{n}": v for n, v in res.metrics.items()})
+                    for n in series:
+                        units.setdefault(n, "cells" if n.startswith("counts/") else res.units(n))
             except Exception:
                 continue
             raw[(g.label, k)] = (t, {n: np.asarray(v, dtype=np.float64) for n, v in series.items()})
@@ -466,7 +471,8 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
             names.update(series)
     axis = np.unique(np.round(np.concatenate(times), 9)) if times else np.zeros(0)
     names_sorted = sorted(names)
-    out = {"time_h": axis, "series_names": names_sorted, "groups": []}
+    units[BURDEN_AUC] = "cell-days"
+    out = {"time_h": axis, "series_names": names_sorted, "units": units, "groups": []}
     for g in groups:
         nt = axis.size
         ser = {n: np.full((replicates, nt), np.nan) for n in names_sorted}
@@ -512,19 +518,38 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
     return out
 
 
+def bounds(name: str, unit: str) -> tuple[float | None, float | None]:
+    """The range of an endpoint or series: (0, 1) for fractions (unit ``1``), (0, None) for
+    counts and every physical quantity (cells, mmHg, concentrations, lengths), else unbounded."""
+    if unit == "1" or name.endswith("_fraction"):
+        return (0.0, 1.0)
+    if name.startswith(("counts/", "derived/")) or unit:
+        return (0.0, None)
+    return (None, None)
+
+
 def compute_stats(data, paired: bool = False) -> dict:
-    """Per group and endpoint: n, mean and 95 % CI; against the first group: effect sizes and
+    """Per group and endpoint: n, mean and a 95 % CI within the endpoint's range
+    (:func:`stats.range_ci`); against the first group: effect sizes and
     the rank test, and with ``paired`` the paired difference and the signed-rank test."""
     out = {}
     groups = data["groups"]
     if not groups:
         return out
     ref = groups[0]
+    units = data.get("units", {})
     for g in groups:
         per = {}
         for name, values in g["endpoints"].items():
-            m, lo, hi = st.mean_ci(values)
-            entry = {"n": int(np.isfinite(values).sum()), "mean": m, "ci_low": lo, "ci_high": hi}
+            lower, upper = bounds(name, units.get(name, ""))
+            m, lo, hi, method = st.range_ci(values, lower=lower, upper=upper)
+            entry = {
+                "n": int(np.isfinite(values).sum()),
+                "mean": m,
+                "ci_low": lo,
+                "ci_high": hi,
+                "ci_method": method,
+            }
             if g is not ref and name in TESTED:
                 entry.update(st.compare_samples(ref["endpoints"][name], values))
                 if paired:
@@ -555,10 +580,7 @@ def write_summary(path: Path, data, all_stats, base_seed, replicates, meta) -> P
 
     from .. import __version__
 
-    tmp = partial_path(path)
-    if tmp.exists():
-        tmp.unlink()
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path, overwrite=True) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = SUMMARY_FORMAT
         f.attrs["format_version"] = SUMMARY_FORMAT_VERSION
         f.attrs["tmesim_version"] = __version__
@@ -590,7 +612,6 @@ def write_summary(path: Path, data, all_stats, base_seed, replicates, meta) -> P
                 sg = f.require_group(f"stats/{g['label']}/{name}")
                 for k, v in entry.items():
                     sg.attrs[k] = v
-    os.replace(tmp, path)
     return path
 
 
@@ -640,6 +661,15 @@ def format_table(data, all_stats, paired: bool = False) -> str:
         if len(groups) > 1:
             lines.append("")
             lines += _test_lines(groups, all_stats, endpoint, words, ref, paired)
+    small = [g["label"] for g in groups if 0 < int(g["complete"].sum()) < st.MIN_REPLICATES]
+    if small:
+        lines.append("")
+        lines.append(
+            f"warning: fewer than {st.MIN_REPLICATES} replicates in {', '.join(small)}: the "
+            "intervals of means use the wider Student-t method on a log or logit scale, effect "
+            "sizes are rough and rank tests can hardly reach p < 0.05; run more replicates "
+            "(--replicates 5 or more) before drawing conclusions"
+        )
     missing = [
         f"  {g['label']} rep {k}: {e}" for g in groups for k, e in enumerate(g["errors"]) if e
     ]
@@ -681,8 +711,11 @@ def _test_lines(groups, all_stats, endpoint, words, ref, paired) -> list[str]:
                 f"W {_fmt(s['wilcoxon_w'], '{:g}')} p {_fmt(s['wilcoxon_p'], '{:.3g}')}"
             )
         else:
+            n_ref = int(np.isfinite(groups[0]["endpoints"].get(endpoint, [])).sum())
+            n_g = int(np.isfinite(g["endpoints"].get(endpoint, [])).sum())
             lines.append(
-                f"  {g['label']}: diff {_fmt(s['mean_difference'], '{:+.2f}')} "
+                f"  {g['label']} (n {n_g} vs {n_ref}): "
+                f"diff {_fmt(s['mean_difference'], '{:+.2f}')} "
                 f"[{_fmt(s['mean_difference_ci_low'], '{:+.2f}')}, "
                 f"{_fmt(s['mean_difference_ci_high'], '{:+.2f}')}]  "
                 f"Hedges g {_fmt(s['hedges_g'], '{:+.2f}')} "
@@ -694,18 +727,59 @@ def _test_lines(groups, all_stats, endpoint, words, ref, paired) -> list[str]:
 
 
 # --------------------------------------------------------------------------- figures
-def _band(values: np.ndarray):
-    """Per-column mean and t-based 95 % interval of an (R, T) array with NaNs."""
-    import warnings
+#: panels per page of the time-series figures
+PAGE_PANELS = 9
+#: metrics named after these words are endpoints of a sweep even if its scenario does not name
+#: them (the tumour, its delivery and penetration)
+SWEEP_ALWAYS = (PRIMARY, BURDEN_AUC)
 
-    n = np.isfinite(values).sum(axis=0)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(values, axis=0)
-        sd = np.nanstd(values, axis=0, ddof=1)
-    tq = np.array([st.t_ppf(0.975, k - 1) if k > 1 else np.nan for k in n])
-    half = tq * sd / np.sqrt(np.maximum(n, 1))
-    return mean, mean - half, mean + half
+
+def _series_band(data, g, name):
+    lower, upper = bounds(name, data.get("units", {}).get(name, ""))
+    return st.range_band(g["series"][name], lower=lower, upper=upper)
+
+
+def _ylabel(data, name) -> str:
+    unit = data.get("units", {}).get(name, "")
+    short = name.split("/", 1)[1].replace("_", " ")
+    if unit == "1":
+        return f"{short} (0-1)"
+    return f"{short} ({unit})" if unit else short
+
+
+def _interval_note(data) -> str:
+    ns = [int(g["complete"].sum()) for g in data["groups"]] or [0]
+    n = min(ns)
+    span = f"{n}" if max(ns) == n else f"{n}-{max(ns)}"
+    text = f"mean and 95% CI over replicates (n = {span})"
+    if 0 < n < st.MIN_REPLICATES:
+        text += (
+            f"; fewer than {st.MIN_REPLICATES} replicates: wide Student-t bands on a log/logit "
+            "scale, read with care"
+        )
+    elif n:
+        text += "; percentile bootstrap of the mean, within each quantity's range"
+    return text
+
+
+def _pages(data) -> dict[str, list[str]]:
+    """Series names of each time-series figure: key panels first, then by kind."""
+    names = data["series_names"]
+    units = data.get("units", {})
+    key = [n for n in FIGURE_FIRST if n in names]
+    key += [n for n in names if re.search(r"deliver|penetration", n) and n not in key]
+    rest = [n for n in names if n not in key]
+    pages = {
+        "": key[:PAGE_PANELS],
+        "counts": [n for n in rest if n.startswith("counts/") or units.get(n) == "cells"],
+        "fractions": [n for n in rest if units.get(n) == "1" and not n.startswith("counts/")],
+    }
+    pages["other"] = [n for n in rest if n not in pages["counts"] + pages["fractions"]]
+    out = {}
+    for kind, page in pages.items():
+        for i in range(0, len(page), PAGE_PANELS):
+            out[kind + (f"_{i // PAGE_PANELS + 1}" if i else "")] = page[i : i + PAGE_PANELS]
+    return {k: v for k, v in out.items() if v or k == ""}
 
 
 def _figure(nplots: int, ncols: int = 3):
@@ -714,7 +788,7 @@ def _figure(nplots: int, ncols: int = 3):
 
     ncols = max(1, min(ncols, nplots))
     nrows = max(1, math.ceil(nplots / ncols))
-    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.4 * ncols, 3.2 * nrows + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[nplots:]:
@@ -722,66 +796,121 @@ def _figure(nplots: int, ncols: int = 3):
     return fig, axes
 
 
-def plot_timeseries(data, path: Path) -> Path:
-    """Each metric over time: mean and 95 % band per group (Agg, no pyplot)."""
-    names = [n for n in FIGURE_FIRST if n in data["series_names"]]
-    names += [n for n in data["series_names"] if n.startswith("metrics/") and n not in names]
-    names += [n for n in data["series_names"] if n.startswith("counts/") and n not in names]
-    fig, axes = _figure(max(1, len(names)))
-    t = data["time_h"]
-    for ax, name in zip(axes, names, strict=False):
-        for i, g in enumerate(data["groups"]):
-            mean, lo, hi = _band(g["series"][name])
-            color = f"C{i % 10}"
-            ax.plot(t, mean, color=color, label=g["label"])
-            ax.fill_between(t, lo, hi, color=color, alpha=0.25, linewidth=0)
-        group, short = name.split("/", 1)
-        ax.set_title(short if group == "metrics" else f"{short} (cells)")
-        ax.set_xlabel("time (h)")
-    if names:
-        axes[0].legend(fontsize="small")
-    fig.suptitle("mean and 95% CI over replicates")
-    fig.savefig(path, dpi=100)
-    return path
+def _legend_below(fig, axes) -> None:
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+            frameon=False, fontsize=10,
+        )
 
 
-def plot_sweep(data, params: dict, outdir: Path, endpoint: str = PRIMARY) -> list[Path]:
-    """The final value of ``endpoint`` (mean and 95 % CI) against each swept parameter."""
+def plot_timeseries(data, path: Path) -> list[Path]:
+    """Metrics over time, mean and 95 % band per group, on pages of at most
+    :data:`PAGE_PANELS` panels: ``path`` holds the key panels, ``<stem>_<page>.png`` the counts,
+    the fractions and the rest. Bands stay within each quantity's range. Returns the paths."""
+    path = Path(path)
+    t = data["time_h"] / 24.0
+    written = []
+    for page, names in _pages(data).items():
+        fig, axes = _figure(max(1, len(names)))
+        for ax, name in zip(axes, names, strict=False):
+            for i, g in enumerate(data["groups"]):
+                mean, lo, hi = _series_band(data, g, name)
+                color = f"C{i % 10}"
+                ax.plot(t, mean, color=color, label=g["label"], lw=1.6)
+                ax.fill_between(t, lo, hi, color=color, alpha=0.22, linewidth=0)
+            if data.get("units", {}).get(name) == "1":  # from 0, at most 1, small ones legible
+                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+            ax.set_title(name.split("/", 1)[1].replace("_", " "), fontsize=10)
+            ax.set_ylabel(_ylabel(data, name), fontsize=9)
+            ax.set_xlabel("time (days)")
+            ax.grid(alpha=0.3, lw=0.5)
+        if names:
+            _legend_below(fig, axes)
+        title = {"": "key metrics"}.get(page, page.replace("_", " "))
+        fig.suptitle(f"{title}: {_interval_note(data)}", fontsize=11)
+        out = path if page == "" else path.with_name(f"{path.stem}_{page}{path.suffix}")
+        _save_figure(fig, out)
+        written.append(out)
+    return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Save a figure atomically (the ensemble's own outputs are replaced on every run)."""
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=100)
+
+
+def sweep_endpoints(data) -> list[str]:
+    """Endpoints drawn by :func:`plot_sweep`: the tumour burden and its cumulative value, every
+    endpoint the scenario file names in its text (its opening comments state the question and
+    the expected answer), and the table's delivered fraction when stored."""
+    names = sorted({n for g in data["groups"] for n in g["endpoints"]})
+    chosen = [n for n in SWEEP_ALWAYS if n in names]
+    text = ""
+    for g in data["groups"][:1]:
+        try:
+            text = Path(g["source"]).read_text(encoding="utf-8")
+        except (OSError, TypeError):
+            text = ""
+    words = set(re.findall(r"[a-z][a-z0-9_]+", text))
+    chosen += [n for n in names if n.split("/", 1)[1] in words and n not in chosen]
+    deliver = _find(dict.fromkeys(names), TABLE_COLUMNS["delivered fraction"][0])
+    if deliver and deliver not in chosen:
+        chosen.append(deliver)
+    return chosen
+
+
+def plot_sweep(data, params: dict, outdir: Path, endpoints=None) -> list[Path]:
+    """Every endpoint of :func:`sweep_endpoints` (mean and 95 % CI within its range) against
+    each swept parameter, one figure per parameter; a log axis where a positive parameter spans
+    a factor of 10 or more."""
     paths = []
     keys = list(params)
+    endpoints = list(endpoints) if endpoints is not None else sweep_endpoints(data)
+    units = data.get("units", {})
     for key in keys:
         values = params[key]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         pos = {json.dumps(v): (v if numeric else i) for i, v in enumerate(values)}
-        fig, axes = _figure(1)
-        ax = axes[0]
+        logx = numeric and min(values) > 0 and max(values) / min(values) >= 10
+        fig, axes = _figure(max(1, len(endpoints)))
         others = [k for k in keys if k != key]
-        lines: dict[str, list] = {}
-        for g in data["groups"]:
-            other = ", ".join(f"{k.split('.')[-1]}={_fmt_value(g['params'][k])}" for k in others)
-            m, lo, hi = st.mean_ci(g["endpoints"].get(endpoint, np.array([np.nan])))
-            lines.setdefault(other, []).append((pos[json.dumps(g["params"][key])], m, lo, hi))
-        for i, (other, pts) in enumerate(lines.items()):
-            pts.sort(key=lambda p: p[0])
-            x = np.array([p[0] for p in pts], dtype=float)
-            m = np.array([p[1] for p in pts])
-            err = np.array([[p[1] - p[2], p[3] - p[1]] for p in pts]).T
-            ax.errorbar(
-                x,
-                m,
-                yerr=np.nan_to_num(err),
-                marker="o",
-                capsize=3,
-                color=f"C{i % 10}",
-                label=other or None,
-            )
-        if not numeric:
-            ax.set_xticks(range(len(values)), [_fmt_value(v) for v in values])
-        ax.set_xlabel(key)
-        ax.set_ylabel(f"final {endpoint.split('/', 1)[1]} (mean, 95% CI)")
+        for ax, endpoint in zip(axes, endpoints, strict=False):
+            lower, upper = bounds(endpoint, units.get(endpoint, ""))
+            lines: dict[str, list] = {}
+            for g in data["groups"]:
+                other = ", ".join(
+                    f"{k.split('.')[-1]}={_fmt_value(g['params'][k])}" for k in others
+                )
+                m, lo, hi, _ = st.range_ci(
+                    g["endpoints"].get(endpoint, np.array([np.nan])), lower=lower, upper=upper
+                )
+                lines.setdefault(other, []).append((pos[json.dumps(g["params"][key])], m, lo, hi))
+            for i, (other, pts) in enumerate(lines.items()):
+                pts.sort(key=lambda p: p[0])
+                x = np.array([p[0] for p in pts], dtype=float)
+                m = np.array([p[1] for p in pts])
+                err = np.array([[p[1] - p[2], p[3] - p[1]] for p in pts]).T
+                ax.errorbar(
+                    x, m, yerr=np.nan_to_num(err), marker="o", capsize=3, color=f"C{i % 10}",
+                    label=other or None,
+                )
+            if logx:
+                ax.set_xscale("log")
+                ax.set_xticks(values, [_fmt_value(v) for v in values])
+                ax.minorticks_off()
+            elif not numeric:
+                ax.set_xticks(range(len(values)), [_fmt_value(v) for v in values])
+            ax.set_xlabel(key.split(".")[-1] if len(key) > 30 else key)
+            final = "" if endpoint.startswith("derived/") else "final "
+            ax.set_ylabel(final + _ylabel(data, endpoint), fontsize=9)
+            ax.grid(alpha=0.3, lw=0.5)
         if others:
-            ax.legend(fontsize="small")
+            _legend_below(fig, axes)
+        fig.suptitle(f"sweep of {key}: {_interval_note(data)}", fontsize=11)
         p = outdir / f"sweep_{_safe_label(key)}.png"
-        fig.savefig(p, dpi=100)
+        _save_figure(fig, p)
         paths.append(p)
     return paths

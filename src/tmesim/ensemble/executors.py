@@ -40,10 +40,15 @@ THREAD_VARS = (
 )
 
 
+#: protocols of a Dask scheduler address
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
 def partial_path(output) -> Path:
     """The temporary name a replicate is written under before it is complete."""
-    output = Path(output)
-    return output.with_name(output.name + ".partial")
+    from ..io.safe import partial_path as _partial
+
+    return _partial(output)
 
 
 def _limit_threads(threads: int) -> None:
@@ -87,10 +92,7 @@ def run_replicate(task: dict) -> dict:
         from ..scenario import scenario_from_dict
 
         sc = scenario_from_dict(yaml.safe_load(task["scenario_yaml"]), label=task["group"], complete=True)
-        if tmp.exists():
-            tmp.unlink()
-        run(sc, tmp, overwrite=True)
-        os.replace(tmp, out)
+        run(sc, out, overwrite=True)  # writes out.partial, renamed to out when complete
         result["status"] = "complete"
     except BaseException as exc:
         msg = str(exc).strip() or type(exc).__name__
@@ -144,7 +146,9 @@ def run_local(tasks: list[dict], workers: int | None = None) -> Iterator[dict]:
         return
     n = min(int(workers or os.cpu_count() or 1), len(tasks))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = {pool.submit(run_replicate, t): t for t in tasks}
         for fut in as_completed(futures):
             try:
@@ -153,6 +157,20 @@ def run_local(tasks: list[dict], workers: int | None = None) -> Iterator[dict]:
                 yield _failed(futures[fut], "worker process died (killed or out of memory)")
             except Exception as exc:
                 yield _failed(futures[fut], f"{type(exc).__name__}: {exc}")
+
+
+def _watch_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """In a worker: end this process when the parent that started it is gone (killed), so
+    that no worker is left waiting for tasks forever."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="tmesim-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- Dask
@@ -256,4 +274,11 @@ def check_executor(workers, scheduler, dask_local) -> None:
     if scheduler is not None and not str(scheduler).strip():
         raise UsageError(
             "--scheduler needs an address\n  fix: e.g. --scheduler tcp://127.0.0.1:8786"
+        )
+    scheme = str(scheduler).partition("://")[0] if "://" in str(scheduler or "") else None
+    if scheme is not None and scheme not in SCHEDULER_SCHEMES:
+        raise UsageError(
+            f"--scheduler {scheduler!r}: unknown protocol {scheme!r}\n"
+            f"  fix: use one of {', '.join(s + '://' for s in SCHEDULER_SCHEMES)}, e.g. "
+            "--scheduler tcp://127.0.0.1:8786"
         )

@@ -39,9 +39,9 @@ def check_base_seed(base_seed) -> int:
         value = int(base_seed)
     except (TypeError, ValueError):
         value = -1
-    if value < 0 or value != base_seed:
+    if value < 0 or value >= 2**63 or value != base_seed:
         raise UsageError(
-            f"the base seed must be a non-negative integer, got {base_seed!r}\n"
+            f"the base seed must be an integer from 0 to 2**63 - 1, got {base_seed!r}\n"
             "  fix: pass e.g. --seed 0"
         )
     return value

@@ -13,6 +13,11 @@
   ``method="auto"``): the exact null distribution for at most 50 pairs without ties or zero
   differences; with ties or zeros, the exact sign-flip permutation distribution for at most 13
   pairs, else the normal approximation with tie correction.
+* :func:`range_ci`, :func:`range_band`: intervals of a mean that respect the quantity's range
+  (never a negative count, never a fraction above 1): the percentile bootstrap of the mean from
+  :data:`MIN_REPLICATES` replicates on, and below that the wider Student-t interval computed on
+  a scale that maps the range onto the real line (log for non-negative quantities, logit for
+  fractions) and mapped back.
 * :func:`compare_pairs`: paired mean difference with a pair-resampling bootstrap interval and the
   signed-rank test, for designs where replicate k of every scenario shares its seed.
 
@@ -369,3 +374,95 @@ def compare_pairs(ref, other, *, level: float = 0.95) -> dict[str, float]:
         "wilcoxon_w": w,
         "wilcoxon_p": p,
     }
+
+
+# --------------------------------------------------------------------------- range-aware intervals
+#: below this many replicates intervals use the wider transformed Student-t method and the
+#: table and figures say that the sample is small
+MIN_REPLICATES = 5
+
+
+def _to_line(a: np.ndarray, lower, upper):
+    """Map values in [lower, upper] onto the real line; return (mapped, inverse function).
+
+    Values at a bound are moved inside by a fraction of the data's own scale (half the smallest
+    positive distance to a lower bound; a quarter of the smallest distance of an inner value to
+    either bound of a range), so zeros and ones stay finite.
+    """
+    if lower is None and upper is None:
+        return a, (lambda y: y)
+    if upper is None:  # [lower, inf): log of the distance to the bound
+        d = a - lower
+        pos = d[d > 0]
+        eps = 0.5 * float(pos.min()) if pos.size else 1.0
+        return np.log(d + eps), (lambda y: lower - eps + np.exp(y))
+    span = upper - lower  # [lower, upper]: logit of the position in the range
+    p = (a - lower) / span
+    inner = p[(p > 0) & (p < 1)]
+    gaps = np.concatenate([inner, 1 - inner]) if inner.size else np.array([])
+    eps = min(0.25 * float(gaps.min()), 0.25) if gaps.size else 0.25
+    q = np.clip(p, eps, 1 - eps)
+
+    def back(y):
+        return lower + span * (1.0 / (1.0 + np.exp(-y)))
+
+    return np.log(q / (1 - q)), back
+
+
+def range_ci(
+    x,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float, float, str]:
+    """``(mean, low, high, method)``: the mean and an interval that stays within
+    ``[lower, upper]`` (either may be None).
+
+    ``method`` is ``"bootstrap"`` (percentile bootstrap of the mean; n >= :data:`MIN_REPLICATES`),
+    ``"transformed-t"`` (Student-t interval on the log or logit scale mapped back, wider than
+    the bootstrap at small n; 2 <= n < :data:`MIN_REPLICATES`) or ``"none"`` (n < 2: NaN bounds).
+    The interval always contains the mean.
+    """
+    a = _clean(x)
+    n = a.size
+    if n == 0:
+        return (math.nan, math.nan, math.nan, "none")
+    m = float(a.mean())
+    if n < 2:
+        return (m, math.nan, math.nan, "none")
+    if np.ptp(a) == 0:
+        return (m, m, m, "bootstrap" if n >= MIN_REPLICATES else "transformed-t")
+    if n >= MIN_REPLICATES:
+        rng = np.random.default_rng(seed)
+        means = a[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+        lo, hi = _percentile_interval(means, level)
+        method = "bootstrap"
+    else:
+        y, back = _to_line(a, lower, upper)
+        half = t_ppf(0.5 + level / 2.0, n - 1) * float(y.std(ddof=1)) / math.sqrt(n)
+        c = float(y.mean())
+        lo, hi = float(back(c - half)), float(back(c + half))
+        method = "transformed-t"
+    if lower is not None:
+        lo = max(lo, lower)
+    if upper is not None:
+        hi = min(hi, upper)
+    return (m, min(lo, m), max(hi, m), method)
+
+
+def range_band(
+    values,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean and :func:`range_ci` interval of an (R, T) array (NaN = missing)."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full((3, v.shape[1]), np.nan)
+    for j in range(v.shape[1]):
+        out[:, j] = range_ci(v[:, j], lower=lower, upper=upper, level=level)[:3]
+    return out[0], out[1], out[2]

@@ -7,17 +7,20 @@
 
 Only complete records are exposed: their number is the length of ``/time_h``, which the writer
 extends last, so a file left by a killed run reads cleanly up to its last complete record.
+While a run is going, or after it was interrupted, its records are in ``OUT.partial``; loading
+``OUT`` reads that file when ``OUT`` itself does not exist yet.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ..errors import UsageError
-from .writer import FORMAT
+from ..errors import UsageError, warn
+from .writer import FORMAT, FORMAT_VERSION
 
 
 def _open_for_reading(path: Path) -> h5py.File:
@@ -36,6 +39,10 @@ class Results:
 
     def __init__(self, path):
         self.path = Path(path)
+        partial = self.path.with_name(self.path.name + ".partial")
+        if not self.path.exists() and partial.is_file():
+            # a run still going (or interrupted): its records are in OUT.partial until complete
+            self.path = partial
         if not self.path.exists():
             raise UsageError(
                 f"result file not found: {self.path}\n  fix: check the path, or run "
@@ -54,7 +61,33 @@ class Results:
                 f"{self.path} is an HDF5 file but not a tmesim result (no format='tmesim' "
                 "attribute)\n  fix: pass a file written by 'tmesim run'"
             )
-        self.n_records = int(self.f["time_h"].shape[0])
+        t = self.f.get("time_h")
+        if not isinstance(t, h5py.Dataset) or t.ndim != 1:
+            self.f.close()
+            raise UsageError(
+                f"{self.path} is damaged: it has no one-dimensional /time_h dataset\n"
+                "  fix: pass a file written by 'tmesim run', or run the scenario again"
+            )
+        version = self.f.attrs.get("format_version", 0)
+        version = version.item() if hasattr(version, "item") else version
+        try:
+            newer = int(version) > FORMAT_VERSION
+        except (TypeError, ValueError):
+            newer = True
+        if newer:
+            warn(
+                f"{self.path} has format_version {version}, newer than this tmesim reads "
+                f"({FORMAT_VERSION}); values may be misread (upgrade tmesim)"
+            )
+        self.n_records = int(t.shape[0])
+        for group in ("counts", "metrics"):
+            for k, d in (self.f.get(group) or {}).items():
+                if getattr(d, "shape", (0,))[:1] < (self.n_records,):
+                    self.f.close()
+                    raise UsageError(
+                        f"{self.path} is damaged: /{group}/{k} is shorter than /time_h\n"
+                        "  fix: run the scenario again"
+                    )
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -177,8 +210,23 @@ class Results:
         return {k: d[a:b] for k, d in g.items() if k != "offsets"}
 
     def record_at(self, time_h: float) -> int:
-        """Index of the record nearest to ``time_h``."""
-        return int(np.argmin(np.abs(self.time_h - time_h)))
+        """Index of the record nearest to ``time_h`` (a warning when it lies outside them)."""
+        t = self.time_h
+        if not len(t):
+            raise UsageError(
+                f"{self.path} holds no complete record\n  fix: run the scenario (longer) first"
+            )
+        time_h = float(time_h)
+        if math.isnan(time_h):
+            raise UsageError("the requested time is not a number\n  fix: e.g. --time 7d")
+        if not t[0] <= time_h <= t[-1]:
+            k = 0 if time_h < t[0] else len(t) - 1
+            warn(
+                f"time {time_h:g} h is outside the records of {self.path} ({t[0]:g} h .. "
+                f"{t[-1]:g} h); using the record at {t[k]:g} h"
+            )
+            return k
+        return int(np.argmin(np.abs(t - time_h)))
 
     # ------------------------------------------------------------------ conversions
     def to_pandas(self):
@@ -229,10 +277,10 @@ class Results:
             "created_utc": str(self.f.attrs.get("created_utc", "")),
             "status": str(self.f.attrs.get("status", "unknown")),
             "records": self.n_records,
-            "time_h": {"start": float(t[0]), "end": float(t[-1])} if len(t) else None,
+            "time_h": {"start": _finite(t[0]), "end": _finite(t[-1])} if len(t) else None,
             "populations": {k: [int(x) for x in v] for k, v in self.counts.items()},
             "metrics": {
-                k: {"units": self.units(f"metrics/{k}"), "last": float(v[-1]) if len(v) else None}
+                k: {"units": self.units(f"metrics/{k}"), "last": _finite(v[-1]) if len(v) else None}
                 for k, v in self.metrics.items()
             },
             "fields": fields,
@@ -263,6 +311,12 @@ class Results:
 
     def __repr__(self) -> str:
         return f"Results({str(self.path)!r}, scenario={self.name!r}, records={self.n_records})"
+
+
+def _finite(x) -> float | None:
+    """``x`` as a float, or None when it is NaN or infinite (JSON has no such numbers)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def load(path) -> Results:

@@ -8,11 +8,14 @@ number of complete records; :mod:`tmesim.io.results` reads exactly that many.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from ..errors import WriteError
 
 FORMAT = "tmesim"
 FORMAT_VERSION = 1
@@ -93,6 +96,7 @@ class ResultWriter:
         diagnostics=(),
     ):
         self.path = Path(path)
+        self.broken = False
         self.f = h5py.File(self.path, "w-")
         f = self.f
         f.attrs["format"] = FORMAT
@@ -198,6 +202,65 @@ class ResultWriter:
             self.cells = (off, cols)
         f.flush()
 
+    @classmethod
+    def reopen(cls, path) -> ResultWriter:
+        """Open an unfinished result file for appending (``tmesim run --resume``).
+
+        Every record dataset is cut back to the complete records (the length of ``/time_h``),
+        dropping whatever a killed run wrote of the next record.
+        """
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.broken = False
+        self.f = f = h5py.File(self.path, "r+")
+        try:
+            if f.attrs.get("format") != FORMAT or "time_h" not in f:
+                raise ValueError("not a tmesim result file")
+            if int(f.attrs.get("format_version", 0)) != FORMAT_VERSION:
+                raise ValueError(f"format_version {f.attrs.get('format_version')} is not "
+                                 f"{FORMAT_VERSION}")
+            self.time = f["time_h"]
+            n = int(self.time.shape[0])
+            self.fields = {
+                k: d for k, d in f["fields"].items() if d.ndim >= 3 and d.maxshape[0] is None
+            }
+            self.counts = dict(f["counts"].items())
+            self.metrics = dict(f["metrics"].items())
+            self.diagnostics = {
+                (field, stat): d
+                for field, grp in (f["diagnostics"].items() if "diagnostics" in f else ())
+                for stat, d in grp.items()
+            }
+            for d in (*self.fields.values(), *self.counts.values(), *self.metrics.values(),
+                      *self.diagnostics.values()):
+                if d.shape[0] < n:
+                    raise ValueError(f"{d.name} holds fewer records than /time_h")
+                d.resize(n, axis=0)
+            self.cells = None
+            if "cells" in f:
+                g = f["cells"]
+                off = g["offsets"]
+                if off.shape[0] < n + 1:
+                    raise ValueError("/cells/offsets holds fewer records than /time_h")
+                off.resize(n + 1, axis=0)
+                end = int(off[n])
+                cols = {k: g[k] for k in CELL_COLUMNS}
+                for d in cols.values():
+                    if d.shape[0] < end:
+                        raise ValueError(f"{d.name} is shorter than its offsets")
+                    d.resize(end, axis=0)
+                self.cells = (off, cols)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return self
+
+    @property
+    def n_records(self) -> int:
+        """Complete records in the file."""
+        return int(self.time.shape[0])
+
     @staticmethod
     def _append(d, value):
         n = d.shape[0]
@@ -207,10 +270,24 @@ class ResultWriter:
         d[n : n + k] = value
         return n + k
 
+    def _failed(self, exc) -> WriteError:
+        """After a failed write the file is not touched again (not even to close it)."""
+        self.broken = True
+        return WriteError(
+            f"cannot write {self.path}: {exc}\n  fix: free disk space (or raise the file size "
+            "limit) and run again; an earlier result at the final path is untouched"
+        )
+
     def write_record(self, time_h, counts, metrics, fields, cells=None, diagnostics=None) -> None:
         """Append one record and flush; ``/time_h`` is written last.
 
         ``diagnostics``: field -> statistic -> value (missing ones are written as 0)."""
+        try:
+            self._write_record(time_h, counts, metrics, fields, cells, diagnostics)
+        except (OSError, RuntimeError) as exc:
+            raise self._failed(exc) from None
+
+    def _write_record(self, time_h, counts, metrics, fields, cells=None, diagnostics=None) -> None:
         for name, d in self.fields.items():
             self._append(d, np.asarray(fields[name], dtype=np.float32)[None])
         if self.cells is not None and cells is not None:
@@ -231,17 +308,29 @@ class ResultWriter:
 
     def set_attr(self, key, value) -> None:
         """Set a root attribute (e.g. the completion status) and flush."""
-        self.f.attrs[key] = value
-        self.f.flush()
+        if self.broken:
+            return
+        try:
+            self.f.attrs[key] = value
+            self.f.flush()
+        except (OSError, RuntimeError) as exc:
+            raise self._failed(exc) from None
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if self.f:
-            self.f.close()
+        """Flush and close the file (a file whose writing failed is left alone)."""
+        if self.f and not self.broken:
+            try:
+                self.f.close()
+            except (OSError, RuntimeError) as exc:
+                raise self._failed(exc) from None
             self.f = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if exc[0] is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):
+                self.close()

@@ -11,6 +11,7 @@ from .loader import (
     load_scenario,
     parse_set_options,
     scenario_from_dict,
+    warn_about,
 )
 from .schema import Scenario
 
@@ -22,4 +23,5 @@ __all__ = [
     "load_scenario",
     "parse_set_options",
     "scenario_from_dict",
+    "warn_about",
 ]

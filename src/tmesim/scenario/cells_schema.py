@@ -325,9 +325,15 @@ class StemConfig(CancerCellConfig):
 class Recruitment(Section):
     """Arrival of circulating cells at entry sites (capillaries, else the domain edge)."""
 
-    base_per_h: float = P(0.0, unit="cells/h", ge=0, desc="Arrivals independent of the tumour.")
+    base_per_h: float = P(
+        0.0, unit="cells/h", ge=0, le=1e6, desc="Arrivals independent of the tumour."
+    )
     per_1000_tumor_per_h: float = P(
-        0.0, unit="cells/h per 1000 cancer cells", ge=0, desc="Arrivals per 1000 live cancer cells."
+        0.0,
+        unit="cells/h per 1000 cancer cells",
+        ge=0,
+        le=1e6,
+        desc="Arrivals per 1000 live cancer cells.",
     )
 
 

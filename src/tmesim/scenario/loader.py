@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ScenarioError
+from ..errors import ScenarioError, warn
 from .schema import Scenario
 
 DEFAULTS_LABEL = "packaged defaults"
@@ -53,10 +53,135 @@ def _walk_nodes(node, path: tuple, lines: Prov, label: str) -> None:
             _walk_nodes(item, (*path, i), lines, label)
 
 
+#: limits on what a scenario file (or a --set value) may hold: they bound the time and memory
+#: of loading, so that no input can hang tmesim or exhaust memory
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_ALIASES = 1000
+MAX_NODES = 200_000
+MAX_EXTENDS = 32
+
+_OPEN_TOKENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSE_TOKENS = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _limit_error(problem: str, label: str, line: int | None, fix: str) -> ScenarioError:
+    return ScenarioError(
+        problem,
+        file=label,
+        line=line,
+        expected=f"a scenario file of plain data: at most {MAX_DEPTH} levels of nesting, "
+        f"{MAX_ALIASES} aliases (*name) and {MAX_NODES} values once aliases are expanded",
+        fix=fix,
+    )
+
+
+def _check_token_limits(text: str, label: str) -> None:
+    """Nesting depth and number of aliases, from the token stream (no recursion, no expansion)."""
+    depth = 0
+    aliases = 0
+    for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(tok, _OPEN_TOKENS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _limit_error(
+                    f"YAML nested more than {MAX_DEPTH} levels deep",
+                    label,
+                    tok.start_mark.line + 1,
+                    "flatten the structure; scenario keys are nested a few levels at most",
+                )
+        elif isinstance(tok, _CLOSE_TOKENS):
+            depth -= 1
+        elif isinstance(tok, yaml.AliasToken):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise _limit_error(
+                    f"more than {MAX_ALIASES} YAML aliases",
+                    label,
+                    tok.start_mark.line + 1,
+                    "write the values out instead of repeating aliases (*name)",
+                )
+
+
+def _check_node_limits(node, label: str) -> None:
+    """Reject alias cycles and documents that expand to more than MAX_NODES values."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    active: set[int] = set()
+    # iterative post-order walk: (node, children already pushed?)
+    stack = [(node, False)]
+    while stack:
+        n, expanded = stack.pop()
+        key = id(n)
+        if key in sizes:
+            continue
+        children = []
+        if isinstance(n, yaml.MappingNode):
+            children = [c for pair in n.value for c in pair]
+        elif isinstance(n, yaml.SequenceNode):
+            children = list(n.value)
+        if not expanded:
+            active.add(key)
+            stack.append((n, True))
+            for c in children:
+                if id(c) in active:
+                    raise _limit_error(
+                        "a YAML alias refers to a value that contains it (an endless structure)",
+                        label,
+                        c.start_mark.line + 1,
+                        "remove the alias (*name) from inside the anchored value (&name)",
+                    )
+                stack.append((c, False))
+        else:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
+            if depths[key] > MAX_DEPTH + 1:
+                raise _limit_error(
+                    f"YAML nested more than {MAX_DEPTH} levels deep once aliases are expanded",
+                    label,
+                    n.start_mark.line + 1,
+                    "write the values out instead of nesting aliases (*name)",
+                )
+            if sizes[key] > MAX_NODES:
+                raise _limit_error(
+                    f"YAML expands to more than {MAX_NODES} values (aliases repeat whole "
+                    "structures)",
+                    label,
+                    n.start_mark.line + 1,
+                    "write the values out instead of nesting aliases (*name)",
+                )
+
+
+def _load_yaml(text: str, label: str):
+    """Parse YAML text with the safe loader, within the limits above; return ``(data, node)``."""
+    if len(text) > MAX_FILE_BYTES:
+        raise _limit_error(
+            f"YAML text is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+            label,
+            None,
+            "pass a scenario file; scenario files are a few kilobytes",
+        )
+    _check_token_limits(text, label)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_node_limits(node, label)
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml_text(text: str, label: str) -> tuple[dict, Prov]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        data, node = _load_yaml(text, label)
     except yaml.constructor.ConstructorError as exc:
         # a tag such as !!python/object is rejected by the safe loader: data, never code
         mark = getattr(exc, "problem_mark", None)
@@ -110,10 +235,37 @@ def _check_keys_are_strings(data, path, label, lines):
             _check_keys_are_strings(v, (*path, k), label, lines)
 
 
+def _read_bounded(path: Path, label: str) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES (never a FIFO or a device, which
+    could block or never end)."""
+    import stat
+
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise ScenarioError(
+            "scenario path is not a regular file (a device, FIFO or socket)",
+            file=label,
+            expected="the path of a YAML file",
+            fix="save the scenario to a file and pass its path",
+        )
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise _limit_error(
+            f"scenario file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+            label,
+            None,
+            "pass a scenario file; scenario files are a few kilobytes",
+        )
+    return raw.decode("utf-8")
+
+
 def _read_file(path: Path) -> tuple[dict, Prov]:
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path, label)
     except FileNotFoundError:
         raise ScenarioError(
             "scenario file not found",
@@ -164,6 +316,12 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def _resolve_file(path: Path, stack: tuple[Path, ...]) -> tuple[dict, Prov]:
     """Read ``path`` and everything it ``extends``, parents first."""
+    if "\0" in str(path):
+        raise ScenarioError(
+            "scenario path contains a NUL character",
+            file=repr(str(path)),
+            fix="give the plain path of a YAML file",
+        )
     real = path.resolve()
     data, lines = _read_file(path)
     parent_ref = data.pop("extends", None)
@@ -182,6 +340,16 @@ def _resolve_file(path: Path, stack: tuple[Path, ...]) -> tuple[dict, Prov]:
         )
     parent = (path.parent / parent_ref) if not os.path.isabs(parent_ref) else Path(parent_ref)
     chain = (*stack, real)
+    if len(chain) >= MAX_EXTENDS:
+        raise ScenarioError(
+            f"'extends' chain is longer than {MAX_EXTENDS} files",
+            file=str(path),
+            line=line,
+            key="extends",
+            value=parent_ref,
+            expected=f"at most {MAX_EXTENDS} files from a scenario to its first parent",
+            fix="extend a scenario nearer the top of the chain",
+        )
     if parent.resolve() in chain:
         cycle = " -> ".join(p.name for p in (*chain, parent.resolve()))
         raise ScenarioError(
@@ -225,7 +393,7 @@ def parse_set_options(items) -> list[tuple[str, Any]]:
                 fix="write --set time.duration_h=48 (no spaces around '=')",
             )
         try:
-            value = yaml.load(raw, Loader=yaml.SafeLoader) if raw.strip() else None
+            value = _load_yaml(raw, "--set")[0] if raw.strip() else None
         except yaml.YAMLError:
             raise ScenarioError(
                 "the value of a --set option is not valid YAML",
@@ -412,6 +580,9 @@ def _error_from_pydantic(err: dict, data: dict, prov: Prov, top_file: str) -> Sc
     elif etype in ("string_too_short", "string_pattern_mismatch", "string_too_long"):
         expected = "text " + msg.removeprefix("String ").replace("should", "that should")
         fix = "use letters, digits, '_', '-' or '.'" if "pattern" in etype else "adjust the text"
+    elif etype == "finite_number":
+        expected = f"a finite number{unit}"
+        fix = "write a finite number (.inf and .nan are not allowed)"
     elif etype in _TYPE_WORDS:
         problem = "wrong type"
         expected = _TYPE_WORDS[etype] + unit
@@ -518,7 +689,44 @@ def load_scenario(path=None, overrides=(), *, seed: int | None = None) -> Scenar
         pairs.append(("seed", seed))
     base = apply_overrides(base, pairs, prov)
     base.pop("extends", None)
-    return _validate(base, prov, top)
+    _anchor_mask_path(base, prov)
+    sc = _validate(base, prov, top)
+    _check_mask_exists(sc, prov, top)
+    return sc
+
+
+_MASK_KEY = ("domain", "mask", "path")
+
+
+def _anchor_mask_path(data: dict, prov: Prov) -> None:
+    """Make a relative ``domain.mask.path`` relative to the folder of the file that set it (the
+    working directory for ``--set``), so a scenario runs the same from any folder."""
+    mask = _lookup(data, _MASK_KEY[:2])
+    path = mask.get("path") if isinstance(mask, dict) else None
+    if not isinstance(path, str) or not path or "\0" in path or os.path.isabs(path):
+        return
+    origin = prov.get(_MASK_KEY, (None, None))[0]
+    folder = "."
+    if origin not in (None, "--set", DEFAULTS_LABEL) and os.path.isfile(origin):
+        folder = os.path.dirname(origin) or "."
+    mask["path"] = os.path.abspath(os.path.join(folder, path))
+
+
+def _check_mask_exists(sc: Scenario, prov: Prov, top: str) -> None:
+    if sc.domain.geometry != "mask":
+        return
+    path = sc.domain.mask.path
+    if "\0" in path or not os.path.isfile(path):
+        origin = prov.get(_MASK_KEY, (top, None))
+        raise ScenarioError(
+            "mask file not found",
+            file=origin[0],
+            line=origin[1],
+            key="domain.mask.path",
+            value=path,
+            expected="an existing .npy, .png or .tif file, relative to the scenario file",
+            fix="check the path; a relative path starts at the folder of the scenario file",
+        )
 
 
 def scenario_from_dict(
@@ -551,6 +759,19 @@ def _leaf_paths(data, path=()):
         for k, v in data.items():
             yield (*path, k)
             yield from _leaf_paths(v, (*path, k))
+
+
+def warn_about(scenario: Scenario) -> None:
+    """Warn about settings that are valid but probably not what was meant: administrations
+    that fall at or after the end of the run (they would be reported as having no effect)."""
+    end = scenario.n_steps * scenario.time.dt_min / 60.0
+    for i, adm in enumerate(scenario.therapy):
+        late = [t for t in adm.times_h() if t >= end]
+        if late:
+            warn(
+                f"therapy.{i} ({adm.agent}): {len(late)} of {adm.count} administration(s) at or "
+                f"after the end of the run ({end:g} h; first at {late[0]:g} h) are never given"
+            )
 
 
 def default_scenario() -> Scenario:

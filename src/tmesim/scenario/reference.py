@@ -117,6 +117,12 @@ def markdown_reference() -> str:
         "lengths in um, transport times in min, cell-rule times and rates in h, oxygen in mmHg.",
         "Sources are detailed in [parameters.md](parameters.md).",
         "",
+        "Every number must be finite (`.inf` and `.nan` are refused) and at most 1e30 in",
+        "magnitude. Loading is bounded: a file of at most 4 MiB, 64 levels of nesting, 1000",
+        "aliases, 200000 values once aliases are expanded, and 32 files in an `extends` chain.",
+        "A relative `domain.mask.path` is relative to the file that sets it (to the working",
+        "directory for `--set`).",
+        "",
         "| key | type | unit | default | bounds | meaning | source |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -128,7 +128,7 @@ class DomainConfig(Section):
     voxel_um: float = P(
         20.0,
         unit="um",
-        gt=0,
+        ge=0.1,
         le=1000,
         desc="Edge of a lattice site and field voxel (2-D voxels are cubes one site thick).",
         source="BioFVM default voxel 20 um (parameters.md §1.1); one ~17 um cell per site",

@@ -4,6 +4,13 @@ The frame is drawn as images (one pixel per lattice site), so a 500x500 lattice 
 costs the same as an empty one. :class:`FrameRenderer` builds the artists once and updates their
 data per record, which is what makes movies fast; :func:`draw_frame` and :func:`snapshot` wrap it
 for single pictures.
+
+Colours. The cell palette is built from the colour-blind-safe sets of Okabe & Ito and of Paul
+Tol; every pair of cell colours, and every cell colour against every tissue colour, stays apart
+(CIE76 colour difference) under normal vision and simulated deuteranopia and protanopia
+(``tests/test_viz.py`` checks it). Field colour limits come from the whole run (robust
+percentiles, :func:`field_limits`), so every frame of a movie shares one scale, and data beyond
+the limits, whoever set them, get extend arrows on the colour bar.
 """
 
 from __future__ import annotations
@@ -13,31 +20,37 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..io import Results, load
+
+
+def _hex(h: str) -> tuple:
+    return tuple(int(h[i : i + 2], 16) / 255 for i in (1, 3, 5))
+
 
 #: cell categories drawn, in legend order: (name, RGB colour)
 CATEGORIES = (
-    ("stem-like", (0.80, 0.10, 0.80)),
-    ("tumour", (0.85, 0.15, 0.10)),
-    ("tumour, hypoxic", (0.98, 0.60, 0.10)),
-    ("necrotic", (0.25, 0.18, 0.12)),
-    ("T cell, active", (0.10, 0.35, 0.95)),
-    ("T cell, exhausted", (0.55, 0.70, 0.95)),
-    ("macrophage M1", (0.10, 0.70, 0.20)),
-    ("macrophage M2", (0.55, 0.75, 0.15)),
-    ("fibroblast", (0.85, 0.75, 0.55)),
-    ("CAF", (0.60, 0.45, 0.25)),
+    ("stem-like", _hex("#AA3377")),
+    ("tumour", _hex("#D55E00")),
+    ("tumour, hypoxic", _hex("#E69F00")),
+    ("necrotic", _hex("#3B3B3B")),
+    ("T cell, active", _hex("#0072B2")),
+    ("T cell, exhausted", _hex("#56B4E9")),
+    ("macrophage M1", _hex("#009E73")),
+    ("macrophage M2", _hex("#A6D96A")),
+    ("fibroblast", _hex("#6B4226")),
+    ("CAF", _hex("#1F1F7A")),
 )
 CATEGORY_INDEX = {name: i for i, (name, _) in enumerate(CATEGORIES)}
 _COLOURS = np.array([c for _, c in CATEGORIES], dtype=np.float32)
 
 #: tissue codes of /geometry/tissue: (legend label, backdrop colour)
 TISSUE_STYLE = {
-    0: ("septum / interstitium", (0.90, 0.86, 0.80)),
-    1: ("alveolar air", (1.00, 1.00, 1.00)),
-    2: ("capillary", (0.95, 0.55, 0.75)),
-    3: ("larger vessel", (0.70, 0.25, 0.45)),
-    4: ("airway", (0.80, 0.88, 0.97)),
+    0: ("septum / interstitium", _hex("#E3DED6")),
+    1: ("alveolar air", _hex("#FFFFFF")),
+    2: ("capillary", _hex("#F2B8C6")),
+    3: ("larger vessel", _hex("#C98C9E")),
+    4: ("airway", _hex("#D8E4F2")),
 }
 #: tissue code -> backdrop colour
 TISSUE_COLOURS = {code: colour for code, (_, colour) in TISSUE_STYLE.items()}
@@ -45,6 +58,22 @@ TISSUE_COLOURS = {code: colour for code, (_, colour) in TISSUE_STYLE.items()}
 _LUMEN = (1, 4)
 #: codes drawn again above the field overlay, so the vasculature stays visible under it
 _PERFUSED = (2, 3)
+#: how cells are drawn over the backdrop and the field
+CELL_STYLES = ("solid", "translucent", "outline", "none")
+#: opacity of cells in the ``translucent`` style
+TRANSLUCENT_ALPHA = 0.55
+#: kind names of the ``kind`` column, in code order
+KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
+#: units of the per-cell columns that can colour cells (``color_by``)
+CELL_COLUMN_UNITS = {
+    "pdl1": "0-1 of maximum",
+    "phenotype": "0-1",
+    "drug": "\u00b5M",
+    "pgp": "relative to MDR1",
+    "payload": "\u00b5M drug-equivalent",
+    "generation": "divisions",
+    "divisions_left": "divisions",
+}
 
 
 def cell_categories(cells: dict) -> np.ndarray:
@@ -84,6 +113,154 @@ def _grid(res: Results) -> _Grid:
     return _Grid((nz, g["y_um"].shape[0], g["x_um"].shape[0]), float(res.f.attrs["voxel_um"]))
 
 
+def _tissue3d(res: Results) -> np.ndarray | None:
+    geo = res.f.get("geometry")
+    if geo is None or "tissue" not in geo:
+        return None
+    return geo["tissue"][()]
+
+
+#: percentiles of a field over the whole run that set its default colour limits
+LIMIT_PERCENTILES = (0.5, 99.5)
+#: at most this many values per field are read to find its percentiles (records x sites)
+_LIMIT_SAMPLE = 2_000_000
+
+
+def _field_values(res: Results, name: str):
+    """Yield the values of a field drawn on screen, record by record: conducting sites that are
+    not perfused (air and airways show the backdrop, vessels are drawn over the field)."""
+    if name not in res.field_names:
+        raise UsageError(
+            f"field '{name}' is not stored in {res.path}\n  fix: choose one of "
+            f"{', '.join(res.field_names) or '(none stored)'}, or run with output.fields"
+        )
+    tissue = _tissue3d(res)
+    d = res.f["fields"][name]
+    keep = None
+    if tissue is not None and tissue.shape == d.shape[1:]:
+        keep = ~np.isin(tissue, _LUMEN + _PERFUSED)
+        if not keep.any():
+            keep = None
+    for r in range(res.n_records):
+        v = d[r]
+        v = v[keep] if keep is not None else v.ravel()
+        yield v[np.isfinite(v)]
+
+
+def field_range(res: Results, name: str, *, positive=False) -> tuple[float, float]:
+    """``(min, max)`` of a stored field over every record, on the sites where it is drawn
+    (tissue: not air, airways or vessels). With ``positive`` only values above zero count.
+    Read one record at a time, so memory stays flat; ``(nan, nan)`` when there is no value."""
+    lo, hi = np.inf, -np.inf
+    for v in _field_values(res, name):
+        if positive:
+            v = v[v > 0]
+        if v.size:
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+    return (lo, hi) if lo <= hi else (float("nan"), float("nan"))
+
+
+def field_limits(res: Results, name: str, *, positive=False) -> tuple[float, float]:
+    """Default colour limits of a field: the :data:`LIMIT_PERCENTILES` of its values over the
+    whole run on the sites where it is drawn, so that one transient hot spot does not flatten
+    every other frame (values beyond get extend arrows). A sample of at most 2 million values
+    is used; ``(nan, nan)`` when there is no value."""
+    n = max(res.n_records, 1)
+    d = res.f["fields"][name] if name in res.field_names else None
+    per = int(np.prod(d.shape[1:])) if d is not None else 1
+    stride = max(1, (n * per) // _LIMIT_SAMPLE)
+    parts = []
+    for v in _field_values(res, name):
+        v = v[::stride]
+        parts.append(v[v > 0] if positive else v)
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(values, LIMIT_PERCENTILES)
+    if hi <= lo:  # mostly constant: fall back to the full range
+        return field_range(res, name, positive=positive)
+    return (float(lo), float(hi))
+
+
+def cell_column_range(res: Results, column: str) -> tuple[float, float]:
+    """``(min, max)`` of a per-cell column over every record (finite values)."""
+    g = res.f.get("cells")
+    if g is None or column not in g:
+        raise UsageError(_no_column_message(res, column))
+    end = int(g["offsets"][res.n_records]) if res.n_records else 0
+    v = np.asarray(g[column][:end], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+
+
+def cell_columns(res: Results) -> list[str]:
+    """Per-cell columns that can colour cells (numbers other than ids and positions)."""
+    g = res.f.get("cells")
+    if g is None:
+        return []
+    skip = {"offsets", "id", "parent", "kind", "state", "x", "y", "z"}
+    return [k for k in g if k not in skip]
+
+
+def _no_column_message(res, column) -> str:
+    return (
+        f"cell column '{column}' is not stored in {res.path}\n  fix: choose one of "
+        f"{', '.join(cell_columns(res)) or '(no cell snapshots; run with output.cells: true)'}"
+    )
+
+
+def _extend(lo, hi, vmin, vmax) -> str:
+    """Colour-bar arrows for data beyond the limits: 'neither', 'min', 'max' or 'both'."""
+    tol = 1e-6 * max(abs(vmax - vmin), 1e-30)
+    below = np.isfinite(lo) and lo < vmin - tol
+    above = np.isfinite(hi) and hi > vmax + tol
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        (bool(below), bool(above)), "both"
+    )
+
+
+def _field_norm(res, field, vmin, vmax, log):
+    """The colour normalisation of a field and the colour bar's extend arrows."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    lo, hi = field_range(res, field)
+    if vmin is None or vmax is None:
+        dlo, dhi = field_limits(res, field, positive=log)
+    if log:
+        plo = dlo if vmin is None else vmin
+        top = vmax if vmax is not None else (dhi if np.isfinite(dhi) and dhi > 0 else 1.0)
+        bottom = vmin if vmin is not None else (plo if np.isfinite(plo) else top * 1e-3)
+        bottom = max(bottom, top * 1e-6)
+        if not 0 < bottom < top:
+            raise UsageError(
+                f"cannot draw '{field}' on a log scale from {bottom:g} to {top:g}\n  fix: give "
+                "--vmin and --vmax above zero with vmin < vmax, or drop --log"
+            )
+        norm = LogNorm(bottom, top, clip=False)
+    else:
+        bottom = vmin if vmin is not None else (dlo if np.isfinite(dlo) else 0.0)
+        top = vmax if vmax is not None else (dhi if np.isfinite(dhi) else 1.0)
+        if top <= bottom:  # a constant field: a small symmetric window around its value
+            if vmin is not None and vmax is not None:
+                raise UsageError(
+                    f"--vmin {vmin:g} is not below --vmax {vmax:g}\n  fix: give vmin < vmax"
+                )
+            pad = max(abs(top) * 0.05, 1e-12)
+            bottom, top = bottom - pad, top + pad
+        norm = Normalize(bottom, top, clip=False)
+    return norm, _extend(lo, hi, norm.vmin, norm.vmax)
+
+
+def _outline(cat: np.ndarray) -> np.ndarray:
+    """Pixels of a category image (-1 = empty) that border another category or empty space."""
+    edge = np.zeros(cat.shape, bool)
+    pad = np.pad(cat, 1, constant_values=-1)
+    centre = pad[1:-1, 1:-1]
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        edge |= pad[dy : dy + cat.shape[0], dx : dx + cat.shape[1]] != centre
+    return edge & (cat >= 0)
+
+
 class FrameRenderer:
     """Draw records of one result file onto a matplotlib figure, updating in place.
 
@@ -94,10 +271,46 @@ class FrameRenderer:
     field : str, optional
         Field drawn under the cells with a colour bar in its units.
     projection : bool
-        3-D runs: draw every cell along z and the maximum of the field, instead of the mid-plane.
+        3-D runs: draw every cell along z and the maximum of the field, over the tissue seen
+        through the stack (a site shows septum if any plane has septum there), instead of one
+        plane.
+    z : int, optional
+        3-D runs: the plane drawn (default: the middle one).
+    vmin, vmax : float, optional
+        Field colour limits (default: :func:`field_limits`, the 0.5th and 99.5th percentiles
+        of the field over the whole run on the sites where it is drawn). Data beyond the
+        limits get extend arrows on the colour bar.
+    log : bool
+        Field on a logarithmic colour scale.
+    cmap : str, optional
+        Matplotlib colour map of the field (default ``viridis``, or ``Greys`` when cells are
+        coloured by a column, so the two scales cannot be confused).
+    cells : str
+        ``solid`` (opaque), ``translucent`` (the field shows through), ``outline`` (only the
+        borders of groups of cells of one kind, the field shows inside) or ``none``.
+    color_by : str, optional
+        Colour cells by a per-cell column (``pgp``, ``drug``, ``pdl1``, ``payload``,
+        ``phenotype``, ...) with its own colour bar, limits from the whole run.
+    kinds : sequence of str, optional
+        Draw only these kinds (``tumor``, ``stem``, ``tcell``, ``macrophage``, ``fibroblast``).
     """
 
-    def __init__(self, res: Results, field: str | None = None, *, projection=False, dpi=100):
+    def __init__(
+        self,
+        res: Results,
+        field: str | None = None,
+        *,
+        projection=False,
+        dpi=100,
+        z: int | None = None,
+        vmin: float | None = None,
+        vmax: float | None = None,
+        log: bool = False,
+        cmap: str | None = None,
+        cells: str = "solid",
+        color_by: str | None = None,
+        kinds=None,
+    ):
         import matplotlib
 
         matplotlib.use("Agg", force=False)
@@ -109,18 +322,59 @@ class FrameRenderer:
         self.projection = projection
         self.grid = _grid(res)
         nz, ny, nx = self.grid.shape
-        self.mid = nz // 2
+        self.mid = nz // 2 if z is None else int(z)
+        if not 0 <= self.mid < nz:
+            raise UsageError(
+                f"z plane {z} is outside the lattice (planes 0..{nz - 1})\n  fix: give --z "
+                f"between 0 and {nz - 1}"
+            )
         if field is not None and field not in res.field_names:
-            from ..errors import UsageError
-
             raise UsageError(
                 f"field '{field}' is not stored in {res.path}\n  fix: choose one of "
                 f"{', '.join(res.field_names) or '(none stored)'}, or run with output.fields"
             )
+        if cells not in CELL_STYLES:
+            raise UsageError(
+                f"unknown cell style '{cells}'\n  fix: choose one of {', '.join(CELL_STYLES)}"
+            )
+        if cmap is not None:
+            import matplotlib as mpl
+
+            if cmap not in mpl.colormaps:
+                raise UsageError(
+                    f"unknown colour map '{cmap}'\n  fix: choose a matplotlib colour map, e.g. "
+                    "viridis, magma, cividis, Greys"
+                )
+        self.cell_style = cells
+        self.color_by = color_by
+        self.kinds = None
+        if kinds:
+            bad = [k for k in kinds if k not in KIND_NAMES]
+            if bad:
+                raise UsageError(
+                    f"unknown cell kind(s): {', '.join(bad)}\n  fix: choose from "
+                    f"{', '.join(KIND_NAMES)}"
+                )
+            self.kinds = np.array([KIND_NAMES.index(k) for k in kinds])
+        self._cell_norm = self._cell_cmap = None
+        if color_by is not None:
+            import matplotlib as mpl
+            from matplotlib.colors import Normalize
+
+            if color_by not in cell_columns(res):
+                raise UsageError(_no_column_message(res, color_by))
+            lo, hi = cell_column_range(res, color_by)
+            self._cell_norm = Normalize(lo, hi if hi > lo else lo + 1.0)
+            self._cell_cmap = mpl.colormaps["plasma"]
         extent = (0, nx * self.grid.voxel_um, ny * self.grid.voxel_um, 0)
-        # columns: lattice (sized to its aspect), colour bar (with a field), legend
+        # columns: lattice (sized to its aspect), [field colour bar], [cell colour bar], legend
         size = min(5.04 * nx / ny, 10.0)
-        widths = [size, 0.15, 0.2, 0.85, 2.0] if field is not None else [size, 0.3, 2.0]
+        widths = [size, 0.3]
+        if field is not None:
+            widths += [0.2, 0.95]
+        if color_by is not None:
+            widths += [0.2, 0.95]
+        widths.append(2.0)
         self.fig = plt.figure(figsize=(sum(widths) / 0.86, 6.0), dpi=dpi)
         gs = self.fig.add_gridspec(
             1, len(widths), width_ratios=widths, left=0.11, right=0.99, bottom=0.09, top=0.93,
@@ -139,23 +393,23 @@ class FrameRenderer:
         self._lumen = None
         self._bg = None
         self._dynamic = []  # artists redrawn per frame by render_rgba, bottom to top
+        col = 2
         if field is not None:
             if tissue is not None:
                 self._lumen = np.isin(tissue, _LUMEN)
-            frame = self._field_frame(0)
-            vmax = float(np.nanmax(res.f["fields"][field][0])) or 1.0
+            norm, extend = _field_norm(res, field, vmin, vmax, log)
+            self.field_extend = extend
             self.field_im = self.ax.imshow(
-                frame,
+                self._field_frame(0),
                 extent=extent,
-                cmap="viridis",
-                vmin=0.0,
-                vmax=vmax,
+                cmap=cmap or ("Greys" if color_by else "viridis"),
+                norm=norm,
                 alpha=0.8,
                 interpolation="nearest",
             )
-            cax = self.fig.add_subplot(gs[2])
-            cb = self.fig.colorbar(self.field_im, cax=cax)
+            cb = self.fig.colorbar(self.field_im, cax=self.fig.add_subplot(gs[col]), extend=extend)
             cb.set_label(f"{field} ({res.units(f'fields/{field}')})")
+            col += 2
             self._static.append(self.field_im)
             if tissue is not None:
                 vessels = np.zeros((ny, nx, 4), np.float32)
@@ -168,24 +422,43 @@ class FrameRenderer:
         self.cell_im = self.ax.imshow(
             np.zeros((ny, nx, 4), np.float32), extent=extent, interpolation="nearest"
         )
+        if color_by is not None:
+            from matplotlib.cm import ScalarMappable
+
+            sm = ScalarMappable(norm=self._cell_norm, cmap=self._cell_cmap)
+            cb = self.fig.colorbar(sm, cax=self.fig.add_subplot(gs[col]))
+            unit = CELL_COLUMN_UNITS.get(color_by, "")
+            cb.set_label(f"cells: {color_by}" + (f" ({unit})" if unit else ""))
         self.title = self.ax.set_title("", loc="left", fontsize=11)
         self._static.append(self.cell_im)
         self._dynamic += [self._scale_bar(nx * self.grid.voxel_um), self.title]
         lax = self.fig.add_subplot(gs[-1])
         lax.axis("off")
-        cells = lax.legend(
-            handles=[Patch(color=c, label=n) for n, c in CATEGORIES],
-            title="cells",
-            loc="upper left",
-            bbox_to_anchor=(0.0, 1.0),
-            fontsize=8,
-            title_fontsize=9,
-            frameon=False,
-            alignment="left",
-        )
+        legends = []
+        if color_by is None and cells != "none":
+            shown = [
+                (n, c)
+                for n, c in CATEGORIES
+                if self.kinds is None or self._category_kind(n) in self.kinds
+            ]
+            legends.append(
+                lax.legend(
+                    handles=[
+                        Patch(facecolor=c, edgecolor="0.3", lw=0.5, label=n) for n, c in shown
+                    ],
+                    title="cells" + ("" if cells == "solid" else f" ({cells})"),
+                    loc="upper left",
+                    bbox_to_anchor=(0.0, 1.0),
+                    fontsize=9,
+                    title_fontsize=10,
+                    frameon=False,
+                    alignment="left",
+                )
+            )
         if tissue is not None:
             present = set(np.unique(tissue).tolist())
-            lax.add_artist(cells)
+            if legends:
+                lax.add_artist(legends[0])
             lax.legend(
                 handles=[
                     Patch(facecolor=c, edgecolor="0.6", lw=0.5, label=n)
@@ -194,21 +467,32 @@ class FrameRenderer:
                 ],
                 title="tissue" if field is None else f"tissue ({field} on septa)",
                 loc="upper left",
-                bbox_to_anchor=(0.0, 0.48),
-                fontsize=8,
-                title_fontsize=9,
+                bbox_to_anchor=(0.0, 0.40 if legends else 1.0),
+                fontsize=9,
+                title_fontsize=10,
                 frameon=False,
                 alignment="left",
             )
 
+    @staticmethod
+    def _category_kind(name: str) -> int:
+        words = {"stem": 1, "tumour": 0, "necrotic": 0, "T cell": 2, "macro": 3}
+        for w, k in words.items():
+            if name.startswith(w):
+                return k
+        return 4
+
     def _tissue(self) -> np.ndarray | None:
-        geo = self.res.f.get("geometry")
-        if geo is None or "tissue" not in geo:
-            return None
-        tissue = geo["tissue"][()]
-        if tissue.ndim == 3:
-            tissue = tissue[self.mid]
-        return tissue
+        tissue = _tissue3d(self.res)
+        if tissue is None or tissue.ndim == 2:
+            return tissue
+        if not self.projection:
+            return tissue[self.mid]
+        # seen through the stack: vessels over septa over airways over air
+        out = np.full(tissue.shape[1:], 1, dtype=tissue.dtype)
+        for code in (4, 0, 2, 3):
+            out[(tissue == code).any(axis=0)] = code
+        return out
 
     @staticmethod
     def _backdrop(tissue, ny, nx) -> np.ndarray:
@@ -254,21 +538,55 @@ class FrameRenderer:
             frame = np.ma.masked_array(frame, mask=self._lumen)
         return frame
 
-    def cell_image(self, record: int) -> np.ndarray:
-        """RGBA image of the cells of one record (transparent where there is none)."""
+    def _cell_layer(self, record: int):
+        """Per-site (ny, nx) category image (-1 = empty) and RGB (ny, nx, 3) of one record."""
         nz, ny, nx = self.grid.shape
-        img = np.zeros((ny, nx, 4), np.float32)
-        cells = self.res.cells(record)
+        cat_img = np.full((ny, nx), -1, np.int64)
+        rgb = np.zeros((ny, nx, 3), np.float32)
+        cells = self.res.cells(record) if self.cell_style != "none" else {}
         if not cells:
-            return img
+            return cat_img, rgb
         cat = cell_categories(cells)
         keep = cat >= 0
         if nz > 1 and not self.projection:
             keep &= np.asarray(cells["z"]) == self.mid
-        y = np.asarray(cells["y"])[keep]
-        x = np.asarray(cells["x"])[keep]
-        img[y, x, :3] = _COLOURS[cat[keep]]
-        img[y, x, 3] = 1.0
+        if self.kinds is not None:
+            keep &= np.isin(np.asarray(cells["kind"]), self.kinds)
+        y = np.asarray(cells["y"])
+        x = np.asarray(cells["x"])
+        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        if not inside.all():
+            from ..errors import warn
+
+            warn(f"{self.res.path}: {int((~inside).sum())} cell(s) of record {record} lie "
+                 "outside the lattice and are not drawn (a damaged file?)")
+        keep &= inside
+        y, x = y[keep], x[keep]
+        cat_img[y, x] = cat[keep]
+        if self.color_by is not None:
+            values = np.asarray(cells[self.color_by], dtype=np.float64)[keep]
+            rgb[y, x] = self._cell_cmap(self._cell_norm(values))[:, :3]
+        else:
+            rgb[y, x] = _COLOURS[cat[keep]]
+        return cat_img, rgb
+
+    def cell_image(self, record: int) -> np.ndarray:
+        """RGBA image of the cells of one record (transparent where there is none).
+
+        The alpha channel follows the cell style: 1 (solid), :data:`TRANSLUCENT_ALPHA`
+        (translucent), 1 on the border of each group of cells of one category and 0 inside it
+        (outline).
+        """
+        cat_img, rgb = self._cell_layer(record)
+        img = np.zeros((*cat_img.shape, 4), np.float32)
+        img[..., :3] = rgb
+        occupied = cat_img >= 0
+        if self.cell_style == "translucent":
+            img[occupied, 3] = TRANSLUCENT_ALPHA
+        elif self.cell_style == "outline":
+            img[_outline(cat_img), 3] = 1.0
+        else:
+            img[occupied, 3] = 1.0
         return img
 
     def update(self, record: int, *, layers=True):
@@ -283,7 +601,8 @@ class FrameRenderer:
         t = float(self.res.f["time_h"][record])
         label = f"{self.res.name}    day {t / 24:.2f}  ({t:g} h)"
         if self.grid.shape[0] > 1:
-            label += "  (max projection)" if self.projection else f"  (z = {self.mid})"
+            z_um = (self.mid + 0.5) * self.grid.voxel_um
+            label += "  (max projection)" if self.projection else f"  (z plane {self.mid}, {z_um:g} \u00b5m)"
         self.title.set_text(label)
         return artists
 
@@ -302,35 +621,30 @@ class FrameRenderer:
             b = b * (1.0 - av[..., 0])
         lut = None
         if self.field_im is not None:
-            lut = self.field_im.cmap(np.linspace(0.0, 1.0, self.field_im.cmap.N))[:, :3]
-            lut = lut.astype(np.float32)
+            cmap = self.field_im.cmap
+            lut = cmap(np.linspace(0.0, 1.0, cmap.N))[:, :3].astype(np.float32)
         self._ab = (np.ascontiguousarray(a, np.float32), b[..., None], lut)
 
     def composite(self, record: int) -> np.ndarray:
         """RGB image (ny, nx, 3), uint8, of one record: backdrop, field, vessels and cells
         blended in NumPy as the layered images of :meth:`update` are drawn (the field through
-        the colour map's lookup table)."""
+        the colour map's lookup table and the field's norm, linear or log)."""
         if getattr(self, "_ab", None) is None:
             self._blend_tables()
         a, b, lut = self._ab
         if lut is not None:
-            frame = np.asarray(self._field_frame(record).data, np.float32)
-            norm = self.field_im.norm
-            scale = (len(lut) - 1) / max(norm.vmax - norm.vmin, 1e-30)
-            idx = np.nan_to_num((frame - norm.vmin) * scale, nan=0.0)
+            frame = np.asarray(self._field_frame(record).data, np.float64)
+            with np.errstate(all="ignore"):
+                scaled = np.ma.getdata(self.field_im.norm(frame))
+            idx = np.nan_to_num(scaled * (len(lut) - 1), nan=0.0, posinf=len(lut) - 1, neginf=0)
             idx = np.clip(idx, 0, len(lut) - 1).astype(np.intp)
             out = a + b * lut[idx]
         else:
             out = a.copy()
-        nz = self.grid.shape[0]
-        cells = self.res.cells(record)
-        if cells:
-            cat = cell_categories(cells)
-            keep = cat >= 0
-            if nz > 1 and not self.projection:
-                keep &= np.asarray(cells["z"]) == self.mid
-            out[np.asarray(cells["y"])[keep], np.asarray(cells["x"])[keep]] = _COLOURS[cat[keep]]
-        return (out * 255.0 + 0.5).astype(np.uint8)
+        cells = self.cell_image(record)
+        alpha = cells[..., 3:4]
+        out = out * (1.0 - alpha) + alpha * cells[..., :3]
+        return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
     def render_rgba(self, record: int) -> np.ndarray:
         """Draw one record and return the figure's pixels, (height, width, 4) uint8.
@@ -374,12 +688,16 @@ def _open(source):
     return (source, False) if isinstance(source, Results) else (load(source), True)
 
 
-def draw_frame(source, record: int = -1, field: str | None = None, *, projection=False):
-    """Return a matplotlib figure of one record (negative indices count from the end)."""
+def draw_frame(source, record: int = -1, field: str | None = None, *, projection=False, **look):
+    """Return a matplotlib figure of one record (negative indices count from the end).
+
+    ``look`` takes the keyword options of :class:`FrameRenderer` (``z``, ``vmin``, ``vmax``,
+    ``log``, ``cmap``, ``cells``, ``color_by``, ``kinds``).
+    """
     res, _ = _open(source)
     if record < 0:
         record += res.n_records
-    r = FrameRenderer(res, field, projection=projection)
+    r = FrameRenderer(res, field, projection=projection, **look)
     r.update(record)
     return r.fig
 
@@ -393,13 +711,22 @@ def snapshot(
     field: str | None = None,
     projection=False,
     dpi=120,
+    **look,
 ) -> Path:
-    """Write one frame (the record nearest ``time_h``, or ``record``; default: the last) to PNG."""
+    """Write one frame (the record nearest ``time_h``, or ``record``; default: the last) to PNG.
+
+    ``look`` takes the keyword options of :class:`FrameRenderer` (``z``, ``vmin``, ``vmax``,
+    ``log``, ``cmap``, ``cells``, ``color_by``, ``kinds``).
+    """
     res, owned = _open(source)
     try:
+        if res.n_records == 0:
+            from ..errors import UsageError
+
+            raise UsageError(f"{res.path} holds no complete record\n  fix: run the scenario first")
         if record is None:
             record = res.record_at(time_h) if time_h is not None else res.n_records - 1
-        r = FrameRenderer(res, field, projection=projection)
+        r = FrameRenderer(res, field, projection=projection, **look)
         r.update(record)
         r.fig.savefig(output, dpi=dpi)
         r.close()

@@ -35,10 +35,13 @@ def animate(
     projection=False,
     dpi=100,
     progress=None,
+    **look,
 ) -> Path:
     """Write a movie of every ``every``-th record to ``output`` (``.gif`` or ``.mp4``).
 
-    Returns the output path. ``progress(i, n)`` is called after each frame if given.
+    Returns the output path. ``progress(i, n)`` is called after each frame if given. ``look``
+    takes the keyword options of :class:`FrameRenderer` (``z``, ``vmin``, ``vmax``, ``log``,
+    ``cmap``, ``cells``, ``color_by``, ``kinds``); colour limits hold for the whole movie.
     """
     import matplotlib
 
@@ -64,7 +67,7 @@ def animate(
         if res.n_records == 0:
             raise UsageError(f"{res.path} holds no complete record\n  fix: run the scenario first")
         records = list(range(0, res.n_records, every))
-        renderer = FrameRenderer(res, field, projection=projection, dpi=dpi)
+        renderer = FrameRenderer(res, field, projection=projection, dpi=dpi, **look)
         try:
             if suffix == ".gif":
                 _write_gif(renderer, records, output, fps, progress)

@@ -1,4 +1,4 @@
-"""Populations and metrics over time."""
+"""Populations and metrics over time: one panel per unit, dose times marked."""
 
 from __future__ import annotations
 
@@ -6,13 +6,67 @@ from pathlib import Path
 
 from .frames import _open
 
+#: panel titles and y-axis labels of the units metrics are stored with
+UNIT_LABELS = {
+    "cells": ("populations and cell counts", "cells"),
+    "1": ("fractions", "fraction (0-1)"),
+    "mmHg": ("oxygen", "oxygen (mmHg)"),
+}
+#: the counts group is drawn on the cell-count panel
+COUNT_UNIT = "cells"
+
+
+def dose_times(res) -> list[tuple[str, str, float]]:
+    """``(agent, route, time_h)`` of every administration of the run's scenario, by time."""
+    import yaml
+
+    data = yaml.safe_load(res.scenario_yaml) or {}
+    out = []
+    for adm in data.get("therapy") or []:
+        start = float(adm.get("start_h", 0.0))
+        every = float(adm.get("every_h", 0.0))
+        for i in range(int(adm.get("count", 1))):
+            out.append((str(adm.get("agent", "?")), str(adm.get("route", "iv")), start + i * every))
+    return sorted(out, key=lambda a: a[2])
+
+
+def mark_doses(ax, doses, *, scale=1.0) -> None:
+    """Grey vertical lines at the dose times (hours divided by ``scale``), one line style per
+    agent, each agent named once in the legend."""
+    styles = (":", "--", "-.", (0, (1, 3)))
+    agents = list(dict.fromkeys(a for a, _, _ in doses))
+    named = set()
+    for agent, route, t in doses:
+        ax.axvline(
+            t / scale,
+            color="0.35",
+            ls=styles[agents.index(agent) % len(styles)],
+            lw=1.0,
+            zorder=0,
+            label=None if agent in named else f"dose: {agent} ({route})",
+        )
+        named.add(agent)
+
+
+def _groups(res, metrics) -> dict[str, list[tuple[str, object]]]:
+    """Series grouped by unit: unit -> [(label, values)], counts on the cell-count panel."""
+    groups: dict[str, list] = {COUNT_UNIT: [(n, v) for n, v in res.counts.items()]}
+    for name in metrics:
+        unit = res.units(f"metrics/{name}") or "(no unit)"
+        groups.setdefault(unit, []).append((name, res.metrics[name]))
+    return {u: s for u, s in groups.items() if s}
+
 
 def plot_timeseries(source, output=None, *, metrics=None, days=True):
-    """Plot counts (left) and chosen metrics (right) against time; return the figure.
+    """Plot counts and metrics against time, one panel per unit; return the figure.
 
-    ``metrics`` defaults to every stored metric that is a fraction or a field statistic. The
-    figure is saved to ``output`` when given.
+    Counts and every metric in cells share a panel; fractions (unit 1) share one on a 0-1 axis;
+    each other unit gets its own labelled panel. Dose times of the scenario's therapy are drawn
+    as dotted lines. ``metrics`` defaults to every stored metric. The figure is saved to
+    ``output`` when given.
     """
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -20,10 +74,10 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
 
     res, owned = _open(source)
     try:
-        t = res.time_h / (24.0 if days else 1.0)
-        counts = res.counts
+        scale = 24.0 if days else 1.0
+        t = res.time_h / scale
         all_metrics = res.metrics
-        chosen = metrics or [k for k in all_metrics if k != "tumor_burden"]
+        chosen = metrics or list(all_metrics)
         missing = [m for m in chosen if m not in all_metrics]
         if missing:
             from ..errors import UsageError
@@ -32,20 +86,33 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
                 f"metric(s) not in {res.path}: {', '.join(missing)}\n  fix: choose from "
                 f"{', '.join(all_metrics)}"
             )
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for name, series in counts.items():
-            ax1.plot(t, series, label=name)
-        ax1.set_xlabel("time (days)" if days else "time (h)")
-        ax1.set_ylabel("cells")
-        ax1.set_title("populations")
-        ax1.legend(frameon=False)
-        for name in chosen:
-            ax2.plot(t, all_metrics[name], label=f"{name} ({res.units(f'metrics/{name}')})")
-        ax2.set_xlabel(ax1.get_xlabel())
-        ax2.set_title("metrics")
-        ax2.legend(frameon=False, fontsize=8)
-        fig.suptitle(f"{res.name} (seed {res.seed})")
-        fig.tight_layout()
+        groups = _groups(res, chosen)
+        doses = dose_times(res)
+        ncols = 2 if len(groups) > 1 else 1
+        nrows = math.ceil(len(groups) / ncols)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(7.2 * ncols, 3.6 * nrows), squeeze=False, layout="constrained"
+        )
+        axes = axes.ravel()
+        for ax in axes[len(groups) :]:
+            ax.set_visible(False)
+        for ax, (unit, series) in zip(axes, groups.items(), strict=False):
+            title, ylabel = UNIT_LABELS.get(unit, (unit, unit))
+            for i, (name, values) in enumerate(series):
+                ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
+            if unit == "1":  # from 0, at most 1
+                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+            if doses:
+                mark_doses(ax, doses, scale=scale)
+            ax.set_title(title, loc="left", fontsize=11)
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("time (days)" if days else "time (h)")
+            ax.grid(alpha=0.3, lw=0.5)
+            ax.legend(
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+                handlelength=1.6,
+            )
+        fig.suptitle(f"{res.name} (seed {res.seed})", fontsize=12)
         if output is not None:
             fig.savefig(Path(output), dpi=120)
         return fig
