@@ -70,7 +70,7 @@ def test_run_summary_names_threads_and_wall_time(tmp_path, capsys):
         assert main(["run", str(SCENARIOS / "tiny.yaml"), "-o", str(out), "--threads", "1",
                      "--set", "time.duration_h=0.6"]) == 0  # fmt: skip
         err = capsys.readouterr().err
-        assert "(2 records) in " in err and " s with 1 thread" in err
+        assert "wall time " in err and " s on 1 Numba thread(s); 2 records" in err
         assert numba.get_num_threads() == 1
     finally:
         numba.set_num_threads(old)
@@ -93,7 +93,7 @@ def test_tmesim_threads_environment(tmp_path, capsys, monkeypatch):
         out = tmp_path / "e.h5"
         assert main(["run", str(SCENARIOS / "tiny.yaml"), "-o", str(out),
                      "--set", "time.duration_h=0.6"]) == 0  # fmt: skip
-        assert " s with 1 thread" in capsys.readouterr().err
+        assert " s on 1 Numba thread(s)" in capsys.readouterr().err
         monkeypatch.setenv("TMESIM_THREADS", "lots")
         assert main(["run", str(SCENARIOS / "tiny.yaml"), "-o", str(tmp_path / "f.h5")]) == 2
         assert "TMESIM_THREADS must be a whole number" in capsys.readouterr().err

@@ -206,11 +206,8 @@ def _simulate(model: Simulation, writer: ResultWriter, progress, replay_to: int 
     try:
         while model.running:
             model.step()
-            if model.steps % every == 0 or not model.running:
-                if model.steps > replay_to:
-                    write_record(model, writer)
-                else:  # a recomputed record: its solver statistics are already in the file
-                    model.fields.solver_stats(reset=True)
+            if model.steps > replay_to and (model.steps % every == 0 or not model.running):
+                write_record(model, writer)
             if progress is not None:
                 progress(model, time.perf_counter() - t0)
     except KeyboardInterrupt:
@@ -265,6 +262,8 @@ def resume(output, *, overwrite: bool = False, progress=None) -> Path:
                     if progress is not None:
                         progress(model, 0.0)
                 _check_replay(model, writer)
+                # the solver statistics up to the last record are in the file already
+                model.fields.solver_stats(reset=True)
             writer.set_attr("status", "running")
             writer.set_attr("resumed_at_record", n)
             if model.running:
