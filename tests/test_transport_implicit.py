@@ -448,3 +448,45 @@ def test_incremental_geometry_in_a_mixed_set_equals_a_rebuild():
         for _ in range(4):
             fs.diffuse(1.0, sink, src)
     assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_agent_step_runs_the_once_per_step_fields_beside_the_others():
+    """FieldSet.step: the oxygen-like part (one step per agent step) runs on a second thread
+    when there are two; the bits are those of running it after the sub-steps, on one thread."""
+    rng = np.random.default_rng(31)
+    shape = (40, 50)
+    specs = [
+        FieldSpec("o", "u", 1e5, 0.1, 38.0, {"x_min": ("dirichlet", 38.0)}, "implicit", 6),
+        FieldSpec("c", "u", 6000.0, 0.05, 0.0, {"y_max": ("dirichlet", 0.0)}, "lod", 1),
+        FieldSpec("t", "u", 6000.0, 0.01, 0.0, {}, "lod", 3),
+    ]
+    mask, _, held = geometry(rng, shape)
+    sink = np.where(rng.random((3, 1, *shape)) < 0.4, 0.5, 0.0)
+    src = np.where(rng.random((3, 1, *shape)) < 0.05, 2.0, 0.0)
+    calls = []
+    out = []
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            fs = FieldSet(specs, shape, H)
+            fs.set_geometry(mask=mask)
+            fs.set_fixed("o", held & ~mask, 38.0)
+            for _ in range(3):
+                fs.step(6.0, 6, sink, src, before=lambda i, dt: calls.append((i, dt)))
+            out.append(fs.data.copy())
+            assert fs.solver_stats()["o"]["solves"] == 3
+    finally:
+        numba.set_num_threads(old)
+    assert out[0].tobytes() == out[1].tobytes()
+    assert calls[:6] == [(i, 1.0) for i in range(6)]
+    # the same as the sub-steps of the others, then one 6-min step of the oxygen-like field
+    ref = FieldSet(specs, shape, H)
+    ref.set_geometry(mask=mask)
+    ref.set_fixed("o", held & ~mask, 38.0)
+    for _ in range(3):
+        for _ in range(6):
+            ref.diffuse(1.0, sink, src, skip=[0])
+        sl, part = ref._parts[0]
+        part.diffuse(6.0, sink[sl], src[sl])
+    assert ref.data.tobytes() == out[0].tobytes()

@@ -15,8 +15,10 @@ method is described in docs/numerics.md.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .errors import SimulationError
@@ -664,17 +666,60 @@ class FieldSet:
         if self._masked is not None:
             self.data.reshape(len(self.specs), -1)[:, self._masked] = 0.0
 
-    def diffuse(self, dt: float, sink: np.ndarray | None = None, source=None) -> None:
+    def step(self, dt_agent: float, calls: int, sink=None, source=None, before=None) -> None:
+        """Advance every field by one agent step of ``dt_agent`` minutes: ``calls`` calls of
+        :meth:`diffuse` of ``dt_agent / calls`` each (``before(i, dt)`` runs before call ``i``,
+        e.g. the delivery of dosed agents), except that the sub-sets stepping once per agent
+        step (``every == calls``: the packaged oxygen) take their one step of ``dt_agent``
+        beside them, on a second thread when the parallel kernels have more than one. They
+        share no data with the others, so the bits do not depend on the thread count."""
+        whole = [i for i, ev in enumerate(self._every) if calls > 1 and ev[0] == calls]
+        dt = dt_agent / calls
+
+        def run_whole():
+            for i in whole:
+                sl, part = self._parts[i]
+                part.diffuse(dt_agent, None if sink is None else sink[sl],
+                             None if source is None else source[sl])  # fmt: skip
+
+        worker = None
+        errors = []
+        if whole and numba.get_num_threads() > 1:
+            def guarded():
+                try:
+                    run_whole()
+                except BaseException as exc:  # re-raised on the calling thread
+                    errors.append(exc)
+
+            worker = threading.Thread(target=guarded, name="tmesim-transport")
+            worker.start()
+        try:
+            for i in range(calls):
+                if before is not None:
+                    before(i, dt)
+                self.diffuse(dt, sink, source, skip=whole)
+        finally:
+            if worker is not None:
+                worker.join()
+        if errors:
+            raise errors[0]
+        if worker is None:
+            run_whole()
+
+    def diffuse(self, dt: float, sink: np.ndarray | None = None, source=None, skip=()) -> None:
         """Advance every field by one diffusion step of ``dt`` minutes.
 
         ``sink`` (1/min, shaped like :attr:`data`, or None) is a per-voxel first-order uptake
         on top of each field's decay. With ``scheme == "lod"`` it is applied implicitly first
         (:meth:`apply_sink`), then the LOD sweeps (x, y, then z) run. With ``scheme ==
         "douglas"`` it is part of the implicit operator of one Douglas ADI step, whose fixed
-        point is the steady state of the unsplit discrete operator.
+        point is the steady state of the unsplit discrete operator. ``skip``: indices of
+        sub-sets left alone (:meth:`step` runs them).
         """
         if self._parts:
-            for (sl, part), ev in zip(self._parts, self._every, strict=False):
+            for k, ((sl, part), ev) in enumerate(zip(self._parts, self._every, strict=False)):
+                if k in skip:
+                    continue
                 src = None if source is None else source[sl]
                 snk = None if sink is None else sink[sl]
                 if ev[0] == 1:

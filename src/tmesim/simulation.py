@@ -197,11 +197,11 @@ class Simulation:
         self.dynamics.exchange_maps(self._sink, self._source)
         self.therapy.update_vessels()
         sub = self.scenario.diffusion_substeps
-        dt = dt_min / sub
         t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
-        for i in range(sub):
-            self.therapy.deliver(t0_h + i * dt / 60.0, dt)
-            self.fields.diffuse(dt, sink=self._sink, source=self._source)
+        self.fields.step(
+            dt_min, sub, self._sink, self._source,
+            before=lambda i, dt: self.therapy.deliver(t0_h + i * dt / 60.0, dt),
+        )
 
     def pharmacology(self, dt_min: float) -> None:
         """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""
