@@ -355,7 +355,7 @@ class FieldSet:
             hold[:, changed[shut]] = 0.0
             self._prepare_factors(changed)
         if self.scheme == "implicit":
-            self._prepare_implicit(self._dt, geometry_only=True)
+            self._system_stale = True  # rebuilt by the next step (on its thread)
 
     def _is_masked(self, voxels: np.ndarray) -> np.ndarray:
         """Whether each flat voxel is masked (not merely of zero diffusivity)."""
@@ -451,6 +451,7 @@ class FieldSet:
                 self._prepare_factors()
         if self.scheme == "implicit":
             self._prepare_implicit(dt)
+            self._system_stale = False
         self._dt = dt
 
     def _prepare_douglas(self, dt: float) -> None:
@@ -568,6 +569,9 @@ class FieldSet:
 
     def _diffuse_implicit(self, dt: float, sink) -> None:
         """One unsplit backward-Euler step per field, solved by PCG (kernels.implicit)."""
+        if getattr(self, "_system_stale", False):
+            self._prepare_implicit(self._dt, geometry_only=True)
+            self._system_stale = False
         sink = self._sink_array(sink)
         self.impose_fixed()
         eps = 8.0 * np.finfo(self.dtype).eps
@@ -672,7 +676,8 @@ class FieldSet:
         e.g. the delivery of dosed agents), except that the sub-sets stepping once per agent
         step (``every == calls``: the packaged oxygen) take their one step of ``dt_agent``
         beside them, on a second thread when the parallel kernels have more than one. They
-        share no data with the others, so the bits do not depend on the thread count."""
+        share no data with the others, so the bits do not depend on the thread count; meanwhile
+        the sub-stepped fields run their parallel kernels on one thread."""
         whole = [i for i, ev in enumerate(self._every) if calls > 1 and ev[0] == calls]
         dt = dt_agent / calls
 
@@ -692,7 +697,11 @@ class FieldSet:
                     errors.append(exc)
 
             worker = threading.Thread(target=guarded, name="tmesim-transport")
+            threads = numba.get_num_threads()
             worker.start()
+            # the two threads are busy with the two halves: the sub-stepped fields run their
+            # kernels on this one (the setting is per thread), without waking a third
+            numba.set_num_threads(1)
         try:
             for i in range(calls):
                 if before is not None:
@@ -701,6 +710,7 @@ class FieldSet:
         finally:
             if worker is not None:
                 worker.join()
+                numba.set_num_threads(threads)
         if errors:
             raise errors[0]
         if worker is None:
