@@ -36,6 +36,7 @@ from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
+from .kernels._jit import threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
 from .therapy import Therapy
@@ -57,6 +58,10 @@ METRIC_UNITS = {
 
 #: populations recorded under /counts: live cells per kind, and necrotic cancer cells
 POPULATIONS = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "necrotic")
+
+#: below this many cell rows the cell kernels run on one thread: at 10^4 cells two threads took
+#: 15.4 ns per cell and step against 10.3 with one, at 10^5 6.5 against 9.5 (bench_cells)
+PARALLEL_CELLS = 30_000
 
 #: PD-L1 level counted as positive (10 % of maximum, the spQSP-IO detection threshold)
 PDL1_POSITIVE = 0.1
@@ -194,7 +199,8 @@ class Simulation:
 
     def transport(self, dt_min: float) -> None:
         """Couple cells to fields, then diffuse and decay in sub-steps."""
-        self.dynamics.exchange_maps(self._sink, self._source)
+        with threads_at_most(1 if self.cells.n < PARALLEL_CELLS else self.cells.n):
+            self.dynamics.exchange_maps(self._sink, self._source)
         self.therapy.update_vessels()
         sub = self.scenario.diffusion_substeps
         t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
@@ -212,8 +218,11 @@ class Simulation:
         self.fields.check(self.steps)
 
     def cell_rules(self, dt_min: float) -> None:
-        """Every cell's rules for one step (see :class:`tmesim.behaviour.CellDynamics`)."""
-        ev = self.dynamics.step(dt_min / 60.0, self.steps - 1, self.seed)
+        """Every cell's rules for one step (see :class:`tmesim.behaviour.CellDynamics`); on
+        one thread below :data:`PARALLEL_CELLS` cells, where a parallel region costs more than
+        it saves (benchmarks/RESULTS.md, "Cells")."""
+        with threads_at_most(1 if self.cells.n < PARALLEL_CELLS else self.cells.n):
+            ev = self.dynamics.step(dt_min / 60.0, self.steps - 1, self.seed)
         self.events = ev
 
     def update_tissue(self) -> None:

@@ -113,3 +113,24 @@ def set_threads(n: int | None = None) -> int:
         raise ValueError(f"threads must be between 1 and {max_threads()} on this machine, got {n}")
     numba.set_num_threads(n)
     return n
+
+
+class threads_at_most:
+    """Context manager: run the parallel kernels with at most ``n`` threads inside the block
+    (the setting is per thread; results do not depend on it). Short parallel regions cost more
+    than they save when a waiting thread must first be woken (``OMP_WAIT_POLICY=PASSIVE``)."""
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+        self.saved = None
+
+    def __enter__(self):
+        self.saved = numba.get_num_threads()
+        if self.n < self.saved:
+            numba.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.saved)
+        return False
+
