@@ -25,7 +25,9 @@ threads
     (one per core). The OpenMP threads that wait between parallel regions sleep instead of
     spinning (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): on a machine that also runs
     other work, spinning threads take the cores the working ones need and a two-thread run
-    became several times slower than a one-thread run (benchmarks/RESULTS.md, "Threads").
+    became several times slower than a one-thread run (benchmarks/RESULTS.md, "Threads under
+    load"). :class:`threads_at_most` runs a block on fewer threads where parallel regions are
+    too short to pay for waking a thread (the cell kernels below 30,000 cells).
 """
 
 from __future__ import annotations
