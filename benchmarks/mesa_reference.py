@@ -111,17 +111,18 @@ class CancerCell(CellAgent):
         """Attempt a division into the empty grid cell ``target``."""
         model = self.model
         rnd = self.random
+        cell = type(self)  # daughters are of the mother's class
         if self.stem:
             if rnd.random() < model.p_symmetric:
-                CancerCell(model, target, stem=True, divisions_left=self.divisions_left)
+                cell(model, target, stem=True, divisions_left=self.divisions_left)
             else:
-                CancerCell(model, target, stem=False, divisions_left=model.max_divisions)
+                cell(model, target, stem=False, divisions_left=model.max_divisions)
             return
         if rnd.random() < model.p_death or self.divisions_left <= 0:
             self.remove()
             return
         self.divisions_left -= 1
-        CancerCell(model, target, stem=False, divisions_left=self.divisions_left)
+        cell(model, target, stem=False, divisions_left=self.divisions_left)
 
 
 class TumorCSCModel(mesa.Model):
@@ -241,21 +242,6 @@ class DrawFirstCancerCell(CancerCell):
             self.cell = target
         else:
             self.divide(target)
-
-    def divide(self, target) -> None:
-        """As :meth:`CancerCell.divide`, with daughters of this class."""
-        model = self.model
-        rnd = self.random
-        if self.stem:
-            stem = rnd.random() < model.p_symmetric
-            DrawFirstCancerCell(model, target, stem=stem,
-                                divisions_left=self.divisions_left if stem else model.max_divisions)
-            return
-        if rnd.random() < model.p_death or self.divisions_left <= 0:
-            self.remove()
-            return
-        self.divisions_left -= 1
-        DrawFirstCancerCell(model, target, stem=False, divisions_left=self.divisions_left)
 
 
 class DrawFirstTumorModel(TumorCSCModel):
