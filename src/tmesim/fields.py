@@ -604,16 +604,17 @@ class FieldSet:
                 hold.reshape(nf, -1)[:, self._masked] = 0.0
             self._facs = np.empty((nd, 2, *self.data.shape), dtype=self.dtype)
             self._fac = {name: self._facs[a] for a, (name, _) in enumerate(_AXES[:nd])}
+            # the faces live in one stack the kernel reads; _faces holds views of it, so that
+            # a geometry update writes them once
             self._gstack = np.stack([self._faces[name] for name, _ in _AXES[:nd]])
+            for a, (name, _) in enumerate(_AXES[:nd]):
+                self._faces[name] = self._gstack[a]
             vc = [self._vcoeffs[name] for name, _ in _AXES[:nd]]
             self._fr = np.array([c[0] for c in vc], dtype=np.float64)
             self._fd0 = np.array([c[1] for c in vc], dtype=np.float64)
             self._fbt = np.ascontiguousarray(
                 np.array([np.stack(c[2:], axis=1) for c in vc], dtype=np.float64)
             )
-        else:
-            for a, (name, _) in enumerate(_AXES[:nd]):
-                self._gstack[a] = self._faces[name]
         kd.all_line_factors(
             self._gstack, self._kf_eff, self._free, self._hold, self._fr, self._fd0, self._fbt,
             self._facs, np.empty(0, np.int64) if voxels is None else voxels.astype(np.int64),

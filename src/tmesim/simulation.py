@@ -36,7 +36,7 @@ from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
-from .kernels._jit import threads_at_most
+from .kernels._jit import max_threads, threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
 from .therapy import Therapy
@@ -199,7 +199,7 @@ class Simulation:
 
     def transport(self, dt_min: float) -> None:
         """Couple cells to fields, then diffuse and decay in sub-steps."""
-        with threads_at_most(1 if self.cells.n < PARALLEL_CELLS else self.cells.n):
+        with self._cell_threads():
             self.dynamics.exchange_maps(self._sink, self._source)
         self.therapy.update_vessels()
         sub = self.scenario.diffusion_substeps
@@ -221,9 +221,13 @@ class Simulation:
         """Every cell's rules for one step (see :class:`tmesim.behaviour.CellDynamics`); on
         one thread below :data:`PARALLEL_CELLS` cells, where a parallel region costs more than
         it saves (benchmarks/RESULTS.md, "Cells")."""
-        with threads_at_most(1 if self.cells.n < PARALLEL_CELLS else self.cells.n):
+        with self._cell_threads():
             ev = self.dynamics.step(dt_min / 60.0, self.steps - 1, self.seed)
         self.events = ev
+
+    def _cell_threads(self) -> threads_at_most:
+        """One thread for the cell kernels below :data:`PARALLEL_CELLS` cells, else all."""
+        return threads_at_most(1 if self.cells.n < PARALLEL_CELLS else max_threads())
 
     def update_tissue(self) -> None:
         """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
