@@ -113,7 +113,10 @@ def _panel(ax, spec, q: dict, cr) -> None:
     ax.set_xlabel(plot.get("xlabel", ""))
     ax.set_ylabel(plot.get("ylabel", ""))
     value = m.display or f"{fmt(m.value)}"
-    pub = f"{fmt(lo)}–{fmt(hi)}" if lo is not None and lo != hi else fmt(lo)
+    if lo is None and hi is None:
+        pub = q.get("direction", "qualitative")
+    else:
+        pub = f"{fmt(lo)}–{fmt(hi)}" if lo != hi else fmt(lo)
     verdict = "PASS" if cr.passed else "FAIL"
     ax.set_title(
         f"{spec.name}: {verdict}\nmodel {value} · published {pub} · tolerance "

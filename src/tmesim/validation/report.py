@@ -32,7 +32,7 @@ rewrites this page and its figures:
 ```bash
 tmesim validation run                 # every case (the slow ones take minutes each)
 tmesim validation run --quick         # the quick cases only (seconds; also in the test suite)
-tmesim validation run --case hypoxia_distance --replicates 5 --workers 2
+tmesim validation run --case hypoxia_vessel_distance --replicates 2 --workers 2
 tmesim validation list                # the cases, their speed and their last result
 tmesim validation report              # rewrite this page from the stored results only
 ```

@@ -279,7 +279,6 @@ def result_dict(res: CaseResult, base_seed: int = 0, figure: str | None = None) 
         "seeds": res.seeds,
         "tmesim_version": __version__,
         "date": _dt.date.today().isoformat(),
-        "wall_s": round(res.wall_s, 1),
         "figure": figure,
         "checks": checks,
     }
