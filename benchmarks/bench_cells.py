@@ -163,7 +163,7 @@ class TmesimCells:
         out["immune/stroma decide (none present: skipped)"] = t4 - t3
         m, next_id, _ = ka.apply_actions(
             n, action, target, d.dkind, d.ddiv, ids, i32, f32, kind, state, site, occ,
-            d.blocked, d.shape, SEED, self.steps, cells.next_id,
+            d.blocked, d.shape, SEED, self.steps, cells.next_id, d.push, d.push_work,
         )
         cells.n, cells.next_id = int(m), int(next_id)
         t5 = t()

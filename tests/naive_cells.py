@@ -227,7 +227,7 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
  C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
- C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF) = range(25)
+ C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH) = range(26)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -282,7 +282,7 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
                 k = STEM
         free = cancer_free_scan(s, occ, air, kind, nz, ny, nx)
         nfree = popcount(free)
-        if nfree == 0:  # contact inhibition
+        if nfree == 0 and par[k, C_PUSH] <= 0:  # contact inhibition
             continue
         div_rate = par[k, C_DIV]
         g = int(par[k, C_GF_FIELD])
@@ -300,8 +300,10 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
             else:
                 dkind[i], ddiv[i] = TUMOR, int(par[TUMOR, C_MAXDIV])
             action[i] = DIVIDE
-            target[i] = neighbour_site(s, kth_bit(free, randint(seed, cid, step, 3, nfree)),
-                                       nz, ny, nx)
+            target[i] = (neighbour_site(s, kth_bit(free, randint(seed, cid, step, 3, nfree)),
+                                        nz, ny, nx) if nfree else -1)  # -1: push when applied
+            continue
+        if nfree == 0:
             continue
         mig_rate = apply_rules(par[k, C_MIG], k, B_MIGRATION, s, fields, fl[1, i], rules)
         pm = hazard_prob(mig_rate, dt)
@@ -454,8 +456,53 @@ def affine_order(n, seed, step):
     return order
 
 
+def may_enter(t, mover, occ, air, kind, nz, ny, nx):
+    """Alveolar air only for cancer cells, and free air only where a lumen may fill."""
+    if len(air) <= 1 or not air[t]:
+        return True
+    if mover not in (TUMOR, STEM):
+        return False
+    return occ[t] >= 0 or lumen_reachable(t, occ, air, kind, nz, ny, nx)
+
+
+def push_chain(s0, mother_kind, radius, occ, site, kind, air, shape, seed, cid, step):
+    """Breadth-first search from s0 through occupied sites, at most ``radius`` steps, for the
+    nearest free sites; draw one (in the order found) and shift the cells along the path."""
+    nz, ny, nx = (int(v) for v in shape)
+    nnb = 26 if nz > 1 else 8
+    parent = {s0: None}
+    layer = [s0]
+    for _ in range(radius):
+        nxt = []
+        for p in layer:
+            mover = mother_kind if p == s0 else int(kind[occ[p]])
+            for q in range(nnb):
+                t = neighbour_site(p, q, nz, ny, nx)
+                if t < 0 or t in parent or not may_enter(t, mover, occ, air, kind, nz, ny, nx):
+                    continue
+                parent[t] = p
+                nxt.append(t)
+        free = [t for t in nxt if occ[t] < 0]
+        if free:
+            t = free[randint(seed, cid, step, 22, len(free))]
+            path = [t]
+            while parent[path[-1]] != s0:
+                path.append(parent[path[-1]])
+            # path: free end ... first site; each cell moves one site towards the free end
+            for a, b in zip(path[1:], path[:-1], strict=True):
+                j = occ[a]
+                occ[b] = j
+                site[j] = b
+            occ[path[-1]] = -1
+            return path[-1]
+        layer = nxt
+        if not layer:
+            return -1
+    return -1
+
+
 def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, site, occ, blocked,
-                  shape, seed, step, next_id):
+                  shape, seed, step, next_id, push, push_work):
     nz, ny, nx = (int(s) for s in shape)
     m = n
     kills = 0
@@ -474,16 +521,22 @@ def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, sit
                 kills += 1
         else:
             t = int(target[i])
-            if occ[t] >= 0:  # taken earlier this step: one retry on a free neighbour
+            if t < 0 or occ[t] >= 0:  # none or taken earlier this step: retry on a free one
                 if kind[i] in (TUMOR, STEM):
                     free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
                 else:
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 qs = bits(free)
-                if not qs:
+                if qs:
+                    t = neighbour_site(site[i], qs[randint(seed, ids[0, i], step, 21, len(qs))],
+                                       nz, ny, nx)
+                elif act == DIVIDE and push[kind[i]] > 0:
+                    t = push_chain(int(site[i]), int(kind[i]), int(push[kind[i]]), occ, site,
+                                   kind, blocked, shape, seed, int(ids[0, i]), step)
+                    if t < 0:
+                        continue
+                else:
                     continue
-                t = neighbour_site(site[i], qs[randint(seed, ids[0, i], step, 21, len(qs))],
-                                   nz, ny, nx)
             if act == MOVE:
                 occ[site[i]] = -1
                 site[i] = t

@@ -130,17 +130,19 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     return n, s, air_mask, f
 
 
-def cancer_params(plastic=True, growth=True):
+def cancer_params(plastic=True, growth=True, push=True):
     """Per-kind cancer parameters; ``plastic`` switches tumour-to-stem conversion on (a kind that
     converts never takes the constant-rate pass), ``growth`` the division boost by the growth
-    factor (row 3 of the fields of :func:`cell_state`)."""
+    factor (row 3 of the fields of :func:`cell_state`), ``push`` division by pushing (2 sites
+    for tumour cells, 3 for stem-like ones)."""
     p = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
     for k, vals in (
         (codes.TUMOR, (0.8, 1.5, 0.2, 0.0, 4, 10.0, 5.0, 2.5, 0.5, 3.0, 0.05, 0.3, 0.5, 2.0, 0.5,
                        0.2 if plastic else 0.0, 1.0, 0.05, 1.0, 0.11, 1.26, 0.3,
-                       3, 1.5 if growth else 0.0, 0.5)),
+                       3, 1.5 if growth else 0.0, 0.5, 2 if push else 0)),
         (codes.STEM, (1.2, 0.7, 0.0, 0.4, 0, 8.0, 4.0, 4.0, 0.3, 2.0, 0.02, 0.2, 0.5, 1.0, 0.5,
-                      0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5, 3 if growth else -1, 0.7, 1.0)),
+                      0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5, 3 if growth else -1, 0.7, 1.0,
+                      3 if push else 0)),
     ):
         p[k] = vals
     return p
@@ -228,9 +230,11 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
                           shape, f["tgfb"], f["ecm"], F_PAR, dt, seed, step, w["action"],
                           w["target"])
     yield "fibroblast_decide"
+    push = np.ascontiguousarray(par[:, kc.C_PUSH], dtype=np.int64)
+    push_work = np.zeros((ka.PUSH_WORK_ROWS, len(s["occ"]) + 1), np.int64)
     w["result"] = mod.apply_actions(n, w["action"], w["target"], w["dkind"], w["ddiv"], s["ids"],
                                     s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                                    air, shape, seed, step, next_id)
+                                    air, shape, seed, step, next_id, push, push_work)
     yield "apply_actions"
     m, nid, _ = w["result"]
     entry = np.flatnonzero(~air)[::3] if len(air) > 1 else np.arange(0, len(s["occ"]), 3)
@@ -787,3 +791,127 @@ def test_streams_are_independent(other):
 def test_draw_is_a_pure_function_of_the_key():
     assert kr.uniform(1, 2, 3, 4) == kr.uniform(1, 2, 3, 4)
     assert len({kr.uniform(1, 2, 3, p) for p in range(1, 10)}) == 9
+
+
+# --------------------------------------------------------------------------- pushing
+def dense_lattice(rng, shape, fill, with_air):
+    """A lattice ``fill`` full of cells of every kind (cancer mostly), optionally with air."""
+    nz, ny, nx = shape
+    n_sites = nz * ny * nx
+    occ = np.full(n_sites, -1, np.int32)
+    sites = np.flatnonzero(rng.random(n_sites) < fill)
+    n = sites.size
+    occ[sites] = np.arange(n, dtype=np.int32)
+    site = sites.astype(np.int64)
+    kind = rng.choice([codes.TUMOR, codes.STEM, codes.TCELL, codes.MACROPHAGE], n,
+                      p=[0.7, 0.1, 0.1, 0.1]).astype(np.int8)
+    air = (rng.random(n_sites) < 0.3) if with_air else np.zeros(1, bool)
+    if with_air:  # normal cells never sit in air
+        bad = air[site] & ~np.isin(kind, [codes.TUMOR, codes.STEM])
+        kind[bad] = codes.TUMOR
+    return occ, site, kind, air
+
+
+@pytest.mark.parametrize("shape", [(1, 14, 15), (5, 6, 7)])
+@pytest.mark.parametrize("with_air", [False, True])
+def test_push_chain_matches_twin_and_moves_each_cell_one_site(shape, with_air):
+    rng = np.random.default_rng(7)
+    nz, ny, nx = shape
+    pushed = 0
+    for trial in range(60):
+        occ, site, kind, air = dense_lattice(rng, shape, rng.uniform(0.85, 1.0), with_air)
+        cancer = np.flatnonzero(np.isin(kind, [codes.TUMOR, codes.STEM]))
+        i = int(rng.choice(cancer))
+        radius = int(rng.integers(1, 4))
+        work = np.zeros((ka.PUSH_WORK_ROWS, occ.size + 1), np.int64)
+        a_occ, a_site = occ.copy(), site.copy()
+        t = ka.push_chain(int(site[i]), int(kind[i]), radius, a_occ, a_site, kind, air, nz, ny, nx,
+                          3, i, trial, work)
+        b_occ, b_site = occ.copy(), site.copy()
+        u = naive.push_chain(int(site[i]), int(kind[i]), radius, b_occ, b_site, kind, air, shape,
+                             3, i, trial)
+        assert t == u
+        np.testing.assert_array_equal(a_occ, b_occ)
+        np.testing.assert_array_equal(a_site, b_site)
+        moved = np.flatnonzero(a_site != site)
+        if t < 0:
+            assert moved.size == 0
+            continue
+        pushed += 1
+        # the daughter's site is next to the mother and now empty; every cell kept its row and
+        # moved by at most one site; no normal cell entered air; occupancy is consistent
+        assert a_occ[t] == -1
+        assert t in [nb.neighbour_site(int(site[i]), q, nz, ny, nx)
+                     for q in range(26 if nz > 1 else 8)]
+        assert a_site[i] == site[i]
+        for j in moved:
+            assert int(a_site[j]) in [nb.neighbour_site(int(site[j]), q, nz, ny, nx)
+                                      for q in range(26 if nz > 1 else 8)]
+            if with_air and air[a_site[j]]:
+                assert kind[j] in (codes.TUMOR, codes.STEM)
+        assert moved.size <= radius - 1
+        assert np.array_equal(np.sort(a_occ[a_occ >= 0]), np.arange(site.size))
+        assert np.all(a_occ[a_site] == np.arange(site.size))
+    assert pushed > 10
+
+
+def test_push_reaches_the_nearest_free_site_and_no_further():
+    """A 2-D lattice of 9 x 9 cells with one free site at lattice distance 3 from the centre
+    (Chebyshev, the neighbourhood's metric): a push radius of 2 finds nothing, 3 finds it."""
+    occ = np.arange(81, dtype=np.int32)
+    site = np.arange(81, dtype=np.int64)
+    kind = np.full(81, codes.TUMOR, np.int8)
+    free_site = 4 * 9 + 7  # (y 4, x 7): three steps from the centre (4, 4)
+    occ[free_site] = -1
+    occ[:9] = -1  # the top row is free too but 4 steps away
+    air = np.zeros(1, bool)
+    work = np.zeros((ka.PUSH_WORK_ROWS, 82), np.int64)
+    centre = 40
+    assert ka.push_chain(centre, codes.TUMOR, 2, occ.copy(), site.copy(), kind, air, 1, 9, 9,
+                         0, 0, 0, work) == -1
+    o, s = occ.copy(), site.copy()
+    t = ka.push_chain(centre, codes.TUMOR, 3, o, s, kind, air, 1, 9, 9, 0, 0, 0, work)
+    # the daughter's site is next to the centre; the free site is now taken, and the two cells
+    # between moved one site each (paths of three steps are not unique in this metric)
+    assert t in [nb.neighbour_site(centre, q, 1, 9, 9) for q in range(8)]
+    assert o[t] == -1 and o[free_site] >= 0
+    assert int(np.sum(s != site)) == 2
+
+
+def test_surrounded_cell_divides_only_when_its_kind_pushes():
+    """In a full lattice, cancer cells divide (by pushing) only when push_distance > 0."""
+    shape = np.array([1, 12, 12], np.int64)
+    n_sites = 144
+    counts = {}
+    for push in (False, True):
+        par = cancer_params(plastic=False, growth=False, push=push)
+        par[:, kc.C_DIVISION_RATE] = 50.0
+        par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = 0.0
+        s = {"ids": np.zeros((2, 2 * n_sites), np.int64), "i32": np.zeros((2, 2 * n_sites), np.int32),
+             "f32": np.zeros((8, 2 * n_sites), np.float32), "kind": np.zeros(2 * n_sites, np.int8),
+             "state": np.zeros(2 * n_sites, np.int8), "site": np.zeros(2 * n_sites, np.int64),
+             "occ": np.full(n_sites, -1, np.int32)}
+        # a 6 x 6 block of tumour cells in the middle, all surrounded but the rim
+        block = [(y * 12 + x) for y in range(3, 9) for x in range(3, 9)]
+        n = len(block)
+        s["ids"][0, :n] = np.arange(n)
+        s["ids"][1, :n] = -1
+        s["i32"][1, :n] = 5
+        s["kind"][:n] = codes.TUMOR
+        s["site"][:n] = block
+        s["occ"][block] = np.arange(n, dtype=np.int32)
+        f = {k: np.full(n_sites, 30.0 if k == "oxygen" else 0.0) for k in
+             ("oxygen", "tgfb", "ifng", "chemo", "ecm", "antibody", "egf")}
+        f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
+        w = work(2 * n_sites)
+        inner = [i for i in range(n) if 4 <= block[i] // 12 <= 7 and 4 <= block[i] % 12 <= 7]
+        for _ in cell_phase(Kernels, n, s, np.zeros(1, bool), f, rule_table(False), shape, 0.1,
+                            5, 1, w, n, par):
+            pass
+        counts[push] = int(w["result"][0]) - n
+        acted = w["action"][inner]
+        if push:
+            assert np.any(acted == ka.DIVIDE) and np.all(w["target"][inner][acted == ka.DIVIDE] == -1)
+        else:
+            assert not np.any(acted == ka.DIVIDE)
+    assert counts[True] > counts[False] > 0

@@ -16,6 +16,8 @@ minutes for transport), and runs the cell phase of a step:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import geometry as geo
@@ -100,12 +102,19 @@ class CellDynamics:
             par[k, kc.C_GF_FIELD] = fields.index.get(GROWTH_FIELD, -1)
             par[k, kc.C_GF_BOOST] = cfg.growth_factor_boost
             par[k, kc.C_GF_HALF] = cfg.growth_factor_half_ng_per_mL
+            par[k, kc.C_PUSH] = math.floor(cfg.push_distance_um / vox + 1e-9)
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
         par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
         par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h
         par[codes.TUMOR, kc.C_PLASTICITY_TGFB_HALF] = c.tumor.plasticity_tgfb_half_ng_per_mL
         par[codes.STEM, kc.C_SYMMETRIC] = c.stem.symmetric_division_prob
         self.cancer_par = par
+        #: push distance in sites per kind, and the work array of the pushes (kernels.agents)
+        self.push = np.ascontiguousarray(par[:, kc.C_PUSH], dtype=np.int64)
+        nsites = int(np.prod(scenario.domain.shape))
+        self.push_work = np.zeros(
+            (ka.PUSH_WORK_ROWS, nsites + 1 if self.push.any() else 1), dtype=np.int64
+        )
 
         t = c.tcell
         tp = np.zeros(ki.T_NPARAMS)
@@ -341,7 +350,7 @@ class CellDynamics:
             )
         m, next_id, kills = ka.apply_actions(
             n, action, target, self.dkind, self.ddiv, ids, i32, f32, kind, state, site, occ,
-            self.blocked, self.shape, seed, step, cells.next_id,
+            self.blocked, self.shape, seed, step, cells.next_id, self.push, self.push_work,
         )
         cells.n, cells.next_id = int(m), int(next_id)
         arrivals = self._recruit(dt_h, step, seed, burden) if self._arrivals else 0

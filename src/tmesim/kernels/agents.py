@@ -11,7 +11,8 @@ Cell kernels run in two phases:
 2. *apply* (:func:`apply_actions`, serial): intents are applied in a pseudo-random order, the
    affine permutation ``k -> (a k + b) mod n`` with ``a`` coprime to ``n`` drawn per step. A
    division or move whose target was taken earlier in the same step retries once on a free
-   neighbour (drawn with its own key); a kill whose target is already gone is dropped.
+   neighbour (drawn with its own key); a kill whose target is already gone is dropped. A
+   division with no free neighbour by a kind that pushes makes room by :func:`push_chain`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM, TUMOR
-from .neighbourhood import cancer_free_scan, free_scan, kth_bit, neighbour_site, popcount
+from .neighbourhood import (
+    cancer_free_scan,
+    free_scan,
+    kth_bit,
+    lumen_reachable,
+    neighbour_site,
+    popcount,
+)
 from .random import key_hash, randint
 
 NONE = 0
@@ -31,6 +39,11 @@ KILL = 4
 
 PURPOSE_AFFINE = 20
 PURPOSE_RETRY = 21
+PURPOSE_PUSH = 22
+
+#: rows of the work array of :func:`push_chain` (visit stamps, parents, queue), each with one
+#: entry per site plus one (the last entry of row 0 holds the stamp counter)
+PUSH_WORK_ROWS = 3
 
 
 @kernel
@@ -72,13 +85,17 @@ def apply_actions(
     seed,
     step,
     next_id,
+    push,
+    push_work,
 ):
     """Apply the intents of ``n`` cells; return ``(new_n, next_id, n_kills)``.
 
     ``ids`` is the ``(2, cap)`` int64 block (id, parent), ``i32`` the ``(2, cap)`` block
     (generation, divisions_left), ``f32`` the float block whose row 0 is ``clock_h``, row 3
     ``drug`` and row 6 ``payload`` (split equally between mother and daughter). ``blocked``
-    marks sites only cancer cells may enter (alveolar air). Capacity must be at least ``2 * n``.
+    marks sites only cancer cells may enter (alveolar air). ``push`` holds per kind the push
+    distance in sites (0: the kind does not push) and ``push_work`` the work array of
+    :func:`push_chain`. Capacity must be at least ``2 * n``.
     """
     nz, ny, nx = shape[0], shape[1], shape[2]
     a, b = affine_order(n, seed, step)
@@ -117,16 +134,22 @@ def apply_actions(
                     kills += 1
                 continue
             t = target[i]
-            if occ[t] >= 0:
+            if t < 0 or occ[t] >= 0:
                 if kind[i] == TUMOR or kind[i] == STEM:
                     free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
                 else:
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 nfree = popcount(free)
-                if nfree == 0:
+                if nfree > 0:
+                    q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
+                    t = neighbour_site(site[i], q, nz, ny, nx)
+                elif act == DIVIDE and push[kind[i]] > 0:
+                    t = push_chain(site[i], kind[i], push[kind[i]], occ, site, kind, blocked,
+                                   nz, ny, nx, seed, ids[0, i], step, push_work)  # fmt: skip
+                    if t < 0:
+                        continue
+                else:
                     continue
-                q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
-                t = neighbour_site(site[i], q, nz, ny, nx)
             if act == MOVE:
                 occ[site[i]] = -1
                 site[i] = t
@@ -205,3 +228,82 @@ def recruit(
                 placed += 1
                 break
     return n, next_id, placed
+
+
+@kernel
+def _may_enter(t, mover, occ, air, kind, nz, ny, nx):
+    """Whether a cell of kind ``mover`` may be pushed into site ``t``: alveolar air only for
+    cancer cells, and a free air site only where a lumen may fill (:func:`lumen_reachable`)."""
+    if air.shape[0] <= 1 or not air[t]:
+        return True
+    if mover != TUMOR and mover != STEM:
+        return False
+    return occ[t] >= 0 or lumen_reachable(t, occ, air, kind, nz, ny, nx)
+
+
+@kernel
+def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, cid, step, work):
+    """Make room next to ``s0`` for a daughter by pushing: find the free sites nearest to
+    ``s0`` (breadth-first over the neighbourhood of :func:`neighbour_site`, through occupied
+    sites, at most ``radius`` steps), draw one of them, and move each cell on the path one site
+    towards it. Returns the site next to ``s0`` now empty (the daughter's), or -1 when no free
+    site is within reach.
+
+    A cell may be pushed into a site only if it may enter it (:func:`_may_enter`; the daughter,
+    of the mother's cancer kind, enters the first site). The search visits sites in a fixed
+    order, so the result does not depend on anything but the lattice and the keyed draw.
+    ``work`` is ``(PUSH_WORK_ROWS, n_sites + 1)`` int64, zero at first and kept between calls.
+    """
+    nsites = occ.shape[0]
+    stamp_of = work[0]
+    parent = work[1]
+    queue = work[2]
+    stamp_of[nsites] += 1
+    stamp = stamp_of[nsites]
+    nnb = 26 if nz > 1 else 8
+    stamp_of[s0] = stamp
+    queue[0] = s0
+    head = 0
+    tail = 1
+    for _depth in range(radius):
+        layer_end = tail
+        first_free = tail  # free sites found at this depth are queued apart, from here on
+        nfree = 0
+        for h in range(head, layer_end):
+            p = queue[h]
+            mover = mother_kind if p == s0 else kind[occ[p]]
+            for q in range(nnb):
+                t = neighbour_site(p, q, nz, ny, nx)
+                if t < 0 or stamp_of[t] == stamp:
+                    continue
+                if not _may_enter(t, mover, occ, air, kind, nz, ny, nx):
+                    continue
+                stamp_of[t] = stamp
+                parent[t] = p
+                queue[tail] = t
+                tail += 1
+                if occ[t] < 0:
+                    nfree += 1
+        if nfree > 0:
+            # the free sites of this layer, in the order found; draw one
+            k = randint(seed, cid, step, PURPOSE_PUSH, nfree)
+            t = -1
+            for h in range(first_free, tail):
+                if occ[queue[h]] < 0:
+                    if k == 0:
+                        t = queue[h]
+                        break
+                    k -= 1
+            # move the cells along the path, from the free end back to s0
+            while parent[t] != s0:
+                p = parent[t]
+                j = occ[p]
+                occ[t] = j
+                site[j] = t
+                t = p
+            occ[t] = -1
+            return t
+        head = layer_end
+        if head == tail:
+            return -1
+    return -1

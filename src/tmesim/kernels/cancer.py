@@ -12,8 +12,10 @@ Rules, per cell, from the state at the start of the step (sources in docs/biolog
    ``C`` (the drug term scaled by ``quiescent_drug_factor`` for quiescent cells), plus rules.
 4. Optional plasticity: a tumour cell becomes stem-like with hazard
    ``plasticity_per_h * ([hypoxic] + H(TGF-beta))``.
-5. A cell acts only if a neighbouring site is free (contact inhibition). With probability
-   ``1 - exp(-r_div * dt)`` it attempts division into a random free neighbour, where
+5. A cell moves only if a neighbouring site is free, and divides only if one is free or its kind
+   pushes (``push_distance_um > 0``: the daughter's site is then made by
+   :func:`.agents.push_chain` when the division is applied; otherwise contact inhibition). With
+   probability ``1 - exp(-r_div * dt)`` it attempts division into a random free neighbour, where
    ``r_div = division_rate * (1 + growth_factor_boost * G / (G + growth_factor_half))`` with G
    the growth factor (field ``par[k, C_GF_FIELD]``, EGF from M2 macrophages) at its site: a
    stem-like cell makes a stem-like daughter with probability ``symmetric_division_prob``, else a
@@ -81,7 +83,8 @@ C_PDL1_RATE = 21
 C_GF_FIELD = 22  # index of the growth-factor field in ``fields`` (-1: none)
 C_GF_BOOST = 23  # relative rise of the division rate at saturating growth factor
 C_GF_HALF = 24  # growth factor giving half that rise
-C_NPARAMS = 25
+C_PUSH = 25  # push distance in sites (0: contact inhibition)
+C_NPARAMS = 26
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -364,13 +367,15 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                     if mark == NONE:
                         action[i] = NONE
                         continue
-                # division, else migration: each needs a free neighbour (contact inhibition)
+                # division, else migration: each needs a free neighbour (contact inhibition),
+                # except a division of a kind that pushes (apply_actions finds the space)
+                push = mark == _WANT_DIVIDE and par[k, C_PUSH] > 0.0
                 if surrounded(s_i, occ, nz, ny, nx):
-                    action[i] = NONE
-                    continue
-                free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
+                    free = np.int64(0)
+                else:
+                    free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
                 nfree = popcount(free)
-                if nfree == 0:
+                if nfree == 0 and not push:
                     action[i] = NONE
                     continue
                 if mark == _WANT_MOVE:
@@ -393,6 +398,9 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                         dkind[i] = TUMOR
                         ddiv[i] = np.int32(par[TUMOR, C_MAX_DIVISIONS])
                 action[i] = DIVIDE
+                if nfree == 0:
+                    target[i] = -1  # no free neighbour: the daughter is placed by pushing
+                    continue
                 q = kth_bit(free, randint(seed, cid, step, PURPOSE_DIVIDE_SITE, nfree))
                 target[i] = neighbour_site(s_i, q, nz, ny, nx)
 

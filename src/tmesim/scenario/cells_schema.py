@@ -92,6 +92,19 @@ class CancerCellConfig(CellTypeBase):
         source="Enderling/Poleszczuk CA: probability 10/24 per 1 h step, as a rate "
         "-ln(1 - 10/24) (parameters.md §2.3) [V, D]",
     )
+    push_distance_um: float = P(
+        60.0,
+        unit="um",
+        ge=0,
+        le=1000,
+        desc="A cell with no free neighbour divides by pushing: the cells on a shortest lattice "
+        "path to the nearest free site within this distance each move one site along it, and "
+        "the daughter takes the first. 0: contact inhibition (no division without a free "
+        "neighbour, as in the Enderling/Poleszczuk automaton).",
+        source="choice within the proliferating rim of spheroids and micrometastases, of "
+        "constant thickness (Conger & Ziskin 1983 Cancer Res; the free-space distance rule of "
+        "Drasdo & Hoehme 2005 Phys Biol) (docs/biology.md §4.3)",
+    )
     death_rate_per_h: float = P(
         0.0,
         unit="1/h",
@@ -266,12 +279,17 @@ class TumorConfig(CancerCellConfig):
 
     initial: Placement = P(Placement(count=200, radius_um=200.0), desc="Initial tumour cells.")
     max_divisions: int = P(
-        10,
+        10_000,
         unit="divisions",
         ge=0,
         le=10_000,
-        desc="Proliferative capacity of a tumour cell born from a stem-like cell.",
-        source="Enderling/Poleszczuk CA, rho_max = 10 (parameters.md §2.3) [V]",
+        desc="Proliferative capacity of a tumour cell born from a stem-like cell (10000: "
+        "unlimited over any run). 10 with push_distance_um 0 is the Enderling/Poleszczuk stem-"
+        "cell automaton (scenarios/stem_paradox.yaml).",
+        source="4T1 and MDA-MB-231 are established lines propagated indefinitely by their bulk "
+        "population, and 4T1 takes in 87 % of mice from 500 cells (Gregorio et al. 2016 PLoS "
+        "One): clonogenic, not a rho_max = 10 hierarchy (Enderling/Poleszczuk CA, parameters.md "
+        "§2.3 [V], kept as the option) (docs/biology.md §4.3)",
     )
     death_at_division: float = P(
         0.01,
