@@ -44,6 +44,17 @@ def test_report_of_a_run_is_self_contained(run, tmp_path):
     assert main(["report", str(run), "-o", str(out)]) == 2  # no silent overwrite
 
 
+def test_report_opens_in_chromium(run, tmp_path, browser):
+    from browser import check_html_page
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "-o", str(out)]) == 0
+    check_html_page(browser, out, images=2)
+    assert "tmesim run: tiny" in browser.driver.title
+    text = browser.text()
+    assert "Commands that reproduce this page" in text and "tumor_burden" in text
+
+
 def test_report_of_a_folder_without_summary_is_a_usage_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 2
     assert "summary.h5" in capsys.readouterr().err
