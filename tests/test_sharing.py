@@ -3,6 +3,7 @@ to the result file (CSV, legacy VTK, AnnData)."""
 
 from __future__ import annotations
 
+import os
 from html.parser import HTMLParser
 
 import numpy as np
@@ -42,6 +43,9 @@ def test_report_of_a_run_is_self_contained(run, tmp_path):
     assert all(s.startswith("data:image/png;base64,") for s in p.srcs)  # nothing fetched
     assert "tmesim run scenario.yaml" in text and "name: tiny" in text
     assert main(["report", str(run), "-o", str(out)]) == 2  # no silent overwrite
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any new file
 
 
 def test_report_opens_in_chromium(run, tmp_path, browser):

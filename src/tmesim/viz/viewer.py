@@ -198,8 +198,8 @@ class Viewer:
             series.line("day", "n", source=src, color=colours.get(name, "#888888"),
                         legend_label=name, line_width=2)
             self.lines[name] = src
-        series.legend.location = "top_left"
         series.legend.label_text_font_size = "8pt"
+        series.add_layout(series.legend[0], "right")  # beside the curves, not over them
         self.now = Span(location=0, dimension="height", line_color="black", line_dash="dashed")
         series.add_layout(self.now)
         self.series = series
