@@ -71,6 +71,11 @@ def test_widgets_redraw_what_the_frame_renderer_draws(tiny_result):
         assert v.play.value is False and v.time.value == last
     finally:
         v.close()
+    import panel as pn
+
+    from tmesim.viz.viewer import app
+
+    assert isinstance(app(tiny_result), pn.layout.Row)  # the page as a notebook cell shows it
 
 
 def test_the_z_plane_and_projection_of_a_3d_run(tmp_path):
