@@ -101,6 +101,30 @@ def test_the_z_plane_and_projection_of_a_3d_run(tmp_path):
         v.close()
 
 
+def test_a_file_being_written_is_followed():
+    from tmesim.live import LiveRun
+    from tmesim.viz.viewer import Viewer
+
+    live = LiveRun("scenarios/tiny.yaml", overrides=["time.duration_h=1",
+                                                     "time.record_every_h=0.5"]).start()
+    v = Viewer(live.path)  # no controls: as for a run written by another process
+    try:
+        assert v.res.n_records == 1 and v.time.disabled and v._follow.running
+        live.play()
+        deadline = time.monotonic() + 60
+        while live.status()["state"] != "complete":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        v._poll()
+        assert v.res.n_records == 3 and v.time.value == 2 and not v.time.disabled
+        assert "record 2 of 2" in v.clock.object
+        v._poll()
+        assert not v._follow.running  # complete: polling stops
+    finally:
+        v.close()
+        live.stop()
+
+
 def test_bad_input_is_a_one_line_usage_error(tiny_result, tmp_path, capsys):
     import h5py
 

@@ -141,10 +141,10 @@ class Viewer:
         self._tick = pn.state.add_periodic_callback(self._advance, period=interval_ms,
                                                     start=False)
         self._callbacks.append(self._tick)
+        self._follow = None
         if live is not None or not res.complete:
-            self._callbacks.append(
-                pn.state.add_periodic_callback(self._poll, period=interval_ms, start=True)
-            )
+            self._follow = pn.state.add_periodic_callback(self._poll, period=interval_ms)
+            self._callbacks.append(self._follow)
         controls = pn.Column(
             pn.pane.Markdown(f"### {res.name}", margin=(0, 10)),
             self.status,
@@ -322,6 +322,8 @@ class Viewer:
         except UsageError:
             return
         if fresh.n_records <= self.res.n_records:
+            if fresh.complete and self.live is None and self._follow.running:
+                self._follow.stop()  # the run in another process is done: nothing more comes
             fresh.close()
             return
         following = self.time.value >= self.res.n_records - 1
