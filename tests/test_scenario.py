@@ -222,3 +222,14 @@ def test_scenario_from_dict_error_label():
         scenario_from_dict({"time": {"duration_h": 0}}, label="mine")
     assert exc.value.key == "time.duration_h"
     assert exc.value.file == "mine"
+
+
+def test_numbers_in_exponent_form_are_numbers():
+    """YAML 1.1 (PyYAML) reads ``1e-5`` as text; scenario files and --set read it as a float."""
+    from tmesim.scenario.loader import parse_set_options
+
+    got = dict(parse_set_options(["a=1e-5", "b=10", "c=2E3", "d=-3e2", "e=abc", "f=1.5e+1"]))
+    assert got == {"a": 1e-5, "b": 10, "c": 2000.0, "d": -300.0, "e": "abc", "f": 15.0}
+    assert isinstance(got["b"], int)
+    sc = load_scenario(None, [("numerics.solver_rtol", got["a"])])
+    assert sc.numerics.solver_rtol == 1e-5

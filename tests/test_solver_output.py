@@ -22,7 +22,7 @@ from tmesim.io.writer import DIAGNOSTICS
 def test_diagnostics_recorded_per_record(tiny_result):
     with h5py.File(tiny_result, "r") as f:
         g = f["diagnostics"]
-        assert list(g) == ["oxygen"]
+        assert list(g) == ["chemokine", "oxygen"]
         assert set(g["oxygen"]) == set(DIAGNOSTICS)
         solves = g["oxygen/solves"][:]
         assert g["oxygen/solves"].attrs["units"] == "1"

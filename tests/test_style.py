@@ -16,5 +16,5 @@ def test_ruff_check_passes():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.fail("ruff is not installed: pip install -e '.[test]'")
-    r = subprocess.run([ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "validation"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

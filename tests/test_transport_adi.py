@@ -494,15 +494,14 @@ def test_scheme_validated_and_read_from_scenario():
 
     from tmesim.scenario.schema import NumericsConfig
 
-    assert NumericsConfig().scheme == "lod"  # packaged default; oxygen overrides it
+    assert NumericsConfig().scheme == "auto"  # packaged default: chosen per field from k dt
     tiny = Path(__file__).resolve().parents[1] / "scenarios" / "tiny.yaml"
     from tmesim import TMEModel
 
-    for scheme in ("lod", "douglas"):
+    for scheme in ("lod", "douglas", "implicit"):
         model = TMEModel(tiny, **{"time.duration_h": 0.2, "numerics.scheme": scheme})
-        assert model.fields.scheme == scheme
-        # the packaged oxygen field is solved implicitly whatever numerics.scheme says
+        # a scheme named in numerics applies to every field without one of its own
         parts = {n: p.scheme for _, p in model.fields._parts if p is not None for n in p.names}
-        assert parts.get("oxygen", model.fields.scheme) == "implicit"
+        assert set(parts.values()) - {"static"} == {scheme}
         model.step()
         assert float(model.fields.data.min()) >= 0.0

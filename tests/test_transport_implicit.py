@@ -389,16 +389,39 @@ def steady_disc(k, spec):
 
 def test_packaged_oxygen_is_implicit_with_one_step_per_agent_step():
     sim = Simulation(None, **{"domain.shape": [20, 20], "time.duration_h": 0.2})
-    assert sim.scenario.fields["oxygen"].scheme == "implicit"
-    assert sim.scenario.fields["oxygen"].substeps == 1
+    assert sim.scenario.numerics.scheme == "auto"
+    assert sim.scenario.fields["oxygen"].scheme is None  # chosen: k dt >> 0.1
     while sim.running:
         sim.step()
-    assert sim.fields.solver_stats()["oxygen"]["solves"] == sim.steps
+    stats = sim.fields.solver_stats()
+    assert stats["oxygen"]["solves"] == sim.steps
+    assert stats["chemokine"]["solves"] == sim.steps
+
+
+def test_auto_scheme_is_lod_where_some_step_keeps_k_dt_small_and_implicit_otherwise():
+    from tmesim.fields import choose_steps
+
+    # (scheme, rate, own substeps) -> (scheme, steps per agent step) at dt 6, 6 calls, 0.1
+    cases = {
+        ("auto", 0.023, None): ("lod", 2),
+        ("auto", 0.05, None): ("lod", 3),
+        ("auto", 0.1, None): ("lod", 6),  # k dt = 0.1 at the finest step: still LOD
+        ("auto", 0.33, None): ("implicit", 1),  # above the bound even at the finest step
+        ("auto", 0.33, 3): ("implicit", 3),  # its own substeps win
+        ("auto", None, None): ("lod", 6),  # a dosed agent
+        ("implicit", 0.05, None): ("implicit", 6),  # a slow implicit field: every diffusion step
+        ("implicit", 5.0, None): ("implicit", 1),
+        ("lod", 5.0, None): ("lod", 6),
+        ("douglas", 5.0, None): ("douglas", 6),
+    }
+    for (scheme, rate, sub), want in cases.items():
+        assert choose_steps(scheme, rate, sub, 6.0, 6, 0.1) == want, (scheme, rate, sub)
 
 
 def test_lod_fields_take_steps_chosen_from_k_dt():
     """Without their own substeps, LOD fields take the fewest steps per agent step that keep
-    k dt <= numerics.lod_kdt_max (0.1), k being the fastest local rate."""
+    k dt <= numerics.lod_kdt_max (0.1), k being the fastest local rate; a field above the
+    bound even at the finest step (the chemokine) is implicit under the default 'auto'."""
     from tmesim.fields import accuracy_substeps, local_rates
     from tmesim.scenario import load_scenario
 
@@ -413,7 +436,10 @@ def test_lod_fields_take_steps_chosen_from_k_dt():
     assert steps == {"ifng": 2, "tgfb": 3, "egf": 2, "chemokine": 6}
     fs = FieldSet.from_scenario(sc)
     every = {n: ev[0] for (_, p), ev in zip(fs._parts, fs._every, strict=False) for n in p.names}
-    assert every == {"oxygen": 6, "chemokine": 1, "tgfb": 2, "ifng": 3, "egf": 3}
+    assert every == {"oxygen": 6, "chemokine": 6, "tgfb": 2, "ifng": 3, "egf": 3}
+    schemes = {n: p.scheme for _, p in fs._parts for n in p.names}
+    assert schemes == {"oxygen": "implicit", "chemokine": "implicit", "tgfb": "lod",
+                       "ifng": "lod", "egf": "lod"}  # fmt: skip
     assert accuracy_substeps(0.0, 6.0, 6, 0.1) == 1
     assert accuracy_substeps(100.0, 6.0, 6, 0.1) == 6  # the finest step when none is enough
 
@@ -451,42 +477,90 @@ def test_incremental_geometry_in_a_mixed_set_equals_a_rebuild():
 
 
 def test_agent_step_runs_the_once_per_step_fields_beside_the_others():
-    """FieldSet.step: the oxygen-like part (one step per agent step) runs on a second thread
-    when there are two; the bits are those of running it after the sub-steps, on one thread."""
+    """FieldSet.step: the once-per-agent-step fields (oxygen-like, chemokine-like) and the
+    sub-stepped ones are shared between two threads when there are two; whichever thread runs
+    what, the bits are those of running the once-per-step fields after the sub-steps, on one
+    thread."""
     rng = np.random.default_rng(31)
     shape = (40, 50)
     specs = [
         FieldSpec("o", "u", 1e5, 0.1, 38.0, {"x_min": ("dirichlet", 38.0)}, "implicit", 6),
+        FieldSpec("k", "u", 1000.0, 0.016, 0.0, {}, "implicit", 6),
         FieldSpec("c", "u", 6000.0, 0.05, 0.0, {"y_max": ("dirichlet", 0.0)}, "lod", 1),
         FieldSpec("t", "u", 6000.0, 0.01, 0.0, {}, "lod", 3),
     ]
     mask, _, held = geometry(rng, shape)
-    sink = np.where(rng.random((3, 1, *shape)) < 0.4, 0.5, 0.0)
-    src = np.where(rng.random((3, 1, *shape)) < 0.05, 2.0, 0.0)
+    sink = np.where(rng.random((4, 1, *shape)) < 0.4, 0.5, 0.0)
+    src = np.where(rng.random((4, 1, *shape)) < 0.05, 2.0, 0.0)
     calls = []
     out = []
     old = numba.get_num_threads()
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
+    # task costs (s) set before each step: the sub-stepped calls first, then "k", then "o"
+    presets = [None, [9.0, 1.0, 1.0], [1.0, 9.0, 1.0], [1.0, 1.0, 9.0]]
     try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        for threads, preset in [(1, None)] + [(two, p) for p in presets]:
             numba.set_num_threads(threads)
             fs = FieldSet(specs, shape, H)
+            assert [p.names for _, p in fs._parts] == [["k"], ["o"], ["c"], ["t"]]
             fs.set_geometry(mask=mask)
             fs.set_fixed("o", held & ~mask, 38.0)
             for _ in range(3):
+                if preset is not None:
+                    fs._task_cost[:] = preset
                 fs.step(6.0, 6, sink, src, before=lambda i, dt: calls.append((i, dt)))
             out.append(fs.data.copy())
             assert fs.solver_stats()["o"]["solves"] == 3
+            assert fs.solver_stats()["k"]["solves"] == 3
+            assert numba.get_num_threads() == threads
     finally:
         numba.set_num_threads(old)
-    assert out[0].tobytes() == out[1].tobytes()
+    for o in out[1:]:
+        assert o.tobytes() == out[0].tobytes()
     assert calls[:6] == [(i, 1.0) for i in range(6)]
-    # the same as the sub-steps of the others, then one 6-min step of the oxygen-like field
+    # the same as the sub-steps of the others, then one 6-min step of each once-per-step field
     ref = FieldSet(specs, shape, H)
     ref.set_geometry(mask=mask)
     ref.set_fixed("o", held & ~mask, 38.0)
     for _ in range(3):
         for _ in range(6):
-            ref.diffuse(1.0, sink, src, skip=[0])
-        sl, part = ref._parts[0]
-        part.diffuse(6.0, sink[sl], src[sl])
+            ref.diffuse(1.0, sink, src, skip=[0, 1])
+        for i in (0, 1):
+            sl, part = ref._parts[i]
+            part.diffuse(6.0, sink[sl], src[sl])
     assert ref.data.tobytes() == out[0].tobytes()
+
+
+def test_task_costs_share_the_step_between_two_threads():
+    """With two threads the longest task goes first to one thread, the others to the less
+    loaded one; the costs are timed when the step runs."""
+    import threading
+
+    shape = (20, 24)
+    specs = [
+        FieldSpec("o", "u", 1e5, 0.1, 38.0, {"x_min": ("dirichlet", 38.0)}, "implicit", 6),
+        FieldSpec("k", "u", 1000.0, 0.016, 0.0, {}, "implicit", 6),
+        FieldSpec("t", "u", 6000.0, 0.01, 0.0, {}, "lod", 3),
+    ]
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs two threads")
+        fs = FieldSet(specs, shape, H)
+        fs.step(6.0, 6)
+        assert len(fs._task_cost) == 3 and all(c > 0 for c in fs._task_cost)
+        seen = {}
+        for i, (_, part) in enumerate(fs._parts[:2]):
+            orig = part.diffuse
+
+            def spy(*a, i=i, orig=orig):
+                seen[i] = threading.current_thread().name
+                return orig(*a)
+
+            part.diffuse = spy
+        fs._task_cost[:] = [1.0, 1.0, 9.0]  # "o" (the last task) is the longest
+        fs.step(6.0, 6)
+        assert seen[1] != seen[0]  # "o" alone on one thread, "k" with the sub-steps
+    finally:
+        numba.set_num_threads(old)

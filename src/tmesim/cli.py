@@ -86,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     from .ensemble.cli import add_subcommands as add_ensemble
+    from .validation.cli import add_subcommands as add_validation
     from .viz.cli import add_subcommands as add_viz
 
     add_viz(sub)
     add_ensemble(sub)
+    add_validation(sub)
 
     p = sub.add_parser(
         "view", help="interactive viewer of a result file, or of a run as it goes, in the browser"

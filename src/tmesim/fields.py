@@ -15,7 +15,9 @@ method is described in docs/numerics.md.
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import numba
@@ -53,6 +55,8 @@ INCREMENTAL_FRACTION = 0.05
 #: bytes the precomputed line factors of the LOD variable-coefficient path may take (two
 #: arrays per axis, each the size of the field data); above it the factors are built on the fly
 FACTOR_BUDGET = 256 * 2**20
+#: the interpreter's thread switch interval (s) while two threads share the transport step
+SWITCH_INTERVAL_S = 1e-4
 SCHEMES = ("lod", "douglas", "implicit")
 
 #: statistics of the transport solves, kept per field (see :meth:`FieldSet.solver_stats`)
@@ -78,14 +82,17 @@ class FieldSet:
             # a field that neither diffuses nor decays nor has boundary conditions never changes
             # in the transport step (e.g. extracellular matrix): it is skipped
             if s.diffusion_um2_per_min == 0 and s.decay_per_min == 0 and not s.boundary:
-                return ("static", 1)
-            return (s.scheme or scheme, int(s.every))
+                return ("static", 1, "")
+            own = s.scheme or scheme
+            # implicit fields solve one by one anyway: each is a sub-set of its own, so that
+            # :meth:`step` can run them on different threads
+            return (own, int(s.every), s.name if own == "implicit" else "")
 
         # fields are grouped by (scheme, every) into contiguous blocks of ``data``, each solved
         # by a sub-set sharing that memory: implicit, Douglas, LOD, then static fields
         order = ("implicit", "douglas", "lod", "static")
         own = [own_scheme(s) for s in specs]
-        keys = sorted(set(own), key=lambda k: (order.index(k[0]), k[1]))
+        keys = sorted(set(own), key=lambda k: (order.index(k[0]), k[1], k[2]))
         if len(keys) > 1:
             pairs = sorted(zip(own, range(len(specs)), strict=True), key=lambda p: keys.index(p[0]))
             specs = [specs[i] for _, i in pairs]
@@ -148,6 +155,8 @@ class FieldSet:
         self.rtol = float(rtol)
         self.max_iterations = int(max_iterations)
         self._stats = np.zeros((nf, len(STAT_NAMES)))
+        #: seconds each task of :meth:`step` took (moving average), to share them out
+        self._task_cost = []
 
     @property
     def douglas_fallbacks(self) -> int:
@@ -219,15 +228,10 @@ class FieldSet:
         calls = scenario.diffusion_substeps
         rates = local_rates(scenario)
         for name, fc in scenario.field_configs.items():
-            scheme = fc.scheme or scenario.numerics.scheme
-            if fc.substeps:
-                steps = fc.substeps
-            elif scheme == "lod" and name in scenario.fields:
-                steps = accuracy_substeps(
-                    rates[name], scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max
-                )
-            else:
-                steps = calls
+            scheme, steps = choose_steps(
+                fc.scheme or scenario.numerics.scheme, rates.get(name), fc.substeps,
+                scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max,
+            )  # fmt: skip
             bc = {}
             for side, cond in fc.boundary.items():
                 if cond.dirichlet is not None:
@@ -237,7 +241,7 @@ class FieldSet:
             specs.append(
                 FieldSpec(
                     name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc,
-                    fc.scheme, calls // steps,
+                    scheme, calls // steps,
                 )
             )
         num = scenario.numerics
@@ -246,7 +250,7 @@ class FieldSet:
             scenario.domain.shape,
             scenario.domain.voxel_um,
             num.precision,
-            scheme=getattr(num, "scheme", "lod"),
+            scheme="lod" if num.scheme == "auto" else num.scheme,
             rtol=num.solver_rtol,
             max_iterations=num.solver_max_iterations,
         )
@@ -675,47 +679,73 @@ class FieldSet:
         """Advance every field by one agent step of ``dt_agent`` minutes: ``calls`` calls of
         :meth:`diffuse` of ``dt_agent / calls`` each (``before(i, dt)`` runs before call ``i``,
         e.g. the delivery of dosed agents), except that the sub-sets stepping once per agent
-        step (``every == calls``: the packaged oxygen) take their one step of ``dt_agent``
-        beside them, on a second thread when the parallel kernels have more than one. They
-        share no data with the others, so the bits do not depend on the thread count; meanwhile
-        the sub-stepped fields run their parallel kernels on one thread."""
+        step (``every == calls``: the packaged oxygen and chemokine) take their one step of
+        ``dt_agent`` beside them. When the parallel kernels have more than one thread, these
+        steps and the sub-stepped calls are shared between this thread and a second one, each
+        running its kernels on one thread, the longest first (as timed on earlier steps) to the
+        less loaded one. They share no data, so the bits do not depend on the thread count or
+        on which thread runs what."""
         whole = [i for i, ev in enumerate(self._every) if calls > 1 and ev[0] == calls]
         dt = dt_agent / calls
 
-        def run_whole():
-            for i in whole:
-                sl, part = self._parts[i]
-                part.diffuse(dt_agent, None if sink is None else sink[sl],
-                             None if source is None else source[sl])  # fmt: skip
+        def one_step(i):
+            sl, part = self._parts[i]
+            part.diffuse(dt_agent, None if sink is None else sink[sl],
+                         None if source is None else source[sl])  # fmt: skip
 
-        worker = None
-        errors = []
-        if whole and numba.get_num_threads() > 1:
-            def guarded():
-                try:
-                    run_whole()
-                except BaseException as exc:  # re-raised on the calling thread
-                    errors.append(exc)
-
-            worker = threading.Thread(target=guarded, name="tmesim-transport")
-            threads = numba.get_num_threads()
-            worker.start()
-            # the two threads are busy with the two halves: the sub-stepped fields run their
-            # kernels on this one (the setting is per thread), without waking a third
-            numba.set_num_threads(1)
-        try:
+        def sub_stepped():
             for i in range(calls):
                 if before is not None:
                     before(i, dt)
                 self.diffuse(dt, sink, source, skip=whole)
+
+        tasks = [sub_stepped] + [lambda i=i: one_step(i) for i in whole]
+        if len(tasks) == 1 or numba.get_num_threads() < 2:
+            for task in tasks:
+                task()
+            return
+        # two lanes, this thread and a second one, each running its kernels on one thread;
+        # the tasks go longest first (as timed on earlier steps) to the less loaded lane
+        cost = self._task_cost
+        if len(cost) != len(tasks):
+            cost[:] = [0.0] * len(tasks)
+        lanes = ([], [])
+        load = [0.0, 0.0]
+        for t in sorted(range(len(tasks)), key=lambda t: -cost[t]):
+            lane = 0 if load[0] <= load[1] else 1
+            lanes[lane].append(t)
+            load[lane] += cost[t]
+        errors = []
+
+        def run(lane):
+            for t in lane:
+                t0 = time.perf_counter()
+                tasks[t]()
+                cost[t] = 0.8 * cost[t] + 0.2 * (time.perf_counter() - t0)
+
+        def second():
+            numba.set_num_threads(1)
+            try:
+                run(lanes[1])
+            except BaseException as exc:  # re-raised on the calling thread
+                errors.append(exc)
+
+        worker = threading.Thread(target=second, name="tmesim-transport")
+        threads = numba.get_num_threads()
+        # both lanes alternate Python glue and kernels that release the GIL: hand it over
+        # quickly, so that neither waits long for it between two kernels
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        worker.start()
+        numba.set_num_threads(1)
+        try:
+            run(lanes[0])
         finally:
-            if worker is not None:
-                worker.join()
-                numba.set_num_threads(threads)
+            worker.join()
+            numba.set_num_threads(threads)
+            sys.setswitchinterval(interval)
         if errors:
             raise errors[0]
-        if worker is None:
-            run_whole()
 
     def diffuse(self, dt: float, sink: np.ndarray | None = None, source=None, skip=()) -> None:
         """Advance every field by one diffusion step of ``dt`` minutes.
@@ -947,6 +977,30 @@ def local_rates(scenario) -> dict[str, float]:
             fastest = max(fastest, ratio * rate)
         out[name] = fc.decay_per_min + fastest
     return out
+
+
+def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max) -> tuple[str, int]:
+    """A field's scheme and steps per agent step (docs/numerics.md, "Steps chosen from
+    accuracy"). ``rate``: its fastest local rate (1/min; None for a dosed agent, which steps
+    every diffusion step with LOD under 'auto'); ``substeps``: its own count or None.
+
+    - 'auto' is LOD when some step keeps ``rate * dt <= kdt_max``, implicit otherwise;
+    - an LOD field takes the fewest such steps (:func:`accuracy_substeps`);
+    - an implicit field that is fast (``rate * dt_agent / calls > kdt_max``: it relaxes within
+      a few of the finest steps, and its steady state is exact at any step) takes one step per
+      agent step, a slower one a step per diffusion step."""
+    if scheme == "auto":
+        fast = rate is not None and rate * dt_agent / calls > kdt_max * (1 + 1e-9)
+        scheme = "implicit" if fast else "lod"
+    if substeps:
+        return scheme, substeps
+    if rate is None:
+        return scheme, calls
+    if scheme == "lod":
+        return scheme, accuracy_substeps(rate, dt_agent, calls, kdt_max)
+    if scheme == "implicit" and rate * dt_agent / calls > kdt_max * (1 + 1e-9):
+        return scheme, 1
+    return scheme, calls
 
 
 def accuracy_substeps(rate: float, dt_agent: float, calls: int, kdt_max: float) -> int:

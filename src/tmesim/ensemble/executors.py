@@ -135,6 +135,17 @@ def _failed(task: dict, message: str) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- this process
+def run_inline(tasks: list[dict]) -> Iterator[dict]:
+    """Run tasks one after another in this process; yield results as they finish.
+
+    No worker start-up and no pickling: the cheapest choice for a few short replicates (the
+    quick validation cases), at the price of one core and of sharing this process's memory.
+    """
+    for task in tasks:
+        yield run_replicate(task)
+
+
 # --------------------------------------------------------------------------- local processes
 def run_local(tasks: list[dict], workers: int | None = None) -> Iterator[dict]:
     """Run tasks in a pool of 'spawn' worker processes; yield results as they finish."""
@@ -233,8 +244,12 @@ def execute(
     dask_local: int | None = None,
     threads: int = 1,
     on_result: Callable[[dict], None] | None = None,
+    inline: bool = False,
 ) -> list[dict]:
-    """Run ``tasks`` on the chosen executor; call ``on_result`` as each finishes; return all."""
+    """Run ``tasks`` on the chosen executor; call ``on_result`` as each finishes; return all.
+
+    ``inline=True`` (with no other executor chosen) runs them in this process, one at a time.
+    """
     check_executor(workers, scheduler, dask_local)
     tasks = list(tasks)
     for t in tasks:
@@ -243,6 +258,8 @@ def execute(
     with worker_environment(threads):
         if scheduler or dask_local:
             it = run_dask(tasks, scheduler=scheduler, dask_local=dask_local)
+        elif inline and workers is None:
+            it = run_inline(tasks)
         else:
             it = run_local(tasks, workers)
         for res in it:

@@ -23,7 +23,9 @@ transport"):
 
 The unknowns are numbered in the grid's C order and stored compactly, each with its face
 neighbours (lower ones first: x-1, y-1, z-1, then x+1, y+1, z+1; the sentinel ``n`` where the
-neighbour is not an unknown). The solver is conjugate gradients preconditioned with a modified
+neighbour is not an unknown). For the solve the matrix is split into its lower and upper parts;
+the x neighbours of unknown ``i`` are ``i - 1`` and ``i + 1`` whenever they are unknowns (C
+order), so they are read directly, and only the other axes go through index arrays. The solver is conjugate gradients preconditioned with a modified
 incomplete factorisation (MILU(0) with relaxation ``omega``: ``A ~ (E + L) E^-1 (E + U)``, the
 pivots ``E`` absorbing ``omega`` times the dropped fill), which keeps the iteration count low on
 fine grids. Everything runs serially in a fixed order, so the bits do not depend on the
@@ -76,210 +78,290 @@ def system(free, g, kf, nd, rf, d0, bt):
     gn = np.zeros((n, m))
     diag0 = np.empty(n)
     bnd = np.zeros(n)
-    strides = np.array([1, nx, ny * nx], dtype=np.int64)
-    pos = np.empty(3, dtype=np.int64)
-    size = np.array([nx, ny, nz], dtype=np.int64)
-    for v in range(nvox):
-        i = ids[v]
-        if i < 0:
-            continue
-        vox[i] = v
-        pos[0] = v % nx
-        pos[1] = (v // nx) % ny
-        pos[2] = v // (ny * nx)
-        d = d0
-        for a in range(nd):
-            for side in range(2):
-                k = a + side * nd
-                if side == 0 and pos[a] > 0:
-                    w = v - strides[a]
-                    gw = gf[a, w]
-                elif side == 1 and pos[a] < size[a] - 1:
-                    w = v + strides[a]
-                    gw = gf[a, v]
-                else:
-                    # a domain face: its boundary condition
-                    nb[i, k] = n
-                    nbv[i, k] = -1
-                    d += bt[a, 3 * side] * kff[v]
-                    bnd[i] += bt[a, 3 * side + 1] * kff[v] + bt[a, 3 * side + 2]
+    strides = (1, nx, ny * nx)
+    size = (nx, ny, nz)
+    i = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = (z * ny + y) * nx + x
+                if flat[v] == 0:
                     continue
-                nbv[i, k] = w
-                nb[i, k] = ids[w] if ids[w] >= 0 else n
-                gn[i, k] = gw
-                d += rf * gw
-        diag0[i] = d
+                vox[i] = v
+                pos = (x, y, z)
+                d = d0
+                for a in range(nd):
+                    for side in range(2):
+                        k = a + side * nd
+                        if side == 0 and pos[a] > 0:
+                            w = v - strides[a]
+                            gw = gf[a, w]
+                        elif side == 1 and pos[a] < size[a] - 1:
+                            w = v + strides[a]
+                            gw = gf[a, v]
+                        else:
+                            # a domain face: its boundary condition
+                            nb[i, k] = n
+                            nbv[i, k] = -1
+                            d += bt[a, 3 * side] * kff[v]
+                            bnd[i] += bt[a, 3 * side + 1] * kff[v] + bt[a, 3 * side + 2]
+                            continue
+                        nbv[i, k] = w
+                        nb[i, k] = ids[w] if ids[w] >= 0 else n
+                        gn[i, k] = gw
+                        d += rf * gw
+                diag0[i] = d
+                i += 1
     return vox, nb, nbv, gn, diag0, bnd
 
 
 @kernel
-def _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, work, cn):
-    """Start values ``x``, right-hand side ``b``, diagonal ``d``, row excess ``delta`` and the
-    off-diagonal magnitudes ``cn = rf * gn`` (0 towards a neighbour that is not an unknown)."""
+def _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, cu, jl, ju):
+    """The step's system split into its lower and upper parts, and the start values.
+
+    ``x``: the start (``u``); ``b`` the right-hand side; ``d`` the diagonal with the sink;
+    ``idelta`` ``1 / delta_i``. ``cl[0]``/``cu[0]``: the x-1/x+1 coefficient (its neighbour is
+    unknown ``i - 1``/``i + 1``; 0 where the neighbour is not an unknown); ``cl[k]``/``cu[k]``
+    for ``k >= 1``: y (and z), whose unknowns are ``jl[k - 1]``/``ju[k - 1]`` (the sentinel
+    ``n``, whose vector entries are 0, where there is none). Rows are unknowns: ``(h, n)``."""
     n = vox.size
     m = nb.shape[1]
+    h = m // 2
     uf = u.reshape(-1)
     sf = sink.reshape(-1)
-    x, b, d, delta = work[0], work[1], work[2], work[3]
+    for k in range(m):
+        lower = k < h
+        row = k if lower else k - h
+        for i in range(n):
+            c = rf * gn[i, k]
+            j = nb[i, k]
+            if j == n:
+                c = 0.0
+            if lower:
+                cl[row, i] = c
+                if row > 0:
+                    jl[row - 1, i] = j
+            else:
+                cu[row, i] = c
+                if row > 0:
+                    ju[row - 1, i] = j
     for i in range(n):
         v = vox[i]
         di = diag0[i] + dt * sf[v]
         known = 0.0
         coupled = 0.0
         for k in range(m):
-            c = rf * gn[i, k]
             if nb[i, k] < n:
-                coupled += c
-                cn[i, k] = c
-            else:
-                cn[i, k] = 0.0
-                if nbv[i, k] >= 0:
-                    known += c * uf[nbv[i, k]]
+                coupled += rf * gn[i, k]
+            elif nbv[i, k] >= 0:
+                known += rf * gn[i, k] * uf[nbv[i, k]]
         x[i] = uf[v]
         b[i] = uf[v] + bnd[i] + known
         d[i] = di
-        delta[i] = di - coupled
+        idelta[i] = 1.0 / (di - coupled)
     x[n] = 0.0
 
 
 @kernel
-def _factor(d, nb, cn, omega, einv):
+def _factor(d, cl, cu, jl, omega, einv, lf, uf, upper):
     """Inverse pivots ``einv`` of the modified incomplete factorisation of ``A`` (natural
-    order): ``e_i = d_i - sum_j a_ij (a_ji + omega * (row j's other upper entries)) / e_j`` over
-    the lower neighbours ``j`` of ``i``."""
-    n = nb.shape[0]
-    m = nb.shape[1]
-    h = m // 2
+    order), ``e_i = d_i - sum_j a_ij (a_ji + omega * (row j's other upper entries)) / e_j``
+    over the lower neighbours ``j`` of ``i`` (``a_ji = a_ij``: ``A`` is symmetric), and the
+    sweep coefficients scaled by them, ``lf = einv * cl``, ``uf = einv * cu``. ``upper``
+    (``n + 1``) is work space: each row's sum of upper entries (0 at the sentinel ``n``)."""
+    h, n = cl.shape
+    three = h == 3
     for i in range(n):
-        ei = d[i]
+        t = cu[0, i] + cu[1, i]
+        if three:
+            t += cu[2, i]
+        upper[i] = t
+    upper[n] = 0.0
+    einv[n] = 0.0
+    for i in range(n):
+        # a term with a zero coefficient (no such neighbour: the sentinel row) adds nothing
+        c = cl[1, i]
+        j = jl[0, i]
+        ei = d[i] - c * (c + omega * (upper[j] - c)) * einv[j]
+        if three:
+            c = cl[2, i]
+            j = jl[1, i]
+            ei -= c * (c + omega * (upper[j] - c)) * einv[j]
+        if i > 0:
+            c = cl[0, i]
+            ei -= c * (c + omega * (upper[i - 1] - c)) * einv[i - 1]
+        e = 1.0 / ei
+        einv[i] = e
         for k in range(h):
-            j = nb[i, k]
-            if j >= n:
-                continue
-            # row j's upper part: a_ji (the entry pointing back at i) plus the dropped fill
-            fill = 0.0
-            aji = 0.0
-            for kk in range(h, m):
-                if nb[j, kk] == i:
-                    aji = cn[j, kk]
-                else:
-                    fill += cn[j, kk]
-            ei -= cn[i, k] * (aji + omega * fill) * einv[j]
-        einv[i] = 1.0 / ei
+            lf[k, i] = e * cl[k, i]
+            uf[k, i] = e * cu[k, i]
 
 
+# The kernels below write the y (and, in 3-D, z) terms out rather than looping over axes: a
+# loop over a short second axis of the coefficient arrays costs more than the arithmetic.
 @kernel
-def _residual(x, b, d, nb, cn, delta, r):
+def _residual(x, b, d, cl, cu, jl, ju, idelta, r):
     """``r = b - A x``; returns ``max |r_i| / delta_i``."""
-    n = nb.shape[0]
-    m = nb.shape[1]
+    h, n = cl.shape
+    three = h == 3
     worst = 0.0
     for i in range(n):
-        s = 0.0
-        for k in range(m):
-            s += cn[i, k] * x[nb[i, k]]
-        ri = b[i] - d[i] * x[i] + s
-        r[i] = ri
-        worst = max(worst, abs(ri) / delta[i])
+        s = (
+            b[i]
+            - d[i] * x[i]
+            + cu[0, i] * x[i + 1]
+            + cl[1, i] * x[jl[0, i]]
+            + cu[1, i] * x[ju[0, i]]
+        )
+        if i > 0:
+            s += cl[0, i] * x[i - 1]
+        if three:
+            s += cl[2, i] * x[jl[1, i]] + cu[2, i] * x[ju[1, i]]
+        r[i] = s
+        worst = max(worst, abs(s) * idelta[i])
     return worst
 
 
 @kernel
-def _precondition(r, einv, nb, cn, zz):
-    """``zz = ((E + L) E^-1 (E + U))^-1 r`` by a forward and a backward sweep; returns
-    ``r . zz``. ``zz[n]`` must be 0 (the sentinel neighbour)."""
-    n = nb.shape[0]
-    m = nb.shape[1]
-    h = m // 2
+def _forward(r, einv, lf, jl, y):
+    """The forward sweep of the preconditioner, ``y = (E + L)^-1 r``."""
+    h, n = lf.shape
+    three = h == 3
+    prev = 0.0
     for i in range(n):
-        s = r[i]
-        for k in range(h):
-            s += cn[i, k] * zz[nb[i, k]]
-        zz[i] = s * einv[i]
+        s = r[i] * einv[i] + lf[1, i] * y[jl[0, i]]
+        if three:
+            s += lf[2, i] * y[jl[1, i]]
+        prev = s + lf[0, i] * prev
+        y[i] = prev
+
+
+@kernel
+def _backward(y, uf, ju, z, r):
+    """The backward sweep, ``z = (E + U)^-1 E y``: with the forward sweep, ``z = M^-1 r``
+    for ``M = (E + L) E^-1 (E + U)``. Returns ``r . z``. ``z[n]`` must be 0."""
+    h, n = uf.shape
+    three = h == 3
+    nxt = 0.0
     rz = 0.0
     for i in range(n - 1, -1, -1):
-        s = 0.0
-        for k in range(h, m):
-            s += cn[i, k] * zz[nb[i, k]]
-        zi = zz[i] + s * einv[i]
-        zz[i] = zi
-        rz += r[i] * zi
+        s = y[i] + uf[1, i] * z[ju[0, i]]
+        if three:
+            s += uf[2, i] * z[ju[1, i]]
+        nxt = s + uf[0, i] * nxt
+        z[i] = nxt
+        rz += r[i] * nxt
     return rz
 
 
 @kernel
-def _matvec(p, d, nb, cn, q):
+def _matvec(p, d, cl, cu, jl, ju, q):
     """``q = A p``; returns ``p . q``. ``p[n]`` must be 0."""
-    n = nb.shape[0]
-    m = nb.shape[1]
+    h, n = cl.shape
+    three = h == 3
     pq = 0.0
     for i in range(n):
-        s = 0.0
-        for k in range(m):
-            s += cn[i, k] * p[nb[i, k]]
-        qi = d[i] * p[i] - s
-        q[i] = qi
-        pq += p[i] * qi
+        s = d[i] * p[i] - cu[0, i] * p[i + 1] - cl[1, i] * p[jl[0, i]] - cu[1, i] * p[ju[0, i]]
+        if i > 0:
+            s -= cl[0, i] * p[i - 1]
+        if three:
+            s -= cl[2, i] * p[jl[1, i]] + cu[2, i] * p[ju[1, i]]
+        q[i] = s
+        pq += p[i] * s
     return pq
+
+
+@kernel
+def _update(x, r, p, q, alpha, idelta, einv, lf, jl, y):
+    """``x += alpha p``, ``r -= alpha q``, fused with the forward sweep on the new ``r``
+    (:func:`_forward`); returns ``max |r_i| / delta_i``. ``y`` may share ``q``'s memory: row
+    ``i`` reads ``q[i]`` before it writes ``y[i]`` and reads only rows below ``i`` of ``y``."""
+    h, n = lf.shape
+    three = h == 3
+    est = 0.0
+    prev = 0.0
+    for i in range(n):
+        x[i] += alpha * p[i]
+        ri = r[i] - alpha * q[i]
+        r[i] = ri
+        est = max(est, abs(ri) * idelta[i])
+        s = ri * einv[i] + lf[1, i] * y[jl[0, i]]
+        if three:
+            s += lf[2, i] * y[jl[1, i]]
+        prev = s + lf[0, i] * prev
+        y[i] = prev
+    return est
 
 
 @kernel
 def pcg_solve(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, maxit, work):
     """One backward-Euler step of one field ``u`` (``(nz, ny, nx)``), in place.
 
-    ``vox``, ``nb``, ``nbv``, ``gn``, ``diag0`` and ``bnd`` from :func:`system`; ``work``
-    ``(N_WORK, n + 1)`` float64. ``u`` is the warm start on entry. Iterates until the error
-    bound ``max |r_i| / delta_i`` is at most ``tol`` (field units), checking the true residual
-    whenever the updated one says so and restarting from it, or until ``maxit`` iterations.
-    Negative values within the tolerance of the (non-negative) exact solution are set to 0.
+    ``vox``, ``nb``, ``nbv``, ``gn``, ``diag0`` and ``bnd`` from :func:`system` (2-D or 3-D);
+    ``work`` ``(N_WORK, n + 1)`` float64 (or wider). ``u`` is the warm start on entry. Iterates
+    until the error bound ``max |r_i| / delta_i`` is at most ``tol`` (field units), checking
+    the true residual whenever the updated one says so and restarting from it, or until
+    ``maxit`` iterations. Negative values within the tolerance of the (non-negative) exact
+    solution are set to 0.
 
     Returns ``(iterations, error bound, negatives set to 0)``.
     """
     n = vox.size
-    cn = np.empty(nb.shape)
-    _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, work, cn)
-    x, b, d, delta, r, zz, p, q, einv = (
-        work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8]
+    h = nb.shape[1] // 2
+    cl = np.empty((h, n))
+    cu = np.empty((h, n))
+    lf = np.empty((h, n))
+    uf = np.empty((h, n))
+    jl = np.empty((h - 1, n), dtype=np.int32)
+    ju = np.empty((h - 1, n), dtype=np.int32)
+    x, b, d, idelta, r, z, p, q, einv = (
+        work[0],
+        work[1],
+        work[2],
+        work[3],
+        work[4],
+        work[5],
+        work[6],
+        work[7],
+        work[8],
     )
+    y = q  # the forward sweep's result, consumed by the backward sweep before q is written
+    _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, cu, jl, ju)
     p[n] = 0.0
-    zz[n] = 0.0
-    _factor(d, nb, cn, OMEGA, einv)
-    worst = _residual(x, b, d, nb, cn, delta, r)
+    z[n] = 0.0
+    y[n] = 0.0
+    _factor(d, cl, cu, jl, OMEGA, einv, lf, uf, z)  # z: work space until the first sweep
+    worst = _residual(x, b, d, cl, cu, jl, ju, idelta, r)
     it = 0
     while worst > tol and it < maxit:
-        rz = _precondition(r, einv, nb, cn, zz)
+        _forward(r, einv, lf, jl, y)
+        rz = _backward(y, uf, ju, z, r)
         for i in range(n):
-            p[i] = zz[i]
+            p[i] = z[i]
         while it < maxit:
-            pq = _matvec(p, d, nb, cn, q)
+            pq = _matvec(p, d, cl, cu, jl, ju, q)
             if not (pq > 0.0) or not (rz > 0.0):
                 break
-            alpha = rz / pq
-            est = 0.0
-            for i in range(n):
-                x[i] += alpha * p[i]
-                ri = r[i] - alpha * q[i]
-                r[i] = ri
-                est = max(est, abs(ri) / delta[i])
+            est = _update(x, r, p, q, rz / pq, idelta, einv, lf, jl, y)
             it += 1
             if est <= tol:
                 break
-            rz_new = _precondition(r, einv, nb, cn, zz)
+            rz_new = _backward(y, uf, ju, z, r)
             beta = rz_new / rz
             rz = rz_new
             for i in range(n):
-                p[i] = zz[i] + beta * p[i]
+                p[i] = z[i] + beta * p[i]
         # the updated residual drifts from the true one: check it, restart from it if needed
         prev = worst
-        worst = _residual(x, b, d, nb, cn, delta, r)
+        worst = _residual(x, b, d, cl, cu, jl, ju, idelta, r)
         if worst > tol and not (worst < prev):
             break  # round-off floor: no progress is possible
-    uf = u.reshape(-1)
+    out = u.reshape(-1)
     clipped = 0
     for i in range(n):
         v = x[i]
         if v < 0.0:
             v = 0.0
             clipped += 1
-        uf[vox[i]] = v
+        out[vox[i]] = v
     return it, worst, clipped

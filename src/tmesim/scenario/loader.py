@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 import types
 import typing
 from importlib import resources
@@ -79,6 +80,18 @@ def _limit_error(problem: str, label: str, line: int | None, fix: str) -> Scenar
         f"{MAX_ALIASES} aliases (*name) and {MAX_NODES} values once aliases are expanded",
         fix=fix,
     )
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading numbers such as ``1e-5`` as floats (YAML 1.2; YAML 1.1, which
+    PyYAML implements, wants ``1.0e-5`` and would read ``1e-5`` as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _check_token_limits(text: str, label: str) -> None:
@@ -168,7 +181,7 @@ def _load_yaml(text: str, label: str):
             "pass a scenario file; scenario files are a few kilobytes",
         )
     _check_token_limits(text, label)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

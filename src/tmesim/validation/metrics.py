@@ -1,0 +1,406 @@
+"""The read-outs of the validation cases: small named functions of replicated result files.
+
+Every metric takes a :class:`RunData` (the result files of a case's runs, replicate by
+replicate, read through :func:`tmesim.load`) and keyword arguments from the case's
+``case.yaml``, and returns a :class:`Measurement`: the model value (mean over replicates, with
+a 95 % Student-t interval when there are several), the per-replicate values, and what the
+case figure draws. :data:`METRICS` maps the names that ``case.yaml`` uses to the functions.
+
+Conventions: times in hours, distances in µm, concentrations in the field's units; the first
+record of a file is the initial state (time 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..ensemble.stats import mean_ci
+from ..errors import UsageError
+
+
+@dataclass
+class Measurement:
+    """A model value, its interval and what the figure draws."""
+
+    value: float
+    units: str
+    per_replicate: list[float] = field(default_factory=list)
+    low: float = math.nan
+    high: float = math.nan
+    display: str = ""
+    plot: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values, units: str, plot: dict | None = None) -> Measurement:
+        """The mean of per-replicate ``values`` with its 95 % interval."""
+        vals = [float(v) for v in values]
+        finite = [v for v in vals if math.isfinite(v)]
+        if len(finite) < len(vals):  # a replicate without a value: the case has no value
+            return cls(math.nan, units, vals, plot=plot or {})
+        m, lo, hi = mean_ci(finite)
+        return cls(m, units, vals, lo, hi, plot=plot or {})
+
+
+class RunData:
+    """The complete result files of a case's runs: ``files(label)`` in replicate order."""
+
+    def __init__(self, files: dict[str, list[Path]]):
+        self._files = {k: [Path(p) for p in v] for k, v in files.items()}
+
+    def files(self, label: str) -> list[Path]:
+        """Result files of run ``label``, one per replicate."""
+        return self._files[label]
+
+    def series(self, label: str, name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(time_h, values)`` of a metric (``tumor_burden``) or a count (``counts/tcell``)
+        for every replicate of run ``label``."""
+        from ..io import load
+
+        out = []
+        for path in self.files(label):
+            with load(path) as res:
+                group, _, key = name.rpartition("/")
+                table = res.counts if group == "counts" else res.metrics
+                if key not in table:
+                    raise UsageError(
+                        f"{path}: no series {name!r}\n  fix: use one of "
+                        f"{', '.join(sorted(res.metrics))} or counts/<population>"
+                    )
+                out.append((np.asarray(res.time_h, float), np.asarray(table[key], float)))
+        return out
+
+    def field(self, label: str, name: str, record: int) -> list[np.ndarray]:
+        """One frame of field ``name`` for every replicate of run ``label``."""
+        from ..io import load
+
+        frames = []
+        for path in self.files(label):
+            with load(path) as res:
+                frames.append(np.asarray(res.field(name, record=record), float))
+        return frames
+
+    def voxel_um(self, label: str) -> float:
+        """The lattice spacing of run ``label``."""
+        from ..io import load
+
+        with load(self.files(label)[0]) as res:
+            return float(res.scenario.domain.voxel_um)
+
+
+def _window(t: np.ndarray, v: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    sel = (t >= lo - 1e-9) & (t <= hi + 1e-9)
+    return t[sel], v[sel]
+
+
+def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    return {
+        "xs": [c[0].tolist() for c in curves],
+        "ys": [c[1].tolist() for c in curves],
+    }
+
+
+# --------------------------------------------------------------------------- growth
+def doubling_time(
+    data: RunData, run: str, from_h: float, to_h: float, series: str = "tumor_burden"
+) -> Measurement:
+    """Doubling time (h) of ``series`` from a least-squares fit of log(count) against time
+    over ``[from_h, to_h]``. A shrinking or flat population has no doubling time: the value
+    is +inf (a regression never matches a doubling time)."""
+    curves = data.series(run, series)
+    values = []
+    for t, v in curves:
+        tw, vw = _window(t, v, from_h, to_h)
+        ok = vw > 0
+        if ok.sum() < 2:
+            values.append(math.inf)
+            continue
+        slope = np.polyfit(tw[ok], np.log(vw[ok]), 1)[0]
+        values.append(math.log(2.0) / slope if slope > 0 else math.inf)
+    if all(math.isfinite(v) for v in values):
+        m = Measurement.of(values, "h")
+    else:
+        m = Measurement(math.inf, "h", values, display="no growth")
+    m.plot = {"type": "growth", "xlabel": "time (h)", "ylabel": series.replace("_", " "),
+              "logy": True, "fit_from_h": from_h, "fit_to_h": to_h, **_mean_curve(curves)}
+    return m
+
+
+def max_regression(data: RunData, run: str, after_h: float, series: str = "tumor_burden"):
+    """The largest fall of ``series`` below its running maximum after ``after_h``, as a
+    fraction of that maximum (0: it never fell)."""
+    curves = data.series(run, series)
+    values = []
+    for t, v in curves:
+        peak = np.maximum.accumulate(v)
+        fall = np.where((t >= after_h) & (peak > 0), 1.0 - v / np.where(peak > 0, peak, 1), 0)
+        values.append(float(fall.max()))
+    m = Measurement.of(values, "1")
+    m.plot = {"type": "growth", "xlabel": "time (h)", "ylabel": series.replace("_", " "),
+              "logy": True, "marks_h": [after_h], **_mean_curve(curves)}
+    return m
+
+
+def growth_ratio(data: RunData, run: str, from_h: float, to_h: float,
+                 series: str = "tumor_burden") -> Measurement:
+    """``series`` at ``to_h`` over its value at ``from_h`` (nearest records)."""
+    curves = data.series(run, series)
+    values = []
+    for t, v in curves:
+        a = v[int(np.argmin(abs(t - from_h)))]
+        b = v[int(np.argmin(abs(t - to_h)))]
+        values.append(b / a if a > 0 else math.nan)
+    m = Measurement.of(values, "1")
+    m.plot = {"type": "growth", "xlabel": "time (h)", "ylabel": series.replace("_", " "),
+              "logy": True, "marks_h": [from_h, to_h], **_mean_curve(curves)}
+    return m
+
+
+# --------------------------------------------------------------------------- oxygen
+def first_crossing(x, y, level: float, *, log: bool = False) -> float:
+    """The first ``x`` at which ``y`` falls below ``level``, interpolated linearly in ``y``
+    (in log ``y`` with ``log``) between the samples around it; ``x[0]`` when ``y`` starts
+    below, +inf when it never gets there."""
+    y = np.asarray(y, float)
+    below = np.flatnonzero(y < level)
+    if below.size == 0:
+        return math.inf
+    i = int(below[0])
+    if i == 0:
+        return float(x[0])
+    f = np.log if log else (lambda v: v)
+    a, b = f(y[i - 1]), f(max(y[i], 1e-300) if log else y[i])
+    return float(x[i - 1] + (a - f(level)) / (a - b) * (x[i] - x[i - 1]))
+
+
+def threshold_distance(data: RunData, run: str, threshold: float, field: str = "oxygen",
+                       record: int = 1) -> Measurement:
+    """Distance (µm) from the ``x_min`` face at which ``field``, averaged over the other axes,
+    first falls below ``threshold``; voxel centres lie at (i + 1/2) voxel from the face.
+    +inf when it never does."""
+    h = data.voxel_um(run)
+    values, profiles = [], []
+    for frame in data.field(run, field, record):
+        prof = frame.reshape(-1, frame.shape[-1]).mean(axis=0)
+        x = (np.arange(prof.size) + 0.5) * h
+        profiles.append((x, prof))
+        values.append(first_crossing(x, prof, threshold))
+    m = Measurement.of(values, "um")
+    if not math.isfinite(m.value):
+        m.display = f"> {profiles[0][0][-1]:.0f}"
+    m.plot = {"type": "axis", "axis": "x", "xlabel": "distance from the vessel wall (µm)",
+              "ylabel": f"{field} (mmHg)", "hline": threshold, **_mean_curve(profiles)}
+    return m
+
+
+def spheroid_core_onset(data: RunData, runs: list, threshold: float, field: str = "oxygen",
+                        record: int = -1) -> Measurement:
+    """The smallest spheroid diameter (µm) whose centre falls below ``threshold``.
+
+    Each run is one packed ball of tumour cells (3-D); its diameter is that of a sphere of the
+    same volume as its sites. The centre value is the mean of the 2 x 2 x 2 (or 1) central
+    voxels. The onset is interpolated linearly in log(centre value) between the sizes that
+    bracket the threshold; +inf ("> largest size") when no size reaches it.
+    """
+    from ..io import load
+
+    diam, centre = [], []
+    for label in runs:
+        cvals = []
+        for path, frame in zip(data.files(label), data.field(label, field, record), strict=True):
+            with load(path) as res:
+                n = float(res.counts["tumor"][0] + res.counts["stem"][0])
+                h = float(res.scenario.domain.voxel_um)
+            sl = tuple(slice((s - 1) // 2, s // 2 + 1) for s in frame.shape)
+            cvals.append(float(frame[sl].mean()))
+        diam.append(2.0 * (3.0 * n / (4.0 * math.pi)) ** (1.0 / 3.0) * h)
+        centre.append(cvals)
+    order = np.argsort(diam)
+    d = np.asarray(diam)[order]
+    c = np.asarray(centre)[order]  # (sizes, replicates)
+    values = [first_crossing(d, c[:, k], threshold, log=True) for k in range(c.shape[1])]
+    m = Measurement.of(values, "um")
+    if not math.isfinite(m.value):
+        m.display = f"> {d[-1]:.0f}"
+    m.plot = {"type": "axis", "axis": "x", "xlabel": "spheroid diameter (µm)",
+              "ylabel": f"{field} at the centre (mmHg)", "hline": threshold, "logy": True,
+              "xs": [d.tolist()] * c.shape[1], "ys": c.T.tolist(), "marker": "o"}
+    return m
+
+
+# --------------------------------------------------------------------------- drugs
+def fit_log_logistic(conc, surv) -> tuple[float, float]:
+    """Least-squares fit of ``s = 1 / (1 + (C / IC50)^h)`` to survival ``surv`` at ``conc``;
+    returns ``(IC50, h)``. A grid over log IC50 and h, refined twice around the best point:
+    two parameters and a handful of points need no optimiser."""
+    c = np.asarray(conc, float)
+    s = np.asarray(surv, float)
+    lo, hi = math.log(c.min()) - 2.0, math.log(c.max()) + 2.0
+    hlo, hhi = 0.2, 5.0
+    best = (math.nan, math.nan)
+    for _ in range(3):
+        li = np.linspace(lo, hi, 161)[:, None]
+        hh = np.linspace(hlo, hhi, 97)[None, :]
+        err = np.zeros((li.size, hh.size))
+        for ci, si in zip(np.log(c), s, strict=True):
+            err += (si - 1.0 / (1.0 + np.exp(hh * (ci - li)))) ** 2
+        i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+        best = (float(li[i, 0]), float(hh[0, j]))
+        dl, dh = (hi - lo) / 16, (hhi - hlo) / 16
+        lo, hi = best[0] - dl, best[0] + dl
+        hlo, hhi = max(0.05, best[1] - dh), best[1] + dh
+    return math.exp(best[0]), best[1]
+
+
+def ic50(data: RunData, control_run: str, runs: list, at_h: float,
+         concentration: str = "doxorubicin_plasma") -> Measurement:
+    """Concentration halving the cell count at ``at_h`` relative to the untreated control.
+
+    Survival of replicate k at a dose is its live cancer cells over those of control replicate
+    k (the same seed, so common random numbers). The exposure of a run is the time mean of the
+    ``concentration`` metric over its records after time 0. Per replicate, IC50 comes from a
+    least-squares fit of the log-logistic curve 1 / (1 + (C / IC50)^h) to the survivals (the
+    usual analysis of growth-inhibition assays).
+    """
+    ctrl = [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in data.series(control_run,
+                                                                           "tumor_burden")]
+    conc, surv = [], []
+    for label in runs:
+        burden = data.series(label, "tumor_burden")
+        exposure = data.series(label, concentration)
+        conc.append(float(np.mean([np.mean(v[t > 0]) for t, v in exposure])))
+        surv.append([float(v[int(np.argmin(abs(t - at_h)))]) / c
+                     for (t, v), c in zip(burden, ctrl, strict=True)])
+    order = np.argsort(conc)
+    x = np.asarray(conc)[order]
+    s = np.asarray(surv)[order]
+    values = [fit_log_logistic(x, s[:, k])[0] for k in range(s.shape[1])]
+    m = Measurement.of(values, "uM")
+    m.plot = {"type": "axis", "axis": "x", "logx": True, "xlabel": "exposure (µM)",
+              "ylabel": f"cells at {at_h:g} h / untreated", "hline": 0.5,
+              "xs": [x.tolist()] * s.shape[1], "ys": s.T.tolist(), "marker": "o"}
+    return m
+
+
+# --------------------------------------------------------------------------- immunity
+def _kills(data: RunData, run: str):
+    """Per replicate: times, cumulative kills and cumulative T-cell days of a run in which
+    every cancer cell lost is a T-cell kill."""
+    cancer = data.series(run, "tumor_burden")
+    tcells = data.series(run, "counts/tcell")
+    necrotic = data.series(run, "counts/necrotic")
+    out = []
+    for (t, c), (_, tc), (_, nec) in zip(cancer, tcells, necrotic, strict=True):
+        if nec.max() > 0:
+            raise UsageError(
+                f"kill metrics: run {run!r} has necrotic cells, so the fall of the cancer count "
+                "is not all T-cell killing\n  fix: give the run ample oxygen (a smaller nest)"
+            )
+        tdays = np.concatenate([[0.0], np.cumsum(np.diff(t) * 0.5 * (tc[1:] + tc[:-1]))]) / 24
+        out.append((t, c[0] - c, tdays))
+    return out
+
+
+def kill_rate(data: RunData, run: str, from_h: float = 0.0, to_h: float = math.inf):
+    """Cancer cells killed per T cell per day between ``from_h`` and ``to_h``.
+
+    For a run in which cancer cells neither divide nor die of anything but T-cell killing (no
+    division, no necrosis, no other killers; a run with necrotic cells is refused), kills are
+    the fall of live cancer cells and T-cell days the time integral of the T-cell count
+    (trapezoid rule on the records).
+    """
+    values, xs, ys = [], [], []
+    for t, kills, tdays in _kills(data, run):
+        i = int(np.argmin(abs(t - from_h)))
+        j = int(np.argmin(abs(t - min(to_h, t[-1]))))
+        dt = tdays[j] - tdays[i]
+        values.append((kills[j] - kills[i]) / dt if dt > 0 else math.nan)
+        xs.append(tdays.tolist())
+        ys.append(kills.tolist())
+    m = Measurement.of(values, "1/day")
+    m.plot = {"type": "slope", "xlabel": "T-cell days", "ylabel": "cancer cells killed",
+              "xs": xs, "ys": ys}
+    return m
+
+
+def time_per_kill(data: RunData, run: str, from_h: float = 0.0, to_h: float = math.inf):
+    """T-cell hours per kill between ``from_h`` and ``to_h`` (24 / :func:`kill_rate`)."""
+    rate = kill_rate(data, run, from_h, to_h)
+    values = [24.0 / v if v > 0 else math.inf for v in rate.per_replicate]
+    m = Measurement.of(values, "h")
+    m.plot = {"type": "slope_time", "xlabel": "T-cell hours", "ylabel": "cancer cells killed",
+              "xs": [[24 * x for x in xs] for xs in rate.plot["xs"]], "ys": rate.plot["ys"],
+              "window_h": [from_h, to_h]}
+    return m
+
+
+# --------------------------------------------------------------------------- take
+def clone_take(data: RunData, stem_run: str, tumour_run: str, stem_share: float,
+               min_cells: int, at_h: float, implanted: int) -> Measurement:
+    """Tumour take predicted from the clonogenic fraction of single seeded cells.
+
+    A replicate of ``stem_run`` (``tumour_run``) seeds one stem-like (tumour) cell; its clone
+    counts as a colony when it has at least ``min_cells`` live cancer cells at ``at_h``. The
+    clonogenic fraction p mixes the two by ``stem_share``, the stem-like share of the cells a
+    scenario seeds; the take of ``implanted`` cells is 1 - (1 - p)^implanted (independent
+    clones). The interval is that of a Wilson score interval on p (pooled replicates).
+    """
+    def sizes(label):
+        return [float(v[int(np.argmin(abs(t - at_h)))])
+                for t, v in data.series(label, "tumor_burden")]
+
+    s_stem, s_tum = sizes(stem_run), sizes(tumour_run)
+    p_stem = float(np.mean([s >= min_cells for s in s_stem]))
+    p_tum = float(np.mean([s >= min_cells for s in s_tum]))
+    p = stem_share * p_stem + (1.0 - stem_share) * p_tum
+    n = len(s_stem) + len(s_tum)
+
+    def take(q):
+        return 1.0 - (1.0 - min(max(q, 0.0), 1.0)) ** implanted
+
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    m = Measurement(take(p), "1", [*s_stem, *s_tum], take(centre - half), take(centre + half))
+    m.display = f"{take(p):.3g} (p = {p:.3g})"
+    m.plot = {"type": "clones", "xlabel": "seeded cell", "ylabel": f"clone size at {at_h:g} h",
+              "groups": {"stem-like": s_stem, "tumour": s_tum}, "hline": min_cells,
+              "logy": True}
+    return m
+
+
+def window_change(data: RunData, run: str, series: str, early_h: list, late_h: list):
+    """Mean of ``series`` over the ``late_h`` window minus its mean over ``early_h``."""
+    curves = data.series(run, series)
+    values = []
+    for t, v in curves:
+        a = _window(t, v, *early_h)[1]
+        b = _window(t, v, *late_h)[1]
+        values.append(float(b.mean() - a.mean()) if a.size and b.size else math.nan)
+    m = Measurement.of(values, "1")
+    m.plot = {"type": "windows", "xlabel": "time (h)", "ylabel": series.replace("_", " "),
+              "windows": [list(early_h), list(late_h)], **_mean_curve(curves)}
+    return m
+
+
+#: the metric names ``case.yaml`` may use
+METRICS: dict[str, Callable[..., Measurement]] = {
+    "doubling_time": doubling_time,
+    "max_regression": max_regression,
+    "growth_ratio": growth_ratio,
+    "threshold_distance": threshold_distance,
+    "spheroid_core_onset": spheroid_core_onset,
+    "ic50": ic50,
+    "kill_rate": kill_rate,
+    "time_per_kill": time_per_kill,
+    "clone_take": clone_take,
+    "window_change": window_change,
+}
+
+#: argument names that name runs of the case (checked when a case is loaded)
+RUN_ARGS = ("run", "control_run", "stem_run", "tumour_run")
+RUN_LIST_ARGS = ("runs",)

@@ -1,0 +1,191 @@
+"""The validation suite: every case under validation/ is a test.
+
+Quick cases run here in the default suite; slow ones are marked ``slow`` (``pytest -m slow``).
+A case whose ``case.yaml`` documents a model failure is an expected failure with
+``strict=True``: once the model is fixed the test fails, so that the case file (and
+docs/validation.md) must be updated. Runs go to a temporary folder shared by the session, so
+cases that read the same run (the 21-day lung) simulate it once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tmesim.errors import UsageError
+from tmesim.validation import load_cases, render, run_validation
+from tmesim.validation.cases import Tolerance, load_case
+from tmesim.validation.metrics import fit_log_logistic
+
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION = ROOT / "validation"
+DOCS = ROOT / "docs" / "validation.md"
+FIGURES = ROOT / "docs" / "images" / "validation"
+CASES = load_cases(VALIDATION)
+
+
+class CaseError(RuntimeError):
+    """A case that could not be evaluated: never taken for an expected failure."""
+
+
+def _param(case):
+    marks = []
+    if not case.quick:
+        marks.append(pytest.mark.slow)
+    if case.expected == "fail":
+        marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=case.reason))
+    return pytest.param(case.name, marks=marks, id=case.name)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("validation-runs")
+
+
+@pytest.mark.parametrize("name", [_param(c) for c in CASES])
+def test_case_agrees_with_the_published_data(name, workdir):
+    (res,) = run_validation(VALIDATION, [name], workdir=workdir, write=False)
+    if res.error:
+        raise CaseError(res.error)
+    failed = [
+        f"{c.name} = {c.measurement.display or c.measurement.value:.4g} outside "
+        f"{spec.tolerance.text(c.measurement.units)}"
+        if not c.measurement.display
+        else f"{c.name} = {c.measurement.display} outside {spec.tolerance.text()}"
+        for spec, c in zip(res.case.checks, res.checks, strict=True)
+        if not c.passed
+    ]
+    assert not failed, "; ".join(failed)
+
+
+def test_there_are_quick_and_slow_cases_and_every_case_is_complete():
+    assert {c.speed for c in CASES} == {"quick", "slow"}
+    for case in CASES:
+        assert case.folder.name == case.name
+        for cite in case.data["citations"]:
+            assert cite["reference"].strip() and cite["read"].strip()
+        for check in case.checks:
+            assert check.why and check.tolerance.kind in ("within", "at_least", "at_most")
+        if case.expected == "fail":
+            assert len(case.reason) > 40, f"{case.name}: state the model reason for the failure"
+
+
+def test_the_committed_page_is_what_the_committed_results_give():
+    text = render(VALIDATION, DOCS, FIGURES)
+    assert DOCS.read_text(encoding="utf-8") == text, (
+        "docs/validation.md is stale: run 'tmesim validation report' (or 'validation run')"
+    )
+    for case in CASES:
+        assert f'<a id="{case.name}"></a>' in text
+        result = case.folder / "result.json"
+        assert result.is_file(), f"{case.name} has no result.json: run it once"
+        fig = json.loads(result.read_text())["figure"]
+        assert fig and (FIGURES / fig).is_file()
+        assert (FIGURES / fig).stat().st_size < 150_000
+
+
+def test_tolerances_and_the_log_logistic_fit():
+    assert Tolerance("within", 1, 2).accepts(1.5)
+    assert not Tolerance("within", 1, 2).accepts(math.nan)
+    assert not Tolerance("within", 1, 2).accepts(math.inf)
+    assert Tolerance("at_least", low=0.6).accepts(math.inf)
+    assert Tolerance("at_most", high=0.1).text() == "≤ 0.1"
+    conc = np.array([0.03, 0.1, 0.3, 1.0, 3.0])
+    surv = 1.0 / (1.0 + (conc / 0.2) ** 1.3)
+    ic50, hill = fit_log_logistic(conc, surv)
+    assert ic50 == pytest.approx(0.2, rel=2e-3) and hill == pytest.approx(1.3, rel=1e-2)
+
+
+def _write_case(folder: Path, **changes) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "s.yaml").write_text("time: {duration_h: 0.1, record_every_h: 0.1}\n")
+    case = {
+        "name": folder.name,
+        "title": "t",
+        "speed": "quick",
+        "replicates": 1,
+        "question": "q",
+        "readout": "r",
+        "runs": {"a": {"scenario": "s.yaml"}},
+        "checks": [{"name": "c", "metric": "growth_ratio",
+                    "args": {"run": "a", "from_h": 0, "to_h": 0.1}, "published": "x",
+                    "tolerance": {"at_least": 1}, "why": "w"}],
+    }
+    case.update(changes)
+    import yaml
+
+    (folder / "case.yaml").write_text(yaml.safe_dump(case))
+    (folder / "data.yaml").write_text(yaml.safe_dump({
+        "citations": [{"id": "p", "reference": "ref", "read": "how"}],
+        "quantities": {"x": {"text": "t", "units": "1", "value": 1, "sources": ["p"]}},
+    }))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"speed": "fast"}, "speed"),
+        ({"replicates": 0}, "replicates"),
+        ({"runs": {"a": {"scenario": "missing.yaml"}}}, "file not found"),
+        ({"checks": [{"name": "c", "metric": "nope", "published": "x",
+                      "tolerance": {"at_least": 1}, "why": "w"}]}, "unknown metric"),
+        ({"checks": [{"name": "c", "metric": "growth_ratio", "args": {"run": "b"},
+                      "published": "x", "tolerance": {"at_least": 1}, "why": "w"}]},
+         "growth_ratio"),
+        ({"checks": [{"name": "c", "metric": "growth_ratio",
+                      "args": {"run": "a", "from_h": 0, "to_h": 1}, "published": "x",
+                      "tolerance": {"within": [2, 1]}, "why": "w"}]}, "low is above high"),
+        ({"expected": {"result": "fail"}}, "reason"),
+    ],
+)
+def test_a_malformed_case_names_the_file_and_key(tmp_path, changes, words):
+    folder = _write_case(tmp_path / "validation" / "bad_case", **changes)
+    with pytest.raises(UsageError, match=words) as err:
+        load_case(folder)
+    assert "case.yaml" in str(err.value) and "fix:" in str(err.value)
+
+
+def test_a_case_runs_the_same_in_this_process_and_on_dask(tmp_path):
+    pytest.importorskip("dask.distributed")
+    kw = {"write": False}
+    (a,) = run_validation(VALIDATION, ["hypoxia_vessel_distance"], workdir=tmp_path / "a", **kw)
+    (b,) = run_validation(VALIDATION, ["hypoxia_vessel_distance"], workdir=tmp_path / "b",
+                          dask_local=1, **kw)
+    assert a.checks[0].measurement.value == b.checks[0].measurement.value
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "tmesim", "validation", *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "--case", "no_such_case", "--no-write"], "unknown case"),
+        (["run", "--replicates", "0", "--no-write"], "positive integer"),
+        (["run", "--root", "no/such/folder", "--no-write"], "validation folder not found"),
+        (["run", "--workers", "2", "--dask-local", "2", "--no-write"], "not allowed with"),
+        (["list", "--root", "no/such/folder"], "validation folder not found"),
+    ],
+)
+def test_bad_command_lines_exit_with_2_and_say_why(args, words):
+    r = _cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr
+
+
+def test_list_and_report_read_only_the_stored_results(tmp_path):
+    r = _cli("list")
+    assert r.returncode == 0 and all(c.name in r.stdout for c in CASES)
+    out = tmp_path / "validation.md"
+    r = _cli("report", "--docs", str(out), "--figures", str(FIGURES))
+    assert r.returncode == 0, r.stderr
+    assert out.read_text(encoding="utf-8").count('<a id="') == len(CASES)
