@@ -69,3 +69,13 @@ def tiny_result(tmp_path_factory) -> Path:
     assert rc == 0
     assert path.is_file()
     return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (tests/browser.py); skipped where it is missing, except under CI."""
+    from browser import Browser
+
+    b = Browser()
+    yield b
+    b.close()

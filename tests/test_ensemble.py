@@ -260,6 +260,19 @@ def test_compare_local_end_to_end(local_run, scenarios):
         assert f["stats/tiny/metrics/stem_fraction"].attrs["ci_method"] == "transformed-t"
 
 
+def test_report_of_a_comparison_opens_in_chromium(local_run, tmp_path, browser):
+    from browser import check_html_page
+    from tmesim.cli import main
+
+    out = tmp_path / "cmp.html"
+    assert main(["report", str(local_run.outdir), "-o", str(out)]) == 0
+    figures = len(list(local_run.outdir.glob("*.png")))
+    assert figures >= 2
+    check_html_page(browser, out, images=figures)
+    assert "tmesim compare --paired" not in browser.text()
+    assert "tmesim compare" in browser.text() and "stem_high" in browser.text()
+
+
 def test_compare_dask_local_gives_the_same_summary(local_run, scenarios, tmp_path):
     pytest.importorskip("dask.distributed")
     res = compare(scenarios, 3, tmp_path / "dask", base_seed=7, overrides=SETS, dask_local=2)

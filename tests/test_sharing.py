@@ -3,6 +3,7 @@ to the result file (CSV, legacy VTK, AnnData)."""
 
 from __future__ import annotations
 
+import os
 from html.parser import HTMLParser
 
 import numpy as np
@@ -42,6 +43,20 @@ def test_report_of_a_run_is_self_contained(run, tmp_path):
     assert all(s.startswith("data:image/png;base64,") for s in p.srcs)  # nothing fetched
     assert "tmesim run scenario.yaml" in text and "name: tiny" in text
     assert main(["report", str(run), "-o", str(out)]) == 2  # no silent overwrite
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any new file
+
+
+def test_report_opens_in_chromium(run, tmp_path, browser):
+    from browser import check_html_page
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "-o", str(out)]) == 0
+    check_html_page(browser, out, images=2)
+    assert "tmesim run: tiny" in browser.driver.title
+    text = browser.text()
+    assert "Commands that reproduce this page" in text and "tumor_burden" in text
 
 
 def test_report_of_a_folder_without_summary_is_a_usage_error(tmp_path, capsys):

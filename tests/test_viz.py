@@ -150,6 +150,56 @@ def test_3d_frames_show_the_mid_plane_or_the_projection(run_3d, tmp_path):
         assert png.stat().st_size > 10_000
 
 
+def test_orthogonal_slices_hold_the_cells_and_field_of_their_plane(run_3d, tmp_path):
+    from tmesim.viz.slices import draw_slices
+
+    with tmesim.load(run_3d) as res:
+        last = res.n_records - 1
+        cells = res.cells(last)
+        oxygen = res.field("oxygen", record=last)
+        r = FrameRenderer(res, "oxygen", figure=False, cells="none")
+        with_cells = FrameRenderer(res, "oxygen", figure=False)
+        x, y, z = 12, 17, 2
+        for plane, keep, rows, cols, cut in (
+            (("z", z), cells["z"] == z, "y", "x", oxygen[z]),
+            (("y", y), cells["y"] == y, "z", "x", oxygen[:, y, :]),
+            (("x", x), cells["x"] == x, "z", "y", oxygen[:, :, x]),
+        ):
+            img = with_cells.cell_image(last, plane)
+            assert keep.any() and img.shape[:2] == cut.shape
+            # exactly the cells whose coordinate lies on the plane, at their (row, column)
+            assert img[..., 3].sum() == np.unique(cells[rows][keep] * 100 + cells[cols][keep]).size
+            assert (img[cells[rows][keep], cells[cols][keep], 3] == 1).all()
+            np.testing.assert_array_equal(np.ma.getdata(r._field_frame(last, plane)), cut)
+            # the blended plane: the field's colour where tissue conducts, as in one plane's frame
+            rgb = r.composite(last, plane)
+            assert rgb.shape == (*cut.shape, 3)
+        np.testing.assert_array_equal(r.composite(last, ("z", z)), FrameRenderer(
+            res, "oxygen", figure=False, cells="none", z=z).composite(last))
+        fig = draw_slices(res, last, "oxygen", at=(x, y, z))
+        assert [a.get_images()[0].get_array().shape[:2] for a in fig.axes[:3]] == [
+            (30, 30), (7, 30), (30, 7)]
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    png = tmp_path / "slices.png"
+    assert main(["snapshot", str(run_3d), "-o", str(png), "--slices", "--field", "oxygen"]) == 0
+    assert png.stat().st_size > 10_000
+    assert main(["snapshot", str(run_3d), "-o", str(png), "--slices", "12,17,2", "--color-by",
+                 "pgp", "--overwrite"]) == 0
+
+
+def test_slice_errors_are_usage_errors(run_3d, small_run, tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    assert main(["snapshot", str(run_3d), "-o", out, "--slices", "1,2"]) == 2
+    assert main(["snapshot", str(run_3d), "-o", out, "--slices", "1,2,9"]) == 2
+    assert "outside the lattice" in capsys.readouterr().err
+    assert main(["snapshot", str(run_3d), "-o", out, "--slices", "--projection"]) == 2
+    assert main(["snapshot", str(small_run), "-o", out, "--slices"]) == 2
+    assert "3-D" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
 # --------------------------------------------------------------------------- look of a frame
 def _lab(rgb):
     """CIE L*a*b* (D65) of sRGB colours in 0-1."""

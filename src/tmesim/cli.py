@@ -92,6 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_viz(sub)
     add_ensemble(sub)
     add_validation(sub)
+
+    p = sub.add_parser(
+        "view", help="interactive viewer of a result file, or of a run as it goes, in the browser"
+    )
+    p.add_argument("source", help="a .h5 file written by 'tmesim run' (with --live: a scenario)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="run the scenario in this process and view it as it goes, with play, pause and "
+        "step (records go to a temporary file unless -o is given)",
+    )
+    p.add_argument("-o", "--output", help="--live: keep the records in this .h5 file")
+    p.add_argument("--seed", type=int, help="--live: random seed (replaces the scenario's)")
+    _add_set(p)
+    p.add_argument("--overwrite", action="store_true", help="--live: replace an existing -o file")
+    p.add_argument("--threads", type=int, metavar="N", help="--live: threads of the kernels")
+    p.add_argument("--field", help="field shown first (default: oxygen)")
+    p.add_argument("--port", type=int, default=5006, help="TCP port (default 5006; 0: any free)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    p.set_defaults(func=cmd_view)
     return parser
 
 
@@ -170,6 +191,33 @@ def run_summary(path, wall_s: float) -> str:
         f"  wall time {wall_s:.1f} s on {numba.get_num_threads()} Numba thread(s); "
         f"{info['records']} records, {simulated}; file {info['file_size_bytes'] / 1e6:.2f} MB"
     )
+
+
+def cmd_view(args) -> int:
+    from .viz.viewer import check_port, serve
+
+    opts = {"port": args.port, "host": args.host, "open_browser": not args.no_browser,
+            "field": args.field}
+    if not args.live:
+        if args.output or args.overrides or args.seed is not None or args.threads is not None:
+            raise UsageError(
+                "-o, --set, --seed and --threads apply to a live run\n  fix: add --live and "
+                "give a scenario, or drop them to view a result file"
+            )
+        serve(args.source, **opts)
+        return 0
+    from .live import LiveRun
+
+    check_port(args.port)
+    use_threads(args.threads)
+    live = LiveRun(args.source, args.output, overrides=args.overrides, seed=args.seed,
+                   overwrite=args.overwrite)
+    try:
+        live.start()
+        serve(live.path, live=live, **opts)
+    finally:
+        live.stop()
+    return 0
 
 
 def cmd_validate(args) -> int:

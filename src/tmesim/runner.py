@@ -27,6 +27,19 @@ from .scenario import (
 from .simulation import POPULATIONS, Simulation
 
 
+def resolve_scenario(scenario=None, overrides=(), seed: int | None = None) -> Scenario:
+    """The validated scenario of a file, a dict or a :class:`Scenario`, with the overrides
+    and the seed applied."""
+    if not isinstance(scenario, Scenario):
+        return load_scenario(scenario, overrides, seed=seed)
+    if not overrides and seed is None:
+        return scenario
+    data = scenario.model_dump(mode="json", exclude={"extends"})
+    if seed is not None:
+        data["seed"] = seed
+    return scenario_from_dict(data, parse_set_options(overrides), label="--set", complete=True)
+
+
 def resolve_output(scenario: Scenario, output=None) -> Path:
     """The output path: ``output`` if given, else ``output.path`` with {name}/{seed} filled in."""
     if output is not None:
@@ -142,17 +155,7 @@ def run(
     progress : callable, optional
         Called as ``progress(model, wall_s)`` after every agent step.
     """
-    if isinstance(scenario, Scenario):
-        sc = scenario
-        if overrides or seed is not None:
-            data = sc.model_dump(mode="json", exclude={"extends"})
-            if seed is not None:
-                data["seed"] = seed
-            sc = scenario_from_dict(
-                data, parse_set_options(overrides), label="--set", complete=True
-            )
-    else:
-        sc = load_scenario(scenario, overrides, seed=seed)
+    sc = resolve_scenario(scenario, overrides, seed)
     path = resolve_output(sc, output)
     check_output(path, overwrite)
     warn_about(sc)

@@ -208,6 +208,12 @@ def atomic_output(path, *, overwrite: bool = False, create_parent: bool = False)
         )
         os.close(fd)
         tmp = Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode of any new file (0666 less
+        # the umask), so that pictures and reports can be shared like the results they show
+        umask = os.umask(0)
+        os.umask(umask)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o666 & ~umask)
         try:
             yield tmp
             if not tmp.exists() or tmp.stat().st_size == 0:

@@ -31,6 +31,14 @@ def add_subcommands(sub) -> None:
     p.add_argument("--time", help="time of the frame: 7d, 36h, 90min (default: last record)")
     p.add_argument("--field", help="field drawn under the cells (e.g. oxygen)")
     p.add_argument("--projection", action="store_true", help="3-D: project along z")
+    p.add_argument(
+        "--slices",
+        nargs="?",
+        const="centre",
+        metavar="X,Y,Z",
+        help="3-D: draw the xy, xz and yz planes through voxel X,Y,Z (default: the centre), "
+        "each with the cells it holds",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing image")
     _add_look(p)
     p.set_defaults(func=cmd_snapshot)
@@ -179,9 +187,14 @@ def cmd_snapshot(args) -> int:
     from .timeparse import parse_time_h
 
     t = parse_time_h(args.time) if args.time is not None else None
+    slices = None
+    if args.slices is not None:
+        from .slices import parse_voxel
+
+        slices = True if args.slices == "centre" else parse_voxel(args.slices)
     _image_suffix(args.output)
     with atomic_output(args.output, overwrite=args.overwrite) as tmp:
         snapshot(args.file, tmp, time_h=t, field=args.field, projection=args.projection,
-                 **_look(args))
+                 slices=slices, **_look(args))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

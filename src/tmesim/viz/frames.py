@@ -261,6 +261,22 @@ def _outline(cat: np.ndarray) -> np.ndarray:
     return edge & (cat >= 0)
 
 
+#: opacity of the field over the tissue backdrop
+FIELD_ALPHA = 0.8
+
+
+def _plane_cut(a: np.ndarray, plane: tuple) -> np.ndarray:
+    """The 2-D cut of a (nz, ny, nx) array (a 2-D array is its own cut) along a plane:
+    ``("z", k)`` rows y and columns x; ``("y", j)`` rows z and columns x; ``("x", i)`` rows z and
+    columns y; ``("proj", 0)`` the maximum along z."""
+    if a.ndim == 2:
+        return a
+    axis, k = plane
+    if axis == "proj":
+        return a.max(axis=0)
+    return {"z": lambda: a[k], "y": lambda: a[:, k, :], "x": lambda: a[:, :, k]}[axis]()
+
+
 class FrameRenderer:
     """Draw records of one result file onto a matplotlib figure, updating in place.
 
@@ -293,6 +309,9 @@ class FrameRenderer:
         ``phenotype``, ...) with its own colour bar, limits from the whole run.
     kinds : sequence of str, optional
         Draw only these kinds (``tumor``, ``stem``, ``tcell``, ``macrophage``, ``fibroblast``).
+    figure : bool
+        Build the matplotlib figure (default). Without it the renderer only blends lattice
+        images (:meth:`composite`, any plane of a 3-D run), for the slice view and the viewer.
     """
 
     def __init__(
@@ -310,24 +329,23 @@ class FrameRenderer:
         cells: str = "solid",
         color_by: str | None = None,
         kinds=None,
+        figure: bool = True,
     ):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Patch
+        import matplotlib as mpl
 
         self.res = res
         self.field = field
         self.projection = projection
         self.grid = _grid(res)
-        nz, ny, nx = self.grid.shape
+        nz = self.grid.shape[0]
         self.mid = nz // 2 if z is None else int(z)
         if not 0 <= self.mid < nz:
             raise UsageError(
                 f"z plane {z} is outside the lattice (planes 0..{nz - 1})\n  fix: give --z "
                 f"between 0 and {nz - 1}"
             )
+        #: the plane of the figure: ("z", k), or ("proj", 0) for the projection of a 3-D run
+        self.plane = ("proj", 0) if projection and nz > 1 else ("z", self.mid)
         if field is not None and field not in res.field_names:
             raise UsageError(
                 f"field '{field}' is not stored in {res.path}\n  fix: choose one of "
@@ -337,14 +355,11 @@ class FrameRenderer:
             raise UsageError(
                 f"unknown cell style '{cells}'\n  fix: choose one of {', '.join(CELL_STYLES)}"
             )
-        if cmap is not None:
-            import matplotlib as mpl
-
-            if cmap not in mpl.colormaps:
-                raise UsageError(
-                    f"unknown colour map '{cmap}'\n  fix: choose a matplotlib colour map, e.g. "
-                    "viridis, magma, cividis, Greys"
-                )
+        if cmap is not None and cmap not in mpl.colormaps:
+            raise UsageError(
+                f"unknown colour map '{cmap}'\n  fix: choose a matplotlib colour map, e.g. "
+                "viridis, magma, cividis, Greys"
+            )
         self.cell_style = cells
         self.color_by = color_by
         self.kinds = None
@@ -358,7 +373,6 @@ class FrameRenderer:
             self.kinds = np.array([KIND_NAMES.index(k) for k in kinds])
         self._cell_norm = self._cell_cmap = None
         if color_by is not None:
-            import matplotlib as mpl
             from matplotlib.colors import Normalize
 
             if color_by not in cell_columns(res):
@@ -366,13 +380,98 @@ class FrameRenderer:
             lo, hi = cell_column_range(res, color_by)
             self._cell_norm = Normalize(lo, hi if hi > lo else lo + 1.0)
             self._cell_cmap = mpl.colormaps["plasma"]
+        self.field_norm = self.field_cmap = None
+        self.field_extend = "neither"
+        if field is not None:
+            self.field_norm, self.field_extend = _field_norm(res, field, vmin, vmax, log)
+            self.field_cmap = mpl.colormaps[cmap or ("Greys" if color_by else "viridis")]
+        self._tissue_all = _tissue3d(res)
+        self._planes = {}  # plane -> (backdrop, lumen mask, vessel layer)
+        self._ab = {}  # plane -> blend tables of composite()
+        self.fig = None
+        self.field_im = None
+        if figure:
+            self._build_figure(dpi)
+
+    # ---------------------------------------------------------------- legends and colour bars
+    def legend_entries(self) -> tuple[list, list]:
+        """``(cells, tissue)``: the (label, RGB) pairs a legend shows: the cell categories
+        drawn (none when cells are coloured by a column or not drawn) and the tissue present."""
+        shown = []
+        if self.color_by is None and self.cell_style != "none":
+            shown = [
+                (n, c)
+                for n, c in CATEGORIES
+                if self.kinds is None or self._category_kind(n) in self.kinds
+            ]
+        tissue = []
+        if self._tissue_all is not None:
+            present = set(np.unique(self._tissue_all).tolist())
+            tissue = [(n, c) for code, (n, c) in TISSUE_STYLE.items() if code in present]
+        return shown, tissue
+
+    @property
+    def field_label(self) -> str:
+        return f"{self.field} ({self.res.units(f'fields/{self.field}')})" if self.field else ""
+
+    @property
+    def cell_label(self) -> str:
+        unit = CELL_COLUMN_UNITS.get(self.color_by, "")
+        return f"cells: {self.color_by}" + (f" ({unit})" if unit else "") if self.color_by else ""
+
+    def draw_legends(self, lax) -> None:
+        """The cell and tissue legends in an axes of their own (switched off)."""
+        from matplotlib.patches import Patch
+
+        lax.axis("off")
+        shown, tissue = self.legend_entries()
+        style = {"loc": "upper left", "fontsize": 9, "title_fontsize": 10, "frameon": False,
+                 "alignment": "left"}
+        first = None
+        if shown:
+            first = lax.legend(
+                handles=[Patch(facecolor=c, edgecolor="0.3", lw=0.5, label=n) for n, c in shown],
+                title="cells" + ("" if self.cell_style == "solid" else f" ({self.cell_style})"),
+                bbox_to_anchor=(0.0, 1.0),
+                **style,
+            )
+        if tissue:
+            if first is not None:
+                lax.add_artist(first)
+            lax.legend(
+                handles=[Patch(facecolor=c, edgecolor="0.6", lw=0.5, label=n) for n, c in tissue],
+                title="tissue" if self.field is None else f"tissue ({self.field} on septa)",
+                bbox_to_anchor=(0.0, 0.40 if first is not None else 1.0),
+                **style,
+            )
+
+    def draw_colorbars(self, fig, field_cax=None, cell_cax=None) -> None:
+        """Colour bars of the field (with extend arrows) and of the cell column, if drawn."""
+        from matplotlib.cm import ScalarMappable
+
+        if field_cax is not None and self.field is not None:
+            mappable = self.field_im or ScalarMappable(norm=self.field_norm, cmap=self.field_cmap)
+            cb = fig.colorbar(mappable, cax=field_cax, extend=self.field_extend)
+            cb.set_label(self.field_label)
+        if cell_cax is not None and self.color_by is not None:
+            sm = ScalarMappable(norm=self._cell_norm, cmap=self._cell_cmap)
+            fig.colorbar(sm, cax=cell_cax).set_label(self.cell_label)
+
+    # ---------------------------------------------------------------- the figure
+    def _build_figure(self, dpi) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        _, ny, nx = self.grid.shape
         extent = (0, nx * self.grid.voxel_um, ny * self.grid.voxel_um, 0)
         # columns: lattice (sized to its aspect), [field colour bar], [cell colour bar], legend
         size = min(5.04 * nx / ny, 10.0)
         widths = [size, 0.3]
-        if field is not None:
+        if self.field is not None:
             widths += [0.2, 0.95]
-        if color_by is not None:
+        if self.color_by is not None:
             widths += [0.2, 0.95]
         widths.append(2.0)
         self.fig = plt.figure(figsize=(sum(widths) / 0.86, 6.0), dpi=dpi)
@@ -384,95 +483,36 @@ class FrameRenderer:
         self.ax.set_anchor("E")
         self.ax.set_xlabel("x (\u00b5m)")
         self.ax.set_ylabel("y (\u00b5m)")
-        tissue = self._tissue()
+        back, _, vessels = self._layers(self.plane)
         self._extent = extent
-        self._back = self._backdrop(tissue, ny, nx)
-        self._static = [self.ax.imshow(self._back, extent=extent, interpolation="nearest")]
-        self._vessels = None
-        self.field_im = None
-        self._lumen = None
+        self._static = [self.ax.imshow(back, extent=extent, interpolation="nearest")]
         self._bg = None
         self._dynamic = []  # artists redrawn per frame by render_rgba, bottom to top
-        col = 2
-        if field is not None:
-            if tissue is not None:
-                self._lumen = np.isin(tissue, _LUMEN)
-            norm, extend = _field_norm(res, field, vmin, vmax, log)
-            self.field_extend = extend
+        if self.field is not None:
             self.field_im = self.ax.imshow(
                 self._field_frame(0),
                 extent=extent,
-                cmap=cmap or ("Greys" if color_by else "viridis"),
-                norm=norm,
-                alpha=0.8,
+                cmap=self.field_cmap,
+                norm=self.field_norm,
+                alpha=FIELD_ALPHA,
                 interpolation="nearest",
             )
-            cb = self.fig.colorbar(self.field_im, cax=self.fig.add_subplot(gs[col]), extend=extend)
-            cb.set_label(f"{field} ({res.units(f'fields/{field}')})")
-            col += 2
             self._static.append(self.field_im)
-            if tissue is not None:
-                vessels = np.zeros((ny, nx, 4), np.float32)
-                for code in _PERFUSED:
-                    vessels[tissue == code] = (*TISSUE_COLOURS[code], 0.85)
-                self._vessels = vessels
+            if vessels is not None:
                 self._static.append(
                     self.ax.imshow(vessels, extent=extent, interpolation="nearest")
                 )
         self.cell_im = self.ax.imshow(
             np.zeros((ny, nx, 4), np.float32), extent=extent, interpolation="nearest"
         )
-        if color_by is not None:
-            from matplotlib.cm import ScalarMappable
-
-            sm = ScalarMappable(norm=self._cell_norm, cmap=self._cell_cmap)
-            cb = self.fig.colorbar(sm, cax=self.fig.add_subplot(gs[col]))
-            unit = CELL_COLUMN_UNITS.get(color_by, "")
-            cb.set_label(f"cells: {color_by}" + (f" ({unit})" if unit else ""))
+        field_cax = self.fig.add_subplot(gs[2]) if self.field is not None else None
+        col = 4 if self.field is not None else 2
+        cell_cax = self.fig.add_subplot(gs[col]) if self.color_by is not None else None
+        self.draw_colorbars(self.fig, field_cax, cell_cax)
         self.title = self.ax.set_title("", loc="left", fontsize=11)
         self._static.append(self.cell_im)
-        self._dynamic += [self._scale_bar(nx * self.grid.voxel_um), self.title]
-        lax = self.fig.add_subplot(gs[-1])
-        lax.axis("off")
-        legends = []
-        if color_by is None and cells != "none":
-            shown = [
-                (n, c)
-                for n, c in CATEGORIES
-                if self.kinds is None or self._category_kind(n) in self.kinds
-            ]
-            legends.append(
-                lax.legend(
-                    handles=[
-                        Patch(facecolor=c, edgecolor="0.3", lw=0.5, label=n) for n, c in shown
-                    ],
-                    title="cells" + ("" if cells == "solid" else f" ({cells})"),
-                    loc="upper left",
-                    bbox_to_anchor=(0.0, 1.0),
-                    fontsize=9,
-                    title_fontsize=10,
-                    frameon=False,
-                    alignment="left",
-                )
-            )
-        if tissue is not None:
-            present = set(np.unique(tissue).tolist())
-            if legends:
-                lax.add_artist(legends[0])
-            lax.legend(
-                handles=[
-                    Patch(facecolor=c, edgecolor="0.6", lw=0.5, label=n)
-                    for code, (n, c) in TISSUE_STYLE.items()
-                    if code in present
-                ],
-                title="tissue" if field is None else f"tissue ({field} on septa)",
-                loc="upper left",
-                bbox_to_anchor=(0.0, 0.40 if legends else 1.0),
-                fontsize=9,
-                title_fontsize=10,
-                frameon=False,
-                alignment="left",
-            )
+        self._dynamic += [self._scale_bar(self.ax, nx * self.grid.voxel_um), self.title]
+        self.draw_legends(self.fig.add_subplot(gs[-1]))
 
     @staticmethod
     def _category_kind(name: str) -> int:
@@ -482,28 +522,42 @@ class FrameRenderer:
                 return k
         return 4
 
-    def _tissue(self) -> np.ndarray | None:
-        tissue = _tissue3d(self.res)
-        if tissue is None or tissue.ndim == 2:
-            return tissue
-        if not self.projection:
-            return tissue[self.mid]
+    def plane_shape(self, plane) -> tuple[int, int]:
+        """``(rows, columns)`` of the image of a plane."""
+        nz, ny, nx = self.grid.shape
+        return {"z": (ny, nx), "proj": (ny, nx), "y": (nz, nx), "x": (nz, ny)}[plane[0]]
+
+    def _plane_tissue(self, plane) -> np.ndarray | None:
+        tissue = self._tissue_all
+        if tissue is None or tissue.ndim == 2 or plane[0] != "proj":
+            return None if tissue is None else _plane_cut(tissue, plane)
         # seen through the stack: vessels over septa over airways over air
         out = np.full(tissue.shape[1:], 1, dtype=tissue.dtype)
         for code in (4, 0, 2, 3):
             out[(tissue == code).any(axis=0)] = code
         return out
 
-    @staticmethod
-    def _backdrop(tissue, ny, nx) -> np.ndarray:
-        img = np.ones((ny, nx, 3), np.float32)
-        img[:] = TISSUE_COLOURS[0]
-        if tissue is not None:
-            for code, colour in TISSUE_COLOURS.items():
-                img[tissue == code] = colour
-        return img
+    def _layers(self, plane):
+        """Backdrop (rows, cols, 3), lumen mask (or None) and vessel layer (rows, cols, 4, or
+        None) of a plane; the last two only when a field is drawn."""
+        if plane not in self._planes:
+            tissue = self._plane_tissue(plane)
+            back = np.ones((*self.plane_shape(plane), 3), np.float32)
+            back[:] = TISSUE_COLOURS[0]
+            lumen = vessels = None
+            if tissue is not None:
+                for code, colour in TISSUE_COLOURS.items():
+                    back[tissue == code] = colour
+                if self.field is not None:
+                    lumen = np.isin(tissue, _LUMEN)
+                    vessels = np.zeros((*tissue.shape, 4), np.float32)
+                    for code in _PERFUSED:
+                        vessels[tissue == code] = (*TISSUE_COLOURS[code], 0.85)
+            self._planes[plane] = (back, lumen, vessels)
+        return self._planes[plane]
 
-    def _scale_bar(self, width_um) -> None:
+    @staticmethod
+    def _scale_bar(ax, width_um):
         from matplotlib.font_manager import FontProperties
         from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
@@ -511,7 +565,7 @@ class FrameRenderer:
         nice = 10 ** np.floor(np.log10(target))
         length = next(m * nice for m in (5, 2, 1) if m * nice <= target)
         bar = AnchoredSizeBar(
-            self.ax.transData,
+            ax.transData,
             length,
             f"{length:g} \u00b5m",
             "lower left",
@@ -525,59 +579,62 @@ class FrameRenderer:
         )
         bar.patch.set_alpha(0.85)
         bar.patch.set_edgecolor("0.5")
-        self.ax.add_artist(bar)
+        ax.add_artist(bar)
         return bar
 
-    def _field_frame(self, record: int) -> np.ndarray:
-        d = self.res.f["fields"][self.field]
-        frame = d[record]
-        if frame.ndim == 3:
-            frame = frame.max(axis=0) if self.projection else frame[self.mid]
-        if self._lumen is not None:
+    def _field_frame(self, record: int, plane=None) -> np.ndarray:
+        plane = plane or self.plane
+        frame = _plane_cut(self.res.f["fields"][self.field][record], plane)
+        lumen = self._layers(plane)[1]
+        if lumen is not None:
             # no field in air and airways: the backdrop (white alveoli) shows through
-            frame = np.ma.masked_array(frame, mask=self._lumen)
+            frame = np.ma.masked_array(frame, mask=lumen)
         return frame
 
-    def _cell_layer(self, record: int):
-        """Per-site (ny, nx) category image (-1 = empty) and RGB (ny, nx, 3) of one record."""
-        nz, ny, nx = self.grid.shape
-        cat_img = np.full((ny, nx), -1, np.int64)
-        rgb = np.zeros((ny, nx, 3), np.float32)
+    def _cell_layer(self, record: int, plane=None):
+        """Per-site category image (-1 = empty) and RGB image of one record in a plane."""
+        plane = plane or self.plane
+        nz = self.grid.shape[0]
+        rows, cols = self.plane_shape(plane)
+        cat_img = np.full((rows, cols), -1, np.int64)
+        rgb = np.zeros((rows, cols, 3), np.float32)
         cells = self.res.cells(record) if self.cell_style != "none" else {}
         if not cells:
             return cat_img, rgb
         cat = cell_categories(cells)
         keep = cat >= 0
-        if nz > 1 and not self.projection:
-            keep &= np.asarray(cells["z"]) == self.mid
+        axis, k = plane
+        if axis in "xy" or (axis == "z" and nz > 1):
+            keep &= np.asarray(cells[axis]) == k
         if self.kinds is not None:
             keep &= np.isin(np.asarray(cells["kind"]), self.kinds)
-        y = np.asarray(cells["y"])
-        x = np.asarray(cells["x"])
-        inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        r_name, c_name = {"z": "yx", "proj": "yx", "y": "zx", "x": "zy"}[axis]
+        r = np.asarray(cells[r_name])
+        c = np.asarray(cells[c_name])
+        inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
         if not inside.all():
             from ..errors import warn
 
             warn(f"{self.res.path}: {int((~inside).sum())} cell(s) of record {record} lie "
                  "outside the lattice and are not drawn (a damaged file?)")
         keep &= inside
-        y, x = y[keep], x[keep]
-        cat_img[y, x] = cat[keep]
+        r, c = r[keep], c[keep]
+        cat_img[r, c] = cat[keep]
         if self.color_by is not None:
             values = np.asarray(cells[self.color_by], dtype=np.float64)[keep]
-            rgb[y, x] = self._cell_cmap(self._cell_norm(values))[:, :3]
+            rgb[r, c] = self._cell_cmap(self._cell_norm(values))[:, :3]
         else:
-            rgb[y, x] = _COLOURS[cat[keep]]
+            rgb[r, c] = _COLOURS[cat[keep]]
         return cat_img, rgb
 
-    def cell_image(self, record: int) -> np.ndarray:
+    def cell_image(self, record: int, plane=None) -> np.ndarray:
         """RGBA image of the cells of one record (transparent where there is none).
 
         The alpha channel follows the cell style: 1 (solid), :data:`TRANSLUCENT_ALPHA`
         (translucent), 1 on the border of each group of cells of one category and 0 inside it
         (outline).
         """
-        cat_img, rgb = self._cell_layer(record)
+        cat_img, rgb = self._cell_layer(record, plane)
         img = np.zeros((*cat_img.shape, 4), np.float32)
         img[..., :3] = rgb
         occupied = cat_img >= 0
@@ -589,6 +646,15 @@ class FrameRenderer:
             img[occupied, 3] = 1.0
         return img
 
+    def label(self, record: int) -> str:
+        """The frame's title: scenario, day and hour, and the plane of a 3-D run."""
+        t = float(self.res.f["time_h"][record])
+        text = f"{self.res.name}    day {t / 24:.2f}  ({t:g} h)"
+        if self.grid.shape[0] > 1:
+            z_um = (self.mid + 0.5) * self.grid.voxel_um
+            text += "  (max projection)" if self.projection else f"  (z plane {self.mid}, {z_um:g} \u00b5m)"
+        return text
+
     def update(self, record: int, *, layers=True):
         """Draw one record; return the artists that changed."""
         artists = [self.title]
@@ -598,50 +664,47 @@ class FrameRenderer:
         if layers and self.field_im is not None:
             self.field_im.set_data(self._field_frame(record))
             artists.append(self.field_im)
-        t = float(self.res.f["time_h"][record])
-        label = f"{self.res.name}    day {t / 24:.2f}  ({t:g} h)"
-        if self.grid.shape[0] > 1:
-            z_um = (self.mid + 0.5) * self.grid.voxel_um
-            label += "  (max projection)" if self.projection else f"  (z plane {self.mid}, {z_um:g} \u00b5m)"
-        self.title.set_text(label)
+        self.title.set_text(self.label(record))
         return artists
 
-    def _blend_tables(self):
+    def _blend_tables(self, plane):
         """Per-pixel constants of :meth:`composite`: out = A + B * colormap(field)."""
-        back = self._back.astype(np.float32)
+        back, lumen, vessels = self._layers(plane)
         b = np.zeros(back.shape[:2], np.float32)
-        if self.field_im is not None:
-            b[:] = self.field_im.get_alpha()
-            if self._lumen is not None:
-                b[self._lumen] = 0.0
+        if self.field is not None:
+            b[:] = FIELD_ALPHA
+            if lumen is not None:
+                b[lumen] = 0.0
         a = back * (1.0 - b)[..., None]
-        if self._vessels is not None:
-            av = self._vessels[..., 3:4]
-            a = a * (1.0 - av) + av * self._vessels[..., :3]
+        if vessels is not None:
+            av = vessels[..., 3:4]
+            a = a * (1.0 - av) + av * vessels[..., :3]
             b = b * (1.0 - av[..., 0])
         lut = None
-        if self.field_im is not None:
-            cmap = self.field_im.cmap
+        if self.field is not None:
+            cmap = self.field_cmap
             lut = cmap(np.linspace(0.0, 1.0, cmap.N))[:, :3].astype(np.float32)
-        self._ab = (np.ascontiguousarray(a, np.float32), b[..., None], lut)
+        self._ab[plane] = (np.ascontiguousarray(a, np.float32), b[..., None], lut)
 
-    def composite(self, record: int) -> np.ndarray:
-        """RGB image (ny, nx, 3), uint8, of one record: backdrop, field, vessels and cells
+    def composite(self, record: int, plane=None) -> np.ndarray:
+        """RGB image (rows, cols, 3), uint8, of one record in a plane (default: the figure's;
+        ``("z", k)``, ``("y", j)`` or ``("x", i)`` in 3-D): backdrop, field, vessels and cells
         blended in NumPy as the layered images of :meth:`update` are drawn (the field through
         the colour map's lookup table and the field's norm, linear or log)."""
-        if getattr(self, "_ab", None) is None:
-            self._blend_tables()
-        a, b, lut = self._ab
+        plane = plane or self.plane
+        if plane not in self._ab:
+            self._blend_tables(plane)
+        a, b, lut = self._ab[plane]
         if lut is not None:
-            frame = np.asarray(self._field_frame(record).data, np.float64)
+            frame = np.asarray(np.ma.getdata(self._field_frame(record, plane)), np.float64)
             with np.errstate(all="ignore"):
-                scaled = np.ma.getdata(self.field_im.norm(frame))
+                scaled = np.ma.getdata(self.field_norm(frame))
             idx = np.nan_to_num(scaled * (len(lut) - 1), nan=0.0, posinf=len(lut) - 1, neginf=0)
             idx = np.clip(idx, 0, len(lut) - 1).astype(np.intp)
             out = a + b * lut[idx]
         else:
             out = a.copy()
-        cells = self.cell_image(record)
+        cells = self.cell_image(record, plane)
         alpha = cells[..., 3:4]
         out = out * (1.0 - alpha) + alpha * cells[..., :3]
         return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -681,7 +744,8 @@ class FrameRenderer:
         """Release the figure."""
         import matplotlib.pyplot as plt
 
-        plt.close(self.fig)
+        if self.fig is not None:
+            plt.close(self.fig)
 
 
 def _open(source):
@@ -710,26 +774,41 @@ def snapshot(
     record: int | None = None,
     field: str | None = None,
     projection=False,
+    slices=None,
     dpi=120,
     **look,
 ) -> Path:
     """Write one frame (the record nearest ``time_h``, or ``record``; default: the last) to PNG.
 
     ``look`` takes the keyword options of :class:`FrameRenderer` (``z``, ``vmin``, ``vmax``,
-    ``log``, ``cmap``, ``cells``, ``color_by``, ``kinds``).
+    ``log``, ``cmap``, ``cells``, ``color_by``, ``kinds``). ``slices`` (3-D runs): ``True`` or a
+    voxel ``(x, y, z)`` draws the three orthogonal planes through it (the centre for ``True``)
+    instead of one plane (:func:`tmesim.viz.slices.draw_slices`).
     """
+    import matplotlib.pyplot as plt
+
     res, owned = _open(source)
     try:
         if res.n_records == 0:
-            from ..errors import UsageError
-
             raise UsageError(f"{res.path} holds no complete record\n  fix: run the scenario first")
         if record is None:
             record = res.record_at(time_h) if time_h is not None else res.n_records - 1
-        r = FrameRenderer(res, field, projection=projection, **look)
-        r.update(record)
-        r.fig.savefig(output, dpi=dpi)
-        r.close()
+        if slices is not None and slices is not False:
+            from .slices import draw_slices
+
+            if projection or look.get("z") is not None:
+                raise UsageError(
+                    "--slices draws three planes through one voxel; --projection and --z do "
+                    "not apply\n  fix: drop --projection/--z, or give the voxel as --slices X,Y,Z"
+                )
+            look.pop("z", None)
+            fig = draw_slices(res, record, field, at=None if slices is True else slices, **look)
+        else:
+            renderer = FrameRenderer(res, field, projection=projection, **look)
+            renderer.update(record)
+            fig = renderer.fig
+        fig.savefig(output, dpi=dpi)
+        plt.close(fig)
     finally:
         if owned:
             res.close()
