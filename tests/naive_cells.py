@@ -157,7 +157,7 @@ def surrounded(site, occ, nz, ny, nx):
     return len(nb) == len(offsets(nz)) and all(occ[t] >= 0 for _, t in nb)
 
 
-def lumen_reachable(t, occ, air, kind, nz, ny, nx):
+def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude=-1):
     """An air site next (by a face) to tissue or to a lumen site filled by a cancer cell."""
     z, y, x = coords(t, ny, nx)
     for dz, dy, dx in ((-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)):
@@ -165,6 +165,8 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx):
         if not (0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx):
             continue
         s = (zz * ny + yy) * nx + xx
+        if s == exclude:  # the site a moving cell leaves supports nothing
+            continue
         if not air[s]:
             return True
         if occ[s] >= 0 and int(kind[occ[s]]) in (TUMOR, STEM):
@@ -172,12 +174,13 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx):
     return False
 
 
-def cancer_free_scan(site, occ, air, kind, nz, ny, nx):
+def cancer_free_scan(site, occ, air, kind, nz, ny, nx, moving=False):
     mask = 0
     for q, t in neighbours(site, nz, ny, nx):
         if occ[t] >= 0:
             continue
-        if len(air) > 1 and air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx):
+        if len(air) > 1 and air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx,
+                                                           site if moving else -1):
             continue
         mask |= 1 << q
     return mask
@@ -308,6 +311,10 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
         mig_rate = apply_rules(par[k, C_MIG], k, B_MIGRATION, s, fields, fl[1, i], rules)
         pm = hazard_prob(mig_rate, dt)
         if pm > 0.0 and uniform(seed, cid, step, 5) < pm:
+            free = cancer_free_scan(s, occ, air, kind, nz, ny, nx, moving=True)
+            nfree = popcount(free)
+            if nfree == 0:
+                continue
             action[i] = MOVE
             target[i] = neighbour_site(s, kth_bit(free, randint(seed, cid, step, 6, nfree)),
                                        nz, ny, nx)
@@ -523,7 +530,7 @@ def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, sit
             t = int(target[i])
             if t < 0 or occ[t] >= 0:  # none or taken earlier this step: retry on a free one
                 if kind[i] in (TUMOR, STEM):
-                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
+                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx, act == MOVE)
                 else:
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 qs = bits(free)

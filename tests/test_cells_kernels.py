@@ -498,9 +498,10 @@ def test_neighbourhood_helpers_match_twin(shape3):
                     s, occ, blocked, nz, ny, nx)
                 assert tuple(nb.scan(s, occ, blocked, kind, state, nz, ny, nx)) == naive.scan(
                     s, occ, blocked, kind, state, nz, ny, nx)
-                assert nb.cancer_free_scan(s, occ, blocked, kind, nz, ny, nx) == (
-                    naive.cancer_free_scan(s, occ, blocked, kind, nz, ny, nx))
-            assert bool(nb.lumen_reachable(s, occ, air, kind, nz, ny, nx)) == (
+                for moving in (False, True):
+                    assert nb.cancer_free_scan(s, occ, blocked, kind, nz, ny, nx, moving) == (
+                        naive.cancer_free_scan(s, occ, blocked, kind, nz, ny, nx, moving))
+            assert bool(nb.lumen_reachable(s, occ, air, kind, nz, ny, nx, -1)) == (
                 naive.lumen_reachable(s, occ, air, kind, nz, ny, nx))
             packed = bool(nb.surrounded(s, occ, nz, ny, nx))
             assert packed == naive.surrounded(s, occ, nz, ny, nx)
@@ -541,7 +542,7 @@ def test_length_one_blocked_array_blocks_nothing():
     free, cancer, n_in = nb.scan(24, occ, blocked, kind, state, 1, 7, 7)
     assert (free, cancer, n_in) == (255, 0, 8)
     assert nb.free_scan(24, occ, blocked, 1, 7, 7) == 255
-    assert nb.cancer_free_scan(24, occ, blocked, kind, 1, 7, 7) == 255
+    assert nb.cancer_free_scan(24, occ, blocked, kind, 1, 7, 7, False) == 255
 
 
 def test_choose_move_breaks_ties_uniformly():
@@ -915,3 +916,26 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         else:
             assert not np.any(acted == ka.DIVIDE)
     assert counts[True] > counts[False] > 0
+
+
+def test_a_moving_cell_does_not_support_the_lumen_site_it_walks_into():
+    """Lumens fill from the wall inward: a cancer cell in a lumen next to the wall may divide
+    deeper into it (its own site supports the daughter's), but not walk deeper (the site it
+    leaves would support nothing), so a lone cell cannot wander into the middle of an air
+    space."""
+    nz, ny, nx = 1, 7, 7
+    air = np.ones(ny * nx, bool)
+    air[np.arange(ny) * nx] = False  # column x = 0 is tissue
+    occ = np.full(ny * nx, -1, np.int32)
+    kind = np.array([codes.TUMOR], np.int8)
+    s = 3 * nx + 1  # in the lumen, by a face next to the tissue at (3, 0)
+    occ[s] = 0
+    deeper = 3 * nx + 2
+    q_deeper = [nb.neighbour_site(s, q, nz, ny, nx) for q in range(8)].index(deeper)
+    for fn in (nb.cancer_free_scan, naive.cancer_free_scan):
+        assert fn(s, occ, air, kind, nz, ny, nx, False) >> q_deeper & 1  # a daughter may
+        assert not fn(s, occ, air, kind, nz, ny, nx, True) >> q_deeper & 1  # a move may not
+        # sites by a face next to the tissue stay open to a move
+        up = 2 * nx + 1
+        q_up = [nb.neighbour_site(s, q, nz, ny, nx) for q in range(8)].index(up)
+        assert fn(s, occ, air, kind, nz, ny, nx, True) >> q_up & 1

@@ -136,7 +136,7 @@ def apply_actions(
             t = target[i]
             if t < 0 or occ[t] >= 0:
                 if kind[i] == TUMOR or kind[i] == STEM:
-                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx)
+                    free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx, act == MOVE)
                 else:
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 nfree = popcount(free)
@@ -238,7 +238,7 @@ def _may_enter(t, mover, occ, air, kind, nz, ny, nx):
         return True
     if mover != TUMOR and mover != STEM:
         return False
-    return occ[t] >= 0 or lumen_reachable(t, occ, air, kind, nz, ny, nx)
+    return occ[t] >= 0 or lumen_reachable(t, occ, air, kind, nz, ny, nx, -1)
 
 
 @kernel

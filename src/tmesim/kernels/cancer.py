@@ -373,7 +373,7 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                 if surrounded(s_i, occ, nz, ny, nx):
                     free = np.int64(0)
                 else:
-                    free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx)
+                    free = cancer_free_scan(s_i, occ, air, kind, nz, ny, nx, mark == _WANT_MOVE)
                 nfree = popcount(free)
                 if nfree == 0 and not push:
                     action[i] = NONE

@@ -252,9 +252,10 @@ def hazard_prob(rate_per_h, dt_h):
 
 
 @kernel
-def lumen_reachable(t, occ, air, kind, nz, ny, nx):
+def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
     """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
-    with a lumen site already filled by a cancer cell (lumens fill from the wall inward)."""
+    with a lumen site already filled by a cancer cell (lumens fill from the wall inward). The
+    site ``exclude`` gives no support (the site a moving cell leaves; -1 for none)."""
     z = t // (ny * nx)
     rem = t - z * ny * nx
     y = rem // nx
@@ -271,6 +272,8 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx):
             if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
                 continue
             s = (zz * ny + yy) * nx + xx
+            if s == exclude:
+                continue
             if not air[s]:
                 return True
             j = occ[s]
@@ -280,9 +283,11 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx):
 
 
 @kernel
-def cancer_free_scan(site, occ, air, kind, nz, ny, nx):
+def cancer_free_scan(site, occ, air, kind, nz, ny, nx, moving):
     """Free neighbours a cancer cell may take: any free tissue site, and free air sites that
-    :func:`lumen_reachable` allows. ``air`` of length 1 means the geometry has no air."""
+    :func:`lumen_reachable` allows. ``air`` of length 1 means the geometry has no air. A
+    ``moving`` cell leaves its own site, which then supports no lumen site (else a lone cell
+    could walk into the middle of an alveolus)."""
     free = _free_scan(site, occ, air, False, nz, ny, nx)
     if air.shape[0] <= 1 or free == 0:
         return free
@@ -291,7 +296,8 @@ def cancer_free_scan(site, occ, air, kind, nz, ny, nx):
     while m != 0:
         if m & 1:
             t = neighbour_site(site, q, nz, ny, nx)
-            if air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx):
+            if air[t] and not lumen_reachable(t, occ, air, kind, nz, ny, nx,
+                                               site if moving else -1):  # fmt: skip
                 free &= ~(np.int64(1) << q)
         m >>= 1
         q += 1
