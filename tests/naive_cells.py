@@ -539,6 +539,17 @@ def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind
     return n, next_id, placed
 
 
+def entry_weights(entry_sites, signal, occ, half, cum_weight):
+    """Twin of :func:`tmesim.kernels.agents.entry_weights`."""
+    total = 0.0
+    for j, s in enumerate(entry_sites):
+        c = float(signal[s])
+        if occ[s] < 0 and c > 0.0:
+            total += c / (c + half)
+        cum_weight[j] = total
+    return total
+
+
 def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, fl,
                      kind, state, site, occ, n, next_id, seed, step, purpose):
     """Twin of :func:`tmesim.kernels.agents.recruit_weighted`: the site drawn is the first whose

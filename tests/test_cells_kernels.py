@@ -246,9 +246,12 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
     yield "recruit"
     # arrivals drawn by a signal: weights with zeros, as for taken or signal-free entry sites
     m, nid, _ = w["recruit"]
-    weight = np.where(s["occ"][entry] < 0, f["ccl2"][entry] / (f["ccl2"][entry] + 1.0), 0.0)
+    w["cum_weight"] = np.zeros(len(entry))
+    w["total_weight"] = mod.entry_weights(entry.astype(np.int64), f["ccl2"], s["occ"], 1.5,
+                                          w["cum_weight"])
+    yield "entry_weights"
     w["recruit_weighted"] = mod.recruit_weighted(
-        4, entry.astype(np.int64), np.cumsum(weight), 3, codes.MACROPHAGE, 0, s["ids"], s["i32"],
+        4, entry.astype(np.int64), w["cum_weight"], 3, codes.MACROPHAGE, 0, s["ids"], s["i32"],
         s["f32"], s["kind"], s["state"], s["site"], s["occ"], int(m), int(nid), seed, step, 64)
     yield "recruit_weighted"
 
@@ -261,6 +264,7 @@ class Kernels:
     apply_actions = staticmethod(ka.apply_actions)
     recruit = staticmethod(ka.recruit)
     recruit_weighted = staticmethod(ka.recruit_weighted)
+    entry_weights = staticmethod(ka.entry_weights)
 
 
 def work(cap):
@@ -322,6 +326,8 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par):
         assert tuple(map(int, w["result"])) == tuple(map(int, t_w["result"]))
         assert tuple(map(int, w["recruit"])) == tuple(map(int, t_w["recruit"]))
         assert tuple(map(int, w["recruit_weighted"])) == tuple(map(int, t_w["recruit_weighted"]))
+        np.testing.assert_array_equal(w["cum_weight"], t_w["cum_weight"])
+        assert w["total_weight"] == t_w["total_weight"]
         seen += np.bincount(w["action"][:n], minlength=5)
         kills += int(w["result"][2])
         arrivals += int(w["recruit"][2]) + int(w["recruit_weighted"][2])

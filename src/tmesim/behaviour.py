@@ -191,6 +191,8 @@ class CellDynamics:
                 signal = r.signal if r.per_site_per_h > 0.0 else None
                 if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0 or signal is not None:
                     self._arrivals.append((kind, r, purposes, div, pheno, signal))
+        #: running sum of the entry sites' weights for arrivals drawn by a signal
+        self._cum_weight = np.zeros(len(self.entry_sites))
         #: per-cell pools returned to their field when a cell dies: (column, field)
         self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
                           if f is not None]
@@ -404,11 +406,10 @@ class CellDynamics:
                 cells.n, cells.next_id = int(n), int(next_id)
                 placed_total += int(placed)
             if signal is not None:
-                c = self.fields.flat(signal)[self.entry_sites]
-                w = np.where(cells.occ[self.entry_sites] < 0, c / (c + r.signal_half), 0.0)
-                cum = np.cumsum(w)
-                lam = r.per_site_per_h * float(cum[-1]) * dt_h
-                k = self._poisson(lam, seed, step, purposes[1])
+                cum = self._cum_weight
+                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal), cells.occ,
+                                         r.signal_half, cum)
+                k = self._poisson(r.per_site_per_h * total * dt_h, seed, step, purposes[1])
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(

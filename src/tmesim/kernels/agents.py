@@ -224,6 +224,21 @@ def weighted_index(cum_weight, u):
 
 
 @kernel
+def entry_weights(entry_sites, signal, occ, half, cum_weight):
+    """Write into ``cum_weight`` the running sum over the entry sites of their weight
+    ``H(signal; half) = signal / (signal + half)`` (0 where the site is taken or the signal is
+    0); return the total, the expected arrivals per unit rate."""
+    total = 0.0
+    for j in range(entry_sites.shape[0]):
+        s = entry_sites[j]
+        c = signal[s]
+        if occ[s] < 0 and c > 0.0:
+            total += c / (c + half)
+        cum_weight[j] = total
+    return total
+
+
+@kernel
 def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
                      kind, state, site, occ, n, next_id, seed, step, purpose):
     """Place up to ``k`` new cells of ``new_kind`` on entry sites drawn with probability
