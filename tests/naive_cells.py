@@ -322,7 +322,8 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
 
 # --------------------------------------------------------------------------- immune cells
 (T_KILL, T_SUPP, T_EXH, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD) = range(10)
-(M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS) = range(10)
+(M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS, M_CCL2_W,
+ M_CCL2_HALF, M_RELAX, M_REST_RECRUITED, M_REST_RESIDENT, M_RESIDENT_M2, M_RESIDENT_LIFE) = range(17)
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
 
 
@@ -378,7 +379,7 @@ def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo,
 
 
 def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb,
-                      oxygen, fields, par, rules, dt, seed, step, action, target):
+                      oxygen, ccl2, fields, par, rules, dt, seed, step, action, target):
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != MACROPHAGE:
@@ -389,20 +390,25 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
         cid = int(ids[0, i])
         s = int(site[i])
         fl[0, i] = f32(fl[0, i] + dt)
+        resident = fl[7, i] > 0.5  # aux: 1 for a resident macrophage
         free, cancer, n_in = scan(s, occ, blocked, kind, state, nz, ny, nx)
         nt = popcount(cancer)
         contact = nt / n_in if n_in > 0 else 0.0
         s1 = hill(ifng[s], par[M_IFNG], 1.0)
-        s2 = hill(tgfb[s], par[M_TGFB], 1.0) + par[M_CONTACT] * contact
+        s2 = (par[M_CONTACT] * contact + hill(tgfb[s], par[M_TGFB], 1.0)
+              + par[M_CCL2_W] * hill(ccl2[s], par[M_CCL2_HALF], 1.0))
         if oxygen[s] < par[M_HYP]:
             s2 += 1.0
-        k1, k2 = par[M_TO1] * s1, par[M_TO2] * s2
-        if k1 + k2 > 0.0:  # exact solution of dp/dt = k2 (1 - p) - k1 p over dt
-            p_inf = k2 / (k1 + k2)
-            fl[5, i] = f32(p_inf + (float(fl[5, i]) - p_inf) * math.exp(-(k1 + k2) * dt))
+        k1, k2, k0 = par[M_TO1] * s1, par[M_TO2] * s2, par[M_RELAX]
+        if resident:
+            k2 *= par[M_RESIDENT_M2]
+        rest = par[M_REST_RESIDENT] if resident else par[M_REST_RECRUITED]
+        life = par[M_RESIDENT_LIFE] if resident else par[M_LIFE]
+        if k1 + k2 + k0 > 0.0:  # exact solution of dp/dt = k2 (1 - p) - k1 p + k0 (rest - p)
+            p_inf = (k2 + k0 * rest) / (k1 + k2 + k0)
+            fl[5, i] = f32(p_inf + (float(fl[5, i]) - p_inf) * math.exp(-(k1 + k2 + k0) * dt))
         p = float(fl[5, i])
         state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
-        life = par[M_LIFE]
         death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s, fields, 0.0,
                             rules)
         if uniform(seed, cid, step, 40) < hazard_prob(death, dt):
@@ -416,7 +422,8 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
                 continue
         rate = apply_rules(par[M_MIG], MACROPHAGE, B_MIGRATION, s, fields, 0.0, rules)
         if uniform(seed, cid, step, 43) < hazard_prob(rate, dt):
-            t = choose_move(s, free, cid, nz, ny, nx, chemo, par[M_BIAS], seed, step, 45, 44)
+            bias = 0.0 if resident else par[M_BIAS]  # residents walk at random
+            t = choose_move(s, free, cid, nz, ny, nx, chemo, bias, seed, step, 45, 44)
             if t >= 0:
                 action[i], target[i] = MOVE, t
 
@@ -568,6 +575,14 @@ def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, sit
     return m, next_id, kills
 
 
+def _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next_id):
+    ids[:, n] = (next_id, -1)
+    i32[:, n] = (0, init_div)
+    fl[:, n] = 0.0
+    kind[n], state[n], site[n] = new_kind, PROLIFERATING, s
+    occ[s] = n
+
+
 def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind, state, site,
             occ, n, next_id, seed, step, purpose):
     placed = 0
@@ -578,32 +593,64 @@ def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind
             s = int(entry_sites[randint(seed, a * cap_attempts + t, step, purpose,
                                         len(entry_sites))])
             if occ[s] < 0:
-                ids[:, n] = (next_id, -1)
-                i32[:, n] = (0, init_div)
-                fl[:, n] = 0.0
-                kind[n], state[n], site[n] = new_kind, PROLIFERATING, s
-                occ[s] = n
+                _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next_id)
+                n, next_id, placed = n + 1, next_id + 1, placed + 1
+                break
+    return n, next_id, placed
+
+
+def entry_weights(entry_sites, signal, occ, half, cum_weight):
+    """Twin of :func:`tmesim.kernels.agents.entry_weights`."""
+    total = 0.0
+    for j, s in enumerate(entry_sites):
+        c = float(signal[s])
+        if occ[s] < 0 and c > 0.0:
+            total += c / (c + half)
+        cum_weight[j] = total
+    return total
+
+
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, fl,
+                     kind, state, site, occ, n, next_id, seed, step, purpose):
+    """Twin of :func:`tmesim.kernels.agents.recruit_weighted`: the site drawn is the first whose
+    running sum of weights exceeds ``u * total`` (a linear scan)."""
+    placed = 0
+    if len(entry_sites) == 0 or not cum_weight[-1] > 0.0:
+        return n, next_id, 0
+    total = float(cum_weight[-1])
+    for a in range(k):
+        for t in range(cap_attempts):
+            u = uniform(seed, a * cap_attempts + t, step, purpose) * total
+            j = next((j for j, c in enumerate(cum_weight) if c > u), len(cum_weight) - 1)
+            s = int(entry_sites[j])
+            if occ[s] < 0:
+                _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next_id)
                 n, next_id, placed = n + 1, next_id + 1, placed + 1
                 break
     return n, next_id, placed
 
 
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, sink, source):
     for i in range(n):
         if state[i] in (REMOVED, NECROTIC):
             continue
         k = int(kind[i])
         s = int(site[i])
+        hypoxic = False
         if k == TCELL:
             act = float(aux[i]) if state[i] == PROLIFERATING else 0.0
-        elif k in (MACROPHAGE, FIBROBLAST):
+        elif k == MACROPHAGE:
+            act = max(0.0, 2.0 * float(phenotype[i]) - 1.0)  # M2 activity
+        elif k == FIBROBLAST:
             act = float(phenotype[i])
         else:
             act = 1.0
+            hypoxic = state[i] == QUIESCENT  # a quiescent cancer cell is hypoxic
         for f in range(sink.shape[0]):
             sink[f, s] += sink_by_kind[k, f]
-            source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f]
+            factor = hypoxic_by_kind[k, f] if hypoxic else 1.0
+            source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f] * factor
 
 
 # --------------------------------------------------------------------------- lattice

@@ -166,7 +166,8 @@ def test_m2_macrophages_speed_tumour_growth_through_egf():
             "cells.macrophage.initial.count": 60, "cells.macrophage.initial.placement": "random",
             "cells.macrophage.initial_polarisation": pol, "cells.macrophage.to_m1_rate_per_h": 0.0,
             "cells.macrophage.to_m2_rate_per_h": 0.0, "cells.macrophage.phagocytosis_rate_per_h": 0.0,
-            "cells.macrophage.recruitment.per_1000_tumor_per_h": 0.0,
+            "cells.macrophage.recruitment.per_site_per_h": 0.0,
+            "cells.macrophage.relaxation_per_h": 0.0,
             "cells.tumor.growth_factor_boost": boost, "cells.stem.growth_factor_boost": boost,
         }))
         while m.running:
@@ -352,29 +353,130 @@ def test_pdl1_relaxes_to_the_hill_target():
 
 
 # --------------------------------------------------------------------------- stroma
+def macrophage_par(**kw):
+    """A macrophage parameter vector (kernels/immune.py), no death or migration unless set."""
+    par = np.zeros(ki.M_NPARAMS)
+    par[[ki.M_IFNG_HALF, ki.M_TGFB_HALF, ki.M_CCL2_HALF]] = 1.0
+    par[ki.M_HYPOXIA_MMHG] = 10.0
+    par[ki.M_CONTACT_WEIGHT] = 1.0
+    par[ki.M_RESIDENT_M2_FACTOR] = 1.0
+    par[ki.M_CCL2_WEIGHT] = 1.0
+    for k, v in kw.items():
+        par[getattr(ki, k)] = v
+    return par
+
+
+def polarise(s, par, steps, dt, *, ifng=0.0, tgfb=0.0, ccl2=0.0, oxygen=38.0, seed=3):
+    """Step macrophage_decide ``steps`` times over fields held constant (scalars or arrays)."""
+    n_sites = len(s["occ"])
+    full = [np.broadcast_to(np.asarray(v, float), (n_sites,)).copy()
+            for v in (ifng, tgfb, ccl2, oxygen)]
+    zeros = np.zeros(n_sites)
+    for step in range(steps):
+        ki.macrophage_decide(s["n"], s["ids"], s["f32"], s["kind"], s["state"], s["site"],
+                             s["occ"], np.zeros(1, bool), s["shape"], zeros, full[0], full[1],
+                             full[3], full[2], zeros[None], par, NO_RULES, dt, seed, step,
+                             s["action"], s["target"])
+    return s["f32"][5, : s["n"]].astype(float)
+
+
 def test_macrophage_polarisation_relaxes_to_its_steady_state():
-    """dp/dt = k2 S2 (1 - p) - k1 S1 p: p(t) = p* + (p0 - p*) exp(-(k1 S1 + k2 S2) t) with
-    p* = k2 S2 / (k1 S1 + k2 S2); S1 = H(IFN), S2 = H(TGFb) + [hypoxic]."""
-    k1, k2, dt, steps = 0.3, 0.2, 0.25, 60
+    """dp/dt = k2 S2 (1 - p) - k1 S1 p + k0 (p_rest - p): p(t) = p* + (p0 - p*) exp(-K t) with
+    K = k1 S1 + k2 S2 + k0 and p* = (k2 S2 + k0 p_rest) / K; S1 = H(IFN), S2 = H(TGFb) +
+    [hypoxic] + w H(CCL2); residents (aux = 1) have their own resting state and M2 factor."""
+    k1, k2, k0, dt, steps = 0.3, 0.2, 0.05, 0.25, 60
     s = isolated((1, 12, 12), codes.MACROPHAGE)
     n = s["n"]
     s["f32"][5, :n] = 0.9
+    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 3 == 0  # every third one resident
     n_sites = len(s["occ"])
-    ifng = np.full(n_sites, 1.0)  # S1 = 1/2
-    tgfb = np.full(n_sites, 3.0)  # H = 3/4
     oxygen = np.where(np.arange(n_sites) % 2 == 0, 38.0, 5.0)  # hypoxia adds 1 on odd sites
-    par = np.array([0.0, k1, k2, 1.0, 1.0, 10.0, 1.0, 1e9, 0.0, 0.0])
-    zeros = np.zeros(n_sites)
-    for step in range(steps):
-        ki.macrophage_decide(n, s["ids"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                             np.zeros(1, bool), s["shape"], zeros, ifng, tgfb, oxygen,
-                             zeros[None], par, NO_RULES, dt, 3, step, s["action"], s["target"])
+    par = macrophage_par(M_TO_M1_RATE=k1, M_TO_M2_RATE=k2, M_RELAXATION_RATE=k0,
+                         M_CCL2_WEIGHT=0.8, M_CCL2_HALF=2.0, M_RECRUITED_REST=0.3,
+                         M_RESIDENT_REST=0.45, M_RESIDENT_M2_FACTOR=0.5)
+    p = polarise(s, par, steps, dt, ifng=1.0, tgfb=3.0, ccl2=2.0, oxygen=oxygen)
+    resident = s["f32"][ki.M_RESIDENT_ROW, :n] > 0.5
     s1 = 0.5
-    s2 = 0.75 + (oxygen[s["site"][:n]] < 10.0)
-    p_star = k2 * s2 / (k1 * s1 + k2 * s2)
-    exact = p_star + (0.9 - p_star) * np.exp(-(k1 * s1 + k2 * s2) * dt * steps)
-    np.testing.assert_allclose(s["f32"][5, :n], exact, atol=2e-6)
-    assert np.all((s["state"][:n] == codes.QUIESCENT) == (s["f32"][5, :n] > 0.5))
+    s2 = 0.75 + 0.8 * 0.5 + (oxygen[s["site"][:n]] < 10.0)
+    kk2 = k2 * s2 * np.where(resident, 0.5, 1.0)
+    rest = np.where(resident, 0.45, 0.3)
+    total = k1 * s1 + kk2 + k0
+    p_star = (kk2 + k0 * rest) / total
+    exact = p_star + (0.9 - p_star) * np.exp(-total * dt * steps)
+    np.testing.assert_allclose(p, exact, atol=2e-6)
+    assert np.all((s["state"][:n] == codes.QUIESCENT) == (p > 0.5))
+
+
+def test_macrophages_stay_unpolarised_without_a_tumour():
+    """No tumour, no IFN-gamma, TGF-beta, CCL2 or hypoxia: a macrophage keeps (or returns to) its
+    resting polarisation, below the M2 threshold, so none is M2 from day 0 however long it
+    waits, resident or recruited (no self-education)."""
+    s = isolated((1, 12, 12), codes.MACROPHAGE)
+    n = s["n"]
+    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 2
+    s["f32"][5, :n] = np.where(np.arange(n) % 2, 0.4, 0.3)
+    par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
+                         M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)
+    p = polarise(s, par, 200, 1.0)
+    np.testing.assert_allclose(p, np.where(np.arange(n) % 2, 0.4, 0.3), rtol=1e-6)
+    assert np.all(s["state"][:n] == codes.PROLIFERATING)
+    s["f32"][5, :n] = 0.8  # an M2 cell taken away from the tumour returns to rest
+    p = polarise(s, par, 240, 1.0)
+    assert np.all(p < 0.5) and np.all(s["state"][:n] == codes.PROLIFERATING)
+
+
+@pytest.mark.parametrize("drive", ["contact", "hypoxia", "ccl2", "tgfb"])
+def test_tumour_signals_push_macrophages_toward_m2_and_ifng_pulls_back(drive):
+    """Each M2 drive alone (tumour contact, hypoxia standing for lactate, tumour-derived CCL2,
+    TGF-beta) turns resting macrophages M2; IFN-gamma (T-cell foci) holds them M1 against the
+    same drive; residents end less M2 than recruited cells under the same drive."""
+    shape3 = (1, 15, 15)
+    # with contact, every macrophage has live tumour cells on all 8 neighbours
+    s = surrounded_macrophages(shape3) if drive == "contact" else isolated(shape3, codes.MACROPHAGE)
+    n = s["n"]
+    fields = {"hypoxia": {"oxygen": 5.0}, "ccl2": {"ccl2": 20.0}, "tgfb": {"tgfb": 20.0},
+              "contact": {}}[drive]
+    resident = (np.arange(n) % 2 == 1) & (s["kind"][:n] == codes.MACROPHAGE)
+    s["f32"][ki.M_RESIDENT_ROW, :n] = resident
+    rest = np.where(resident, 0.4, 0.3)
+    par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
+                         M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)
+    mac = s["kind"][:n] == codes.MACROPHAGE
+    start = s["f32"].copy()
+    s["f32"][5, :n] = rest
+    p = polarise(s, par, 120, 1.0, **fields)
+    assert np.all(p[mac & ~resident] > 0.6) and np.all(p[mac & resident] > 0.5)
+    assert p[mac & resident].max() < p[mac & ~resident].min()
+    s["f32"][:] = start
+    s["f32"][5, :n] = rest
+    p = polarise(s, par, 120, 1.0, ifng=20.0, **fields)
+    assert np.all(p[mac] < 0.5) and np.all(s["state"][:n][mac] == codes.PROLIFERATING)
+
+
+def surrounded_macrophages(shape3):
+    """Macrophages on a sparse grid (:func:`isolated`), each with live tumour cells on all 8
+    neighbours; rows hold the macrophages first, then the tumour cells."""
+    grid = isolated(shape3, codes.MACROPHAGE)
+    nx = shape3[2]
+    macs = [int(t) for t in grid["site"][: grid["n"]]]
+    ring = [(y + dy) * nx + x + dx for y, x in (divmod(m, nx) for m in macs)
+            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    sites = np.array(macs + ring)
+    n = len(sites)
+    s = {"n": n, "shape": grid["shape"], "occ": np.full(len(grid["occ"]), -1, np.int32)}
+    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", 8, np.float32)):
+        s[key] = np.zeros((rows, n + 1), dtype)
+    for key, dtype in (("kind", np.int8), ("state", np.int8), ("site", np.int32),
+                       ("action", np.int8), ("target", np.int64), ("dkind", np.int8),
+                       ("ddiv", np.int32)):
+        s[key] = np.zeros(n + 1, dtype)
+    s["ids"][0, :n] = np.arange(n)
+    s["ids"][1, :n] = -1
+    s["kind"][:n] = codes.TUMOR
+    s["kind"][: len(macs)] = codes.MACROPHAGE
+    s["site"][:n] = sites
+    s["occ"][sites] = np.arange(n)
+    return s
 
 
 def test_fibroblast_activation_and_matrix_deposition_follow_exact_solutions():
@@ -414,7 +516,7 @@ def small_ca(stem, tumor, hours, shape=(50, 50), **kw):
         "cells.stem.initial.count": stem, "cells.stem.initial.placement": "center",
         "cells.tumor.initial.count": tumor, "cells.tumor.initial.placement": "center",
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
-        "cells.macrophage.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.macrophage.recruitment.per_site_per_h": 0.0,
         "cells.tumor.hypoxia_mmHg": 0.0, "cells.stem.hypoxia_mmHg": 0.0,
         "cells.tumor.necrosis_mmHg": 0.0, "cells.tumor.necrosis_max_mmHg": 0.0,
         "cells.stem.necrosis_mmHg": 0.0, "cells.stem.necrosis_max_mmHg": 0.0,
@@ -494,7 +596,7 @@ def test_necrotic_core_forms_beyond_the_oxygen_diffusion_length():
         "cells.tumor.initial.count": 2000, "cells.tumor.initial.placement": "center",
         "cells.stem.initial.count": 0, "cells.tumor.oxygen_uptake_per_min": 40.0,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
-        "cells.macrophage.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.macrophage.recruitment.per_site_per_h": 0.0,
     })
     while m.running:
         m.step()

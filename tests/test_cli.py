@@ -323,7 +323,7 @@ def test_inspect_json(tiny_result, capsys):
     assert info["populations"]["tumor"][0] == 30
     assert info["populations"]["stem"][0] == 2
     assert info["fields"]["oxygen"] == {"units": "mmHg", "shape": [40, 40]}
-    assert set(info["fields"]) == {"oxygen", "ifng", "tgfb", "egf", "chemokine", "ecm"}
+    assert set(info["fields"]) == {"oxygen", "ifng", "tgfb", "egf", "ccl2", "chemokine", "ecm"}
     assert info["metrics"]["oxygen_mean_mmHg"]["units"] == "mmHg"
 
 

@@ -147,7 +147,8 @@ def test_load_api(tiny_result):
         np.testing.assert_array_equal(res.time_h, [0, 3, 6, 9, 12])
         assert res.counts["tumor"][0] == 30
         assert res.metrics["oxygen_mean_mmHg"][0] == pytest.approx(38.0)
-        assert set(res.field_names) == {"oxygen", "ifng", "tgfb", "egf", "chemokine", "ecm"}
+        assert set(res.field_names) == {"oxygen", "ifng", "tgfb", "egf", "ccl2", "chemokine",
+                                        "ecm"}
         assert res.field("oxygen").shape == (5, 40, 40)
         np.testing.assert_array_equal(res.field("oxygen", record=-1), res.field("oxygen")[4])
         with pytest.raises(IndexError):

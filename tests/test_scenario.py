@@ -195,7 +195,7 @@ def test_derived_step_counts():
     assert sc.n_steps == 120
     assert sc.record_every_steps == 30
     assert sc.diffusion_substeps == 6
-    assert sc.stored_fields() == ["oxygen", "ifng", "tgfb", "egf", "chemokine", "ecm"]
+    assert sc.stored_fields() == ["oxygen", "ifng", "tgfb", "egf", "ccl2", "chemokine", "ecm"]
 
 
 def test_dump_round_trip(tmp_path):

@@ -11,11 +11,13 @@ from tmesim.scenario import load_scenario
 
 def test_null_field_removes_it_and_its_exchanges(tmp_path):
     f = tmp_path / "only_oxygen.yaml"
-    f.write_text("fields:\n  ifng: null\n  tgfb: null\n  egf: null\n  chemokine: null\n  ecm: null\n")
+    f.write_text("fields:\n  ifng: null\n  tgfb: null\n  egf: null\n  ccl2: null\n"
+                 "  chemokine: null\n  ecm: null\n")
     sc = load_scenario(f)
     assert list(sc.fields) == ["oxygen"]
     for name in ("tumor", "stem", "tcell", "macrophage", "fibroblast"):
         assert getattr(sc.cells, name).secretion == {}
+    assert sc.cells.macrophage.recruitment.signal is None  # the CCL2 it followed is gone
     m = TMEModel(sc, **{"time.duration_h": 0.2, "domain.shape": [20, 20]})
     while m.running:
         m.step()

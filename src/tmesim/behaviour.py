@@ -9,8 +9,8 @@ minutes for transport), and runs the cell phase of a step:
    IFN-gamma-set level, then T cells, macrophages, fibroblasts); the kernel of a kind with no
    cells is not called;
 3. the intents are applied in a pseudo-random order (:mod:`tmesim.kernels.agents`);
-4. circulating T cells and monocyte-derived macrophages arrive at entry sites (skipped when both
-   recruitment rates are zero);
+4. circulating T cells and monocyte-derived macrophages arrive at entry sites, uniformly or
+   where a signal field (CCL2 for macrophages) is high (skipped when no kind is recruited);
 5. removed cells are compacted away.
 """
 
@@ -37,6 +37,12 @@ CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
 GROWTH_FIELD = "egf"
 PURPOSE_RECRUIT_T = 60
 PURPOSE_RECRUIT_M = 61
+#: arrivals drawn by a signal field (their count, and their sites in the kernel)
+PURPOSE_SIGNAL_T = 63
+PURPOSE_SIGNAL_M = 64
+#: the field of tumour-derived CCL2 that macrophages climb (docs/biology.md §6); without it
+#: they climb the generic chemokine
+CCL2_FIELD = "ccl2"
 
 
 PURPOSE_PGP = 62
@@ -141,6 +147,13 @@ class CellDynamics:
         mp[ki.M_LIFESPAN] = m.lifespan_h
         mp[ki.M_MIGRATION_RATE] = _moves_per_h(m.speed_um_per_min, vox)
         mp[ki.M_CHEMOTAXIS_BIAS] = m.chemotaxis_bias
+        mp[ki.M_CCL2_WEIGHT] = m.ccl2_weight
+        mp[ki.M_CCL2_HALF] = m.ccl2_half_ng_per_mL
+        mp[ki.M_RELAXATION_RATE] = m.relaxation_per_h
+        mp[ki.M_RECRUITED_REST] = m.recruited_polarisation
+        mp[ki.M_RESIDENT_REST] = m.initial_polarisation
+        mp[ki.M_RESIDENT_M2_FACTOR] = m.resident_m2_factor
+        mp[ki.M_RESIDENT_LIFESPAN] = m.resident_lifespan_h
         self.m_par = mp
         f = c.fibroblast
         fp = np.zeros(ki.F_NPARAMS)
@@ -158,6 +171,7 @@ class CellDynamics:
         self.tissue = tissue
         self.air = np.isin(tissue, geo.NON_CONDUCTING)
         self.blocked = self.air if self.air.any() else np.zeros(1, dtype=bool)
+        self.alveolar = geo.alveolar_surface(tissue.reshape(cells.shape3)).reshape(-1)
         perfused = np.isin(tissue, geo.PERFUSED)
         self.capillaries = tissue == geo.CAPILLARY
         if perfused.any():
@@ -172,17 +186,22 @@ class CellDynamics:
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
-        #: arriving kinds with a recruitment rate: (kind, recruitment, purpose, budget, phenotype)
+        #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
+        #: phenotype, signal field or None)
         self._arrivals = []
         if len(self.entry_sites):
-            for kind, cfg, purpose, div, pheno in (
-                (codes.TCELL, c.tcell, PURPOSE_RECRUIT_T, c.tcell.max_kills, 0.0),
-                (codes.MACROPHAGE, c.macrophage, PURPOSE_RECRUIT_M, 0,
-                 c.macrophage.initial_polarisation),
+            for kind, cfg, purposes, div, pheno in (
+                (codes.TCELL, c.tcell, (PURPOSE_RECRUIT_T, PURPOSE_SIGNAL_T), c.tcell.max_kills,
+                 0.0),
+                (codes.MACROPHAGE, c.macrophage, (PURPOSE_RECRUIT_M, PURPOSE_SIGNAL_M), 0,
+                 c.macrophage.recruited_polarisation),
             ):
                 r = cfg.recruitment
-                if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0:
-                    self._arrivals.append((kind, r, purpose, div, pheno))
+                signal = r.signal if r.per_site_per_h > 0.0 else None
+                if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0 or signal is not None:
+                    self._arrivals.append((kind, r, purposes, div, pheno, signal))
+        #: running sum of the entry sites' weights for arrivals drawn by a signal
+        self._cum_weight = np.zeros(len(self.entry_sites))
         #: per-cell pools returned to their field when a cell dies: (column, field)
         self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
                           if f is not None]
@@ -230,6 +249,7 @@ class CellDynamics:
         self.sink_by_kind = np.zeros((codes.N_KINDS, nf))
         self.source_by_kind = np.zeros((codes.N_KINDS, nf))
         self.release_by_kind = np.zeros((codes.N_KINDS, nf))
+        self.hypoxic_by_kind = np.ones((codes.N_KINDS, nf))
         for k, name in enumerate(codes.KIND_NAMES):
             cfg = getattr(self.sc.cells, name)
             ratio = cfg.volume_um3 / v_vox
@@ -240,6 +260,7 @@ class CellDynamics:
                 self.sink_by_kind[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)
                 self.source_by_kind[k, fi] += ratio * sec.rate_per_min * sec.target
                 self.release_by_kind[k, fi] += sec.release_per_min / v_vox
+                self.hypoxic_by_kind[k, fi] = sec.hypoxic_release_factor
 
     def initialise(self, rng) -> None:
         """Place the initial cells of every kind and set their starting state."""
@@ -263,6 +284,7 @@ class CellDynamics:
                 f"cells.{name}.initial",
                 allowed=allowed_normal,
                 capillaries=self.capillaries,
+                alveolar=self.alveolar,
             )
             if kind in (codes.TUMOR, codes.STEM):
                 cells.column("pdl1")[rows] = self.cancer_par[kind, kc.C_PDL1_BASE]
@@ -271,8 +293,9 @@ class CellDynamics:
                     len(rows), cfg.pgp_mean, cfg.pgp_cv, pgp_rng
                 )
                 cells.column("pgp_base")[rows] = cells.column("pgp")[rows]
-            elif kind == codes.MACROPHAGE:
+            elif kind == codes.MACROPHAGE:  # the initial macrophages are the resident ones
                 cells.column("phenotype")[rows] = c.macrophage.initial_polarisation
+                cells.column("aux")[rows] = 1.0
                 cells.state[rows] = codes.QUIESCENT if c.macrophage.initial_polarisation > 0.5 else 0
             elif kind == codes.FIBROBLAST:
                 cells.column("phenotype")[rows] = c.fibroblast.initial_activation
@@ -288,7 +311,7 @@ class CellDynamics:
         kl.exchange_maps(
             cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
             cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
-            sink.reshape(nf, -1), source.reshape(nf, -1),
+            self.hypoxic_by_kind, sink.reshape(nf, -1), source.reshape(nf, -1),
         )
 
     def _field(self, name):
@@ -296,12 +319,16 @@ class CellDynamics:
 
     def _field_views(self):
         """Flat views of the fields the kernels read, built again only if the field array is
-        replaced: ``(oxygen, ifng, tgfb, chemokine, ecm, antibody, all fields as 2-D)``."""
+        replaced: ``(oxygen, ifng, tgfb, chemokine, ecm, antibody, ccl2, the field macrophages
+        climb, all fields as 2-D)``."""
         data = self.fields.data
         if self._views_of is not data:
+            chemo = self._field("chemokine")
+            ccl2 = self._field(CCL2_FIELD)
             self._views = (
-                self._field("oxygen"), self._field("ifng"), self._field("tgfb"),
-                self._field("chemokine"), self._field("ecm"), self._field(self.antibody),
+                self._field("oxygen"), self._field("ifng"), self._field("tgfb"), chemo,
+                self._field("ecm"), self._field(self.antibody), ccl2,
+                ccl2 if CCL2_FIELD in self.fields.index else chemo,
                 data.reshape(len(self.fields.names), -1),
             )
             self._views_of = data
@@ -323,7 +350,7 @@ class CellDynamics:
         n = cells.n
         ids, i32, f32 = cells._i64, cells._i32, cells._f32
         kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
-        oxygen, ifng, tgfb, chemo, ecm, antibody, fields2d = self._field_views()
+        oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
         action, target = self.action, self.target
         # every row's kind is present, so the kernels below set the action of every row
         present, burden = kl.census(n, kind, state)
@@ -340,8 +367,9 @@ class CellDynamics:
             )
         if present & (1 << codes.MACROPHAGE):
             ki.macrophage_decide(
-                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, chemo, ifng, tgfb,
-                oxygen, fields2d, self.m_par, self.rules, dt_h, seed, step, action, target,
+                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, m_chemo, ifng,
+                tgfb, oxygen, ccl2, fields2d, self.m_par, self.rules, dt_h, seed, step, action,
+                target,
             )
         if present & (1 << codes.FIBROBLAST):
             ki.fibroblast_decide(
@@ -365,31 +393,54 @@ class CellDynamics:
 
     def _recruit(self, dt_h, step, seed, burden) -> int:
         """Poisson arrivals of T cells and macrophages; ``burden`` is the number of live cancer
-        cells at the start of the step."""
+        cells at the start of the step.
+
+        Each kind has up to two streams: arrivals at rate ``base + per_1000 * burden / 1000``
+        on entry sites drawn uniformly, and, with a signal field, arrivals at rate
+        ``per_site * sum_s H(signal_s)`` over the free entry sites, each drawn with probability
+        proportional to its ``H(signal_s)`` (docs/biology.md §5.2, §6)."""
         cells = self.cells
         placed_total = 0
-        for kind, r, purpose, div, pheno in self._arrivals:
-            lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
-            if lam <= 0.0:
-                continue
-            rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
-            k = int(rng.poisson(lam))
-            if k == 0:
-                continue
+        for kind, r, purposes, div, pheno, signal in self._arrivals:
             start = cells.n
-            cells.reserve(cells.n + k)
-            n, next_id, placed = ka.recruit(
-                k, self.entry_sites, 8, kind, div, cells._i64, cells._i32, cells._f32,
-                cells.kind, cells.state, cells.site, cells.occ, cells.n, cells.next_id, seed,
-                step, purpose,
-            )
-            cells.n, cells.next_id = int(n), int(next_id)
-            if pheno:
+            lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
+            k = self._poisson(lam, seed, step, purposes[0])
+            if k:
+                cells.reserve(cells.n + k)
+                n, next_id, placed = ka.recruit(
+                    k, self.entry_sites, 8, kind, div, cells._i64, cells._i32, cells._f32,
+                    cells.kind, cells.state, cells.site, cells.occ, cells.n, cells.next_id,
+                    seed, step, purposes[0],
+                )
+                cells.n, cells.next_id = int(n), int(next_id)
+                placed_total += int(placed)
+            if signal is not None:
+                cum = self._cum_weight
+                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal), cells.occ,
+                                         r.signal_half, cum)
+                k = self._poisson(r.per_site_per_h * total * dt_h, seed, step, purposes[1])
+                if k:
+                    cells.reserve(cells.n + k)
+                    n, next_id, placed = ka.recruit_weighted(
+                        k, self.entry_sites, cum, 8, kind, div, cells._i64, cells._i32,
+                        cells._f32, cells.kind, cells.state, cells.site, cells.occ, cells.n,
+                        cells.next_id, seed, step, purposes[1],
+                    )
+                    cells.n, cells.next_id = int(n), int(next_id)
+                    placed_total += int(placed)
+            if pheno and cells.n > start:
                 cells.column("phenotype")[start : cells.n] = pheno
                 if pheno > 0.5:
                     cells.state[start : cells.n] = codes.QUIESCENT
-            placed_total += int(placed)
         return placed_total
+
+    @staticmethod
+    def _poisson(lam, seed, step, purpose) -> int:
+        """A Poisson count of mean ``lam`` from the stream of ``(seed, step, purpose)``."""
+        if lam <= 0.0:
+            return 0
+        rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
+        return int(rng.poisson(lam))
 
     def conducting_air(self) -> np.ndarray | None:
         """Air sites that are currently non-conducting (not filled by cancer cells), or None."""

@@ -23,7 +23,8 @@ from .kernels import lattice as kl
 I64_COLUMNS = ("id", "parent")
 I32_COLUMNS = ("generation", "divisions_left")
 #: float columns; ``phenotype`` is kind-specific: T-cell exhaustion, macrophage polarisation
-#: (0 = M1, 1 = M2), fibroblast activation (0 = quiescent, 1 = CAF)
+#: (0 = M1, 1 = M2), fibroblast activation (0 = quiescent, 1 = CAF); so is ``aux``: 1 while a
+#: T cell is engaged, 1 for a resident macrophage (0 for a recruited one)
 F32_COLUMNS = ("clock_h", "pdl1", "pgp", "drug", "pgp_base", "phenotype", "payload", "aux")
 
 
@@ -119,12 +120,13 @@ class CellPopulation:
         self.next_id += k
 
     def place(self, kind, count, placement, radius_um, voxel_um, rng, divisions_left, key,
-              *, allowed=None, capillaries=None):
+              *, allowed=None, capillaries=None, alveolar=None):
         """Place ``count`` initial cells by a placement rule; see ``cells.<type>.initial``.
 
         ``allowed`` (flat bool, optional) restricts the sites a kind may take (normal cells do not
         sit in alveolar air); ``capillaries`` (flat bool) marks the capillary sites used by the
-        ``capillary`` and ``capillary_cluster`` placements. Returns the rows of the new cells.
+        ``capillary`` and ``capillary_cluster`` placements, ``alveolar`` (flat bool) the
+        alveolar-surface sites of the ``alveolar`` placement. Returns the rows of the new cells.
         """
         if count == 0:
             return np.arange(self.n, self.n)
@@ -145,6 +147,14 @@ class CellPopulation:
                     expected="domain.geometry lung (or a mask with capillaries) for this placement",
                     fix="set domain.geometry: lung, or use placement disc",
                 )
+        if placement == "alveolar" and (alveolar is None or not alveolar.any()):
+            raise ScenarioError(
+                "placement 'alveolar' needs alveolar surfaces, and this geometry has no air",
+                key=f"{key}.placement",
+                value=placement,
+                expected="domain.geometry lung (or a mask with air) for this placement",
+                fix="set domain.geometry: lung, or use placement random",
+            )
         if placement == "center":
             order = np.lexsort((np.arange(self.n_sites), dist_um))
             candidates = order[free[order]][:count]
@@ -159,6 +169,8 @@ class CellPopulation:
                 mask = free & (dist_um <= radius_um)
             elif placement == "capillary":
                 mask = free & capillaries
+            elif placement == "alveolar":
+                mask = free & alveolar
             else:
                 mask = free
             pool = np.flatnonzero(mask)
@@ -212,4 +224,7 @@ class CellPopulation:
             "drug": self.column("drug")[:n].copy(),
             "pgp": self.column("pgp")[:n].copy(),
             "payload": self.column("payload")[:n].copy(),
+            # resident (initial) macrophages carry 1 in ``aux``; T cells use it for engagement
+            "resident": ((self.kind[:n] == codes.MACROPHAGE)
+                         & (self.column("aux")[:n] > 0.5)).astype(np.int8),
         }

@@ -296,15 +296,17 @@ class FieldSet:
             changed = None
             if self._kf is not None and self._kf.shape == kf.shape:
                 changed = np.flatnonzero(kf != self._kf)
+        memo = {}  # the new face conductances, computed by the first sub-set that needs them
         for _, part in self._parts:
             if part is not None:
-                part._apply_geometry(kf, masked, changed)
-        self._apply_geometry(kf, masked, changed)
+                part._apply_geometry(kf, masked, changed, memo)
+        self._apply_geometry(kf, masked, changed, memo)
 
-    def _apply_geometry(self, kf, masked, changed) -> None:
+    def _apply_geometry(self, kf, masked, changed, memo=None) -> None:
         """Take the diffusivity factors ``kf`` (0 on masked voxels) and the flat ``masked``
         voxels; ``changed`` lists the voxels whose factor differs from the previous geometry
-        (None: unknown)."""
+        (None: unknown). ``memo`` is shared by the sub-sets of one geometry change, which hold
+        the same grid: the faces it changed are computed once for all of them."""
         incremental = (
             kf is not None and changed is not None and self._dt is not None
             and self._kf is not None and changed.size <= INCREMENTAL_FRACTION * kf.size
@@ -316,7 +318,7 @@ class FieldSet:
                 gone = changed[self._is_masked(changed)]
                 if gone.size:
                     self.data.reshape(len(self.specs), -1)[:, gone] = 0.0
-                self._update_geometry(changed)
+                self._update_geometry(changed, {} if memo is None else memo)
             return
         if kf is not None and (not self._parts or self._static is not None):
             if self._parts:  # the parts zero their own blocks; the static block is ours
@@ -326,16 +328,14 @@ class FieldSet:
                 self.impose_fixed()
         self._dt = None
 
-    def _update_geometry(self, changed: np.ndarray) -> None:
-        """Bring faces, identity rows and line factors up to date after the diffusivity factor
-        (or the mask) changed at the flat voxels ``changed``; only the faces of those voxels and
-        the lines through them are recomputed."""
-        if self._parts:
-            return  # the parts hold the solvers
-        kf = self._kf
-        self._kf_eff = kf
-        flat_kf = kf.reshape(-1)
+    def _changed_faces(self, changed: np.ndarray, memo: dict) -> dict:
+        """Per axis, the flat indices of the faces of the voxels ``changed`` and their new
+        conductances (the harmonic mean of the factors either side), kept in ``memo``."""
+        if "faces" in memo:
+            return memo["faces"]
+        flat_kf = self._kf.reshape(-1)
         _nz, ny, nx = self.shape3
+        out = {}
         for name, ax in _AXES[: self.ndim]:
             stride = {"x": 1, "y": nx, "z": ny * nx}[name]
             n = self.shape3[ax]
@@ -345,10 +345,24 @@ class FieldSet:
             den = a + b
             with np.errstate(invalid="ignore", divide="ignore"):
                 g = np.where(den > 0, 2.0 * a * b / np.where(den > 0, den, 1.0), 0.0)
+            out[name] = (faces, g)
+        memo["faces"] = out
+        return out
+
+    def _update_geometry(self, changed: np.ndarray, memo: dict) -> None:
+        """Bring faces, identity rows and line factors up to date after the diffusivity factor
+        (or the mask) changed at the flat voxels ``changed``; only the faces of those voxels and
+        the lines through them are recomputed (the faces once per geometry change, ``memo``)."""
+        if self._parts:
+            return  # the parts hold the solvers
+        self._kf_eff = self._kf
+        for name, (faces, g) in self._changed_faces(changed, memo).items():
             self._faces[name].reshape(-1)[faces] = g
         nf = len(self.specs)
         free = self._free.reshape(nf, -1)
-        shut = self._is_masked(changed)
+        if "shut" not in memo:
+            memo["shut"] = self._is_masked(changed)
+        shut = memo["shut"]
         free[:, changed] = np.where(shut, 0.0, 1.0)
         for f, (idx, _) in self._fixed.items():
             free[f, idx] = 0.0

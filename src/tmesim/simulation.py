@@ -51,6 +51,10 @@ METRIC_UNITS = {
     "tcell_exhausted_fraction": "1",
     "pdl1_positive_fraction": "1",
     "macrophage_m2_fraction": "1",
+    "recruited_m2_fraction": "1",
+    "resident_m2_fraction": "1",
+    "macrophage_recruited_count": "cells",
+    "macrophage_resident_count": "cells",
     "caf_fraction": "1",
     "oxygen_mean_mmHg": "mmHg",
     "oxygen_min_mmHg": "mmHg",
@@ -301,6 +305,8 @@ class Simulation:
         necrotic = int((state == codes.NECROTIC).sum())
         tcell = live & (kind == codes.TCELL)
         mac = live & (kind == codes.MACROPHAGE)
+        resident = mac & (cells.column("aux")[:n] > 0.5)
+        recruited = mac & ~resident
         fib = live & (kind == codes.FIBROBLAST)
         pdl1 = cells.column("pdl1")[:n]
 
@@ -319,6 +325,10 @@ class Simulation:
             "tcell_exhausted_fraction": frac(state == codes.QUIESCENT, tcell),
             "pdl1_positive_fraction": frac(pdl1 >= PDL1_POSITIVE, cancer),
             "macrophage_m2_fraction": frac(state == codes.QUIESCENT, mac),
+            "recruited_m2_fraction": frac(state == codes.QUIESCENT, recruited),
+            "resident_m2_fraction": frac(state == codes.QUIESCENT, resident),
+            "macrophage_recruited_count": float(recruited.sum()),
+            "macrophage_resident_count": float(resident.sum()),
             "caf_fraction": frac(state == codes.QUIESCENT, fib),
             "oxygen_mean_mmHg": float(o2[tissue].mean()) if tissue.any() else 0.0,
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,

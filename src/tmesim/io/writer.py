@@ -36,6 +36,7 @@ CELL_COLUMNS = {
     "drug": np.float32,
     "pgp": np.float32,
     "payload": np.float32,
+    "resident": np.int8,
 }
 
 #: per-record statistics of each field's transport solves under /diagnostics/<field>/, with units
@@ -244,6 +245,11 @@ class ResultWriter:
                     raise ValueError("/cells/offsets holds fewer records than /time_h")
                 off.resize(n + 1, axis=0)
                 end = int(off[n])
+                missing = [k for k in CELL_COLUMNS if k not in g]
+                if missing:
+                    raise ValueError(
+                        f"/cells has no column {', '.join(missing)} (written by an older tmesim)"
+                    )
                 cols = {k: g[k] for k in CELL_COLUMNS}
                 for d in cols.values():
                     if d.shape[0] < end:

@@ -29,7 +29,7 @@ from .neighbourhood import (
     neighbour_site,
     popcount,
 )
-from .random import key_hash, randint
+from .random import key_hash, randint, uniform
 
 NONE = 0
 DIVIDE = 1
@@ -181,37 +181,23 @@ def apply_actions(
 
 
 @kernel
-def recruit(
-    k,
-    entry_sites,
-    cap_attempts,
-    new_kind,
-    init_div,
-    ids,
-    i32,
-    f32,
-    kind,
-    state,
-    site,
-    occ,
-    n,
-    next_id,
-    seed,
-    step,
-    purpose,
-):
-    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random.
-
-    Each arrival tries up to ``cap_attempts`` random entry sites and is lost if all are taken.
-    Returns ``(new_n, next_id, placed)``.
-    """
+def _entry_site(entry_sites, cum_weight, seed, draw, step, purpose):
+    """The entry site of one draw: uniform when ``cum_weight`` is empty, else weighted."""
     ne = entry_sites.shape[0]
+    if cum_weight.shape[0] == 0:
+        return entry_sites[randint(seed, draw, step, purpose, ne)]
+    u = uniform(seed, draw, step, purpose) * cum_weight[ne - 1]
+    return entry_sites[weighted_index(cum_weight, u)]
+
+
+@kernel
+def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32, kind,
+              state, site, occ, n, next_id, seed, step, purpose):
+    """Place up to ``k`` cells, each trying up to ``cap_attempts`` drawn entry sites."""
     placed = 0
-    if ne == 0:
-        return n, next_id, 0
     for a in range(k):
         for t in range(cap_attempts):
-            s = entry_sites[randint(seed, a * cap_attempts + t, step, purpose, ne)]
+            s = _entry_site(entry_sites, cum_weight, seed, a * cap_attempts + t, step, purpose)
             if occ[s] < 0:
                 ids[0, n] = next_id
                 ids[1, n] = -1
@@ -307,3 +293,65 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, 
         if head == tail:
             return -1
     return -1
+
+
+@kernel
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, f32, kind, state, site, occ,
+            n, next_id, seed, step, purpose):
+    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random.
+
+    Each arrival tries up to ``cap_attempts`` random entry sites and is lost if all are taken.
+    Returns ``(new_n, next_id, placed)``.
+    """
+    if entry_sites.shape[0] == 0:
+        return n, next_id, 0
+    return _arrivals(k, entry_sites, np.empty(0), cap_attempts, new_kind, init_div, ids, i32, f32,
+                     kind, state, site, occ, n, next_id, seed, step, purpose)
+
+
+@kernel
+def weighted_index(cum_weight, u):
+    """The first index ``j`` with ``cum_weight[j] > u`` (binary search; ``cum_weight`` is
+    non-decreasing), so index ``j`` is drawn with probability ``weight[j] / total`` for ``u``
+    uniform on ``[0, total)``; the last index if none (``u`` at or above the total)."""
+    lo = 0
+    hi = cum_weight.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum_weight[mid] > u:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@kernel
+def entry_weights(entry_sites, signal, occ, half, cum_weight):
+    """Write into ``cum_weight`` the running sum over the entry sites of their weight
+    ``H(signal; half) = signal / (signal + half)`` (0 where the site is taken or the signal is
+    0); return the total, the expected arrivals per unit rate."""
+    total = 0.0
+    for j in range(entry_sites.shape[0]):
+        s = entry_sites[j]
+        c = signal[s]
+        if occ[s] < 0 and c > 0.0:
+            total += c / (c + half)
+        cum_weight[j] = total
+    return total
+
+
+@kernel
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
+                     kind, state, site, occ, n, next_id, seed, step, purpose):
+    """Place up to ``k`` new cells of ``new_kind`` on entry sites drawn with probability
+    proportional to a weight: ``cum_weight[j]`` is the sum of the weights of
+    ``entry_sites[: j + 1]`` (a site of weight 0 is never drawn).
+
+    Each arrival tries up to ``cap_attempts`` draws and is lost if every site drawn is taken.
+    Returns ``(new_n, next_id, placed)``.
+    """
+    ne = entry_sites.shape[0]
+    if ne == 0 or not cum_weight[ne - 1] > 0.0:
+        return n, next_id, 0
+    return _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
+                     kind, state, site, occ, n, next_id, seed, step, purpose)

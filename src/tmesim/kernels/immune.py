@@ -51,15 +51,25 @@ T_NPARAMS = 10
 # --- macrophage parameter vector
 M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
 M_TO_M1_RATE = 1  # polarisation rate toward M1 at saturating IFN-gamma (1/h)
-M_TO_M2_RATE = 2  # polarisation rate toward M2 at saturating M2 drive (1/h)
+M_TO_M2_RATE = 2  # polarisation rate toward M2 per unit M2 drive (1/h)
 M_IFNG_HALF = 3  # IFN-gamma half-effect (ng/mL)
 M_TGFB_HALF = 4  # TGF-beta half-effect (ng/mL)
-M_HYPOXIA_MMHG = 5  # below this pO2 hypoxia drives M2
+M_HYPOXIA_MMHG = 5  # below this pO2 hypoxia (the lactate proxy) adds one unit of M2 drive
 M_CONTACT_WEIGHT = 6  # M2 drive of full tumour contact
-M_LIFESPAN = 7  # mean lifespan (h)
+M_LIFESPAN = 7  # mean lifespan of a recruited (monocyte-derived) macrophage (h; <= 0: none)
 M_MIGRATION_RATE = 8  # moves per hour
 M_CHEMOTAXIS_BIAS = 9
-M_NPARAMS = 10
+M_CCL2_WEIGHT = 10  # M2 drive at saturating tumour-derived CCL2
+M_CCL2_HALF = 11  # CCL2 half-effect (field units)
+M_RELAXATION_RATE = 12  # return toward the resting polarisation without drive (1/h)
+M_RECRUITED_REST = 13  # resting polarisation of a recruited macrophage
+M_RESIDENT_REST = 14  # resting polarisation of a resident macrophage
+M_RESIDENT_M2_FACTOR = 15  # multiplies the M2 rate of resident macrophages
+M_RESIDENT_LIFESPAN = 16  # mean lifespan of a resident macrophage (h; <= 0: not lost)
+M_NPARAMS = 17
+#: row of the float block that flags a macrophage as resident (1) or recruited (0): ``aux``,
+#: which only T cells use otherwise
+M_RESIDENT_ROW = 7
 
 # --- fibroblast parameter vector
 F_ACTIVATION_RATE = 0  # activation rate at saturating drive (1/h)
@@ -151,13 +161,16 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
 
 @kernel(parallel=True)
 def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb, oxygen,
-                      fields, par, rules, dt_h, seed, step, action, target):
+                      ccl2, fields, par, rules, dt_h, seed, step, action, target):
     """Macrophages: continuous M1 <-> M2 polarisation, M1 phagocytosis, lifespan, migration.
 
     ``f32[5]`` (phenotype) is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
-    the step for ``dp/dt = k2 S2 (1 - p) - k1 S1 p`` with ``S1 = H(IFN-gamma)`` and
-    ``S2 = H(TGF-beta) + [pO2 < hypoxia] + w * (tumour contact)``. State QUIESCENT marks M2
-    (``p > 0.5``).
+    the step for ``dp/dt = k2 S2 (1 - p) - k1 S1 p + k0 (p_rest - p)`` with ``S1 = H(IFN-gamma)``,
+    ``S2 = w_c * (tumour contact) + [pO2 < hypoxia] + w_ccl2 * H(CCL2) + H(TGF-beta)`` and ``k0``
+    the return to the resting polarisation ``p_rest`` without drive. ``f32[7]`` (aux) is 1 for
+    a resident macrophage (present from the start: its own resting polarisation, M2 rate factor
+    and lifespan, and a random walk) and 0 for a recruited, monocyte-derived one (which climbs
+    ``chemo``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``).
     """
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
@@ -169,22 +182,31 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
         cid = ids[0, i]
         s_i = site[i]
         f32[0, i] += dt_h
+        resident = f32[M_RESIDENT_ROW, i] > 0.5
         free, cancer, nall = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
         nt = popcount(cancer)
         contact = nt / nall if nall > 0 else 0.0
         s1 = hill(ifng[s_i], par[M_IFNG_HALF], 1.0)
-        s2 = hill(tgfb[s_i], par[M_TGFB_HALF], 1.0) + par[M_CONTACT_WEIGHT] * contact
+        s2 = (par[M_CONTACT_WEIGHT] * contact + hill(tgfb[s_i], par[M_TGFB_HALF], 1.0)
+              + par[M_CCL2_WEIGHT] * hill(ccl2[s_i], par[M_CCL2_HALF], 1.0))
         if oxygen[s_i] < par[M_HYPOXIA_MMHG]:
             s2 += 1.0
         k1 = par[M_TO_M1_RATE] * s1
         k2 = par[M_TO_M2_RATE] * s2
-        ktot = k1 + k2
+        k0 = par[M_RELAXATION_RATE]
+        if resident:
+            k2 *= par[M_RESIDENT_M2_FACTOR]
+            rest = par[M_RESIDENT_REST]
+            life = par[M_RESIDENT_LIFESPAN]
+        else:
+            rest = par[M_RECRUITED_REST]
+            life = par[M_LIFESPAN]
+        ktot = k1 + k2 + k0
         if ktot > 0.0:
-            p_inf = k2 / ktot
+            p_inf = (k2 + k0 * rest) / ktot
             f32[5, i] = p_inf + (f32[5, i] - p_inf) * np.exp(-ktot * dt_h)
         p = f32[5, i]
         state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
-        life = par[M_LIFESPAN]
         death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s_i, fields,
                             0.0, rules)
         if uniform(seed, cid, step, PURPOSE_M_DEATH) < hazard_prob(death, dt_h):
@@ -201,8 +223,10 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
         rate = apply_rules(par[M_MIGRATION_RATE], MACROPHAGE, B_MIGRATION, s_i, fields, 0.0,
                            rules)
         if uniform(seed, cid, step, PURPOSE_M_MOVE) < hazard_prob(rate, dt_h):
-            t = choose_move(s_i, free, cid, nz, ny, nx, chemo, par[M_CHEMOTAXIS_BIAS], seed, step,
-                            PURPOSE_M_BIAS, PURPOSE_M_SITE)
+            # recruited (CCR2-high) cells climb the CCL2 gradient; residents walk at random
+            bias = 0.0 if resident else par[M_CHEMOTAXIS_BIAS]
+            t = choose_move(s_i, free, cid, nz, ny, nx, chemo, bias, seed, step, PURPOSE_M_BIAS,
+                            PURPOSE_M_SITE)
             if t >= 0:
                 action[i] = MOVE
                 target[i] = t

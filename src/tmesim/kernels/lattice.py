@@ -131,15 +131,17 @@ def census(n, kind, state):
 
 @kernel(parallel=True)
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, sink, source):
     """Per-voxel coupling of cells to fields, from per-kind tables (one cell per site).
 
     ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
     collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
-    activity ``a`` scales the release: 1 for cancer cells, engagement (``aux``) for active T
-    cells and 0 for exhausted ones, polarisation (``phenotype``, M2 = 1) for macrophages and
-    activation for fibroblasts. Both maps must be zero on entry. Cells occupy distinct sites,
-    so the parallel loop writes distinct voxels.
+    activity ``a`` scales the release: 1 for cancer cells (``hypoxic_by_kind[k, f]`` for a
+    cancer cell that is quiescent, i.e. hypoxic), engagement (``aux``) for active T cells and 0
+    for exhausted ones, the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p``
+    (``phenotype``) for macrophages (nothing at or below the M1/M2 midpoint, 1 when fully M2)
+    and the activation for fibroblasts. Both maps must be zero on entry. Cells occupy distinct
+    sites, so the parallel loop writes distinct voxels.
     """
     nf = sink.shape[0]
     for i in prange(n):
@@ -149,10 +151,18 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
         k = kind[i]
         s = site[i]
         act = 1.0
+        hypoxic = False
         if k == TCELL:
             act = aux[i] if st == PROLIFERATING else 0.0
-        elif k == MACROPHAGE or k == FIBROBLAST:
+        elif k == MACROPHAGE:
+            act = max(0.0, 2.0 * phenotype[i] - 1.0)
+        elif k == FIBROBLAST:
             act = phenotype[i]
+        elif st == QUIESCENT:
+            hypoxic = True
         for f in range(nf):
             sink[f, s] += sink_by_kind[k, f]
-            source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f]
+            rel = act * release_by_kind[k, f]
+            if hypoxic:
+                rel *= hypoxic_by_kind[k, f]
+            source[f, s] += source_by_kind[k, f] + rel

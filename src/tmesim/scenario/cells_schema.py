@@ -13,7 +13,7 @@ from pydantic import model_validator
 
 from .schema_base import P, Section
 
-PLACEMENTS = Literal["center", "disc", "random", "capillary", "capillary_cluster"]
+PLACEMENTS = Literal["center", "disc", "random", "capillary", "capillary_cluster", "alveolar"]
 
 
 class Placement(Section):
@@ -25,7 +25,9 @@ class Placement(Section):
         desc="center: packed around the domain centre; disc: scattered uniformly in a disc "
         "(sphere in 3-D) of radius_um about the centre; random: scattered over the domain's "
         "tissue; capillary: scattered over capillary sites (metastatic arrival); "
-        "capillary_cluster: packed around the capillary nearest the centre.",
+        "capillary_cluster: packed around the capillary nearest the centre; alveolar: "
+        "scattered over the alveolar surface, tissue sites next to air (resident alveolar "
+        "macrophages).",
     )
     radius_um: float = P(100.0, unit="um", gt=0, desc="Radius for placement 'disc'.")
 
@@ -41,6 +43,15 @@ class Secretion(Section):
         unit="field units * um^3 / min",
         ge=0,
         desc="Net release E per cell (scaled by the cell's activity: see docs/biology.md).",
+    )
+    hypoxic_release_factor: float = P(
+        1.0,
+        unit="1",
+        ge=0,
+        le=1000,
+        desc="Multiplies release_per_min while a cancer cell is hypoxic (quiescent); only "
+        "tumour and stem-like cells have one (1 for every other kind).",
+        source="1: no change (see docs/parameters.md for the values of defaults.yaml)",
     )
 
 
@@ -353,6 +364,21 @@ class Recruitment(Section):
         le=1e6,
         desc="Arrivals per 1000 live cancer cells.",
     )
+    signal: str | None = P(
+        None,
+        desc="A field whose local level at each free entry site draws arrivals there "
+        "(per_site_per_h x H(signal; signal_half) per site); null: none.",
+    )
+    per_site_per_h: float = P(
+        0.0,
+        unit="cells/h per entry site",
+        ge=0,
+        le=1e6,
+        desc="Arrivals per hour through one free entry site at saturating signal.",
+    )
+    signal_half: float = P(
+        1.0, unit="field units", gt=0, desc="Signal giving half the maximal arrivals per site."
+    )
 
 
 class TCellConfig(CellTypeBase):
@@ -438,7 +464,8 @@ class TCellConfig(CellTypeBase):
 
 
 class MacrophageConfig(CellTypeBase):
-    """Macrophages with continuous M1 <-> M2 polarisation (kernels/immune.py)."""
+    """Macrophages with continuous M1 <-> M2 polarisation (kernels/immune.py): resident ones
+    (the initial cells) and monocyte-derived ones recruited by tumour-derived CCL2."""
 
     volume_um3: float = P(
         4900.0, unit="um^3", gt=0, desc="Cell volume (a 21 um macrophage).", source="[A]"
@@ -448,11 +475,42 @@ class MacrophageConfig(CellTypeBase):
         source="as immune cells in PhysiCell cancer_immune (parameters.md §3.5) [V]",
     )
     recruitment: Recruitment = P(
-        Recruitment(per_1000_tumor_per_h=0.5), desc="Monocyte-derived arrivals (a choice)."
+        Recruitment(signal="ccl2", per_site_per_h=0.006, signal_half=10.0),
+        desc="Monocyte-derived arrivals; default: drawn by the field 'ccl2' at capillaries, "
+        "0.006 cells/h per free capillary site at saturating CCL2, half at 10 ng/mL.",
+        source="choice: about 0.5 arrivals/h per 1000 cancer cells in the baseline lung "
+        "(parameters.md §8)",
     )
     initial_polarisation: float = P(
-        0.5, unit="0 = M1, 1 = M2", ge=0, le=1, desc="Polarisation of initial and new cells.",
-        source="choice",
+        0.4, unit="0 = M1, 1 = M2", ge=0, le=1,
+        desc="Polarisation of the initial (resident) cells, and the resting state they return "
+        "to without drive.",
+        source="choice: homeostatic alveolar macrophages, neither inflammatory nor "
+        "tumour-educated (parameters.md §8)",
+    )
+    recruited_polarisation: float = P(
+        0.3, unit="0 = M1, 1 = M2", ge=0, le=1,
+        desc="Polarisation of arriving monocyte-derived cells, and the resting state they "
+        "return to without drive.",
+        source="choice: inflammatory (Ly6C-high) monocytes (Qian et al. 2011) (parameters.md §8)",
+    )
+    relaxation_per_h: float = P(
+        1 / 48, unit="1/h", ge=0,
+        desc="Rate of return toward the resting polarisation (0: polarisation stays without "
+        "drive).",
+        source="choice: polarisation follows the current environment (Stout et al. 2005) [A]",
+    )
+    resident_m2_factor: float = P(
+        0.5, unit="1", ge=0, le=1, desc="Multiplies the M2 rate of resident macrophages.",
+        source="choice: the pro-metastatic macrophages of breast-cancer lung metastases are the "
+        "recruited ones (Qian et al. 2009, 2011) (parameters.md §8)",
+    )
+    resident_lifespan_h: float = P(
+        0.0, unit="h", ge=0,
+        desc="Mean lifespan of a resident macrophage; 0: residents are not lost (their "
+        "turnover is balanced by self-renewal).",
+        source="alveolar macrophages persist for months without replacement from blood "
+        "(Murphy et al. 2008) [A]",
     )
     phagocytosis_rate_per_h: float = P(
         0.1, unit="1/h", ge=0, desc="Killing hazard of a fully M1 cell touching a cancer cell.",
@@ -472,27 +530,39 @@ class MacrophageConfig(CellTypeBase):
     tgfb_half_ng_per_mL: float = P(
         1.0, unit="ng/mL", gt=0, desc="TGF-beta giving half a unit of M2 drive.", source="choice"
     )
+    ccl2_weight: float = P(
+        1.0, unit="1", ge=0, desc="M2 drive at saturating CCL2 (field 'ccl2').",
+        source="choice: CCL2 promotes M2 polarisation (Roca et al. 2009; Sierra-Filardi et al. "
+        "2014) [A]",
+    )
+    ccl2_half_ng_per_mL: float = P(
+        10.0, unit="ng/mL", gt=0, desc="CCL2 giving half its M2 drive.",
+        source="choice: as the recruitment half-effect (parameters.md §8)",
+    )
     hypoxia_mmHg: float = P(
-        10.0, unit="mmHg", ge=0, desc="Below this pO2 hypoxia adds one unit of M2 drive.",
+        10.0, unit="mmHg", ge=0,
+        desc="Below this pO2 hypoxia adds one unit of M2 drive (it stands for lactate too).",
         source="hypoxia convention (parameters.md §1.2) [A]",
     )
     contact_weight: float = P(
         1.0, unit="1", ge=0, desc="M2 drive of full contact with cancer cells.", source="choice"
     )
     lifespan_h: float = P(
-        720.0, unit="h", gt=0, desc="Mean lifespan.", source="tissue macrophages live weeks [A]"
+        720.0, unit="h", gt=0, desc="Mean lifespan of a recruited (monocyte-derived) cell.",
+        source="tissue macrophages live weeks [A]",
     )
     speed_um_per_min: float = P(
         1.0, unit="um/min", ge=0, desc="Migration speed.", source="as T cells [A]"
     )
     chemotaxis_bias: float = P(
-        0.2, unit="probability", ge=0, le=1, desc="Share of chemokine-directed moves.",
+        0.2, unit="probability", ge=0, le=1,
+        desc="Share of moves up the CCL2 gradient (the chemokine field if there is no 'ccl2').",
         source="as T cells (parameters.md §3.4)",
     )
     secretion: dict[str, Secretion] = P(
         {},
-        desc="Exchange with fields; packaged default: M2 macrophages release TGF-beta "
-        "(scaled by polarisation).",
+        desc="Exchange with fields; packaged default: M2-like macrophages release TGF-beta and "
+        "EGF (scaled by the M2 activity max(0, 2p - 1)).",
         source="choice: a dense M2/CAF region reaches about 1 ng/mL",
     )
 
@@ -539,6 +609,17 @@ class CellsConfig(Section):
     tcell: TCellConfig = P(TCellConfig(), desc="CD8 T cells.")
     macrophage: MacrophageConfig = P(MacrophageConfig(), desc="Macrophages.")
     fibroblast: FibroblastConfig = P(FibroblastConfig(), desc="Fibroblasts / CAFs.")
+
+    @model_validator(mode="after")
+    def _hypoxic_release_of_cancer_cells_only(self):
+        for kname in ("tcell", "macrophage", "fibroblast"):
+            for fname, sec in getattr(self, kname).secretion.items():
+                if sec.hypoxic_release_factor != 1.0:
+                    raise ValueError(
+                        f"{kname}.secretion.{fname}.hypoxic_release_factor|1 (only tumour and "
+                        "stem-like cells release more when hypoxic)"
+                    )
+        return self
 
 
 BEHAVIOURS = Literal["division_rate", "migration_rate", "death_rate", "kill_rate"]

@@ -627,8 +627,9 @@ def _drop_removed_entries(data: dict) -> None:
     """Delete named entries set to null.
 
     ``fields.<name>: null`` removes a field the defaults (or a parent) defined, together with
-    every cell type's exchange with it; ``cells.<type>.secretion.<field>: null`` removes one
-    exchange; ``fields.<name>.boundary.<side>: null`` makes that side zero-flux again.
+    every cell type's exchange with it and every recruitment it drives (``recruitment.signal``
+    becomes null); ``cells.<type>.secretion.<field>: null`` removes one exchange;
+    ``fields.<name>.boundary.<side>: null`` makes that side zero-flux again.
     """
     removed = set()
     fields = data.get("fields")
@@ -648,6 +649,10 @@ def _drop_removed_entries(data: dict) -> None:
             if isinstance(sec, dict):
                 for name in [k for k, v in sec.items() if v is None or k in removed]:
                     del sec[name]
+            rec = cfg.get("recruitment") if isinstance(cfg, dict) else None
+            if isinstance(rec, dict) and isinstance(rec.get("signal"), str):
+                if rec["signal"] in removed:
+                    rec["signal"] = None
 
 
 def _validate(data: dict, prov: Prov, top_file: str) -> Scenario:

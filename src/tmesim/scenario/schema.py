@@ -436,6 +436,13 @@ class Scenario(Section):
                         f"cells.{kname}.secretion.{fname}|the name of a defined field "
                         f"({', '.join(self.fields)})"
                     )
+            signal = getattr(getattr(self.cells, kname), "recruitment", None)
+            signal = signal.signal if signal is not None else None
+            if signal is not None and signal not in self.fields:
+                raise ValueError(
+                    f"cells.{kname}.recruitment.signal|null or the name of a defined field "
+                    f"({', '.join(self.fields)})"
+                )
         for i, rule in enumerate(self.rules):
             if rule.signal != "pdl1" and rule.signal not in self.field_configs:
                 raise ValueError(

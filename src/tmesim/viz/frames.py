@@ -73,6 +73,7 @@ CELL_COLUMN_UNITS = {
     "payload": "\u00b5M drug-equivalent",
     "generation": "divisions",
     "divisions_left": "divisions",
+    "resident": "1 = resident macrophage",
 }
 
 
