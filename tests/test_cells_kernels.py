@@ -923,7 +923,7 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         s["site"][:n] = block
         s["occ"][block] = np.arange(n, dtype=np.int32)
         f = {k: np.full(n_sites, 30.0 if k == "oxygen" else 0.0) for k in
-             ("oxygen", "tgfb", "ifng", "chemo", "ecm", "antibody", "egf")}
+             ("oxygen", "tgfb", "ifng", "chemo", "ecm", "antibody", "egf", "ccl2")}
         f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
         w = work(2 * n_sites)
         inner = [i for i in range(n) if 4 <= block[i] // 12 <= 7 and 4 <= block[i] % 12 <= 7]
