@@ -15,6 +15,11 @@ cache
 fastmath
     ``{"nsz", "arcp", "contract", "afn"}``: no ``nnan``/``ninf`` (the NaN guards must keep working)
     and no ``reassoc`` (reductions must not depend on vectorisation or thread count).
+    ``@kernel(exact=True)`` also drops ``contract`` and ``arcp`` (``FASTMATH_EXACT``): where
+    multiply-adds may be fused depends on inlining, which differed between a kernel compiled in
+    the running process and the same kernel loaded from the cache, by the last bits of the
+    implicit solver's results; its stopping test can turn that into a different iteration count.
+    The implicit solver's kernels use it.
 parallel
     Kernels declared ``parallel=True`` use ``prange`` over independent lines or cells. Setting the
     environment variable ``TMESIM_PARALLEL=0`` before import compiles them serially instead. Results
@@ -42,6 +47,10 @@ import numba
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
+#: kernels whose results steer an iteration (the implicit solver's stopping test): no fused
+#: multiply-adds and no reciprocals, which LLVM applies differently in a kernel compiled in the
+#: running process and in the same kernel loaded from the cache
+FASTMATH_EXACT = FASTMATH - {"arcp", "contract"}
 PARALLEL = os.environ.get("TMESIM_PARALLEL", "1") not in ("0", "false", "no")
 
 
@@ -52,7 +61,7 @@ def source_digest(folder: Path = Path(__file__).parent) -> str:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     h.update(numba.__version__.encode())
-    h.update(repr((sorted(FASTMATH), PARALLEL)).encode())
+    h.update(repr((sorted(FASTMATH), sorted(FASTMATH_EXACT), PARALLEL)).encode())
     return h.hexdigest()[:16]
 
 
@@ -77,15 +86,17 @@ def _use_cache_dir() -> None:
 _use_cache_dir()
 
 
-def kernel(fn=None, *, parallel: bool = False):
+def kernel(fn=None, *, parallel: bool = False, exact: bool = False):
     """Compile ``fn`` with tmesim's JIT policy.
 
-    Use ``@kernel`` for serial kernels and ``@kernel(parallel=True)`` for kernels with ``prange``.
+    Use ``@kernel`` for serial kernels and ``@kernel(parallel=True)`` for kernels with ``prange``;
+    ``exact=True`` for kernels whose results steer an iteration (``FASTMATH_EXACT``).
     """
+    flags = FASTMATH_EXACT if exact else FASTMATH
 
     def wrap(f):
         return numba.njit(
-            cache=True, fastmath=set(FASTMATH), parallel=bool(parallel and PARALLEL), nogil=True
+            cache=True, fastmath=set(flags), parallel=bool(parallel and PARALLEL), nogil=True
         )(f)
 
     if fn is not None:

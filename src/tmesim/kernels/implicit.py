@@ -44,7 +44,7 @@ OMEGA = 0.95
 N_WORK = 9
 
 
-@kernel
+@kernel(exact=True)
 def system(free, g, kf, nd, rf, d0, bt):
     """The compact system of one field: its unknowns, their neighbours and coefficients.
 
@@ -115,7 +115,7 @@ def system(free, g, kf, nd, rf, d0, bt):
     return vox, nb, nbv, gn, diag0, bnd
 
 
-@kernel
+@kernel(exact=True)
 def _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, cu, jl, ju):
     """The step's system split into its lower and upper parts, and the start values.
 
@@ -162,7 +162,7 @@ def _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, c
     x[n] = 0.0
 
 
-@kernel
+@kernel(exact=True)
 def _factor(d, cl, cu, jl, omega, einv, lf, uf, upper):
     """Inverse pivots ``einv`` of the modified incomplete factorisation of ``A`` (natural
     order), ``e_i = d_i - sum_j a_ij (a_ji + omega * (row j's other upper entries)) / e_j``
@@ -199,7 +199,7 @@ def _factor(d, cl, cu, jl, omega, einv, lf, uf, upper):
 
 # The kernels below write the y (and, in 3-D, z) terms out rather than looping over axes: a
 # loop over a short second axis of the coefficient arrays costs more than the arithmetic.
-@kernel
+@kernel(exact=True)
 def _residual(x, b, d, cl, cu, jl, ju, idelta, r):
     """``r = b - A x``; returns ``max |r_i| / delta_i``."""
     h, n = cl.shape
@@ -222,7 +222,7 @@ def _residual(x, b, d, cl, cu, jl, ju, idelta, r):
     return worst
 
 
-@kernel
+@kernel(exact=True)
 def _forward(r, einv, lf, jl, y):
     """The forward sweep of the preconditioner, ``y = (E + L)^-1 r``."""
     h, n = lf.shape
@@ -236,7 +236,7 @@ def _forward(r, einv, lf, jl, y):
         y[i] = prev
 
 
-@kernel
+@kernel(exact=True)
 def _backward(y, uf, ju, z, r):
     """The backward sweep, ``z = (E + U)^-1 E y``: with the forward sweep, ``z = M^-1 r``
     for ``M = (E + L) E^-1 (E + U)``. Returns ``r . z``. ``z[n]`` must be 0."""
@@ -254,7 +254,7 @@ def _backward(y, uf, ju, z, r):
     return rz
 
 
-@kernel
+@kernel(exact=True)
 def _matvec(p, d, cl, cu, jl, ju, q):
     """``q = A p``; returns ``p . q``. ``p[n]`` must be 0."""
     h, n = cl.shape
@@ -271,7 +271,7 @@ def _matvec(p, d, cl, cu, jl, ju, q):
     return pq
 
 
-@kernel
+@kernel(exact=True)
 def _update(x, r, p, q, alpha, idelta, einv, lf, jl, y):
     """``x += alpha p``, ``r -= alpha q``, fused with the forward sweep on the new ``r``
     (:func:`_forward`); returns ``max |r_i| / delta_i``. ``y`` may share ``q``'s memory: row
@@ -293,7 +293,7 @@ def _update(x, r, p, q, alpha, idelta, einv, lf, jl, y):
     return est
 
 
-@kernel
+@kernel(exact=True)
 def pcg_solve(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, maxit, work):
     """One backward-Euler step of one field ``u`` (``(nz, ny, nx)``), in place.
 
