@@ -1003,8 +1003,8 @@ def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max) -> tuple[str,
     - an implicit field that is fast (``rate * dt_agent / calls > kdt_max``: it relaxes within
       a few of the finest steps, and its steady state is exact at any step) takes one step per
       agent step, a slower one a step per diffusion step."""
+    fast = rate is not None and rate * dt_agent / calls > kdt_max * (1 + 1e-9)
     if scheme == "auto":
-        fast = rate is not None and rate * dt_agent / calls > kdt_max * (1 + 1e-9)
         scheme = "implicit" if fast else "lod"
     if substeps:
         return scheme, substeps
@@ -1012,7 +1012,7 @@ def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max) -> tuple[str,
         return scheme, calls
     if scheme == "lod":
         return scheme, accuracy_substeps(rate, dt_agent, calls, kdt_max)
-    if scheme == "implicit" and rate * dt_agent / calls > kdt_max * (1 + 1e-9):
+    if scheme == "implicit" and fast:
         return scheme, 1
     return scheme, calls
 
