@@ -6,7 +6,9 @@
 >>> res.to_pandas(); res.to_xarray()            # doctest: +SKIP
 
 Only complete records are exposed: their number is the length of ``/time_h``, which the writer
-extends last, so a file left by a killed run reads cleanly up to its last complete record.
+extends last (after a flush), lowered to the length of any shorter record dataset
+(:func:`tmesim.io.writer.complete_records`), so a file left by a killed run reads cleanly up to
+its last complete record.
 While a run is going, or after it was interrupted, its records are in ``OUT.partial``; loading
 ``OUT`` reads that file when ``OUT`` itself does not exist yet.
 """
@@ -20,7 +22,7 @@ import h5py
 import numpy as np
 
 from ..errors import UsageError, warn
-from .writer import FORMAT, FORMAT_VERSION
+from .writer import FORMAT, FORMAT_VERSION, complete_records
 
 
 def _open_for_reading(path: Path) -> h5py.File:
@@ -80,14 +82,17 @@ class Results:
                 f"({FORMAT_VERSION}); values may be misread (upgrade tmesim)"
             )
         self.n_records = int(t.shape[0])
-        for group in ("counts", "metrics"):
-            for k, d in (self.f.get(group) or {}).items():
-                if getattr(d, "shape", (0,))[:1] < (self.n_records,):
-                    self.f.close()
-                    raise UsageError(
-                        f"{self.path} is damaged: /{group}/{k} is shorter than /time_h\n"
-                        "  fix: run the scenario again"
-                    )
+        complete = complete_records(self.f)
+        if complete < self.n_records:
+            if self.complete:
+                self.f.close()
+                raise UsageError(
+                    f"{self.path} is damaged: it says it is complete, but some record datasets "
+                    f"hold {complete} of its {self.n_records} records\n"
+                    "  fix: run the scenario again"
+                )
+            # a run killed while writing a record: its last record is incomplete
+            self.n_records = complete
 
     # ------------------------------------------------------------------ metadata
     @property

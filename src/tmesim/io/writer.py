@@ -1,9 +1,12 @@
 """Record-by-record HDF5 writer (the file layout is specified in docs/output-format.md).
 
 Every dataset that grows with records is created up front with an unlimited first axis. A
-record is appended in a fixed order (fields, cells, counts, metrics, and ``/time_h`` last) and
-the file is flushed, so a run killed at any moment leaves a file whose ``/time_h`` length is the
-number of complete records; :mod:`tmesim.io.results` reads exactly that many.
+record is appended in a fixed order (fields, cells, counts, metrics, diagnostics), the file is
+flushed, and only then is ``/time_h`` extended and flushed again. HDF5 writes its cached metadata
+in no particular order, so the first flush is what guarantees that every other dataset reaches
+the disk before ``/time_h`` grows. A run killed at any moment therefore leaves a file whose
+complete records are counted by :func:`complete_records` (the length of ``/time_h``, or less if a
+dataset is shorter); :mod:`tmesim.io.results` reads exactly that many.
 """
 
 from __future__ import annotations
@@ -50,6 +53,34 @@ DIAGNOSTICS = {
     "clipped": "1",
     "fallbacks": "1",
 }
+
+
+def _record_datasets(f: h5py.File):
+    """Every dataset that grows by one entry per record (``/cells`` excepted)."""
+    for group in ("counts", "metrics"):
+        yield from (f[group].values() if group in f else ())
+    if "fields" in f:
+        yield from (d for d in f["fields"].values() if d.ndim >= 3 and d.maxshape[0] is None)
+    if "diagnostics" in f:
+        for grp in f["diagnostics"].values():
+            yield from grp.values()
+
+
+def complete_records(f: h5py.File) -> int:
+    """Number of complete records in an open result file: the length of ``/time_h``, lowered to
+    that of any record dataset that is shorter (a run killed in the middle of writing a record).
+    """
+    n = int(f["time_h"].shape[0])
+    for d in _record_datasets(f):
+        n = min(n, int(d.shape[0]))
+    if "cells" in f and "offsets" in f["cells"]:
+        g = f["cells"]
+        off = g["offsets"]
+        n = min(n, int(off.shape[0]) - 1)
+        held = min((int(g[k].shape[0]) for k in CELL_COLUMNS if k in g), default=0)
+        while n > 0 and int(off[n]) > held:  # a column shorter than the offsets say
+            n -= 1
+    return max(n, 0)
 
 
 class ResultWriter:
@@ -207,7 +238,7 @@ class ResultWriter:
     def reopen(cls, path) -> ResultWriter:
         """Open an unfinished result file for appending (``tmesim run --resume``).
 
-        Every record dataset is cut back to the complete records (the length of ``/time_h``),
+        Every record dataset is cut back to the complete records (:func:`complete_records`),
         dropping whatever a killed run wrote of the next record.
         """
         self = cls.__new__(cls)
@@ -221,7 +252,8 @@ class ResultWriter:
                 raise ValueError(f"format_version {f.attrs.get('format_version')} is not "
                                  f"{FORMAT_VERSION}")
             self.time = f["time_h"]
-            n = int(self.time.shape[0])
+            n = complete_records(f)
+            self.time.resize(n, axis=0)
             self.fields = {
                 k: d for k, d in f["fields"].items() if d.ndim >= 3 and d.maxshape[0] is None
             }
@@ -234,15 +266,11 @@ class ResultWriter:
             }
             for d in (*self.fields.values(), *self.counts.values(), *self.metrics.values(),
                       *self.diagnostics.values()):
-                if d.shape[0] < n:
-                    raise ValueError(f"{d.name} holds fewer records than /time_h")
                 d.resize(n, axis=0)
             self.cells = None
             if "cells" in f:
                 g = f["cells"]
                 off = g["offsets"]
-                if off.shape[0] < n + 1:
-                    raise ValueError("/cells/offsets holds fewer records than /time_h")
                 off.resize(n + 1, axis=0)
                 end = int(off[n])
                 missing = [k for k in CELL_COLUMNS if k not in g]
@@ -252,8 +280,6 @@ class ResultWriter:
                     )
                 cols = {k: g[k] for k in CELL_COLUMNS}
                 for d in cols.values():
-                    if d.shape[0] < end:
-                        raise ValueError(f"{d.name} is shorter than its offsets")
                     d.resize(end, axis=0)
                 self.cells = (off, cols)
             f.flush()
@@ -285,7 +311,7 @@ class ResultWriter:
         )
 
     def write_record(self, time_h, counts, metrics, fields, cells=None, diagnostics=None) -> None:
-        """Append one record and flush; ``/time_h`` is written last.
+        """Append one record: everything but ``/time_h``, a flush, then ``/time_h`` and a flush.
 
         ``diagnostics``: field -> statistic -> value (missing ones are written as 0)."""
         try:
@@ -309,6 +335,7 @@ class ResultWriter:
         diag = diagnostics or {}
         for (field, stat), d in self.diagnostics.items():
             self._append(d, np.array([diag.get(field, {}).get(stat, 0.0)], np.float64))
+        self.f.flush()  # the record's data on disk before /time_h says it exists
         self._append(self.time, np.array([time_h], np.float64))
         self.f.flush()
 
