@@ -1,9 +1,7 @@
 """Obviously-correct pure-Python twins of tmesim/kernels/pharmacology.py.
 
-Plain loops over Python floats, written for clarity, not speed. The backward-Euler exchange step
-is solved here by plain bisection on the residual written exactly as the model states it (the
-kernel uses Newton from a quadratic guess), so the twin is an independent check of the root.
-Twins change their arguments in place like the kernels do.
+Plain loops over Python floats, written for clarity, not speed. Twins change their arguments in
+place like the kernels do.
 """
 
 from __future__ import annotations
@@ -23,68 +21,46 @@ def inhibition_factor(inhibitor, s, ic50):
     return ic50 / (conc + ic50)
 
 
-def exchange_root(ci, ce, k, vm, km, phi, dt, iterations=200):
-    """Root of g(x) = x - ci - dt*(k*(ce_new(x) - x) - vm*x/(km + x)) by bisection.
-
-    ce_new(x) = (ce + phi*ci) - phi*x for phi > 0, else ce (held).
-    """
-    ci, ce, k, vm, km, phi, dt = map(float, (ci, ce, k, vm, km, phi, dt))
-    held = not phi > 0.0
-    total = ce if held else ce + phi * ci
-    vm = max(vm, 0.0)
-
-    def ce_new(x):
-        return ce if held else total - phi * x
-
-    def efflux(x):
-        if vm == 0.0:
-            return 0.0
-        if km <= 0.0:  # zero-order pump: full rate for any x > 0
-            return vm if x > 0.0 else 0.0
-        return vm * x / (km + x)
-
-    def g(x):
-        return x - ci - dt * (k * (ce_new(x) - x) - efflux(x))
-
-    # upper end: ci + everything outside could ever hold
-    hi = ci + (ce if held else total / phi) + dt * k * (abs(ce) + abs(total)) + 1.0
-    lo = 0.0
-    if g(lo) >= 0.0:
-        return 0.0
-    assert g(hi) > 0.0
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if g(mid) < 0.0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def cell_drug_exchange(
-    n, kind, state, site, drug, pgp, c_out, inhibitor, k_mem, vmax, km, ic50, phi, dt
-):
-    """Twin of the kernel: live cancer cells, one bisection-solved implicit step each."""
+def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, k_mem, vmax, km, ic50, phi, dt,
+                   den, sink, source):
+    """Twin: each live cancer cell's backward-Euler equation, with the efflux taken at the slope
+    vm / (km + C_i) of the current C_i, solved for C_i' = (C_i + dt k C_e') / d, written into the
+    voxel's equation C_e' - C_e = -phi (C_i' - C_i) as a sink and a source."""
+    p = max(float(phi), 0.0)
     for i in range(n):
+        den[i] = 0.0
         kd = int(kind[i])
-        if kd not in (TUMOR, STEM):
-            continue
-        if int(state[i]) not in (PROLIFERATING, QUIESCENT):
+        if kd not in (TUMOR, STEM) or int(state[i]) not in (PROLIFERATING, QUIESCENT):
             continue
         k = float(k_mem[kd])
-        if not k > 0.0:
-            continue
         s = int(site[i])
-        if s < 0:
+        if not k > 0.0 or s < 0:
+            continue
+        ci = float(drug[i])
+        vm = max(float(vmax[kd]) * float(pgp[i]) * inhibition_factor(inhibitor, s, ic50[kd]), 0.0)
+        if vm == 0.0:
+            slope = 0.0
+        elif km[kd] > 0.0:
+            slope = vm / (float(km[kd]) + ci)
+        else:
+            slope = vm / ci if ci > 0.0 else 0.0
+        d = 1.0 + dt * (k + slope)
+        den[i] = d
+        # -phi (C_i' - C_i) = -phi (dt k / d) C_e' + phi C_i (1 - 1 / d)
+        sink[s] += p * k / d
+        source[s] += p * ci * (1.0 - 1.0 / d) / dt
+
+
+def membrane_update(n, kind, site, drug, den, c_out, k_mem, phi, dt):
+    moved = 0.0
+    for i in range(n):
+        if not den[i] > 0.0:
             continue
         old = float(drug[i])
-        vm = float(vmax[kd]) * float(pgp[i]) * inhibition_factor(inhibitor, s, float(ic50[kd]))
-        x = exchange_root(old, c_out[s], k, vm, km[kd], phi, dt)
-        drug[i] = np.float32(x)
-        if phi > 0.0:
-            c_out[s] = float(c_out[s]) - phi * (float(drug[i]) - old)
+        drug[i] = np.float32((old + dt * float(k_mem[int(kind[i])]) * float(c_out[int(site[i])]))
+                             / float(den[i]))
+        moved += float(drug[i]) - old
+    return max(float(phi), 0.0) * moved
 
 
 def steady_state_uptake(c_e, k, vmax_eff, km, iterations=200):
@@ -117,23 +93,9 @@ def release_removed(n, state, site, drug, c_out, phi):
     return total
 
 
-def vessel_exchange(c, sites, rate, c_plasma, dt):
-    net = 0.0
-    for j in range(len(sites)):
-        v = int(sites[j])
-        old = float(c[v])
-        c[v] = c_plasma + (old - c_plasma) * math.exp(-float(rate[j]) * dt)
-        net += float(c[v]) - old
-    return net
-
-
-def decay_exact(c, lam, dt):
-    removed = 0.0
-    for v in range(len(c)):
-        old = float(c[v])
-        c[v] = old * math.exp(-lam * dt)
-        removed += old - float(c[v])
-    return removed
+def vessel_flux(c, sites, rate, c_plasma, dt):
+    return dt * sum(float(r) * (c_plasma - float(c[int(v)])) for v, r in zip(sites, rate,
+                                                                               strict=True))
 
 
 def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, turnover, induction_max,

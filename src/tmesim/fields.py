@@ -225,12 +225,16 @@ class FieldSet:
     def from_scenario(cls, scenario) -> FieldSet:
         """Build the field set a scenario describes."""
         specs = []
+        from .therapy.delivery import local_rates as agent_rates
+
         calls = scenario.diffusion_substeps
         rates = local_rates(scenario)
+        dosed = agent_rates(scenario)
         for name, fc in scenario.field_configs.items():
             scheme, steps = choose_steps(
-                fc.scheme or scenario.numerics.scheme, rates.get(name), fc.substeps,
-                scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max,
+                fc.scheme or scenario.numerics.scheme, rates.get(name, dosed.get(name)),
+                fc.substeps, scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max,
+                dosed=name in dosed,
             )  # fmt: skip
             bc = {}
             for side, cond in fc.boundary.items():
@@ -689,10 +693,11 @@ class FieldSet:
         if self._masked is not None:
             self.data.reshape(len(self.specs), -1)[:, self._masked] = 0.0
 
-    def step(self, dt_agent: float, calls: int, sink=None, source=None, before=None) -> None:
+    def step(self, dt_agent: float, calls: int, sink=None, source=None, before=None,
+             after=None) -> None:
         """Advance every field by one agent step of ``dt_agent`` minutes: ``calls`` calls of
-        :meth:`diffuse` of ``dt_agent / calls`` each (``before(i, dt)`` runs before call ``i``,
-        e.g. the delivery of dosed agents), except that the sub-sets stepping once per agent
+        :meth:`diffuse` of ``dt_agent / calls`` each (``before(i, dt)`` runs before call ``i``
+        and ``after(i, dt)`` after it, e.g. the delivery of dosed agents), except that the sub-sets stepping once per agent
         step (``every == calls``: the packaged oxygen and chemokine) take their one step of
         ``dt_agent`` beside them. When the parallel kernels have more than one thread, these
         steps and the sub-stepped calls are shared between this thread and a second one, each
@@ -712,6 +717,8 @@ class FieldSet:
                 if before is not None:
                     before(i, dt)
                 self.diffuse(dt, sink, source, skip=whole)
+                if after is not None:
+                    after(i, dt)
 
         tasks = [sub_stepped] + [lambda i=i: one_step(i) for i in whole]
         if len(tasks) == 1 or numba.get_num_threads() < 2:
@@ -993,12 +1000,14 @@ def local_rates(scenario) -> dict[str, float]:
     return out
 
 
-def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max) -> tuple[str, int]:
+def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max, dosed=False) -> tuple[str, int]:
     """A field's scheme and steps per agent step (docs/numerics.md, "Steps chosen from
-    accuracy"). ``rate``: its fastest local rate (1/min; None for a dosed agent, which steps
-    every diffusion step with LOD under 'auto'); ``substeps``: its own count or None.
+    accuracy"). ``rate``: its fastest local rate (1/min); ``substeps``: its own count or None;
+    ``dosed``: a dosed agent's field (its plasma forcing and doses change within an agent step,
+    so it steps every diffusion step).
 
-    - 'auto' is LOD when some step keeps ``rate * dt <= kdt_max``, implicit otherwise;
+    - 'auto' is LOD when some step keeps ``rate * dt <= kdt_max`` (for a dosed agent: the
+      diffusion step), implicit otherwise;
     - an LOD field takes the fewest such steps (:func:`accuracy_substeps`);
     - an implicit field that is fast (``rate * dt_agent / calls > kdt_max``: it relaxes within
       a few of the finest steps, and its steady state is exact at any step) takes one step per
@@ -1008,7 +1017,7 @@ def choose_steps(scheme, rate, substeps, dt_agent, calls, kdt_max) -> tuple[str,
         scheme = "implicit" if fast else "lod"
     if substeps:
         return scheme, substeps
-    if rate is None:
+    if rate is None or dosed:
         return scheme, calls
     if scheme == "lod":
         return scheme, accuracy_substeps(rate, dt_agent, calls, kdt_max)

@@ -205,13 +205,16 @@ class Simulation:
         """Couple cells to fields, then diffuse and decay in sub-steps."""
         with self._cell_threads():
             self.dynamics.exchange_maps(self._sink, self._source)
-        self.therapy.update_vessels()
+        therapy = self.therapy
+        therapy.prepare_transport(self._sink, self._source)
         sub = self.scenario.diffusion_substeps
         t0_h = (self.steps - 1) * self.dt_min / 60.0  # Mesa counts the step before it runs
         self.fields.step(
             dt_min, sub, self._sink, self._source,
-            before=lambda i, dt: self.therapy.deliver(t0_h + i * dt / 60.0, dt),
-        )
+            before=lambda i, dt: therapy.deliver(t0_h + i * dt / 60.0, dt, self._sink,
+                                                 self._source),
+            after=lambda i, dt: therapy.settle(dt),
+        )  # fmt: skip
 
     def pharmacology(self, dt_min: float) -> None:
         """Drug uptake and P-gp efflux by cancer cells (docs/pharmacology.md)."""

@@ -1,4 +1,4 @@
-"""Drug pharmacology on the lattice: cell uptake and P-gp efflux, release, vessels and decay.
+"""Drug pharmacology on the lattice: cell uptake and P-gp efflux, release, vessel exchange.
 
 Units: concentrations in uM, time in min, rates in 1/min.
 
@@ -15,11 +15,19 @@ with the membrane rate ``k`` (1/min), the pump capacity ``vmax`` (uM/min per uni
 the Michaelis constant ``km`` (uM), the inhibitor's ``ic50`` (uM), the cell's P-gp level ``P``
 and the local inhibitor concentration ``I`` (uM).
 
-The exchange is stiff (``k dt`` ~ 30), so each call takes one backward-Euler step, solved
-exactly (Newton safeguarded by bisection, see :func:`exchange_root`). The fixed point of
-backward Euler is the true steady state (:func:`steady_state_uptake`). The cell's new drug is
-stored as float32 and the voxel is charged with the stored value, so
-``sum(c_out) + phi * sum(drug)`` is conserved to float64 round-off.
+The exchange is stiff (``k dt`` ~ 2-10), so it is not stepped on its own: it is a term of the
+drug field's transport step (docs/pharmacology.md, "Drug transport as one implicit step").
+:func:`membrane_terms` eliminates the backward-Euler cell equation, with the efflux linearised
+about the current ``C_i`` (``E(C_i') ~ vm C_i' / (km + C_i)``),
+
+    C_i' = (C_i + dt k C_e') / d,     d = 1 + dt k + dt vm / (km + C_i),
+
+into the voxel's equation as a first-order sink ``phi k / d`` (1/min) and a source
+``phi C_i (d - 1) / (d dt)`` (uM/min); after the field's solve, :func:`membrane_update` sets
+``C_i'`` from the solved ``C_e'``. Both terms are non-negative, so the field's system stays an
+M-matrix (positive solutions), and the fixed point is the exact steady state
+(:func:`steady_state_uptake`). Capillary exchange enters the same step as a sink ``rate`` and a
+source ``rate C_p`` (:func:`vessel_flux` measures what it moved).
 
 Every parallel loop writes only its own cell's row and voxel (at most one cell per voxel), and
 every sum is taken in a serial loop, so results do not depend on the number of threads.
@@ -34,10 +42,6 @@ from numba import prange
 
 from ._jit import kernel
 from .codes import PROLIFERATING, QUIESCENT, REMOVED, STEM, TUMOR
-
-EPS = 2.220446049250313e-16  # float64 machine epsilon
-ROOT_RTOL = 4.0 * EPS  # relative tolerance of the exchange root
-ROOT_MAX_ITER = 60  # Newton/bisection iterations (60 halvings reach 2**-60 of the bracket)
 
 
 @kernel
@@ -57,113 +61,26 @@ def inhibition_factor(inhibitor, s, ic50):
 
 
 @kernel
-def solve_exchange(a, b, vd, km, x):
-    """Root in ``[0, b/a]`` of ``g(x) = a x - b + vd x / (km + x)`` (uM), starting from ``x``.
+def membrane_terms(
+    n, kind, state, site, drug, pgp, inhibitor, k_mem, vmax, km, ic50, phi, dt, den, sink, source
+):
+    """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
-    For ``a > 0``, ``b > 0``, ``vd > 0``, ``km > 0`` (``a`` dimensionless, ``b`` and ``km`` in uM,
-    ``vd = dt vm`` in uM), ``g`` is strictly increasing and concave, with ``g(0) = -b < 0`` and
-    ``g(b/a) > 0``. Newton steps ``x - g/g'``, ``g' = a + vd km / (km + x)^2``, are kept inside the
-    bracket, which every evaluation shrinks; a step that leaves it is replaced by bisection. Stops
-    when a step is below ``4 eps x``, the bracket below ``4 eps`` of its upper end, or after
-    ``ROOT_MAX_ITER`` iterations. A start outside ``(0, b/a)`` is replaced by the midpoint.
-    """
-    lo = 0.0
-    hi = b / a
-    if not (x > lo and x < hi):
-        x = 0.5 * (lo + hi)
-    for _ in range(ROOT_MAX_ITER):
-        e = km + x
-        gx = a * x - b + vd * x / e
-        if gx == 0.0:
-            return x
-        if gx < 0.0:
-            lo = x
-        else:
-            hi = x
-        xn = x - gx / (a + vd * km / (e * e))
-        if abs(xn - x) <= ROOT_RTOL * x:
-            return min(max(xn, lo), hi)
-        if not (xn > lo and xn < hi):
-            xn = 0.5 * (lo + hi)
-        x = xn
-        if hi - lo <= ROOT_RTOL * hi:
-            break
-    return x
+    For each live cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT, ``site >= 0``,
+    ``k = k_mem[kind] > 0``) in voxel ``s`` with intracellular drug ``C_i = drug[i]`` (uM)::
 
+        vm = vmax[kind] * pgp[i] * f_I                (uM/min)
+        d  = 1 + dt k + dt vm / (km[kind] + C_i)      (dimensionless; ``km <= 0``: vm / C_i)
+        sink[s]   += phi k / d                        (1/min)
+        source[s] += phi C_i (d - 1) / (d dt)         (uM/min)
 
-@kernel
-def exchange_root(ci, ce, k, vm, km, phi, dt):
-    """New intracellular drug after one backward-Euler step of the cell-voxel exchange (uM).
-
-    With ``T = C_e + phi C_i`` conserved (``phi > 0``; for ``phi <= 0`` the outside is held,
-    ``T = C_e`` and ``phi = 0``), the new ``x = C_i'`` and ``C_e' = T - phi x`` solve
-
-        g(x) = x - C_i - dt [k (C_e' - x) - vm x / (km + x)]
-             = a x - b + dt vm x / (km + x) = 0,
-        a = 1 + k dt (1 + phi),   b = C_i + k dt T,
-
-    where ``vm = vmax P f_I`` (uM/min), ``k`` (1/min), ``km`` (uM), ``dt`` (min). ``g`` is
-    strictly increasing with ``g(0) = -b <= 0`` and ``g(b/a) = dt vm (b/a)/(km + b/a) >= 0``,
-    so the unique root lies in ``[0, b/a]`` (``b/a`` is the step without efflux). The root of the
-    equivalent quadratic ``a x^2 + (a km - b + dt vm) x - b km = 0`` (cancellation-free form)
-    starts :func:`solve_exchange` (Newton safeguarded by bisection, relative tolerance
-    ``4 eps``). ``vm < 0`` counts as 0; ``km <= 0`` is a zero-order pump, whose root is
-    ``max(0, (b - dt vm) / a)``.
+    and ``den[i] = d``; every other row gets ``den[i] = 0`` (not exchanged). ``dt`` (min) is the
+    transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to the voxel (the outside
+    is held) but still sets ``den``. At most one exchanging cell per voxel.
     """
     p = phi if phi > 0.0 else 0.0
-    kd = k * dt
-    total = ce + p * ci
-    a = 1.0 + kd * (1.0 + p)
-    b = ci + kd * total
-    hi = b / a
-    if not hi > 0.0:
-        return 0.0
-    vd = vm * dt
-    if vd <= 0.0:
-        return hi
-    if km <= 0.0:
-        x0 = (b - vd) / a
-        return x0 if x0 > 0.0 else 0.0
-    bq = a * km - b + vd
-    disc = math.sqrt(bq * bq + 4.0 * a * b * km)
-    if bq > 0.0:
-        x = 2.0 * b * km / (bq + disc)
-    else:
-        x = (disc - bq) / (2.0 * a)
-    return solve_exchange(a, b, vd, km, x)
-
-
-@kernel(parallel=True)
-def cell_drug_exchange(
-    n, kind, state, site, drug, pgp, c_out, inhibitor, k_mem, vmax, km, ic50, phi, dt
-):
-    """One backward-Euler step of drug exchange between live cancer cells and their voxels.
-
-        dC_i/dt = k (C_e - C_i) - vmax P f_I C_i / (km + C_i)     (uM/min)
-        dC_e/dt = -phi [k (C_e - C_i) - vmax P f_I C_i / (km + C_i)]
-
-    solved exactly per cell by :func:`exchange_root`. The new ``C_i`` is stored as float32 in
-    ``drug[i]`` and the voxel is charged with the stored value,
-    ``c_out[s] -= phi (drug_new - drug_old)``, so ``sum(c_out) + phi sum(drug)`` is conserved;
-    with ``phi <= 0`` the outside is held and ``c_out`` is not modified.
-
-    Parameters
-    ----------
-    n : number of cell rows to visit (``0..n-1``).
-    kind, state : (cap,) int arrays of kind and state codes; only TUMOR/STEM cells that are
-        PROLIFERATING or QUIESCENT with ``k_mem[kind] > 0`` and ``site >= 0`` are stepped.
-    site : (cap,) int array, flat voxel index of each cell (at most one stepped cell per voxel).
-    drug : (cap,) float32 array, intracellular free drug ``C_i`` (uM), updated in place.
-    pgp : (cap,) float32 array, P-gp level ``P`` (dimensionless, >= 0).
-    c_out : (nvox,) float64 array, extracellular drug ``C_e`` (uM), updated in place.
-    inhibitor : (nvox,) float64 array of the P-gp inhibitor ``I`` (uM), or length 1 for none.
-    k_mem, vmax, km, ic50 : (N_KINDS,) float64 arrays indexed by kind: membrane rate (1/min),
-        pump capacity (uM/min per unit P-gp), Michaelis constant (uM), inhibitor IC50 (uM;
-        ``<= 0`` means not inhibitable).
-    phi : V_cell / V_voxel (dimensionless).
-    dt : step (min).
-    """
-    for i in prange(n):
+    for i in range(n):
+        den[i] = 0.0
         kd = kind[i]
         if kd != TUMOR and kd != STEM:
             continue
@@ -178,11 +95,38 @@ def cell_drug_exchange(
             continue
         ci = np.float64(drug[i])
         vm = vmax[kd] * np.float64(pgp[i]) * inhibition_factor(inhibitor, s, ic50[kd])
-        x = exchange_root(ci, c_out[s], kk, vm, km[kd], phi, dt)
-        new = np.float32(x)
+        if vm < 0.0:
+            vm = 0.0
+        slope = 0.0
+        if vm > 0.0:
+            if km[kd] > 0.0:
+                slope = vm / (km[kd] + ci)
+            elif ci > 0.0:
+                slope = vm / ci  # a zero-order pump: the full rate, as long as there is drug
+        d = 1.0 + dt * kk + dt * slope
+        den[i] = d
+        sink[s] += p * kk / d
+        source[s] += p * ci * (d - 1.0) / (d * dt)
+
+
+@kernel
+def membrane_update(n, kind, site, drug, den, c_out, k_mem, phi, dt):
+    """Intracellular drug after the transport step that :func:`membrane_terms` set up (serial).
+
+    ``drug[i] = (drug[i] + dt k c_out[site[i]]) / den[i]`` for every row with ``den[i] > 0``,
+    stored as float32; ``c_out`` is the solved extracellular drug (uM). Returns
+    ``phi * sum(new - old)`` over the stored values (uM per voxel volume; what entered cells).
+    """
+    moved = 0.0
+    for i in range(n):
+        d = den[i]
+        if not d > 0.0:
+            continue
+        old = np.float64(drug[i])
+        new = np.float32((old + dt * k_mem[kind[i]] * c_out[site[i]]) / d)
         drug[i] = new
-        if phi > 0.0:
-            c_out[s] -= phi * (np.float64(new) - ci)
+        moved += np.float64(new) - old
+    return (phi if phi > 0.0 else 0.0) * moved
 
 
 @kernel
@@ -235,42 +179,17 @@ def release_removed(n, state, site, drug, c_out, phi):
 
 
 @kernel
-def vessel_exchange(c, sites, rate, c_plasma, dt):
-    """Exact relaxation of vessel voxels toward the plasma concentration (serial).
+def vessel_flux(c, sites, rate, c_plasma, dt):
+    """What a transport step moved from plasma into vessel voxels (serial).
 
-        dc/dt = rate (c_plasma - c)   =>   c' = c_plasma + (c - c_plasma) exp(-rate dt)
-
-    for each listed voxel ``v = sites[j]`` with ``rate[j]`` (1/min), ``c`` and ``c_plasma`` (uM),
-    ``dt`` (min). A voxel listed twice relaxes twice, in list order. Returns the net amount that
-    entered the tissue, ``sum(c' - c)`` (uM times voxels; positive = into tissue), as float64.
+    ``dt * sum(rate[j] * (c_plasma - c[sites[j]]))`` (uM times voxels; positive = into tissue)
+    for the solved concentrations ``c`` (uM), rates ``rate`` (1/min), plasma ``c_plasma`` (uM) and
+    step ``dt`` (min): the backward-Euler flux of the exchange term ``rate (c_plasma - c)``.
     """
-    net = 0.0
+    total = 0.0
     for j in range(sites.shape[0]):
-        v = sites[j]
-        old = c[v]
-        new = c_plasma + (old - c_plasma) * math.exp(-rate[j] * dt)
-        c[v] = new
-        net += new - old
-    return net
-
-
-@kernel
-def decay_exact(c, lam, dt):
-    """Exact first-order decay of a flat (1-D) float64 field (serial).
-
-        dc/dt = -lam c   =>   c' = c exp(-lam dt)
-
-    with ``lam`` (1/min), ``dt`` (min). Returns the total removed, ``sum(c - c')`` (field units
-    times voxels), as float64.
-    """
-    f = math.exp(-lam * dt)
-    removed = 0.0
-    for v in range(c.shape[0]):
-        old = c[v]
-        new = old * f
-        c[v] = new
-        removed += old - new
-    return removed
+        total += rate[j] * (c_plasma - c[sites[j]])
+    return dt * total
 
 
 @kernel(parallel=True)

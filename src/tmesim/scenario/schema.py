@@ -198,7 +198,8 @@ class NumericsConfig(Section):
         desc=(
             "Diffusion time stepping of fields without a scheme of their own: 'auto' (LOD where "
             "some step keeps k dt <= lod_kdt_max, the unsplit implicit step otherwise, k being "
-            "the field's fastest local rate; dosed agents: LOD), 'lod' (BioFVM-style sequential "
+            "the field's fastest local rate; for a dosed agent its capillary exchange, decay and "
+            "uptake by cells), 'lod' (BioFVM-style sequential "
             "sweeps after a separate uptake step; O(dt) steady-state error), 'implicit' (one "
             "unsplit backward-Euler step solved by preconditioned CG: exact steady state, "
             "positive) or 'douglas' (Douglas ADI with the uptake inside the implicit operator)."

@@ -8,20 +8,25 @@ Per dosed agent (docs/pharmacology.md):
   ``dC/dt = P (S/V) (C_p - C)``, with ``S/V = pi d / voxel^2`` (one capillary of diameter
   ``d`` through the voxel) and ``P`` the wall permeability: ``tumor_permeability`` for
   capillaries within ``vessels.tumor_association_um`` of a cancer cell, ``permeability``
-  otherwise. The step is the exact exponential relaxation over a diffusion sub-step, and the
-  amount it moves is taken out of (or returned to) the plasma compartment.
+  otherwise. The exchange is a sink ``P S/V`` and a source ``P S/V C_p`` of the agent field's
+  transport step (implicit when the exchange is fast, so that its steady state is exact), and
+  the amount it moved (:func:`~tmesim.kernels.pharmacology.vessel_flux` of the solved field) is
+  taken out of (or returned to) the plasma compartment.
 * **Inhalation.** A fraction ``subject.inhaled_deposited_fraction`` of an inhaled dose deposits
   evenly over the lung's alveolar surface; the domain receives the share of its own alveolar
   surface sites (one voxel face each), the rest of the deposited dose is absorbed into plasma,
   and the undeposited part is exhaled.
-* **Tissue decay** (``decay_per_min``) is applied exactly, and the amount lost is recorded.
+* **Tissue decay** (``decay_per_min``) is a sink of the same step, and the amount lost,
+  ``dt decay sum(C')``, is recorded.
 * **Cells** (agent of kind ``drug``): passive uptake and P-gp efflux, reduced by a dosed
-  inhibitor (:func:`tmesim.kernels.pharmacology.cell_drug_exchange`); dead cells return their
-  drug to their voxel.
+  inhibitor, are terms of the same step too
+  (:func:`~tmesim.kernels.pharmacology.membrane_terms`); dead cells return their drug to their
+  voxel.
 
 The ledger closes exactly: dosed = plasma + peripheral + cleared + exhaled + tissue + cells +
-decayed in tissue + airway (content of lumen sites that emptied with no tissue neighbour);
-tests/test_therapy.py checks it to round-off.
+decayed in tissue + airway (content of lumen sites that emptied with no tissue neighbour) +
+unconserved (what the iterative transport solves lost, negative if they made it; at most their
+tolerance, ``numerics.solver_rtol``); tests/test_therapy.py checks it to round-off.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from .pk import Administration, PKModel, PKState
 #: ledger entries, mg
 LEDGER_KEYS = (
     "dosed", "plasma", "peripheral", "cleared", "exhaled", "tissue", "cells", "decayed", "airway",
-    "released",
+    "unconserved", "released",
 )
 
 
@@ -47,6 +52,33 @@ def membrane_rate_per_min(permeability_um_per_min: float, volume_um3: float) -> 
     """``k = P_m A / V`` of a spherical cell of ``volume_um3`` (1/min)."""
     radius = (3.0 * volume_um3 / (4.0 * math.pi)) ** (1.0 / 3.0)
     return permeability_um_per_min * 3.0 / radius
+
+
+def local_rates(scenario) -> dict[str, float]:
+    """The fastest first-order local rate of each dosed agent's field (1/min): tissue decay, the
+    larger capillary exchange rate ``P S/V`` and, for the drug, the membrane exchange rate per
+    voxel ``phi k``. It decides, like a field's own rate, whether the field's transport step is
+    implicit under ``numerics.scheme: auto`` (:func:`tmesim.fields.choose_steps`)."""
+    sv = math.pi * scenario.vessels.capillary_diameter_um / scenario.domain.voxel_um**2
+    out = {}
+    for name in scenario.dosed_agents:
+        cfg = scenario.agents[name]
+        rate = cfg.decay_per_min + sv * max(
+            cfg.permeability_um_per_min, cfg.tumor_permeability_um_per_min
+        )
+        if cfg.kind == "drug":
+            c = scenario.cells
+            rate += max(
+                getattr(c, k).volume_um3 / scenario.domain.voxel_um**3
+                * membrane_rate_per_min(cfg.membrane_permeability_um_per_min,
+                                        getattr(c, k).volume_um3)
+                for k in ("tumor", "stem")
+            )  # fmt: skip
+        out[name] = rate
+    for name in scenario.dosed_nanoparticles:
+        der = scenario.nanoparticle_transport_of(name)
+        out[name] = sv * max(der["tumor_permeability_um_per_min"], der["permeability_um_per_min"])
+    return out
 
 
 class AgentDelivery:
@@ -112,6 +144,7 @@ class AgentDelivery:
         self.deposited_mg = 0.0  # inhaled, onto the domain's alveolar surface
         self.decayed_mg = 0.0
         self.airway_mg = 0.0  # left with lumen sites that emptied and had no tissue neighbour
+        self.unconserved_mg = 0.0  # lost by inexact transport solves (negative: made)
         self.from_carrier_mg = 0.0  # released by nanoparticles (payload agents)
         self.released_mg = 0.0  # released payload drug (nanoparticles)
 
@@ -162,6 +195,11 @@ class Therapy:
         self.inhibitor = next((a for a in self.agents if a.kind == "inhibitor"), None)
         self.carrier = next((a for a in self.agents if a.kind == "nanoparticle"), None)
         self._cell_tables()
+        #: the drug's exchange with cells is a term of its transport step
+        self._membrane = self.drug is not None and bool(self.k_mem.any())
+        self._den = np.zeros(0)
+        for a in self.agents:
+            a.vessel_rate = np.zeros(len(self.perfused_sites))
         self._distance = None  # um to the nearest perfused voxel, for np_penetration_um
 
     @property
@@ -214,7 +252,8 @@ class Therapy:
 
     # ------------------------------------------------------------------ the phases
     def update_vessels(self) -> None:
-        """Mark capillaries within ``vessels.tumor_association_um`` of a live cancer cell."""
+        """Mark capillaries within ``vessels.tumor_association_um`` of a live cancer cell, and
+        set each agent's exchange rate per perfused voxel."""
         if not self.active or len(self.perfused_sites) == 0:
             return
         from scipy.ndimage import distance_transform_edt
@@ -227,16 +266,36 @@ class Therapy:
         )
         if not cancer.any():
             self.tumor_vessel[:] = False
-            return
-        occupied = np.zeros(cells.n_sites, dtype=bool)
-        occupied[cells.site[:n][cancer]] = True
-        shape = [s for s in cells.shape3 if s > 1] or [1]
-        dist = distance_transform_edt(~occupied.reshape(shape), sampling=self.sc.domain.voxel_um)
-        self.tumor_vessel = dist.ravel()[self.perfused_sites] <= self.sc.vessels.tumor_association_um
+        else:
+            occupied = np.zeros(cells.n_sites, dtype=bool)
+            occupied[cells.site[:n][cancer]] = True
+            shape = [s for s in cells.shape3 if s > 1] or [1]
+            dist = distance_transform_edt(
+                ~occupied.reshape(shape), sampling=self.sc.domain.voxel_um
+            )
+            self.tumor_vessel = (
+                dist.ravel()[self.perfused_sites] <= self.sc.vessels.tumor_association_um
+            )
+        for a in self.agents:
+            a.vessel_rate = (
+                np.where(self.tumor_vessel, a.p_tumor, a.p_normal) * self.surface_per_volume
+            )
 
-    def deliver(self, t0_h: float, dt_min: float) -> None:
-        """One diffusion sub-step of ``dt_min`` from ``t0_h``: doses, plasma, vessel exchange,
-        tissue decay."""
+    def prepare_transport(self, sink: np.ndarray, source: np.ndarray) -> None:
+        """Before an agent step's transport: update the vessels and keep the agent fields' rows
+        of the cells' ``sink`` and ``source`` maps, to which :meth:`deliver` adds its terms."""
+        if not self.active:
+            return
+        self.update_vessels()
+        for a in self.agents:
+            f = a.field_index
+            a.base = (sink[f].reshape(-1).copy(), source[f].reshape(-1).copy())
+
+    def deliver(self, t0_h: float, dt_min: float, sink: np.ndarray, source: np.ndarray) -> None:
+        """Before one transport sub-step of ``dt_min`` from ``t0_h``: doses and plasma; the
+        capillary exchange, the tissue decay and the drug's exchange with cells become first-order
+        terms of the sub-step (``sink``, 1/min, and ``source``, units/min, shaped like the field
+        data). :meth:`settle` books what they moved once the sub-step is solved."""
         t1_h = t0_h + dt_min / 60.0
         for a in self.agents:
             flat = self.fields.flat(a.name)
@@ -246,14 +305,52 @@ class Therapy:
                 self._inhale(a, flat, a.inhaled[a._next_inhaled][1])
                 a._next_inhaled += 1
             a.pk.advance(t1_h)
-            if len(self.perfused_sites):
-                perm = np.where(self.tumor_vessel, a.p_tumor, a.p_normal)
-                rate = perm * self.surface_per_volume
-                moved = kp.vessel_exchange(flat, self.perfused_sites, rate, a.plasma, dt_min)
-                a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
+            f = a.field_index
+            snk, src = sink[f].reshape(-1), source[f].reshape(-1)
+            np.copyto(snk, a.base[0])
+            np.copyto(src, a.base[1])
             if a.decay > 0:
-                lost = kp.decay_exact(flat, a.decay, dt_min)
-                a.decayed_mg += lost / a.per_mg_per_L * self.v_vox_L
+                snk += a.decay
+            if len(self.perfused_sites):
+                snk[self.perfused_sites] += a.vessel_rate
+                src[self.perfused_sites] += a.vessel_rate * a.plasma
+            a.before = float(np.sum(flat, dtype=np.float64))
+        d = self.drug
+        if self._membrane:
+            cells = self.cells
+            f = d.field_index
+            if len(self._den) < cells.n:
+                self._den = np.zeros(max(cells.n, 2 * len(self._den), 64))
+            kp.membrane_terms(
+                cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
+                cells.column("pgp"), self._inhibitor_field(), self.k_mem, self.vmax, self.km,
+                self.ic50, self.phi, dt_min, self._den, sink[f].reshape(-1),
+                source[f].reshape(-1),
+            )
+
+    def settle(self, dt_min: float) -> None:
+        """After one transport sub-step: the drug that entered cells, what left by decay and what
+        the capillaries moved, taken from (or given to) plasma; what the solve did not conserve
+        is booked as ``unconserved``."""
+        into_cells = 0.0
+        if self._membrane:
+            cells = self.cells
+            into_cells = kp.membrane_update(
+                cells.n, cells.kind, cells.site, cells.column("drug"), self._den,
+                self.fields.flat(self.drug.name), self.k_mem, self.phi, dt_min,
+            )
+        for a in self.agents:
+            flat = self.fields.flat(a.name)
+            after = float(np.sum(flat, dtype=np.float64))
+            decayed = dt_min * a.decay * after
+            moved = 0.0
+            if len(self.perfused_sites):
+                moved = kp.vessel_flux(flat, self.perfused_sites, a.vessel_rate, a.plasma, dt_min)
+                a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
+            cells_in = into_cells if a is self.drug else 0.0
+            lost = a.before + moved - decayed - cells_in - after
+            a.decayed_mg += decayed / a.per_mg_per_L * self.v_vox_L
+            a.unconserved_mg += lost / a.per_mg_per_L * self.v_vox_L
 
     def _inhale(self, a: AgentDelivery, flat: np.ndarray, dose_mg: float) -> None:
         sub = self.sc.subject
@@ -306,17 +403,11 @@ class Therapy:
 
     def cell_uptake(self, dt_min: float, time_h: float = 0.0) -> None:
         """Cellular pharmacology for one agent step: nanoparticle release outside cells,
-        internalisation, release inside cells, then drug uptake and P-gp efflux."""
+        internalisation and release inside cells, then P-gp dynamics (drug uptake and efflux
+        are part of the transport step, :meth:`deliver`)."""
         if self.carrier is not None:
             self._nanoparticles(dt_min, time_h)
-        d = self.drug
         cells = self.cells
-        if d is not None and d.cfg.membrane_permeability_um_per_min > 0:
-            kp.cell_drug_exchange(
-                cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-                cells.column("pgp"), self.fields.flat(d.name), self._inhibitor_field(),
-                self.k_mem, self.vmax, self.km, self.ic50, self.phi, dt_min,
-            )
         if self.pgp_dynamic:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
@@ -432,6 +523,7 @@ class Therapy:
                 "cells": in_cells * mg_per_unit,
                 "decayed": a.decayed_mg,
                 "airway": a.airway_mg,
+                "unconserved": a.unconserved_mg,
                 "released": a.released_mg,
             }
         return out
