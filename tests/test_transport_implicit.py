@@ -230,9 +230,8 @@ def test_field_stepping_every_third_call_equals_one_long_step():
         for k in range(3):
             a.diffuse(0.5, sink, src)
             if k < 2:
-                assert np.array_equal(a["o"], before + (k + 1) * 0.5 * src[0, 0])
-        b.data[0] += 1.5 * src[0]
-        b.diffuse(1.5, sink[:1])
+                assert np.array_equal(a["o"], before)  # untouched until its step
+        b.diffuse(1.5, sink[:1], src[:1])
         assert np.array_equal(a["o"], b["o"])
     assert a.solver_stats()["o"]["solves"] == 2
 

@@ -787,13 +787,12 @@ class FieldSet:
                 if ev[0] == 1:
                     part.diffuse(dt, snk, src)
                     continue
-                # a field stepping every ev[0] calls: sources enter now, the step comes later
-                if src is not None:
-                    self.data[sl] += dt * src
+                # a field stepping every ev[0] calls takes one step of ev[0] calls' length, its
+                # sources included (the maps hold for the whole agent step)
                 ev[1] += 1
                 if ev[1] == ev[0]:
                     ev[1] = 0
-                    part.diffuse(dt * ev[0], snk)
+                    part.diffuse(dt * ev[0], snk, src)
             if source is not None and self._static is not None:
                 self.data[self._static] += dt * source[self._static]
             return
