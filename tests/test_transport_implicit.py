@@ -449,8 +449,9 @@ def test_dosed_drug_entering_through_capillaries_reaches_the_exact_steady_state(
     ledger = sim.therapy.ledger()["doxorubicin"]
     rest = sum(v for k, v in ledger.items() if k not in ("dosed", "released"))
     assert rest == pytest.approx(ledger["dosed"], rel=1e-11)
-    # what the solves (rtol 1e-4) did not conserve over 180 steps: 0.16 % of the tissue content
-    assert abs(ledger["unconserved"]) <= 5e-3 * ledger["tissue"]
+    # what the solves (agent_solver_rtol 1e-5) did not conserve over 180 steps: 0.033 % of the
+    # tissue content
+    assert abs(ledger["unconserved"]) <= 1e-3 * ledger["tissue"]
 
 
 def test_lod_fields_take_steps_chosen_from_k_dt():

@@ -46,6 +46,8 @@ class FieldSpec:
     #: the field takes one step of ``every`` times the step on every ``every``-th call of
     #: :meth:`FieldSet.diffuse` (per-field sub-stepping)
     every: int = 1
+    #: implicit solves: the tolerance relative to the field's scale; None: the field set's own
+    rtol: float | None = None
 
 
 _AXES = (("x", -1), ("y", -2), ("z", -3))
@@ -85,7 +87,7 @@ class FieldSet:
                 return ("static", 1, "")
             own = s.scheme or scheme
             # implicit fields solve one by one anyway: each is a sub-set of its own, so that
-            # :meth:`step` can run them on different threads
+            # :meth:`step` can run them on different threads (and with their own tolerance)
             return (own, int(s.every), s.name if own == "implicit" else "")
 
         # fields are grouped by (scheme, every) into contiguous blocks of ``data``, each solved
@@ -131,8 +133,9 @@ class FieldSet:
                               s.initial, s.boundary)
                     for s in self.specs[sl]
                 ]
+                own_rtol = [s.rtol for s in self.specs[sl] if s.rtol is not None]
                 part = FieldSet(sub, shape, voxel_um, dtype, scheme=key[0], data=self.data[sl],
-                                rtol=rtol, max_iterations=max_iterations)
+                                rtol=min(own_rtol, default=rtol), max_iterations=max_iterations)
                 self._parts.append((sl, part))
                 self._every.append([key[1], 0])
         elif keys and keys[0][0] == "static":
@@ -140,6 +143,7 @@ class FieldSet:
             self._static = slice(0, nf)
         elif keys:
             self.scheme = keys[0][0]  # every field has the same scheme of its own
+            rtol = min((s.rtol for s in specs if s.rtol is not None), default=rtol)
         self._dt = None
         self._coeffs = {}
         self._vcoeffs = {}
@@ -246,6 +250,7 @@ class FieldSet:
                 FieldSpec(
                     name, fc.units, fc.diffusion_um2_per_min, fc.decay_per_min, fc.initial, bc,
                     scheme, calls // steps,
+                    scenario.numerics.agent_solver_rtol if name in dosed else None,
                 )
             )
         num = scenario.numerics
