@@ -22,7 +22,7 @@ from tmesim import TMEModel
 from tmesim import geometry as geo
 from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
-from tmesim.kernels import codes
+from tmesim.kernels import codes, layout
 from tmesim.kernels import immune as ki
 from tmesim.kernels.rules import R_NCOLS
 
@@ -388,14 +388,14 @@ def test_macrophage_polarisation_relaxes_to_its_steady_state():
     s = isolated((1, 12, 12), codes.MACROPHAGE)
     n = s["n"]
     s["f32"][5, :n] = 0.9
-    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 3 == 0  # every third one resident
+    s["f32"][layout.AUX, :n] = np.arange(n) % 3 == 0  # every third one resident
     n_sites = len(s["occ"])
     oxygen = np.where(np.arange(n_sites) % 2 == 0, 38.0, 5.0)  # hypoxia adds 1 on odd sites
     par = macrophage_par(M_TO_M1_RATE=k1, M_TO_M2_RATE=k2, M_RELAXATION_RATE=k0,
                          M_CCL2_WEIGHT=0.8, M_CCL2_HALF=2.0, M_RECRUITED_REST=0.3,
                          M_RESIDENT_REST=0.45, M_RESIDENT_M2_FACTOR=0.5)
     p = polarise(s, par, steps, dt, ifng=1.0, tgfb=3.0, ccl2=2.0, oxygen=oxygen)
-    resident = s["f32"][ki.M_RESIDENT_ROW, :n] > 0.5
+    resident = s["f32"][layout.AUX, :n] > 0.5
     s1 = 0.5
     s2 = 0.75 + 0.8 * 0.5 + (oxygen[s["site"][:n]] < 10.0)
     kk2 = k2 * s2 * np.where(resident, 0.5, 1.0)
@@ -413,7 +413,7 @@ def test_macrophages_stay_unpolarised_without_a_tumour():
     waits, resident or recruited (no self-education)."""
     s = isolated((1, 12, 12), codes.MACROPHAGE)
     n = s["n"]
-    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 2
+    s["f32"][layout.AUX, :n] = np.arange(n) % 2
     s["f32"][5, :n] = np.where(np.arange(n) % 2, 0.4, 0.3)
     par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
                          M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)
@@ -437,7 +437,7 @@ def test_tumour_signals_push_macrophages_toward_m2_and_ifng_pulls_back(drive):
     fields = {"hypoxia": {"oxygen": 5.0}, "ccl2": {"ccl2": 20.0}, "tgfb": {"tgfb": 20.0},
               "contact": {}}[drive]
     resident = (np.arange(n) % 2 == 1) & (s["kind"][:n] == codes.MACROPHAGE)
-    s["f32"][ki.M_RESIDENT_ROW, :n] = resident
+    s["f32"][layout.AUX, :n] = resident
     rest = np.where(resident, 0.4, 0.3)
     par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
                          M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)

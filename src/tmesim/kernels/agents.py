@@ -21,6 +21,7 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM, TUMOR
+from .layout import DIVISIONS_LEFT, GENERATION, ID, PARENT, POOLS, RESET_AT_DIVISION
 from .neighbourhood import (
     cancer_free_scan,
     free_scan,
@@ -90,9 +91,10 @@ def apply_actions(
 ):
     """Apply the intents of ``n`` cells; return ``(new_n, next_id, n_kills)``.
 
-    ``ids`` is the ``(2, cap)`` int64 block (id, parent), ``i32`` the ``(2, cap)`` block
-    (generation, divisions_left), ``f32`` the float block whose row 0 is ``clock_h``, row 3
-    ``drug`` and row 6 ``payload`` (split equally between mother and daughter). ``blocked``
+    ``ids``, ``i32`` and ``f32`` are the int64, int32 and float32 blocks of the cell store
+    (:mod:`.layout`): the daughter copies the mother's float rows, the rows of
+    ``RESET_AT_DIVISION`` (the clock) restart in both and the ``POOLS`` (drug, payload) are split
+    equally between them. ``blocked``
     marks sites only cancer cells may enter (alveolar air). ``push`` holds per kind the push
     distance in sites (0: the kind does not push) and ``push_work`` the work array of
     :func:`push_chain`. Capacity must be at least ``2 * n``.
@@ -141,11 +143,11 @@ def apply_actions(
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 nfree = popcount(free)
                 if nfree > 0:
-                    q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
+                    q = kth_bit(free, randint(seed, ids[ID, i], step, PURPOSE_RETRY, nfree))
                     t = neighbour_site(site[i], q, nz, ny, nx)
                 elif act == DIVIDE and push[kind[i]] > 0:
                     t = push_chain(site[i], kind[i], push[kind[i]], occ, site, kind, blocked,
-                                   nz, ny, nx, seed, ids[0, i], step, push_work)  # fmt: skip
+                                   nz, ny, nx, seed, ids[ID, i], step, push_work)  # fmt: skip
                     if t < 0:
                         continue
                 else:
@@ -159,18 +161,19 @@ def apply_actions(
             # amounts
             for c in range(f32.shape[0]):
                 f32[c, m] = f32[c, i]
-            f32[0, m] = 0.0
-            f32[0, i] = 0.0
-            for c in (3, 6):
+            for c in RESET_AT_DIVISION:
+                f32[c, m] = 0.0
+                f32[c, i] = 0.0
+            for c in POOLS:
                 half = 0.5 * f32[c, i]
                 f32[c, i] = half
                 f32[c, m] = half
-            ids[0, m] = next_id
-            ids[1, m] = ids[0, i]
-            i32[0, m] = i32[0, i] + 1
+            ids[ID, m] = next_id
+            ids[PARENT, m] = ids[ID, i]
+            i32[GENERATION, m] = i32[GENERATION, i] + 1
             if kind[i] == TUMOR:
-                i32[1, i] = ddiv[i]
-            i32[1, m] = ddiv[i]
+                i32[DIVISIONS_LEFT, i] = ddiv[i]
+            i32[DIVISIONS_LEFT, m] = ddiv[i]
             kind[m] = dkind[i]
             state[m] = PROLIFERATING
             site[m] = t
@@ -199,10 +202,10 @@ def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids,
         for t in range(cap_attempts):
             s = _entry_site(entry_sites, cum_weight, seed, a * cap_attempts + t, step, purpose)
             if occ[s] < 0:
-                ids[0, n] = next_id
-                ids[1, n] = -1
-                i32[0, n] = 0
-                i32[1, n] = init_div
+                ids[ID, n] = next_id
+                ids[PARENT, n] = -1
+                i32[GENERATION, n] = 0
+                i32[DIVISIONS_LEFT, n] = init_div
                 for c in range(f32.shape[0]):
                     f32[c, n] = 0.0
                 kind[n] = new_kind

@@ -1,0 +1,79 @@
+"""The cell-column table (tmesim.kernels.layout) agrees with the store, the kernels, the writer
+and docs/output-format.md."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from conftest import REPO
+from tmesim.cells import CellPopulation
+from tmesim.io.writer import CELL_COLUMNS, cell_columns_markdown
+from tmesim.kernels import codes, layout
+
+DOC = REPO / "docs" / "output-format.md"
+
+
+def test_every_block_column_has_its_named_row():
+    for c in layout.COLUMNS:
+        if c.block is None:
+            assert not hasattr(layout, c.name.upper()) or c.name.upper() in ("KIND", "STATE")
+            continue
+        assert getattr(layout, c.name.upper()) == layout.block_names(c.block).index(c.name)
+
+
+def test_store_blocks_follow_the_table():
+    pop = CellPopulation((1, 4, 4), capacity=8)
+    for block, dtype in layout.BLOCKS.items():
+        a = getattr(pop, f"_{block}")
+        assert a.dtype == np.dtype(dtype)
+        assert a.shape[0] == len(layout.block_names(block))
+    for name, dtype in layout.OWN_ARRAYS.items():
+        assert getattr(pop, name).dtype == np.dtype(dtype)
+    assert pop.nbytes_per_cell == 62
+    for c in layout.COLUMNS:
+        pop.column(c.name)[0] = 1
+        assert pop.column(c.name)[0] == 1
+
+
+def test_division_rules_are_the_biology():
+    # the clock restarts in both cells; drug and internalised particles are conserved amounts
+    assert layout.RESET_AT_DIVISION == (layout.CLOCK_H,)
+    assert layout.POOLS == (layout.DRUG, layout.PAYLOAD)
+
+
+def test_snapshot_writer_and_table_agree():
+    pop = CellPopulation((2, 3, 4), capacity=8)
+    pop.add(codes.MACROPHAGE, np.array([0, 5, 23]), 0)
+    pop.column("aux")[:3] = (1.0, 0.0, 1.0)
+    snap = pop.snapshot()
+    assert list(snap) == [r.name for r in layout.RECORDED] == list(CELL_COLUMNS)
+    for name, a in snap.items():
+        assert a.dtype == CELL_COLUMNS[name], name
+        assert a.shape == (3,)
+    np.testing.assert_array_equal(snap["resident"], [1, 0, 1])
+    np.testing.assert_array_equal(np.c_[snap["z"], snap["y"], snap["x"]],
+                                  [[0, 0, 0], [0, 1, 1], [1, 2, 3]])
+
+
+def test_output_format_lists_the_table():
+    text = DOC.read_text()
+    assert cell_columns_markdown() in text, (
+        "docs/output-format.md §5 differs from the column table; replace its table with "
+        "tmesim.io.writer.cell_columns_markdown()"
+    )
+    tree = text[text.index("├── cells/"): text.index("├── diagnostics/")]
+    listed = re.findall(r"[a-z_0-9]+", tree.split("offsets", 1)[1].split("ragged")[0])
+    listed = [w for w in listed if not w.isdigit() and w not in ("int64", "T")]
+    assert listed == list(CELL_COLUMNS)
+
+
+def test_no_bare_column_numbers_in_kernels():
+    """Kernels and their twins index the cell blocks by the layout's named rows only."""
+    bare = re.compile(r"\b(ids|i64|i32|f32|fl)\[\d")
+    files = [*(REPO / "src" / "tmesim" / "kernels").glob("*.py"),
+             *(REPO / "tests").glob("naive_*.py"), REPO / "benchmarks" / "bench_cells.py"]
+    hits = [f"{p.name}:{i}: {line.strip()}" for p in files
+            for i, line in enumerate(p.read_text().splitlines(), 1) if bare.search(line)]
+    assert not hits, "\n".join(hits)
