@@ -628,7 +628,7 @@ def test_cancer_cells_fill_lumens_but_other_cells_stay_off_air():
         "cells.fibroblast.initial.count": 20, "cells.fibroblast.speed_um_per_min": 1.0,
         "cells.tcell.recruitment.base_per_h": 2.0,
     })
-    air = m.dynamics.air
+    air = m.tissue.lumen
     assert air.any()
     cancer_on_air = 0
     while m.running:
@@ -641,4 +641,4 @@ def test_cancer_cells_fill_lumens_but_other_cells_stay_off_air():
         assert not np.any(on_air & normal), "a T cell, macrophage or fibroblast on air"
         cancer_on_air = max(cancer_on_air, int(np.sum(on_air & ~normal)))
     assert cancer_on_air > 5
-    assert np.all(m.tissue.reshape(-1)[air] != geo.TISSUE)
+    assert np.all(m.tissue.codes.reshape(-1)[air] != geo.TISSUE)

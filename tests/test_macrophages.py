@@ -88,7 +88,7 @@ def test_monocytes_arrive_where_ccl2_is_in_proportion_to_its_hill_term():
     dyn = m.dynamics
     ccl2 = m.fields.flat("ccl2")
     entry = dyn.entry_sites
-    assert np.all(m.tissue.reshape(-1)[entry] == geo.CAPILLARY)
+    assert np.all(m.tissue.codes.reshape(-1)[entry] == geo.CAPILLARY)
     left = (entry % 40) < 20  # CCL2 on the capillaries of the left half only
     ccl2[entry[left]] = 20.0
     half = m.scenario.cells.macrophage.recruitment.signal_half
@@ -137,7 +137,7 @@ def test_residents_start_on_alveolar_surfaces_and_are_told_apart_from_recruits(t
                 "--set", "cells.macrophage.recruitment.per_site_per_h=0.05")
     assert r.returncode == 0, r.stderr
     sc = load_scenario(TINY)
-    tissue = TMEModel(TINY).tissue
+    tissue = TMEModel(TINY).tissue.codes
     surface = geo.alveolar_surface(tissue)
     with h5py.File(out, "r") as f:
         g = f["cells"]

@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 
-from . import geometry as geo
 from .errors import ScenarioError
 from .kernels import agents as ka
 from .kernels import cancer as kc
@@ -29,6 +28,7 @@ from .kernels import immune as ki
 from .kernels import lattice as kl
 from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
+from .tissue import Tissue
 
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
 CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
@@ -167,22 +167,10 @@ class CellDynamics:
         self.rules = self._rule_table()
         self._coupling_tables()
 
-        tissue = np.zeros(self.n_sites, np.int8) if tissue is None else tissue.reshape(-1)
-        self.tissue = tissue
-        self.air = np.isin(tissue, geo.NON_CONDUCTING)
-        self.blocked = self.air if self.air.any() else np.zeros(1, dtype=bool)
-        self.alveolar = geo.alveolar_surface(tissue.reshape(cells.shape3)).reshape(-1)
-        perfused = np.isin(tissue, geo.PERFUSED)
-        self.capillaries = tissue == geo.CAPILLARY
-        if perfused.any():
-            self.entry_sites = np.flatnonzero(perfused).astype(np.int64)
-        else:
-            edge = np.zeros(cells.shape3, dtype=bool)
-            nz = cells.shape3[0]
-            edge[:, 0, :] = edge[:, -1, :] = edge[:, :, 0] = edge[:, :, -1] = True
-            if nz > 1:
-                edge[0] = edge[-1] = True
-            self.entry_sites = np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
+        #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
+        self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
+        self.blocked = self.tissue.blocked
+        self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
@@ -268,7 +256,8 @@ class CellDynamics:
         cells = self.cells
         vox = self.sc.domain.voxel_um
         # every cell starts on tissue; cancer cells reach lumens only by growing into them
-        allowed_normal = ~self.air
+        tissue = self.tissue
+        allowed_normal = ~tissue.lumen
         # P-gp levels from their own stream, so that they leave the placements unchanged
         pgp_rng = np.random.default_rng([self.sc.seed, PURPOSE_PGP])
         for kind, name, div in (
@@ -283,8 +272,8 @@ class CellDynamics:
                 kind, ini.count, ini.placement, ini.radius_um, vox, rng, div,
                 f"cells.{name}.initial",
                 allowed=allowed_normal,
-                capillaries=self.capillaries,
-                alveolar=self.alveolar,
+                capillaries=tissue.capillaries,
+                alveolar=tissue.alveolar_surface,
             )
             if kind in (codes.TUMOR, codes.STEM):
                 cells.column("pdl1")[rows] = self.cancer_par[kind, kc.C_PDL1_BASE]
@@ -441,17 +430,3 @@ class CellDynamics:
             return 0
         rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
         return int(rng.poisson(lam))
-
-    def conducting_air(self) -> np.ndarray | None:
-        """Air sites that are currently non-conducting (not filled by cancer cells), or None."""
-        if not self.air.any():
-            return None
-        cells = self.cells
-        occ = cells.occ
-        filled = np.zeros(self.n_sites, dtype=bool)
-        rows = occ[self.air]
-        ok = rows >= 0
-        sites = np.flatnonzero(self.air)[ok]
-        k = cells.kind[rows[ok]]
-        filled[sites[(k == codes.TUMOR) | (k == codes.STEM)]] = True
-        return self.air & ~filled
