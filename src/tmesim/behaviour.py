@@ -17,10 +17,11 @@ minutes for transport), and runs the cell phase of a step:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ScenarioError
+from .errors import ScenarioError, warn
 from .kernels import agents as ka
 from .kernels import cancer as kc
 from .kernels import codes
@@ -46,6 +47,58 @@ CCL2_FIELD = "ccl2"
 
 
 PURPOSE_PGP = 62
+
+
+class Mechanism(NamedTuple):
+    """A cell mechanism that reads a field (docs/biology.md).
+
+    Without ``field`` in the scenario the mechanism is off: ``switch``, a ``(parameter vector,
+    slot)`` pair of :class:`CellDynamics` (``"t_par"``, ``"m_par"``, ``"f_par"``), is then set to
+    0 so the kernel skips it, and the model warns that it is off. A mechanism with no switch reads
+    a zero array in place of the field, which is the same as no signal (no kernel writes to a
+    missing field: matrix deposition, the one write, is switched off without ``ecm``). ``key`` is
+    the scenario parameter that sets its strength.
+    """
+
+    field: str
+    what: str
+    key: str
+    switch: tuple[str, int] | None = None
+
+
+#: every mechanism that reads a field, by field. Oxygen is required by the scenario; a dosed
+#: antibody's field exists only while it is dosed (``T_ANTIBODY_KD`` is 0 otherwise), and the
+#: growth factor's field index is -1 without ``egf`` (``kernels.cancer.C_GF_FIELD``).
+FIELD_NEEDS = (
+    Mechanism("ifng", "PD-L1 induction by IFN-gamma", "cells.tumor.pdl1_max"),
+    Mechanism("ifng", "M1 polarisation of macrophages", "cells.macrophage.to_m1_rate_per_h",
+              ("m_par", ki.M_TO_M1_RATE)),
+    Mechanism("tgfb", "stem-like conversion driven by TGF-beta",
+              "cells.tumor.plasticity_tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "suppression of T-cell killing by TGF-beta",
+              "cells.tcell.tgfb_half_ng_per_mL", ("t_par", ki.T_TGFB_HALF)),
+    Mechanism("tgfb", "M2 drive of macrophages by TGF-beta", "cells.macrophage.tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "fibroblast activation by TGF-beta", "cells.fibroblast.tgfb_half_ng_per_mL"),
+    Mechanism("chemokine", "T-cell chemotaxis", "cells.tcell.chemotaxis_bias",
+              ("t_par", ki.T_CHEMOTAXIS_BIAS)),
+    Mechanism("ecm", "T-cell motility slowed by matrix", "cells.tcell.ecm_half",
+              ("t_par", ki.T_ECM_HALF)),
+    Mechanism("ecm", "matrix deposition by CAFs", "cells.fibroblast.ecm_deposition_per_h",
+              ("f_par", ki.F_ECM_DEPOSITION)),
+    Mechanism(GROWTH_FIELD, "growth support of cancer cells by EGF",
+              "cells.tumor.growth_factor_boost"),
+    Mechanism(CCL2_FIELD, "M2 drive of macrophages by CCL2", "cells.macrophage.ccl2_weight",
+              ("m_par", ki.M_CCL2_WEIGHT)),
+)
+
+
+def mechanisms_off(field_names) -> dict[str, list[Mechanism]]:
+    """The mechanisms of :data:`FIELD_NEEDS` that are off for want of a field, by field."""
+    off: dict[str, list[Mechanism]] = {}
+    for m in FIELD_NEEDS:
+        if m.field not in field_names:
+            off.setdefault(m.field, []).append(m)
+    return off
 
 
 def pgp_levels(n: int, mean: float, cv: float, rng) -> np.ndarray:
@@ -166,6 +219,7 @@ class CellDynamics:
 
         self.rules = self._rule_table()
         self._coupling_tables()
+        self._switch_off_missing()
 
         #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
         self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
@@ -195,6 +249,24 @@ class CellDynamics:
                           if f is not None]
 
     # ------------------------------------------------------------------ set-up helpers
+    def _switch_off_missing(self) -> None:
+        """Switch off every mechanism whose field the scenario does not define, and say so."""
+        #: mechanisms off for want of their field, by field
+        self.off = mechanisms_off(self.fields.index)
+        chemo = ("chemokine", CCL2_FIELD)
+        if not any(f in self.fields.index for f in chemo):
+            # recruited macrophages climb CCL2, else the chemokine; with neither they walk at random
+            self.m_par[ki.M_CHEMOTAXIS_BIAS] = 0.0
+        for field, mechs in self.off.items():
+            for m in mechs:
+                if m.switch is not None:
+                    getattr(self, m.switch[0])[m.switch[1]] = 0.0
+            warn(
+                f"fields.{field} is not defined, so these mechanisms are off: "
+                + "; ".join(f"{m.what} ({m.key})" for m in mechs)
+                + f". Define fields.{field} to keep them"
+            )
+
     def _rule_table(self) -> np.ndarray:
         base = {
             ("tumor", "division_rate"): self.sc.cells.tumor.division_rate_per_h,
