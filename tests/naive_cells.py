@@ -39,6 +39,7 @@ from tmesim.kernels.layout import (
     PAYLOAD,
     PDL1,
     PHENOTYPE,
+    CellArrays,
 )
 
 # action codes and purposes, restated (a twin that imported them could not catch a renumbering)
@@ -49,6 +50,12 @@ B_DIVISION, B_MIGRATION, B_DEATH, B_KILL = 0, 1, 2, 3
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 
+
+
+def cell_arrays(s) -> CellArrays:
+    """The :class:`~tmesim.kernels.layout.CellArrays` of a dict with the keys ``ids``, ``i32``,
+    ``f32``, ``kind``, ``state``, ``site`` and ``occ``."""
+    return CellArrays(*(s[k] for k in ("ids", "i32", "f32", "kind", "state", "site", "occ")))
 
 def mix64(z):
     """SplitMix64 finaliser on a Python int (mod 2**64)."""
@@ -253,8 +260,11 @@ def necrosis_probability(po2, thr, thr_max, rate_max, dt):
     return 1.0 - math.exp(-rate_max * frac * dt)
 
 
-def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                  par, rules, dt, seed, step, action, target, dkind, ddiv):
+def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, air = lattice
+    dt, seed, step = keys
+    action, target, dkind, ddiv = intents
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         k = int(kind[i])
@@ -340,8 +350,11 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
 
 
-def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm,
-                 antibody, fields, par, rules, dt, seed, step, action, target):
+def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != TCELL:
@@ -391,8 +404,12 @@ def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo,
                 action[i], target[i] = MOVE, t
 
 
-def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb,
-                      oxygen, ccl2, fields, par, rules, dt, seed, step, action, target):
+def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
+                      intents):
+    ids, _, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != MACROPHAGE:
@@ -441,8 +458,11 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
                 action[i], target[i] = MOVE, t
 
 
-def fibroblast_decide(n, ids, fl, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt, seed,
-                      step, action, target):
+def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
+    ids, _, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != FIBROBLAST:
@@ -528,8 +548,11 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, shape, seed, cid, 
     return -1
 
 
-def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, site, occ, blocked,
-                  shape, seed, step, next_id, push, push_work):
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+    action, target, dkind, ddiv = intents
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    seed, step = keys.seed, keys.step
     nz, ny, nx = (int(s) for s in shape)
     m = n
     kills = 0
@@ -596,8 +619,9 @@ def _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next
     occ[s] = n
 
 
-def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind, state, site,
-            occ, n, next_id, seed, step, purpose):
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, cells, n, next_id, seed, step,
+            purpose):
+    ids, i32, fl, kind, state, site, occ = cells
     placed = 0
     if len(entry_sites) == 0:
         return n, next_id, 0
@@ -623,10 +647,11 @@ def entry_weights(entry_sites, signal, occ, half, cum_weight):
     return total
 
 
-def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, fl,
-                     kind, state, site, occ, n, next_id, seed, step, purpose):
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose):
     """Twin of :func:`tmesim.kernels.agents.recruit_weighted`: the site drawn is the first whose
     running sum of weights exceeds ``u * total`` (a linear scan)."""
+    ids, i32, fl, kind, state, site, occ = cells
     placed = 0
     if len(entry_sites) == 0 or not cum_weight[-1] > 0.0:
         return n, next_id, 0

@@ -77,3 +77,63 @@ def test_no_bare_column_numbers_in_kernels():
     hits = [f"{p.name}:{i}: {line.strip()}" for p in files
             for i, line in enumerate(p.read_text().splitlines(), 1) if bare.search(line)]
     assert not hits, "\n".join(hits)
+
+
+# --------------------------------------------------------------------------- named tuples in prange
+def test_numba_keeps_prange_writes_to_arrays_taken_by_attribute():
+    """The pattern every parallel kernel uses for its named-tuple arguments (one attribute per
+    statement before the loop) keeps the writes made inside ``prange``."""
+    import numba
+    from numba import prange
+
+    @numba.njit(parallel=True)
+    def by_attribute(n, t):
+        a = t.f32
+        s = t.state
+        for i in prange(n):
+            a[0, i] += 1.0
+            s[i] = 1
+
+    pop = CellPopulation((1, 2, 2), capacity=4)
+    t = pop.arrays()
+    by_attribute(4, t)
+    assert np.all(t.f32[0, :4] == 1.0) and np.all(t.state[:4] == 1)
+
+
+def test_parallel_kernels_take_named_tuple_fields_by_attribute():
+    """No parallel kernel unpacks a named tuple (``a, b = cells``): Numba drops the writes made
+    inside prange to arrays obtained so."""
+    import ast
+
+    bad = []
+    for p in (REPO / "src" / "tmesim" / "kernels").glob("*.py"):
+        for fn in ast.parse(p.read_text()).body:
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            if not any("parallel=True" in ast.unparse(d) for d in fn.decorator_list):
+                continue
+            for node in ast.walk(fn):
+                if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple)
+                        and isinstance(node.value, (ast.Name, ast.Attribute))
+                        and not ast.unparse(node.value).endswith(".shape")):
+                    bad.append(f"{p.name}:{node.lineno} {fn.name}: {ast.unparse(node)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_parallel_decide_writes_reach_the_store():
+    """A fibroblast whose activation crosses 1/2 becomes a CAF (state QUIESCENT) in the store
+    itself (with the writes dropped, the state stayed PROLIFERATING)."""
+    from tmesim.kernels import agents as ka
+    from tmesim.kernels import immune as ki
+
+    pop = CellPopulation((1, 1, 30), capacity=8)
+    pop.add(codes.FIBROBLAST, np.array([0, 3, 6, 9]), 0)
+    pop.column("phenotype")[:4] = 0.6
+    t = ka.Intents(np.zeros(8, np.int8), np.zeros(8, np.int64), np.zeros(8, np.int8),
+                   np.zeros(8, np.int32))
+    ki.fibroblast_decide(4, pop.arrays(), ka.Lattice(np.array([1, 1, 30]), np.zeros(1, bool)),
+                         np.ones(30), np.zeros(30), np.array([1.0, 1.0, 1.0, 0.0, 0.0]),
+                         ka.StepKeys(0.5, 1, 0), t)
+    assert np.all(pop.column("phenotype")[:4] > 0.6)
+    assert np.all(pop.state[:4] == codes.QUIESCENT)
+    assert np.all(pop.column("clock_h")[:4] == 0.5)

@@ -110,6 +110,10 @@ def pgp_levels(n: int, mean: float, cv: float, rng) -> np.ndarray:
     return rng.lognormal(np.log(mean) - 0.5 * s2, np.sqrt(s2), n)
 
 
+def _no_lap(_name: str) -> None:
+    """The default ``lap`` of :meth:`CellDynamics.step`: nothing."""
+
+
 def _moves_per_h(speed_um_per_min: float, voxel_um: float) -> float:
     """Lattice moves per hour of a cell crawling at ``speed_um_per_min``."""
     return speed_um_per_min * 60.0 / voxel_um
@@ -224,6 +228,7 @@ class CellDynamics:
         #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
         self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
         self.blocked = self.tissue.blocked
+        self.lattice = ka.Lattice(self.shape, self.blocked)
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
@@ -397,59 +402,55 @@ class CellDynamics:
 
     def _work(self, cap):
         if cap > self._work_cap:
-            self.action = np.zeros(cap, np.int8)
-            self.target = np.zeros(cap, np.int64)
-            self.dkind = np.zeros(cap, np.int8)
-            self.ddiv = np.zeros(cap, np.int32)
+            self.intents = ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
+                                      np.zeros(cap, np.int8), np.zeros(cap, np.int32))
             self._work_cap = cap
 
-    def step(self, dt_h: float, step: int, seed: int) -> dict:
-        """Run the cell phase; return event counts (kills, arrivals)."""
+    def step(self, dt_h: float, step: int, seed: int, lap=None) -> dict:
+        """Run the cell phase; return event counts (kills, arrivals).
+
+        ``lap``, if given, is called with the name of each part of the phase as it ends (the
+        per-kernel breakdown of ``benchmarks/bench_cells.py`` times this very step with it).
+        """
+        lap = lap or _no_lap
         cells = self.cells
         cells.reserve(2 * cells.n + 1)
         self._work(cells._cap)
         n = cells.n
-        ids, i32, f32 = cells._i64, cells._i32, cells._f32
-        kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
+        arrays, lattice, intents = cells.arrays(), self.lattice, self.intents
+        keys = ka.StepKeys(dt_h, seed, step)
         oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
-        action, target = self.action, self.target
+        lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
-        present, burden = kl.census(n, kind, state)
+        present, burden = kl.census(n, cells.kind, cells.state)
+        lap("census")
         if present & CANCER_BITS:
-            kc.cancer_decide(
-                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
-                ifng, fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target,
-                self.dkind, self.ddiv,
-            )
+            kc.cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, self.cancer_par,
+                             self.rules, keys, intents)
+        lap("cancer_decide (with PD-L1)")
         if present & (1 << codes.TCELL):
-            ki.tcell_decide(
-                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
-                antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
-            )
+            ki.tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, self.t_par,
+                            self.rules, keys, intents)
         if present & (1 << codes.MACROPHAGE):
-            ki.macrophage_decide(
-                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, m_chemo, ifng,
-                tgfb, oxygen, ccl2, fields2d, self.m_par, self.rules, dt_h, seed, step, action,
-                target,
-            )
+            ki.macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
+                                 self.m_par, self.rules, keys, intents)
         if present & (1 << codes.FIBROBLAST):
-            ki.fibroblast_decide(
-                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
-                dt_h, seed, step, action, target,
-            )
-        m, next_id, kills = ka.apply_actions(
-            n, action, target, self.dkind, self.ddiv, ids, i32, f32, kind, state, site, occ,
-            self.blocked, self.shape, seed, step, cells.next_id, self.push, self.push_work,
-        )
+            ki.fibroblast_decide(n, arrays, lattice, tgfb, ecm, self.f_par, keys, intents)
+        lap("immune/stroma decide")
+        m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
+                                             self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)
+        lap("apply_actions")
         arrivals = self._recruit(dt_h, step, seed, burden) if self._arrivals else 0
+        lap("arrivals")
         # the dead give their drug and internalised particles back to their voxel
         for column, field in self._returned:
             kp.release_removed(
-                cells.n, state, site, cells.column(column), self.fields.flat(field),
+                cells.n, cells.state, cells.site, cells.column(column), self.fields.flat(field),
                 self.phi_cancer,
             )
         cells.compact()
+        lap("compact")
         return {"kills": int(kills), "arrivals": arrivals}
 
     def _recruit(self, dt_h, step, seed, burden) -> int:
@@ -469,8 +470,7 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, cells._i64, cells._i32, cells._f32,
-                    cells.kind, cells.state, cells.site, cells.occ, cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, cells.arrays(), cells.n, cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
@@ -483,8 +483,7 @@ class CellDynamics:
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, cells._i64, cells._i32,
-                        cells._f32, cells.kind, cells.state, cells.site, cells.occ, cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, cells.arrays(), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)

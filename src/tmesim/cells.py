@@ -70,6 +70,12 @@ class CellPopulation:
             return getattr(self, name)
         raise KeyError(name)
 
+    def arrays(self) -> layout.CellArrays:
+        """The store as the kernels take it (full capacity; valid until the next
+        :meth:`reserve`, which may replace the arrays)."""
+        return layout.CellArrays(self._i64, self._i32, self._f32, self.kind, self.state,
+                                 self.site, self.occ)
+
     def __getattr__(self, name):
         if name in I64_COLUMNS or name in I32_COLUMNS or name in F32_COLUMNS:
             return self.column(name)
@@ -77,9 +83,7 @@ class CellPopulation:
 
     def compact(self) -> None:
         """Remove cells marked REMOVED, keeping the order of the others."""
-        self.n = kl.compact(
-            self.n, self._i64, self._i32, self._f32, self.kind, self.state, self.site, self.occ
-        )
+        self.n = kl.compact(self.n, *self.arrays())
 
     @property
     def nbytes_per_cell(self) -> int:

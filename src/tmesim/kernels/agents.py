@@ -17,6 +17,8 @@ Cell kernels run in two phases:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._jit import kernel
@@ -47,6 +49,34 @@ PURPOSE_PUSH = 22
 PUSH_WORK_ROWS = 3
 
 
+class Intents(NamedTuple):
+    """What the decide kernels write per row and :func:`apply_actions` applies: the ``action``
+    code, its ``target`` (a site for DIVIDE and MOVE, a row for KILL) and, for DIVIDE, the
+    daughter's kind ``dkind`` and division budget ``ddiv``."""
+
+    action: object
+    target: object
+    dkind: object
+    ddiv: object
+
+
+class Lattice(NamedTuple):
+    """The lattice as the cell kernels see it: ``shape`` ``(nz, ny, nx)`` (int64) and ``blocked``,
+    the sites only cancer cells may enter (alveolar air; a length-1 array when there is none)."""
+
+    shape: object
+    blocked: object
+
+
+class StepKeys(NamedTuple):
+    """The step a kernel decides: its length ``dt_h`` in hours, and the ``seed`` and ``step``
+    that key every random draw (:mod:`.random`)."""
+
+    dt_h: float
+    seed: int
+    step: int
+
+
 @kernel
 def _gcd(a, b):
     while b != 0:
@@ -68,28 +98,9 @@ def affine_order(n, seed, step):
 
 
 @kernel
-def apply_actions(
-    n,
-    action,
-    target,
-    dkind,
-    ddiv,
-    ids,
-    i32,
-    f32,
-    kind,
-    state,
-    site,
-    occ,
-    blocked,
-    shape,
-    seed,
-    step,
-    next_id,
-    push,
-    push_work,
-):
-    """Apply the intents of ``n`` cells; return ``(new_n, next_id, n_kills)``.
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+    """Apply the :class:`Intents` of ``n`` cells to the cell arrays (:class:`.layout.CellArrays`); return
+    ``(new_n, next_id, n_kills)`` (``keys.dt_h`` is not used).
 
     ``ids``, ``i32`` and ``f32`` are the int64, int32 and float32 blocks of the cell store
     (:mod:`.layout`): the daughter copies the mother's float rows, the rows of
@@ -99,6 +110,10 @@ def apply_actions(
     distance in sites (0: the kind does not push) and ``push_work`` the work array of
     :func:`push_chain`. Capacity must be at least ``2 * n``.
     """
+    action, target, dkind, ddiv = intents
+    ids, i32, f32, kind, state, site, occ = cells
+    shape, blocked = lattice
+    seed, step = keys.seed, keys.step
     nz, ny, nx = shape[0], shape[1], shape[2]
     a, b = affine_order(n, seed, step)
     m = n
@@ -194,9 +209,10 @@ def _entry_site(entry_sites, cum_weight, seed, draw, step, purpose):
 
 
 @kernel
-def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32, kind,
-              state, site, occ, n, next_id, seed, step, purpose):
+def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n, next_id, seed,
+              step, purpose):
     """Place up to ``k`` cells, each trying up to ``cap_attempts`` drawn entry sites."""
+    ids, i32, f32, kind, state, site, occ = cells
     placed = 0
     for a in range(k):
         for t in range(cap_attempts):
@@ -299,17 +315,18 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, 
 
 
 @kernel
-def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, f32, kind, state, site, occ,
-            n, next_id, seed, step, purpose):
-    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random.
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, cells, n, next_id, seed, step,
+            purpose):
+    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random into the
+    cell arrays ``cells`` (:class:`.layout.CellArrays`) (``n`` rows in use).
 
     Each arrival tries up to ``cap_attempts`` random entry sites and is lost if all are taken.
     Returns ``(new_n, next_id, placed)``.
     """
     if entry_sites.shape[0] == 0:
         return n, next_id, 0
-    return _arrivals(k, entry_sites, np.empty(0), cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose)
+    return _arrivals(k, entry_sites, np.empty(0), cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose)
 
 
 @kernel
@@ -344,8 +361,8 @@ def entry_weights(entry_sites, signal, occ, half, cum_weight):
 
 
 @kernel
-def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose):
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose):
     """Place up to ``k`` new cells of ``new_kind`` on entry sites drawn with probability
     proportional to a weight: ``cum_weight[j]`` is the sum of the weights of
     ``entry_sites[: j + 1]`` (a site of weight 0 is never drawn).
@@ -356,5 +373,5 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
     ne = entry_sites.shape[0]
     if ne == 0 or not cum_weight[ne - 1] > 0.0:
         return n, next_id, 0
-    return _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose)
+    return _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose)

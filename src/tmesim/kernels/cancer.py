@@ -208,9 +208,8 @@ def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
 
 
 @kernel(parallel=True)
-def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, clock, pdl1,
-                 cell_id):
+def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
+                 clock, pdl1, cell_id):
     """Passes 1b and 2 of :func:`cancer_decide`, a block of rows at a time (the block stays in
     cache between the two passes); ``clock``, ``pdl1`` and ``cell_id`` are rows of ``f32`` and
     ``ids`` passed apart, so that pass 1b vectorises. Threads take chunks of consecutive blocks;
@@ -224,6 +223,24 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
     that its draw is not paid for nothing. Pass 2: the marked cells: the full rules where needed, then the
     neighbourhood.
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    i32 = cells.i32
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    air = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
+    dkind = intents.dkind
+    ddiv = intents.ddiv
     nz, ny, nx = shape[0], shape[1], shape[2]
     t, st = TUMOR, STEM
     lysis_t, lysis_s = par[t, C_LYSIS], par[st, C_LYSIS]
@@ -407,17 +424,20 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
 
 
 @kernel
-def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                  par, rules, dt_h, seed, step, action, target, dkind, ddiv):
+def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
     """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped).
 
-    ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), ``DRUG`` (intracellular). The passes run in
+    ``cells`` are the cell arrays (:class:`.layout.CellArrays`), ``lattice`` the
+    :class:`.agents.Lattice`, ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
+    :class:`.agents.Intents` written; ``oxygen``, ``tgfb``, ``ifng`` flat fields and ``fields``
+    all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), ``DRUG`` (intracellular). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
     """
-    rates = _constant_rates(par, rules, dt_h)
+    ids, f32 = cells.ids, cells.f32
+    rates = _constant_rates(par, rules, keys.dt_h)
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, kind, site, oxygen, ifng, f32[DRUG], _growth_field(par, fields), par, rates, action)
-    _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, f32[CLOCK_H],
-                 f32[PDL1], ids[ID])
+    _classify(n, cells.kind, cells.site, oxygen, ifng, f32[DRUG], _growth_field(par, fields), par,
+              rates, intents.action)
+    _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
+                 f32[CLOCK_H], f32[PDL1], ids[ID])

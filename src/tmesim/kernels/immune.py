@@ -94,15 +94,32 @@ PURPOSE_F_SITE = 51
 
 
 @kernel(parallel=True)
-def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm, antibody,
-                 fields, par, rules, dt_h, seed, step, action, target):
+def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
     """CD8 T cells: lifespan, killing of an adjacent cancer cell (PD-L1 and TGF-beta suppressed),
     exhaustion by PD-L1 engagement, biased random walk up the chemokine gradient.
 
     ``i32[DIVISIONS_LEFT]`` holds the kills a T cell has left (-1: unlimited); ``f32[PHENOTYPE]``
     its exhaustion (exhausted at 1: state QUIESCENT); ``f32[AUX]`` is 1 while
     engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
+
+    ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    i32 = cells.i32
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != TCELL:
@@ -158,8 +175,8 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
 
 
 @kernel(parallel=True)
-def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb, oxygen,
-                      ccl2, fields, par, rules, dt_h, seed, step, action, target):
+def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
+                      intents):
     """Macrophages: continuous M1 <-> M2 polarisation, M1 phagocytosis, lifespan, migration.
 
     ``f32[PHENOTYPE]`` is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
@@ -170,6 +187,21 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
     and lifespan, and a random walk) and 0 for a recruited, monocyte-derived one (which climbs
     ``chemo``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``).
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != MACROPHAGE:
@@ -231,8 +263,7 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
 
 
 @kernel(parallel=True)
-def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt_h, seed,
-                      step, action, target):
+def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
     """Fibroblasts: activation to CAFs by TGF-beta and tumour contact; CAFs deposit matrix.
 
     ``f32[PHENOTYPE]`` is the activation ``a`` in [0, 1] with ``da/dt = k D (1 - a)``,
@@ -240,6 +271,21 @@ def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb,
     QUIESCENT). Matrix at the cell's own site follows ``d ecm/dt = deposition * a * (1 - ecm)``
     (each site holds one cell, so no two threads write the same voxel).
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != FIBROBLAST:

@@ -138,3 +138,24 @@ POOLS = tuple(row(c.name) for c in COLUMNS if c.division == "pool")
 
 #: the columns of a record under ``/cells``, in order
 RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
+
+
+class CellArrays(NamedTuple):
+    """The cell store as the kernels take it (:meth:`tmesim.cells.CellPopulation.arrays`): the
+    three blocks, the own arrays and the occupancy map (``occ[site]``: the row on the site, or
+    -1), each at full capacity.
+
+    A parallel kernel takes each array into a local of its own before its ``prange`` loop, one
+    attribute per statement (``state = cells.state``): Numba (0.68) drops the writes made inside
+    such a loop to an array read through a tuple field there, and also to an array taken from
+    the tuple by unpacking (``ids, i32, ... = cells``); tests/test_layout.py pins both the
+    pattern and the kernels.
+    """
+
+    ids: object
+    i32: object
+    f32: object
+    kind: object
+    state: object
+    site: object
+    occ: object

@@ -340,7 +340,7 @@ class Therapy:
             self.inhibitor.from_carrier_mg += out * ratio * mg_inhib
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
-            cells.n, cells._i64, cells.kind, cells.state, cells.site, cells.column("payload"),
+            cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site, cells.column("payload"),
             flat, self.np_uptake, self.receptor, npc.ligand_uptake_factor if npc.ligand else 1.0,
             self.sc.seed, self.phi, dt_min,
         )
