@@ -73,6 +73,7 @@ COLUMNS = (
     _col("divisions_left", "int32", "i32", "rule",
          "remaining divisions of a tumour cell; the kills a T cell has left (−1: unlimited); "
          "not used for other kinds (stem-like cells carry 0)"),
+    # time since birth or the last division; for a necrotic cell, since necrosis (h)
     _col("clock_h", "float32", "f32", "reset"),
     _col("pdl1", "float32", "f32", "copy",
          "PD-L1 level of a cancer cell, 0-1 of its maximum ([biology.md](biology.md))"),
@@ -81,6 +82,7 @@ COLUMNS = (
          " its induction and knockdown show here"),
     _col("drug", "float32", "f32", "pool",
          "free intracellular drug of a cancer cell (µM of cell volume; 0 without therapy)"),
+    # the P-gp level a cell returns to without induction or knockdown (set at placement)
     _col("pgp_base", "float32", "f32", "copy"),
     _col("phenotype", "float32", "f32", "copy",
          "per-kind continuous state: T-cell exhaustion, macrophage polarisation (0 = M1, 1 = M2),"
