@@ -5,7 +5,8 @@ Run from the repository root::
     python benchmarks/bench_cells.py [--quick]
 
 What is timed: one cell phase of a step, :meth:`tmesim.behaviour.CellDynamics.step`, the exact
-call ``TMEModel.cell_rules`` makes. It runs the census of kinds, the parallel cancer decide
+call ``TMEModel.cell_rules`` makes (the breakdown times the parts of that same call through its
+``lap`` hook). It runs the census of kinds, the parallel cancer decide
 kernel (PD-L1 relaxation included; the T-cell, macrophage and fibroblast kernels are skipped,
 since the census finds no such cells), the serial ``apply_actions``, the arrival step
 (recruitment set to zero, so it is skipped) and the compaction.
@@ -48,11 +49,8 @@ import numpy as np
 from tmesim.behaviour import CellDynamics
 from tmesim.cells import CellPopulation
 from tmesim.fields import FieldSet
-from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
 from tmesim.kernels import codes
-from tmesim.kernels import immune as ki
-from tmesim.kernels import lattice as kl
 from tmesim.scenario import scenario_from_dict
 
 HERE = Path(__file__).resolve().parent
@@ -118,63 +116,17 @@ class TmesimCells:
         self.steps += 1
 
     def breakdown(self) -> dict[str, float]:
-        """One step with each kernel timed alone (ns/cell), mirroring CellDynamics.step."""
-        d, cells = self.dyn, self.cells
+        """One step of :meth:`CellDynamics.step` with each of its parts timed (ns/cell)."""
         out = {}
-        t = time.perf_counter
-        n0 = cells.n
-        t0 = t()
-        cells.reserve(2 * cells.n + 1)
-        d._work(cells._cap)
-        n = cells.n
-        ids, i32, f32 = cells._i64, cells._i32, cells._f32
-        kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
-        oxygen, ifng, tgfb, chemo, ecm, antibody, fields2d = d._field_views()
-        action, target = d.action, d.target
-        t1 = t()
-        out["set-up"] = t1 - t0
-        present, burden = kl.census(n, kind, state)
-        t2 = t()
-        out["census"] = t2 - t1
-        kc.cancer_decide(
-            n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, oxygen, tgfb, ifng,
-            fields2d, d.cancer_par, d.rules, self.dt_h, SEED, self.steps, action, target,
-            d.dkind, d.ddiv,
-        )
-        t3 = t()
-        out["cancer_decide (with PD-L1)"] = t3 - t2
-        if present & (1 << codes.TCELL):
-            ki.tcell_decide(
-                n, ids, i32, f32, kind, state, site, occ, d.blocked, d.shape, chemo, tgfb, ecm,
-                antibody, fields2d, d.t_par, d.rules, self.dt_h, SEED, self.steps, action,
-                target,
-            )
-        if present & (1 << codes.MACROPHAGE):
-            ki.macrophage_decide(
-                n, ids, f32, kind, state, site, occ, d.blocked, d.shape, chemo, ifng, tgfb,
-                oxygen, fields2d, d.m_par, d.rules, self.dt_h, SEED, self.steps, action, target,
-            )
-        if present & (1 << codes.FIBROBLAST):
-            ki.fibroblast_decide(
-                n, ids, f32, kind, state, site, occ, d.blocked, d.shape, tgfb, ecm, d.f_par,
-                self.dt_h, SEED, self.steps, action, target,
-            )
-        t4 = t()
-        out["immune/stroma decide (none present: skipped)"] = t4 - t3
-        m, next_id, _ = ka.apply_actions(
-            n, action, target, d.dkind, d.ddiv, ids, i32, f32, kind, state, site, occ,
-            d.blocked, d.shape, SEED, self.steps, cells.next_id, d.push, d.push_work,
-        )
-        cells.n, cells.next_id = int(m), int(next_id)
-        t5 = t()
-        out["apply_actions"] = t5 - t4
-        if d._arrivals:
-            d._recruit(self.dt_h, self.steps, SEED, burden)
-        t6 = t()
-        out["arrivals (rates zero: skipped)"] = t6 - t5
-        cells.compact()
-        t7 = t()
-        out["compact"] = t7 - t6
+        n0 = self.cells.n
+        last = [time.perf_counter()]
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            out[name] = now - last[0]
+            last[0] = now
+
+        self.dyn.step(self.dt_h, self.steps, SEED, lap=lap)
         self.steps += 1
         return {k: v * 1e9 / n0 for k, v in out.items()}
 

@@ -5,9 +5,10 @@ lattice}.py with plain loops over explicit coordinates, written for clarity, not
 draws use a pure-Python SplitMix64 (:func:`uniform`, :func:`randint`) keyed exactly like
 :mod:`tmesim.kernels.random`; the tests check the two generators agree.
 
-Arrays follow the kernels' layout: ``ids`` ``(2, cap)`` int64 (id, parent), ``i32`` ``(2, cap)``
-(generation, divisions_left), ``f32`` ``(8, cap)`` float32 (clock_h, pdl1, pgp, drug, damage,
-phenotype, payload, aux). Twins change their arguments in place like the kernels do.
+Arrays follow the kernels' layout (:mod:`tmesim.kernels.layout`): ``ids`` the int64 block (id,
+parent), ``i32`` the int32 block (generation, divisions_left), ``fl`` the float32 block (clock_h,
+pdl1, pgp, drug, pgp_base, phenotype, payload, aux), indexed by the layout's named rows. Twins
+change their arguments in place like the kernels do.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ from tmesim.kernels.codes import (
     TCELL,
     TUMOR,
 )
+from tmesim.kernels.layout import (
+    AUX,
+    CLOCK_H,
+    DIVISIONS_LEFT,
+    DRUG,
+    GENERATION,
+    ID,
+    PARENT,
+    PAYLOAD,
+    PDL1,
+    PHENOTYPE,
+    CellArrays,
+)
 
 # action codes and purposes, restated (a twin that imported them could not catch a renumbering)
 NONE, DIVIDE, MOVE, DIE, KILL = 0, 1, 2, 3, 4
@@ -36,6 +50,12 @@ B_DIVISION, B_MIGRATION, B_DEATH, B_KILL = 0, 1, 2, 3
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 
+
+
+def cell_arrays(s) -> CellArrays:
+    """The :class:`~tmesim.kernels.layout.CellArrays` of a dict with the keys ``ids``, ``i32``,
+    ``f32``, ``kind``, ``state``, ``site`` and ``occ``."""
+    return CellArrays(*(s[k] for k in ("ids", "i32", "f32", "kind", "state", "site", "occ")))
 
 def mix64(z):
     """SplitMix64 finaliser on a Python int (mod 2**64)."""
@@ -240,8 +260,11 @@ def necrosis_probability(po2, thr, thr_max, rate_max, dt):
     return 1.0 - math.exp(-rate_max * frac * dt)
 
 
-def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                  par, rules, dt, seed, step, action, target, dkind, ddiv):
+def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, air = lattice
+    dt, seed, step = keys
+    action, target, dkind, ddiv = intents
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         k = int(kind[i])
@@ -250,31 +273,31 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = int(ids[0, i])
+        cid = int(ids[ID, i])
         s = int(site[i])
         if state[i] == NECROTIC:  # lysis clock
-            fl[0, i] = f32(fl[0, i] + dt)
-            if fl[0, i] >= par[k, C_LYSIS]:
+            fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
+            if fl[CLOCK_H, i] >= par[k, C_LYSIS]:
                 action[i] = DIE
             continue
         # PD-L1 relaxes toward its IFN-gamma-set target (exact over the step)
         base, top = par[k, C_PDL1_BASE], par[k, C_PDL1_MAX]
         tgt = base + (top - base) * hill(ifng[s], par[k, C_PDL1_EC50], par[k, C_PDL1_HILL])
-        fl[1, i] = f32(tgt + (float(fl[1, i]) - tgt) * math.exp(-par[k, C_PDL1_RATE] * dt))
+        fl[PDL1, i] = f32(tgt + (float(fl[PDL1, i]) - tgt) * math.exp(-par[k, C_PDL1_RATE] * dt))
         po2 = oxygen[s]
         p = necrosis_probability(po2, par[k, C_NEC], par[k, C_NECMAX], par[k, C_NECRATE], dt)
         if p > 0.0 and uniform(seed, cid, step, 4) < p:
             state[i] = NECROTIC
-            fl[0, i] = 0.0
+            fl[CLOCK_H, i] = 0.0
             continue
         hypoxic = po2 < par[k, C_HYP]
         state[i] = QUIESCENT if hypoxic else PROLIFERATING
-        fl[0, i] = f32(fl[0, i] + dt)
+        fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
         death = par[k, C_DEATH]
         if par[k, C_EMAX] > 0.0:
-            term = par[k, C_EMAX] * hill(fl[3, i], par[k, C_EC50], par[k, C_HILL])
+            term = par[k, C_EMAX] * hill(fl[DRUG, i], par[k, C_EC50], par[k, C_HILL])
             death += term * par[k, C_QDF] if hypoxic else term
-        death = apply_rules(death, k, B_DEATH, s, fields, fl[1, i], rules)
+        death = apply_rules(death, k, B_DEATH, s, fields, fl[PDL1, i], rules)
         if death > 0.0 and uniform(seed, cid, step, 10) < hazard_prob(death, dt):
             action[i] = DIE
             continue
@@ -291,15 +314,15 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
         g = int(par[k, C_GF_FIELD])
         if g >= 0:  # growth factor (EGF from M2 macrophages) raises the division rate
             div_rate *= 1.0 + par[k, C_GF_BOOST] * hill(fields[g, s], par[k, C_GF_HALF], 1.0)
-        div_rate = apply_rules(div_rate, k, B_DIVISION, s, fields, fl[1, i], rules)
+        div_rate = apply_rules(div_rate, k, B_DIVISION, s, fields, fl[PDL1, i], rules)
         if not hypoxic and uniform(seed, cid, step, 2) < hazard_prob(div_rate, dt):
             if k == TUMOR:
-                if uniform(seed, cid, step, 7) < par[k, C_DAD] or i32[1, i] <= 0:
+                if uniform(seed, cid, step, 7) < par[k, C_DAD] or i32[DIVISIONS_LEFT, i] <= 0:
                     action[i] = DIE
                     continue
-                dkind[i], ddiv[i] = TUMOR, i32[1, i] - 1
+                dkind[i], ddiv[i] = TUMOR, i32[DIVISIONS_LEFT, i] - 1
             elif uniform(seed, cid, step, 8) < par[k, C_SYM]:
-                dkind[i], ddiv[i] = STEM, i32[1, i]
+                dkind[i], ddiv[i] = STEM, i32[DIVISIONS_LEFT, i]
             else:
                 dkind[i], ddiv[i] = TUMOR, int(par[TUMOR, C_MAXDIV])
             action[i] = DIVIDE
@@ -308,7 +331,7 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
             continue
         if nfree == 0:
             continue
-        mig_rate = apply_rules(par[k, C_MIG], k, B_MIGRATION, s, fields, fl[1, i], rules)
+        mig_rate = apply_rules(par[k, C_MIG], k, B_MIGRATION, s, fields, fl[PDL1, i], rules)
         pm = hazard_prob(mig_rate, dt)
         if pm > 0.0 and uniform(seed, cid, step, 5) < pm:
             free = cancer_free_scan(s, occ, air, kind, nz, ny, nx, moving=True)
@@ -327,8 +350,11 @@ def cancer_decide(n, ids, i32, fl, kind, state, site, occ, air, shape, oxygen, t
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
 
 
-def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm,
-                 antibody, fields, par, rules, dt, seed, step, action, target):
+def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != TCELL:
@@ -336,10 +362,10 @@ def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo,
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = int(ids[0, i])
+        cid = int(ids[ID, i])
         s = int(site[i])
-        fl[0, i] = f32(fl[0, i] + dt)
-        fl[7, i] = 0.0
+        fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
+        fl[AUX, i] = 0.0
         exhausted = state[i] == QUIESCENT
         life = par[T_XLIFE] if exhausted else par[T_LIFE]
         death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s, fields, 0.0, rules)
@@ -347,27 +373,27 @@ def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo,
             action[i] = DIE
             continue
         free, cancer, _ = scan(s, occ, blocked, kind, state, nz, ny, nx)
-        if not exhausted and i32[1, i] != 0 and cancer:
+        if not exhausted and i32[DIVISIONS_LEFT, i] != 0 and cancer:
             qs = bits(cancer)
             j = int(occ[neighbour_site(s, qs[randint(seed, cid, step, 32, len(qs))], nz, ny, nx)])
             occupancy = 0.0
             if par[T_KD] > 0.0:
                 a = antibody[site[j]]
                 occupancy = a / (a + par[T_KD])
-            pdl1 = float(fl[1, j]) * (1.0 - occupancy)
+            pdl1 = float(fl[PDL1, j]) * (1.0 - occupancy)
             kill = apply_rules(par[T_KILL], TCELL, B_KILL, s, fields, pdl1, rules)
             kill *= 1.0 - par[T_SUPP] * pdl1
             if par[T_TGFB] > 0.0:
                 kill /= 1.0 + tgfb[s] / par[T_TGFB]
-            fl[7, i] = 1.0
-            fl[5, i] = f32(fl[5, i] + par[T_EXH] * pdl1 * dt)
-            if fl[5, i] >= 1.0:
+            fl[AUX, i] = 1.0
+            fl[PHENOTYPE, i] = f32(fl[PHENOTYPE, i] + par[T_EXH] * pdl1 * dt)
+            if fl[PHENOTYPE, i] >= 1.0:
                 state[i] = QUIESCENT
             if uniform(seed, cid, step, 31) < hazard_prob(kill, dt):
                 action[i] = KILL
                 target[i] = j
-                if i32[1, i] > 0:
-                    i32[1, i] -= 1
+                if i32[DIVISIONS_LEFT, i] > 0:
+                    i32[DIVISIONS_LEFT, i] -= 1
             continue  # an engaged T cell stays put
         rate = apply_rules(par[T_MIG], TCELL, B_MIGRATION, s, fields, 0.0, rules)
         if par[T_ECM] > 0.0:
@@ -378,8 +404,12 @@ def tcell_decide(n, ids, i32, fl, kind, state, site, occ, blocked, shape, chemo,
                 action[i], target[i] = MOVE, t
 
 
-def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb,
-                      oxygen, ccl2, fields, par, rules, dt, seed, step, action, target):
+def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
+                      intents):
+    ids, _, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != MACROPHAGE:
@@ -387,10 +417,10 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = int(ids[0, i])
+        cid = int(ids[ID, i])
         s = int(site[i])
-        fl[0, i] = f32(fl[0, i] + dt)
-        resident = fl[7, i] > 0.5  # aux: 1 for a resident macrophage
+        fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
+        resident = fl[AUX, i] > 0.5  # aux: 1 for a resident macrophage
         free, cancer, n_in = scan(s, occ, blocked, kind, state, nz, ny, nx)
         nt = popcount(cancer)
         contact = nt / n_in if n_in > 0 else 0.0
@@ -406,8 +436,8 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
         life = par[M_RESIDENT_LIFE] if resident else par[M_LIFE]
         if k1 + k2 + k0 > 0.0:  # exact solution of dp/dt = k2 (1 - p) - k1 p + k0 (rest - p)
             p_inf = (k2 + k0 * rest) / (k1 + k2 + k0)
-            fl[5, i] = f32(p_inf + (float(fl[5, i]) - p_inf) * math.exp(-(k1 + k2 + k0) * dt))
-        p = float(fl[5, i])
+            fl[PHENOTYPE, i] = f32(p_inf + (float(fl[PHENOTYPE, i]) - p_inf) * math.exp(-(k1 + k2 + k0) * dt))
+        p = float(fl[PHENOTYPE, i])
         state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
         death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s, fields, 0.0,
                             rules)
@@ -428,8 +458,11 @@ def macrophage_decide(n, ids, fl, kind, state, site, occ, blocked, shape, chemo,
                 action[i], target[i] = MOVE, t
 
 
-def fibroblast_decide(n, ids, fl, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt, seed,
-                      step, action, target):
+def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
+    ids, _, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    dt, seed, step = keys
+    action, target = intents.action, intents.target
     nz, ny, nx = (int(s) for s in shape)
     for i in range(n):
         if kind[i] != FIBROBLAST:
@@ -437,14 +470,14 @@ def fibroblast_decide(n, ids, fl, kind, state, site, occ, blocked, shape, tgfb, 
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = int(ids[0, i])
+        cid = int(ids[ID, i])
         s = int(site[i])
-        fl[0, i] = f32(fl[0, i] + dt)
+        fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
         free, cancer, n_in = scan(s, occ, blocked, kind, state, nz, ny, nx)
         contact = popcount(cancer) / n_in if n_in > 0 else 0.0
         drive = hill(tgfb[s], par[F_TGFB], 1.0) + par[F_CONTACT] * contact
-        a = 1.0 - (1.0 - float(fl[5, i])) * math.exp(-par[F_ACT] * drive * dt)
-        fl[5, i] = a  # stored as float32; the rules below use the float64 value
+        a = 1.0 - (1.0 - float(fl[PHENOTYPE, i])) * math.exp(-par[F_ACT] * drive * dt)
+        fl[PHENOTYPE, i] = a  # stored as float32; the rules below use the float64 value
         state[i] = QUIESCENT if a > 0.5 else PROLIFERATING
         if len(ecm) > 1 and par[F_ECM] > 0.0:
             ecm[s] = 1.0 - (1.0 - ecm[s]) * math.exp(-par[F_ECM] * a * dt)
@@ -515,8 +548,11 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, shape, seed, cid, 
     return -1
 
 
-def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, site, occ, blocked,
-                  shape, seed, step, next_id, push, push_work):
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+    action, target, dkind, ddiv = intents
+    ids, i32, fl, kind, state, site, occ = cells
+    shape, blocked = lattice
+    seed, step = keys.seed, keys.step
     nz, ny, nx = (int(s) for s in shape)
     m = n
     kills = 0
@@ -542,11 +578,11 @@ def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, sit
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 qs = bits(free)
                 if qs:
-                    t = neighbour_site(site[i], qs[randint(seed, ids[0, i], step, 21, len(qs))],
+                    t = neighbour_site(site[i], qs[randint(seed, ids[ID, i], step, 21, len(qs))],
                                        nz, ny, nx)
                 elif act == DIVIDE and push[kind[i]] > 0:
                     t = push_chain(int(site[i]), int(kind[i]), int(push[kind[i]]), occ, site,
-                                   kind, blocked, shape, seed, int(ids[0, i]), step)
+                                   kind, blocked, shape, seed, int(ids[ID, i]), step)
                     if t < 0:
                         continue
                 else:
@@ -558,14 +594,14 @@ def apply_actions(n, action, target, dkind, ddiv, ids, i32, fl, kind, state, sit
                 continue
             # DIVIDE into row m
             fl[:, m] = fl[:, i]
-            fl[0, m] = fl[0, i] = 0.0
-            for c in (3, 6):  # drug and payload are split equally
+            fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
+            for c in (DRUG, PAYLOAD):  # drug and payload are split equally
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
-            ids[0, m], ids[1, m] = next_id, ids[0, i]
-            i32[0, m] = i32[0, i] + 1
+            ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
+            i32[GENERATION, m] = i32[GENERATION, i] + 1
             if kind[i] == TUMOR:
-                i32[1, i] = ddiv[i]
-            i32[1, m] = ddiv[i]
+                i32[DIVISIONS_LEFT, i] = ddiv[i]
+            i32[DIVISIONS_LEFT, m] = ddiv[i]
             kind[m] = dkind[i]
             state[m] = PROLIFERATING
             site[m] = t
@@ -583,8 +619,9 @@ def _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next
     occ[s] = n
 
 
-def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, fl, kind, state, site,
-            occ, n, next_id, seed, step, purpose):
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, cells, n, next_id, seed, step,
+            purpose):
+    ids, i32, fl, kind, state, site, occ = cells
     placed = 0
     if len(entry_sites) == 0:
         return n, next_id, 0
@@ -610,10 +647,11 @@ def entry_weights(entry_sites, signal, occ, half, cum_weight):
     return total
 
 
-def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, fl,
-                     kind, state, site, occ, n, next_id, seed, step, purpose):
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose):
     """Twin of :func:`tmesim.kernels.agents.recruit_weighted`: the site drawn is the first whose
     running sum of weights exceeds ``u * total`` (a linear scan)."""
+    ids, i32, fl, kind, state, site, occ = cells
     placed = 0
     if len(entry_sites) == 0 or not cum_weight[-1] > 0.0:
         return n, next_id, 0

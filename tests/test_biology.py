@@ -18,16 +18,26 @@ import math
 import numpy as np
 import pytest
 
+import naive_cells as naive
 from tmesim import TMEModel
 from tmesim import geometry as geo
 from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
-from tmesim.kernels import codes
+from tmesim.kernels import codes, layout
 from tmesim.kernels import immune as ki
 from tmesim.kernels.rules import R_NCOLS
 
 NO_RULES = np.zeros((0, R_NCOLS))
 
+
+
+def _cells(s):
+    """The cell arrays and the lattice (no air) of a state dict, as the decide kernels take them."""
+    return naive.cell_arrays(s), ka.Lattice(s["shape"], np.zeros(1, bool))
+
+
+def _intents(s):
+    return ka.Intents(s["action"], s["target"], s["dkind"], s["ddiv"])
 
 def within(observed, expected, sd, n_sd=4.0):
     """``|observed - expected| <= n_sd * sd``, with a readable failure message."""
@@ -63,8 +73,8 @@ def isolated(shape3, kinds, spacing=3):
         "site": np.zeros(cap, np.int32),
         "occ": np.full(nz * ny * nx, -1, np.int32),
     }
-    s["ids"][0, :n] = np.arange(n)
-    s["ids"][1, :n] = -1
+    s["ids"][layout.ID, :n] = np.arange(n)
+    s["ids"][layout.PARENT, :n] = -1
     s["kind"][:n] = [kinds(i) if callable(kinds) else kinds for i in range(n)]
     s["site"][:n] = sites
     s["occ"][sites] = np.arange(n)
@@ -101,10 +111,8 @@ def cancer_decisions(s, par, dt, steps, seed=11, fields=None):
     fields = zeros[None] if fields is None else fields
     out = []
     for step in range(steps):
-        kc.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
-                         s["occ"], np.zeros(1, bool), s["shape"], oxygen, zeros, zeros,
-                         fields, par, NO_RULES, dt, seed, step, s["action"], s["target"],
-                         s["dkind"], s["ddiv"])
+        kc.cancer_decide(n, *_cells(s), oxygen, zeros, zeros, fields, par, NO_RULES,
+                         ka.StepKeys(dt, seed, step), _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy(), s["dkind"][:n].copy(),
                     s["ddiv"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
@@ -116,7 +124,7 @@ def test_division_death_and_migration_rates_of_isolated_tumour_cells():
     otherwise P(move) = 1 - exp(-r_mig dt). Rates, not probabilities, are configured."""
     r_div, r_mig, alpha, dt = 0.3, 0.8, 0.25, 0.5
     s = isolated((1, 60, 60), codes.TUMOR)
-    s["i32"][1, : s["n"]] = 10_000  # budget never runs out here
+    s["i32"][layout.DIVISIONS_LEFT, : s["n"]] = 10_000  # budget never runs out here
     par = cancer_par({(codes.TUMOR, kc.C_DIVISION_RATE): r_div,
                         (codes.TUMOR, kc.C_MIGRATION_RATE): r_mig,
                         (codes.TUMOR, kc.C_DEATH_AT_DIVISION): alpha})
@@ -138,7 +146,7 @@ def test_growth_factor_raises_the_division_rate_by_its_hill_term():
     r_div, boost, half, dt = 0.2, 1.5, 0.5, 0.5
     s = isolated((1, 90, 90), codes.TUMOR)
     n = s["n"]
-    s["i32"][1, :n] = 10_000
+    s["i32"][layout.DIVISIONS_LEFT, :n] = 10_000
     egf = np.zeros(len(s["occ"]))
     with_gf = np.arange(n) % 2 == 0
     egf[s["site"][:n][with_gf]] = 1.0  # H = 1 / 1.5
@@ -235,11 +243,10 @@ def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, see
     zeros = np.zeros(n_sites)
     out = []
     for step in range(steps):
-        ki.tcell_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
-                        s["occ"], np.zeros(1, bool), s["shape"],
-                        zeros if chemo is None else chemo, zeros if tgfb is None else tgfb,
-                        zeros, zeros if antibody is None else antibody, zeros[None], par,
-                        NO_RULES, dt, seed, step, s["action"], s["target"])
+        ki.tcell_decide(n, *_cells(s), zeros if chemo is None else chemo,
+                        zeros if tgfb is None else tgfb, zeros,
+                        zeros if antibody is None else antibody, zeros[None], par, NO_RULES,
+                        ka.StepKeys(dt, seed, step), _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
 
@@ -288,9 +295,9 @@ def pairs(shape3=(1, 60, 60), pdl1=1.0):
     s["kind"][rows] = codes.TUMOR
     s["site"][rows] = t_sites + 1
     s["occ"][t_sites + 1] = rows
-    s["ids"][0, rows] = rows
-    s["f32"][1, rows] = pdl1
-    s["i32"][1, :n] = -1  # unlimited kills
+    s["ids"][layout.ID, rows] = rows
+    s["f32"][layout.PDL1, rows] = pdl1
+    s["i32"][layout.DIVISIONS_LEFT, :n] = -1  # unlimited kills
     s["n"] = 2 * n
     return s, n
 
@@ -308,7 +315,7 @@ def test_tcell_killing_probability(case):
     antibody = np.full(n_sites, 3 * kd) if case == "antibody" else None  # occupancy 3/4
     tgfb = np.full(n_sites, half) if case == "tgfb" else None
     if case == "plain":
-        s["f32"][1, nt : 2 * nt] = 0.0
+        s["f32"][layout.PDL1, nt : 2 * nt] = 0.0
     par = t_par(kill=k, supp=supp, kd=kd, tgfb_half=half)
     act, tgt = tcell_decisions(s, par, dt, steps=40, tgfb=tgfb, antibody=antibody)
     is_t = np.tile(s["kind"][: s["n"]] == codes.TCELL, 40)
@@ -332,21 +339,19 @@ def test_pdl1_relaxes_to_the_hill_target():
     ifng = np.zeros(len(s["occ"]))
     cell_ifng = levels[np.arange(n) % len(levels)]
     ifng[s["site"][:n]] = cell_ifng
-    s["f32"][1, :n] = 0.6
+    s["f32"][layout.PDL1, :n] = 0.6
     par = cancer_par({(codes.TUMOR, kc.C_PDL1_BASE): base, (codes.TUMOR, kc.C_PDL1_MAX): pmax,
                       (codes.TUMOR, kc.C_PDL1_EC50): ec50, (codes.TUMOR, kc.C_PDL1_HILL): hn,
                       (codes.TUMOR, kc.C_PDL1_RATE): r})
     oxygen = np.full(len(ifng), 38.0)
     for step in range(120):
-        kc.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
-                         s["occ"], np.zeros(1, bool), s["shape"], oxygen, np.zeros_like(ifng),
-                         ifng, ifng[None], par, NO_RULES, dt, 3, step, s["action"], s["target"],
-                         s["dkind"], s["ddiv"])
+        kc.cancer_decide(n, *_cells(s), oxygen, np.zeros_like(ifng), ifng, ifng[None], par,
+                         NO_RULES, ka.StepKeys(dt, 3, step), _intents(s))
     assert not np.any(s["action"][:n])  # no rates: nothing else happens
     h = cell_ifng**hn / (ec50**hn + cell_ifng**hn)
     target = base + (pmax - base) * h
     exact = target + (0.6 - target) * math.exp(-r * 120 * dt)
-    pdl1 = s["f32"][1, :n]
+    pdl1 = s["f32"][layout.PDL1, :n]
     np.testing.assert_allclose(pdl1, exact, rtol=0, atol=2e-6)  # 120 float32 roundings
     assert pdl1[2] == pytest.approx(exact[2]) and exact[2] != pytest.approx(target[2])
     assert pdl1[0] == pytest.approx(exact[0]) and exact[0] != pytest.approx(base)
@@ -373,11 +378,10 @@ def polarise(s, par, steps, dt, *, ifng=0.0, tgfb=0.0, ccl2=0.0, oxygen=38.0, se
             for v in (ifng, tgfb, ccl2, oxygen)]
     zeros = np.zeros(n_sites)
     for step in range(steps):
-        ki.macrophage_decide(s["n"], s["ids"], s["f32"], s["kind"], s["state"], s["site"],
-                             s["occ"], np.zeros(1, bool), s["shape"], zeros, full[0], full[1],
-                             full[3], full[2], zeros[None], par, NO_RULES, dt, seed, step,
-                             s["action"], s["target"])
-    return s["f32"][5, : s["n"]].astype(float)
+        ki.macrophage_decide(s["n"], *_cells(s), zeros, full[0], full[1], full[3], full[2],
+                             zeros[None], par, NO_RULES, ka.StepKeys(dt, seed, step),
+                             _intents(s))
+    return s["f32"][layout.PHENOTYPE, : s["n"]].astype(float)
 
 
 def test_macrophage_polarisation_relaxes_to_its_steady_state():
@@ -387,15 +391,15 @@ def test_macrophage_polarisation_relaxes_to_its_steady_state():
     k1, k2, k0, dt, steps = 0.3, 0.2, 0.05, 0.25, 60
     s = isolated((1, 12, 12), codes.MACROPHAGE)
     n = s["n"]
-    s["f32"][5, :n] = 0.9
-    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 3 == 0  # every third one resident
+    s["f32"][layout.PHENOTYPE, :n] = 0.9
+    s["f32"][layout.AUX, :n] = np.arange(n) % 3 == 0  # every third one resident
     n_sites = len(s["occ"])
     oxygen = np.where(np.arange(n_sites) % 2 == 0, 38.0, 5.0)  # hypoxia adds 1 on odd sites
     par = macrophage_par(M_TO_M1_RATE=k1, M_TO_M2_RATE=k2, M_RELAXATION_RATE=k0,
                          M_CCL2_WEIGHT=0.8, M_CCL2_HALF=2.0, M_RECRUITED_REST=0.3,
                          M_RESIDENT_REST=0.45, M_RESIDENT_M2_FACTOR=0.5)
     p = polarise(s, par, steps, dt, ifng=1.0, tgfb=3.0, ccl2=2.0, oxygen=oxygen)
-    resident = s["f32"][ki.M_RESIDENT_ROW, :n] > 0.5
+    resident = s["f32"][layout.AUX, :n] > 0.5
     s1 = 0.5
     s2 = 0.75 + 0.8 * 0.5 + (oxygen[s["site"][:n]] < 10.0)
     kk2 = k2 * s2 * np.where(resident, 0.5, 1.0)
@@ -413,14 +417,14 @@ def test_macrophages_stay_unpolarised_without_a_tumour():
     waits, resident or recruited (no self-education)."""
     s = isolated((1, 12, 12), codes.MACROPHAGE)
     n = s["n"]
-    s["f32"][ki.M_RESIDENT_ROW, :n] = np.arange(n) % 2
-    s["f32"][5, :n] = np.where(np.arange(n) % 2, 0.4, 0.3)
+    s["f32"][layout.AUX, :n] = np.arange(n) % 2
+    s["f32"][layout.PHENOTYPE, :n] = np.where(np.arange(n) % 2, 0.4, 0.3)
     par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
                          M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)
     p = polarise(s, par, 200, 1.0)
     np.testing.assert_allclose(p, np.where(np.arange(n) % 2, 0.4, 0.3), rtol=1e-6)
     assert np.all(s["state"][:n] == codes.PROLIFERATING)
-    s["f32"][5, :n] = 0.8  # an M2 cell taken away from the tumour returns to rest
+    s["f32"][layout.PHENOTYPE, :n] = 0.8  # an M2 cell taken away from the tumour returns to rest
     p = polarise(s, par, 240, 1.0)
     assert np.all(p < 0.5) and np.all(s["state"][:n] == codes.PROLIFERATING)
 
@@ -437,18 +441,18 @@ def test_tumour_signals_push_macrophages_toward_m2_and_ifng_pulls_back(drive):
     fields = {"hypoxia": {"oxygen": 5.0}, "ccl2": {"ccl2": 20.0}, "tgfb": {"tgfb": 20.0},
               "contact": {}}[drive]
     resident = (np.arange(n) % 2 == 1) & (s["kind"][:n] == codes.MACROPHAGE)
-    s["f32"][ki.M_RESIDENT_ROW, :n] = resident
+    s["f32"][layout.AUX, :n] = resident
     rest = np.where(resident, 0.4, 0.3)
     par = macrophage_par(M_TO_M1_RATE=1 / 24, M_TO_M2_RATE=1 / 24, M_RELAXATION_RATE=1 / 48,
                          M_RECRUITED_REST=0.3, M_RESIDENT_REST=0.4, M_RESIDENT_M2_FACTOR=0.5)
     mac = s["kind"][:n] == codes.MACROPHAGE
     start = s["f32"].copy()
-    s["f32"][5, :n] = rest
+    s["f32"][layout.PHENOTYPE, :n] = rest
     p = polarise(s, par, 120, 1.0, **fields)
     assert np.all(p[mac & ~resident] > 0.6) and np.all(p[mac & resident] > 0.5)
     assert p[mac & resident].max() < p[mac & ~resident].min()
     s["f32"][:] = start
-    s["f32"][5, :n] = rest
+    s["f32"][layout.PHENOTYPE, :n] = rest
     p = polarise(s, par, 120, 1.0, ifng=20.0, **fields)
     assert np.all(p[mac] < 0.5) and np.all(s["state"][:n][mac] == codes.PROLIFERATING)
 
@@ -470,8 +474,8 @@ def surrounded_macrophages(shape3):
                        ("action", np.int8), ("target", np.int64), ("dkind", np.int8),
                        ("ddiv", np.int32)):
         s[key] = np.zeros(n + 1, dtype)
-    s["ids"][0, :n] = np.arange(n)
-    s["ids"][1, :n] = -1
+    s["ids"][layout.ID, :n] = np.arange(n)
+    s["ids"][layout.PARENT, :n] = -1
     s["kind"][:n] = codes.TUMOR
     s["kind"][: len(macs)] = codes.MACROPHAGE
     s["site"][:n] = sites
@@ -486,17 +490,16 @@ def test_fibroblast_activation_and_matrix_deposition_follow_exact_solutions():
     s = isolated((1, 12, 12), codes.FIBROBLAST)
     n = s["n"]
     caf = np.arange(n) % 2 == 1
-    s["f32"][5, :n] = np.where(caf, 1.0, 0.0)
+    s["f32"][layout.PHENOTYPE, :n] = np.where(caf, 1.0, 0.0)
     n_sites = len(s["occ"])
     tgfb = np.full(n_sites, 1.0)  # H = 1/2
     ecm = np.full(n_sites, 0.1)
     par = np.array([k, 1.0, 1.0, dep, 0.0])
     for step in range(steps):
-        ki.fibroblast_decide(n, s["ids"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                             np.zeros(1, bool), s["shape"], tgfb, ecm, par, dt, 3, step,
-                             s["action"], s["target"])
+        ki.fibroblast_decide(n, *_cells(s), tgfb, ecm, par, ka.StepKeys(dt, 3, step),
+                             _intents(s))
     t = dt * steps
-    a = s["f32"][5, :n]
+    a = s["f32"][layout.PHENOTYPE, :n]
     np.testing.assert_allclose(a[~caf], 1 - np.exp(-k * 0.5 * t), atol=2e-6)
     assert np.all(a[caf] == 1.0)
     np.testing.assert_allclose(ecm[s["site"][:n][caf]], 1 - 0.9 * math.exp(-dep * t), rtol=1e-12)
@@ -628,7 +631,7 @@ def test_cancer_cells_fill_lumens_but_other_cells_stay_off_air():
         "cells.fibroblast.initial.count": 20, "cells.fibroblast.speed_um_per_min": 1.0,
         "cells.tcell.recruitment.base_per_h": 2.0,
     })
-    air = m.dynamics.air
+    air = m.tissue.lumen
     assert air.any()
     cancer_on_air = 0
     while m.running:
@@ -641,4 +644,4 @@ def test_cancer_cells_fill_lumens_but_other_cells_stay_off_air():
         assert not np.any(on_air & normal), "a T cell, macrophage or fibroblast on air"
         cancer_on_air = max(cancer_on_air, int(np.sum(on_air & ~normal)))
     assert cancer_on_air > 5
-    assert np.all(m.tissue.reshape(-1)[air] != geo.TISSUE)
+    assert np.all(m.tissue.codes.reshape(-1)[air] != geo.TISSUE)

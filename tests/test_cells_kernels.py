@@ -14,7 +14,7 @@ import naive_cells as naive
 from tmesim.cells import CellPopulation
 from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
-from tmesim.kernels import codes
+from tmesim.kernels import codes, layout
 from tmesim.kernels import immune as ki
 from tmesim.kernels import lattice as kl
 from tmesim.kernels import neighbourhood as nb
@@ -91,13 +91,13 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
         "site": np.zeros(cap, np.int32),
         "occ": np.full(n_sites, -1, np.int32),
     }
-    s["ids"][0, :n] = rng.permutation(10 * n)[:n]
-    s["ids"][1, :n] = -1
-    s["i32"][0, :n] = rng.integers(0, 4, n)
-    s["i32"][1, :n] = rng.integers(-1, 4, n)
+    s["ids"][layout.ID, :n] = rng.permutation(10 * n)[:n]
+    s["ids"][layout.PARENT, :n] = -1
+    s["i32"][layout.GENERATION, :n] = rng.integers(0, 4, n)
+    s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
     s["f32"][:, :n] = rng.uniform(0.0, 1.0, (8, n)).astype(np.float32)
-    s["f32"][0, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
-    s["f32"][7, :n] = rng.integers(0, 2, n)
+    s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
+    s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
     s["kind"][:n] = kind
     cancer = (kind == codes.TUMOR) | (kind == codes.STEM)
     st = np.where(
@@ -124,7 +124,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     # so that cancer cells at constant rates take the kernel's constant-rate pass (see
     # constant_rate_cells)
     f["ifng"][rng.random(n_sites) < 0.4] = 0.0
-    s["f32"][3, :n][rng.random(n) < 0.5] = 0.0
+    s["f32"][layout.DRUG, :n][rng.random(n) < 0.5] = 0.0
     f["egf"] = np.where(rng.random(n_sites) < 0.2, rng.uniform(0.0, 2.0, n_sites), 0.0)
     f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
     # CCL2 (macrophage M2 drive and signal-driven arrivals), drawn last to keep the draws above
@@ -164,7 +164,7 @@ def constant_rate_cells(n, s, f, par, rules):
     grows = (par[k, kc.C_GF_FIELD] >= 0) & (par[k, kc.C_GF_BOOST] > 0) & (f["egf"][site] > 0)
     fast = (live & ~varies[k] & (f["oxygen"][site] >= par[k, kc.C_NECROSIS])
             & (f["ifng"][site] <= 0) & ~grows
-            & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][3, :n] <= 0)))
+            & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][layout.DRUG, :n] <= 0)))
     return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
 
 
@@ -213,6 +213,11 @@ def assert_same(a, b, what):
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what}: {k}")
 
 
+def intents_of(w) -> ka.Intents:
+    """The :class:`~tmesim.kernels.agents.Intents` of a work dict."""
+    return ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"])
+
+
 def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=None):
     """One cell phase (the four decide kernels, apply, arrivals) with kernels or twins.
 
@@ -220,32 +225,26 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
     cancer parameters (default :func:`cancer_params`).
     """
     par = cancer_params() if par is None else par
-    mod.cancer_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                      air, shape, f["oxygen"], f["tgfb"], f["ifng"], f["fields"], par, rules, dt,
-                      seed, step, w["action"], w["target"], w["dkind"], w["ddiv"])
+    cells, lattice, keys = naive.cell_arrays(s), ka.Lattice(shape, air), ka.StepKeys(dt, seed, step)
+    intents = intents_of(w)
+    mod.cancer_decide(n, cells, lattice, f["oxygen"], f["tgfb"], f["ifng"], f["fields"], par, rules,
+                      keys, intents)
     yield "cancer_decide"
-    mod.tcell_decide(n, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                     air, shape, f["chemo"], f["tgfb"], f["ecm"], f["antibody"], f["fields"], T_PAR,
-                     rules, dt, seed, step, w["action"], w["target"])
+    mod.tcell_decide(n, cells, lattice, f["chemo"], f["tgfb"], f["ecm"], f["antibody"], f["fields"],
+                     T_PAR, rules, keys, intents)
     yield "tcell_decide"
-    mod.macrophage_decide(n, s["ids"], s["f32"], s["kind"], s["state"], s["site"], s["occ"], air,
-                          shape, f["chemo"], f["ifng"], f["tgfb"], f["oxygen"], f["ccl2"],
-                          f["fields"], M_PAR, rules, dt, seed, step, w["action"], w["target"])
+    mod.macrophage_decide(n, cells, lattice, f["chemo"], f["ifng"], f["tgfb"], f["oxygen"],
+                          f["ccl2"], f["fields"], M_PAR, rules, keys, intents)
     yield "macrophage_decide"
-    mod.fibroblast_decide(n, s["ids"], s["f32"], s["kind"], s["state"], s["site"], s["occ"], air,
-                          shape, f["tgfb"], f["ecm"], F_PAR, dt, seed, step, w["action"],
-                          w["target"])
+    mod.fibroblast_decide(n, cells, lattice, f["tgfb"], f["ecm"], F_PAR, keys, intents)
     yield "fibroblast_decide"
     push = np.ascontiguousarray(par[:, kc.C_PUSH], dtype=np.int64)
     push_work = np.zeros((ka.PUSH_WORK_ROWS, len(s["occ"]) + 1), np.int64)
-    w["result"] = mod.apply_actions(n, w["action"], w["target"], w["dkind"], w["ddiv"], s["ids"],
-                                    s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"],
-                                    air, shape, seed, step, next_id, push, push_work)
+    w["result"] = mod.apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work)
     yield "apply_actions"
     m, nid, _ = w["result"]
     entry = np.flatnonzero(~air)[::3] if len(air) > 1 else np.arange(0, len(s["occ"]), 3)
-    w["recruit"] = mod.recruit(3, entry.astype(np.int64), 4, codes.TCELL, 2, s["ids"], s["i32"],
-                               s["f32"], s["kind"], s["state"], s["site"], s["occ"], int(m),
+    w["recruit"] = mod.recruit(3, entry.astype(np.int64), 4, codes.TCELL, 2, cells, int(m),
                                int(nid), seed, step, 60)
     yield "recruit"
     # arrivals drawn by a signal: weights with zeros, as for taken or signal-free entry sites
@@ -255,8 +254,8 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
                                           w["cum_weight"])
     yield "entry_weights"
     w["recruit_weighted"] = mod.recruit_weighted(
-        4, entry.astype(np.int64), w["cum_weight"], 3, codes.MACROPHAGE, 0, s["ids"], s["i32"],
-        s["f32"], s["kind"], s["state"], s["site"], s["occ"], int(m), int(nid), seed, step, 64)
+        4, entry.astype(np.int64), w["cum_weight"], 3, codes.MACROPHAGE, 0, cells, int(m),
+        int(nid), seed, step, 64)
     yield "recruit_weighted"
 
 
@@ -303,7 +302,7 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par):
     rules = rule_table(with_rules)
     par = cancer_params(plastic=with_rules) if par is None else par
     t_s, t_f = copy_state(s), copy_state(f)
-    next_id = int(s["ids"][0, :n].max()) + 1
+    next_id = int(s["ids"][layout.ID, :n].max()) + 1
     seen = np.zeros(5, np.int64)
     kills = arrivals = 0
     paths = np.zeros(2, np.int64)  # live cancer cells decided at constant rates, in general
@@ -421,7 +420,7 @@ def test_constant_rate_pass_matches_general_rules():
     rng = np.random.default_rng(17)
     n, s, air, f = cell_state((1, 30, 30), rng, air=False)
     f["oxygen"][:] = rng.uniform(6.0, 20.0, f["oxygen"].shape)  # above both necrosis thresholds
-    s["f32"][3] = 0.0
+    s["f32"][layout.DRUG] = 0.0
     par = cancer_params(plastic=False)
     shape = np.array((1, 30, 30), np.int64)
     out = []
@@ -430,10 +429,9 @@ def test_constant_rate_pass_matches_general_rules():
         f2["ifng"][:] = ifng
         s2 = copy_state(s)
         w = work(s2["kind"].shape[0])
-        kc.cancer_decide(n, s2["ids"], s2["i32"], s2["f32"], s2["kind"], s2["state"], s2["site"],
-                         s2["occ"], air, shape, f2["oxygen"], f2["tgfb"], f2["ifng"],
-                         f2["fields"], par, rule_table(False), 0.5, 9, 4, w["action"],
-                         w["target"], w["dkind"], w["ddiv"])
+        kc.cancer_decide(n, naive.cell_arrays(s2), ka.Lattice(shape, air), f2["oxygen"],
+                         f2["tgfb"], f2["ifng"], f2["fields"], par, rule_table(False),
+                         ka.StepKeys(0.5, 9, 4), intents_of(w))
         fast, general = constant_rate_cells(n, s, f2, par, rule_table(False))
         assert len(fast if ifng == 0.0 else general) > 100
         out.append((s2, w))
@@ -454,16 +452,16 @@ _OFFSETS = naive.offsets
 
 def _wrong_symmetric(*args):
     """Twin of cancer_decide with the symmetric-division probability complemented."""
-    par = args[14].copy()
+    par = args[7].copy()
     par[codes.STEM, kc.C_SYMMETRIC] = 1.0 - par[codes.STEM, kc.C_SYMMETRIC]
-    return _CANCER_DECIDE(*args[:14], par, *args[15:])
+    return _CANCER_DECIDE(*args[:7], par, *args[8:])
 
 
 def _wrong_suppression(*args):
     """Twin of tcell_decide without PD-L1 suppression."""
-    par = args[15].copy()
+    par = args[8].copy()
     par[ki.T_PDL1_SUPPRESSION] = 0.0
-    return _TCELL_DECIDE(*args[:15], par, *args[16:])
+    return _TCELL_DECIDE(*args[:8], par, *args[9:])
 
 
 def _first_on_ties(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias, p_site):
@@ -607,7 +605,7 @@ def test_exchange_maps_match_twin(shape3):
     tables = [rng.uniform(0, 2, (codes.N_KINDS, nf)) for _ in range(4)]
     n_sites = math.prod(shape3)
     out = [np.zeros((nf, n_sites)) for _ in range(4)]
-    args = (n, s["kind"], s["state"], s["site"], s["f32"][5], s["f32"][7], *tables)
+    args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX], *tables)
     kl.exchange_maps(*args, out[0], out[1])
     naive.exchange_maps(*args, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)
@@ -916,9 +914,9 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         # a 6 x 6 block of tumour cells in the middle, all surrounded but the rim
         block = [(y * 12 + x) for y in range(3, 9) for x in range(3, 9)]
         n = len(block)
-        s["ids"][0, :n] = np.arange(n)
-        s["ids"][1, :n] = -1
-        s["i32"][1, :n] = 5
+        s["ids"][layout.ID, :n] = np.arange(n)
+        s["ids"][layout.PARENT, :n] = -1
+        s["i32"][layout.DIVISIONS_LEFT, :n] = 5
         s["kind"][:n] = codes.TUMOR
         s["site"][:n] = block
         s["occ"][block] = np.arange(n, dtype=np.int32)

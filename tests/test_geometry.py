@@ -90,3 +90,63 @@ def test_mask_npy_png_and_errors(tmp_path):
     assert "20" in str(e.value) and e.value.key.endswith("codes")
     with pytest.raises(ScenarioError):
         load_mask(tmp_path / "missing.npy", (6, 7), codes)
+
+
+# --------------------------------------------------------------------------- the tissue object
+def _surface_by_shifts(tissue):
+    """Alveolar surface by shifted masks (an independent twin of the face walk)."""
+    air = np.isin(tissue, (1, 4))
+    near = np.zeros_like(air)
+    for axis in range(tissue.ndim):
+        for shift in (1, -1):
+            rolled = np.roll(air, shift, axis=axis)
+            idx = [slice(None)] * tissue.ndim
+            idx[axis] = 0 if shift == 1 else -1
+            rolled[tuple(idx)] = False
+            near |= rolled
+    return ~air & near
+
+
+@pytest.mark.parametrize("shape", [(30, 40), (1, 30, 40), (7, 9, 11), (1, 1, 5)])
+def test_face_walk_visits_each_in_bounds_face_neighbour_once(shape):
+    from tmesim.geometry import alveolar_surface, face_neighbours
+
+    rng = np.random.default_rng(len(shape))
+    tissue = rng.integers(0, 5, shape).astype(np.int8)
+    np.testing.assert_array_equal(alveolar_surface(tissue), _surface_by_shifts(tissue))
+    sites = np.arange(tissue.size)
+    coords = np.array(np.unravel_index(sites, shape))
+    seen = 0
+    for d, (inside, nb) in enumerate(face_neighbours(sites, shape)):
+        axis, step = divmod(d, 2)
+        step = 2 * step - 1  # -1 first, then +1
+        expect = coords.copy()
+        expect[axis] += step
+        ok = (expect[axis] >= 0) & (expect[axis] < shape[axis])
+        np.testing.assert_array_equal(inside, ok)
+        np.testing.assert_array_equal(nb[ok], np.ravel_multi_index(expect[:, ok], shape))
+        seen += 1
+    assert seen == 2 * len(shape)
+
+
+def test_tissue_sets_and_empty_lumen():
+    from tmesim.cells import CellPopulation
+    from tmesim.kernels import codes
+    from tmesim.tissue import Tissue
+
+    m = np.array([[0, 1, 1], [2, 1, 4], [3, 0, 0]], np.int8)
+    t = Tissue(m, (1, 3, 3))
+    np.testing.assert_array_equal(t.lumen, np.isin(m, (1, 4)).ravel())
+    np.testing.assert_array_equal(t.perfused, np.isin(m, (2, 3)).ravel())
+    np.testing.assert_array_equal(t.capillaries, (m == 2).ravel())
+    np.testing.assert_array_equal(t.alveolar_surface, _surface_by_shifts(m).ravel())
+    np.testing.assert_array_equal(t.entry_sites(), [3, 6])
+    cells = CellPopulation((1, 3, 3))
+    cells.add(codes.TUMOR, np.array([1]), 3)  # a cancer cell fills lumen site 1
+    cells.add(codes.TCELL, np.array([2]), 0)  # any other kind does not
+    empty = t.empty_lumen(cells.occ, cells.kind)
+    np.testing.assert_array_equal(np.flatnonzero(empty), [2, 4, 5])
+    assert Tissue.uniform((1, 3, 3)).empty_lumen(cells.occ, cells.kind) is None
+    assert Tissue.uniform((1, 3, 3)).blocked.shape == (1,)
+    np.testing.assert_array_equal(Tissue.uniform((1, 3, 3)).entry_sites(),
+                                  [0, 1, 2, 3, 5, 6, 7, 8])

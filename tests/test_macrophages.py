@@ -25,9 +25,7 @@ from tmesim.scenario import load_scenario
 
 def empty_population(n_sites, cap):
     """The arrays of an empty :class:`CellPopulation` on ``n_sites`` sites, as kernels take them."""
-    c = CellPopulation((1, 1, n_sites), capacity=cap)
-    return {"ids": c._i64, "i32": c._i32, "f32": c._f32, "kind": c.kind, "state": c.state,
-            "site": c.site, "occ": c.occ}
+    return CellPopulation((1, 1, n_sites), capacity=cap).arrays()
 
 
 # --------------------------------------------------------------------------- weighted arrivals
@@ -42,11 +40,10 @@ def test_weighted_arrivals_are_drawn_in_proportion_to_the_weights():
     for step in range(trials):
         p = empty_population(40, 2)
         n, next_id, placed = ka.recruit_weighted(
-            1, entry, cum, 8, codes.MACROPHAGE, 0, p["ids"], p["i32"], p["f32"], p["kind"],
-            p["state"], p["site"], p["occ"], 0, 0, 5, step, 64)
+            1, entry, cum, 8, codes.MACROPHAGE, 0, p, 0, 0, 5, step, 64)
         assert (n, next_id, placed) == (1, 1, 1)
-        assert p["kind"][0] == codes.MACROPHAGE and p["occ"][p["site"][0]] == 0
-        hits[np.flatnonzero(entry == p["site"][0])[0]] += 1
+        assert p.kind[0] == codes.MACROPHAGE and p.occ[p.site[0]] == 0
+        hits[np.flatnonzero(entry == p.site[0])[0]] += 1
     assert hits[w == 0].sum() == 0
     expected = w / w.sum()
     sd = np.sqrt(expected * (1 - expected) / trials)
@@ -56,15 +53,12 @@ def test_weighted_arrivals_are_drawn_in_proportion_to_the_weights():
 def test_weighted_arrivals_without_weight_or_room_are_lost():
     entry = np.array([1, 2, 3], np.int64)
     p = empty_population(10, 8)
-    none = ka.recruit_weighted(3, entry, np.zeros(3), 8, codes.MACROPHAGE, 0, p["ids"], p["i32"],
-                               p["f32"], p["kind"], p["state"], p["site"], p["occ"], 0, 0, 1, 0,
-                               64)
+    none = ka.recruit_weighted(3, entry, np.zeros(3), 8, codes.MACROPHAGE, 0, p, 0, 0, 1, 0, 64)
     assert tuple(map(int, none)) == (0, 0, 0)
     # one site of weight: the first arrival takes it, the others find it taken and are lost
-    got = ka.recruit_weighted(3, entry, np.array([0.0, 1.0, 1.0]), 8, codes.MACROPHAGE, 0,
-                              p["ids"], p["i32"], p["f32"], p["kind"], p["state"], p["site"],
-                              p["occ"], 0, 0, 1, 0, 64)
-    assert tuple(map(int, got)) == (1, 1, 1) and p["occ"][2] == 0
+    got = ka.recruit_weighted(3, entry, np.array([0.0, 1.0, 1.0]), 8, codes.MACROPHAGE, 0, p, 0,
+                              0, 1, 0, 64)
+    assert tuple(map(int, got)) == (1, 1, 1) and p.occ[2] == 0
 
 
 # --------------------------------------------------------------------------- in the model
@@ -88,7 +82,7 @@ def test_monocytes_arrive_where_ccl2_is_in_proportion_to_its_hill_term():
     dyn = m.dynamics
     ccl2 = m.fields.flat("ccl2")
     entry = dyn.entry_sites
-    assert np.all(m.tissue.reshape(-1)[entry] == geo.CAPILLARY)
+    assert np.all(m.tissue.codes.reshape(-1)[entry] == geo.CAPILLARY)
     left = (entry % 40) < 20  # CCL2 on the capillaries of the left half only
     ccl2[entry[left]] = 20.0
     half = m.scenario.cells.macrophage.recruitment.signal_half
@@ -137,7 +131,7 @@ def test_residents_start_on_alveolar_surfaces_and_are_told_apart_from_recruits(t
                 "--set", "cells.macrophage.recruitment.per_site_per_h=0.05")
     assert r.returncode == 0, r.stderr
     sc = load_scenario(TINY)
-    tissue = TMEModel(TINY).tissue
+    tissue = TMEModel(TINY).tissue.codes
     surface = geo.alveolar_surface(tissue)
     with h5py.File(out, "r") as f:
         g = f["cells"]

@@ -53,3 +53,39 @@ def test_dump_of_a_reduced_scenario_loads_back_equal(tmp_path):
     g = tmp_path / "dumped.yaml"
     g.write_text(dump_scenario(sc))
     assert load_scenario(g) == sc
+
+
+def test_a_removed_field_switches_its_mechanisms_off_and_says_so(tmp_path):
+    from tmesim.kernels import immune as ki
+
+    f = tmp_path / "no_tgfb.yaml"
+    f.write_text("fields:\n  tgfb: null\n  ecm: null\n")
+    with pytest.warns(UserWarning) as rec:
+        m = TMEModel(load_scenario(f), **{"time.duration_h": 1.0, "domain.shape": [20, 20],
+                                           "cells.fibroblast.initial.count": 30})
+    text = " ".join(str(w.message) for w in rec)
+    assert "fields.tgfb is not defined" in text and "cells.tcell.tgfb_half_ng_per_mL" in text
+    assert "fields.ecm is not defined" in text and "ecm_deposition_per_h" in text
+    dyn = m.dynamics
+    assert dyn.t_par[ki.T_TGFB_HALF] == 0.0 and dyn.t_par[ki.T_ECM_HALF] == 0.0
+    assert dyn.f_par[ki.F_ECM_DEPOSITION] == 0.0
+    assert {x.field for ms in dyn.off.values() for x in ms} == {"tgfb", "ecm"}
+    while m.running:
+        m.step()
+    # the fibroblasts deposited no matrix into the zeros that stand in for missing fields
+    assert not dyn._zero.any()
+
+
+def test_every_field_the_cell_kernels_read_is_declared():
+    """A field read by name in behaviour.py is oxygen (required), a dosed agent, or declared by
+    the mechanisms that read it (behaviour.FIELD_NEEDS)."""
+    import re
+    from pathlib import Path
+
+    from tmesim import behaviour
+
+    src = Path(behaviour.__file__).read_text()
+    read = set(re.findall(r'_field\("([a-z0-9_]+)"\)', src))
+    read |= {behaviour.GROWTH_FIELD, behaviour.CCL2_FIELD}
+    declared = {m.field for m in behaviour.FIELD_NEEDS}
+    assert read - {"oxygen"} <= declared, read - declared

@@ -17,11 +17,11 @@ minutes for transport), and runs the cell phase of a step:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from . import geometry as geo
-from .errors import ScenarioError
+from .errors import ScenarioError, warn
 from .kernels import agents as ka
 from .kernels import cancer as kc
 from .kernels import codes
@@ -29,6 +29,7 @@ from .kernels import immune as ki
 from .kernels import lattice as kl
 from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
+from .tissue import Tissue
 
 CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
 CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
@@ -48,6 +49,58 @@ CCL2_FIELD = "ccl2"
 PURPOSE_PGP = 62
 
 
+class Mechanism(NamedTuple):
+    """A cell mechanism that reads a field (docs/biology.md).
+
+    Without ``field`` in the scenario the mechanism is off: ``switch``, a ``(parameter vector,
+    slot)`` pair of :class:`CellDynamics` (``"t_par"``, ``"m_par"``, ``"f_par"``), is then set to
+    0 so the kernel skips it, and the model warns that it is off. A mechanism with no switch reads
+    a zero array in place of the field, which is the same as no signal (no kernel writes to a
+    missing field: matrix deposition, the one write, is switched off without ``ecm``). ``key`` is
+    the scenario parameter that sets its strength.
+    """
+
+    field: str
+    what: str
+    key: str
+    switch: tuple[str, int] | None = None
+
+
+#: every mechanism that reads a field, by field. Oxygen is required by the scenario; a dosed
+#: antibody's field exists only while it is dosed (``T_ANTIBODY_KD`` is 0 otherwise), and the
+#: growth factor's field index is -1 without ``egf`` (``kernels.cancer.C_GF_FIELD``).
+FIELD_NEEDS = (
+    Mechanism("ifng", "PD-L1 induction by IFN-gamma", "cells.tumor.pdl1_max"),
+    Mechanism("ifng", "M1 polarisation of macrophages", "cells.macrophage.to_m1_rate_per_h",
+              ("m_par", ki.M_TO_M1_RATE)),
+    Mechanism("tgfb", "stem-like conversion driven by TGF-beta",
+              "cells.tumor.plasticity_tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "suppression of T-cell killing by TGF-beta",
+              "cells.tcell.tgfb_half_ng_per_mL", ("t_par", ki.T_TGFB_HALF)),
+    Mechanism("tgfb", "M2 drive of macrophages by TGF-beta", "cells.macrophage.tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "fibroblast activation by TGF-beta", "cells.fibroblast.tgfb_half_ng_per_mL"),
+    Mechanism("chemokine", "T-cell chemotaxis", "cells.tcell.chemotaxis_bias",
+              ("t_par", ki.T_CHEMOTAXIS_BIAS)),
+    Mechanism("ecm", "T-cell motility slowed by matrix", "cells.tcell.ecm_half",
+              ("t_par", ki.T_ECM_HALF)),
+    Mechanism("ecm", "matrix deposition by CAFs", "cells.fibroblast.ecm_deposition_per_h",
+              ("f_par", ki.F_ECM_DEPOSITION)),
+    Mechanism(GROWTH_FIELD, "growth support of cancer cells by EGF",
+              "cells.tumor.growth_factor_boost"),
+    Mechanism(CCL2_FIELD, "M2 drive of macrophages by CCL2", "cells.macrophage.ccl2_weight",
+              ("m_par", ki.M_CCL2_WEIGHT)),
+)
+
+
+def mechanisms_off(field_names) -> dict[str, list[Mechanism]]:
+    """The mechanisms of :data:`FIELD_NEEDS` that are off for want of a field, by field."""
+    off: dict[str, list[Mechanism]] = {}
+    for m in FIELD_NEEDS:
+        if m.field not in field_names:
+            off.setdefault(m.field, []).append(m)
+    return off
+
+
 def pgp_levels(n: int, mean: float, cv: float, rng) -> np.ndarray:
     """``n`` per-cell P-gp levels, log-normal with the given mean and coefficient of variation
     (all equal to ``mean`` when ``cv`` is 0)."""
@@ -55,6 +108,10 @@ def pgp_levels(n: int, mean: float, cv: float, rng) -> np.ndarray:
         return np.full(n, mean)
     s2 = np.log1p(cv * cv)
     return rng.lognormal(np.log(mean) - 0.5 * s2, np.sqrt(s2), n)
+
+
+def _no_lap(_name: str) -> None:
+    """The default ``lap`` of :meth:`CellDynamics.step`: nothing."""
 
 
 def _moves_per_h(speed_um_per_min: float, voxel_um: float) -> float:
@@ -166,23 +223,13 @@ class CellDynamics:
 
         self.rules = self._rule_table()
         self._coupling_tables()
+        self._switch_off_missing()
 
-        tissue = np.zeros(self.n_sites, np.int8) if tissue is None else tissue.reshape(-1)
-        self.tissue = tissue
-        self.air = np.isin(tissue, geo.NON_CONDUCTING)
-        self.blocked = self.air if self.air.any() else np.zeros(1, dtype=bool)
-        self.alveolar = geo.alveolar_surface(tissue.reshape(cells.shape3)).reshape(-1)
-        perfused = np.isin(tissue, geo.PERFUSED)
-        self.capillaries = tissue == geo.CAPILLARY
-        if perfused.any():
-            self.entry_sites = np.flatnonzero(perfused).astype(np.int64)
-        else:
-            edge = np.zeros(cells.shape3, dtype=bool)
-            nz = cells.shape3[0]
-            edge[:, 0, :] = edge[:, -1, :] = edge[:, :, 0] = edge[:, :, -1] = True
-            if nz > 1:
-                edge[0] = edge[-1] = True
-            self.entry_sites = np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
+        #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
+        self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
+        self.blocked = self.tissue.blocked
+        self.lattice = ka.Lattice(self.shape, self.blocked)
+        self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
@@ -207,6 +254,24 @@ class CellDynamics:
                           if f is not None]
 
     # ------------------------------------------------------------------ set-up helpers
+    def _switch_off_missing(self) -> None:
+        """Switch off every mechanism whose field the scenario does not define, and say so."""
+        #: mechanisms off for want of their field, by field
+        self.off = mechanisms_off(self.fields.index)
+        chemo = ("chemokine", CCL2_FIELD)
+        if not any(f in self.fields.index for f in chemo):
+            # recruited macrophages climb CCL2, else the chemokine; with neither they walk at random
+            self.m_par[ki.M_CHEMOTAXIS_BIAS] = 0.0
+        for field, mechs in self.off.items():
+            for m in mechs:
+                if m.switch is not None:
+                    getattr(self, m.switch[0])[m.switch[1]] = 0.0
+            warn(
+                f"fields.{field} is not defined, so these mechanisms are off: "
+                + "; ".join(f"{m.what} ({m.key})" for m in mechs)
+                + f". Define fields.{field} to keep them"
+            )
+
     def _rule_table(self) -> np.ndarray:
         base = {
             ("tumor", "division_rate"): self.sc.cells.tumor.division_rate_per_h,
@@ -268,7 +333,8 @@ class CellDynamics:
         cells = self.cells
         vox = self.sc.domain.voxel_um
         # every cell starts on tissue; cancer cells reach lumens only by growing into them
-        allowed_normal = ~self.air
+        tissue = self.tissue
+        allowed_normal = ~tissue.lumen
         # P-gp levels from their own stream, so that they leave the placements unchanged
         pgp_rng = np.random.default_rng([self.sc.seed, PURPOSE_PGP])
         for kind, name, div in (
@@ -283,8 +349,8 @@ class CellDynamics:
                 kind, ini.count, ini.placement, ini.radius_um, vox, rng, div,
                 f"cells.{name}.initial",
                 allowed=allowed_normal,
-                capillaries=self.capillaries,
-                alveolar=self.alveolar,
+                capillaries=tissue.capillaries,
+                alveolar=tissue.alveolar_surface,
             )
             if kind in (codes.TUMOR, codes.STEM):
                 cells.column("pdl1")[rows] = self.cancer_par[kind, kc.C_PDL1_BASE]
@@ -336,59 +402,55 @@ class CellDynamics:
 
     def _work(self, cap):
         if cap > self._work_cap:
-            self.action = np.zeros(cap, np.int8)
-            self.target = np.zeros(cap, np.int64)
-            self.dkind = np.zeros(cap, np.int8)
-            self.ddiv = np.zeros(cap, np.int32)
+            self.intents = ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
+                                      np.zeros(cap, np.int8), np.zeros(cap, np.int32))
             self._work_cap = cap
 
-    def step(self, dt_h: float, step: int, seed: int) -> dict:
-        """Run the cell phase; return event counts (kills, arrivals)."""
+    def step(self, dt_h: float, step: int, seed: int, lap=None) -> dict:
+        """Run the cell phase; return event counts (kills, arrivals).
+
+        ``lap``, if given, is called with the name of each part of the phase as it ends (the
+        per-kernel breakdown of ``benchmarks/bench_cells.py`` times this very step with it).
+        """
+        lap = lap or _no_lap
         cells = self.cells
         cells.reserve(2 * cells.n + 1)
         self._work(cells._cap)
         n = cells.n
-        ids, i32, f32 = cells._i64, cells._i32, cells._f32
-        kind, state, site, occ = cells.kind, cells.state, cells.site, cells.occ
+        arrays, lattice, intents = cells.arrays(), self.lattice, self.intents
+        keys = ka.StepKeys(dt_h, seed, step)
         oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
-        action, target = self.action, self.target
+        lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
-        present, burden = kl.census(n, kind, state)
+        present, burden = kl.census(n, cells.kind, cells.state)
+        lap("census")
         if present & CANCER_BITS:
-            kc.cancer_decide(
-                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, oxygen, tgfb,
-                ifng, fields2d, self.cancer_par, self.rules, dt_h, seed, step, action, target,
-                self.dkind, self.ddiv,
-            )
+            kc.cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, self.cancer_par,
+                             self.rules, keys, intents)
+        lap("cancer_decide (with PD-L1)")
         if present & (1 << codes.TCELL):
-            ki.tcell_decide(
-                n, ids, i32, f32, kind, state, site, occ, self.blocked, self.shape, chemo, tgfb, ecm,
-                antibody, fields2d, self.t_par, self.rules, dt_h, seed, step, action, target,
-            )
+            ki.tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, self.t_par,
+                            self.rules, keys, intents)
         if present & (1 << codes.MACROPHAGE):
-            ki.macrophage_decide(
-                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, m_chemo, ifng,
-                tgfb, oxygen, ccl2, fields2d, self.m_par, self.rules, dt_h, seed, step, action,
-                target,
-            )
+            ki.macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
+                                 self.m_par, self.rules, keys, intents)
         if present & (1 << codes.FIBROBLAST):
-            ki.fibroblast_decide(
-                n, ids, f32, kind, state, site, occ, self.blocked, self.shape, tgfb, ecm, self.f_par,
-                dt_h, seed, step, action, target,
-            )
-        m, next_id, kills = ka.apply_actions(
-            n, action, target, self.dkind, self.ddiv, ids, i32, f32, kind, state, site, occ,
-            self.blocked, self.shape, seed, step, cells.next_id, self.push, self.push_work,
-        )
+            ki.fibroblast_decide(n, arrays, lattice, tgfb, ecm, self.f_par, keys, intents)
+        lap("immune/stroma decide")
+        m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
+                                             self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)
+        lap("apply_actions")
         arrivals = self._recruit(dt_h, step, seed, burden) if self._arrivals else 0
+        lap("arrivals")
         # the dead give their drug and internalised particles back to their voxel
         for column, field in self._returned:
             kp.release_removed(
-                cells.n, state, site, cells.column(column), self.fields.flat(field),
+                cells.n, cells.state, cells.site, cells.column(column), self.fields.flat(field),
                 self.phi_cancer,
             )
         cells.compact()
+        lap("compact")
         return {"kills": int(kills), "arrivals": arrivals}
 
     def _recruit(self, dt_h, step, seed, burden) -> int:
@@ -408,8 +470,7 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, cells._i64, cells._i32, cells._f32,
-                    cells.kind, cells.state, cells.site, cells.occ, cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, cells.arrays(), cells.n, cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
@@ -422,8 +483,7 @@ class CellDynamics:
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, cells._i64, cells._i32,
-                        cells._f32, cells.kind, cells.state, cells.site, cells.occ, cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, cells.arrays(), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)
@@ -441,17 +501,3 @@ class CellDynamics:
             return 0
         rng = np.random.default_rng(np.random.SeedSequence([seed, step, purpose]))
         return int(rng.poisson(lam))
-
-    def conducting_air(self) -> np.ndarray | None:
-        """Air sites that are currently non-conducting (not filled by cancer cells), or None."""
-        if not self.air.any():
-            return None
-        cells = self.cells
-        occ = cells.occ
-        filled = np.zeros(self.n_sites, dtype=bool)
-        rows = occ[self.air]
-        ok = rows >= 0
-        sites = np.flatnonzero(self.air)[ok]
-        k = cells.kind[rows[ok]]
-        filled[sites[(k == codes.TUMOR) | (k == codes.STEM)]] = True
-        return self.air & ~filled

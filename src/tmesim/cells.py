@@ -1,13 +1,13 @@
 """Cells as a structure of arrays on the lattice.
 
-Every per-cell quantity is one column; columns of the same dtype are rows of one 2-D block so
-that a single kernel compacts them all. A cell has a stable ``id`` (never reused), its ``parent``
+Every per-cell quantity is one column of the table in :mod:`tmesim.kernels.layout`; columns of
+the same dtype are rows of one 2-D block so that a single kernel compacts them all. A cell has a stable ``id`` (never reused), its ``parent``
 id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state`` code
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
 each site to the row of the cell on it, or -1: at most one cell per site.
 
 State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 8 float32
-columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 62 bytes.
+columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 62 bytes (:attr:`CellPopulation.nbytes_per_cell`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import math
 import numpy as np
 
 from .errors import ScenarioError
-from .kernels import codes
+from .kernels import codes, layout
 from .kernels import lattice as kl
 
-I64_COLUMNS = ("id", "parent")
-I32_COLUMNS = ("generation", "divisions_left")
+I64_COLUMNS = layout.block_names("i64")
+I32_COLUMNS = layout.block_names("i32")
 #: float columns; ``phenotype`` is kind-specific: T-cell exhaustion, macrophage polarisation
 #: (0 = M1, 1 = M2), fibroblast activation (0 = quiescent, 1 = CAF); so is ``aux``: 1 while a
 #: T cell is engaged, 1 for a resident macrophage (0 for a recruited one)
-F32_COLUMNS = ("clock_h", "pdl1", "pgp", "drug", "pgp_base", "phenotype", "payload", "aux")
+F32_COLUMNS = layout.block_names("f32")
+_BLOCKS = {"i64": I64_COLUMNS, "i32": I32_COLUMNS, "f32": F32_COLUMNS}
 
 
 class CellPopulation:
@@ -37,12 +38,10 @@ class CellPopulation:
         self.n = 0
         self.next_id = 0
         self._cap = 0
-        self._i64 = np.empty((len(I64_COLUMNS), 0), np.int64)
-        self._i32 = np.empty((len(I32_COLUMNS), 0), np.int32)
-        self._f32 = np.empty((len(F32_COLUMNS), 0), np.float32)
-        self.kind = np.empty(0, np.int8)
-        self.state = np.empty(0, np.int8)
-        self.site = np.empty(0, np.int32)
+        for block, names in _BLOCKS.items():
+            setattr(self, f"_{block}", np.empty((len(names), 0), layout.BLOCKS[block]))
+        for name, dtype in layout.OWN_ARRAYS.items():  # kind, state, site
+            setattr(self, name, np.empty(0, dtype))
         self.occ = np.full(self.n_sites, -1, np.int32)
         self.reserve(capacity)
 
@@ -58,22 +57,24 @@ class CellPopulation:
             b[..., : self.n] = a[..., : self.n]
             return b
 
-        self._i64, self._i32, self._f32 = grow(self._i64), grow(self._i32), grow(self._f32)
-        self.kind, self.state, self.site = grow(self.kind), grow(self.state), grow(self.site)
+        for name in (*(f"_{b}" for b in _BLOCKS), *layout.OWN_ARRAYS):
+            setattr(self, name, grow(getattr(self, name)))
         self._cap = cap
 
     def column(self, name: str) -> np.ndarray:
         """The full-capacity array of a column (rows ``[:n]`` are live)."""
-        for names, block in (
-            (I64_COLUMNS, self._i64),
-            (I32_COLUMNS, self._i32),
-            (F32_COLUMNS, self._f32),
-        ):
+        for block, names in _BLOCKS.items():
             if name in names:
-                return block[names.index(name)]
-        if name in ("kind", "state", "site"):
+                return getattr(self, f"_{block}")[names.index(name)]
+        if name in layout.OWN_ARRAYS:
             return getattr(self, name)
         raise KeyError(name)
+
+    def arrays(self) -> layout.CellArrays:
+        """The store as the kernels take it (full capacity; valid until the next
+        :meth:`reserve`, which may replace the arrays)."""
+        return layout.CellArrays(self._i64, self._i32, self._f32, self.kind, self.state,
+                                 self.site, self.occ)
 
     def __getattr__(self, name):
         if name in I64_COLUMNS or name in I32_COLUMNS or name in F32_COLUMNS:
@@ -82,21 +83,12 @@ class CellPopulation:
 
     def compact(self) -> None:
         """Remove cells marked REMOVED, keeping the order of the others."""
-        self.n = kl.compact(
-            self.n, self._i64, self._i32, self._f32, self.kind, self.state, self.site, self.occ
-        )
+        self.n = kl.compact(self.n, *self.arrays())
 
     @property
     def nbytes_per_cell(self) -> int:
         """Bytes of state per cell."""
-        return (
-            self._i64.shape[0] * 8
-            + self._i32.shape[0] * 4
-            + self._f32.shape[0] * 4
-            + self.kind.itemsize
-            + self.state.itemsize
-            + self.site.itemsize
-        )
+        return sum(np.dtype(c.dtype).itemsize for c in layout.COLUMNS)
 
     # ------------------------------------------------------------------ creation
     def add(self, kind: int, sites: np.ndarray, divisions_left: int) -> None:
@@ -205,26 +197,21 @@ class CellPopulation:
         )
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        """Copies of the live rows of the columns stored per record."""
+        """Copies of the live rows of the columns stored per record (``layout.RECORDED``)."""
         n = self.n
-        z, rem = np.divmod(self.site[:n].astype(np.int64), self.shape3[1] * self.shape3[2])
-        y, x = np.divmod(rem, self.shape3[2])
-        return {
-            "id": self.column("id")[:n].copy(),
-            "parent": self.column("parent")[:n].copy(),
-            "generation": self.column("generation")[:n].copy(),
-            "kind": self.kind[:n].copy(),
-            "state": self.state[:n].copy(),
-            "x": x.astype(np.int32),
-            "y": y.astype(np.int32),
-            "z": z.astype(np.int32),
-            "divisions_left": self.column("divisions_left")[:n].copy(),
-            "pdl1": self.column("pdl1")[:n].copy(),
-            "phenotype": self.column("phenotype")[:n].copy(),
-            "drug": self.column("drug")[:n].copy(),
-            "pgp": self.column("pgp")[:n].copy(),
-            "payload": self.column("payload")[:n].copy(),
-            # resident (initial) macrophages carry 1 in ``aux``; T cells use it for engagement
-            "resident": ((self.kind[:n] == codes.MACROPHAGE)
-                         & (self.column("aux")[:n] > 0.5)).astype(np.int8),
-        }
+        out = {}
+        for c in layout.COLUMNS:
+            if not c.recorded:
+                continue
+            if c.name == "site":
+                z, rem = np.divmod(self.site[:n].astype(np.int64),
+                                   self.shape3[1] * self.shape3[2])
+                y, x = np.divmod(rem, self.shape3[2])
+                out.update(x=x.astype(np.int32), y=y.astype(np.int32), z=z.astype(np.int32))
+            elif c.name == "aux":
+                # resident (initial) macrophages carry 1 in ``aux``; T cells use it for engagement
+                out["resident"] = ((self.kind[:n] == codes.MACROPHAGE)
+                                   & (self.column("aux")[:n] > 0.5)).astype(np.int8)
+            else:
+                out[c.name] = self.column(c.name)[:n].copy()
+        return out

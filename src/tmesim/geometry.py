@@ -309,20 +309,32 @@ def labels_to_tissue(img, codes: dict, *, key="domain.geometry.mask") -> np.ndar
     return out
 
 
+def face_neighbours(sites, shape):
+    """The face neighbours of flat ``sites`` of a lattice of ``shape``, one direction at a time.
+
+    Yields ``(inside, nb)`` for the directions -z, +z, -y, +y, -x, +x in that order (axes of
+    ``shape``; a 2-D shape has only y and x): ``inside[j]`` is whether site ``j`` has a neighbour
+    in that direction, ``nb[j]`` its flat index where it has (meaningless elsewhere). Every walk
+    over face neighbours uses this one, so all visit them in the same order.
+    """
+    sites = np.asarray(sites, dtype=np.int64)
+    coords = np.unravel_index(sites, shape)
+    stride = 1
+    strides = []
+    for n in reversed(shape):
+        strides.append(stride)
+        stride *= n
+    strides.reverse()
+    for axis, n in enumerate(shape):
+        for step in (-1, 1):
+            c = coords[axis] + step
+            yield (c >= 0) & (c < n), sites + step * strides[axis]
+
+
 def alveolar_surface(tissue) -> np.ndarray:
     """Tissue sites with an air neighbour (face-adjacent): where inhaled particles deposit."""
     air = np.isin(tissue, NON_CONDUCTING)
-    solid = ~air
-    near = np.zeros_like(air)
-    for axis in range(tissue.ndim):
-        for shift in (1, -1):
-            near |= np.roll(air, shift, axis=axis) & _not_wrapped(tissue.shape, axis, shift)
-    return solid & near
-
-
-def _not_wrapped(shape, axis, shift):
-    m = np.ones(shape, bool)
-    idx = [slice(None)] * len(shape)
-    idx[axis] = 0 if shift == 1 else -1
-    m[tuple(idx)] = False
-    return m
+    near = np.zeros(air.size, bool)
+    for inside, nb in face_neighbours(np.flatnonzero(air), tissue.shape):
+        near[nb[inside]] = True
+    return ~air & near.reshape(tissue.shape)

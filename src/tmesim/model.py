@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import mesa
 
-from .simulation import METRIC_UNITS, PDL1_POSITIVE, POPULATIONS, Simulation, build_tissue
+from .simulation import METRIC_UNITS, PDL1_POSITIVE, POPULATIONS, Simulation
+from .tissue import build_tissue
 
 __all__ = ["METRIC_UNITS", "PDL1_POSITIVE", "POPULATIONS", "TMEModel", "build_tissue"]
 

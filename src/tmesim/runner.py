@@ -88,7 +88,7 @@ def _geometry(model: Simulation) -> dict:
     sc = model.scenario
     out = {
         "tissue": (
-            model.tissue,
+            model.tissue.codes,
             {
                 "code_names": list(TISSUE_CODES),
                 "code_values": list(TISSUE_CODES.values()),

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry as geo
 from .behaviour import CellDynamics
 from .cells import CellPopulation
 from .errors import ScenarioError
@@ -40,6 +39,7 @@ from .kernels._jit import max_threads, threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
 from .therapy import Therapy
+from .tissue import Tissue
 
 #: metrics recorded per record: name -> units
 METRIC_UNITS = {
@@ -69,23 +69,6 @@ PARALLEL_CELLS = 30_000
 
 #: PD-L1 level counted as positive (10 % of maximum, the spQSP-IO detection threshold)
 PDL1_POSITIVE = 0.1
-
-
-def build_tissue(scenario) -> np.ndarray:
-    """The tissue map of a scenario's geometry (int8 codes of :mod:`tmesim.geometry`)."""
-    d = scenario.domain
-    if d.geometry == "lung":
-        lung = d.lung
-        tissue, _ = geo.generate_lung(
-            d.shape, d.voxel_um, alveolar_diameter_um=lung.alveolar_diameter_um,
-            septum_um=lung.septum_um, capillary_fraction=lung.capillary_fraction,
-            jitter=lung.jitter, airway_diameter_um=lung.airway_diameter_um,
-            vessel_diameter_um=lung.vessel_diameter_um, seed=scenario.seed,
-        )
-        return tissue
-    if d.geometry == "mask":
-        return geo.load_mask(d.mask.path, d.shape, d.mask.codes)
-    return np.zeros(d.shape, dtype=np.int8)
 
 
 def _resolve_scenario(scenario, overrides) -> Scenario:
@@ -151,18 +134,17 @@ class Simulation:
 
         self.fields = FieldSet.from_scenario(sc)
         self.cells = CellPopulation(self.fields.shape3, capacity=1024)
-        self.tissue = build_tissue(sc)
+        #: the tissue map and its site sets (:class:`tmesim.tissue.Tissue`)
+        self.tissue = Tissue.from_scenario(sc, self.fields.shape3)
         self.dynamics = CellDynamics(sc, self.fields, self.cells, self.tissue)
-        perfused = np.isin(self.tissue, geo.PERFUSED)
-        if perfused.any():
+        if self.tissue.perfused.any():
             for name, fc in sc.fields.items():
                 if fc.vessel_value is not None:
-                    self.fields.set_fixed(name, perfused, fc.vessel_value)
-        self.therapy = Therapy(
-            sc, self.fields, self.cells, perfused, geo.alveolar_surface(self.tissue),
-            np.isin(self.tissue, geo.NON_CONDUCTING),
-        )
-        self._mask = None
+                    self.fields.set_fixed(name, self.tissue.shaped(self.tissue.perfused),
+                                          fc.vessel_value)
+        self.therapy = Therapy(sc, self.fields, self.cells, self.tissue)
+        #: lumen sites that conduct no flux now (None before the first update_tissue)
+        self._empty_lumen = None
         self.update_tissue()
         self.dynamics.initialise(self.rng)
         self.update_tissue()
@@ -238,14 +220,15 @@ class Simulation:
 
     def update_tissue(self) -> None:
         """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
-        mask = self.dynamics.conducting_air()
+        mask = self.tissue.empty_lumen(self.cells.occ, self.cells.kind)
         if mask is None:
             return
-        if self._mask is None or not np.array_equal(mask, self._mask):
-            opened = None if self._mask is None else np.flatnonzero(self._mask & ~mask)
-            if self._mask is not None:
-                self.therapy.lumens_closing(np.flatnonzero(mask & ~self._mask), mask)
-            self._mask = mask
+        before = self._empty_lumen
+        if before is None or not np.array_equal(mask, before):
+            opened = None if before is None else np.flatnonzero(before & ~mask)
+            if before is not None:
+                self.therapy.lumens_closing(np.flatnonzero(mask & ~before), mask)
+            self._empty_lumen = mask
             self.fields.set_geometry(mask=mask.reshape(self.fields.shape3))
             if opened is not None and len(opened):
                 self._fill_opened(opened)
@@ -256,26 +239,19 @@ class Simulation:
         A filled lumen would otherwise start at 0 next to tissue at full concentration; the
         local mean is the natural initial value, and it spares the solver a step front.
         """
-        shape = self.fields.shape3
         flat = self.fields.data.reshape(len(self.fields.names), -1)
         # dosed agents keep their ledger: an opened lumen starts empty of them
         dosed = {*self.scenario.dosed_agents, *self.scenario.dosed_nanoparticles}
         rows = [i for i, f in enumerate(self.fields.names) if f not in dosed]
-        zyx = np.array(np.unravel_index(sites, shape))
         total = np.zeros((flat.shape[0], len(sites)))
         count = np.zeros(len(sites))
-        for axis in range(3):
-            if shape[axis] == 1:
-                continue
-            for step in (-1, 1):
-                nb = zyx.copy()
-                nb[axis] += step
-                ok = (nb[axis] >= 0) & (nb[axis] < shape[axis])
-                idx = np.ravel_multi_index(nb[:, ok], shape)
-                conducting = ~self._mask[idx]
-                cols = np.flatnonzero(ok)[conducting]
-                total[:, cols] += flat[:, idx[conducting]]
-                count[cols] += 1
+        for inside, nb in self.tissue.face_neighbours(sites):
+            cols = np.flatnonzero(inside)
+            idx = nb[cols]
+            conducting = ~self._empty_lumen[idx]
+            cols = cols[conducting]
+            total[:, cols] += flat[:, idx[conducting]]
+            count[cols] += 1
         has = count > 0
         for r in rows:
             flat[r, sites[has]] = total[r, has] / count[has]
@@ -318,7 +294,7 @@ class Simulation:
             return float((a & b).sum()) / nb if nb else 0.0
 
         o2 = self.fields["oxygen"]
-        tissue = ~np.isin(self.tissue.reshape(o2.shape), geo.NON_CONDUCTING)
+        tissue = ~self.tissue.lumen.reshape(o2.shape)
         return {
             "tumor_burden": float(burden),
             "stem_fraction": frac(kind == codes.STEM, cancer),

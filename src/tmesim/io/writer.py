@@ -19,28 +19,30 @@ import h5py
 import numpy as np
 
 from ..errors import WriteError
+from ..kernels import layout
 
 FORMAT = "tmesim"
 FORMAT_VERSION = 1
 
-#: per-cell columns written under /cells, with their dtypes
-CELL_COLUMNS = {
-    "id": np.int64,
-    "parent": np.int64,
-    "generation": np.int32,
-    "kind": np.int8,
-    "state": np.int8,
-    "x": np.int32,
-    "y": np.int32,
-    "z": np.int32,
-    "divisions_left": np.int32,
-    "pdl1": np.float32,
-    "phenotype": np.float32,
-    "drug": np.float32,
-    "pgp": np.float32,
-    "payload": np.float32,
-    "resident": np.int8,
-}
+#: per-cell columns written under /cells, with their dtypes (the table of tmesim.kernels.layout)
+CELL_COLUMNS = {c.name: np.dtype(c.dtype).type for c in layout.RECORDED}
+
+
+
+def cell_columns_markdown() -> str:
+    """The table of the ``/cells`` columns in docs/output-format.md §5, from the column table
+    (columns recorded alike, such as ``x``, ``y``, ``z``, share a line)."""
+    lines = ["| column | dtype | meaning |", "|---|---|---|"]
+    groups: list[list] = []
+    for r in layout.RECORDED:
+        if groups and (groups[-1][0].dtype, groups[-1][0].meaning) == (r.dtype, r.meaning):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    for g in groups:
+        names = ", ".join(f"`{r.name}`" for r in g)
+        lines.append(f"| {names} | {g[0].dtype} | {g[0].meaning} |")
+    return "\n".join(lines) + "\n"
 
 #: per-record statistics of each field's transport solves under /diagnostics/<field>/, with units
 #: (see tmesim.fields.FieldSet.solver_stats)

@@ -17,10 +17,13 @@ Cell kernels run in two phases:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._jit import kernel
 from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM, TUMOR
+from .layout import DIVISIONS_LEFT, GENERATION, ID, PARENT, POOLS, RESET_AT_DIVISION
 from .neighbourhood import (
     cancer_free_scan,
     free_scan,
@@ -46,6 +49,34 @@ PURPOSE_PUSH = 22
 PUSH_WORK_ROWS = 3
 
 
+class Intents(NamedTuple):
+    """What the decide kernels write per row and :func:`apply_actions` applies: the ``action``
+    code, its ``target`` (a site for DIVIDE and MOVE, a row for KILL) and, for DIVIDE, the
+    daughter's kind ``dkind`` and division budget ``ddiv``."""
+
+    action: object
+    target: object
+    dkind: object
+    ddiv: object
+
+
+class Lattice(NamedTuple):
+    """The lattice as the cell kernels see it: ``shape`` ``(nz, ny, nx)`` (int64) and ``blocked``,
+    the sites only cancer cells may enter (alveolar air; a length-1 array when there is none)."""
+
+    shape: object
+    blocked: object
+
+
+class StepKeys(NamedTuple):
+    """The step a kernel decides: its length ``dt_h`` in hours, and the ``seed`` and ``step``
+    that key every random draw (:mod:`.random`)."""
+
+    dt_h: float
+    seed: int
+    step: int
+
+
 @kernel
 def _gcd(a, b):
     while b != 0:
@@ -67,36 +98,22 @@ def affine_order(n, seed, step):
 
 
 @kernel
-def apply_actions(
-    n,
-    action,
-    target,
-    dkind,
-    ddiv,
-    ids,
-    i32,
-    f32,
-    kind,
-    state,
-    site,
-    occ,
-    blocked,
-    shape,
-    seed,
-    step,
-    next_id,
-    push,
-    push_work,
-):
-    """Apply the intents of ``n`` cells; return ``(new_n, next_id, n_kills)``.
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+    """Apply the :class:`Intents` of ``n`` cells to the cell arrays (:class:`.layout.CellArrays`); return
+    ``(new_n, next_id, n_kills)`` (``keys.dt_h`` is not used).
 
-    ``ids`` is the ``(2, cap)`` int64 block (id, parent), ``i32`` the ``(2, cap)`` block
-    (generation, divisions_left), ``f32`` the float block whose row 0 is ``clock_h``, row 3
-    ``drug`` and row 6 ``payload`` (split equally between mother and daughter). ``blocked``
+    ``ids``, ``i32`` and ``f32`` are the int64, int32 and float32 blocks of the cell store
+    (:mod:`.layout`): the daughter copies the mother's float rows, the rows of
+    ``RESET_AT_DIVISION`` (the clock) restart in both and the ``POOLS`` (drug, payload) are split
+    equally between them. ``blocked``
     marks sites only cancer cells may enter (alveolar air). ``push`` holds per kind the push
     distance in sites (0: the kind does not push) and ``push_work`` the work array of
     :func:`push_chain`. Capacity must be at least ``2 * n``.
     """
+    action, target, dkind, ddiv = intents
+    ids, i32, f32, kind, state, site, occ = cells
+    shape, blocked = lattice
+    seed, step = keys.seed, keys.step
     nz, ny, nx = shape[0], shape[1], shape[2]
     a, b = affine_order(n, seed, step)
     m = n
@@ -141,11 +158,11 @@ def apply_actions(
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
                 nfree = popcount(free)
                 if nfree > 0:
-                    q = kth_bit(free, randint(seed, ids[0, i], step, PURPOSE_RETRY, nfree))
+                    q = kth_bit(free, randint(seed, ids[ID, i], step, PURPOSE_RETRY, nfree))
                     t = neighbour_site(site[i], q, nz, ny, nx)
                 elif act == DIVIDE and push[kind[i]] > 0:
                     t = push_chain(site[i], kind[i], push[kind[i]], occ, site, kind, blocked,
-                                   nz, ny, nx, seed, ids[0, i], step, push_work)  # fmt: skip
+                                   nz, ny, nx, seed, ids[ID, i], step, push_work)  # fmt: skip
                     if t < 0:
                         continue
                 else:
@@ -159,18 +176,19 @@ def apply_actions(
             # amounts
             for c in range(f32.shape[0]):
                 f32[c, m] = f32[c, i]
-            f32[0, m] = 0.0
-            f32[0, i] = 0.0
-            for c in (3, 6):
+            for c in RESET_AT_DIVISION:
+                f32[c, m] = 0.0
+                f32[c, i] = 0.0
+            for c in POOLS:
                 half = 0.5 * f32[c, i]
                 f32[c, i] = half
                 f32[c, m] = half
-            ids[0, m] = next_id
-            ids[1, m] = ids[0, i]
-            i32[0, m] = i32[0, i] + 1
+            ids[ID, m] = next_id
+            ids[PARENT, m] = ids[ID, i]
+            i32[GENERATION, m] = i32[GENERATION, i] + 1
             if kind[i] == TUMOR:
-                i32[1, i] = ddiv[i]
-            i32[1, m] = ddiv[i]
+                i32[DIVISIONS_LEFT, i] = ddiv[i]
+            i32[DIVISIONS_LEFT, m] = ddiv[i]
             kind[m] = dkind[i]
             state[m] = PROLIFERATING
             site[m] = t
@@ -191,18 +209,19 @@ def _entry_site(entry_sites, cum_weight, seed, draw, step, purpose):
 
 
 @kernel
-def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32, kind,
-              state, site, occ, n, next_id, seed, step, purpose):
+def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n, next_id, seed,
+              step, purpose):
     """Place up to ``k`` cells, each trying up to ``cap_attempts`` drawn entry sites."""
+    ids, i32, f32, kind, state, site, occ = cells
     placed = 0
     for a in range(k):
         for t in range(cap_attempts):
             s = _entry_site(entry_sites, cum_weight, seed, a * cap_attempts + t, step, purpose)
             if occ[s] < 0:
-                ids[0, n] = next_id
-                ids[1, n] = -1
-                i32[0, n] = 0
-                i32[1, n] = init_div
+                ids[ID, n] = next_id
+                ids[PARENT, n] = -1
+                i32[GENERATION, n] = 0
+                i32[DIVISIONS_LEFT, n] = init_div
                 for c in range(f32.shape[0]):
                     f32[c, n] = 0.0
                 kind[n] = new_kind
@@ -296,17 +315,18 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, 
 
 
 @kernel
-def recruit(k, entry_sites, cap_attempts, new_kind, init_div, ids, i32, f32, kind, state, site, occ,
-            n, next_id, seed, step, purpose):
-    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random.
+def recruit(k, entry_sites, cap_attempts, new_kind, init_div, cells, n, next_id, seed, step,
+            purpose):
+    """Place up to ``k`` new cells of ``new_kind`` on free entry sites drawn at random into the
+    cell arrays ``cells`` (:class:`.layout.CellArrays`) (``n`` rows in use).
 
     Each arrival tries up to ``cap_attempts`` random entry sites and is lost if all are taken.
     Returns ``(new_n, next_id, placed)``.
     """
     if entry_sites.shape[0] == 0:
         return n, next_id, 0
-    return _arrivals(k, entry_sites, np.empty(0), cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose)
+    return _arrivals(k, entry_sites, np.empty(0), cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose)
 
 
 @kernel
@@ -341,8 +361,8 @@ def entry_weights(entry_sites, signal, occ, half, cum_weight):
 
 
 @kernel
-def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose):
+def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose):
     """Place up to ``k`` new cells of ``new_kind`` on entry sites drawn with probability
     proportional to a weight: ``cum_weight[j]`` is the sum of the weights of
     ``entry_sites[: j + 1]`` (a site of weight 0 is never drawn).
@@ -353,5 +373,5 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
     ne = entry_sites.shape[0]
     if ne == 0 or not cum_weight[ne - 1] > 0.0:
         return n, next_id, 0
-    return _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, ids, i32, f32,
-                     kind, state, site, occ, n, next_id, seed, step, purpose)
+    return _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n,
+                     next_id, seed, step, purpose)

@@ -47,6 +47,7 @@ from numba import prange
 from ._jit import kernel
 from .agents import DIE, DIVIDE, MOVE, NONE
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
+from .layout import CLOCK_H, DIVISIONS_LEFT, DRUG, ID, PDL1
 from .neighbourhood import (
     cancer_free_scan,
     hazard_prob,
@@ -207,9 +208,8 @@ def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
 
 
 @kernel(parallel=True)
-def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, clock, pdl1,
-                 cell_id):
+def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
+                 clock, pdl1, cell_id):
     """Passes 1b and 2 of :func:`cancer_decide`, a block of rows at a time (the block stays in
     cache between the two passes); ``clock``, ``pdl1`` and ``cell_id`` are rows of ``f32`` and
     ``ids`` passed apart, so that pass 1b vectorises. Threads take chunks of consecutive blocks;
@@ -223,6 +223,24 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
     that its draw is not paid for nothing. Pass 2: the marked cells: the full rules where needed, then the
     neighbourhood.
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    i32 = cells.i32
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    air = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
+    dkind = intents.dkind
+    ddiv = intents.ddiv
     nz, ny, nx = shape[0], shape[1], shape[2]
     t, st = TUMOR, STEM
     lysis_t, lysis_s = par[t, C_LYSIS], par[st, C_LYSIS]
@@ -292,7 +310,7 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                 k = kind[i]
                 if k != TUMOR and k != STEM:
                     continue
-                cid = ids[0, i]
+                cid = ids[ID, i]
                 s_i = site[i]
                 if mark == _GENERAL:
                     s = ifng[s_i]
@@ -300,30 +318,30 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                     if s > 0.0:
                         tgt += (par[k, C_PDL1_MAX] - tgt) * hill(s, par[k, C_PDL1_EC50],
                                                                  par[k, C_PDL1_HILL])
-                    f32[1, i] = tgt + (f32[1, i] - tgt) * rates[k, K_PDL1_KEEP]
+                    f32[PDL1, i] = tgt + (f32[PDL1, i] - tgt) * rates[k, K_PDL1_KEEP]
                     po2 = oxygen[s_i]
                     p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
                                                  par[k, C_NECROSIS_RATE], dt_h)
                     if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
                         state[i] = NECROTIC
-                        f32[0, i] = 0.0
+                        f32[CLOCK_H, i] = 0.0
                         action[i] = NONE
                         continue
                     hypoxic = po2 < par[k, C_HYPOXIA]
                     state[i] = QUIESCENT if hypoxic else PROLIFERATING
-                    f32[0, i] += dt_h
+                    f32[CLOCK_H, i] += dt_h
                     # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
                     death = par[k, C_DEATH_RATE]
                     emax = par[k, C_DRUG_EMAX]
                     varies = rates[k, K_RULED_DEATH] != 0.0
                     if emax > 0.0:
-                        drug_term = emax * hill(f32[3, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
+                        drug_term = emax * hill(f32[DRUG, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
                         if hypoxic:
                             drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
                         death += drug_term
                         varies = varies or drug_term != 0.0
                     if rates[k, K_RULED_DEATH] != 0.0:
-                        death = apply_rules(death, k, B_DEATH, s_i, fields, f32[1, i], rules)
+                        death = apply_rules(death, k, B_DEATH, s_i, fields, f32[PDL1, i], rules)
                     if death > 0.0:
                         pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
                         if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
@@ -351,7 +369,7 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                                                                 1.0)
                         varies = True
                     if rates[k, K_RULED_DIVISION] != 0.0:
-                        rate = apply_rules(rate, k, B_DIVISION, s_i, fields, f32[1, i], rules)
+                        rate = apply_rules(rate, k, B_DIVISION, s_i, fields, f32[PDL1, i], rules)
                     if varies:
                         pd = hazard_prob(rate, dt_h)
                     if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
@@ -360,7 +378,7 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                         pm = rates[k, K_P_MIGRATE]
                         if rates[k, K_RULED_MIGRATION] != 0.0:
                             rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i,
-                                               fields, f32[1, i], rules)
+                                               fields, f32[PDL1, i], rules)
                             pm = hazard_prob(rate, dt_h)
                         if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
                             mark = _WANT_MOVE
@@ -385,15 +403,15 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
                     continue
                 if k == TUMOR:
                     dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
-                    if dies or i32[1, i] <= 0:
+                    if dies or i32[DIVISIONS_LEFT, i] <= 0:
                         action[i] = DIE
                         continue
                     dkind[i] = TUMOR
-                    ddiv[i] = i32[1, i] - 1
+                    ddiv[i] = i32[DIVISIONS_LEFT, i] - 1
                 else:
                     if uniform(seed, cid, step, PURPOSE_FATE) < par[k, C_SYMMETRIC]:
                         dkind[i] = STEM
-                        ddiv[i] = i32[1, i]
+                        ddiv[i] = i32[DIVISIONS_LEFT, i]
                     else:
                         dkind[i] = TUMOR
                         ddiv[i] = np.int32(par[TUMOR, C_MAX_DIVISIONS])
@@ -406,17 +424,20 @@ def _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, t
 
 
 @kernel
-def cancer_decide(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                  par, rules, dt_h, seed, step, action, target, dkind, ddiv):
+def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
     """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped).
 
-    ``f32`` rows used: 0 clock, 1 PD-L1 (updated first), 3 intracellular drug. The passes run in
+    ``cells`` are the cell arrays (:class:`.layout.CellArrays`), ``lattice`` the
+    :class:`.agents.Lattice`, ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
+    :class:`.agents.Intents` written; ``oxygen``, ``tgfb``, ``ifng`` flat fields and ``fields``
+    all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), ``DRUG`` (intracellular). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
     """
-    rates = _constant_rates(par, rules, dt_h)
+    ids, f32 = cells.ids, cells.f32
+    rates = _constant_rates(par, rules, keys.dt_h)
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, kind, site, oxygen, ifng, f32[3], _growth_field(par, fields), par, rates, action)
-    _decide_rows(n, ids, i32, f32, kind, state, site, occ, air, shape, oxygen, tgfb, ifng, fields,
-                 par, rules, rates, dt_h, seed, step, action, target, dkind, ddiv, f32[0], f32[1],
-                 ids[0])
+    _classify(n, cells.kind, cells.site, oxygen, ifng, f32[DRUG], _growth_field(par, fields), par,
+              rates, intents.action)
+    _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
+                 f32[CLOCK_H], f32[PDL1], ids[ID])

@@ -24,6 +24,7 @@ from .codes import (
     REMOVED,
     TCELL,
 )
+from .layout import AUX, CLOCK_H, DIVISIONS_LEFT, ID, PDL1, PHENOTYPE
 from .neighbourhood import (
     choose_move,
     hazard_prob,
@@ -67,9 +68,6 @@ M_RESIDENT_REST = 14  # resting polarisation of a resident macrophage
 M_RESIDENT_M2_FACTOR = 15  # multiplies the M2 rate of resident macrophages
 M_RESIDENT_LIFESPAN = 16  # mean lifespan of a resident macrophage (h; <= 0: not lost)
 M_NPARAMS = 17
-#: row of the float block that flags a macrophage as resident (1) or recruited (0): ``aux``,
-#: which only T cells use otherwise
-M_RESIDENT_ROW = 7
 
 # --- fibroblast parameter vector
 F_ACTIVATION_RATE = 0  # activation rate at saturating drive (1/h)
@@ -96,15 +94,32 @@ PURPOSE_F_SITE = 51
 
 
 @kernel(parallel=True)
-def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo, tgfb, ecm, antibody,
-                 fields, par, rules, dt_h, seed, step, action, target):
+def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
     """CD8 T cells: lifespan, killing of an adjacent cancer cell (PD-L1 and TGF-beta suppressed),
     exhaustion by PD-L1 engagement, biased random walk up the chemokine gradient.
 
-    ``i32[1]`` (divisions_left) holds the kills a T cell has left (-1: unlimited); ``f32[5]``
-    (phenotype) its exhaustion (exhausted at 1: state QUIESCENT); ``f32[7]`` (aux) is 1 while
+    ``i32[DIVISIONS_LEFT]`` holds the kills a T cell has left (-1: unlimited); ``f32[PHENOTYPE]``
+    its exhaustion (exhausted at 1: state QUIESCENT); ``f32[AUX]`` is 1 while
     engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
+
+    ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    i32 = cells.i32
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != TCELL:
@@ -112,10 +127,10 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = ids[0, i]
+        cid = ids[ID, i]
         s_i = site[i]
-        f32[0, i] += dt_h
-        f32[7, i] = 0.0
+        f32[CLOCK_H, i] += dt_h
+        f32[AUX, i] = 0.0
         exhausted = state[i] == QUIESCENT
         life = par[T_EXHAUSTED_LIFESPAN] if exhausted else par[T_LIFESPAN]
         death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s_i, fields, 0.0,
@@ -124,7 +139,7 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
             action[i] = DIE
             continue
         free, cancer, _ = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
-        if not exhausted and i32[1, i] != 0:
+        if not exhausted and i32[DIVISIONS_LEFT, i] != 0:
             nt = popcount(cancer)
             if nt > 0:
                 k = randint(seed, cid, step, PURPOSE_T_TARGET, nt)
@@ -133,20 +148,20 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
                 if par[T_ANTIBODY_KD] > 0.0:
                     a = antibody[site[j]]
                     ab_occ = a / (a + par[T_ANTIBODY_KD])
-                pdl1_eff = f32[1, j] * (1.0 - ab_occ)
+                pdl1_eff = f32[PDL1, j] * (1.0 - ab_occ)
                 kill = apply_rules(par[T_KILL_RATE], TCELL, B_KILL, s_i, fields, pdl1_eff, rules)
                 kill *= 1.0 - par[T_PDL1_SUPPRESSION] * pdl1_eff
                 if par[T_TGFB_HALF] > 0.0:
                     kill /= 1.0 + tgfb[s_i] / par[T_TGFB_HALF]
-                f32[7, i] = 1.0
-                f32[5, i] += par[T_EXHAUSTION_RATE] * pdl1_eff * dt_h
-                if f32[5, i] >= 1.0:
+                f32[AUX, i] = 1.0
+                f32[PHENOTYPE, i] += par[T_EXHAUSTION_RATE] * pdl1_eff * dt_h
+                if f32[PHENOTYPE, i] >= 1.0:
                     state[i] = QUIESCENT
                 if uniform(seed, cid, step, PURPOSE_T_KILL) < hazard_prob(kill, dt_h):
                     action[i] = KILL
                     target[i] = j
-                    if i32[1, i] > 0:
-                        i32[1, i] -= 1
+                    if i32[DIVISIONS_LEFT, i] > 0:
+                        i32[DIVISIONS_LEFT, i] -= 1
                 continue
         rate = apply_rules(par[T_MIGRATION_RATE], TCELL, B_MIGRATION, s_i, fields, 0.0, rules)
         if par[T_ECM_HALF] > 0.0:
@@ -160,18 +175,33 @@ def tcell_decide(n, ids, i32, f32, kind, state, site, occ, blocked, shape, chemo
 
 
 @kernel(parallel=True)
-def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo, ifng, tgfb, oxygen,
-                      ccl2, fields, par, rules, dt_h, seed, step, action, target):
+def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
+                      intents):
     """Macrophages: continuous M1 <-> M2 polarisation, M1 phagocytosis, lifespan, migration.
 
-    ``f32[5]`` (phenotype) is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
+    ``f32[PHENOTYPE]`` is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
     the step for ``dp/dt = k2 S2 (1 - p) - k1 S1 p + k0 (p_rest - p)`` with ``S1 = H(IFN-gamma)``,
     ``S2 = w_c * (tumour contact) + [pO2 < hypoxia] + w_ccl2 * H(CCL2) + H(TGF-beta)`` and ``k0``
-    the return to the resting polarisation ``p_rest`` without drive. ``f32[7]`` (aux) is 1 for
+    the return to the resting polarisation ``p_rest`` without drive. ``f32[AUX]`` is 1 for
     a resident macrophage (present from the start: its own resting polarisation, M2 rate factor
     and lifespan, and a random walk) and 0 for a recruited, monocyte-derived one (which climbs
     ``chemo``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``).
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != MACROPHAGE:
@@ -179,10 +209,10 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = ids[0, i]
+        cid = ids[ID, i]
         s_i = site[i]
-        f32[0, i] += dt_h
-        resident = f32[M_RESIDENT_ROW, i] > 0.5
+        f32[CLOCK_H, i] += dt_h
+        resident = f32[AUX, i] > 0.5
         free, cancer, nall = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
         nt = popcount(cancer)
         contact = nt / nall if nall > 0 else 0.0
@@ -204,8 +234,8 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
         ktot = k1 + k2 + k0
         if ktot > 0.0:
             p_inf = (k2 + k0 * rest) / ktot
-            f32[5, i] = p_inf + (f32[5, i] - p_inf) * np.exp(-ktot * dt_h)
-        p = f32[5, i]
+            f32[PHENOTYPE, i] = p_inf + (f32[PHENOTYPE, i] - p_inf) * np.exp(-ktot * dt_h)
+        p = f32[PHENOTYPE, i]
         state[i] = PROLIFERATING if p <= 0.5 else QUIESCENT
         death = apply_rules(1.0 / life if life > 0 else 0.0, MACROPHAGE, B_DEATH, s_i, fields,
                             0.0, rules)
@@ -233,15 +263,29 @@ def macrophage_decide(n, ids, f32, kind, state, site, occ, blocked, shape, chemo
 
 
 @kernel(parallel=True)
-def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb, ecm, par, dt_h, seed,
-                      step, action, target):
+def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
     """Fibroblasts: activation to CAFs by TGF-beta and tumour contact; CAFs deposit matrix.
 
-    ``f32[5]`` (phenotype) is the activation ``a`` in [0, 1] with ``da/dt = k D (1 - a)``,
+    ``f32[PHENOTYPE]`` is the activation ``a`` in [0, 1] with ``da/dt = k D (1 - a)``,
     ``D = H(TGF-beta) + w * contact`` (integrated exactly); ``a > 0.5`` is a CAF (state
     QUIESCENT). Matrix at the cell's own site follows ``d ecm/dt = deposition * a * (1 - ecm)``
     (each site holds one cell, so no two threads write the same voxel).
     """
+    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
+    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
+    ids = cells.ids
+    f32 = cells.f32
+    kind = cells.kind
+    state = cells.state
+    site = cells.site
+    occ = cells.occ
+    shape = lattice.shape
+    blocked = lattice.blocked
+    dt_h = keys.dt_h
+    seed = keys.seed
+    step = keys.step
+    action = intents.action
+    target = intents.target
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != FIBROBLAST:
@@ -249,14 +293,14 @@ def fibroblast_decide(n, ids, f32, kind, state, site, occ, blocked, shape, tgfb,
         action[i] = NONE
         if state[i] == REMOVED:
             continue
-        cid = ids[0, i]
+        cid = ids[ID, i]
         s_i = site[i]
-        f32[0, i] += dt_h
+        f32[CLOCK_H, i] += dt_h
         free, cancer, nall = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
         contact = popcount(cancer) / nall if nall > 0 else 0.0
         drive = hill(tgfb[s_i], par[F_TGFB_HALF], 1.0) + par[F_CONTACT_WEIGHT] * contact
-        a = 1.0 - (1.0 - f32[5, i]) * np.exp(-par[F_ACTIVATION_RATE] * drive * dt_h)
-        f32[5, i] = a
+        a = 1.0 - (1.0 - f32[PHENOTYPE, i]) * np.exp(-par[F_ACTIVATION_RATE] * drive * dt_h)
+        f32[PHENOTYPE, i] = a
         state[i] = QUIESCENT if a > 0.5 else PROLIFERATING
         if ecm.shape[0] > 1 and par[F_ECM_DEPOSITION] > 0.0:
             ecm[s_i] = 1.0 - (1.0 - ecm[s_i]) * np.exp(-par[F_ECM_DEPOSITION] * a * dt_h)

@@ -19,6 +19,7 @@ from numba import prange
 
 from ._jit import kernel
 from .codes import PROLIFERATING, QUIESCENT
+from .layout import ID
 from .random import uniform
 
 PURPOSE_RECEPTOR = 70
@@ -55,7 +56,7 @@ def internalise(n, ids, kind, state, site, payload, c_np, rate, receptor_fractio
         c = c_np[s]
         if c <= 0.0:
             continue
-        if receptor_positive(seed, ids[0, i], receptor_fraction[k]):
+        if receptor_positive(seed, ids[ID, i], receptor_fraction[k]):
             r *= ligand_factor
         taken = c * -math.expm1(-r * dt)
         old = np.float64(payload[i])

@@ -162,11 +162,11 @@ class AgentDelivery:
 class Therapy:
     """Every dosed agent of a scenario, coupled to the field set and the cell population.
 
-    ``perfused``, ``surface`` and ``air`` are boolean maps of the lattice: capillary or vessel
-    voxels, tissue voxels with an air neighbour (alveolar surfaces), and air lumens.
+    ``tissue`` (:class:`tmesim.tissue.Tissue`) gives the perfused sites (capillaries and
+    vessels), the alveolar surface and the lumen.
     """
 
-    def __init__(self, scenario, fields, cells, perfused, surface, air):
+    def __init__(self, scenario, fields, cells, tissue):
         self.sc = scenario
         self.fields = fields
         self.cells = cells
@@ -176,9 +176,10 @@ class Therapy:
             AgentDelivery(name, scenario, fields.index[name])
             for name in (*scenario.dosed_agents, *scenario.dosed_nanoparticles)
         ]
-        self.perfused_sites = np.flatnonzero(np.asarray(perfused).ravel()).astype(np.int64)
-        self.surface_sites = np.flatnonzero(np.asarray(surface).ravel()).astype(np.int64)
-        self.tissue_sites = np.flatnonzero(~np.asarray(air).ravel())
+        self.tissue = tissue
+        self.perfused_sites = np.flatnonzero(tissue.perfused).astype(np.int64)
+        self.surface_sites = np.flatnonzero(tissue.alveolar_surface).astype(np.int64)
+        self.tissue_sites = np.flatnonzero(~tissue.lumen)
         self.surface_per_volume = math.pi * scenario.vessels.capillary_diameter_um / vox**2
         self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
         if len(self.perfused_sites) == 0 and any(a.pk.doses for a in self.agents):
@@ -368,27 +369,19 @@ class Therapy:
         a.deposited_mg += here
         a.pk.inject(deposited - here)
 
-    def lumens_closing(self, sites: np.ndarray, air_after: np.ndarray) -> None:
+    def lumens_closing(self, sites: np.ndarray, empty_after: np.ndarray) -> None:
         """Lumen sites about to become air again (their cancer cells are gone): their agent
         content moves in equal shares to their conducting face neighbours, before the field set
-        empties air voxels. With no such neighbour it is booked as lost to the airway."""
+        empties air voxels. With no such neighbour it is booked as lost to the airway.
+        ``empty_after`` is the empty lumen after the change (:meth:`Tissue.empty_lumen`)."""
         if not self.active or len(sites) == 0:
             return
-        shape = self.cells.shape3
-        air = np.asarray(air_after, dtype=bool).ravel()
-        zyx = np.array(np.unravel_index(sites, shape))
-        targets = []
-        for col in range(len(sites)):
-            nbs = []
-            for axis in range(3):
-                for step in (-1, 1):
-                    p = zyx[:, col].copy()
-                    p[axis] += step
-                    if 0 <= p[axis] < shape[axis]:
-                        t = int(np.ravel_multi_index(p, shape))
-                        if not air[t]:
-                            nbs.append(t)
-            targets.append(nbs)
+        empty = np.asarray(empty_after, dtype=bool).ravel()
+        targets = [[] for _ in sites]
+        for inside, nb in self.tissue.face_neighbours(sites):
+            for col in np.flatnonzero(inside):
+                if not empty[nb[col]]:
+                    targets[col].append(int(nb[col]))
         for a in self.agents:
             flat = self.fields.flat(a.name)
             for s_, nbs in zip(sites, targets, strict=True):
@@ -438,7 +431,7 @@ class Therapy:
             self.inhibitor.from_carrier_mg += out * ratio * mg_inhib
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
-            cells.n, cells._i64, cells.kind, cells.state, cells.site, cells.column("payload"),
+            cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site, cells.column("payload"),
             flat, self.np_uptake, self.receptor, npc.ligand_uptake_factor if npc.ligand else 1.0,
             self.sc.seed, self.phi, dt_min,
         )

@@ -1,0 +1,163 @@
+"""The cell columns: one table, from which everything that names a column is derived.
+
+Every per-cell quantity is one entry of :data:`COLUMNS`. Columns of one dtype are the rows of one
+2-D block of the cell store (:class:`tmesim.cells.CellPopulation`), in the order of the table, so
+that one kernel compacts or copies them all; ``kind``, ``state`` and ``site`` are arrays of their
+own. From the table follow:
+
+- the named row constants the kernels index blocks with (``f32[DRUG, i]``, ``ids[ID, i]``);
+  Numba reads module-level integers as compile-time constants, so a named row costs nothing;
+- what a division does to each column (:data:`RESET_AT_DIVISION`, :data:`POOLS`);
+- the columns of a record under ``/cells`` (:data:`RECORDED`, the writer's ``CELL_COLUMNS``),
+  whose list in docs/output-format.md a test compares with this table.
+
+This module is part of the kernel cache digest (:func:`tmesim.kernels._jit.source_digest` covers
+every file of :mod:`tmesim.kernels`), so a change here recompiles the kernels that read it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: blocks of the cell store: name -> dtype of its rows
+BLOCKS = {"i64": "int64", "i32": "int32", "f32": "float32"}
+
+
+class Recorded(NamedTuple):
+    """One column of a record under ``/cells``."""
+
+    name: str
+    dtype: str
+    meaning: str
+
+
+class Column(NamedTuple):
+    """One per-cell column of the store.
+
+    ``block`` is the 2-D block holding it (a key of :data:`BLOCKS`), or ``None`` for an array of
+    its own with dtype ``dtype``. ``division`` says what a division does to a float column:
+    ``"copy"`` (the daughter copies the mother), ``"reset"`` (0 in both) or ``"pool"`` (an amount
+    of a substance, split equally between mother and daughter and given back to its field when
+    the cell dies); integer columns are set by the division rule of
+    :func:`tmesim.kernels.agents.apply_actions`. ``recorded`` lists what a record stores of it
+    (empty: not recorded; a column recorded under other names, such as ``site`` as ``x, y, z``,
+    is converted by :meth:`tmesim.cells.CellPopulation.snapshot`).
+    """
+
+    name: str
+    dtype: str
+    block: str | None
+    division: str
+    recorded: tuple[Recorded, ...]
+
+
+def _col(name, dtype, block, division, *recorded):
+    if recorded and isinstance(recorded[0], str):  # recorded as itself: (meaning,)
+        recorded = (Recorded(name, dtype, recorded[0]),)
+    return Column(name, dtype, block, division, tuple(recorded))
+
+
+#: every per-cell column, in the order of the store's blocks and of a record
+COLUMNS = (
+    _col("id", "int64", "i64", "rule",
+         "cell id, unique within the run and never reused; follows a cell across records"),
+    _col("parent", "int64", "i64", "rule",
+         "id of the mother cell, −1 for cells present at the start"),
+    _col("generation", "int32", "i32", "rule", "divisions since an initial cell"),
+    _col("kind", "int8", None, "rule", "kind code, see `kind_codes`"),
+    _col("state", "int8", None, "rule", "state code, see `state_codes`"),
+    _col("site", "int32", None, "rule",
+         *(Recorded(a, "int32", "lattice indices of the cell's site (`z` = 0 in 2-D); position "
+                    "in µm is `(index + 0.5) × voxel_um`, i.e. the matching entry of "
+                    "`/fields/x_um` etc.") for a in ("x", "y", "z"))),
+    _col("divisions_left", "int32", "i32", "rule",
+         "remaining divisions of a tumour cell; the kills a T cell has left (−1: unlimited); "
+         "not used for other kinds (stem-like cells carry 0)"),
+    # time since birth or the last division; for a necrotic cell, since necrosis (h)
+    _col("clock_h", "float32", "f32", "reset"),
+    _col("pdl1", "float32", "f32", "copy",
+         "PD-L1 level of a cancer cell, 0-1 of its maximum ([biology.md](biology.md))"),
+    _col("pgp", "float32", "f32", "copy",
+         "P-gp level of a cancer cell (1 = the MDR1 line of [pharmacology.md](pharmacology.md));"
+         " its induction and knockdown show here"),
+    _col("drug", "float32", "f32", "pool",
+         "free intracellular drug of a cancer cell (µM of cell volume; 0 without therapy)"),
+    # the P-gp level a cell returns to without induction or knockdown (set at placement)
+    _col("pgp_base", "float32", "f32", "copy"),
+    _col("phenotype", "float32", "f32", "copy",
+         "per-kind continuous state: T-cell exhaustion, macrophage polarisation (0 = M1, 1 = M2),"
+         " fibroblast activation (1 = CAF); 0 for cancer cells"),
+    _col("payload", "float32", "f32", "pool",
+         "internalised nanoparticles, µM of drug-equivalent per cell volume (cancer cells and "
+         "macrophages; 0 without a formulation)"),
+    # kind-specific: 1 while a T cell is engaged; 1 for a resident macrophage, 0 for a recruited one
+    _col("aux", "float32", "f32", "copy",
+         Recorded("resident", "int8",
+                  "1 for a resident macrophage (one of the initial macrophages, e.g. alveolar "
+                  "macrophages), 0 for a macrophage recruited from the blood and for every other "
+                  "kind ([biology.md §6](biology.md#6-macrophages))")),
+)
+
+
+def block_names(block: str) -> tuple[str, ...]:
+    """Names of the columns stored in ``block``, in row order."""
+    return tuple(c.name for c in COLUMNS if c.block == block)
+
+
+def row(name: str) -> int:
+    """Row of column ``name`` in its block."""
+    for c in COLUMNS:
+        if c.name == name and c.block is not None:
+            return block_names(c.block).index(name)
+    raise KeyError(f"no column '{name}' in a block of the cell store")
+
+
+#: columns that are arrays of their own: name -> dtype
+OWN_ARRAYS = {c.name: c.dtype for c in COLUMNS if c.block is None}
+
+# rows of the int64 block
+ID = row("id")
+PARENT = row("parent")
+# rows of the int32 block
+GENERATION = row("generation")
+DIVISIONS_LEFT = row("divisions_left")
+# rows of the float32 block
+CLOCK_H = row("clock_h")
+PDL1 = row("pdl1")
+PGP = row("pgp")
+DRUG = row("drug")
+PGP_BASE = row("pgp_base")
+PHENOTYPE = row("phenotype")
+PAYLOAD = row("payload")
+#: kind-specific flag: 1 while a T cell is engaged with a target; 1 for a resident macrophage
+AUX = row("aux")
+
+#: float rows set to 0 in mother and daughter at a division (the cell-cycle clock)
+RESET_AT_DIVISION = tuple(row(c.name) for c in COLUMNS if c.division == "reset")
+#: float rows that hold an amount of a substance: split equally at a division, given back to
+#: their field when the cell dies
+POOLS = tuple(row(c.name) for c in COLUMNS if c.division == "pool")
+
+#: the columns of a record under ``/cells``, in order
+RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
+
+
+class CellArrays(NamedTuple):
+    """The cell store as the kernels take it (:meth:`tmesim.cells.CellPopulation.arrays`): the
+    three blocks, the own arrays and the occupancy map (``occ[site]``: the row on the site, or
+    -1), each at full capacity.
+
+    A parallel kernel takes each array into a local of its own before its ``prange`` loop, one
+    attribute per statement (``state = cells.state``): Numba (0.68) drops the writes made inside
+    such a loop to an array read through a tuple field there, and also to an array taken from
+    the tuple by unpacking (``ids, i32, ... = cells``); tests/test_layout.py pins both the
+    pattern and the kernels.
+    """
+
+    ids: object
+    i32: object
+    f32: object
+    kind: object
+    state: object
+    site: object
+    occ: object
