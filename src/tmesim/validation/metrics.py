@@ -286,6 +286,40 @@ def ic50(data: RunData, control_run: str, runs: list, at_h: float,
     return m
 
 
+def ic50_ratio(data: RunData, control_run: str, runs: list, ref_control_run: str,
+               ref_runs: list, at_h: float, concentration: str = "doxorubicin_plasma"
+               ) -> Measurement:
+    """Fold resistance: the :func:`ic50` of ``runs`` over that of ``ref_runs``, replicate by
+    replicate (each against its own untreated control)."""
+    a = ic50(data, control_run, runs, at_h, concentration)
+    b = ic50(data, ref_control_run, ref_runs, at_h, concentration)
+    m = Measurement.of([x / y for x, y in zip(a.per_replicate, b.per_replicate, strict=True)],
+                       "1")
+    # both dose-response curves; the fold itself is not a position on the exposure axis
+    m.plot = {**a.plot, "type": "curves", "xs": a.plot["xs"] + b.plot["xs"],
+              "ys": a.plot["ys"] + b.plot["ys"]}
+    return m
+
+
+def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float
+                 ) -> Measurement:
+    """``series`` of ``run`` over that of ``ref_run`` at the record nearest ``at_h``, replicate
+    by replicate (e.g. the drug an MDR culture holds relative to its parental line)."""
+    def at(label):
+        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in data.series(label, series)]
+
+    values = [x / y if y > 0 else math.nan for x, y in zip(at(run), at(ref_run), strict=True)]
+    m = Measurement.of(values, "1")
+    curves = data.series(run, series)
+    ref = data.series(ref_run, series)
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
+              "ylabel": f"{series.replace('_', ' ')}: {run} / {ref_run}",
+              "xs": [t.tolist() for t, _ in curves],
+              "ys": [(v / np.where(r > 0, r, np.nan)).tolist()
+                     for (_, v), (_, r) in zip(curves, ref, strict=True)]}
+    return m
+
+
 # --------------------------------------------------------------------------- immunity
 def _kills(data: RunData, run: str):
     """Per replicate: times, cumulative kills and cumulative T-cell days of a run in which
@@ -395,6 +429,8 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "threshold_distance": threshold_distance,
     "spheroid_core_onset": spheroid_core_onset,
     "ic50": ic50,
+    "ic50_ratio": ic50_ratio,
+    "series_ratio": series_ratio,
     "kill_rate": kill_rate,
     "time_per_kill": time_per_kill,
     "clone_take": clone_take,
@@ -402,5 +438,5 @@ METRICS: dict[str, Callable[..., Measurement]] = {
 }
 
 #: argument names that name runs of the case (checked when a case is loaded)
-RUN_ARGS = ("run", "control_run", "stem_run", "tumour_run")
-RUN_LIST_ARGS = ("runs",)
+RUN_ARGS = ("run", "control_run", "stem_run", "tumour_run", "ref_run", "ref_control_run")
+RUN_LIST_ARGS = ("runs", "ref_runs")
