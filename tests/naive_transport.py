@@ -305,3 +305,21 @@ def backward_euler_step(u, D, lam, dt, h, boundary, ndim, sink=None, kf=None, fi
         rhs[ids] = u[f].reshape(-1)[ids]
         u[f] = np.linalg.solve(m, rhs).reshape(u.shape[1:])
     return u
+
+
+def fill_from_face_neighbours(data, sites, masked, shape3, rows):
+    """Twin of kernels.lattice.fill_from_face_neighbours: each site's unmasked face neighbours,
+    walked by geometry.face_neighbours (-z, +z, -y, +y, -x, +x), summed, then averaged."""
+    from tmesim.geometry import face_neighbours
+
+    total = np.zeros((data.shape[0], len(sites)))
+    count = np.zeros(len(sites))
+    for inside, nb in face_neighbours(sites, shape3):
+        for j in range(len(sites)):
+            if inside[j] and not masked[nb[j]]:
+                total[:, j] += data[:, nb[j]]
+                count[j] += 1
+    for j, s in enumerate(sites):
+        if count[j]:
+            for r in rows:
+                data[r, s] = total[r, j] / count[j]

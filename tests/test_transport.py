@@ -653,3 +653,31 @@ def test_geometry_and_held_voxels_reach_the_sub_sets(shape):
         assert np.all(mixed[n][where & ~mask] == 5.0 + len(n)), n
     for n, s in home.items():
         assert mixed[n].tobytes() == s[n].tobytes(), n
+
+
+@pytest.mark.parametrize("shape3", [(1, 9, 11), (5, 6, 7)])
+def test_fill_from_face_neighbours_matches_twin(shape3):
+    """Opened lumen sites get the mean of their unmasked face neighbours (kernel vs twin, bit
+    for bit), neighbouring opened sites read each other's old values, and a site without an
+    unmasked neighbour keeps its values."""
+    from naive_transport import fill_from_face_neighbours as twin
+
+    from tmesim.kernels.lattice import fill_from_face_neighbours
+
+    rng = np.random.default_rng(sum(shape3))
+    n = int(np.prod(shape3))
+    data = rng.uniform(0, 5, (4, n))
+    masked = rng.random(n) < 0.4
+    sites = np.sort(rng.choice(n, n // 5, replace=False)).astype(np.int64)
+    lonely = 0  # a site whose neighbours are all masked
+    nbs = [lonely + d for d in (1, shape3[2])] + ([shape3[1] * shape3[2]] if shape3[0] > 1 else [])
+    masked[nbs] = True
+    sites = np.unique(np.append(sites, lonely))
+    rows = np.array([0, 2, 3], np.int64)
+    a, b = data.copy(), data.copy()
+    fill_from_face_neighbours(a, sites, masked, *shape3, rows)
+    twin(b, sites, masked, shape3, rows)
+    assert np.array_equal(a, b)
+    assert np.array_equal(a[1], data[1])  # a row not listed is untouched
+    assert np.array_equal(a[:, lonely], data[:, lonely])
+    assert not np.array_equal(a[0, sites], data[0, sites])

@@ -324,10 +324,13 @@ class FieldSet:
         self._masked = masked
         if incremental:
             if changed.size:
-                gone = changed[self._is_masked(changed)]
+                memo = {} if memo is None else memo
+                if "shut" not in memo:  # the same mask for every sub-set
+                    memo["shut"] = self._is_masked(changed)
+                gone = changed[memo["shut"]]
                 if gone.size:
                     self.data.reshape(len(self.specs), -1)[:, gone] = 0.0
-                self._update_geometry(changed, {} if memo is None else memo)
+                self._update_geometry(changed, memo)
             return
         if kf is not None and (not self._parts or self._static is not None):
             if self._parts:  # the parts zero their own blocks; the static block is ours

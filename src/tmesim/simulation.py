@@ -35,6 +35,7 @@ from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
+from .kernels import lattice as kl
 from .kernels._jit import max_threads, threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
@@ -242,19 +243,10 @@ class Simulation:
         flat = self.fields.data.reshape(len(self.fields.names), -1)
         # dosed agents keep their ledger: an opened lumen starts empty of them
         dosed = {*self.scenario.dosed_agents, *self.scenario.dosed_nanoparticles}
-        rows = [i for i, f in enumerate(self.fields.names) if f not in dosed]
-        total = np.zeros((flat.shape[0], len(sites)))
-        count = np.zeros(len(sites))
-        for inside, nb in self.tissue.face_neighbours(sites):
-            cols = np.flatnonzero(inside)
-            idx = nb[cols]
-            conducting = ~self._empty_lumen[idx]
-            cols = cols[conducting]
-            total[:, cols] += flat[:, idx[conducting]]
-            count[cols] += 1
-        has = count > 0
-        for r in rows:
-            flat[r, sites[has]] = total[r, has] / count[has]
+        rows = np.array([i for i, f in enumerate(self.fields.names) if f not in dosed], np.int64)
+        nz, ny, nx = self.fields.shape3
+        kl.fill_from_face_neighbours(flat, sites.astype(np.int64), self._empty_lumen, nz, ny, nx,
+                                     rows)
 
     # ------------------------------------------------------------------ observation
     def population_counts(self) -> dict[str, int]:

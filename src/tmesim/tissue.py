@@ -64,6 +64,7 @@ class Tissue:
         self.shape3 = tuple(int(s) for s in shape3)
         flat = self.codes.reshape(-1)
         self.lumen = np.isin(flat, geo.NON_CONDUCTING)
+        self._lumen_sites = np.flatnonzero(self.lumen)
         self.perfused = np.isin(flat, geo.PERFUSED)
         self.capillaries = flat == geo.CAPILLARY
         self.alveolar_surface = geo.alveolar_surface(self.codes.reshape(self.shape3)).reshape(-1)
@@ -106,15 +107,15 @@ class Tissue:
     def empty_lumen(self, occ: np.ndarray, kind: np.ndarray) -> np.ndarray | None:
         """Lumen sites no cancer cell fills now: they conduct no diffusive flux. ``occ`` and
         ``kind`` are the cell store's occupancy map and kind column; None without lumen."""
-        if not self.lumen.any():
+        sites = self._lumen_sites
+        if not sites.size:
             return None
-        filled = np.zeros(self.n_sites, dtype=bool)
-        rows = occ[self.lumen]
+        rows = occ[sites]
         ok = rows >= 0
-        sites = np.flatnonzero(self.lumen)[ok]
         k = kind[rows[ok]]
-        filled[sites[(k == codes.TUMOR) | (k == codes.STEM)]] = True
-        return self.lumen & ~filled
+        empty = self.lumen.copy()
+        empty[sites[ok][(k == codes.TUMOR) | (k == codes.STEM)]] = False
+        return empty
 
     def face_neighbours(self, sites):
         """The face neighbours of ``sites`` (see :func:`tmesim.geometry.face_neighbours`)."""

@@ -840,15 +840,16 @@ def sweep_fac_lanes(v, fac, g, r, per):
 
 
 @kernel
-def line_factors(g, kf, fr, hold, rf, d0, bt, out, start):
-    """Factors of one line from position ``start`` on: ``g``, ``kf``, ``fr``, ``hold`` 1-D along
-    the line (``g[i]``: the face after voxel ``i``; ``hold`` the value of an identity row); ``bt``
-    the six boundary terms of the axis (lo diag, lo rhs-Dirichlet, lo flux, hi diag,
-    hi rhs-Dirichlet, hi flux); ``out`` ``(2, n)`` holding the factors before ``start`` (the
-    elimination at ``start`` needs only ``c_{start-1} = r g_{start-1} inv_{start-1}``)."""
+def line_factors(g, kf, fr, hold, rf, d0, bt, out, start, stop):
+    """Factors of one line at positions ``start <= i < stop``: ``g``, ``kf``, ``fr``, ``hold``
+    1-D along the line (``g[i]``: the face after voxel ``i``; ``hold`` the value of an identity
+    row; read at ``start - 1 <= i < stop``); ``bt`` the six boundary terms of the axis (lo diag,
+    lo rhs-Dirichlet, lo flux, hi diag, hi rhs-Dirichlet, hi flux); ``out`` ``(2, n)`` holding
+    the factors before ``start`` (the elimination at ``start`` needs only ``c_{start-1} = r
+    g_{start-1} inv_{start-1}``)."""
     n = g.shape[0]
     cprev = rf * g[start - 1] * out[F_INV, start - 1] if start > 0 else 0.0
-    for i in range(start, n):
+    for i in range(start, stop):
         if fr[i] == 0.0:
             out[F_INV, i] = 0.0
             out[F_ADD, i] = hold[i]
@@ -873,9 +874,11 @@ def line_factors(g, kf, fr, hold, rf, d0, bt, out, start):
 @kernel
 def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
     """Factors of every field along every axis, of every line (``every_line``) or of the lines
-    through the flat ``voxels`` from the first changed position on (a change at position ``p``
-    leaves the factors before ``p - 1`` as they are: the face ``p - 1 | p`` enters row
-    ``p - 1``).
+    through the flat ``voxels``. A change at positions ``p_first..p_last`` of a line leaves the
+    factors before ``p_first - 1`` as they are (the face ``p - 1 | p`` enters row ``p - 1``),
+    and those from the first identity row after ``p_last`` on too (the elimination restarts at
+    an identity row: held or masked voxels cut a line into independent pieces), so only that
+    stretch is recomputed, field by field.
 
     ``g`` ``(nd, nz, ny, nx)`` face factors per axis (x, y, z); ``kf`` ``(nz, ny, nx)``;
     ``free``, ``hold`` ``(nf, nz, ny, nx)``; ``r``, ``d0`` ``(nd, nf)``; ``bt`` ``(nd, nf, 6)``
@@ -894,7 +897,7 @@ def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
     for a in range(nd):
         n = shape[a]
         st = stride[a]
-        # lines named by their first voxel, each with the first position to recompute
+        # lines named by their first voxel, each with the first and last position to recompute
         if every_line:
             bases = np.empty(nvox // n, dtype=np.int64)
             k = 0
@@ -903,6 +906,7 @@ def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
                     bases[k] = v
                     k += 1
             first = np.zeros(bases.size, dtype=np.int64)
+            last = np.full(bases.size, n - 1, dtype=np.int64)
         else:
             keys = np.empty(voxels.size, dtype=np.int64)
             pos = np.empty(voxels.size, dtype=np.int64)
@@ -910,20 +914,24 @@ def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
                 v = voxels[t]
                 p = (v // st) % n
                 keys[t] = v - p * st
-                pos[t] = max(p - 1, 0)
+                pos[t] = p
             order = np.argsort(keys)
             bases = np.empty(voxels.size, dtype=np.int64)
             first = np.empty(voxels.size, dtype=np.int64)
+            last = np.empty(voxels.size, dtype=np.int64)
             k = -1
             for t in order:
                 if k < 0 or bases[k] != keys[t]:
                     k += 1
                     bases[k] = keys[t]
-                    first[k] = pos[t]
+                    first[k] = max(pos[t] - 1, 0)
+                    last[k] = pos[t]
                 else:
-                    first[k] = min(first[k], pos[t])
+                    first[k] = min(first[k], max(pos[t] - 1, 0))
+                    last[k] = max(last[k], pos[t])
             bases = bases[: k + 1]
             first = first[: k + 1]
+            last = last[: k + 1]
         gl = np.empty(n)
         kl = np.empty(n)
         fl = np.empty(n)
@@ -933,18 +941,20 @@ def all_line_factors(g, kf, free, hold, r, d0, bt, fac, voxels, every_line):
             base = bases[t]
             s0 = first[t]
             lo = max(s0 - 1, 0)
-            for i in range(lo, n):
-                w = base + i * st
-                gl[i] = gf[a, w]
-                kl[i] = kff[w]
             for f in range(nf):
-                for i in range(lo, n):
+                # the first identity row after the last change ends the stretch
+                stop = last[t] + 1
+                while stop < n and frf[f, base + stop * st] != 0.0:
+                    stop += 1
+                for i in range(lo, stop):
                     w = base + i * st
+                    gl[i] = gf[a, w]
+                    kl[i] = kff[w]
                     fl[i] = frf[f, w]
                     hl[i] = hof[f, w]
                     out[0, i] = facr[a, 0, f, w]
-                line_factors(gl, kl, fl, hl, r[a, f], d0[a, f], bt[a, f], out, s0)
-                for i in range(s0, n):
+                line_factors(gl, kl, fl, hl, r[a, f], d0[a, f], bt[a, f], out, s0, stop)
+                for i in range(s0, stop):
                     w = base + i * st
                     facr[a, 0, f, w] = out[0, i]
                     facr[a, 1, f, w] = out[1, i]

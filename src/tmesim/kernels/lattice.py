@@ -166,3 +166,46 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
             if hypoxic:
                 rel *= hypoxic_by_kind[k, f]
             source[f, s] += source_by_kind[k, f] + rel
+
+
+@kernel
+def fill_from_face_neighbours(data, sites, masked, nz, ny, nx, rows):
+    """Give each of ``sites`` the mean of its unmasked face neighbours (serial).
+
+    ``data`` ``(nf, nz * ny * nx)``; for every site ``s`` of ``sites`` and every row ``r`` of
+    ``rows``, ``data[r, s]`` becomes the mean of ``data[r, t]`` over the face neighbours ``t`` of
+    ``s`` inside the lattice with ``masked[t]`` false, summed in the order -z, +z, -y, +y, -x,
+    +x; a site without such a neighbour keeps its values. Every mean is taken before any is
+    written, so sites next to each other read each other's old values.
+    """
+    nf = data.shape[0]
+    m = sites.shape[0]
+    total = np.zeros((nf, m))
+    count = np.zeros(m, dtype=np.int64)
+    plane = ny * nx
+    for t in range(m):
+        s = sites[t]
+        z = s // plane
+        y = (s // nx) % ny
+        x = s % nx
+        for d in range(6):
+            step = 1 if d % 2 else -1
+            if d < 2:
+                ok = 0 <= z + step < nz
+                nb = s + step * plane
+            elif d < 4:
+                ok = 0 <= y + step < ny
+                nb = s + step * nx
+            else:
+                ok = 0 <= x + step < nx
+                nb = s + step
+            if not ok or masked[nb]:
+                continue
+            for r in range(nf):
+                total[r, t] += data[r, nb]
+            count[t] += 1
+    for t in range(m):
+        if count[t] == 0:
+            continue
+        for r in rows:
+            data[r, sites[t]] = total[r, t] / count[t]
