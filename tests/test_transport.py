@@ -661,7 +661,6 @@ def test_fill_from_face_neighbours_matches_twin(shape3):
     for bit), neighbouring opened sites read each other's old values, and a site without an
     unmasked neighbour keeps its values."""
     from naive_transport import fill_from_face_neighbours as twin
-
     from tmesim.kernels.lattice import fill_from_face_neighbours
 
     rng = np.random.default_rng(sum(shape3))
