@@ -228,11 +228,13 @@ class CellDynamics:
         #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
         self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
         self.blocked = self.tissue.blocked
-        self.lattice = ka.Lattice(self.shape, self.blocked)
+        # the kernels' structures go in as plain tuples (dispatched faster than named ones)
+        self.lattice = tuple(ka.Lattice(self.shape, self.blocked))
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
+        self._arrays_of = None
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
         #: phenotype, signal field or None)
         self._arrivals = []
@@ -400,10 +402,19 @@ class CellDynamics:
             self._views_of = data
         return self._views
 
+    def _arrays(self) -> tuple:
+        """The cell store as a plain tuple (:class:`~tmesim.kernels.layout.CellArrays`), built
+        again only when the store's arrays are replaced."""
+        a = self.cells.arrays()
+        if a is not self._arrays_of:
+            self._arrays_tuple = tuple(a)
+            self._arrays_of = a
+        return self._arrays_tuple
+
     def _work(self, cap):
         if cap > self._work_cap:
-            self.intents = ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
-                                      np.zeros(cap, np.int8), np.zeros(cap, np.int32))
+            self.intents = tuple(ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
+                                            np.zeros(cap, np.int8), np.zeros(cap, np.int32)))
             self._work_cap = cap
 
     def step(self, dt_h: float, step: int, seed: int, lap=None) -> dict:
@@ -417,8 +428,8 @@ class CellDynamics:
         cells.reserve(2 * cells.n + 1)
         self._work(cells._cap)
         n = cells.n
-        arrays, lattice, intents = cells.arrays(), self.lattice, self.intents
-        keys = ka.StepKeys(dt_h, seed, step)
+        arrays, lattice, intents = self._arrays(), self.lattice, self.intents
+        keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
         oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
@@ -470,7 +481,7 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, cells.arrays(), cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, self._arrays(), cells.n, cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
@@ -483,7 +494,7 @@ class CellDynamics:
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, cells.arrays(), cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, self._arrays(), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)
