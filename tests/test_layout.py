@@ -17,8 +17,9 @@ DOC = REPO / "docs" / "output-format.md"
 
 def test_every_block_column_has_its_named_row():
     for c in layout.COLUMNS:
-        if c.block is None:
-            assert not hasattr(layout, c.name.upper()) or c.name.upper() in ("KIND", "STATE")
+        if c.block is None:  # its upper-case name, if any, is its position in CellArrays
+            assert getattr(layout, c.name.upper(), None) in (
+                None, layout.CellArrays._fields.index(c.name))
             continue
         assert getattr(layout, c.name.upper()) == layout.block_names(c.block).index(c.name)
 
@@ -80,29 +81,30 @@ def test_no_bare_column_numbers_in_kernels():
 
 
 # --------------------------------------------------------------------------- named tuples in prange
-def test_numba_keeps_prange_writes_to_arrays_taken_by_attribute():
-    """The pattern every parallel kernel uses for its named-tuple arguments (one attribute per
-    statement before the loop) keeps the writes made inside ``prange``."""
+def test_numba_keeps_prange_writes_to_arrays_taken_by_position():
+    """The pattern every parallel kernel uses for its tuple arguments (one array per statement,
+    by position, before the loop) keeps the writes made inside ``prange``, for a plain tuple
+    (as the model passes) and a named one (as the tests may)."""
     import numba
     from numba import prange
 
     @numba.njit(parallel=True)
-    def by_attribute(n, t):
-        a = t.f32
-        s = t.state
+    def by_position(n, t):
+        a = t[layout.F32]
+        s = t[layout.STATE]
         for i in prange(n):
             a[0, i] += 1.0
             s[i] = 1
 
-    pop = CellPopulation((1, 2, 2), capacity=4)
-    t = pop.arrays()
-    by_attribute(4, t)
-    assert np.all(t.f32[0, :4] == 1.0) and np.all(t.state[:4] == 1)
+    for wrap in (tuple, lambda x: x):
+        pop = CellPopulation((1, 2, 2), capacity=4)
+        by_position(4, wrap(pop.arrays()))
+        assert np.all(pop.column("clock_h")[:4] == 1.0) and np.all(pop.state[:4] == 1)
 
 
-def test_parallel_kernels_take_named_tuple_fields_by_attribute():
-    """No parallel kernel unpacks a named tuple (``a, b = cells``): Numba drops the writes made
-    inside prange to arrays obtained so."""
+def test_parallel_kernels_do_not_unpack_tuples():
+    """No parallel kernel unpacks a tuple argument (``a, b = cells``): Numba drops the writes
+    made inside prange to arrays obtained so."""
     import ast
 
     bad = []

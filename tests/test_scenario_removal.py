@@ -89,3 +89,19 @@ def test_every_field_the_cell_kernels_read_is_declared():
     read |= {behaviour.GROWTH_FIELD, behaviour.CCL2_FIELD}
     declared = {m.field for m in behaviour.FIELD_NEEDS}
     assert read - {"oxygen"} <= declared, read - declared
+
+
+def test_no_warning_for_a_mechanism_that_would_not_act(tmp_path):
+    """Without macrophages in the run, removing CCL2 switches its mechanism off silently; with
+    its strength set to 0, so does removing EGF."""
+    import warnings
+
+    f = tmp_path / "quiet.yaml"
+    f.write_text("fields:\n  ccl2: null\n  egf: null\n"
+                 "cells:\n  macrophage:\n    initial: {count: 0}\n"
+                 "    recruitment: {base_per_h: 0, per_1000_tumor_per_h: 0}\n"
+                 "  tumor:\n    growth_factor_boost: 0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = TMEModel(load_scenario(f), **{"domain.shape": [20, 20]})
+    assert set(m.dynamics.off) == {"ccl2", "egf"}

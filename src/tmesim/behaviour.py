@@ -54,7 +54,8 @@ class Mechanism(NamedTuple):
 
     Without ``field`` in the scenario the mechanism is off: ``switch``, a ``(parameter vector,
     slot)`` pair of :class:`CellDynamics` (``"t_par"``, ``"m_par"``, ``"f_par"``), is then set to
-    0 so the kernel skips it, and the model warns that it is off. A mechanism with no switch reads
+    0 so the kernel skips it, and the model warns that it is off if it would have acted: its
+    kind can be in the run and its strength ``key`` is not 0. A mechanism with no switch reads
     a zero array in place of the field, which is the same as no signal (no kernel writes to a
     missing field: matrix deposition, the one write, is switched off without ``ecm``). ``key`` is
     the scenario parameter that sets its strength.
@@ -73,12 +74,11 @@ FIELD_NEEDS = (
     Mechanism("ifng", "PD-L1 induction by IFN-gamma", "cells.tumor.pdl1_max"),
     Mechanism("ifng", "M1 polarisation of macrophages", "cells.macrophage.to_m1_rate_per_h",
               ("m_par", ki.M_TO_M1_RATE)),
-    Mechanism("tgfb", "stem-like conversion driven by TGF-beta",
-              "cells.tumor.plasticity_tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "stem-like conversion driven by TGF-beta", "cells.tumor.plasticity_per_h"),
     Mechanism("tgfb", "suppression of T-cell killing by TGF-beta",
               "cells.tcell.tgfb_half_ng_per_mL", ("t_par", ki.T_TGFB_HALF)),
-    Mechanism("tgfb", "M2 drive of macrophages by TGF-beta", "cells.macrophage.tgfb_half_ng_per_mL"),
-    Mechanism("tgfb", "fibroblast activation by TGF-beta", "cells.fibroblast.tgfb_half_ng_per_mL"),
+    Mechanism("tgfb", "M2 drive of macrophages by TGF-beta", "cells.macrophage.to_m2_rate_per_h"),
+    Mechanism("tgfb", "fibroblast activation by TGF-beta", "cells.fibroblast.activation_rate_per_h"),
     Mechanism("chemokine", "T-cell chemotaxis", "cells.tcell.chemotaxis_bias",
               ("t_par", ki.T_CHEMOTAXIS_BIAS)),
     Mechanism("ecm", "T-cell motility slowed by matrix", "cells.tcell.ecm_half",
@@ -90,6 +90,29 @@ FIELD_NEEDS = (
     Mechanism(CCL2_FIELD, "M2 drive of macrophages by CCL2", "cells.macrophage.ccl2_weight",
               ("m_par", ki.M_CCL2_WEIGHT)),
 )
+
+
+def _kinds_in_run(scenario) -> set[str]:
+    """Kinds that can appear in a run: placed at the start or recruited (both cancer kinds if
+    either is placed, since each gives rise to the other)."""
+    c = scenario.cells
+    out = {k for k in codes.KIND_NAMES if getattr(c, k).initial.count > 0}
+    for k in ("tcell", "macrophage"):
+        r = getattr(c, k).recruitment
+        if (r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
+                or (r.per_site_per_h > 0 and r.signal is not None)):
+            out.add(k)
+    if out & {"tumor", "stem"}:
+        out |= {"tumor", "stem"}
+    return out
+
+
+def _would_act(m: Mechanism, scenario, kinds: set[str]) -> bool:
+    """Whether mechanism ``m`` would act in this run if its field were there."""
+    _, kind, param = m.key.split(".")
+    cfg = getattr(scenario.cells, kind)
+    off = cfg.pdl1_baseline if param == "pdl1_max" else 0  # PD-L1 is induced above baseline
+    return kind in kinds and getattr(cfg, param) != off
 
 
 def mechanisms_off(field_names) -> dict[str, list[Mechanism]]:
@@ -228,11 +251,13 @@ class CellDynamics:
         #: the tissue (:class:`tmesim.tissue.Tissue`); plain interstitium when not given
         self.tissue = Tissue.uniform(cells.shape3) if tissue is None else tissue
         self.blocked = self.tissue.blocked
-        self.lattice = ka.Lattice(self.shape, self.blocked)
+        # the kernels' structures go in as plain tuples (dispatched faster than named ones)
+        self.lattice = tuple(ka.Lattice(self.shape, self.blocked))
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
+        self._arrays_of = None
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
         #: phenotype, signal field or None)
         self._arrivals = []
@@ -262,14 +287,21 @@ class CellDynamics:
         if not any(f in self.fields.index for f in chemo):
             # recruited macrophages climb CCL2, else the chemokine; with neither they walk at random
             self.m_par[ki.M_CHEMOTAXIS_BIAS] = 0.0
+        kinds = _kinds_in_run(self.sc)
         for field, mechs in self.off.items():
             for m in mechs:
                 if m.switch is not None:
                     getattr(self, m.switch[0])[m.switch[1]] = 0.0
+            mechs = [m for m in mechs if _would_act(m, self.sc, kinds)]
+            if not mechs:
+                continue
             warn(
                 f"fields.{field} is not defined, so these mechanisms are off: "
                 + "; ".join(f"{m.what} ({m.key})" for m in mechs)
-                + f". Define fields.{field} to keep them"
+                + f". Define fields.{field} to keep them, or set "
+                + ", ".join(f"{m.key} to {'pdl1_baseline' if m.key.endswith('pdl1_max') else 0}"
+                            for m in mechs)
+                + " to say that they are off"
             )
 
     def _rule_table(self) -> np.ndarray:
@@ -400,10 +432,19 @@ class CellDynamics:
             self._views_of = data
         return self._views
 
+    def _arrays(self) -> tuple:
+        """The cell store as a plain tuple (:class:`~tmesim.kernels.layout.CellArrays`), built
+        again only when the store's arrays are replaced."""
+        a = self.cells.arrays()
+        if a is not self._arrays_of:
+            self._arrays_tuple = tuple(a)
+            self._arrays_of = a
+        return self._arrays_tuple
+
     def _work(self, cap):
         if cap > self._work_cap:
-            self.intents = ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
-                                      np.zeros(cap, np.int8), np.zeros(cap, np.int32))
+            self.intents = tuple(ka.Intents(np.zeros(cap, np.int8), np.zeros(cap, np.int64),
+                                            np.zeros(cap, np.int8), np.zeros(cap, np.int32)))
             self._work_cap = cap
 
     def step(self, dt_h: float, step: int, seed: int, lap=None) -> dict:
@@ -417,8 +458,8 @@ class CellDynamics:
         cells.reserve(2 * cells.n + 1)
         self._work(cells._cap)
         n = cells.n
-        arrays, lattice, intents = cells.arrays(), self.lattice, self.intents
-        keys = ka.StepKeys(dt_h, seed, step)
+        arrays, lattice, intents = self._arrays(), self.lattice, self.intents
+        keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
         oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
@@ -470,7 +511,7 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, cells.arrays(), cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, self._arrays(), cells.n, cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
@@ -483,7 +524,7 @@ class CellDynamics:
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, cells.arrays(), cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, self._arrays(), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)

@@ -43,6 +43,7 @@ class CellPopulation:
         for name, dtype in layout.OWN_ARRAYS.items():  # kind, state, site
             setattr(self, name, np.empty(0, dtype))
         self.occ = np.full(self.n_sites, -1, np.int32)
+        self._arrays = None
         self.reserve(capacity)
 
     # ------------------------------------------------------------------ storage
@@ -60,6 +61,7 @@ class CellPopulation:
         for name in (*(f"_{b}" for b in _BLOCKS), *layout.OWN_ARRAYS):
             setattr(self, name, grow(getattr(self, name)))
         self._cap = cap
+        self._arrays = None
 
     def column(self, name: str) -> np.ndarray:
         """The full-capacity array of a column (rows ``[:n]`` are live)."""
@@ -72,9 +74,12 @@ class CellPopulation:
 
     def arrays(self) -> layout.CellArrays:
         """The store as the kernels take it (full capacity; valid until the next
-        :meth:`reserve`, which may replace the arrays)."""
-        return layout.CellArrays(self._i64, self._i32, self._f32, self.kind, self.state,
-                                 self.site, self.occ)
+        :meth:`reserve`, which may replace the arrays). The model passes ``tuple(...)`` of it
+        (see :class:`tmesim.kernels.layout.CellArrays`)."""
+        if self._arrays is None:
+            self._arrays = layout.CellArrays(self._i64, self._i32, self._f32, self.kind,
+                                             self.state, self.site, self.occ)
+        return self._arrays
 
     def __getattr__(self, name):
         if name in I64_COLUMNS or name in I32_COLUMNS or name in F32_COLUMNS:

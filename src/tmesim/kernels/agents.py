@@ -52,7 +52,10 @@ PUSH_WORK_ROWS = 3
 class Intents(NamedTuple):
     """What the decide kernels write per row and :func:`apply_actions` applies: the ``action``
     code, its ``target`` (a site for DIVIDE and MOVE, a row for KILL) and, for DIVIDE, the
-    daughter's kind ``dkind`` and division budget ``ddiv``."""
+    daughter's kind ``dkind`` and division budget ``ddiv``.
+
+    Like :class:`.layout.CellArrays`, this, :class:`Lattice` and :class:`StepKeys` are read by
+    position in the kernels (the constants below), and the model passes plain tuples."""
 
     action: object
     target: object
@@ -75,6 +78,18 @@ class StepKeys(NamedTuple):
     dt_h: float
     seed: int
     step: int
+
+
+# positions in Intents, Lattice and StepKeys
+ACTION = Intents._fields.index("action")
+TARGET = Intents._fields.index("target")
+DKIND = Intents._fields.index("dkind")
+DDIV = Intents._fields.index("ddiv")
+SHAPE = Lattice._fields.index("shape")
+BLOCKED = Lattice._fields.index("blocked")
+DT_H = StepKeys._fields.index("dt_h")
+SEED = StepKeys._fields.index("seed")
+STEP = StepKeys._fields.index("step")
 
 
 @kernel
@@ -113,7 +128,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
     action, target, dkind, ddiv = intents
     ids, i32, f32, kind, state, site, occ = cells
     shape, blocked = lattice
-    seed, step = keys.seed, keys.step
+    seed, step = keys[SEED], keys[STEP]
     nz, ny, nx = shape[0], shape[1], shape[2]
     a, b = affine_order(n, seed, step)
     m = n

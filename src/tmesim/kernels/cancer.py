@@ -45,9 +45,23 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .agents import DIE, DIVIDE, MOVE, NONE
+from .agents import (
+    ACTION,
+    BLOCKED,
+    DDIV,
+    DIE,
+    DIVIDE,
+    DKIND,
+    DT_H,
+    MOVE,
+    NONE,
+    SEED,
+    SHAPE,
+    STEP,
+    TARGET,
+)
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
-from .layout import CLOCK_H, DIVISIONS_LEFT, DRUG, ID, PDL1
+from .layout import CLOCK_H, DIVISIONS_LEFT, DRUG, F32, I32, ID, IDS, KIND, OCC, PDL1, SITE, STATE
 from .neighbourhood import (
     cancer_free_scan,
     hazard_prob,
@@ -223,24 +237,24 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
     that its draw is not paid for nothing. Pass 2: the marked cells: the full rules where needed, then the
     neighbourhood.
     """
-    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
-    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
-    ids = cells.ids
-    i32 = cells.i32
-    f32 = cells.f32
-    kind = cells.kind
-    state = cells.state
-    site = cells.site
-    occ = cells.occ
-    shape = lattice.shape
-    air = lattice.blocked
-    dt_h = keys.dt_h
-    seed = keys.seed
-    step = keys.step
-    action = intents.action
-    target = intents.target
-    dkind = intents.dkind
-    ddiv = intents.ddiv
+    # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
+    # unpacking (``a, b = t``), and keeps those to arrays taken by position
+    ids = cells[IDS]
+    i32 = cells[I32]
+    f32 = cells[F32]
+    kind = cells[KIND]
+    state = cells[STATE]
+    site = cells[SITE]
+    occ = cells[OCC]
+    shape = lattice[SHAPE]
+    air = lattice[BLOCKED]
+    dt_h = keys[DT_H]
+    seed = keys[SEED]
+    step = keys[STEP]
+    action = intents[ACTION]
+    target = intents[TARGET]
+    dkind = intents[DKIND]
+    ddiv = intents[DDIV]
     nz, ny, nx = shape[0], shape[1], shape[2]
     t, st = TUMOR, STEM
     lysis_t, lysis_s = par[t, C_LYSIS], par[st, C_LYSIS]
@@ -433,11 +447,11 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
     all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), ``DRUG`` (intracellular). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
     """
-    ids, f32 = cells.ids, cells.f32
-    rates = _constant_rates(par, rules, keys.dt_h)
+    ids, f32 = cells[IDS], cells[F32]
+    rates = _constant_rates(par, rules, keys[DT_H])
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, cells.kind, cells.site, oxygen, ifng, f32[DRUG], _growth_field(par, fields), par,
-              rates, intents.action)
+    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, f32[DRUG], _growth_field(par, fields), par,
+              rates, intents[ACTION])
     _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
                  f32[CLOCK_H], f32[PDL1], ids[ID])

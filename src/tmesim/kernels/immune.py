@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .agents import DIE, KILL, MOVE, NONE
+from .agents import ACTION, BLOCKED, DIE, DT_H, KILL, MOVE, NONE, SEED, SHAPE, STEP, TARGET
 from .codes import (
     FIBROBLAST,
     MACROPHAGE,
@@ -24,7 +24,21 @@ from .codes import (
     REMOVED,
     TCELL,
 )
-from .layout import AUX, CLOCK_H, DIVISIONS_LEFT, ID, PDL1, PHENOTYPE
+from .layout import (
+    AUX,
+    CLOCK_H,
+    DIVISIONS_LEFT,
+    F32,
+    I32,
+    ID,
+    IDS,
+    KIND,
+    OCC,
+    PDL1,
+    PHENOTYPE,
+    SITE,
+    STATE,
+)
 from .neighbourhood import (
     choose_move,
     hazard_prob,
@@ -104,22 +118,22 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
 
     ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
-    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
-    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
-    ids = cells.ids
-    i32 = cells.i32
-    f32 = cells.f32
-    kind = cells.kind
-    state = cells.state
-    site = cells.site
-    occ = cells.occ
-    shape = lattice.shape
-    blocked = lattice.blocked
-    dt_h = keys.dt_h
-    seed = keys.seed
-    step = keys.step
-    action = intents.action
-    target = intents.target
+    # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
+    # unpacking (``a, b = t``), and keeps those to arrays taken by position
+    ids = cells[IDS]
+    i32 = cells[I32]
+    f32 = cells[F32]
+    kind = cells[KIND]
+    state = cells[STATE]
+    site = cells[SITE]
+    occ = cells[OCC]
+    shape = lattice[SHAPE]
+    blocked = lattice[BLOCKED]
+    dt_h = keys[DT_H]
+    seed = keys[SEED]
+    step = keys[STEP]
+    action = intents[ACTION]
+    target = intents[TARGET]
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != TCELL:
@@ -187,21 +201,21 @@ def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields
     and lifespan, and a random walk) and 0 for a recruited, monocyte-derived one (which climbs
     ``chemo``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``).
     """
-    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
-    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
-    ids = cells.ids
-    f32 = cells.f32
-    kind = cells.kind
-    state = cells.state
-    site = cells.site
-    occ = cells.occ
-    shape = lattice.shape
-    blocked = lattice.blocked
-    dt_h = keys.dt_h
-    seed = keys.seed
-    step = keys.step
-    action = intents.action
-    target = intents.target
+    # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
+    # unpacking (``a, b = t``), and keeps those to arrays taken by position
+    ids = cells[IDS]
+    f32 = cells[F32]
+    kind = cells[KIND]
+    state = cells[STATE]
+    site = cells[SITE]
+    occ = cells[OCC]
+    shape = lattice[SHAPE]
+    blocked = lattice[BLOCKED]
+    dt_h = keys[DT_H]
+    seed = keys[SEED]
+    step = keys[STEP]
+    action = intents[ACTION]
+    target = intents[TARGET]
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != MACROPHAGE:
@@ -271,21 +285,21 @@ def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
     QUIESCENT). Matrix at the cell's own site follows ``d ecm/dt = deposition * a * (1 - ecm)``
     (each site holds one cell, so no two threads write the same voxel).
     """
-    # one attribute per statement: Numba drops writes, inside prange, to arrays taken from a
-    # tuple by unpacking (``a, b = t``), and keeps those to arrays taken by attribute
-    ids = cells.ids
-    f32 = cells.f32
-    kind = cells.kind
-    state = cells.state
-    site = cells.site
-    occ = cells.occ
-    shape = lattice.shape
-    blocked = lattice.blocked
-    dt_h = keys.dt_h
-    seed = keys.seed
-    step = keys.step
-    action = intents.action
-    target = intents.target
+    # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
+    # unpacking (``a, b = t``), and keeps those to arrays taken by position
+    ids = cells[IDS]
+    f32 = cells[F32]
+    kind = cells[KIND]
+    state = cells[STATE]
+    site = cells[SITE]
+    occ = cells[OCC]
+    shape = lattice[SHAPE]
+    blocked = lattice[BLOCKED]
+    dt_h = keys[DT_H]
+    seed = keys[SEED]
+    step = keys[STEP]
+    action = intents[ACTION]
+    target = intents[TARGET]
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != FIBROBLAST:
