@@ -21,12 +21,12 @@ def inhibition_factor(inhibitor, s, ic50):
     return ic50 / (conc + ic50)
 
 
-def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, k_mem, vmax, km, ic50, phi, dt,
-                   den, sink, source):
+def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den, sink, source):
     """Twin: each live cancer cell's backward-Euler equation, with the efflux taken at the slope
     vm / (km + C_i) of the current C_i, solved for C_i' = (C_i + dt k C_e') / d, written into the
     voxel's equation C_e' - C_e = -phi (C_i' - C_i) as a sink and a source."""
     p = max(float(phi), 0.0)
+    k_mem, vmax, km, ic50 = par
     for i in range(n):
         den[i] = 0.0
         kd = int(kind[i])

@@ -77,8 +77,8 @@ def exchange_step(kern, n, cells, c_out, inhibitor, k_mem, phi, dt, vmax=VMAX, k
     sink = np.zeros_like(c_out)
     source = np.zeros_like(c_out)
     kern.membrane_terms(n, cells["kind"], cells["state"], cells["site"], cells["drug"],
-                        cells["pgp"], inhibitor, k_mem, vmax, km, ic50, phi, dt, den, sink,
-                        source)
+                        cells["pgp"], inhibitor, np.stack([k_mem, vmax, km, ic50]), phi, dt, den,
+                        sink, source)
     c_out[:] = (c_out + dt * source) / (1.0 + dt * sink)
     return kern.membrane_update(n, cells["kind"], cells["site"], cells["drug"], den, c_out, k_mem,
                                 phi, dt)

@@ -60,17 +60,23 @@ def inhibition_factor(inhibitor, s, ic50):
     return ic50 / (conc + ic50)
 
 
+#: rows of the per-kind parameter table of :func:`membrane_terms`: membrane rate (1/min), pump
+#: capacity (uM/min per unit P-gp), Michaelis constant (uM), inhibitor IC50 (uM; <= 0: not
+#: inhibitable)
+K_MEM, VMAX, KM, IC50 = 0, 1, 2, 3
+
+
 @kernel
-def membrane_terms(
-    n, kind, state, site, drug, pgp, inhibitor, k_mem, vmax, km, ic50, phi, dt, den, sink, source
-):
+def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den, sink, source):
     """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
-    For each live cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT, ``site >= 0``,
-    ``k = k_mem[kind] > 0``) in voxel ``s`` with intracellular drug ``C_i = drug[i]`` (uM)::
+    ``par`` ``(4, N_KINDS)``: the rows :data:`K_MEM`, :data:`VMAX`, :data:`KM`, :data:`IC50` by
+    kind. For each live cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT,
+    ``site >= 0``, ``k = par[K_MEM, kind] > 0``) in voxel ``s`` with intracellular drug
+    ``C_i = drug[i]`` (uM)::
 
-        vm = vmax[kind] * pgp[i] * f_I                (uM/min)
-        d  = 1 + dt k + dt vm / (km[kind] + C_i)      (dimensionless; ``km <= 0``: vm / C_i)
+        vm = vmax * pgp[i] * f_I                      (uM/min)
+        d  = 1 + dt k + dt vm / (km + C_i)            (dimensionless; ``km <= 0``: vm / C_i)
         sink[s]   += phi k / d                        (1/min)
         source[s] += phi C_i (d - 1) / (d dt)         (uM/min)
 
@@ -87,20 +93,20 @@ def membrane_terms(
         st = state[i]
         if st != PROLIFERATING and st != QUIESCENT:
             continue
-        kk = k_mem[kd]
+        kk = par[K_MEM, kd]
         if not kk > 0.0:
             continue
         s = site[i]
         if s < 0:
             continue
         ci = np.float64(drug[i])
-        vm = vmax[kd] * np.float64(pgp[i]) * inhibition_factor(inhibitor, s, ic50[kd])
+        vm = par[VMAX, kd] * np.float64(pgp[i]) * inhibition_factor(inhibitor, s, par[IC50, kd])
         if vm < 0.0:
             vm = 0.0
         slope = 0.0
         if vm > 0.0:
-            if km[kd] > 0.0:
-                slope = vm / (km[kd] + ci)
+            if par[KM, kd] > 0.0:
+                slope = vm / (par[KM, kd] + ci)
             elif ci > 0.0:
                 slope = vm / ci  # a zero-order pump: the full rate, as long as there is drug
         d = 1.0 + dt * kk + dt * slope

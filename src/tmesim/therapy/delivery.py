@@ -198,6 +198,7 @@ class Therapy:
         self._cell_tables()
         #: the drug's exchange with cells is a term of its transport step
         self._membrane = self.drug is not None and bool(self.k_mem.any())
+        self._membrane_par = np.stack([self.k_mem, self.vmax, self.km, self.ic50])
         self._den = np.zeros(0)
         for a in self.agents:
             a.vessel_rate = np.zeros(len(self.perfused_sites))
@@ -324,8 +325,8 @@ class Therapy:
                 self._den = np.zeros(max(cells.n, 2 * len(self._den), 64))
             kp.membrane_terms(
                 cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-                cells.column("pgp"), self._inhibitor_field(), self.k_mem, self.vmax, self.km,
-                self.ic50, self.phi, dt_min, self._den, sink[f].reshape(-1),
+                cells.column("pgp"), self._inhibitor_field(), self._membrane_par, self.phi,
+                dt_min, self._den, sink[f].reshape(-1),
                 source[f].reshape(-1),
             )
 
