@@ -595,7 +595,7 @@ class FieldSet:
             work = old[f][-1] if f < len(old) and old[f][-1].shape[1] >= n1 else None
             if work is None:
                 work = np.zeros((ki.N_WORK, n1 + n1 // 4))  # room to grow
-            self._icoeffs.append((*system, rf, scale, work))
+            self._icoeffs.append((system, rf, scale, work))
 
     def _diffuse_implicit(self, dt: float, sink) -> None:
         """One unsplit backward-Euler step per field, solved by PCG (kernels.implicit)."""
@@ -605,13 +605,12 @@ class FieldSet:
         sink = self._sink_array(sink)
         self.impose_fixed()
         eps = 8.0 * np.finfo(self.dtype).eps
-        for f, (vox, nb, nbv, gn, diag0, bnd, rf, scale, work) in enumerate(self._icoeffs):
+        for f, (system, rf, scale, work) in enumerate(self._icoeffs):
             u = self.data[f]
             sc = max(scale, float(u.max()))
             tol = max(self.rtol, eps) * sc if sc > 0 else self.rtol
-            it, res, clipped = ki.pcg_solve(
-                u, sink[f], dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, self.max_iterations, work
-            )
+            it, res, clipped = ki.pcg_solve(u, sink[f], dt, rf, system, tol, self.max_iterations,
+                                            work)
             st = self._stats[f]
             st[0] += 1
             st[1] += it

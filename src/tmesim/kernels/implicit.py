@@ -116,14 +116,17 @@ def system(free, g, kf, nd, rf, d0, bt):
 
 
 @kernel(exact=True)
-def _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, cu, jl, ju):
+def _setup(u, sink, dt, rf, system, x, b, d, idelta, split):
     """The step's system split into its lower and upper parts, and the start values.
 
+    ``system`` as :func:`system` returns it; ``split`` ``(cl, cu, jl, ju)``.
     ``x``: the start (``u``); ``b`` the right-hand side; ``d`` the diagonal with the sink;
     ``idelta`` ``1 / delta_i``. ``cl[0]``/``cu[0]``: the x-1/x+1 coefficient (its neighbour is
     unknown ``i - 1``/``i + 1``; 0 where the neighbour is not an unknown); ``cl[k]``/``cu[k]``
     for ``k >= 1``: y (and z), whose unknowns are ``jl[k - 1]``/``ju[k - 1]`` (the sentinel
     ``n``, whose vector entries are 0, where there is none). Rows are unknowns: ``(h, n)``."""
+    vox, nb, nbv, gn, diag0, bnd = system
+    cl, cu, jl, ju = split
     n = vox.size
     m = nb.shape[1]
     h = m // 2
@@ -294,10 +297,10 @@ def _update(x, r, p, q, alpha, idelta, einv, lf, jl, y):
 
 
 @kernel(exact=True)
-def pcg_solve(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, maxit, work):
+def pcg_solve(u, sink, dt, rf, system, tol, maxit, work):
     """One backward-Euler step of one field ``u`` (``(nz, ny, nx)``), in place.
 
-    ``vox``, ``nb``, ``nbv``, ``gn``, ``diag0`` and ``bnd`` from :func:`system` (2-D or 3-D);
+    ``system``: ``(vox, nb, nbv, gn, diag0, bnd)`` from :func:`system` (2-D or 3-D);
     ``work`` ``(N_WORK, n + 1)`` float64 (or wider). ``u`` is the warm start on entry. Iterates
     until the error bound ``max |r_i| / delta_i`` is at most ``tol`` (field units), checking
     the true residual whenever the updated one says so and restarting from it, or until
@@ -306,8 +309,9 @@ def pcg_solve(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, maxit, work):
 
     Returns ``(iterations, error bound, negatives set to 0)``.
     """
+    vox = system[0]
     n = vox.size
-    h = nb.shape[1] // 2
+    h = system[1].shape[1] // 2
     cl = np.empty((h, n))
     cu = np.empty((h, n))
     lf = np.empty((h, n))
@@ -326,7 +330,7 @@ def pcg_solve(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, tol, maxit, work):
         work[8],
     )
     y = q  # the forward sweep's result, consumed by the backward sweep before q is written
-    _setup(u, sink, dt, rf, vox, nb, nbv, gn, diag0, bnd, x, b, d, idelta, cl, cu, jl, ju)
+    _setup(u, sink, dt, rf, system, x, b, d, idelta, (cl, cu, jl, ju))
     p[n] = 0.0
     z[n] = 0.0
     y[n] = 0.0
