@@ -177,12 +177,7 @@ class CellDynamics:
         if perfused.any():
             self.entry_sites = np.flatnonzero(perfused).astype(np.int64)
         else:
-            edge = np.zeros(cells.shape3, dtype=bool)
-            nz = cells.shape3[0]
-            edge[:, 0, :] = edge[:, -1, :] = edge[:, :, 0] = edge[:, :, -1] = True
-            if nz > 1:
-                edge[0] = edge[-1] = True
-            self.entry_sites = np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
+            self.entry_sites = self._edge_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
         self._views_of = None
@@ -205,6 +200,27 @@ class CellDynamics:
         #: per-cell pools returned to their field when a cell dies: (column, field)
         self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
                           if f is not None]
+
+    def perfusion_changed(self) -> None:
+        """Capillaries regressed (``Simulation.remodel_vessels``): arrivals enter only at the
+        voxels still perfused (at the domain edge once none is left)."""
+        tissue = self.tissue
+        self.capillaries = tissue == geo.CAPILLARY
+        perfused = np.isin(tissue, geo.PERFUSED)
+        if perfused.any():
+            self.entry_sites = np.flatnonzero(perfused).astype(np.int64)
+        else:
+            self.entry_sites = self._edge_sites()
+        self._cum_weight = np.zeros(len(self.entry_sites))
+
+    def _edge_sites(self) -> np.ndarray:
+        """Non-air sites on the domain faces: the entry sites of a domain without vessels."""
+        shape3 = self.cells.shape3
+        edge = np.zeros(shape3, dtype=bool)
+        edge[:, 0, :] = edge[:, -1, :] = edge[:, :, 0] = edge[:, :, -1] = True
+        if shape3[0] > 1:
+            edge[0] = edge[-1] = True
+        return np.flatnonzero(edge.reshape(-1) & ~self.air).astype(np.int64)
 
     # ------------------------------------------------------------------ set-up helpers
     def _rule_table(self) -> np.ndarray:
@@ -254,7 +270,8 @@ class CellDynamics:
             cfg = getattr(self.sc.cells, name)
             ratio = cfg.volume_um3 / v_vox
             if "oxygen" in self.fields.index:
-                self.sink_by_kind[k, self.fields.index["oxygen"]] = ratio * cfg.oxygen_uptake_per_min
+                o2_ratio = 1.0 if cfg.oxygen_uptake_basis == "site" else ratio
+                self.sink_by_kind[k, self.fields.index["oxygen"]] = o2_ratio * cfg.oxygen_uptake_per_min
             for fname, sec in cfg.secretion.items():
                 fi = self.fields.index[fname]
                 self.sink_by_kind[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)

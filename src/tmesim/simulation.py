@@ -14,6 +14,8 @@ One agent step of ``time.dt_min`` minutes runs these named phases, in this order
    in a deterministic order (division, migration, killing, death), arrivals at entry sites,
    compaction (:class:`tmesim.behaviour.CellDynamics`).
 5. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
+6. ``remodel_vessels(dt)``: capillaries enclosed by cancer tissue regress (off unless
+   ``vessels.regression_per_h`` > 0); a regressed capillary is ordinary tissue from then on.
 
 Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
 :class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
@@ -36,6 +38,7 @@ from .cells import CellPopulation
 from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
+from .kernels import vessels as kv
 from .kernels._jit import max_threads, threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
@@ -197,6 +200,7 @@ class Simulation:
         self.check_fields()
         self.cell_rules(self.dt_min)
         self.update_tissue()
+        self.remodel_vessels(self.dt_min)
         self.time_h = self.steps * self.dt_min / 60.0
         if self.steps >= self.n_steps:
             self.running = False
@@ -232,6 +236,38 @@ class Simulation:
     def _cell_threads(self) -> threads_at_most:
         """One thread for the cell kernels below :data:`PARALLEL_CELLS` cells, else all."""
         return threads_at_most(1 if self.cells.n < PARALLEL_CELLS else max_threads())
+
+    def remodel_vessels(self, dt_min: float) -> None:
+        """Capillary voxels enclosed by cancer tissue stop being perfused with the hazard
+        ``vessels.regression_per_h`` (docs/biology.md §9.1); a regressed capillary becomes
+        ordinary tissue, so it holds no field at its vessel value and is no entry site."""
+        v = self.scenario.vessels
+        if v.regression_per_h <= 0.0:
+            return
+        sites = np.flatnonzero(self.tissue.reshape(-1) == geo.CAPILLARY).astype(np.int64)
+        if not len(sites):
+            return
+        cells = self.cells
+        n = cells.n
+        nz, ny, nx = self.fields.shape3
+        out = np.zeros(len(sites), dtype=np.bool_)
+        p = 1.0 - np.exp(-v.regression_per_h * dt_min / 60.0)
+        hits = kv.capillary_regression(
+            sites, cells.occ, cells.kind[:n], cells.state[:n], nz, ny, nx,
+            v.regression_cancer_fraction, p, self.seed, self.steps - 1, out,
+        )
+        if hits:
+            self.tissue.reshape(-1)[sites[out]] = geo.TISSUE
+            self._perfusion_changed()
+
+    def _perfusion_changed(self) -> None:
+        """Re-derive everything that reads the perfused voxels after capillaries regressed."""
+        perfused = np.isin(self.tissue, geo.PERFUSED)
+        for name, fc in self.scenario.fields.items():
+            if fc.vessel_value is not None:
+                self.fields.set_fixed(name, perfused, fc.vessel_value)
+        self.dynamics.perfusion_changed()
+        self.therapy.perfusion_changed(perfused)
 
     def update_tissue(self) -> None:
         """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
