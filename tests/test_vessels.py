@@ -66,7 +66,7 @@ def test_enclosure_counts_necrotic_cancer_not_other_kinds():
 LUNG = {
     "domain.geometry": "lung",
     "domain.shape": [40, 40],
-    "time.duration_h": 0.2,
+    "time.duration_h": 2.0,
     "cells.tumor.initial.count": 380,
     "cells.tumor.initial.placement": "random",
     "cells.stem.initial.count": 0,
@@ -82,6 +82,10 @@ def test_regressed_capillaries_stop_being_perfused():
                                 "vessels.regression_cancer_fraction": 0.75})
     before = np.flatnonzero(sim.tissue.reshape(-1) == geo.CAPILLARY)
     assert len(before)
+    for _ in range(9):  # checked once per simulated hour: nothing before the 10th 6-min step
+        sim.step()
+        kept.step()
+        assert np.array_equal(np.flatnonzero(sim.tissue.reshape(-1) == geo.CAPILLARY), before)
     sim.step()
     kept.step()
     after = np.flatnonzero(sim.tissue.reshape(-1) == geo.CAPILLARY)
