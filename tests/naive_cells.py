@@ -739,3 +739,27 @@ def count_by_kind_state(n, kind, state, n_kinds, n_states):
     for i in range(n):
         out[kind[i], state[i]] += 1
     return out
+
+
+# --------------------------------------------------------------------------- capillary regression
+PURPOSE_REGRESS = 80
+
+
+def capillary_regression(sites, occ, kind, state, nz, ny, nx, min_fraction, p, seed, step):
+    """Twin of kernels/vessels.py: the capillaries that regress this step (a list of bools).
+
+    A capillary is enclosed when at least ``min_fraction`` of its in-domain neighbours hold a
+    tumour or stem-like cell that has not been removed; an enclosed one regresses when its
+    draw keyed by (seed, site, step) falls below ``p``.
+    """
+    out = []
+    for s in sites:
+        around = neighbours(int(s), nz, ny, nx)
+        cancer = 0
+        for _, t in around:
+            j = int(occ[t])
+            if j >= 0 and int(kind[j]) in (TUMOR, STEM) and int(state[j]) != REMOVED:
+                cancer += 1
+        enclosed = len(around) > 0 and cancer >= min_fraction * len(around)
+        out.append(enclosed and uniform(seed, int(s), step, PURPOSE_REGRESS) < p)
+    return out

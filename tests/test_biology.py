@@ -590,14 +590,15 @@ def test_pdl1_suppression_lowers_killing():
 def test_necrotic_core_forms_beyond_the_oxygen_diffusion_length():
     """Greenspan 1972; PhysiCell (Ghaffarizadeh et al. 2018) and BioFVM: in avascular tissue
     fed only from the boundary, oxygen falls below the necrosis threshold more than a few
-    diffusion lengths (sqrt(D / uptake) = 90 um, 4.5 sites, with an uptake of 40/min) inside a dense colony; cells there
-    turn necrotic while the rim stays viable."""
+    diffusion lengths (sqrt(D / k) = 69 um, 3.5 sites, with the default uptake of packed tumour,
+    k = 21/min per site) inside a dense colony; cells there turn necrotic while the rim stays
+    viable."""
     m = TMEModel(**{
         "domain.geometry": "tissue", "domain.shape": [60, 60], "seed": 1,
         "time.dt_min": 30.0, "numerics.diffusion_dt_min": 10.0, "time.duration_h": 36.0,
         "time.record_every_h": 36.0,
         "cells.tumor.initial.count": 2000, "cells.tumor.initial.placement": "center",
-        "cells.stem.initial.count": 0, "cells.tumor.oxygen_uptake_per_min": 40.0,
+        "cells.stem.initial.count": 0,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
         "cells.macrophage.recruitment.per_site_per_h": 0.0,
     })

@@ -278,6 +278,12 @@ class CellDynamics:
         self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
                           if f is not None]
 
+    def perfusion_changed(self) -> None:
+        """Capillaries regressed (``Simulation.remodel_vessels``): arrivals enter only at the
+        voxels still perfused (at the domain edge once none is left)."""
+        self.entry_sites = self.tissue.entry_sites()
+        self._cum_weight = np.zeros(len(self.entry_sites))
+
     # ------------------------------------------------------------------ set-up helpers
     def _switch_off_missing(self) -> None:
         """Switch off every mechanism whose field the scenario does not define, and say so."""
@@ -351,7 +357,8 @@ class CellDynamics:
             cfg = getattr(self.sc.cells, name)
             ratio = cfg.volume_um3 / v_vox
             if "oxygen" in self.fields.index:
-                self.sink_by_kind[k, self.fields.index["oxygen"]] = ratio * cfg.oxygen_uptake_per_min
+                o2_ratio = 1.0 if cfg.oxygen_uptake_basis == "site" else ratio
+                self.sink_by_kind[k, self.fields.index["oxygen"]] = o2_ratio * cfg.oxygen_uptake_per_min
             for fname, sec in cfg.secretion.items():
                 fi = self.fields.index[fname]
                 self.sink_by_kind[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)

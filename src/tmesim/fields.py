@@ -988,7 +988,8 @@ def local_rates(scenario) -> dict[str, float]:
     """The fastest first-order local rate of each of a scenario's own fields (1/min): its decay
     plus the largest per-voxel rate at which one cell of any kind takes it up or secretes it
     towards a target, ``V_cell / V_voxel * (uptake + secretion rate)`` (oxygen: the oxygen
-    uptake). It sets the LOD splitting error, which grows with ``k dt`` (docs/numerics.md)."""
+    uptake, unscaled for a kind whose ``oxygen_uptake_basis`` is 'site'). It sets the LOD
+    splitting error, which grows with ``k dt`` (docs/numerics.md)."""
     v_vox = scenario.domain.voxel_um**3
     cells = scenario.cells
     out = {}
@@ -997,11 +998,14 @@ def local_rates(scenario) -> dict[str, float]:
         for kind in type(cells).model_fields:
             cfg = getattr(cells, kind)
             ratio = cfg.volume_um3 / v_vox
-            rate = cfg.oxygen_uptake_per_min if name == "oxygen" else 0.0
+            site_rate = 0.0  # per-voxel rate of one cell of this kind
+            if name == "oxygen":
+                o2_ratio = 1.0 if cfg.oxygen_uptake_basis == "site" else ratio
+                site_rate = o2_ratio * cfg.oxygen_uptake_per_min
             sec = cfg.secretion.get(name)
             if sec is not None:
-                rate += sec.uptake_per_min + sec.rate_per_min
-            fastest = max(fastest, ratio * rate)
+                site_rate += ratio * (sec.uptake_per_min + sec.rate_per_min)
+            fastest = max(fastest, site_rate)
         out[name] = fc.decay_per_min + fastest
     return out
 

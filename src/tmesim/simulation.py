@@ -14,6 +14,9 @@ One agent step of ``time.dt_min`` minutes runs these named phases, in this order
    in a deterministic order (division, migration, killing, death), arrivals at entry sites,
    compaction (:class:`tmesim.behaviour.CellDynamics`).
 5. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
+6. ``remodel_vessels(dt)``: capillaries enclosed by cancer tissue regress (off unless
+   ``vessels.regression_per_h`` > 0; checked once per simulated hour); a regressed capillary
+   is ordinary tissue from then on.
 
 Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
 :class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
@@ -36,6 +39,7 @@ from .errors import ScenarioError
 from .fields import FieldSet
 from .kernels import codes
 from .kernels import lattice as kl
+from .kernels import vessels as kv
 from .kernels._jit import max_threads, threads_at_most
 from .resources import check_memory
 from .scenario import Scenario, load_scenario, scenario_from_dict
@@ -67,6 +71,11 @@ POPULATIONS = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "necrotic")
 #: below this many cell rows the cell kernels run on one thread: at 10^4 cells two threads took
 #: 15.4 ns per cell and step against 10.3 with one, at 10^5 6.5 against 9.5 (bench_cells)
 PARALLEL_CELLS = 30_000
+
+#: capillary regression is checked once per this many minutes of simulated time (with the
+#: hazard of the whole interval); each change of the perfused voxels re-prepares the solvers,
+#: which cost the 14-day baseline about 30 % more time when checked every 6-min step
+REGRESSION_CHECK_MIN = 60.0
 
 #: PD-L1 level counted as positive (10 % of maximum, the spQSP-IO detection threshold)
 PDL1_POSITIVE = 0.1
@@ -149,6 +158,7 @@ class Simulation:
         self.update_tissue()
         self.dynamics.initialise(self.rng)
         self.update_tissue()
+        self._vessel_clock_min = 0.0  # simulated time since capillary regression was checked
         self._sink = np.zeros_like(self.fields.data)
         self._source = np.zeros_like(self.fields.data)
         self.events = {"kills": 0, "arrivals": 0}
@@ -180,6 +190,7 @@ class Simulation:
         self.check_fields()
         self.cell_rules(self.dt_min)
         self.update_tissue()
+        self.remodel_vessels(self.dt_min)
         self.time_h = self.steps * self.dt_min / 60.0
         if self.steps >= self.n_steps:
             self.running = False
@@ -218,6 +229,44 @@ class Simulation:
     def _cell_threads(self) -> threads_at_most:
         """One thread for the cell kernels below :data:`PARALLEL_CELLS` cells, else all."""
         return threads_at_most(1 if self.cells.n < PARALLEL_CELLS else max_threads())
+
+    def remodel_vessels(self, dt_min: float) -> None:
+        """Capillary voxels enclosed by cancer tissue stop being perfused with the hazard
+        ``vessels.regression_per_h`` (docs/biology.md §9.1); a regressed capillary becomes
+        ordinary tissue, so it holds no field at its vessel value and is no entry site."""
+        v = self.scenario.vessels
+        if v.regression_per_h <= 0.0:
+            return
+        # checked once per REGRESSION_CHECK_MIN of simulated time, with the hazard of the whole
+        # interval: every change of the perfused voxels re-prepares the field solvers
+        self._vessel_clock_min += dt_min
+        if self._vessel_clock_min < REGRESSION_CHECK_MIN - 1e-9:
+            return
+        interval_min, self._vessel_clock_min = self._vessel_clock_min, 0.0
+        sites = np.flatnonzero(self.tissue.capillaries).astype(np.int64)
+        if not len(sites):
+            return
+        cells = self.cells
+        n = cells.n
+        nz, ny, nx = self.fields.shape3
+        out = np.zeros(len(sites), dtype=np.bool_)
+        p = 1.0 - np.exp(-v.regression_per_h * interval_min / 60.0)
+        hits = kv.capillary_regression(
+            sites, cells.occ, cells.kind[:n], cells.state[:n], nz, ny, nx,
+            v.regression_cancer_fraction, p, self.seed, self.steps - 1, out,
+        )
+        if hits:
+            self.tissue.regress_capillaries(sites[out])
+            self._perfusion_changed()
+
+    def _perfusion_changed(self) -> None:
+        """Re-derive everything that reads the perfused voxels after capillaries regressed."""
+        perfused = self.tissue.shaped(self.tissue.perfused)
+        for name, fc in self.scenario.fields.items():
+            if fc.vessel_value is not None:
+                self.fields.set_fixed(name, perfused, fc.vessel_value)
+        self.dynamics.perfusion_changed()
+        self.therapy.perfusion_changed(self.tissue.perfused)
 
     def update_tissue(self) -> None:
         """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""

@@ -1,7 +1,8 @@
 """The tissue of a run: its map and the site sets the model derives from it (:class:`Tissue`).
 
-The map (:mod:`tmesim.geometry` codes, one per lattice site) is fixed for a run; what changes is
-which lumen sites cancer cells fill (:meth:`Tissue.empty_lumen`). Every set is computed here once
+The map (:mod:`tmesim.geometry` codes, one per lattice site) changes in two ways during a run:
+which lumen sites cancer cells fill (:meth:`Tissue.empty_lumen`), and capillaries that regress
+inside tumour become tissue (:meth:`Tissue.regress_capillaries`). Every set is computed here
 and read by the cell rules (:class:`tmesim.behaviour.CellDynamics`), the delivery of agents
 (:class:`tmesim.therapy.Therapy`) and the field set's geometry
 (:meth:`tmesim.simulation.Simulation.update_tissue`).
@@ -116,6 +117,14 @@ class Tissue:
         empty = self.lumen.copy()
         empty[sites[ok][(k == codes.TUMOR) | (k == codes.STEM)]] = False
         return empty
+
+    def regress_capillaries(self, sites) -> None:
+        """Capillary ``sites`` (flat) that stopped being perfused become ordinary tissue for the
+        rest of the run (:meth:`tmesim.simulation.Simulation.remodel_vessels`); the lumen and
+        the alveolar surface do not change."""
+        self.codes.reshape(-1)[sites] = geo.TISSUE
+        self.perfused[sites] = False
+        self.capillaries[sites] = False
 
     def face_neighbours(self, sites):
         """The face neighbours of ``sites`` (see :func:`tmesim.geometry.face_neighbours`)."""

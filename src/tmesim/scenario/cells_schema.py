@@ -70,8 +70,18 @@ class CellTypeBase(Section):
         10.0,
         unit="1/min",
         ge=0,
-        desc="Oxygen uptake rate of a viable cell (scaled by volume_um3 / voxel volume).",
+        desc="First-order oxygen uptake rate of a viable cell: per cell volume, scaled to its "
+        "site by volume_um3 / voxel volume (oxygen_uptake_basis 'cell'), or the rate of a site "
+        "filled with this kind's tissue (basis 'site').",
         source="PhysiCell sample configs, U = 10 min^-1 (parameters.md §1.1) [V]",
+    )
+    oxygen_uptake_basis: Literal["cell", "site"] = P(
+        "cell",
+        desc="How oxygen_uptake_per_min becomes the sink of the cell's site: 'cell' scales it by "
+        "volume_um3 / voxel volume (BioFVM: one cell in a larger voxel); 'site' applies it "
+        "unscaled, the lattice site standing for a voxel of packed tissue (per unit tissue volume).",
+        source="BioFVM cell-in-voxel weighting (parameters.md §1.3); 'site' for cancer tissue "
+        "(parameters.md §1.4)",
     )
     secretion: dict[str, Secretion] = P(
         {}, desc="Exchange with other fields, by field name (oxygen uptake has its own key)."
@@ -86,6 +96,23 @@ class CellTypeBase(Section):
 
 class CancerCellConfig(CellTypeBase):
     """Rules shared by tumour and stem-like cells (tmesim/kernels/cancer.py)."""
+
+    oxygen_uptake_per_min: float = P(
+        21.0,
+        unit="1/min",
+        ge=0,
+        desc="First-order oxygen uptake rate of a site filled with viable cancer tissue "
+        "(oxygen_uptake_basis 'site'; per cell volume with basis 'cell').",
+        source="measured consumption of R3230Ac mammary carcinoma, 2.4 ml O2/100 g/min "
+        "(Secomb et al. 1995) [V, abstract], over the O2 solubility 3.0e-5 ml/ml/mmHg [A] and "
+        "the vessel pO2 of 38 mmHg: 800 mmHg/min / 38 mmHg (parameters.md §1.4) [D]",
+    )
+    oxygen_uptake_basis: Literal["cell", "site"] = P(
+        "site",
+        desc="'site': oxygen_uptake_per_min is the uptake of the cell's whole site, packed "
+        "tissue per unit volume; 'cell': scaled by volume_um3 / voxel volume as in BioFVM.",
+        source="per unit tissue volume (parameters.md §1.4)",
+    )
 
     division_rate_per_h: float = P(
         -math.log(1 - 1 / 24),

@@ -210,6 +210,27 @@ class VesselsConfig(Section):
         desc="Capillaries within this distance of a cancer cell are tumour-associated (leaky).",
         source="choice: a few cell diameters; tumour-induced leakiness is local",
     )
+    regression_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Hazard with which a capillary voxel enclosed by cancer tissue (see "
+        "regression_cancer_fraction) stops being perfused for good: co-opted capillaries "
+        "compressed and regressing inside a growing tumour. 0: capillaries never regress.",
+        source="co-opted vessels regress inside growing tumours (Holash et al. 1999) and are "
+        "compressed by proliferating cancer cells (Padera et al. 2004) [V, direction]; the "
+        "rate is a choice (parameters.md §6.1)",
+    )
+    regression_cancer_fraction: float = P(
+        1.0,
+        unit="fraction",
+        ge=0,
+        le=1,
+        desc="A capillary voxel is enclosed by cancer tissue when at least this fraction of its "
+        "in-domain lattice neighbours (8 in 2-D, 26 in 3-D) hold cancer cells, live or necrotic.",
+        source="choice: compression in the tumour interior, not at its margin; 1 = every "
+        "neighbour (parameters.md §6.1)",
+    )
 
 
 class PayloadConfig(Section):

@@ -208,6 +208,14 @@ class Therapy:
     def active(self) -> bool:
         return bool(self.agents)
 
+    def perfusion_changed(self, perfused) -> None:
+        """Capillaries regressed: exchange with plasma only through the voxels still perfused."""
+        self.perfused_sites = np.flatnonzero(np.asarray(perfused).ravel()).astype(np.int64)
+        self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
+        for a in self.agents:
+            a.vessel_rate = np.zeros(len(self.perfused_sites))
+        self._distance = None
+
     # ------------------------------------------------------------------ set-up
     def _cell_tables(self) -> None:
         """Per-kind membrane rate, P-gp Vmax, Km and inhibitor IC50 for the uptake kernel."""
