@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import kinds
 from .errors import ScenarioError, warn
 from .kernels import agents as ka
 from .kernels import cancer as kc
@@ -96,7 +97,7 @@ def _kinds_in_run(scenario) -> set[str]:
     """Kinds that can appear in a run: placed at the start or recruited (both cancer kinds if
     either is placed, since each gives rise to the other)."""
     c = scenario.cells
-    out = {k for k in codes.KIND_NAMES if getattr(c, k).initial.count > 0}
+    out = {k.name for k in kinds.all_kinds() if k.section and getattr(c, k.name).initial.count > 0}
     for k in ("tcell", "macrophage"):
         r = getattr(c, k).recruitment
         if (r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
@@ -162,7 +163,7 @@ class CellDynamics:
         #: the field whose occupancy of PD-L1 shields cancer cells from T cells
         self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
         self.phi_cancer = c.tumor.volume_um3 / vox**3
-        par = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
+        par = np.zeros((kinds.count(), kc.C_NPARAMS))
         for k, name in CANCER_KINDS:
             cfg = getattr(c, name)
             par[k, kc.C_DIVISION_RATE] = cfg.division_rate_per_h
@@ -256,6 +257,8 @@ class CellDynamics:
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
+        #: the kinds with a decide kernel, in code order (:mod:`tmesim.kinds`)
+        self._deciding = [k for k in kinds.all_kinds() if k.decide is not None]
         self._views_of = None
         self._arrays_of = None
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
@@ -330,7 +333,7 @@ class CellDynamics:
                         fix="change max, or flip direction",
                     )
             table[i] = (
-                codes.KIND_NAMES.index(r.cell),
+                kinds.by_name(r.cell).code,
                 -1 if r.signal == "pdl1" else self.fields.index[r.signal],
                 BEHAVIOURS.index(r.behaviour),
                 r.max,
@@ -343,12 +346,17 @@ class CellDynamics:
         """Per-kind exchange tables in voxel units (see kernels.lattice.exchange_maps)."""
         nf = len(self.fields.names)
         v_vox = self.fields.voxel_um**3
-        self.sink_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.source_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.release_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.hypoxic_by_kind = np.ones((codes.N_KINDS, nf))
-        for k, name in enumerate(codes.KIND_NAMES):
-            cfg = getattr(self.sc.cells, name)
+        n_kinds = kinds.count()
+        self.sink_by_kind = np.zeros((n_kinds, nf))
+        self.source_by_kind = np.zeros((n_kinds, nf))
+        self.release_by_kind = np.zeros((n_kinds, nf))
+        self.hypoxic_by_kind = np.ones((n_kinds, nf))
+        # a kind with no scenario section exchanges nothing
+        for kind in kinds.all_kinds():
+            if not kind.section:
+                continue
+            k = kind.code
+            cfg = getattr(self.sc.cells, kind.name)
             ratio = cfg.volume_um3 / v_vox
             if "oxygen" in self.fields.index:
                 self.sink_by_kind[k, self.fields.index["oxygen"]] = ratio * cfg.oxygen_uptake_per_min
@@ -460,24 +468,16 @@ class CellDynamics:
         n = cells.n
         arrays, lattice, intents = self._arrays(), self.lattice, self.intents
         keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
-        oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
+        views = self._field_views()
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
         present, burden = kl.census(n, cells.kind, cells.state)
         lap("census")
-        if present & CANCER_BITS:
-            kc.cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, self.cancer_par,
-                             self.rules, keys, intents)
-        lap("cancer_decide (with PD-L1)")
-        if present & (1 << codes.TCELL):
-            ki.tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, self.t_par,
-                            self.rules, keys, intents)
-        if present & (1 << codes.MACROPHAGE):
-            ki.macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
-                                 self.m_par, self.rules, keys, intents)
-        if present & (1 << codes.FIBROBLAST):
-            ki.fibroblast_decide(n, arrays, lattice, tgfb, ecm, self.f_par, keys, intents)
-        lap("immune/stroma decide")
+        # each kind's decide kernel (kinds registry), skipped when none of its cells is present
+        for kind in self._deciding:
+            if present & kind.bits:
+                kind.decide(self, n, arrays, lattice, views, keys, intents)
+            lap(kind.lap or f"{kind.name} decide")
         m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
                                              self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)

@@ -1,0 +1,156 @@
+"""The cell kinds: one module per kind, one registry.
+
+Each kind is described once, in its own module (:mod:`.tumour`, :mod:`.stem`, :mod:`.tcell`,
+:mod:`.macrophage`, :mod:`.fibroblast`), by a :class:`Kind`: its code, its name (the scenario
+section under ``cells`` and the name in the file's ``kind`` code table), its legend label, the
+looks it is drawn with, and the hook that runs its decide kernel. The registry, filled here in
+code order, is what the rest of the package reads: the population list and the counts
+(:mod:`tmesim.simulation`), the per-kind exchange tables and the decide loop
+(:mod:`tmesim.behaviour`), the code table of the result file (:mod:`tmesim.runner`), the progress
+line (:mod:`tmesim.cli`), and the colours, legend and kind filter of every drawing
+(:mod:`tmesim.viz`).
+
+This module and the kind modules are plain Python: they import nothing heavier than
+:mod:`tmesim.kernels.codes` at import time (a decide hook imports its kernel when first called),
+so the command line and the figures read the registry without loading Numba.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..kernels import codes
+
+__all__ = [
+    "Kind",
+    "Look",
+    "all_kinds",
+    "by_code",
+    "by_name",
+    "count",
+    "legend",
+    "names",
+    "populations",
+    "register",
+    "unregister",
+]
+
+
+@dataclass(frozen=True)
+class Look:
+    """How cells of a kind in some states are drawn: legend ``label``, ``colour`` (``#RRGGBB``)
+    and the ``states`` (codes of :mod:`tmesim.kernels.codes`) it applies to."""
+
+    label: str
+    colour: str
+    states: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One cell kind.
+
+    ``code`` is the value of the ``kind`` column (kinds are numbered 0, 1, ... in registry
+    order); ``name`` names the kind in scenarios (the section ``cells.<name>``, when ``section``
+    is true), in the counts and in the file's code table; ``label`` is the legend's word for it
+    and ``short`` the progress line's. ``looks`` are tried in order for each cell; a cell whose
+    state no look lists is not drawn. ``decide``, if given, is called once per step as
+    ``decide(dynamics, n, arrays, lattice, views, keys, intents)`` when a cell of any kind in
+    ``decides_for`` (default: this kind) is present, and must set the intent of every row of
+    those kinds; ``lap`` names its part of the step in the per-kernel breakdown.
+    """
+
+    code: int
+    name: str
+    label: str
+    short: str
+    looks: tuple[Look, ...]
+    decide: Callable | None = None
+    decides_for: tuple[int, ...] = ()
+    lap: str = ""
+    section: bool = True
+
+    @property
+    def bits(self) -> int:
+        """The bits of the census's ``present`` mask that call :attr:`decide`."""
+        out = 0
+        for k in self.decides_for or (self.code,):
+            out |= 1 << k
+        return out
+
+
+_KINDS: list[Kind] = []
+
+
+def register(kind: Kind) -> Kind:
+    """Add ``kind`` to the registry; its code must be the next free one."""
+    if kind.code != len(_KINDS):
+        raise ValueError(f"kind {kind.name!r} has code {kind.code}, expected {len(_KINDS)}")
+    if any(k.name == kind.name for k in _KINDS):
+        raise ValueError(f"kind {kind.name!r} is registered already")
+    if kind.code >= 63:
+        raise ValueError("at most 63 kinds (the census marks each present kind by one bit)")
+    _KINDS.append(kind)
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove the last registered kind, ``name`` (for tests that register a kind of their own)."""
+    if not _KINDS or _KINDS[-1].name != name:
+        raise ValueError(f"{name!r} is not the last registered kind")
+    _KINDS.pop()
+
+
+def all_kinds() -> tuple[Kind, ...]:
+    """The registered kinds, in code order."""
+    return tuple(_KINDS)
+
+
+def count() -> int:
+    """Number of registered kinds."""
+    return len(_KINDS)
+
+
+def names() -> tuple[str, ...]:
+    """Kind names in code order (the ``kind`` code table of a result file)."""
+    return tuple(k.name for k in _KINDS)
+
+
+def by_name(name: str) -> Kind:
+    """The kind called ``name``."""
+    for k in _KINDS:
+        if k.name == name:
+            return k
+    raise KeyError(name)
+
+
+def by_code(code: int) -> Kind:
+    """The kind of code ``code``."""
+    return _KINDS[code]
+
+
+def populations() -> tuple[str, ...]:
+    """The populations counted per record: every kind (live cells), then necrotic cells."""
+    return (*names(), "necrotic")
+
+
+def legend() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """``(label, colour, kind codes)`` of every look, in legend order: by kind, a look shared
+    by several kinds (same label and colour, e.g. necrotic cancer cells) listed once."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for k in _KINDS:
+        for look in k.looks:
+            out.setdefault((look.label, look.colour), []).append(k.code)
+    return tuple((label, colour, tuple(codes_)) for (label, colour), codes_ in out.items())
+
+
+def _register_builtins() -> None:
+    from . import fibroblast, macrophage, stem, tcell, tumour
+
+    for module in (tumour, stem, tcell, macrophage, fibroblast):
+        register(module.KIND)
+    assert names() == codes.KIND_NAMES, "kernels/codes.py and the kind modules disagree"
+
+
+_register_builtins()
