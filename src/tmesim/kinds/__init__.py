@@ -31,6 +31,7 @@ __all__ = [
     "count",
     "legend",
     "names",
+    "placement_order",
     "populations",
     "register",
     "unregister",
@@ -59,6 +60,14 @@ class Kind:
     ``decide(dynamics, n, arrays, lattice, views, keys, intents)`` when a cell of any kind in
     ``decides_for`` (default: this kind) is present, and must set the intent of every row of
     those kinds; ``lap`` names its part of the step in the per-kernel breakdown.
+
+    The other hooks take the cell phase, :class:`tmesim.behaviour.CellDynamics`: ``pack(dyn)``
+    writes the kind's parameters into the vectors its kernel reads (its row of
+    ``dyn.cancer_par``, which has a row per kind, or a vector of its own such as ``dyn.t_par``);
+    ``place(dyn, rng)`` places the initial cells and sets their columns (kinds are placed in
+    ``place_rank`` order, every placement drawing from the one ``rng`` in turn);
+    ``arrivals(dyn)``, for a kind recruited from the blood, returns ``(recruitment section,
+    (uniform purpose, signal purpose), division budget, phenotype)`` of its arrivals.
     """
 
     code: int
@@ -70,6 +79,10 @@ class Kind:
     decides_for: tuple[int, ...] = ()
     lap: str = ""
     section: bool = True
+    pack: Callable | None = None
+    place: Callable | None = None
+    place_rank: int = 100
+    arrivals: Callable | None = None
 
     @property
     def bits(self) -> int:
@@ -128,6 +141,11 @@ def by_name(name: str) -> Kind:
 def by_code(code: int) -> Kind:
     """The kind of code ``code``."""
     return _KINDS[code]
+
+
+def placement_order() -> tuple[Kind, ...]:
+    """The kinds in the order their initial cells are placed (``place_rank``, then code)."""
+    return tuple(sorted(_KINDS, key=lambda k: (k.place_rank, k.code)))
 
 
 def populations() -> tuple[str, ...]:
