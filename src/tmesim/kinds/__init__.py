@@ -59,7 +59,9 @@ class Kind:
     state no look lists is not drawn. ``decide``, if given, is called once per step as
     ``decide(dynamics, n, arrays, lattice, views, keys, intents)`` when a cell of any kind in
     ``decides_for`` (default: this kind) is present, and must set the intent of every row of
-    those kinds; ``lap`` names its part of the step in the per-kernel breakdown.
+    those kinds; ``lap`` names its part of the step in the per-kernel breakdown. ``section``
+    says whether the scenario has a section ``cells.<name>``; ``rules`` lists the behaviours
+    (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules change.
 
     The other hooks take the cell phase, :class:`tmesim.behaviour.CellDynamics`: ``pack(dyn)``
     writes the kind's parameters into the vectors its kernel reads (its row of
@@ -79,6 +81,7 @@ class Kind:
     decides_for: tuple[int, ...] = ()
     lap: str = ""
     section: bool = True
+    rules: tuple[str, ...] = ()
     pack: Callable | None = None
     place: Callable | None = None
     place_rank: int = 100

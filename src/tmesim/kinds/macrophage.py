@@ -77,6 +77,7 @@ KIND = Kind(
     ),
     decide=decide,
     lap="macrophage_decide",
+    rules=("migration_rate", "death_rate", "kill_rate"),
     pack=pack,
     place=place,
     place_rank=3,

@@ -34,6 +34,7 @@ KIND = Kind(
         Look("stem-like", "#AA3377", (codes.PROLIFERATING, codes.QUIESCENT)),
         NECROTIC,
     ),
+    rules=("division_rate", "migration_rate", "death_rate"),
     pack=pack,
     place=place,
     place_rank=0,

@@ -63,6 +63,7 @@ KIND = Kind(
     ),
     decide=decide,
     lap="tcell_decide",
+    rules=("migration_rate", "death_rate", "kill_rate"),
     pack=pack,
     place=place,
     place_rank=2,

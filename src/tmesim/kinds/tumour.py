@@ -107,6 +107,7 @@ KIND = Kind(
     decide=decide,
     decides_for=(codes.TUMOR, codes.STEM),
     lap="cancer_decide (with PD-L1)",
+    rules=("division_rate", "migration_rate", "death_rate"),
     pack=pack,
     place=place,
     place_rank=1,
