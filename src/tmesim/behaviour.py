@@ -277,6 +277,8 @@ class CellDynamics:
         self.source_by_kind = np.zeros((n_kinds, nf))
         self.release_by_kind = np.zeros((n_kinds, nf))
         self.hypoxic_by_kind = np.ones((n_kinds, nf))
+        #: how the release of each kind scales per cell (``codes.ACT_*``)
+        self.activity_by_kind = np.array(kinds.activities(), dtype=np.int8)
         # a kind with no scenario section exchanges nothing
         for kind in kinds.all_kinds():
             if not kind.section:
@@ -330,7 +332,8 @@ class CellDynamics:
         kl.exchange_maps(
             cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
             cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
-            self.hypoxic_by_kind, sink.reshape(nf, -1), source.reshape(nf, -1),
+            self.hypoxic_by_kind, self.activity_by_kind, sink.reshape(nf, -1),
+            source.reshape(nf, -1),
         )
 
     def _field(self, name):

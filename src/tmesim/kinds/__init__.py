@@ -25,6 +25,7 @@ from ..kernels import codes
 __all__ = [
     "Kind",
     "Look",
+    "activities",
     "all_kinds",
     "by_code",
     "by_name",
@@ -62,6 +63,8 @@ class Kind:
     those kinds; ``lap`` names its part of the step in the per-kernel breakdown. ``section``
     says whether the scenario has a section ``cells.<name>``; ``rules`` lists the behaviours
     (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules change.
+    ``activity`` (one of :data:`tmesim.kernels.codes.ACTIVITY_NAMES`) says how a cell's release
+    into the fields scales (:func:`tmesim.kernels.lattice.exchange_maps`).
 
     The other hooks take the cell phase, :class:`tmesim.behaviour.CellDynamics`: ``pack(dyn)``
     writes the kind's parameters into the vectors its kernel reads (its row of
@@ -82,6 +85,7 @@ class Kind:
     lap: str = ""
     section: bool = True
     rules: tuple[str, ...] = ()
+    activity: str = "plain"
     pack: Callable | None = None
     place: Callable | None = None
     place_rank: int = 100
@@ -105,6 +109,9 @@ def register(kind: Kind) -> Kind:
         raise ValueError(f"kind {kind.name!r} has code {kind.code}, expected {len(_KINDS)}")
     if any(k.name == kind.name for k in _KINDS):
         raise ValueError(f"kind {kind.name!r} is registered already")
+    if kind.activity not in codes.ACTIVITY_NAMES:
+        raise ValueError(f"kind {kind.name!r}: activity {kind.activity!r} is not one of "
+                         f"{', '.join(codes.ACTIVITY_NAMES)}")
     if kind.code >= 63:
         raise ValueError("at most 63 kinds (the census marks each present kind by one bit)")
     _KINDS.append(kind)
@@ -149,6 +156,11 @@ def by_code(code: int) -> Kind:
 def placement_order() -> tuple[Kind, ...]:
     """The kinds in the order their initial cells are placed (``place_rank``, then code)."""
     return tuple(sorted(_KINDS, key=lambda k: (k.place_rank, k.code)))
+
+
+def activities() -> tuple[int, ...]:
+    """The exchange activity code (``codes.ACT_*``) of every kind, in code order."""
+    return tuple(codes.ACTIVITY_NAMES.index(k.activity) for k in _KINDS)
 
 
 def populations() -> tuple[str, ...]:

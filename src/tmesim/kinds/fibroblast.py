@@ -52,6 +52,7 @@ KIND = Kind(
     ),
     decide=decide,
     lap="fibroblast_decide",
+    activity="activation",
     pack=pack,
     place=place,
     place_rank=4,

@@ -78,6 +78,7 @@ KIND = Kind(
     decide=decide,
     lap="macrophage_decide",
     rules=("migration_rate", "death_rate", "kill_rate"),
+    activity="m2",
     pack=pack,
     place=place,
     place_rank=3,

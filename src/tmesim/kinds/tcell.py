@@ -64,6 +64,7 @@ KIND = Kind(
     decide=decide,
     lap="tcell_decide",
     rules=("migration_rate", "death_rate", "kill_rate"),
+    activity="engagement",
     pack=pack,
     place=place,
     place_rank=2,
