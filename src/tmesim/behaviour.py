@@ -186,8 +186,10 @@ class CellDynamics:
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
-        #: the kinds with a decide kernel, in code order (:mod:`tmesim.kinds`)
-        self._deciding = [k for k in kinds.all_kinds() if k.decide is not None]
+        #: ``(census bits, decide hook, lap name)`` of the kinds with a decide kernel, in code
+        #: order (:mod:`tmesim.kinds`)
+        self._deciding = [(k.bits, k.decide, k.lap or f"{k.name} decide")
+                          for k in kinds.all_kinds() if k.decide is not None]
         self._views_of = None
         self._arrays_of = None
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
@@ -390,10 +392,10 @@ class CellDynamics:
         present, burden = kl.census(n, cells.kind, cells.state)
         lap("census")
         # each kind's decide kernel (kinds registry), skipped when none of its cells is present
-        for kind in self._deciding:
-            if present & kind.bits:
-                kind.decide(self, n, arrays, lattice, views, keys, intents)
-            lap(kind.lap or f"{kind.name} decide")
+        for bits, decide, name in self._deciding:
+            if present & bits:
+                decide(self, n, arrays, lattice, views, keys, intents)
+            lap(name)
         m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
                                              self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)
