@@ -21,6 +21,7 @@ def test_built_in_kinds_follow_the_kernel_codes():
     assert kinds.names() == codes.KIND_NAMES
     assert [k.code for k in kinds.all_kinds()] == list(range(codes.N_KINDS))
     assert kinds.populations() == (*codes.KIND_NAMES, "necrotic")
+    assert tuple(kinds.population_colours()) == kinds.populations()
     # stem-like cells are placed first, then the others in code order (the placements share
     # one random stream, so this order is part of every run's bits)
     assert [k.name for k in kinds.placement_order()] == [

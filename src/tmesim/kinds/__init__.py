@@ -33,6 +33,7 @@ __all__ = [
     "legend",
     "names",
     "placement_order",
+    "population_colours",
     "populations",
     "register",
     "unregister",
@@ -166,6 +167,16 @@ def activities() -> tuple[int, ...]:
 def populations() -> tuple[str, ...]:
     """The populations counted per record: every kind (live cells), then necrotic cells."""
     return (*names(), "necrotic")
+
+
+def population_colours() -> dict[str, str]:
+    """Colour (``#RRGGBB``) of every population of :func:`populations`: a kind's first look, and
+    for the necrotic cells the first look of a necrotic state."""
+    out = {k.name: k.looks[0].colour for k in _KINDS if k.looks}
+    necrotic = [look.colour for k in _KINDS for look in k.looks if codes.NECROTIC in look.states]
+    if necrotic:
+        out["necrotic"] = necrotic[0]
+    return out
 
 
 def legend() -> tuple[tuple[str, str, tuple[int, ...]], ...]:

@@ -185,8 +185,7 @@ class Viewer:
                         y_axis_label="cells", toolbar_location=None)
         counts = self.res.counts
         days = self.res.time_h / 24.0
-        colours = {"tumor": "#D55E00", "stem": "#AA3377", "tcell": "#0072B2",
-                   "macrophage": "#009E73", "fibroblast": "#6B4226", "necrotic": "#3B3B3B"}
+        colours = registry.population_colours()
         self.lines = {}
         for name, values in counts.items():
             src = ColumnDataSource({"day": days, "n": values})
