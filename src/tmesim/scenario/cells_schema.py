@@ -613,7 +613,9 @@ class CellsConfig(Section):
 
     @model_validator(mode="after")
     def _hypoxic_release_of_cancer_cells_only(self):
-        for kname in ("tcell", "macrophage", "fibroblast"):
+        # the hypoxic factor applies to kinds whose release is not scaled by an activity of
+        # their own (kernels.lattice.exchange_maps): the cancer cells
+        for kname in (k.name for k in kinds.all_kinds() if k.section and k.activity != "plain"):
             for fname, sec in getattr(self, kname).secretion.items():
                 if sec.hypoxic_release_factor != 1.0:
                     raise ValueError(
