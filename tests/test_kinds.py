@@ -55,7 +55,11 @@ def _place(dyn, rng) -> None:
     cells.add(BUD, np.sort(sites), 0)
 
 
-def _decide(dyn, n, arrays, lattice, views, keys, intents) -> None:
+def _decide(dyn):
+    return _divide
+
+
+def _divide(n, arrays, lattice, views, keys, intents) -> None:
     """Every budding cell divides into its first free face neighbour in the plane (plain
     Python: a test kind needs no kernel of its own)."""
     kind, site, occ = arrays[layout.KIND], arrays[layout.SITE], arrays[layout.OCC]

@@ -186,9 +186,9 @@ class CellDynamics:
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
-        #: ``(census bits, decide hook, lap name)`` of the kinds with a decide kernel, in code
+        #: ``(census bits, decide step, lap name)`` of the kinds with a decide kernel, in code
         #: order (:mod:`tmesim.kinds`)
-        self._deciding = [(k.bits, k.decide, k.lap or f"{k.name} decide")
+        self._deciding = [(k.bits, k.decide(self), k.lap or f"{k.name} decide")
                           for k in kinds.all_kinds() if k.decide is not None]
         self._views_of = None
         self._arrays_of = None
@@ -394,7 +394,7 @@ class CellDynamics:
         # each kind's decide kernel (kinds registry), skipped when none of its cells is present
         for bits, decide, name in self._deciding:
             if present & bits:
-                decide(self, n, arrays, lattice, views, keys, intents)
+                decide(n, arrays, lattice, views, keys, intents)
             lap(name)
         m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
                                              self.push, self.push_work)

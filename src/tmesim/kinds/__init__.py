@@ -3,7 +3,8 @@
 Each kind is described once, in its own module (:mod:`.tumour`, :mod:`.stem`, :mod:`.tcell`,
 :mod:`.macrophage`, :mod:`.fibroblast`), by a :class:`Kind`: its code, its name (the scenario
 section under ``cells`` and the name in the file's ``kind`` code table), its legend label, the
-looks it is drawn with, and the hook that runs its decide kernel. The registry, filled here in
+looks it is drawn with, and the hooks that pack its parameters, place its cells and run its
+decide kernel. The registry, filled here in
 code order, is what the rest of the package reads: the population list and the counts
 (:mod:`tmesim.simulation`), the per-kind exchange tables and the decide loop
 (:mod:`tmesim.behaviour`), the code table of the result file (:mod:`tmesim.runner`), the progress
@@ -58,10 +59,12 @@ class Kind:
     order); ``name`` names the kind in scenarios (the section ``cells.<name>``, when ``section``
     is true), in the counts and in the file's code table; ``label`` is the legend's word for it
     and ``short`` the progress line's. ``looks`` are tried in order for each cell; a cell whose
-    state no look lists is not drawn. ``decide``, if given, is called once per step as
-    ``decide(dynamics, n, arrays, lattice, views, keys, intents)`` when a cell of any kind in
-    ``decides_for`` (default: this kind) is present, and must set the intent of every row of
-    those kinds; ``lap`` names its part of the step in the per-kernel breakdown. ``section``
+    state no look lists is not drawn. ``decide``, if given, is called once per run as
+    ``decide(dyn)`` and returns the function the cell phase calls each step, as
+    ``step(n, arrays, lattice, views, keys, intents)``, when a cell of any kind in
+    ``decides_for`` (default: this kind) is present; it must set the intent of every row of
+    those kinds. ``views`` are the flat field views of ``CellDynamics._field_views``; ``lap``
+    names its part of the step in the per-kernel breakdown. ``section``
     says whether the scenario has a section ``cells.<name>``; ``rules`` lists the behaviours
     (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules change.
     ``activity`` (one of :data:`tmesim.kernels.codes.ACTIVITY_NAMES`) says how a cell's release

@@ -33,12 +33,15 @@ def place(dyn, rng) -> None:
     cells.state[rows] = codes.QUIESCENT if f.initial_activation > 0.5 else 0
 
 
-def decide(dyn, n, arrays, lattice, views, keys, intents) -> None:
+def decide(dyn):
     """Fibroblasts decide (:func:`tmesim.kernels.immune.fibroblast_decide`)."""
-    from ..kernels import immune as ki
+    from ..kernels.immune import fibroblast_decide
 
-    _oxygen, _ifng, tgfb, _chemo, ecm, _antibody, _ccl2, _m_chemo, _fields2d = views
-    ki.fibroblast_decide(n, arrays, lattice, tgfb, ecm, dyn.f_par, keys, intents)
+    def step(n, arrays, lattice, views, keys, intents):
+        _oxygen, _ifng, tgfb, _chemo, ecm, _antibody, _ccl2, _m_chemo, _fields2d = views
+        fibroblast_decide(n, arrays, lattice, tgfb, ecm, dyn.f_par, keys, intents)
+
+    return step
 
 
 KIND = Kind(

@@ -57,13 +57,16 @@ def arrivals(dyn):
     return m.recruitment, (PURPOSE_RECRUIT, PURPOSE_SIGNAL), 0, m.recruited_polarisation
 
 
-def decide(dyn, n, arrays, lattice, views, keys, intents) -> None:
+def decide(dyn):
     """Macrophages decide (:func:`tmesim.kernels.immune.macrophage_decide`)."""
-    from ..kernels import immune as ki
+    from ..kernels.immune import macrophage_decide
 
-    oxygen, ifng, tgfb, _chemo, _ecm, _antibody, ccl2, m_chemo, fields2d = views
-    ki.macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
-                         dyn.m_par, dyn.rules, keys, intents)
+    def step(n, arrays, lattice, views, keys, intents):
+        oxygen, ifng, tgfb, _chemo, _ecm, _antibody, ccl2, m_chemo, fields2d = views
+        macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
+                          dyn.m_par, dyn.rules, keys, intents)
+
+    return step
 
 
 KIND = Kind(

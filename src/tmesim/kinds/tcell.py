@@ -43,13 +43,16 @@ def arrivals(dyn):
     return t.recruitment, (PURPOSE_RECRUIT, PURPOSE_SIGNAL), t.max_kills, 0.0
 
 
-def decide(dyn, n, arrays, lattice, views, keys, intents) -> None:
+def decide(dyn):
     """T cells decide (:func:`tmesim.kernels.immune.tcell_decide`)."""
-    from ..kernels import immune as ki
+    from ..kernels.immune import tcell_decide
 
-    _oxygen, _ifng, tgfb, chemo, ecm, antibody, _ccl2, _m_chemo, fields2d = views
-    ki.tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, dyn.t_par,
-                    dyn.rules, keys, intents)
+    def step(n, arrays, lattice, views, keys, intents):
+        _oxygen, _ifng, tgfb, chemo, ecm, antibody, _ccl2, _m_chemo, fields2d = views
+        tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, dyn.t_par,
+                     dyn.rules, keys, intents)
+
+    return step
 
 
 KIND = Kind(

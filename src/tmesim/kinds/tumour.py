@@ -85,13 +85,16 @@ def place(dyn, rng) -> None:
     place_cancer(dyn, codes.TUMOR, "tumor", rng, dyn.sc.cells.tumor.max_divisions)
 
 
-def decide(dyn, n, arrays, lattice, views, keys, intents) -> None:
+def decide(dyn):
     """Tumour and stem-like cells decide (:func:`tmesim.kernels.cancer.cancer_decide`)."""
-    from ..kernels import cancer as kc
+    from ..kernels.cancer import cancer_decide
 
-    oxygen, ifng, tgfb, _chemo, _ecm, _antibody, _ccl2, _m_chemo, fields2d = views
-    kc.cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, dyn.cancer_par,
-                     dyn.rules, keys, intents)
+    def step(n, arrays, lattice, views, keys, intents):
+        oxygen, ifng, tgfb, _chemo, _ecm, _antibody, _ccl2, _m_chemo, fields2d = views
+        cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, dyn.cancer_par,
+                      dyn.rules, keys, intents)
+
+    return step
 
 
 KIND = Kind(
