@@ -2,18 +2,20 @@
 
 Each kind is described once, in its own module (:mod:`.tumour`, :mod:`.stem`, :mod:`.tcell`,
 :mod:`.macrophage`, :mod:`.fibroblast`), by a :class:`Kind`: its code, its name (the scenario
-section under ``cells`` and the name in the file's ``kind`` code table), its legend label, the
-looks it is drawn with, and the hooks that pack its parameters, place its cells and run its
-decide kernel. The registry, filled here in
-code order, is what the rest of the package reads: the population list and the counts
-(:mod:`tmesim.simulation`), the per-kind exchange tables and the decide loop
-(:mod:`tmesim.behaviour`), the code table of the result file (:mod:`tmesim.runner`), the progress
-line (:mod:`tmesim.cli`), and the colours, legend and kind filter of every drawing
-(:mod:`tmesim.viz`).
+section under ``cells`` and the name in the file's ``kind`` code table), its legend label and
+looks, the behaviours its rules may change, its exchange activity, and the hooks that pack its
+parameters, place its initial cells, name its arrivals and bind its decide kernel. The
+registry, filled here in code order, is what the rest of the package reads: the population list
+and the counts (:mod:`tmesim.simulation`, :mod:`tmesim.cells`), the parameter rows, exchange
+tables, placements, arrivals and decide loop (:mod:`tmesim.behaviour`), the per-kind tables of
+the delivery of agents (:mod:`tmesim.therapy.delivery`), the kinds and behaviours of the rules
+(:mod:`tmesim.scenario.cells_schema`), the code table of the result file
+(:mod:`tmesim.runner`), the progress line (:mod:`tmesim.cli`), and the colours, legend, labels
+and kind filter of every drawing (:mod:`tmesim.viz`).
 
 This module and the kind modules are plain Python: they import nothing heavier than
-:mod:`tmesim.kernels.codes` at import time (a decide hook imports its kernel when first called),
-so the command line and the figures read the registry without loading Numba.
+:mod:`tmesim.kernels.codes` at import time (a hook imports its kernels when the cell phase is
+built), so the command line and the figures read the registry without loading Numba.
 """
 
 from __future__ import annotations
@@ -56,27 +58,28 @@ class Kind:
     """One cell kind.
 
     ``code`` is the value of the ``kind`` column (kinds are numbered 0, 1, ... in registry
-    order); ``name`` names the kind in scenarios (the section ``cells.<name>``, when ``section``
-    is true), in the counts and in the file's code table; ``label`` is the legend's word for it
-    and ``short`` the progress line's. ``looks`` are tried in order for each cell; a cell whose
-    state no look lists is not drawn. ``decide``, if given, is called once per run as
-    ``decide(dyn)`` and returns the function the cell phase calls each step, as
-    ``step(n, arrays, lattice, views, keys, intents)``, when a cell of any kind in
-    ``decides_for`` (default: this kind) is present; it must set the intent of every row of
-    those kinds. ``views`` are the flat field views of ``CellDynamics._field_views``; ``lap``
-    names its part of the step in the per-kernel breakdown. ``section``
-    says whether the scenario has a section ``cells.<name>``; ``rules`` lists the behaviours
-    (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules change.
-    ``activity`` (one of :data:`tmesim.kernels.codes.ACTIVITY_NAMES`) says how a cell's release
-    into the fields scales (:func:`tmesim.kernels.lattice.exchange_maps`).
+    order); ``name`` names the kind in scenarios (the section ``cells.<name>``, when
+    ``section`` is true), in the counts and in the file's code table; ``label`` is the legend's
+    word for it and ``short`` the progress line's. ``looks`` are tried in order for each cell;
+    a cell whose state no look lists is not drawn. ``rules`` lists the behaviours
+    (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules
+    change; ``activity`` (one of :data:`tmesim.kernels.codes.ACTIVITY_NAMES`) says how a cell's
+    release into the fields scales (:func:`tmesim.kernels.lattice.exchange_maps`).
 
-    The other hooks take the cell phase, :class:`tmesim.behaviour.CellDynamics`: ``pack(dyn)``
-    writes the kind's parameters into the vectors its kernel reads (its row of
-    ``dyn.cancer_par``, which has a row per kind, or a vector of its own such as ``dyn.t_par``);
-    ``place(dyn, rng)`` places the initial cells and sets their columns (kinds are placed in
-    ``place_rank`` order, every placement drawing from the one ``rng`` in turn);
-    ``arrivals(dyn)``, for a kind recruited from the blood, returns ``(recruitment section,
-    (uniform purpose, signal purpose), division budget, phenotype)`` of its arrivals.
+    The hooks take the cell phase, ``dyn`` (:class:`tmesim.behaviour.CellDynamics`):
+
+    * ``pack(dyn)`` writes the kind's parameters into the vectors its kernel reads (its row of
+      ``dyn.cancer_par``, which has a row per kind, or a vector of its own such as
+      ``dyn.t_par``);
+    * ``place(dyn, rng)`` places the initial cells and sets their columns; kinds are placed in
+      ``place_rank`` order, every placement drawing from the one ``rng`` in turn;
+    * ``arrivals(dyn)``, for a kind recruited from the blood, returns ``(recruitment section,
+      (uniform purpose, signal purpose), division budget, phenotype)`` of its arrivals;
+    * ``decide(dyn)`` is called once, when the cell phase is built, and returns the function
+      called each step as ``step(n, arrays, lattice, views, keys, intents)`` (``views``: the
+      field views of ``CellDynamics._field_views``) when a cell of any kind in ``decides_for``
+      (default: this kind) is present; that function must set the intent of every row of those
+      kinds. ``lap`` names its part of the step in the per-kernel breakdown.
     """
 
     code: int
