@@ -30,9 +30,9 @@ def _hex(h: str) -> tuple:
 
 
 #: cell categories drawn, in legend order: (name, RGB colour), from the looks of the kind
-#: registry (:mod:`tmesim.kinds`)
+#: registry (:mod:`tmesim.kinds`) as imported; drawing reads the registry as it draws, so a kind
+#: registered later is drawn too
 CATEGORIES = tuple((label, _hex(colour)) for label, colour, _ in registry.legend())
-CATEGORY_INDEX = {name: i for i, (name, _) in enumerate(CATEGORIES)}
 _COLOURS = np.array([c for _, c in CATEGORIES], dtype=np.float32)
 
 #: tissue codes of /geometry/tissue: (legend label, backdrop colour)
@@ -53,7 +53,7 @@ _PERFUSED = (2, 3)
 CELL_STYLES = ("solid", "translucent", "outline", "none")
 #: opacity of cells in the ``translucent`` style
 TRANSLUCENT_ALPHA = 0.55
-#: kind names of the ``kind`` column, in code order
+#: kind names of the ``kind`` column, in code order (the registry's, as imported)
 KIND_NAMES = registry.names()
 #: units of the per-cell columns that can colour cells (``color_by``)
 CELL_COLUMN_UNITS = {

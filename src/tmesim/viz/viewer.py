@@ -31,8 +31,6 @@ from ..errors import UsageError
 from ..io import load
 from .frames import CELL_STYLES, FrameRenderer, cell_columns
 
-#: labels of the cell kinds in the kind picker
-KIND_LABELS = {k.name: k.label for k in registry.all_kinds()}
 #: colour maps offered for the field
 FIELD_CMAPS = ("viridis", "magma", "cividis", "plasma", "Greys")
 #: entry of the colour-by picker that keeps the palette of kinds and states
