@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from tmesim.kernels.codes import (
+    ACTIVITY_NAMES,
     FIBROBLAST,
     MACROPHAGE,
     NECROTIC,
@@ -669,18 +670,19 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
 
 
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, activity_by_kind, sink, source):
     for i in range(n):
         if state[i] in (REMOVED, NECROTIC):
             continue
         k = int(kind[i])
         s = int(site[i])
         hypoxic = False
-        if k == TCELL:
+        mode = ACTIVITY_NAMES[activity_by_kind[k]]
+        if mode == "engagement":  # T cells
             act = float(aux[i]) if state[i] == PROLIFERATING else 0.0
-        elif k == MACROPHAGE:
-            act = max(0.0, 2.0 * float(phenotype[i]) - 1.0)  # M2 activity
-        elif k == FIBROBLAST:
+        elif mode == "m2":  # macrophages: M2 activity
+            act = max(0.0, 2.0 * float(phenotype[i]) - 1.0)
+        elif mode == "activation":  # fibroblasts
             act = float(phenotype[i])
         else:
             act = 1.0

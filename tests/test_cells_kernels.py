@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 import naive_cells as naive
+from tmesim import kinds
 from tmesim.cells import CellPopulation
 from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
@@ -603,9 +604,18 @@ def test_exchange_maps_match_twin(shape3):
     n, s, _, _ = cell_state(shape3, rng, fill=0.8)
     nf = 3
     tables = [rng.uniform(0, 2, (codes.N_KINDS, nf)) for _ in range(4)]
+    # every activity, also on kinds that do not have it in the model
+    activity = np.array(kinds.activities(), np.int8)
+    for act in (activity, np.roll(activity, 1), np.zeros_like(activity)):
+        _exchange_maps_match_twin(n, s, tables, act, shape3)
+
+
+def _exchange_maps_match_twin(n, s, tables, activity, shape3):
+    nf = tables[0].shape[1]
     n_sites = math.prod(shape3)
     out = [np.zeros((nf, n_sites)) for _ in range(4)]
-    args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX], *tables)
+    args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
+            *tables, activity)
     kl.exchange_maps(*args, out[0], out[1])
     naive.exchange_maps(*args, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)

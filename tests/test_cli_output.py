@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from tmesim.cli import _LineProgress, main
+from tmesim.kinds import populations
 
 
 class _Model:
@@ -26,7 +27,7 @@ class _Model:
     time_h = 0.0
 
     def population_counts(self):
-        return dict.fromkeys(("tumor", "stem", "tcell", "macrophage", "necrotic"), 1)
+        return dict.fromkeys(populations(), 1)
 
 
 def test_line_progress_prints_every_n_percent_with_an_eta():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, run_cli
-from tmesim import TMEModel
+from tmesim import TMEModel, kinds
 from tmesim import geometry as geo
 from tmesim.cells import CellPopulation
 from tmesim.errors import ScenarioError
@@ -176,7 +176,9 @@ def test_release_scales_with_m2_activity_and_hypoxia_raises_cancer_ccl2():
     hypoxic = np.ones((codes.N_KINDS, 1))
     hypoxic[codes.TUMOR, 0] = 3.0
     sink, source = np.zeros((1, n)), np.zeros((1, n))
-    kl.exchange_maps(n, kind, state, site, pheno, aux, zero, zero, release, hypoxic, sink, source)
+    activity = np.array(kinds.activities(), np.int8)
+    kl.exchange_maps(n, kind, state, site, pheno, aux, zero, zero, release, hypoxic, activity,
+                     sink, source)
     np.testing.assert_allclose(source[0], [0.0, 0.0, 2.0 * (2 * 0.9 - 1), 2.0, 6.0], rtol=1e-6)
 
 

@@ -16,11 +16,11 @@ minutes for transport), and runs the cell phase of a step:
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from . import kinds
 from .errors import ScenarioError, warn
 from .kernels import agents as ka
 from .kernels import cancer as kc
@@ -29,18 +29,9 @@ from .kernels import immune as ki
 from .kernels import lattice as kl
 from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
+from .kinds.tumour import GROWTH_FIELD
 from .tissue import Tissue
 
-CANCER_KINDS = ((codes.TUMOR, "tumor"), (codes.STEM, "stem"))
-CANCER_BITS = (1 << codes.TUMOR) | (1 << codes.STEM)
-#: the field whose concentration raises the division rate of cancer cells (growth support by
-#: M2-like macrophages, docs/biology.md §4.7); absent from a scenario, it has no effect
-GROWTH_FIELD = "egf"
-PURPOSE_RECRUIT_T = 60
-PURPOSE_RECRUIT_M = 61
-#: arrivals drawn by a signal field (their count, and their sites in the kernel)
-PURPOSE_SIGNAL_T = 63
-PURPOSE_SIGNAL_M = 64
 #: the field of tumour-derived CCL2 that macrophages climb (docs/biology.md §6); without it
 #: they climb the generic chemokine
 CCL2_FIELD = "ccl2"
@@ -96,14 +87,20 @@ def _kinds_in_run(scenario) -> set[str]:
     """Kinds that can appear in a run: placed at the start or recruited (both cancer kinds if
     either is placed, since each gives rise to the other)."""
     c = scenario.cells
-    out = {k for k in codes.KIND_NAMES if getattr(c, k).initial.count > 0}
-    for k in ("tcell", "macrophage"):
-        r = getattr(c, k).recruitment
-        if (r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
-                or (r.per_site_per_h > 0 and r.signal is not None)):
-            out.add(k)
-    if out & {"tumor", "stem"}:
-        out |= {"tumor", "stem"}
+    out = set()
+    for k in kinds.all_kinds():
+        if not k.section:
+            continue
+        cfg = getattr(c, k.name)
+        r = cfg.recruitment if k.arrivals is not None else None
+        if cfg.initial.count > 0 or (r is not None and (
+                r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
+                or (r.per_site_per_h > 0 and r.signal is not None))):
+            out.add(k.name)
+    # kinds decided by one kernel give rise to each other (tumour and stem-like cells)
+    for k in kinds.all_kinds():
+        if k.name in out:
+            out |= {kinds.by_code(j).name for j in k.decides_for}
     return out
 
 
@@ -162,87 +159,20 @@ class CellDynamics:
         #: the field whose occupancy of PD-L1 shields cancer cells from T cells
         self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
         self.phi_cancer = c.tumor.volume_um3 / vox**3
-        par = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
-        for k, name in CANCER_KINDS:
-            cfg = getattr(c, name)
-            par[k, kc.C_DIVISION_RATE] = cfg.division_rate_per_h
-            par[k, kc.C_MIGRATION_RATE] = cfg.migration_rate_per_h
-            par[k, kc.C_HYPOXIA] = cfg.hypoxia_mmHg
-            par[k, kc.C_NECROSIS] = cfg.necrosis_mmHg
-            par[k, kc.C_NECROSIS_MAX] = cfg.necrosis_max_mmHg
-            par[k, kc.C_NECROSIS_RATE] = cfg.necrosis_max_per_h
-            par[k, kc.C_LYSIS] = cfg.lysis_h
-            par[k, kc.C_DEATH_RATE] = cfg.death_rate_per_h
-            par[k, kc.C_QUIESCENT_DRUG_FACTOR] = cfg.quiescent_drug_factor
-            if self.drug is not None:
-                d = scenario.agents[self.drug]
-                par[k, kc.C_DRUG_EMAX] = d.emax_per_h
-                par[k, kc.C_DRUG_EC50] = d.ec50_uM * cfg.drug_ec50_factor
-                par[k, kc.C_DRUG_HILL] = d.hill
-            par[k, kc.C_PDL1_BASE] = cfg.pdl1_baseline
-            par[k, kc.C_PDL1_MAX] = cfg.pdl1_max
-            par[k, kc.C_PDL1_EC50] = cfg.pdl1_ifng_ec50_ng_per_mL
-            par[k, kc.C_PDL1_HILL] = cfg.pdl1_hill_power
-            par[k, kc.C_PDL1_RATE] = cfg.pdl1_rate_per_h
-            # growth support by M2 macrophages: the 'egf' field, if the scenario has it
-            par[k, kc.C_GF_FIELD] = fields.index.get(GROWTH_FIELD, -1)
-            par[k, kc.C_GF_BOOST] = cfg.growth_factor_boost
-            par[k, kc.C_GF_HALF] = cfg.growth_factor_half_ng_per_mL
-            par[k, kc.C_PUSH] = math.floor(cfg.push_distance_um / vox + 1e-9)
-        par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = c.tumor.death_at_division
-        par[codes.TUMOR, kc.C_MAX_DIVISIONS] = c.tumor.max_divisions
-        par[codes.TUMOR, kc.C_PLASTICITY_RATE] = c.tumor.plasticity_per_h
-        par[codes.TUMOR, kc.C_PLASTICITY_TGFB_HALF] = c.tumor.plasticity_tgfb_half_ng_per_mL
-        par[codes.STEM, kc.C_SYMMETRIC] = c.stem.symmetric_division_prob
-        self.cancer_par = par
+        #: per-kind parameters of the cancer kernel (a row per kind); each kind packs its own
+        #: parameters (``pack`` of :mod:`tmesim.kinds`: its row here, or a vector of its own,
+        #: ``t_par``, ``m_par``, ``f_par``)
+        self.cancer_par = np.zeros((kinds.count(), kc.C_NPARAMS))
+        for kind in kinds.all_kinds():
+            if kind.pack is not None:
+                kind.pack(self)
+        par = self.cancer_par
         #: push distance in sites per kind, and the work array of the pushes (kernels.agents)
         self.push = np.ascontiguousarray(par[:, kc.C_PUSH], dtype=np.int64)
         nsites = int(np.prod(scenario.domain.shape))
         self.push_work = np.zeros(
             (ka.PUSH_WORK_ROWS, nsites + 1 if self.push.any() else 1), dtype=np.int64
         )
-
-        t = c.tcell
-        tp = np.zeros(ki.T_NPARAMS)
-        tp[ki.T_KILL_RATE] = t.kill_rate_per_h
-        tp[ki.T_PDL1_SUPPRESSION] = t.pdl1_suppression
-        tp[ki.T_EXHAUSTION_RATE] = t.exhaustion_per_h
-        tp[ki.T_LIFESPAN] = t.lifespan_h
-        tp[ki.T_EXHAUSTED_LIFESPAN] = t.exhausted_lifespan_h
-        tp[ki.T_MIGRATION_RATE] = _moves_per_h(t.speed_um_per_min, vox)
-        tp[ki.T_CHEMOTAXIS_BIAS] = t.chemotaxis_bias
-        tp[ki.T_ECM_HALF] = t.ecm_half
-        tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
-        tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if self.antibody in fields.index else 0.0
-        self.t_par = tp
-        m = c.macrophage
-        mp = np.zeros(ki.M_NPARAMS)
-        mp[ki.M_PHAGOCYTOSIS_RATE] = m.phagocytosis_rate_per_h
-        mp[ki.M_TO_M1_RATE] = m.to_m1_rate_per_h
-        mp[ki.M_TO_M2_RATE] = m.to_m2_rate_per_h
-        mp[ki.M_IFNG_HALF] = m.ifng_half_ng_per_mL
-        mp[ki.M_TGFB_HALF] = m.tgfb_half_ng_per_mL
-        mp[ki.M_HYPOXIA_MMHG] = m.hypoxia_mmHg
-        mp[ki.M_CONTACT_WEIGHT] = m.contact_weight
-        mp[ki.M_LIFESPAN] = m.lifespan_h
-        mp[ki.M_MIGRATION_RATE] = _moves_per_h(m.speed_um_per_min, vox)
-        mp[ki.M_CHEMOTAXIS_BIAS] = m.chemotaxis_bias
-        mp[ki.M_CCL2_WEIGHT] = m.ccl2_weight
-        mp[ki.M_CCL2_HALF] = m.ccl2_half_ng_per_mL
-        mp[ki.M_RELAXATION_RATE] = m.relaxation_per_h
-        mp[ki.M_RECRUITED_REST] = m.recruited_polarisation
-        mp[ki.M_RESIDENT_REST] = m.initial_polarisation
-        mp[ki.M_RESIDENT_M2_FACTOR] = m.resident_m2_factor
-        mp[ki.M_RESIDENT_LIFESPAN] = m.resident_lifespan_h
-        self.m_par = mp
-        f = c.fibroblast
-        fp = np.zeros(ki.F_NPARAMS)
-        fp[ki.F_ACTIVATION_RATE] = f.activation_rate_per_h
-        fp[ki.F_TGFB_HALF] = f.tgfb_half_ng_per_mL
-        fp[ki.F_CONTACT_WEIGHT] = f.contact_weight
-        fp[ki.F_ECM_DEPOSITION] = f.ecm_deposition_per_h
-        fp[ki.F_MIGRATION_RATE] = _moves_per_h(f.speed_um_per_min, vox)
-        self.f_par = fp
 
         self.rules = self._rule_table()
         self._coupling_tables()
@@ -256,22 +186,23 @@ class CellDynamics:
         self.entry_sites = self.tissue.entry_sites()
         self._zero = np.zeros(self.n_sites)
         self._work_cap = 0
+        #: ``(census bits, decide step, lap name)`` of the kinds with a decide kernel, in code
+        #: order (:mod:`tmesim.kinds`)
+        self._deciding = [(k.bits, k.decide(self), k.lap or f"{k.name} decide")
+                          for k in kinds.all_kinds() if k.decide is not None]
         self._views_of = None
         self._arrays_of = None
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
         #: phenotype, signal field or None)
         self._arrivals = []
         if len(self.entry_sites):
-            for kind, cfg, purposes, div, pheno in (
-                (codes.TCELL, c.tcell, (PURPOSE_RECRUIT_T, PURPOSE_SIGNAL_T), c.tcell.max_kills,
-                 0.0),
-                (codes.MACROPHAGE, c.macrophage, (PURPOSE_RECRUIT_M, PURPOSE_SIGNAL_M), 0,
-                 c.macrophage.recruited_polarisation),
-            ):
-                r = cfg.recruitment
+            for kind in kinds.all_kinds():
+                if kind.arrivals is None:
+                    continue
+                r, purposes, div, pheno = kind.arrivals(self)
                 signal = r.signal if r.per_site_per_h > 0.0 else None
                 if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0 or signal is not None:
-                    self._arrivals.append((kind, r, purposes, div, pheno, signal))
+                    self._arrivals.append((kind.code, r, purposes, div, pheno, signal))
         #: running sum of the entry sites' weights for arrivals drawn by a signal
         self._cum_weight = np.zeros(len(self.entry_sites))
         #: per-cell pools returned to their field when a cell dies: (column, field)
@@ -336,7 +267,7 @@ class CellDynamics:
                         fix="change max, or flip direction",
                     )
             table[i] = (
-                codes.KIND_NAMES.index(r.cell),
+                kinds.by_name(r.cell).code,
                 -1 if r.signal == "pdl1" else self.fields.index[r.signal],
                 BEHAVIOURS.index(r.behaviour),
                 r.max,
@@ -349,12 +280,19 @@ class CellDynamics:
         """Per-kind exchange tables in voxel units (see kernels.lattice.exchange_maps)."""
         nf = len(self.fields.names)
         v_vox = self.fields.voxel_um**3
-        self.sink_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.source_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.release_by_kind = np.zeros((codes.N_KINDS, nf))
-        self.hypoxic_by_kind = np.ones((codes.N_KINDS, nf))
-        for k, name in enumerate(codes.KIND_NAMES):
-            cfg = getattr(self.sc.cells, name)
+        n_kinds = kinds.count()
+        self.sink_by_kind = np.zeros((n_kinds, nf))
+        self.source_by_kind = np.zeros((n_kinds, nf))
+        self.release_by_kind = np.zeros((n_kinds, nf))
+        self.hypoxic_by_kind = np.ones((n_kinds, nf))
+        #: how the release of each kind scales per cell (``codes.ACT_*``)
+        self.activity_by_kind = np.array(kinds.activities(), dtype=np.int8)
+        # a kind with no scenario section exchanges nothing
+        for kind in kinds.all_kinds():
+            if not kind.section:
+                continue
+            k = kind.code
+            cfg = getattr(self.sc.cells, kind.name)
             ratio = cfg.volume_um3 / v_vox
             if "oxygen" in self.fields.index:
                 o2_ratio = 1.0 if cfg.oxygen_uptake_basis == "site" else ratio
@@ -368,43 +306,30 @@ class CellDynamics:
 
     def initialise(self, rng) -> None:
         """Place the initial cells of every kind and set their starting state."""
-        c = self.sc.cells
-        cells = self.cells
-        vox = self.sc.domain.voxel_um
-        # every cell starts on tissue; cancer cells reach lumens only by growing into them
-        tissue = self.tissue
-        allowed_normal = ~tissue.lumen
         # P-gp levels from their own stream, so that they leave the placements unchanged
-        pgp_rng = np.random.default_rng([self.sc.seed, PURPOSE_PGP])
-        for kind, name, div in (
-            (codes.STEM, "stem", 0),
-            (codes.TUMOR, "tumor", c.tumor.max_divisions),
-            (codes.TCELL, "tcell", c.tcell.max_kills),
-            (codes.MACROPHAGE, "macrophage", 0),
-            (codes.FIBROBLAST, "fibroblast", 0),
-        ):
-            ini = getattr(c, name).initial
-            rows = cells.place(
-                kind, ini.count, ini.placement, ini.radius_um, vox, rng, div,
-                f"cells.{name}.initial",
-                allowed=allowed_normal,
-                capillaries=tissue.capillaries,
-                alveolar=tissue.alveolar_surface,
-            )
-            if kind in (codes.TUMOR, codes.STEM):
-                cells.column("pdl1")[rows] = self.cancer_par[kind, kc.C_PDL1_BASE]
-                cfg = getattr(c, name)
-                cells.column("pgp")[rows] = pgp_levels(
-                    len(rows), cfg.pgp_mean, cfg.pgp_cv, pgp_rng
-                )
-                cells.column("pgp_base")[rows] = cells.column("pgp")[rows]
-            elif kind == codes.MACROPHAGE:  # the initial macrophages are the resident ones
-                cells.column("phenotype")[rows] = c.macrophage.initial_polarisation
-                cells.column("aux")[rows] = 1.0
-                cells.state[rows] = codes.QUIESCENT if c.macrophage.initial_polarisation > 0.5 else 0
-            elif kind == codes.FIBROBLAST:
-                cells.column("phenotype")[rows] = c.fibroblast.initial_activation
-                cells.state[rows] = codes.QUIESCENT if c.fibroblast.initial_activation > 0.5 else 0
+        self.pgp_rng = np.random.default_rng([self.sc.seed, PURPOSE_PGP])
+        # each kind places its cells and sets their columns (``place`` of tmesim.kinds)
+        for kind in kinds.placement_order():
+            if kind.place is not None:
+                kind.place(self, rng)
+
+    def place_initial(self, code: int, name: str, rng, div: int) -> np.ndarray:
+        """Place the initial cells of kind ``code`` as its section ``cells.<name>.initial``
+        says, on tissue (cancer cells reach lumens only by growing into them), each with
+        division budget ``div``; return their rows."""
+        ini = getattr(self.sc.cells, name).initial
+        tissue = self.tissue
+        return self.cells.place(
+            code, ini.count, ini.placement, ini.radius_um, self.sc.domain.voxel_um, rng, div,
+            f"cells.{name}.initial",
+            allowed=~tissue.lumen,
+            capillaries=tissue.capillaries,
+            alveolar=tissue.alveolar_surface,
+        )
+
+    def moves_per_h(self, speed_um_per_min: float) -> float:
+        """Lattice moves per hour of a cell crawling at ``speed_um_per_min``."""
+        return _moves_per_h(speed_um_per_min, self.sc.domain.voxel_um)
 
     # ------------------------------------------------------------------ per step
     def exchange_maps(self, sink, source) -> None:
@@ -416,7 +341,8 @@ class CellDynamics:
         kl.exchange_maps(
             cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
             cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
-            self.hypoxic_by_kind, sink.reshape(nf, -1), source.reshape(nf, -1),
+            self.hypoxic_by_kind, self.activity_by_kind, sink.reshape(nf, -1),
+            source.reshape(nf, -1),
         )
 
     def _field(self, name):
@@ -467,24 +393,16 @@ class CellDynamics:
         n = cells.n
         arrays, lattice, intents = self._arrays(), self.lattice, self.intents
         keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
-        oxygen, ifng, tgfb, chemo, ecm, antibody, ccl2, m_chemo, fields2d = self._field_views()
+        views = self._field_views()
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
         present, burden = kl.census(n, cells.kind, cells.state)
         lap("census")
-        if present & CANCER_BITS:
-            kc.cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, self.cancer_par,
-                             self.rules, keys, intents)
-        lap("cancer_decide (with PD-L1)")
-        if present & (1 << codes.TCELL):
-            ki.tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, self.t_par,
-                            self.rules, keys, intents)
-        if present & (1 << codes.MACROPHAGE):
-            ki.macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
-                                 self.m_par, self.rules, keys, intents)
-        if present & (1 << codes.FIBROBLAST):
-            ki.fibroblast_decide(n, arrays, lattice, tgfb, ecm, self.f_par, keys, intents)
-        lap("immune/stroma decide")
+        # each kind's decide kernel (kinds registry), skipped when none of its cells is present
+        for bits, decide, name in self._deciding:
+            if present & bits:
+                decide(n, arrays, lattice, views, keys, intents)
+            lap(name)
         m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
                                              self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)

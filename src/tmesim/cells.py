@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from . import kinds
 from .errors import ScenarioError
 from .kernels import codes, layout
 from .kernels import lattice as kl
@@ -198,7 +199,7 @@ class CellPopulation:
     def counts(self) -> np.ndarray:
         """Counts per (kind, state)."""
         return kl.count_by_kind_state(
-            self.n, self.kind, self.state, codes.N_KINDS, len(codes.STATE_NAMES)
+            self.n, self.kind, self.state, kinds.count(), len(codes.STATE_NAMES)
         )
 
     def snapshot(self) -> dict[str, np.ndarray]:

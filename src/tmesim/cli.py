@@ -326,13 +326,21 @@ class _Progress:
             self._task,
             completed=model.steps,
             sim=f"day {model.time_h / 24:.2f}/{model.n_steps * model.dt_min / 1440:.2f}",
-            cells=f"tumour {pop['tumor']} stem {pop['stem']} T {pop['tcell']} "
-            f"mac {pop['macrophage']} necrotic {pop['necrotic']}",
+            cells=_populations(pop),
         )
 
     def close(self):
         if self._task is not None:
             self._progress.stop()
+
+
+def _populations(pop: dict) -> str:
+    """The populations of a progress line: each registered kind by its short label, then the
+    necrotic cells."""
+    from . import kinds
+
+    return " ".join([*(f"{k.short} {pop[k.name]}" for k in kinds.all_kinds()),
+                     f"necrotic {pop['necrotic']}"])
 
 
 def _clock(seconds: float) -> str:
@@ -361,8 +369,7 @@ class _LineProgress:
         line = (
             f"{model.scenario.name}: {pct:5.1f}%  day {model.time_h / 24:.2f}/"
             f"{model.n_steps * model.dt_min / 1440:.2f}  elapsed {_clock(wall_s)}  "
-            f"eta {_clock(eta) if eta == eta else '?'}  tumour {pop['tumor']} stem {pop['stem']} "
-            f"T {pop['tcell']} mac {pop['macrophage']} necrotic {pop['necrotic']}"
+            f"eta {_clock(eta) if eta == eta else '?'}  {_populations(pop)}"
         )
         print(line, file=self.stream or sys.stderr, flush=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mesa
 
+from . import kinds
 from .simulation import METRIC_UNITS, PDL1_POSITIVE, POPULATIONS, Simulation
 from .tissue import build_tissue
 
@@ -40,7 +41,7 @@ class TMEModel(Simulation, mesa.Model):
         self.datacollector = mesa.DataCollector(
             model_reporters={
                 "time_h": "time_h",
-                **{p: (lambda m, p=p: m._counts_now()[p]) for p in POPULATIONS},
+                **{p: (lambda m, p=p: m._counts_now()[p]) for p in kinds.populations()},
                 **{k: (lambda m, k=k: m._metrics_now()[k]) for k in self.metric_units()},
                 "kills": lambda m: m.events["kills"],
             }

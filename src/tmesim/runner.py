@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, kinds
 from .errors import OutputError, SimulationError
 from .geometry import TISSUE_CODES, read_mask_labels
 from .io import ResultWriter
@@ -24,7 +24,7 @@ from .scenario import (
     scenario_from_dict,
     warn_about,
 )
-from .simulation import POPULATIONS, Simulation
+from .simulation import Simulation
 
 
 def resolve_scenario(scenario=None, overrides=(), seed: int | None = None) -> Scenario:
@@ -73,11 +73,11 @@ def open_writer(model: Simulation, path: Path) -> ResultWriter:
         shape=tuple(sc.domain.shape),
         voxel_um=sc.domain.voxel_um,
         fields=units,
-        populations=POPULATIONS,
+        populations=kinds.populations(),
         metrics=model.metric_units(),
         cells=sc.output.cells,
         compression=sc.output.compression,
-        code_tables={"kind": codes.KIND_NAMES, "state": codes.STATE_NAMES},
+        code_tables={"kind": kinds.names(), "state": codes.STATE_NAMES},
         diagnostics=model.fields.solved_fields(),
         geometry=_geometry(model),
     )

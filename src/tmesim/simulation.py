@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kinds
 from .behaviour import CellDynamics
 from .cells import CellPopulation
 from .errors import ScenarioError
@@ -65,8 +66,9 @@ METRIC_UNITS = {
     "oxygen_min_mmHg": "mmHg",
 }
 
-#: populations recorded under /counts: live cells per kind, and necrotic cancer cells
-POPULATIONS = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "necrotic")
+#: populations recorded under /counts: live cells per kind, and necrotic cancer cells (those of
+#: the built-in kinds; a run reads :func:`tmesim.kinds.populations`, which follows the registry)
+POPULATIONS = kinds.populations()
 
 #: below this many cell rows the cell kernels run on one thread: at 10^4 cells two threads took
 #: 15.4 ns per cell and step against 10.3 with one, at 10^5 6.5 against 9.5 (bench_cells)
@@ -302,7 +304,7 @@ class Simulation:
         """Live cells per population, and necrotic cancer cells."""
         c = self.cells.counts()
         live = [codes.PROLIFERATING, codes.QUIESCENT]
-        out = {name: int(c[k, live].sum()) for k, name in enumerate(codes.KIND_NAMES)}
+        out = {k.name: int(c[k.code, live].sum()) for k in kinds.all_kinds()}
         out["necrotic"] = int(c[:, codes.NECROTIC].sum())
         return out
 

@@ -9,6 +9,16 @@ FIBROBLAST = 4
 N_KINDS = 5
 KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
 
+# how a kind's release into the fields scales per cell (``activity_by_kind`` of
+# ``lattice.exchange_maps``): 1, and the hypoxic factor when quiescent; the engagement (``aux``)
+# of an active cell; the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p``
+# (``phenotype``); the activation (``phenotype``)
+ACT_PLAIN = 0
+ACT_ENGAGEMENT = 1
+ACT_M2 = 2
+ACT_ACTIVATION = 3
+ACTIVITY_NAMES = ("plain", "engagement", "m2", "activation")
+
 # cell states (``state`` array)
 PROLIFERATING = 0
 QUIESCENT = 1

@@ -12,14 +12,14 @@ from numba import prange
 
 from ._jit import kernel
 from .codes import (
-    FIBROBLAST,
-    MACROPHAGE,
+    ACT_ACTIVATION,
+    ACT_ENGAGEMENT,
+    ACT_M2,
     NECROTIC,
     PROLIFERATING,
     QUIESCENT,
     REMOVED,
     STEM,
-    TCELL,
     TUMOR,
 )
 
@@ -131,16 +131,17 @@ def census(n, kind, state):
 
 @kernel(parallel=True)
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, activity_by_kind, sink, source):
     """Per-voxel coupling of cells to fields, from per-kind tables (one cell per site).
 
     ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
     collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
-    activity ``a`` scales the release: 1 for cancer cells (``hypoxic_by_kind[k, f]`` for a
-    cancer cell that is quiescent, i.e. hypoxic), engagement (``aux``) for active T cells and 0
-    for exhausted ones, the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p``
-    (``phenotype``) for macrophages (nothing at or below the M1/M2 midpoint, 1 when fully M2)
-    and the activation for fibroblasts. Both maps must be zero on entry. Cells occupy distinct
+    activity ``a`` scales the release as ``activity_by_kind[k]`` (``codes.ACT_*``) says: 1
+    (``ACT_PLAIN``; ``hypoxic_by_kind[k, f]`` for a cell that is quiescent, i.e. hypoxic: cancer
+    cells), engagement (``aux``) for active cells and 0 for exhausted ones (``ACT_ENGAGEMENT``:
+    T cells), the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p`` (``phenotype``;
+    nothing at or below the M1/M2 midpoint, 1 when fully M2: ``ACT_M2``, macrophages) and the
+    activation (``phenotype``; ``ACT_ACTIVATION``, fibroblasts). Both maps must be zero on entry. Cells occupy distinct
     sites, so the parallel loop writes distinct voxels.
     """
     nf = sink.shape[0]
@@ -152,11 +153,12 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
         s = site[i]
         act = 1.0
         hypoxic = False
-        if k == TCELL:
+        mode = activity_by_kind[k]
+        if mode == ACT_ENGAGEMENT:
             act = aux[i] if st == PROLIFERATING else 0.0
-        elif k == MACROPHAGE:
+        elif mode == ACT_M2:
             act = max(0.0, 2.0 * phenotype[i] - 1.0)
-        elif k == FIBROBLAST:
+        elif mode == ACT_ACTIVATION:
             act = phenotype[i]
         elif st == QUIESCENT:
             hypoxic = True

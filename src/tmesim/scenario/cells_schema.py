@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from .. import kinds
 from .schema_base import P, Section
 
 PLACEMENTS = Literal["center", "disc", "random", "capillary", "capillary_cluster", "alveolar"]
@@ -639,7 +640,9 @@ class CellsConfig(Section):
 
     @model_validator(mode="after")
     def _hypoxic_release_of_cancer_cells_only(self):
-        for kname in ("tcell", "macrophage", "fibroblast"):
+        # the hypoxic factor applies to kinds whose release is not scaled by an activity of
+        # their own (kernels.lattice.exchange_maps): the cancer cells
+        for kname in (k.name for k in kinds.all_kinds() if k.section and k.activity != "plain"):
             for fname, sec in getattr(self, kname).secretion.items():
                 if sec.hypoxic_release_factor != 1.0:
                     raise ValueError(
@@ -650,12 +653,12 @@ class CellsConfig(Section):
 
 
 BEHAVIOURS = Literal["division_rate", "migration_rate", "death_rate", "kill_rate"]
-CELL_NAMES = Literal["tumor", "stem", "tcell", "macrophage", "fibroblast"]
+#: the kinds a rule can name: those of the kind registry with a scenario section
+CELL_NAMES = Literal[tuple(k.name for k in kinds.all_kinds() if k.section)]
+#: behaviour -> the kinds whose decide kernel applies rules to it (``rules`` of each kind)
 _ALLOWED = {
-    "division_rate": ("tumor", "stem"),
-    "migration_rate": ("tumor", "stem", "tcell", "macrophage"),
-    "death_rate": ("tumor", "stem", "tcell", "macrophage"),
-    "kill_rate": ("tcell", "macrophage"),
+    b: tuple(k.name for k in kinds.all_kinds() if b in k.rules)
+    for b in BEHAVIOURS.__args__
 }
 
 

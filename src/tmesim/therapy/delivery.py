@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from .. import kinds
 from ..errors import ScenarioError
 from ..kernels import codes
 from ..kernels import nanoparticles as nk
@@ -219,7 +220,7 @@ class Therapy:
     # ------------------------------------------------------------------ set-up
     def _cell_tables(self) -> None:
         """Per-kind membrane rate, P-gp Vmax, Km and inhibitor IC50 for the uptake kernel."""
-        n = codes.N_KINDS
+        n = kinds.count()
         self.k_mem = np.zeros(n)
         self.vmax = np.zeros(n)
         self.km = np.ones(n)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import kinds as registry
 from ..errors import UsageError
 from ..io import load
 
 FORMATS = ("csv", "vtk", "anndata")
-KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
 
 
 def _positions_um(cells, voxel_um) -> np.ndarray:
@@ -119,7 +119,9 @@ def _anndata(res, stem: Path, record: int) -> list[Path]:
         {c: np.asarray(v) for c, v in cells.items() if c not in ("x", "y", "z")},
         index=[str(i) for i in cells["id"]],
     )
-    obs["kind_name"] = pd.Categorical([KIND_NAMES[k] for k in cells["kind"]])
+    # the names the file was written with, else those of the kind registry
+    names = list(res.f["cells"].attrs.get("kind_codes", registry.names()))
+    obs["kind_name"] = pd.Categorical([str(names[k]) for k in cells["kind"]])
     adata = anndata.AnnData(
         X=np.zeros((len(obs), 0), np.float32),
         obs=obs,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import kinds as registry
 from ..errors import UsageError
 from ..io import Results, load
 
@@ -28,20 +29,10 @@ def _hex(h: str) -> tuple:
     return tuple(int(h[i : i + 2], 16) / 255 for i in (1, 3, 5))
 
 
-#: cell categories drawn, in legend order: (name, RGB colour)
-CATEGORIES = (
-    ("stem-like", _hex("#AA3377")),
-    ("tumour", _hex("#D55E00")),
-    ("tumour, hypoxic", _hex("#E69F00")),
-    ("necrotic", _hex("#3B3B3B")),
-    ("T cell, active", _hex("#0072B2")),
-    ("T cell, exhausted", _hex("#56B4E9")),
-    ("macrophage M1", _hex("#009E73")),
-    ("macrophage M2", _hex("#A6D96A")),
-    ("fibroblast", _hex("#6B4226")),
-    ("CAF", _hex("#1F1F7A")),
-)
-CATEGORY_INDEX = {name: i for i, (name, _) in enumerate(CATEGORIES)}
+#: cell categories drawn, in legend order: (name, RGB colour), from the looks of the kind
+#: registry (:mod:`tmesim.kinds`) as imported; drawing reads the registry as it draws, so a kind
+#: registered later is drawn too
+CATEGORIES = tuple((label, _hex(colour)) for label, colour, _ in registry.legend())
 _COLOURS = np.array([c for _, c in CATEGORIES], dtype=np.float32)
 
 #: tissue codes of /geometry/tissue: (legend label, backdrop colour)
@@ -62,8 +53,8 @@ _PERFUSED = (2, 3)
 CELL_STYLES = ("solid", "translucent", "outline", "none")
 #: opacity of cells in the ``translucent`` style
 TRANSLUCENT_ALPHA = 0.55
-#: kind names of the ``kind`` column, in code order
-KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
+#: kind names of the ``kind`` column, in code order (the registry's, as imported)
+KIND_NAMES = registry.names()
 #: units of the per-cell columns that can colour cells (``color_by``)
 CELL_COLUMN_UNITS = {
     "pdl1": "0-1 of maximum",
@@ -80,26 +71,31 @@ CELL_COLUMN_UNITS = {
 def cell_categories(cells: dict) -> np.ndarray:
     """Category index (into :data:`CATEGORIES`) of every cell of a snapshot, -1 if not drawn.
 
-    Uses the ``kind`` and ``state`` codes of the file: for T cells, macrophages and fibroblasts
-    the quiescent state marks exhaustion, M2 polarisation and CAF activation.
+    Uses the ``kind`` and ``state`` codes of the file and the looks of each kind in the kind
+    registry (:mod:`tmesim.kinds`): for T cells, macrophages and fibroblasts the quiescent state
+    marks exhaustion, M2 polarisation and CAF activation.
     """
     kind = np.asarray(cells.get("kind", []), dtype=np.int64)
     state = np.asarray(cells.get("state", []), dtype=np.int64)
     out = np.full(kind.shape, -1, dtype=np.int64)
-    necrotic = state == 2
-    out[(kind == 1) & ~necrotic] = CATEGORY_INDEX["stem-like"]
-    out[(kind == 0) & (state == 0)] = CATEGORY_INDEX["tumour"]
-    out[(kind == 0) & (state == 1)] = CATEGORY_INDEX["tumour, hypoxic"]
-    out[((kind == 0) | (kind == 1)) & necrotic] = CATEGORY_INDEX["necrotic"]
-    # state QUIESCENT (1) marks exhausted T cells, M2 macrophages and CAFs
-    alt = state == 1
-    out[(kind == 2) & ~alt] = CATEGORY_INDEX["T cell, active"]
-    out[(kind == 2) & alt] = CATEGORY_INDEX["T cell, exhausted"]
-    out[(kind == 3) & ~alt] = CATEGORY_INDEX["macrophage M1"]
-    out[(kind == 3) & alt] = CATEGORY_INDEX["macrophage M2"]
-    out[(kind == 4) & ~alt] = CATEGORY_INDEX["fibroblast"]
-    out[(kind == 4) & alt] = CATEGORY_INDEX["CAF"]
+    index = {label: i for i, (label, _) in enumerate(_legend())}
+    for k in registry.all_kinds():
+        mine = kind == k.code
+        if not mine.any():
+            continue
+        for look in k.looks:
+            out[mine & np.isin(state, look.states)] = index[look.label]
     return out
+
+
+def _legend() -> tuple:
+    """The (label, RGB) of every look of the registered kinds (:data:`CATEGORIES` for the
+    built-in kinds, longer while a test registers a kind of its own)."""
+    return tuple((label, _hex(colour)) for label, colour, _ in registry.legend())
+
+
+def _colours() -> np.ndarray:
+    return np.array([c for _, c in _legend()], dtype=np.float32)
 
 
 @dataclass
@@ -309,7 +305,7 @@ class FrameRenderer:
         Colour cells by a per-cell column (``pgp``, ``drug``, ``pdl1``, ``payload``,
         ``phenotype``, ...) with its own colour bar, limits from the whole run.
     kinds : sequence of str, optional
-        Draw only these kinds (``tumor``, ``stem``, ``tcell``, ``macrophage``, ``fibroblast``).
+        Draw only these kinds (names of the kind registry, :func:`tmesim.kinds.names`).
     figure : bool
         Build the matplotlib figure (default). Without it the renderer only blends lattice
         images (:meth:`composite`, any plane of a 3-D run), for the slice view and the viewer.
@@ -365,13 +361,14 @@ class FrameRenderer:
         self.color_by = color_by
         self.kinds = None
         if kinds:
-            bad = [k for k in kinds if k not in KIND_NAMES]
+            known = registry.names()
+            bad = [k for k in kinds if k not in known]
             if bad:
                 raise UsageError(
                     f"unknown cell kind(s): {', '.join(bad)}\n  fix: choose from "
-                    f"{', '.join(KIND_NAMES)}"
+                    f"{', '.join(known)}"
                 )
-            self.kinds = np.array([KIND_NAMES.index(k) for k in kinds])
+            self.kinds = np.array([known.index(k) for k in kinds])
         self._cell_norm = self._cell_cmap = None
         if color_by is not None:
             from matplotlib.colors import Normalize
@@ -401,9 +398,9 @@ class FrameRenderer:
         shown = []
         if self.color_by is None and self.cell_style != "none":
             shown = [
-                (n, c)
-                for n, c in CATEGORIES
-                if self.kinds is None or self._category_kind(n) in self.kinds
+                (label, _hex(colour))
+                for label, colour, codes in registry.legend()
+                if self.kinds is None or np.isin(codes, self.kinds).any()
             ]
         tissue = []
         if self._tissue_all is not None:
@@ -515,14 +512,6 @@ class FrameRenderer:
         self._dynamic += [self._scale_bar(self.ax, nx * self.grid.voxel_um), self.title]
         self.draw_legends(self.fig.add_subplot(gs[-1]))
 
-    @staticmethod
-    def _category_kind(name: str) -> int:
-        words = {"stem": 1, "tumour": 0, "necrotic": 0, "T cell": 2, "macro": 3}
-        for w, k in words.items():
-            if name.startswith(w):
-                return k
-        return 4
-
     def plane_shape(self, plane) -> tuple[int, int]:
         """``(rows, columns)`` of the image of a plane."""
         nz, ny, nx = self.grid.shape
@@ -625,7 +614,7 @@ class FrameRenderer:
             values = np.asarray(cells[self.color_by], dtype=np.float64)[keep]
             rgb[r, c] = self._cell_cmap(self._cell_norm(values))[:, :3]
         else:
-            rgb[r, c] = _COLOURS[cat[keep]]
+            rgb[r, c] = _colours()[cat[keep]]
         return cat_img, rgb
 
     def cell_image(self, record: int, plane=None) -> np.ndarray:

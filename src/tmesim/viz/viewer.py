@@ -26,18 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import kinds as registry
 from ..errors import UsageError
 from ..io import load
-from .frames import CELL_STYLES, KIND_NAMES, FrameRenderer, cell_columns
+from .frames import CELL_STYLES, FrameRenderer, cell_columns
 
-#: labels of the cell kinds in the kind picker
-KIND_LABELS = {
-    "tumor": "tumour",
-    "stem": "stem-like",
-    "tcell": "T cell",
-    "macrophage": "macrophage",
-    "fibroblast": "fibroblast",
-}
 #: colour maps offered for the field
 FIELD_CMAPS = ("viridis", "magma", "cividis", "plasma", "Greys")
 #: entry of the colour-by picker that keeps the palette of kinds and states
@@ -117,8 +110,8 @@ class Viewer:
         self.cmap = w.Select(label="field colour map", options=list(FIELD_CMAPS), value="viridis")
         self.cells = w.RadioButtonGroup(label="cells", options=list(CELL_STYLES), value="solid")
         self.kinds = w.CheckButtonGroup(
-            label="cell kinds", options={KIND_LABELS[k]: k for k in KIND_NAMES},
-            value=list(KIND_NAMES), orientation="vertical",
+            label="cell kinds", options={k.label: k.name for k in registry.all_kinds()},
+            value=list(registry.names()), orientation="vertical",
         )
         self.color_by = w.Select(label="colour cells by", options=[BY_KIND, *cell_columns(res)],
                                  value=BY_KIND)
@@ -190,8 +183,7 @@ class Viewer:
                         y_axis_label="cells", toolbar_location=None)
         counts = self.res.counts
         days = self.res.time_h / 24.0
-        colours = {"tumor": "#D55E00", "stem": "#AA3377", "tcell": "#0072B2",
-                   "macrophage": "#009E73", "fibroblast": "#6B4226", "necrotic": "#3B3B3B"}
+        colours = registry.population_colours()
         self.lines = {}
         for name, values in counts.items():
             src = ColumnDataSource({"day": days, "n": values})
@@ -225,7 +217,7 @@ class Viewer:
             "cmap": self.cmap.value,
             "cells": self.cells.value,
             "color_by": None if self.color_by.value == BY_KIND else self.color_by.value,
-            "kinds": None if len(kinds) == len(KIND_NAMES) else (kinds or ["none"]),
+            "kinds": None if len(kinds) == registry.count() else (kinds or ["none"]),
             "z": int(self.z.value) if self.shape[0] > 1 else None,
             "projection": bool(self.projection.value),
         }

@@ -1,0 +1,75 @@
+"""CD8 T cells: recruited from the blood, they kill cancer cells and become exhausted
+(``state`` QUIESCENT marks exhaustion). Parameters: ``cells.tcell``, packed into ``t_par``."""
+
+from __future__ import annotations
+
+from ..kernels import codes
+from . import Kind, Look
+
+#: random-stream purposes of the arrivals: uniform over the entry sites, drawn by a signal
+PURPOSE_RECRUIT = 60
+PURPOSE_SIGNAL = 63
+
+
+def pack(dyn) -> None:
+    """``cells.tcell`` into ``dyn.t_par`` (the antibody's affinity only while it is dosed)."""
+    import numpy as np
+
+    from ..kernels import immune as ki
+
+    t = dyn.sc.cells.tcell
+    tp = np.zeros(ki.T_NPARAMS)
+    tp[ki.T_KILL_RATE] = t.kill_rate_per_h
+    tp[ki.T_PDL1_SUPPRESSION] = t.pdl1_suppression
+    tp[ki.T_EXHAUSTION_RATE] = t.exhaustion_per_h
+    tp[ki.T_LIFESPAN] = t.lifespan_h
+    tp[ki.T_EXHAUSTED_LIFESPAN] = t.exhausted_lifespan_h
+    tp[ki.T_MIGRATION_RATE] = dyn.moves_per_h(t.speed_um_per_min)
+    tp[ki.T_CHEMOTAXIS_BIAS] = t.chemotaxis_bias
+    tp[ki.T_ECM_HALF] = t.ecm_half
+    tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
+    tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if dyn.antibody in dyn.fields.index else 0.0
+    dyn.t_par = tp
+
+
+def place(dyn, rng) -> None:
+    """The initial T cells, each with its full budget of kills."""
+    dyn.place_initial(codes.TCELL, "tcell", rng, dyn.sc.cells.tcell.max_kills)
+
+
+def arrivals(dyn):
+    """T cells arrive active, with their full budget of kills."""
+    t = dyn.sc.cells.tcell
+    return t.recruitment, (PURPOSE_RECRUIT, PURPOSE_SIGNAL), t.max_kills, 0.0
+
+
+def decide(dyn):
+    """T cells decide (:func:`tmesim.kernels.immune.tcell_decide`)."""
+    from ..kernels.immune import tcell_decide
+
+    def step(n, arrays, lattice, views, keys, intents):
+        _oxygen, _ifng, tgfb, chemo, ecm, antibody, _ccl2, _m_chemo, fields2d = views
+        tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, dyn.t_par,
+                     dyn.rules, keys, intents)
+
+    return step
+
+
+KIND = Kind(
+    code=codes.TCELL,
+    name="tcell",
+    label="T cell",
+    short="T",
+    looks=(
+        Look("T cell, active", "#0072B2", (codes.PROLIFERATING,)),
+        Look("T cell, exhausted", "#56B4E9", (codes.QUIESCENT,)),
+    ),
+    decide=decide,
+    lap="tcell_decide",
+    rules=("migration_rate", "death_rate", "kill_rate"),
+    activity="engagement",
+    pack=pack,
+    place=place,
+    place_rank=2,
+    arrivals=arrivals,
+)
