@@ -372,9 +372,7 @@ class FieldSet:
             self._faces[name].reshape(-1)[faces] = g
         nf = len(self.specs)
         free = self._free.reshape(nf, -1)
-        if "shut" not in memo:
-            memo["shut"] = self._is_masked(changed)
-        shut = memo["shut"]
+        shut = memo["shut"]  # set by _apply_geometry, the only caller
         free[:, changed] = np.where(shut, 0.0, 1.0)
         for f, (idx, _) in self._fixed.items():
             free[f, idx] = 0.0

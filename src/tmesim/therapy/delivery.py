@@ -68,13 +68,14 @@ def local_rates(scenario) -> dict[str, float]:
             cfg.permeability_um_per_min, cfg.tumor_permeability_um_per_min
         )
         if cfg.kind == "drug":
+            # phi k_m as Therapy's uptake tables have it (phi from the tumour cell's volume)
             c = scenario.cells
-            rate += max(
-                getattr(c, k).volume_um3 / scenario.domain.voxel_um**3
-                * membrane_rate_per_min(cfg.membrane_permeability_um_per_min,
-                                        getattr(c, k).volume_um3)
+            phi = c.tumor.volume_um3 / scenario.domain.voxel_um**3
+            rate += phi * max(
+                membrane_rate_per_min(cfg.membrane_permeability_um_per_min,
+                                      getattr(c, k).volume_um3)
                 for k in ("tumor", "stem")
-            )  # fmt: skip
+            )
         out[name] = rate
     for name in scenario.dosed_nanoparticles:
         der = scenario.nanoparticle_transport_of(name)

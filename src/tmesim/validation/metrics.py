@@ -305,13 +305,14 @@ def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float
                  ) -> Measurement:
     """``series`` of ``run`` over that of ``ref_run`` at the record nearest ``at_h``, replicate
     by replicate (e.g. the drug an MDR culture holds relative to its parental line)."""
-    def at(label):
-        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in data.series(label, series)]
-
-    values = [x / y if y > 0 else math.nan for x, y in zip(at(run), at(ref_run), strict=True)]
-    m = Measurement.of(values, "1")
     curves = data.series(run, series)
     ref = data.series(ref_run, series)
+
+    def at(series_of_replicates):
+        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in series_of_replicates]
+
+    values = [x / y if y > 0 else math.nan for x, y in zip(at(curves), at(ref), strict=True)]
+    m = Measurement.of(values, "1")
     m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
               "ylabel": f"{series.replace('_', ' ')}: {run} / {ref_run}",
               "xs": [t.tolist() for t, _ in curves],
