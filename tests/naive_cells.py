@@ -765,3 +765,65 @@ def capillary_regression(sites, occ, kind, state, nz, ny, nx, min_fraction, p, s
         enclosed = len(around) > 0 and cancer >= min_fraction * len(around)
         out.append(enclosed and uniform(seed, int(s), step, PURPOSE_REGRESS) < p)
     return out
+
+
+# --------------------------------------------------------------------------- angiogenesis
+PURPOSE_SPROUT, PURPOSE_WITHDRAW, PURPOSE_LEAK_A, PURPOSE_LEAK_B, PURPOSE_PERFUSION = (
+    81, 82, 83, 84, 85)
+
+
+def _faces(site, nz, ny, nx):
+    """Face neighbours of ``site`` in the order -z, +z, -y, +y, -x, +x (2-D: y and x only)."""
+    z, rem = divmod(site, ny * nx)
+    y, x = divmod(rem, nx)
+    axes = ((0, nz), (1, ny), (2, nx)) if nz > 1 else ((1, ny), (2, nx))
+    out = []
+    for axis, n in axes:
+        for d in (-1, 1):
+            c = [z, y, x]
+            c[axis] += d
+            if 0 <= c[axis] < n:
+                out.append((c[0] * ny + c[1]) * nx + c[2])
+    return out
+
+
+def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill, seed, step):
+    """Twin of kernels/vessels.py ``sprout_targets``: the new vessel site of each perfused site
+    (or -1). A candidate face neighbour is open, not perfused, and touched by no perfused site
+    but the parent; the one with most VEGF (first on ties) forms with p_max * Hill(VEGF)."""
+    out = []
+    for s in sites:
+        s = int(s)
+        cands = [
+            t for t in _faces(s, nz, ny, nx)
+            if open_[t] and not perfused[t]
+            and not any(perfused[u] for _, u in neighbours(t, nz, ny, nx) if u != s)
+        ]
+        if not cands:
+            out.append(-1)
+            continue
+        best = max(cands, key=lambda t: (vegf[t], -cands.index(t)))
+        v = float(vegf[best])
+        p = p_max * v**hill / (v**hill + half**hill) if v > 0 else 0.0
+        out.append(best if v > 0 and uniform(seed, s, step, PURPOSE_SPROUT) < p else -1)
+    return out
+
+
+def vegf_withdrawal(sites, vegf, survival, p, seed, step):
+    """Twin of kernels/vessels.py ``vegf_withdrawal`` (a list of bools)."""
+    return [bool(vegf[s] < survival and uniform(seed, int(s), step, PURPOSE_WITHDRAW) < p)
+            for s in sites]
+
+
+def vessel_traits(sites, sigma, seed, step):
+    """Twin of kernels/vessels.py ``vessel_traits``: (leakiness, perfusion) lists; leakiness is
+    exp(sigma * z), z standard normal by Box-Muller from two keyed uniforms, perfusion a keyed
+    uniform."""
+    leak, perf = [], []
+    for s in sites:
+        u1 = uniform(seed, int(s), step, PURPOSE_LEAK_A)
+        u2 = uniform(seed, int(s), step, PURPOSE_LEAK_B)
+        z = math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+        leak.append(math.exp(sigma * z))
+        perf.append(uniform(seed, int(s), step, PURPOSE_PERFUSION))
+    return leak, perf

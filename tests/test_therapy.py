@@ -155,11 +155,35 @@ def test_pdl1_blockade_acts_only_where_pdl1_is_expressed():
     np.testing.assert_array_equal(a.cells.site[:n], b.cells.site[:n])
 
 
+def test_angiogenic_vessels_are_the_leaky_ones():
+    # by default only vessels formed by angiogenesis carry the tumour permeability (EPR), times
+    # their own leakiness, and every vessel's exchange scales with its perfusion
+    m = TMEModel(TINY, therapy=[{"agent": "doxorubicin", "dose_mg_per_kg": 1.0}])
+    th = m.therapy
+    th.update_vessels()
+    assert not th.tumor_vessel.any()
+    dox = th.drug
+    np.testing.assert_allclose(dox.vessel_rate, dox.p_normal * th.surface_per_volume)
+    free = np.flatnonzero(~m.tissue.perfused & ~m.tissue.lumen)[:3]
+    m.tissue.add_vessels(free, np.array([0.5, 1.0, 2.0]), np.array([1.0, 0.5, 0.25]))
+    m._perfusion_changed()
+    th.update_vessels()
+    new = np.isin(th.perfused_sites, free)
+    np.testing.assert_array_equal(th.tumor_vessel, new)
+    np.testing.assert_allclose(
+        dox.vessel_rate[new], dox.p_tumor * np.array([0.5, 0.5, 0.5]) * th.surface_per_volume)
+    np.testing.assert_allclose(dox.vessel_rate[~new], dox.p_normal * th.surface_per_volume)
+    # a poorly perfused vessel holds oxygen at its share of the vessel value
+    o2 = m.fields["oxygen"].reshape(-1)
+    np.testing.assert_allclose(o2[free], 38.0 * np.array([1.0, 0.5, 0.25]))
+
+
 def test_capillaries_near_the_tumour_are_the_leaky_ones():
     m = TMEModel(
         TINY,
         **{"therapy": [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0}],
-           "vessels.tumor_association_um": 40.0},
+           "vessels.tumor_association_um": 40.0,
+           "vessels.leaky_vessels": "tumor_associated"},
     )
     th = m.therapy
     th.update_vessels()

@@ -129,3 +129,141 @@ def test_regression_does_not_depend_on_thread_count():
     assert (t1 == geo.TISSUE).sum() > (Simulation(**LUNG).tissue.codes == geo.TISSUE).sum()
     np.testing.assert_array_equal(t1, t2)
     np.testing.assert_array_equal(f1, f2)
+
+
+# ----------------------------------------------------------------------------- angiogenesis
+@pytest.mark.parametrize("shape3", [(1, 12, 13), (5, 6, 7)])
+def test_sprout_targets_match_twin(shape3):
+    nz, ny, nx = shape3
+    rng = np.random.default_rng([16, *shape3])
+    n_sites = nz * ny * nx
+    formed = 0
+    for density in (0.05, 0.15, 0.4):
+        perfused = rng.random(n_sites) < density
+        open_ = rng.random(n_sites) < 0.85
+        vegf = rng.random(n_sites) * 4.0
+        vegf[rng.random(n_sites) < 0.2] = 0.0
+        vegf[rng.random(n_sites) < 0.1] = 1.5  # ties between candidates
+        sites = np.flatnonzero(perfused).astype(np.int64)
+        for p_max, half, hill in ((1.0, 1.0, 1.0), (0.5, 2.0, 2.0), (0.0, 1.0, 2.0)):
+            out = np.zeros(len(sites), dtype=np.int64)
+            n = kv.sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill,
+                                  11, 4, out)
+            twin = naive.sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half,
+                                        hill, 11, 4)
+            assert out.tolist() == twin
+            assert n == sum(t >= 0 for t in twin)
+            formed += n
+    assert formed > 0
+
+
+def test_sprouts_grow_as_threads_toward_vegf():
+    # one capillary at the left edge of a row; VEGF rises to the right: the sprout heads right,
+    # never into a site another vessel touches
+    nz, ny, nx = 1, 5, 6
+    perfused = np.zeros(30, bool)
+    perfused[2 * nx] = True
+    vegf = np.tile(np.arange(nx, dtype=float), ny)
+    vegf[1 * nx + 0] = vegf[3 * nx + 0] = 0.0
+    out = np.zeros(1, np.int64)
+    kv.sprout_targets(np.array([2 * nx], np.int64), perfused, np.ones(30, bool), vegf, nz, ny, nx,
+                      1.0, 1e-9, 1.0, 1, 0, out)
+    assert out[0] == 2 * nx + 1
+    # a site beside a second vessel is not a candidate
+    perfused[1 * nx + 2] = True
+    kv.sprout_targets(np.array([2 * nx], np.int64), perfused, np.ones(30, bool), vegf, nz, ny, nx,
+                      1.0, 1e-9, 1.0, 1, 0, out)
+    assert out[0] == -1
+
+
+def test_vegf_withdrawal_and_vessel_traits_match_twins():
+    rng = np.random.default_rng(17)
+    sites = np.sort(rng.choice(400, 120, replace=False)).astype(np.int64)
+    vegf = rng.random(400) * 2.0
+    out = np.zeros(len(sites), np.bool_)
+    n = kv.vegf_withdrawal(sites, vegf, 1.0, 0.5, 3, 9, out)
+    twin = naive.vegf_withdrawal(sites, vegf, 1.0, 0.5, 3, 9)
+    assert out.tolist() == twin and 0 < n < len(sites)
+    assert not any(out[vegf[sites] >= 1.0])
+    leak, perf = np.zeros(len(sites)), np.zeros(len(sites))
+    kv.vessel_traits(sites, 0.5, 3, 9, leak, perf)
+    twin_leak, twin_perf = naive.vessel_traits(sites, 0.5, 3, 9)
+    np.testing.assert_allclose(leak, twin_leak, rtol=1e-12)
+    assert perf.tolist() == twin_perf
+    # log-normal with median 1 and log-sd sigma; perfusion uniform on [0, 1)
+    many, pm = np.zeros(20000), np.zeros(20000)
+    kv.vessel_traits(np.arange(20000, dtype=np.int64), 0.5, 3, 9, many, pm)
+    assert abs(np.median(np.log(many))) < 0.02
+    assert abs(np.std(np.log(many)) - 0.5) < 0.02
+    assert pm.min() >= 0.0 and pm.max() < 1.0 and abs(pm.mean() - 0.5) < 0.01
+
+
+VEGF = {
+    "fields.vegf": {"units": "ng/mL", "diffusion_um2_per_min": 6240.0, "decay_per_min": 0.0206,
+                    "initial": 0.0},
+    "cells.tumor.secretion.vegf": {"release_per_min": 2.0e4},
+    "vessels.sprout_speed_um_per_h": 1.0e3,
+    "vessels.sprout_vegf_half_ng_per_mL": 0.5,
+}
+
+
+def test_angiogenesis_adds_leaky_perfused_vessels_and_withdrawal_removes_them():
+    import numba
+
+    def run(threads, **extra):
+        old = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            sim = Simulation(**{**LUNG, "time.duration_h": 3.0}, **VEGF, **extra)
+            while sim.running:
+                sim.step()
+        finally:
+            numba.set_num_threads(old)
+        return sim
+
+    base = Simulation(**LUNG)
+    sim = run(1)
+    t = sim.tissue
+    new = np.flatnonzero(t.angiogenic)
+    assert len(new) > 0
+    assert t.perfused[new].all() and t.capillaries[new].all()
+    assert not t.lumen[new].any()
+    assert not base.tissue.perfused.reshape(-1)[new].any()  # formed during the run
+    assert sim.metrics()["angiogenic_sites"] == len(new)
+    assert sim.metrics()["perfused_sites"] == t.perfused.sum()
+    # each new vessel shares a face with a perfused voxel (the one it grew from, or a later
+    # sprout of its own)
+    touching = np.zeros(len(new), bool)
+    for inside, nb in t.face_neighbours(new):
+        touching[inside] |= t.perfused[nb[inside]]
+    assert touching.all()
+    assert np.array_equal(sim.dynamics.entry_sites, np.flatnonzero(t.perfused))
+    # the perfusion of each new vessel scales the oxygen it holds
+    o2 = sim.fields.flat("oxygen")
+    np.testing.assert_allclose(o2[new], 38.0 * t.perfusion[new])
+    assert 0 < t.perfusion[new].min() and t.perfusion[new].max() < 1
+    # bit-identical at two threads
+    two = run(2)
+    np.testing.assert_array_equal(two.tissue.codes, t.codes)
+    np.testing.assert_array_equal(two.fields.data, sim.fields.data)
+    # VEGF withdrawn (a survival level above any concentration): immature vessels regress at
+    # the next check, the host capillaries stay
+    v = sim.scenario.vessels.model_copy(update={
+        "immature_regression_per_h": 1.0e4, "immature_survival_vegf_ng_per_mL": 1.0e9,
+        "sprout_speed_um_per_h": 0.0})
+    sim.scenario = sim.scenario.model_copy(update={"vessels": v})
+    for _ in range(10):
+        sim.step()
+    assert not t.angiogenic.any()
+    assert not t.perfused[new].any()
+    assert np.array_equal(t.perfused, base.tissue.perfused)
+
+
+def test_angiogenesis_without_vegf_field_warns():
+    from tmesim.errors import TmesimWarning
+
+    with pytest.warns(TmesimWarning, match="fields.vegf is not defined"):
+        sim = Simulation(**LUNG, **{"vessels.sprout_speed_um_per_h": 8.0})
+    while sim.running:
+        sim.step()
+    assert not sim.tissue.angiogenic.any()

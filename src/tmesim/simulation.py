@@ -14,9 +14,9 @@ One agent step of ``time.dt_min`` minutes runs these named phases, in this order
    in a deterministic order (division, migration, killing, death), arrivals at entry sites,
    compaction (:class:`tmesim.behaviour.CellDynamics`).
 5. ``update_tissue()``: alveolar lumens filled by cancer cells become conducting tissue.
-6. ``remodel_vessels(dt)``: capillaries enclosed by cancer tissue regress (off unless
-   ``vessels.regression_per_h`` > 0; checked once per simulated hour); a regressed capillary
-   is ordinary tissue from then on.
+6. ``remodel_vessels(dt)``: capillaries enclosed by cancer tissue regress, immature vessels
+   without VEGF regress, and perfused voxels sprout new, leaky vessels toward VEGF (each off
+   unless its ``vessels`` rate is > 0; checked once per simulated hour).
 
 Cells live in :class:`~tmesim.cells.CellPopulation` (structure of arrays), fields in
 :class:`~tmesim.fields.FieldSet`; the work is done by the kernels in :mod:`tmesim.kernels`.
@@ -36,7 +36,7 @@ import numpy as np
 from . import kinds
 from .behaviour import CellDynamics
 from .cells import CellPopulation
-from .errors import ScenarioError
+from .errors import ScenarioError, warn
 from .fields import FieldSet
 from .kernels import codes
 from .kernels import lattice as kl
@@ -64,6 +64,8 @@ METRIC_UNITS = {
     "caf_fraction": "1",
     "oxygen_mean_mmHg": "mmHg",
     "oxygen_min_mmHg": "mmHg",
+    "perfused_sites": "sites",
+    "angiogenic_sites": "sites",
 }
 
 #: populations recorded under /counts: live cells per kind, and necrotic cancer cells (those of
@@ -74,7 +76,10 @@ POPULATIONS = kinds.populations()
 #: 15.4 ns per cell and step against 10.3 with one, at 10^5 6.5 against 9.5 (bench_cells)
 PARALLEL_CELLS = 30_000
 
-#: capillary regression is checked once per this many minutes of simulated time (with the
+#: the field that drives angiogenesis (docs/biology.md §9.2)
+VEGF_FIELD = "vegf"
+
+#: vascular remodelling is checked once per this many minutes of simulated time (with the
 #: hazard of the whole interval); each change of the perfused voxels re-prepares the solvers,
 #: which cost the 14-day baseline about 30 % more time when checked every 6-min step
 REGRESSION_CHECK_MIN = 60.0
@@ -160,7 +165,9 @@ class Simulation:
         self.update_tissue()
         self.dynamics.initialise(self.rng)
         self.update_tissue()
-        self._vessel_clock_min = 0.0  # simulated time since capillary regression was checked
+        self._vessel_clock_min = 0.0  # simulated time since the vessels were last remodelled
+        #: whether the vessels respond to VEGF (angiogenesis or immature-vessel regression)
+        self._vegf = self._vegf_driven(sc)
         self._sink = np.zeros_like(self.fields.data)
         self._source = np.zeros_like(self.fields.data)
         self.events = {"kills": 0, "arrivals": 0}
@@ -233,40 +240,104 @@ class Simulation:
         return threads_at_most(1 if self.cells.n < PARALLEL_CELLS else max_threads())
 
     def remodel_vessels(self, dt_min: float) -> None:
-        """Capillary voxels enclosed by cancer tissue stop being perfused with the hazard
-        ``vessels.regression_per_h`` (docs/biology.md §9.1); a regressed capillary becomes
-        ordinary tissue, so it holds no field at its vessel value and is no entry site."""
+        """Vascular remodelling, checked once per :data:`REGRESSION_CHECK_MIN` of simulated
+        time with the hazards of the whole interval (docs/biology.md §9):
+
+        1. capillaries enclosed by cancer tissue stop being perfused (``vessels.regression_per_h``);
+        2. angiogenic (immature) vessels without enough VEGF stop being perfused
+           (``vessels.immature_regression_per_h``);
+        3. perfused voxels sprout new, leaky vessels toward VEGF (``vessels.sprout_speed_um_per_h``).
+
+        A regressed vessel becomes ordinary tissue: it holds no field at its vessel value and is
+        no entry site. Every change of the perfused voxels re-prepares the field solvers.
+        """
         v = self.scenario.vessels
-        if v.regression_per_h <= 0.0:
+        vegf = self._vegf
+        if v.regression_per_h <= 0.0 and vegf is None:
             return
-        # checked once per REGRESSION_CHECK_MIN of simulated time, with the hazard of the whole
-        # interval: every change of the perfused voxels re-prepares the field solvers
         self._vessel_clock_min += dt_min
         if self._vessel_clock_min < REGRESSION_CHECK_MIN - 1e-9:
             return
-        interval_min, self._vessel_clock_min = self._vessel_clock_min, 0.0
-        sites = np.flatnonzero(self.tissue.capillaries).astype(np.int64)
-        if not len(sites):
-            return
-        cells = self.cells
-        n = cells.n
+        interval_h, self._vessel_clock_min = self._vessel_clock_min / 60.0, 0.0
+        step = self.steps - 1
+        tissue = self.tissue
         nz, ny, nx = self.fields.shape3
-        out = np.zeros(len(sites), dtype=np.bool_)
-        p = 1.0 - np.exp(-v.regression_per_h * interval_min / 60.0)
-        hits = kv.capillary_regression(
-            sites, cells.occ, cells.kind[:n], cells.state[:n], nz, ny, nx,
-            v.regression_cancer_fraction, p, self.seed, self.steps - 1, out,
-        )
-        if hits:
-            self.tissue.regress_capillaries(sites[out])
+        changed = False
+        sites = np.flatnonzero(tissue.capillaries).astype(np.int64)
+        if v.regression_per_h > 0.0 and len(sites):
+            cells = self.cells
+            n = cells.n
+            out = np.zeros(len(sites), dtype=np.bool_)
+            p = 1.0 - np.exp(-v.regression_per_h * interval_h)
+            if kv.capillary_regression(
+                sites, cells.occ, cells.kind[:n], cells.state[:n], nz, ny, nx,
+                v.regression_cancer_fraction, p, self.seed, step, out,
+            ):
+                tissue.regress_capillaries(sites[out])
+                changed = True
+        if vegf is not None:
+            conc = self.fields.data[self.fields.index[VEGF_FIELD]].reshape(-1)
+            young = np.flatnonzero(tissue.angiogenic).astype(np.int64)
+            if v.immature_regression_per_h > 0.0 and len(young):
+                out = np.zeros(len(young), dtype=np.bool_)
+                p = 1.0 - np.exp(-v.immature_regression_per_h * interval_h)
+                if kv.vegf_withdrawal(young, conc, v.immature_survival_vegf_ng_per_mL, p,
+                                      self.seed, step, out):
+                    tissue.regress_capillaries(young[out])
+                    changed = True
+            if v.sprout_speed_um_per_h > 0.0:
+                changed |= self._sprout(v, conc, interval_h, step)
+        if changed:
             self._perfusion_changed()
+
+    def _sprout(self, v, conc, interval_h: float, step: int) -> bool:
+        """Angiogenesis: each perfused voxel may sprout into one face neighbour (tissue, or a
+        lumen cancer cells fill) toward VEGF; the new vessels get their leakiness and
+        perfusion."""
+        tissue = self.tissue
+        nz, ny, nx = self.fields.shape3
+        tips = np.flatnonzero(tissue.perfused).astype(np.int64)
+        if not len(tips):
+            return False
+        open_ = (np.ones(tissue.n_sites, dtype=bool) if self._empty_lumen is None
+                 else ~self._empty_lumen)
+        out = np.zeros(len(tips), dtype=np.int64)
+        p_max = 1.0 - np.exp(-v.sprout_speed_um_per_h / self.scenario.domain.voxel_um
+                             * interval_h)
+        if not kv.sprout_targets(tips, tissue.perfused, open_, conc, nz, ny, nx, p_max,
+                                 v.sprout_vegf_half_ng_per_mL, v.sprout_vegf_hill, self.seed,
+                                 step, out):
+            return False
+        new = np.unique(out[out >= 0])
+        leak, perfusion = np.empty(len(new)), np.empty(len(new))
+        kv.vessel_traits(new, v.leakiness_sigma, self.seed, step, leak, perfusion)
+        tissue.add_vessels(new, leak, perfusion)
+        return True
+
+    @staticmethod
+    def _vegf_driven(sc) -> bool | None:
+        """True when the scenario's vessels respond to VEGF; None when they do not, with a
+        warning when they would but the field ``vegf`` is missing."""
+        v = sc.vessels
+        if v.sprout_speed_um_per_h <= 0.0 and v.immature_regression_per_h <= 0.0:
+            return None
+        if VEGF_FIELD not in sc.fields:
+            warn(
+                f"fields.{VEGF_FIELD} is not defined, so angiogenesis and the regression of "
+                "immature vessels are off (vessels.sprout_speed_um_per_h, "
+                f"vessels.immature_regression_per_h). Define fields.{VEGF_FIELD} to keep them, "
+                "or set both to 0 to say that they are off"
+            )
+            return None
+        return True
 
     def _perfusion_changed(self) -> None:
         """Re-derive everything that reads the perfused voxels after capillaries regressed."""
         perfused = self.tissue.shaped(self.tissue.perfused)
+        share = self.tissue.shaped(self.tissue.perfusion)
         for name, fc in self.scenario.fields.items():
             if fc.vessel_value is not None:
-                self.fields.set_fixed(name, perfused, fc.vessel_value)
+                self.fields.set_fixed(name, perfused, fc.vessel_value * share)
         self.dynamics.perfusion_changed()
         self.therapy.perfusion_changed(self.tissue.perfused)
 
@@ -354,5 +425,7 @@ class Simulation:
             "caf_fraction": frac(state == codes.QUIESCENT, fib),
             "oxygen_mean_mmHg": float(o2[tissue].mean()) if tissue.any() else 0.0,
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
+            "perfused_sites": float(self.tissue.perfused.sum()),
+            "angiogenic_sites": float(self.tissue.angiogenic.sum()),
             **(self.therapy.metrics() if self.therapy.active else {}),
         }

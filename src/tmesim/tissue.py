@@ -1,8 +1,9 @@
 """The tissue of a run: its map and the site sets the model derives from it (:class:`Tissue`).
 
-The map (:mod:`tmesim.geometry` codes, one per lattice site) changes in two ways during a run:
-which lumen sites cancer cells fill (:meth:`Tissue.empty_lumen`), and capillaries that regress
-inside tumour become tissue (:meth:`Tissue.regress_capillaries`). Every set is computed here
+The map (:mod:`tmesim.geometry` codes, one per lattice site) changes in three ways during a run:
+which lumen sites cancer cells fill (:meth:`Tissue.empty_lumen`), capillaries that regress
+inside tumour become tissue (:meth:`Tissue.regress_capillaries`), and new, immature vessels
+sprout into tissue (:meth:`Tissue.add_vessels`). Every set is computed here
 and read by the cell rules (:class:`tmesim.behaviour.CellDynamics`), the delivery of agents
 (:class:`tmesim.therapy.Therapy`) and the field set's geometry
 (:meth:`tmesim.simulation.Simulation.update_tissue`).
@@ -57,7 +58,15 @@ class Tissue:
         capillary sites (the ``capillary`` and ``capillary_cluster`` placements);
     ``alveolar_surface``
         tissue sites that share a face with lumen: where inhaled particles deposit, and the
-        ``alveolar`` placement.
+        ``alveolar`` placement;
+    ``angiogenic``
+        capillaries formed during the run by angiogenesis: immature and leaky
+        (docs/biology.md §9.2);
+
+    and two float arrays that are 1 where no angiogenic vessel is: ``leakiness``, each
+    angiogenic vessel's wall permeability relative to the tumour-vessel value of an agent, and
+    ``perfusion``, the share of full blood supply it carries (its held field values and its
+    exchange with plasma scale by it).
     """
 
     def __init__(self, codes_map, shape3):
@@ -69,6 +78,9 @@ class Tissue:
         self.perfused = np.isin(flat, geo.PERFUSED)
         self.capillaries = flat == geo.CAPILLARY
         self.alveolar_surface = geo.alveolar_surface(self.codes.reshape(self.shape3)).reshape(-1)
+        self.angiogenic = np.zeros(flat.shape[0], dtype=bool)
+        self.leakiness = np.ones(flat.shape[0])
+        self.perfusion = np.ones(flat.shape[0])
 
     @classmethod
     def uniform(cls, shape3) -> Tissue:
@@ -125,6 +137,30 @@ class Tissue:
         self.codes.reshape(-1)[sites] = geo.TISSUE
         self.perfused[sites] = False
         self.capillaries[sites] = False
+        self.angiogenic[sites] = False
+        self.leakiness[sites] = 1.0
+        self.perfusion[sites] = 1.0
+
+    def add_vessels(self, sites, leakiness, perfusion) -> None:
+        """New capillaries at ``sites`` (flat) with wall ``leakiness`` factors and ``perfusion``
+        shares, formed by
+        angiogenesis (:meth:`tmesim.simulation.Simulation.remodel_vessels`). A site in a lumen
+        filled by cancer cells becomes tissue: the lumen shrinks in place, so the cell kernels,
+        which hold this lumen array, see the change."""
+        sites = np.asarray(sites, dtype=np.int64)
+        flat = self.codes.reshape(-1)
+        in_lumen = self.lumen[sites]
+        flat[sites] = geo.CAPILLARY
+        self.perfused[sites] = True
+        self.capillaries[sites] = True
+        self.angiogenic[sites] = True
+        self.leakiness[sites] = leakiness
+        self.perfusion[sites] = perfusion
+        if in_lumen.any():
+            self.lumen[sites[in_lumen]] = False
+            self._lumen_sites = np.flatnonzero(self.lumen)
+            self.alveolar_surface = geo.alveolar_surface(
+                self.codes.reshape(self.shape3)).reshape(-1)
 
     def face_neighbours(self, sites):
         """The face neighbours of ``sites`` (see :func:`tmesim.geometry.face_neighbours`)."""

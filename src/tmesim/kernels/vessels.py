@@ -1,12 +1,21 @@
-"""Capillary regression inside tumour tissue (docs/biology.md §9.1).
+"""Vascular remodelling: capillary regression inside tumour tissue (docs/biology.md §9.1) and
+VEGF-driven angiogenesis with immature, leaky vessels (§9.2).
 
-A perfused capillary voxel whose lattice neighbourhood is mostly cancer tissue stops being
-perfused with a constant hazard: co-opted capillaries enclosed by tumour are compressed and
-regress. The draw of each capillary is keyed by its site, so the result does not depend on the
-order of the capillaries or on the thread count.
+* A perfused capillary voxel whose lattice neighbourhood is mostly cancer tissue stops being
+  perfused with a constant hazard: capillaries enclosed by tumour are compressed and regress.
+* A perfused voxel sprouts into a face neighbour with a hazard that rises with VEGF there (a Hill
+  function); the sprout picks the eligible neighbour with the most VEGF, and a site is eligible
+  only when no other perfused voxel touches it, so new vessels grow as threads, not sheets.
+* An angiogenic (immature) vessel regresses with a constant hazard while VEGF at its voxel is
+  below a survival level (VEGF withdrawal).
+
+Each draw is keyed by the site it belongs to, so the result does not depend on the order of the
+sites or on the thread count.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ._jit import kernel
 from .codes import REMOVED, STEM, TUMOR
@@ -15,6 +24,15 @@ from .random import uniform
 
 #: purpose code of the regression draw (one per capillary site and step)
 PURPOSE_REGRESS = 80
+#: purpose code of the sprouting draw (one per perfused site and step)
+PURPOSE_SPROUT = 81
+#: purpose code of the regression draw of an immature vessel without VEGF
+PURPOSE_WITHDRAW = 82
+#: purpose codes of the two uniforms behind a new vessel's leakiness (Box-Muller)
+PURPOSE_LEAK_A = 83
+PURPOSE_LEAK_B = 84
+#: purpose code of a new vessel's perfusion draw
+PURPOSE_PERFUSION = 85
 
 
 @kernel
@@ -50,3 +68,106 @@ def capillary_regression(sites, occ, kind, state, nz, ny, nx, min_fraction, p, s
         if hit:
             n += 1
     return n
+
+
+@kernel
+def touches_other_vessel(t, parent, perfused, nz, ny, nx):
+    """True when a perfused voxel other than ``parent`` is among the lattice neighbours of site
+    ``t`` (8 in 2-D, 26 in 3-D)."""
+    nq = 26 if nz > 1 else 8
+    for q in range(nq):
+        u = neighbour_site(t, q, nz, ny, nx)
+        if u >= 0 and u != parent and perfused[u]:
+            return True
+    return False
+
+
+@kernel
+def face_site(site, f, nz, ny, nx):
+    """The ``f``-th face neighbour of ``site`` (-z, +z, -y, +y, -x, +x; 2-D: -y, +y, -x, +x),
+    or -1 outside the domain."""
+    if nz == 1:
+        f += 2
+    axis = f // 2
+    step = 1 if f % 2 else -1
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    if axis == 0:
+        z += step
+    elif axis == 1:
+        y += step
+    else:
+        x += step
+    if z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx:
+        return -1
+    return (z * ny + y) * nx + x
+
+
+@kernel
+def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill, seed, step,
+                   out):
+    """Where each perfused voxel ``sites[i]`` sprouts this step: ``out[i]`` is the new vessel
+    site, or -1.
+
+    The candidates are the face neighbours ``t`` that are ``open_`` (tissue that conducts and
+    may hold a vessel), not perfused, and touched by no perfused voxel but ``sites[i]``
+    (:func:`touches_other_vessel`); the sprout heads for the candidate with the most VEGF (the
+    first in face order on ties) and forms with probability ``p_max * H(vegf[t])``, where
+    ``H(v) = v^h / (v^h + half^h)``, by a draw keyed by ``(seed, sites[i], step)``. Returns
+    the number of sprouts; two sprouts may name the same site.
+    """
+    nf = 6 if nz > 1 else 4
+    n = 0
+    for i in range(sites.shape[0]):
+        s = sites[i]
+        best = -1
+        best_v = -1.0
+        for f in range(nf):
+            t = face_site(s, f, nz, ny, nx)
+            if t < 0 or perfused[t] or not open_[t]:
+                continue
+            if touches_other_vessel(t, s, perfused, nz, ny, nx):
+                continue
+            if vegf[t] > best_v:
+                best_v = vegf[t]
+                best = t
+        out[i] = -1
+        if best < 0 or best_v <= 0.0:
+            continue
+        vh = best_v**hill
+        if uniform(seed, s, step, PURPOSE_SPROUT) < p_max * vh / (vh + half**hill):
+            out[i] = best
+            n += 1
+    return n
+
+
+@kernel
+def vegf_withdrawal(sites, vegf, survival, p, seed, step, out):
+    """``out[i] = True`` when immature vessel ``sites[i]`` regresses this step: VEGF at its voxel
+    is below ``survival`` and its draw, keyed by ``(seed, site, step)``, falls below ``p``.
+    Returns the number that regress."""
+    n = 0
+    for i in range(sites.shape[0]):
+        s = sites[i]
+        hit = vegf[s] < survival and uniform(seed, s, step, PURPOSE_WITHDRAW) < p
+        out[i] = hit
+        if hit:
+            n += 1
+    return n
+
+
+@kernel
+def vessel_traits(sites, sigma, seed, step, leak, perfusion):
+    """The traits of new, angiogenic vessels at ``sites``, from draws keyed by ``(seed, site,
+    step)``: ``leak[i]``, a log-normal wall-permeability factor with median 1 and log standard
+    deviation ``sigma`` (Box-Muller from two uniforms), and ``perfusion[i]``, uniform on
+    [0, 1): the share of full blood supply the vessel carries."""
+    for i in range(sites.shape[0]):
+        s = sites[i]
+        u1 = uniform(seed, s, step, PURPOSE_LEAK_A)
+        u2 = uniform(seed, s, step, PURPOSE_LEAK_B)
+        z = np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
+        leak[i] = np.exp(sigma * z)
+        perfusion[i] = uniform(seed, s, step, PURPOSE_PERFUSION)

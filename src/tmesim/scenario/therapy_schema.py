@@ -193,7 +193,8 @@ class SubjectConfig(Section):
 
 
 class VesselsConfig(Section):
-    """Capillary transport of therapies (docs/pharmacology.md §3)."""
+    """Capillaries: transport of therapies (docs/pharmacology.md §3), regression inside tumour
+    and VEGF-driven angiogenesis (docs/biology.md §9)."""
 
     capillary_diameter_um: float = P(
         6.5,
@@ -203,11 +204,23 @@ class VesselsConfig(Section):
         "volume pi d / voxel_um^2.",
         source="pulmonary capillary diameter 5-8 um (parameters.md §6) [A]",
     )
+    leaky_vessels: Literal["angiogenic", "tumor_associated"] = P(
+        "angiogenic",
+        desc="Which capillaries exchange agents with the tumour-vessel permeability (EPR): "
+        "'angiogenic', the immature vessels formed by angiogenesis during the run (each with its "
+        "own leakiness factor; none form unless sprout_speed_um_per_h > 0), or "
+        "'tumor_associated', every capillary within tumor_association_um of a live cancer cell. "
+        "All others use the normal permeability.",
+        source="tumour, not host, vessels are hyperpermeable: immature vessels lacking "
+        "pericytes (Benjamin et al. 1999), wide inter-endothelial openings (Hashizume et al. "
+        "2000), pore cut-off 200 nm-1.2 um (Hobbs et al. 1998) (parameters.md §6.2)",
+    )
     tumor_association_um: float = P(
         60.0,
         unit="um",
         ge=0,
-        desc="Capillaries within this distance of a cancer cell are tumour-associated (leaky).",
+        desc="With leaky_vessels 'tumor_associated': capillaries within this distance of a "
+        "cancer cell are leaky.",
         source="choice: a few cell diameters; tumour-induced leakiness is local",
     )
     regression_per_h: float = P(
@@ -230,6 +243,61 @@ class VesselsConfig(Section):
         "in-domain lattice neighbours (8 in 2-D, 26 in 3-D) hold cancer cells, live or necrotic.",
         source="choice: compression in the tumour interior, not at its margin; 1 = every "
         "neighbour (parameters.md §6.1)",
+    )
+    sprout_speed_um_per_h: float = P(
+        0.0,
+        unit="um/h",
+        ge=0,
+        desc="Angiogenesis: the speed at which a sprout advances at saturating VEGF; a perfused "
+        "voxel sprouts into a face neighbour with hazard (speed / voxel_um) * H(VEGF), H a Hill "
+        "function (sprout_vegf_half_ng_per_mL, sprout_vegf_hill), checked once per simulated "
+        "hour. Needs the field 'vegf'. 0: no angiogenesis.",
+        source="capillary sprouts advance about 0.12-0.25 mm/day (5-10 um/h) toward a tumour "
+        "implant (Ausprunk & Folkman 1977) [A] (parameters.md §6.2)",
+    )
+    sprout_vegf_half_ng_per_mL: float = P(
+        5.0,
+        unit="ng/mL",
+        gt=0,
+        desc="VEGF at which sprouting runs at half its maximal hazard.",
+        source="choice, in the 1-10 ng/mL over which VEGF-165 drives endothelial proliferation "
+        "and migration in vitro [A] (parameters.md §6.2)",
+    )
+    sprout_vegf_hill: float = P(
+        2.0,
+        unit="1",
+        gt=0,
+        desc="Hill coefficient of the VEGF response of sprouting.",
+        source="choice: a switch-like angiogenic response (parameters.md §6.2)",
+    )
+    immature_regression_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Hazard with which an angiogenic (immature) vessel stops being perfused while VEGF "
+        "at its voxel is below immature_survival_vegf_ng_per_mL. 0: immature vessels do not "
+        "need VEGF.",
+        source="immature tumour vessels without pericytes are obliterated within days of VEGF "
+        "withdrawal (Benjamin et al. 1999) [V, direction]; the rate is a choice "
+        "(parameters.md §6.2)",
+    )
+    immature_survival_vegf_ng_per_mL: float = P(
+        1.0,
+        unit="ng/mL",
+        ge=0,
+        desc="VEGF below which immature vessels regress (immature_regression_per_h).",
+        source="choice: a fifth of sprout_vegf_half_ng_per_mL (parameters.md §6.2)",
+    )
+    leakiness_sigma: float = P(
+        0.5,
+        unit="1",
+        ge=0,
+        le=3,
+        desc="Heterogeneity of angiogenic vessels: each new vessel's wall permeability is the "
+        "agent's tumour-vessel permeability times a log-normal factor with median 1 and this "
+        "log standard deviation. 0: all alike.",
+        source="choice: tumour vessel permeability varies widely between and along vessels "
+        "(Yuan et al. 1994; Hobbs et al. 1998) [A] (parameters.md §6.2)",
     )
 
 

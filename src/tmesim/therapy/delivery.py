@@ -6,9 +6,10 @@ Per dosed agent (docs/pharmacology.md):
   its intravenous administrations (boluses or infusions).
 * **Capillary exchange.** Each perfused voxel (capillary or vessel) exchanges with plasma,
   ``dC/dt = P (S/V) (C_p - C)``, with ``S/V = pi d / voxel^2`` (one capillary of diameter
-  ``d`` through the voxel) and ``P`` the wall permeability: ``tumor_permeability`` for
-  capillaries within ``vessels.tumor_association_um`` of a cancer cell, ``permeability``
-  otherwise. The exchange is a sink ``P S/V`` and a source ``P S/V C_p`` of the agent field's
+  ``d`` through the voxel) and ``P`` the wall permeability: ``tumor_permeability`` (times the
+  vessel's leakiness factor) for the immature vessels angiogenesis formed, or with
+  ``vessels.leaky_vessels: tumor_associated`` for capillaries within
+  ``vessels.tumor_association_um`` of a cancer cell, and ``permeability`` otherwise. The exchange is a sink ``P S/V`` and a source ``P S/V C_p`` of the agent field's
   transport step (implicit when the exchange is fast, so that its steady state is exact), and
   the amount it moved (:func:`~tmesim.kernels.pharmacology.vessel_flux` of the solved field) is
   taken out of (or returned to) the plasma compartment.
@@ -264,10 +265,25 @@ class Therapy:
 
     # ------------------------------------------------------------------ the phases
     def update_vessels(self) -> None:
-        """Mark capillaries within ``vessels.tumor_association_um`` of a live cancer cell, and
-        set each agent's exchange rate per perfused voxel."""
+        """Mark the leaky (tumour) vessels among the perfused voxels and set each agent's
+        exchange rate per perfused voxel: the tumour-vessel permeability (times each angiogenic
+        vessel's leakiness) there, the normal one elsewhere (``vessels.leaky_vessels``), each
+        times the vessel's perfusion."""
         if not self.active or len(self.perfused_sites) == 0:
             return
+        factor = 1.0
+        if self.sc.vessels.leaky_vessels == "angiogenic":
+            self.tumor_vessel = self.tissue.angiogenic[self.perfused_sites]
+            factor = self.tissue.leakiness[self.perfused_sites]
+        else:
+            self.tumor_vessel = self._near_cancer()
+        # a poorly perfused vessel brings less plasma past its wall (1 for host vessels)
+        flow = self.tissue.perfusion[self.perfused_sites] * self.surface_per_volume
+        for a in self.agents:
+            a.vessel_rate = np.where(self.tumor_vessel, a.p_tumor * factor, a.p_normal) * flow
+
+    def _near_cancer(self) -> np.ndarray:
+        """Perfused voxels within ``vessels.tumor_association_um`` of a live cancer cell."""
         from scipy.ndimage import distance_transform_edt
 
         cells = self.cells
@@ -277,21 +293,12 @@ class Therapy:
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         if not cancer.any():
-            self.tumor_vessel[:] = False
-        else:
-            occupied = np.zeros(cells.n_sites, dtype=bool)
-            occupied[cells.site[:n][cancer]] = True
-            shape = [s for s in cells.shape3 if s > 1] or [1]
-            dist = distance_transform_edt(
-                ~occupied.reshape(shape), sampling=self.sc.domain.voxel_um
-            )
-            self.tumor_vessel = (
-                dist.ravel()[self.perfused_sites] <= self.sc.vessels.tumor_association_um
-            )
-        for a in self.agents:
-            a.vessel_rate = (
-                np.where(self.tumor_vessel, a.p_tumor, a.p_normal) * self.surface_per_volume
-            )
+            return np.zeros(len(self.perfused_sites), dtype=bool)
+        occupied = np.zeros(cells.n_sites, dtype=bool)
+        occupied[cells.site[:n][cancer]] = True
+        shape = [s for s in cells.shape3 if s > 1] or [1]
+        dist = distance_transform_edt(~occupied.reshape(shape), sampling=self.sc.domain.voxel_um)
+        return dist.ravel()[self.perfused_sites] <= self.sc.vessels.tumor_association_um
 
     def prepare_transport(self, sink: np.ndarray, source: np.ndarray) -> None:
         """Before an agent step's transport: update the vessels and keep the agent fields' rows
