@@ -147,7 +147,7 @@ def test_sprout_targets_match_twin(shape3):
         sites = np.flatnonzero(perfused).astype(np.int64)
         for p_max, half, hill in ((1.0, 1.0, 1.0), (0.5, 2.0, 2.0), (0.0, 1.0, 2.0)):
             out = np.zeros(len(sites), dtype=np.int64)
-            n = kv.sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill,
+            n = kv.sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, (p_max, half, hill),
                                   11, 4, out)
             twin = naive.sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half,
                                         hill, 11, 4)
@@ -167,12 +167,12 @@ def test_sprouts_grow_as_threads_toward_vegf():
     vegf[1 * nx + 0] = vegf[3 * nx + 0] = 0.0
     out = np.zeros(1, np.int64)
     kv.sprout_targets(np.array([2 * nx], np.int64), perfused, np.ones(30, bool), vegf, nz, ny, nx,
-                      1.0, 1e-9, 1.0, 1, 0, out)
+                      (1.0, 1e-9, 1.0), 1, 0, out)
     assert out[0] == 2 * nx + 1
     # a site beside a second vessel is not a candidate
     perfused[1 * nx + 2] = True
     kv.sprout_targets(np.array([2 * nx], np.int64), perfused, np.ones(30, bool), vegf, nz, ny, nx,
-                      1.0, 1e-9, 1.0, 1, 0, out)
+                      (1.0, 1e-9, 1.0), 1, 0, out)
     assert out[0] == -1
 
 

@@ -865,14 +865,14 @@ class FieldSet:
             kf, fr = self._kf_eff, self._free
             gz = self._faces["z"] if self.ndim == 3 else kf
             kd.douglas_residual_var(
-                u, d, sink, fr, kf, self._faces["x"], self._faces["y"], gz, dt, lam, rx, ry, rz,
-                bx6, by6, bz6,
+                u, d, sink, fr, kf, (self._faces["x"], self._faces["y"], gz), dt, lam,
+                (rx, ry, rz), (bx6, by6, bz6),
             )  # fmt: skip
             d0 = (1.0 + dt * lam).astype(self.dtype)
             kd.douglas_sweep_y_var(
                 d, sink, self._faces["y"], kf, fr, dt, ry, d0, by6[0].copy(), by6[3].copy()
             )
-            kd.sweep_var_x(d, self._faces["x"], kf, fr, *c["x_vsweep"])
+            kd.sweep_var_x(d, self._faces["x"], kf, fr, *_lane_args(c["x_vsweep"]))
             if self.ndim == 3:
                 m = ny * nx
                 kd.sweep_var_lanes(
@@ -881,7 +881,7 @@ class FieldSet:
                     kf.reshape(1, nz, m),
                     fr.reshape(nf, nz, m),
                     1,
-                    *c["z_vsweep"],
+                    *_lane_args(c["z_vsweep"]),
                 )
         else:
             kd.douglas_residual(u, d, sink, dt, lam, rx, ry, rz, bx4, by4, bz4)
@@ -911,14 +911,14 @@ class FieldSet:
         nf, nz, ny, nx = u.shape
         kf = self._kf_eff
         fx = self._free
-        kd.sweep_var_x(u, self._faces["x"], kf, fx, *self._vcoeffs["x"])
+        kd.sweep_var_x(u, self._faces["x"], kf, fx, *_lane_args(self._vcoeffs["x"]))
         kd.sweep_var_lanes(
             u.reshape(nf * nz, ny, nx),
             self._faces["y"],
             kf,
             fx.reshape(nf * nz, ny, nx),
             nz,
-            *self._vcoeffs["y"],
+            *_lane_args(self._vcoeffs["y"]),
         )
         if self.ndim == 3:
             m = ny * nx
@@ -928,7 +928,7 @@ class FieldSet:
                 kf.reshape(1, nz, m),
                 fx.reshape(nf, nz, m),
                 1,
-                *self._vcoeffs["z"],
+                *_lane_args(self._vcoeffs["z"]),
             )
 
     def apply_sink(self, sink_per_min: np.ndarray, dt: float) -> None:
@@ -980,6 +980,13 @@ class FieldSet:
             "check the field's sources, uptake and boundary values, or lower "
             "numerics.diffusion_dt_min"
         )
+
+
+def _lane_args(coeffs) -> tuple:
+    """``(r, d0, bc)`` for the variable-coefficient sweeps from ``(r, d0, *six boundary
+    arrays)`` (:func:`tmesim.kernels.diffusion.sweep_var_lanes`)."""
+    r, d0, *bc = coeffs
+    return r, d0, tuple(bc)
 
 
 def local_rates(scenario) -> dict[str, float]:

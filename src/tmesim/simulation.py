@@ -304,8 +304,8 @@ class Simulation:
         out = np.zeros(len(tips), dtype=np.int64)
         p_max = 1.0 - np.exp(-v.sprout_speed_um_per_h / self.scenario.domain.voxel_um
                              * interval_h)
-        if not kv.sprout_targets(tips, tissue.perfused, open_, conc, nz, ny, nx, p_max,
-                                 v.sprout_vegf_half_ng_per_mL, v.sprout_vegf_hill, self.seed,
+        law = (p_max, v.sprout_vegf_half_ng_per_mL, v.sprout_vegf_hill)
+        if not kv.sprout_targets(tips, tissue.perfused, open_, conc, nz, ny, nx, law, self.seed,
                                  step, out):
             return False
         new = np.unique(out[out >= 0])

@@ -266,8 +266,11 @@ def sweep_z(u, r, cp, inv, lo_rhs, hi_rhs):
 
 # ---------------------------------------------------------------------- variable coefficients
 @kernel
-def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q, cp):
+def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, bc, cp):
     """Solve along axis 0 of ``a`` for lanes ``x0:x1`` with coefficients built on the fly.
+
+    ``bc`` holds the field's six boundary terms ``(lo_c, lo_r, lo_q, hi_c, hi_r, hi_q)``: the
+    diagonal, Dirichlet (both times ``kf``) and Neumann terms of the first and the last row.
 
     ``g[i, x]`` is the conductance factor of the face between rows ``i`` and ``i + 1``; the
     last row's entry must be 0 (there is no face beyond it). ``kf`` is the voxel factor, used
@@ -276,6 +279,7 @@ def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q,
     ``-r g[i-1] u[i-1] + (d0 + r g[i-1] + r g[i]) u[i] - r g[i] u[i+1]``. The rows are written
     without branches (multiplying by ``fr``) so the lane loops vectorise.
     """
+    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
     n = a.shape[0]
     w = x1 - x0
     u0 = a[0, x0:x1]
@@ -325,14 +329,16 @@ def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q,
 
 
 @kernel(parallel=True)
-def sweep_var_lanes(v, g, kf, free, per, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q):
+def sweep_var_lanes(v, g, kf, free, per, r, d0, bc):
     """Variable-coefficient sweep along axis 1 of ``v[p, n, m]`` (lanes along ``m``).
 
     The y sweep passes ``u.reshape(nf*nz, ny, nx)`` with ``per = nz`` (geometry ``g``, ``kf``
     shaped ``(nz, ny, nx)``); the z sweep ``u.reshape(nf, nz, ny*nx)`` with ``per = 1``
     (geometry ``(1, nz, ny*nx)``). ``free`` (1 ordinary, 0 identity row) has the shape of
-    ``v``; field ``f = p // per``.
+    ``v``; field ``f = p // per``. ``bc`` holds the six per-field boundary arrays
+    ``(lo_c, lo_r, lo_q, hi_c, hi_r, hi_q)`` (see :func:`_lanes_var`).
     """
+    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
     npl, n, m = v.shape
     nb = (m + BLOCK - 1) // BLOCK
     for task in prange(npl * nb):
@@ -344,27 +350,16 @@ def sweep_var_lanes(v, g, kf, free, per, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi
         x1 = min(m, x0 + BLOCK)
         cp = np.empty((n, x1 - x0), dtype=v.dtype)
         _lanes_var(
-            v[p],
-            g[q],
-            kf[q],
-            free[p],
-            x0,
-            x1,
-            r[f],
-            d0[f],
-            lo_c[f],
-            lo_r[f],
-            lo_q[f],
-            hi_c[f],
-            hi_r[f],
-            hi_q[f],
-            cp,
-        )
+            v[p], g[q], kf[q], free[p], x0, x1, r[f], d0[f],
+            (lo_c[f], lo_r[f], lo_q[f], hi_c[f], hi_r[f], hi_q[f]), cp,
+        )  # fmt: skip
 
 
 @kernel(parallel=True)
-def sweep_var_x(u, g, kf, free, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q):
-    """Variable-coefficient sweep along x: ``g``, ``kf`` are ``(nz, ny, nx)`` (x faces)."""
+def sweep_var_x(u, g, kf, free, r, d0, bc):
+    """Variable-coefficient sweep along x: ``g``, ``kf`` are ``(nz, ny, nx)`` (x faces); ``bc``
+    as in :func:`sweep_var_lanes`."""
+    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
     nf, nz, ny, nx = u.shape
     nb = (ny + XBLOCK - 1) // XBLOCK
     for task in prange(nf * nz * nb):
@@ -387,8 +382,8 @@ def sweep_var_x(u, g, kf, free, r, d0, lo_c, lo_r, lo_q, hi_c, hi_r, hi_q):
                 kb[i, j] = kf[z, y0 + j, i]
                 fb[i, j] = free[f, z, y0 + j, i]
         _lanes_var(
-            buf, gb, kb, fb, 0, m, r[f], d0[f], lo_c[f], lo_r[f], lo_q[f], hi_c[f], hi_r[f],
-            hi_q[f], cp,
+            buf, gb, kb, fb, 0, m, r[f], d0[f],
+            (lo_c[f], lo_r[f], lo_q[f], hi_c[f], hi_r[f], hi_q[f]), cp,
         )  # fmt: skip
         for j in range(m):
             for i in range(nx):
@@ -467,11 +462,11 @@ def douglas_residual(u, d, sink, dt, lam, rx, ry, rz, bx, by, bz):
         dl = dt * lam[f]
         for x in range(nx):
             out[x] = -(dl + dt * sk[x]) * uc[x]
-        _add_lane_terms(out, uc, u, f, z, y, nx, ny, ry[f], by[0, f], by[1, f], by[2, f], by[3, f])
+        _add_lane_terms(out, uc, u, f, z, y, nx, ny, ry[f],
+                        (by[0, f], by[1, f], by[2, f], by[3, f]))
         if nz > 1 or bz[0, f] != 0.0 or bz[1, f] != 0.0 or bz[2, f] != 0.0 or bz[3, f] != 0.0:
-            _add_plane_terms(
-                out, uc, u, f, z, y, nx, nz, rz[f], bz[0, f], bz[1, f], bz[2, f], bz[3, f]
-            )
+            _add_plane_terms(out, uc, u, f, z, y, nx, nz, rz[f],
+                             (bz[0, f], bz[1, f], bz[2, f], bz[3, f]))
         r = rx[f]
         if nx == 1:
             out[0] += bx[1, f] - bx[0, f] * uc[0] + bx[3, f] - bx[2, f] * uc[0]
@@ -483,8 +478,10 @@ def douglas_residual(u, d, sink, dt, lam, rx, ry, rz, bx, by, bz):
 
 
 @kernel
-def _add_lane_terms(out, uc, u, f, z, y, nx, ny, r, loc, lob, hic, hib):
-    """Add the y-axis terms of row ``y`` (constant coefficients)."""
+def _add_lane_terms(out, uc, u, f, z, y, nx, ny, r, bnd):
+    """Add the y-axis terms of row ``y`` (constant coefficients; ``bnd`` is the lower diagonal,
+    lower constant, upper diagonal and upper constant of the domain faces)."""
+    loc, lob, hic, hib = bnd
     if y > 0:
         up = u[f, z, y - 1]
         for x in range(nx):
@@ -502,8 +499,10 @@ def _add_lane_terms(out, uc, u, f, z, y, nx, ny, r, loc, lob, hic, hib):
 
 
 @kernel
-def _add_plane_terms(out, uc, u, f, z, y, nx, nz, r, loc, lob, hic, hib):
-    """Add the z-axis terms of row ``(z, y)`` (constant coefficients)."""
+def _add_plane_terms(out, uc, u, f, z, y, nx, nz, r, bnd):
+    """Add the z-axis terms of row ``(z, y)`` (constant coefficients; ``bnd`` as in
+    :func:`_add_lane_terms`)."""
+    loc, lob, hic, hib = bnd
     if z > 0:
         up = u[f, z - 1, y]
         for x in range(nx):
@@ -521,14 +520,19 @@ def _add_plane_terms(out, uc, u, f, z, y, nx, nz, r, loc, lob, hic, hib):
 
 
 @kernel(parallel=True)
-def douglas_residual_var(u, d, sink, free, kf, gx, gy, gz, dt, lam, rx, ry, rz, bx, by, bz):
-    """``d = dt (A u + b)`` with face factors ``g*`` ``(nz, ny, nx)``, voxel factor ``kf``.
+def douglas_residual_var(u, d, sink, free, kf, faces, dt, lam, rates, bounds):
+    """``d = dt (A u + b)`` with face factors ``faces = (gx, gy, gz)``, each ``(nz, ny, nx)``,
+    voxel factor ``kf``, per-field rates ``rates = (rx, ry, rz)`` and boundary terms
+    ``bounds = (bx, by, bz)``.
 
     ``g*[.., i]`` conducts between voxel ``i`` and ``i + 1`` along its axis (0 beyond the last).
     ``b*`` are ``(6, nf)``: lower diagonal coefficient, lower Dirichlet constant (both multiplied
     by ``kf`` of the boundary voxel), lower Neumann constant, then the upper side. Identity rows
     (``free == 0``: held or masked voxels) get ``d = 0``.
     """
+    gx, gy, gz = faces
+    rx, ry, rz = rates
+    bx, by, bz = bounds
     nf, nz, ny, nx = u.shape
     for task in prange(nf * nz * ny):
         f = task // (nz * ny)
@@ -662,8 +666,10 @@ def douglas_sweep_y(d, sink, dt, r, bdiag, cpy, invy):
 
 
 @kernel
-def _lanes_sink_var(a, sk, g, kf, fr, x0, x1, dtf, rf, d0, lo_c, hi_c, cp):
-    """Variable-coefficient twin of :func:`_lanes_sink` (see :func:`_lanes_var`), zero rhs terms."""
+def _lanes_sink_var(a, sk, g, kf, fr, x0, x1, dtf, rf, d0, diag, cp):
+    """Variable-coefficient twin of :func:`_lanes_sink` (see :func:`_lanes_var`), zero rhs terms;
+    ``diag`` is the boundary diagonal terms ``(lo_c, hi_c)`` of the first and last row."""
+    lo_c, hi_c = diag
     n = a.shape[0]
     w = x1 - x0
     for i in range(n):
@@ -717,8 +723,8 @@ def douglas_sweep_y_var(d, sink, g, kf, free, dt, r, d0, lo_c, hi_c):
         x1 = min(nx, x0 + BLOCK)
         cp = np.empty((ny, x1 - x0), dtype=d.dtype)
         _lanes_sink_var(
-            d[f, z], sink[f, z], g[z], kf[z], free[f, z], x0, x1, dt, r[f], d0[f], lo_c[f],
-            hi_c[f], cp,
+            d[f, z], sink[f, z], g[z], kf[z], free[f, z], x0, x1, dt, r[f], d0[f],
+            (lo_c[f], hi_c[f]), cp,
         )  # fmt: skip
 
 

@@ -106,8 +106,7 @@ def face_site(site, f, nz, ny, nx):
 
 
 @kernel
-def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill, seed, step,
-                   out):
+def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, law, seed, step, out):
     """Where each perfused voxel ``sites[i]`` sprouts this step: ``out[i]`` is the new vessel
     site, or -1.
 
@@ -115,9 +114,11 @@ def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, p_max, half, hill, 
     may hold a vessel), not perfused, and touched by no perfused voxel but ``sites[i]``
     (:func:`touches_other_vessel`); the sprout heads for the candidate with the most VEGF (the
     first in face order on ties) and forms with probability ``p_max * H(vegf[t])``, where
-    ``H(v) = v^h / (v^h + half^h)``, by a draw keyed by ``(seed, sites[i], step)``. Returns
-    the number of sprouts; two sprouts may name the same site.
+    ``law = (p_max, half, h)`` and ``H(v) = v^h / (v^h + half^h)``, by a draw keyed by
+    ``(seed, sites[i], step)``. Returns the number of sprouts; two sprouts may name the same
+    site.
     """
+    p_max, half, hill = law
     nf = 6 if nz > 1 else 4
     n = 0
     for i in range(sites.shape[0]):
