@@ -279,7 +279,12 @@ def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, bc, cp):
     ``-r g[i-1] u[i-1] + (d0 + r g[i-1] + r g[i]) u[i] - r g[i] u[i+1]``. The rows are written
     without branches (multiplying by ``fr``) so the lane loops vectorise.
     """
-    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
+    lo_c = bc[0]
+    lo_r = bc[1]
+    lo_q = bc[2]
+    hi_c = bc[3]
+    hi_r = bc[4]
+    hi_q = bc[5]
     n = a.shape[0]
     w = x1 - x0
     u0 = a[0, x0:x1]
@@ -338,7 +343,12 @@ def sweep_var_lanes(v, g, kf, free, per, r, d0, bc):
     ``v``; field ``f = p // per``. ``bc`` holds the six per-field boundary arrays
     ``(lo_c, lo_r, lo_q, hi_c, hi_r, hi_q)`` (see :func:`_lanes_var`).
     """
-    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
+    lo_c = bc[0]
+    lo_r = bc[1]
+    lo_q = bc[2]
+    hi_c = bc[3]
+    hi_r = bc[4]
+    hi_q = bc[5]
     npl, n, m = v.shape
     nb = (m + BLOCK - 1) // BLOCK
     for task in prange(npl * nb):
@@ -359,7 +369,12 @@ def sweep_var_lanes(v, g, kf, free, per, r, d0, bc):
 def sweep_var_x(u, g, kf, free, r, d0, bc):
     """Variable-coefficient sweep along x: ``g``, ``kf`` are ``(nz, ny, nx)`` (x faces); ``bc``
     as in :func:`sweep_var_lanes`."""
-    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc
+    lo_c = bc[0]
+    lo_r = bc[1]
+    lo_q = bc[2]
+    hi_c = bc[3]
+    hi_r = bc[4]
+    hi_q = bc[5]
     nf, nz, ny, nx = u.shape
     nb = (ny + XBLOCK - 1) // XBLOCK
     for task in prange(nf * nz * nb):
@@ -530,9 +545,15 @@ def douglas_residual_var(u, d, sink, free, kf, faces, dt, lam, rates, bounds):
     by ``kf`` of the boundary voxel), lower Neumann constant, then the upper side. Identity rows
     (``free == 0``: held or masked voxels) get ``d = 0``.
     """
-    gx, gy, gz = faces
-    rx, ry, rz = rates
-    bx, by, bz = bounds
+    gx = faces[0]
+    gy = faces[1]
+    gz = faces[2]
+    rx = rates[0]
+    ry = rates[1]
+    rz = rates[2]
+    bx = bounds[0]
+    by = bounds[1]
+    bz = bounds[2]
     nf, nz, ny, nx = u.shape
     for task in prange(nf * nz * ny):
         f = task // (nz * ny)
