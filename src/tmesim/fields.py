@@ -234,7 +234,7 @@ class FieldSet:
         calls = scenario.diffusion_substeps
         rates = local_rates(scenario)
         dosed = agent_rates(scenario)
-        for name, fc in scenario.field_configs.items():
+        for name, fc in field_configs(scenario).items():
             scheme, steps = choose_steps(
                 fc.scheme or scenario.numerics.scheme, rates.get(name, dosed.get(name)),
                 fc.substeps, scenario.time.dt_min, calls, scenario.numerics.lod_kdt_max,
@@ -980,6 +980,27 @@ class FieldSet:
             "check the field's sources, uptake and boundary values, or lower "
             "numerics.diffusion_dt_min"
         )
+
+
+def field_configs(scenario) -> dict:
+    """The fields of a run of ``scenario``: its own, then one per dosed agent and per dosed
+    nanoparticle formulation (named like it; a formulation's diffusivity from its size,
+    :func:`tmesim.therapy.particles.transport_of`).
+
+    An agent's tissue decay is applied exactly by the therapy phase (so that the amount lost is
+    accounted for); its field therefore diffuses with zero decay here.
+    """
+    from .scenario.schema import FieldConfig
+    from .therapy.particles import transport_of
+
+    out = dict(scenario.fields)
+    for name in scenario.dosed_agents:
+        a = scenario.agents[name]
+        out[name] = FieldConfig(units=a.units, diffusion_um2_per_min=a.diffusion_um2_per_min)
+    for name in scenario.dosed_nanoparticles:
+        diff = transport_of(scenario, name)["diffusion_um2_per_min"]
+        out[name] = FieldConfig(units="uM", diffusion_um2_per_min=diff)
+    return out
 
 
 def _lane_args(coeffs) -> tuple:

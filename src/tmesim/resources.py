@@ -27,7 +27,7 @@ def estimate_bytes(scenario) -> int:
     """Estimated peak memory of a run of ``scenario`` in bytes."""
     sites = math.prod(scenario.domain.shape)
     item = 4 if scenario.numerics.precision == "float32" else 8
-    n_fields = len(scenario.field_configs)
+    n_fields = len(scenario.field_units)
     return BASE_BYTES + sites * (n_fields * FIELD_COPIES * item + SITE_BYTES + CELL_BYTES)
 
 
@@ -65,7 +65,7 @@ def check_memory(scenario, label: str | None = None) -> int:
             key="domain.shape",
             value=list(scenario.domain.shape),
             expected=f"a lattice whose estimated memory fits in {_gib(have)} "
-            f"({len(scenario.field_configs)} fields, {scenario.numerics.precision})",
+            f"({len(scenario.field_units)} fields, {scenario.numerics.precision})",
             fix="reduce domain.shape (or use numerics.precision: float32, or fewer fields)",
         )
     return need

@@ -58,7 +58,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 def open_writer(model: Simulation, path: Path) -> ResultWriter:
     """Create the result file for ``model``'s scenario."""
     sc = model.scenario
-    units = {name: sc.field_configs[name].units for name in sc.stored_fields()}
+    units = {name: sc.field_units[name] for name in sc.stored_fields()}
     return ResultWriter(
         path,
         attrs={

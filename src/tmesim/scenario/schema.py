@@ -23,7 +23,6 @@ from .therapy_schema import (
     NanoparticleTransport,
     SubjectConfig,
     VesselsConfig,
-    derived_transport,
 )
 
 SIDES_2D = ("x_min", "x_max", "y_min", "y_max")
@@ -428,10 +427,10 @@ class Scenario(Section):
             raise ValueError("fields.oxygen|an oxygen field (tumour cells read pO2 from it)")
         if isinstance(self.output.fields, list):
             for fname in self.output.fields:
-                if fname not in self.field_configs:
+                if fname not in self.field_units:
                     raise ValueError(
                         f"output.fields|names of defined fields "
-                        f"({', '.join(self.field_configs)}); "
+                        f"({', '.join(self.field_units)}); "
                         f"'{fname}' is not one"
                     )
         n_sites = math.prod(self.domain.shape)
@@ -457,9 +456,9 @@ class Scenario(Section):
                     f"({', '.join(self.fields)})"
                 )
         for i, rule in enumerate(self.rules):
-            if rule.signal != "pdl1" and rule.signal not in self.field_configs:
+            if rule.signal != "pdl1" and rule.signal not in self.field_units:
                 raise ValueError(
-                    f"rules.{i}.signal|a field name ({', '.join(self.field_configs)}) or 'pdl1'"
+                    f"rules.{i}.signal|a field name ({', '.join(self.field_units)}) or 'pdl1'"
                 )
         return self
 
@@ -486,29 +485,14 @@ class Scenario(Section):
                 out.append(adm.agent)
         return out
 
-    def nanoparticle_transport_of(self, name: str) -> dict[str, float]:
-        """Half-life, diffusivity and permeabilities of formulation ``name`` (derived from its
-        size unless given), with the matrix density of the initial ECM field."""
-        ecm = self.fields["ecm"].initial if "ecm" in self.fields else None
-        t = self.nanoparticle_transport
-        return derived_transport(
-            self.nanoparticles[name], t, t.reference_ecm if ecm is None else ecm
-        )
-
     @property
-    def field_configs(self) -> dict[str, FieldConfig]:
-        """The scenario's fields plus one field per dosed agent (named like the agent).
-
-        An agent's tissue decay is applied exactly by the therapy phase (so that the amount lost
-        is accounted for); its field therefore diffuses with zero decay here.
-        """
-        out = dict(self.fields)
-        for name in self.dosed_agents:
-            a = self.agents[name]
-            out[name] = FieldConfig(units=a.units, diffusion_um2_per_min=a.diffusion_um2_per_min)
-        for name in self.dosed_nanoparticles:
-            diff = self.nanoparticle_transport_of(name)["diffusion_um2_per_min"]
-            out[name] = FieldConfig(units="uM", diffusion_um2_per_min=diff)
+    def field_units(self) -> dict[str, str]:
+        """Every field of a run and its units: the scenario's fields, then one per dosed agent
+        and per dosed formulation (named like it; particle fields in uM of drug carried). The
+        field set itself is built by :func:`tmesim.fields.field_configs`."""
+        out = {name: fc.units for name, fc in self.fields.items()}
+        out.update({name: self.agents[name].units for name in self.dosed_agents})
+        out.update({name: "uM" for name in self.dosed_nanoparticles})
         return out
 
     @property
@@ -529,7 +513,7 @@ class Scenario(Section):
     def stored_fields(self) -> list[str]:
         """Names of the fields written per record."""
         if self.output.fields == "all":
-            return list(self.field_configs)
+            return list(self.field_units)
         if self.output.fields == "none":
             return []
         return list(self.output.fields)

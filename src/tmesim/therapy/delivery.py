@@ -41,6 +41,7 @@ from ..errors import ScenarioError
 from ..kernels import codes
 from ..kernels import nanoparticles as nk
 from ..kernels import pharmacology as kp
+from .particles import transport_of
 from .pk import Administration, PKModel, PKState
 
 #: ledger entries, mg
@@ -79,7 +80,7 @@ def local_rates(scenario) -> dict[str, float]:
             )
         out[name] = rate
     for name in scenario.dosed_nanoparticles:
-        der = scenario.nanoparticle_transport_of(name)
+        der = transport_of(scenario, name)
         out[name] = sv * max(der["tumor_permeability_um_per_min"], der["permeability_um_per_min"])
     return out
 
@@ -100,7 +101,7 @@ class AgentDelivery:
         mass = scenario.subject.body_mass_kg
         if name in scenario.nanoparticles:
             npc = scenario.nanoparticles[name]
-            der = scenario.nanoparticle_transport_of(name)
+            der = transport_of(scenario, name)
             self.kind = "nanoparticle"
             self.cfg = npc
             self.units = "uM"
