@@ -241,6 +241,30 @@ def test_cell_palette_is_distinct_and_visible_on_every_tissue(vision):
     assert np.linalg.norm(cells[:, None] - tissue[None], axis=-1).min() > 10
 
 
+@pytest.mark.parametrize("vision", list(_CVD))
+def test_every_cell_colour_is_visible_on_every_shade_of_the_default_field(vision):
+    """A field is drawn under the cells on the septa (FIELD_ALPHA over the septum colour): every
+    cell colour stays apart from every shade of the default colour map there (viridis, the
+    earlier default, hid M2 macrophages in its greens: CIE76 difference 1-4)."""
+    import matplotlib as mpl
+
+    from tmesim.viz.frames import FIELD_ALPHA, TISSUE_COLOURS, default_field_cmap
+
+    def seen(rgb):
+        c = np.asarray(rgb, float)
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        out = np.clip(lin @ _CVD[vision].T, 0, 1)
+        return _lab(np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055))
+
+    for style in ("solid", "translucent", "outline"):
+        shades = mpl.colormaps[default_field_cmap(style)](np.linspace(0, 1, 256))[:, :3]
+        under = FIELD_ALPHA * shades + (1 - FIELD_ALPHA) * np.asarray(TISSUE_COLOURS[0])
+        cells = seen([c for _, c in CATEGORIES])
+        gap = np.linalg.norm(cells[:, None] - seen(under)[None], axis=-1).min(axis=1)
+        assert gap.min() > 10, dict(zip([n for n, _ in CATEGORIES], gap.round(1)))
+    assert default_field_cmap("none") == "viridis"  # no cells over it: a hued map is fine
+
+
 def test_field_limits_span_the_whole_run_and_clipping_gets_arrows(small_run):
     from tmesim.viz.frames import _extend, field_limits, field_range
 
