@@ -45,6 +45,21 @@ def test_line_progress_prints_every_n_percent_with_an_eta():
     ]
     assert "eta 0:15" in lines[1] and "elapsed 0:05" in lines[1]  # 5 s for 25 %: 15 s left
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert "eta ?" in lines[0]  # one step says nothing about the pace yet
+
+
+def test_the_eta_leaves_out_the_first_step_that_compiles_the_kernels():
+    """A first step of 36 s (set-up and compilation) and 0.1 s per step after it: at 10 % the
+    ETA is the 180 steps left at 0.1 s, not 36 s scaled to the whole run."""
+    out = io.StringIO()
+    p = _LineProgress(10.0, stream=out)
+    m = _Model()
+    for step in range(1, m.n_steps + 1):
+        m.steps, m.time_h = step, step * m.dt_min / 60
+        m.running = step < m.n_steps
+        p(m, wall_s=36.0 + 0.1 * (step - 1))
+    line = next(x for x in out.getvalue().splitlines() if " 10.0%" in x)
+    assert "eta 0:18" in line and "elapsed 0:38" in line
 
 
 def test_run_to_a_log_prints_lines_and_a_summary(tmp_path):
