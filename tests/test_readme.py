@@ -27,3 +27,17 @@ def test_readme_python_block_runs(index, tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, f"README block {index} failed:\n{BLOCKS[index]}\n{proc.stderr}"
+
+
+def test_ci_runs_the_readme_test_command_with_the_browser_tests_required():
+    """``.ci/run`` runs the README's test command as written, installs Chromium when missing, and
+    sets ``CI`` so that a missing browser fails the browser tests instead of skipping them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Run the tests"):]
+    command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    lines = [line.strip() for line in ci.splitlines()]
+    assert command in lines
+    assert "export CI=1" in lines and lines.index("export CI=1") < lines.index(command)
+    assert "apt-get install -y -qq chromium chromium-driver" in ci
+    assert "set -euo pipefail" in lines  # a failed install stops the run
