@@ -261,7 +261,7 @@ def test_every_cell_colour_is_visible_on_every_shade_of_the_default_field(vision
         under = FIELD_ALPHA * shades + (1 - FIELD_ALPHA) * np.asarray(TISSUE_COLOURS[0])
         cells = seen([c for _, c in CATEGORIES])
         gap = np.linalg.norm(cells[:, None] - seen(under)[None], axis=-1).min(axis=1)
-        assert gap.min() > 10, dict(zip([n for n, _ in CATEGORIES], gap.round(1)))
+        assert gap.min() > 10, dict(zip([n for n, _ in CATEGORIES], gap.round(1), strict=True))
     assert default_field_cmap("none") == "viridis"  # no cells over it: a hued map is fine
 
 
