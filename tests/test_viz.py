@@ -262,6 +262,9 @@ def test_every_cell_colour_is_visible_on_every_shade_of_the_default_field(vision
         cells = seen([c for _, c in CATEGORIES])
         gap = np.linalg.norm(cells[:, None] - seen(under)[None], axis=-1).min(axis=1)
         assert gap.min() > 10, dict(zip([n for n, _ in CATEGORIES], gap.round(1), strict=True))
+        # septa stay apart from alveolar air (white, no field drawn) at every value of the field
+        air = seen([TISSUE_COLOURS[1]])
+        assert np.linalg.norm(seen(under) - air, axis=-1).min() > 8
     assert default_field_cmap("none") == "viridis"  # no cells over it: a hued map is fine
 
 

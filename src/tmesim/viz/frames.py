@@ -264,8 +264,10 @@ def _outline(cat: np.ndarray) -> np.ndarray:
 
 #: opacity of the field over the tissue backdrop
 FIELD_ALPHA = 0.8
-#: default colour map of a field under cells: white to mid grey (the lower 50 % of
-#: matplotlib's Greys), registered with matplotlib under this name on import
+#: default colour map of a field under cells: light to mid grey (matplotlib's Greys from 0.2 to
+#: 0.55: its lightest shade stays apart from the white of alveolar air, so septa with little of
+#: the field still show, and its darkest from every cell colour), registered with matplotlib
+#: under this name on import
 FIELD_CMAP_UNDER_CELLS = "light_greys"
 #: default colour map of a field with no cells drawn over it
 FIELD_CMAP = "viridis"
@@ -276,7 +278,7 @@ def _register_field_cmap() -> None:
     from matplotlib.colors import ListedColormap
 
     if FIELD_CMAP_UNDER_CELLS not in mpl.colormaps:
-        ramp = mpl.colormaps["Greys"](np.linspace(0.0, 0.5, 256))
+        ramp = mpl.colormaps["Greys"](np.linspace(0.2, 0.55, 256))
         mpl.colormaps.register(ListedColormap(ramp, name=FIELD_CMAP_UNDER_CELLS))
 
 
