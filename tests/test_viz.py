@@ -75,6 +75,21 @@ def test_snapshot_by_time_and_plot(small_run, tmp_path):
         assert len(doses) == 1 and doses[0].get_xdata()[0] == pytest.approx(2.0 / 24)
 
 
+def test_counts_spanning_decades_get_a_log_axis(small_run, tmp_path):
+    from tmesim.viz.plots import spans_decades
+
+    assert spans_decades([("tumor", [10, 1200]), ("stem", [0, 9]), ("necrotic", [0, 0])])
+    assert not spans_decades([("tumor", [10, 85]), ("stem", [2, 2]), ("none", [np.nan])])
+    fig = viz.plot_timeseries(small_run)  # tumour tens of cells, stem-like cells a few
+    assert fig.axes[0].get_yscale() == "linear"
+    tmesim.run("scenarios/tiny.yaml", tmp_path / "d.h5", overrides=[
+        "time.duration_h=1", "cells.tumor.initial.count=400", "cells.stem.initial.count=1",
+        "cells.tcell.initial.count=1", "cells.macrophage.initial.count=1",
+        "cells.fibroblast.initial.count=1"])
+    fig = viz.plot_timeseries(tmp_path / "d.h5")
+    assert fig.axes[0].get_yscale() == "symlog" and "log scale" in fig.axes[0].get_ylabel()
+
+
 def test_gif_has_expected_frame_count(small_run, tmp_path):
     from PIL import Image
 

@@ -14,6 +14,24 @@ UNIT_LABELS = {
 }
 #: the counts group is drawn on the cell-count panel
 COUNT_UNIT = "cells"
+#: a panel of counts whose series peak more than this factor apart is drawn on a symmetric-log
+#: axis (linear below one cell), so that a few stem cells or T cells are not flattened on the
+#: axis of a thousand tumour cells
+COUNT_DECADES = 100.0
+
+
+def spans_decades(series) -> bool:
+    """Whether the positive peaks of ``[(label, values)]`` lie more than :data:`COUNT_DECADES`
+    apart."""
+    import numpy as np
+
+    peaks = []
+    for _, v in series:
+        v = np.asarray(v, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size and v.max() > 0:
+            peaks.append(float(v.max()))
+    return len(peaks) > 1 and max(peaks) > COUNT_DECADES * min(peaks)
 
 
 def dose_times(res) -> list[tuple[str, str, float]]:
@@ -60,7 +78,8 @@ def _groups(res, metrics) -> dict[str, list[tuple[str, object]]]:
 def plot_timeseries(source, output=None, *, metrics=None, days=True):
     """Plot counts and metrics against time, one panel per unit; return the figure.
 
-    Counts and every metric in cells share a panel; fractions (unit 1) share one on a 0-1 axis;
+    Counts and every metric in cells share a panel (on a symmetric-log axis when their peaks
+    span more than :data:`COUNT_DECADES`); fractions (unit 1) share one on a 0-1 axis;
     each other unit gets its own labelled panel. Dose times of the scenario's therapy are drawn
     as dotted lines. ``metrics`` defaults to every stored metric. The figure is saved to
     ``output`` when given.
@@ -102,6 +121,10 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
                 ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
             if unit == "1":  # from 0, at most 1
                 ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+            if unit == COUNT_UNIT and spans_decades(series):
+                ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
+                ax.set_ylim(bottom=0.0)
+                ylabel += " (log scale above 1)"
             if doses:
                 mark_doses(ax, doses, scale=scale)
             ax.set_title(title, loc="left", fontsize=11)
