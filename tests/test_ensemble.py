@@ -569,3 +569,27 @@ def test_sweep_figures_cover_the_named_endpoints_on_a_log_axis(tmp_path):
     ]
     (path,) = plot_sweep(data, {"np.size_nm": sizes}, tmp_path)
     assert path.name == "sweep_np.size_nm.png" and path.stat().st_size > 1000
+
+
+def test_figure_titles_stay_inside_the_figure(tmp_path, monkeypatch):
+    """The title of a sweep figure (a long swept key and the small-sample note) is wrapped to
+    the figure's width instead of running off both edges."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    key = "nanoparticles.ph_micelle_doxorubicin.size_nm"
+    groups = [
+        {"label": f"size_nm={v}", "source": None, "params": {key: v},
+         "complete": np.ones(2, bool), "endpoints": {"metrics/tumor_burden": np.array([9.0, 11])}}
+        for v in (10, 50, 200)
+    ]
+    cmp.plot_sweep({"groups": groups, "units": {}}, {key: [10, 50, 200]}, tmp_path,
+                   endpoints=["metrics/tumor_burden"])
+    (fig,) = figures
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert "fewer than 5 replicates" in " ".join(fig._suptitle.get_text().split())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height

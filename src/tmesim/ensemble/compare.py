@@ -782,6 +782,16 @@ def _pages(data) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v or k == ""}
 
 
+def _suptitle(fig, text: str, fontsize: float = 11) -> None:
+    """A figure title wrapped to the figure's width (a long swept key and the small-sample
+    note ran off both edges of a one-line title)."""
+    import textwrap
+
+    # about 0.55 em per character of DejaVu Sans; 72 points per inch
+    per_line = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
+    fig.suptitle(textwrap.fill(text, per_line), fontsize=fontsize)
+
+
 def _figure(nplots: int, ncols: int = 3):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -829,7 +839,7 @@ def plot_timeseries(data, path: Path) -> list[Path]:
         if names:
             _legend_below(fig, axes)
         title = {"": "key metrics"}.get(page, page.replace("_", " "))
-        fig.suptitle(f"{title}: {_interval_note(data)}", fontsize=11)
+        _suptitle(fig, f"{title}: {_interval_note(data)}")
         out = path if page == "" else path.with_name(f"{path.stem}_{page}{path.suffix}")
         _save_figure(fig, out)
         written.append(out)
@@ -909,7 +919,7 @@ def plot_sweep(data, params: dict, outdir: Path, endpoints=None) -> list[Path]:
             ax.grid(alpha=0.3, lw=0.5)
         if others:
             _legend_below(fig, axes)
-        fig.suptitle(f"sweep of {key}: {_interval_note(data)}", fontsize=11)
+        _suptitle(fig, f"sweep of {key}: {_interval_note(data)}")
         p = outdir / f"sweep_{_safe_label(key)}.png"
         _save_figure(fig, p)
         paths.append(p)
