@@ -41,3 +41,27 @@ def test_ci_runs_the_readme_test_command_with_the_browser_tests_required():
     assert "export CI=1" in lines and lines.index("export CI=1") < lines.index(command)
     assert "apt-get install -y -qq chromium chromium-driver" in ci
     assert "set -euo pipefail" in lines  # a failed install stops the run
+
+
+def test_the_kernel_cache_is_where_the_docs_say(monkeypatch, tmp_path):
+    """docs/cluster.md and docs/architecture.md: kernels-<digest> under TMESIM_CACHE_DIR, else
+    NUMBA_CACHE_DIR, else $XDG_CACHE_HOME/tmesim, by default ~/.cache/tmesim."""
+    from tmesim.kernels._jit import cache_dir, source_digest
+
+    claim = "`NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME/tmesim`, by default `~/.cache/tmesim`"
+    for doc in ("cluster.md", "architecture.md"):
+        text = " ".join((ROOT / "docs" / doc).read_text(encoding="utf-8").split())
+        assert "`kernels-<digest>`" in text and "`TMESIM_CACHE_DIR` (else" in text.replace(
+            "`TMESIM_CACHE_DIR`, else", "`TMESIM_CACHE_DIR` (else"), doc
+        assert claim in text, doc
+    leaf = f"kernels-{source_digest()}"
+    for name in ("TMESIM_CACHE_DIR", "NUMBA_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "tmesim" / leaf
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "tmesim" / leaf
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert cache_dir() == tmp_path / "numba" / leaf
+    monkeypatch.setenv("TMESIM_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_dir() == tmp_path / "own" / leaf
