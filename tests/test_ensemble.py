@@ -593,3 +593,28 @@ def test_figure_titles_stay_inside_the_figure(tmp_path, monkeypatch):
     box = fig._suptitle.get_window_extent()
     assert "fewer than 5 replicates" in " ".join(fig._suptitle.get_text().split())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+
+
+def test_compare_figures_mark_the_doses(tmp_path, monkeypatch):
+    """Dose times on the compare time series: grey where both scenarios dose alike, in a
+    scenario's colour, named in the legend, where only it doses."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    rng = np.random.default_rng(0)
+    dox = ("doxorubicin", "iv", 24.0)
+    groups = [
+        {"label": label, "complete": np.ones(3, bool), "doses": doses,
+         "series": {"metrics/tumor_burden": rng.poisson(50, (3, 4)).astype(float)}}
+        for label, doses in (("free", [dox]), ("tariquidar", [("tariquidar", "iv", 23.0), dox]))
+    ]
+    data = {"time_h": np.array([0.0, 24, 48, 72]), "series_names": ["metrics/tumor_burden"],
+            "units": {"metrics/tumor_burden": "cells"}, "groups": groups}
+    cmp.plot_timeseries(data, tmp_path / "t.png")
+    ax = figures[0].axes[0]
+    marks = {line.get_label(): (line.get_xdata()[0], line.get_color())
+             for line in ax.lines if line.get_label().startswith("dose")}
+    assert marks == {"dose: doxorubicin (iv)": (1.0, "0.35"),
+                     "dose: tariquidar (iv), tariquidar": (23.0 / 24, "C1")}

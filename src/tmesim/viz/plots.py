@@ -48,20 +48,22 @@ def dose_times(res) -> list[tuple[str, str, float]]:
     return sorted(out, key=lambda a: a[2])
 
 
-def mark_doses(ax, doses, *, scale=1.0) -> None:
-    """Grey vertical lines at the dose times (hours divided by ``scale``), one line style per
-    agent, each agent named once in the legend."""
+def mark_doses(ax, doses, *, scale=1.0, color="0.35", who=None) -> None:
+    """Vertical lines (grey, or ``color``) at the dose times (hours divided by ``scale``), one
+    line style per agent, each agent named once in the legend (with ``who`` after it, for the
+    doses of one scenario among several)."""
     styles = (":", "--", "-.", (0, (1, 3)))
     agents = list(dict.fromkeys(a for a, _, _ in doses))
     named = set()
     for agent, route, t in doses:
         ax.axvline(
             t / scale,
-            color="0.35",
+            color=color,
             ls=styles[agents.index(agent) % len(styles)],
             lw=1.0,
             zorder=0,
-            label=None if agent in named else f"dose: {agent} ({route})",
+            label=None if agent in named else (
+                f"dose: {agent} ({route})" + (f", {who}" if who else "")),
         )
         named.add(agent)
 
