@@ -618,3 +618,25 @@ def test_compare_figures_mark_the_doses(tmp_path, monkeypatch):
              for line in ax.lines if line.get_label().startswith("dose")}
     assert marks == {"dose: doxorubicin (iv)": (1.0, "0.35"),
                      "dose: tariquidar (iv), tariquidar": (23.0 / 24, "C1")}
+
+
+def test_a_tiny_fraction_fills_its_panel(tmp_path, monkeypatch):
+    """A delivered fraction of 10^-7 is drawn on a 0 to ~10^-7 axis, not flat on 0 to 0.05."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    frac = np.array([[0.0, 1e-7, 2e-7, 3e-7]] * 3) * np.array([[0.9], [1.0], [1.1]])
+    zero = np.zeros((3, 4))
+    groups = [{"label": "a", "complete": np.ones(3, bool),
+               "series": {"metrics/delivered_fraction": frac, "metrics/necrotic_fraction": zero}}]
+    data = {"time_h": np.array([0.0, 24, 48, 72]),
+            "series_names": ["metrics/delivered_fraction", "metrics/necrotic_fraction"],
+            "units": {"metrics/delivered_fraction": "1", "metrics/necrotic_fraction": "1"},
+            "groups": groups}
+    cmp.plot_timeseries(data, tmp_path / "t.png")
+    tops = {ax.get_title(): ax.get_ylim() for ax in figures[0].axes if ax.get_visible()}
+    assert tops["necrotic fraction"] == (0.0, pytest.approx(0.054))
+    low, high = tops["delivered fraction"]
+    assert low == 0.0 and 3e-7 < high < 5e-7

@@ -837,6 +837,8 @@ def plot_timeseries(data, path: Path) -> list[Path]:
     """Metrics over time, mean and 95 % band per group, on pages of at most
     :data:`PAGE_PANELS` panels: ``path`` holds the key panels, ``<stem>_<page>.png`` the counts,
     the fractions and the rest. Bands stay within each quantity's range. Returns the paths."""
+    from ..viz.plots import fraction_axis
+
     path = Path(path)
     t = data["time_h"] / 24.0
     written = []
@@ -849,7 +851,7 @@ def plot_timeseries(data, path: Path) -> list[Path]:
                 ax.plot(t, mean, color=color, label=g["label"], lw=1.6)
                 ax.fill_between(t, lo, hi, color=color, alpha=0.22, linewidth=0)
             if data.get("units", {}).get(name) == "1":  # from 0, at most 1, small ones legible
-                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+                fraction_axis(ax)
             _mark_group_doses(ax, data["groups"])
             ax.set_title(name.split("/", 1)[1].replace("_", " "), fontsize=10)
             ax.set_ylabel(_ylabel(data, name), fontsize=9)

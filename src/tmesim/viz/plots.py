@@ -34,6 +34,15 @@ def spans_decades(series) -> bool:
     return len(peaks) > 1 and max(peaks) > COUNT_DECADES * min(peaks)
 
 
+def fraction_axis(ax) -> None:
+    """A fraction's y axis: from 0 to just above the largest value drawn (at most 1), so that a
+    fraction of 10^-7 is as legible as one of 0.5; 0 to 0.05 when every value is 0."""
+    top = float(ax.dataLim.y1) if ax.dataLim.height >= 0 else float("nan")
+    if not top > 0:
+        top = 0.05
+    ax.set_ylim(0.0, min(1.02, top * 1.08))
+
+
 def dose_times(res) -> list[tuple[str, str, float]]:
     """``(agent, route, time_h)`` of every administration of the run's scenario, by time."""
     import yaml
@@ -122,7 +131,7 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
             for i, (name, values) in enumerate(series):
                 ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
             if unit == "1":  # from 0, at most 1
-                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+                fraction_axis(ax)
             if unit == COUNT_UNIT and spans_decades(series):
                 ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
                 ax.set_ylim(bottom=0.0)
