@@ -64,3 +64,37 @@ def test_the_kernel_cache_is_where_the_docs_say(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "numba" / leaf
     monkeypatch.setenv("TMESIM_CACHE_DIR", str(tmp_path / "own"))
     assert cache_dir() == tmp_path / "own" / leaf
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(file, command) of every ``tmesim ...`` line in the bash blocks of the README and the
+    docs (continuation lines joined, comments and redirections dropped)."""
+    out = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in re.split(r"&&|\|", line.split(" #")[0]):
+                    part = part.split(">")[0].strip().removeprefix(".venv/bin/")
+                    if part.startswith("tmesim "):
+                        out.append((path.name, part))
+    return out
+
+
+def test_every_documented_command_line_parses():
+    """Every subcommand and option the README and the docs show exists as written (parsed by
+    the real argument parser, not run)."""
+    import shlex
+
+    from tmesim.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) >= 30
+    bad = []
+    for name, command in commands:
+        try:
+            build_parser().parse_args(shlex.split(command)[1:])
+        except SystemExit as exc:
+            if exc.code:
+                bad.append(f"{name}: {command}")
+    assert not bad, "\n".join(bad)
