@@ -30,21 +30,37 @@ class _Model:
         return dict.fromkeys(populations(), 1)
 
 
-def test_line_progress_prints_every_n_percent_with_an_eta():
+def _progress_lines(every_pct: float, wall_s) -> list[str]:
+    """The lines of a line progress over a whole run of :class:`_Model`, step k ending at
+    ``wall_s(k)`` seconds."""
     out = io.StringIO()
-    p = _LineProgress(25.0, stream=out)
+    p = _LineProgress(every_pct, stream=out)
     m = _Model()
     for step in range(1, m.n_steps + 1):
         m.steps, m.time_h = step, step * m.dt_min / 60
         m.running = step < m.n_steps
-        p(m, wall_s=0.1 * step)
-    lines = out.getvalue().splitlines()
+        p(m, wall_s=wall_s(step))
+    text = out.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    return text.splitlines()
+
+
+def test_line_progress_prints_every_n_percent_with_an_eta():
+    lines = _progress_lines(25.0, lambda step: 0.1 * step)
     # a line after the first step (the run has started), then every 25 %
     assert [re.search(r"(\d+\.\d)%", line).group(1) for line in lines] == [
         "0.5", "25.0", "50.0", "75.0", "100.0"
     ]
     assert "eta 0:15" in lines[1] and "elapsed 0:05" in lines[1]  # 5 s for 25 %: 15 s left
-    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert "eta ?" in lines[0]  # one step says nothing about the pace yet
+
+
+def test_the_eta_leaves_out_the_first_step_that_compiles_the_kernels():
+    """A first step of 36 s (set-up and compilation) and 0.1 s per step after it: at 10 % the
+    ETA is the 180 steps left at 0.1 s, not 36 s scaled to the whole run."""
+    lines = _progress_lines(10.0, lambda step: 36.0 + 0.1 * (step - 1))
+    line = next(x for x in lines if " 10.0%" in x)
+    assert "eta 0:18" in line and "elapsed 0:38" in line
 
 
 def test_run_to_a_log_prints_lines_and_a_summary(tmp_path):

@@ -569,3 +569,74 @@ def test_sweep_figures_cover_the_named_endpoints_on_a_log_axis(tmp_path):
     ]
     (path,) = plot_sweep(data, {"np.size_nm": sizes}, tmp_path)
     assert path.name == "sweep_np.size_nm.png" and path.stat().st_size > 1000
+
+
+def test_figure_titles_stay_inside_the_figure(tmp_path, monkeypatch):
+    """The title of a sweep figure (a long swept key and the small-sample note) is wrapped to
+    the figure's width instead of running off both edges."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    key = "nanoparticles.ph_micelle_doxorubicin.size_nm"
+    groups = [
+        {"label": f"size_nm={v}", "source": None, "params": {key: v},
+         "complete": np.ones(2, bool), "endpoints": {"metrics/tumor_burden": np.array([9.0, 11])}}
+        for v in (10, 50, 200)
+    ]
+    cmp.plot_sweep({"groups": groups, "units": {}}, {key: [10, 50, 200]}, tmp_path,
+                   endpoints=["metrics/tumor_burden"])
+    (fig,) = figures
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert "fewer than 5 replicates" in " ".join(fig._suptitle.get_text().split())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+
+
+def test_compare_figures_mark_the_doses(tmp_path, monkeypatch):
+    """Dose times on the compare time series: grey where both scenarios dose alike, in a
+    scenario's colour, named in the legend, where only it doses."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    rng = np.random.default_rng(0)
+    dox = ("doxorubicin", "iv", 24.0)
+    groups = [
+        {"label": label, "complete": np.ones(3, bool), "doses": doses,
+         "series": {"metrics/tumor_burden": rng.poisson(50, (3, 4)).astype(float)}}
+        for label, doses in (("free", [dox]), ("tariquidar", [("tariquidar", "iv", 23.0), dox]))
+    ]
+    data = {"time_h": np.array([0.0, 24, 48, 72]), "series_names": ["metrics/tumor_burden"],
+            "units": {"metrics/tumor_burden": "cells"}, "groups": groups}
+    cmp.plot_timeseries(data, tmp_path / "t.png")
+    ax = figures[0].axes[0]
+    marks = {line.get_label(): (line.get_xdata()[0], line.get_color())
+             for line in ax.lines if line.get_label().startswith("dose")}
+    assert marks == {"dose: doxorubicin (iv)": (1.0, "0.35"),
+                     "dose: tariquidar (iv), tariquidar": (23.0 / 24, "C1")}
+
+
+def test_a_tiny_fraction_fills_its_panel(tmp_path, monkeypatch):
+    """A delivered fraction of 10^-7 is drawn on a 0 to ~10^-7 axis, not flat on 0 to 0.05."""
+    import importlib
+
+    cmp = importlib.import_module("tmesim.ensemble.compare")
+    figures = []
+    monkeypatch.setattr(cmp, "_save_figure", lambda fig, path: figures.append(fig))
+    frac = np.array([[0.0, 1e-7, 2e-7, 3e-7]] * 3) * np.array([[0.9], [1.0], [1.1]])
+    zero = np.zeros((3, 4))
+    groups = [{"label": "a", "complete": np.ones(3, bool),
+               "series": {"metrics/delivered_fraction": frac, "metrics/necrotic_fraction": zero}}]
+    data = {"time_h": np.array([0.0, 24, 48, 72]),
+            "series_names": ["metrics/delivered_fraction", "metrics/necrotic_fraction"],
+            "units": {"metrics/delivered_fraction": "1", "metrics/necrotic_fraction": "1"},
+            "groups": groups}
+    cmp.plot_timeseries(data, tmp_path / "t.png")
+    tops = {ax.get_title(): ax.get_ylim() for ax in figures[0].axes if ax.get_visible()}
+    assert tops["necrotic fraction"] == (0.0, pytest.approx(0.054))
+    low, high = tops["delivered fraction"]
+    assert low == 0.0 and 3e-7 < high < 5e-7

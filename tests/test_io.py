@@ -139,6 +139,18 @@ def test_xarray_named_dimensions(tiny_result):
         assert float(ds["oxygen"].isel(time_h=0).max()) == pytest.approx(38.0)
 
 
+@pytest.mark.parametrize("method, module", [("to_pandas", "pandas"), ("to_xarray", "xarray")])
+def test_without_the_analysis_extra_the_error_names_it(tiny_result, monkeypatch, method, module):
+    """The README's set-up installs the core only; to_pandas()/to_xarray() then say which extra
+    they need instead of failing on a bare import."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if the package were not installed
+    with tmesim.load(tiny_result) as res, pytest.raises(ModuleNotFoundError) as info:
+        getattr(res, method)()
+    assert "tmesim[analysis]" in str(info.value) and info.value.name == module
+
+
 def test_load_api(tiny_result):
     with tmesim.load(tiny_result) as res:
         assert res.n_records == 5

@@ -40,7 +40,7 @@ def test_widgets_redraw_what_the_frame_renderer_draws(tiny_result):
             return v.image.data["image"][0]
 
         def expected(record, field="oxygen", **look):
-            r = FrameRenderer(v.res, field, figure=False, cmap="viridis", **look)
+            r = FrameRenderer(v.res, field, figure=False, **look)
             return _rgba32(r.composite(record))
 
         np.testing.assert_array_equal(shown(), expected(last))
@@ -50,6 +50,9 @@ def test_widgets_redraw_what_the_frame_renderer_draws(tiny_result):
         v.field.value = "ecm"
         np.testing.assert_array_equal(shown(), expected(1, "ecm"))
         assert v.field_bar.visible and v.field_bar.title.startswith("ecm")
+        v.cmap.value = "magma"
+        np.testing.assert_array_equal(shown(), expected(1, "ecm", cmap="magma"))
+        v.cmap.value = "default"
         v.kinds.value = ["tcell", "macrophage"]
         np.testing.assert_array_equal(shown(), expected(1, "ecm", kinds=["tcell", "macrophage"]))
         v.kinds.value = []
@@ -93,7 +96,7 @@ def test_the_z_plane_and_projection_of_a_3d_run(tmp_path):
             images.append(v.image.data["image"][0].copy())
         assert len({im.tobytes() for im in images}) == 5  # every plane its own picture
         v.projection.value = True
-        proj = FrameRenderer(v.res, "oxygen", figure=False, projection=True, cmap="viridis")
+        proj = FrameRenderer(v.res, "oxygen", figure=False, projection=True)
         assert "max projection" in v.clock.object
         assert (v.image.data["image"][0].view(np.uint8).reshape(24, 24, 4)[..., :3]
                 == proj.composite(v.res.n_records - 1)).all()

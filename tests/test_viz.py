@@ -75,6 +75,21 @@ def test_snapshot_by_time_and_plot(small_run, tmp_path):
         assert len(doses) == 1 and doses[0].get_xdata()[0] == pytest.approx(2.0 / 24)
 
 
+def test_counts_spanning_decades_get_a_log_axis(small_run, tmp_path):
+    from tmesim.viz.plots import spans_decades
+
+    assert spans_decades([("tumor", [10, 1200]), ("stem", [0, 9]), ("necrotic", [0, 0])])
+    assert not spans_decades([("tumor", [10, 85]), ("stem", [2, 2]), ("none", [np.nan])])
+    fig = viz.plot_timeseries(small_run)  # tumour tens of cells, stem-like cells a few
+    assert fig.axes[0].get_yscale() == "linear"
+    tmesim.run("scenarios/tiny.yaml", tmp_path / "d.h5", overrides=[
+        "time.duration_h=1", "cells.tumor.initial.count=400", "cells.stem.initial.count=1",
+        "cells.tcell.initial.count=1", "cells.macrophage.initial.count=1",
+        "cells.fibroblast.initial.count=1"])
+    fig = viz.plot_timeseries(tmp_path / "d.h5")
+    assert fig.axes[0].get_yscale() == "symlog" and "log scale" in fig.axes[0].get_ylabel()
+
+
 def test_gif_has_expected_frame_count(small_run, tmp_path):
     from PIL import Image
 
@@ -239,6 +254,33 @@ def test_cell_palette_is_distinct_and_visible_on_every_tissue(vision):
     pair[np.diag_indices(len(cells))] = np.inf
     assert pair.min() > 15  # CIE76 difference: distinct at a glance
     assert np.linalg.norm(cells[:, None] - tissue[None], axis=-1).min() > 10
+
+
+@pytest.mark.parametrize("vision", list(_CVD))
+def test_every_cell_colour_is_visible_on_every_shade_of_the_default_field(vision):
+    """A field is drawn under the cells on the septa (FIELD_ALPHA over the septum colour): every
+    cell colour stays apart from every shade of the default colour map there (viridis, the
+    earlier default, hid M2 macrophages in its greens: CIE76 difference 1-4)."""
+    import matplotlib as mpl
+
+    from tmesim.viz.frames import FIELD_ALPHA, TISSUE_COLOURS, default_field_cmap
+
+    def seen(rgb):
+        c = np.asarray(rgb, float)
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        out = np.clip(lin @ _CVD[vision].T, 0, 1)
+        return _lab(np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055))
+
+    for style in ("solid", "translucent", "outline"):
+        shades = mpl.colormaps[default_field_cmap(style)](np.linspace(0, 1, 256))[:, :3]
+        under = FIELD_ALPHA * shades + (1 - FIELD_ALPHA) * np.asarray(TISSUE_COLOURS[0])
+        cells = seen([c for _, c in CATEGORIES])
+        gap = np.linalg.norm(cells[:, None] - seen(under)[None], axis=-1).min(axis=1)
+        assert gap.min() > 10, dict(zip([n for n, _ in CATEGORIES], gap.round(1), strict=True))
+        # septa stay apart from alveolar air (white, no field drawn) at every value of the field
+        air = seen([TISSUE_COLOURS[1]])
+        assert np.linalg.norm(seen(under) - air, axis=-1).min() > 8
+    assert default_field_cmap("none") == "viridis"  # no cells over it: a hued map is fine
 
 
 def test_field_limits_span_the_whole_run_and_clipping_gets_arrows(small_run):

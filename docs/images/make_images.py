@@ -3,7 +3,8 @@
     .venv/bin/python docs/images/make_images.py
 
 Every picture comes from the command line, as a user would type it (the commands are printed),
-on short runs of the packaged scenarios: four simulated days, one core, about a minute in all.
+on short runs of the packaged scenarios: four simulated days, one core, about two minutes in all
+(a little over one minute of CPU).
 The viewer screenshot needs the ``view`` extra, selenium (both in the ``test`` extra) and
 Debian's Chromium (``apt-get install chromium chromium-driver``).
 """

@@ -351,20 +351,31 @@ def _clock(seconds: float) -> str:
 
 class _LineProgress:
     """Progress for logs and pipes: one plain line every ``every_pct`` % of the steps, with the
-    elapsed time, an ETA from the mean pace so far, the simulated day and the populations."""
+    elapsed time, an ETA, the simulated day and the populations.
+
+    The ETA is the mean pace of the steps after the first one, times the steps left: the first
+    step carries the set-up and, on a fresh install, the compilation of the kernels (tens of
+    seconds), which would otherwise inflate the ETA of a whole run; it is ``?`` until a second
+    step has run."""
 
     def __init__(self, every_pct: float = 10.0, stream=None):
         self.every = every_pct
         self.stream = stream
         self._next = 0.0
+        self._first = None  # (steps, wall_s) at the first call
 
     def __call__(self, model, wall_s):
+        if self._first is None:
+            self._first = (model.steps, wall_s)
         pct = 100.0 * model.steps / max(model.n_steps, 1)
         if pct + 1e-9 < self._next and model.running:
             return
         while self._next <= pct + 1e-9:
             self._next += self.every
-        eta = wall_s * (100.0 - pct) / pct if pct > 0 else float("nan")
+        done = model.steps - self._first[0]
+        eta = float("nan")
+        if done > 0:
+            eta = (wall_s - self._first[1]) / done * (model.n_steps - model.steps)
         pop = model.population_counts()
         line = (
             f"{model.scenario.name}: {pct:5.1f}%  day {model.time_h / 24:.2f}/"

@@ -445,11 +445,13 @@ def _run_ensemble(
 def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
     """Read every replicate file: endpoints and time series on a common time axis."""
     from ..io import load
+    from ..viz.plots import dose_times
 
     raw = {}
     times = []
     names: set[str] = set()
     units: dict[str, str] = {}
+    doses: dict[str, list] = {}
     for g in groups:
         for k in range(replicates):
             path = outdir / g.label / f"rep_{k}.h5"
@@ -464,6 +466,8 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
                     series.update({f"metrics/{n}": v for n, v in res.metrics.items()})
                     for n in series:
                         units.setdefault(n, "cells" if n.startswith("counts/") else res.units(n))
+                    if g.label not in doses:  # every replicate of a group has its therapy
+                        doses[g.label] = dose_times(res)
             except Exception:
                 continue
             raw[(g.label, k)] = (t, {n: np.asarray(v, dtype=np.float64) for n, v in series.items()})
@@ -513,6 +517,7 @@ def collect(groups, replicates, outdir: Path, seeds, errors) -> dict:
                 "errors": err,
                 "series": ser,
                 "endpoints": end,
+                "doses": doses.get(g.label, []),
             }
         )
     return out
@@ -782,6 +787,16 @@ def _pages(data) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v or k == ""}
 
 
+def _suptitle(fig, text: str, fontsize: float = 11) -> None:
+    """A figure title wrapped to the figure's width (a long swept key and the small-sample
+    note ran off both edges of a one-line title)."""
+    import textwrap
+
+    # about 0.55 em per character of DejaVu Sans; 72 points per inch
+    per_line = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)) - 4)
+    fig.suptitle(textwrap.fill(text, per_line), fontsize=fontsize)
+
+
 def _figure(nplots: int, ncols: int = 3):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -805,10 +820,25 @@ def _legend_below(fig, axes) -> None:
         )
 
 
+def _mark_group_doses(ax, groups) -> None:
+    """Dose times as vertical lines (:func:`tmesim.viz.plots.mark_doses`): grey where every
+    group doses alike, in a group's colour (its label in the legend) where only it does."""
+    from ..viz.plots import mark_doses
+
+    per_group = [set(g.get("doses", [])) for g in groups]
+    common = set.intersection(*per_group) if per_group else set()
+    mark_doses(ax, sorted(common, key=lambda d: d[2]), scale=24.0)
+    for i, (g, own) in enumerate(zip(groups, per_group, strict=True)):
+        mark_doses(ax, sorted(own - common, key=lambda d: d[2]), scale=24.0,
+                   color=f"C{i % 10}", who=g["label"])
+
+
 def plot_timeseries(data, path: Path) -> list[Path]:
     """Metrics over time, mean and 95 % band per group, on pages of at most
     :data:`PAGE_PANELS` panels: ``path`` holds the key panels, ``<stem>_<page>.png`` the counts,
     the fractions and the rest. Bands stay within each quantity's range. Returns the paths."""
+    from ..viz.plots import fraction_axis
+
     path = Path(path)
     t = data["time_h"] / 24.0
     written = []
@@ -821,7 +851,8 @@ def plot_timeseries(data, path: Path) -> list[Path]:
                 ax.plot(t, mean, color=color, label=g["label"], lw=1.6)
                 ax.fill_between(t, lo, hi, color=color, alpha=0.22, linewidth=0)
             if data.get("units", {}).get(name) == "1":  # from 0, at most 1, small ones legible
-                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+                fraction_axis(ax)
+            _mark_group_doses(ax, data["groups"])
             ax.set_title(name.split("/", 1)[1].replace("_", " "), fontsize=10)
             ax.set_ylabel(_ylabel(data, name), fontsize=9)
             ax.set_xlabel("time (days)")
@@ -829,7 +860,7 @@ def plot_timeseries(data, path: Path) -> list[Path]:
         if names:
             _legend_below(fig, axes)
         title = {"": "key metrics"}.get(page, page.replace("_", " "))
-        fig.suptitle(f"{title}: {_interval_note(data)}", fontsize=11)
+        _suptitle(fig, f"{title}: {_interval_note(data)}")
         out = path if page == "" else path.with_name(f"{path.stem}_{page}{path.suffix}")
         _save_figure(fig, out)
         written.append(out)
@@ -909,7 +940,7 @@ def plot_sweep(data, params: dict, outdir: Path, endpoints=None) -> list[Path]:
             ax.grid(alpha=0.3, lw=0.5)
         if others:
             _legend_below(fig, axes)
-        fig.suptitle(f"sweep of {key}: {_interval_note(data)}", fontsize=11)
+        _suptitle(fig, f"sweep of {key}: {_interval_note(data)}")
         p = outdir / f"sweep_{_safe_label(key)}.png"
         _save_figure(fig, p)
         paths.append(p)

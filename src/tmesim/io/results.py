@@ -25,6 +25,21 @@ from ..errors import UsageError, warn
 from .writer import FORMAT, FORMAT_VERSION, complete_records
 
 
+def _analysis_module(name: str, method: str):
+    """Import ``name`` (pandas or xarray) for ``method``, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"Results.{method}() needs the Python package {name}, which the 'analysis' extra "
+            "installs: pip install 'tmesim[analysis]' (in a clone: .venv/bin/pip install -e "
+            "'.[analysis]')",
+            name=name,
+        ) from exc
+
+
 def _open_for_reading(path: Path) -> h5py.File:
     """Open read-only; a file still being written by a running ``tmesim run`` holds an HDF5
     lock, so retry without locking (the writer flushes whole records, /time_h last)."""
@@ -235,15 +250,17 @@ class Results:
 
     # ------------------------------------------------------------------ conversions
     def to_pandas(self):
-        """Counts and metrics as a pandas DataFrame indexed by ``time_h``."""
-        import pandas as pd
+        """Counts and metrics as a pandas DataFrame indexed by ``time_h`` (needs the
+        ``analysis`` extra)."""
+        pd = _analysis_module("pandas", "to_pandas")
 
         data = {**self.counts, **self.metrics}
         return pd.DataFrame(data, index=pd.Index(self.time_h, name="time_h"))
 
     def to_xarray(self, fields=None):
-        """Fields, counts and metrics as an xarray Dataset with named dimensions."""
-        import xarray as xr
+        """Fields, counts and metrics as an xarray Dataset with named dimensions (needs the
+        ``analysis`` extra)."""
+        xr = _analysis_module("xarray", "to_xarray")
 
         g = self.f["fields"]
         axes = [k for k in ("z_um", "y_um", "x_um") if k in g]

@@ -99,7 +99,10 @@ def _add_look(p) -> None:
     g.add_argument("--vmin", type=float, help="field colour limit (default: run-wide minimum)")
     g.add_argument("--vmax", type=float, help="field colour limit (default: run-wide maximum)")
     g.add_argument("--log", action="store_true", help="field on a logarithmic colour scale")
-    g.add_argument("--cmap", help="matplotlib colour map of the field (default viridis)")
+    g.add_argument(
+        "--cmap", help="matplotlib colour map of the field (default: light_greys under cells, "
+        "so that every cell colour stays visible; viridis with --cells none)",
+    )
     g.add_argument(
         "--cells",
         choices=CELL_STYLES,

@@ -8,7 +8,11 @@ for single pictures.
 Colours. The cell palette is built from the colour-blind-safe sets of Okabe & Ito and of Paul
 Tol; every pair of cell colours, and every cell colour against every tissue colour, stays apart
 (CIE76 colour difference) under normal vision and simulated deuteranopia and protanopia
-(``tests/test_viz.py`` checks it). Field colour limits come from the whole run (robust
+(``tests/test_viz.py`` checks it). Under coloured cells a field is drawn by default in
+:data:`FIELD_CMAP_UNDER_CELLS`, a ramp of light greys: any hued colour map (viridis, magma,
+cividis) passes through the hue of some cell colour (viridis's greens swallow M2 macrophages,
+CIE76 difference 1-4), while every cell colour stays at least 10 units from every shade of the
+grey ramp, under the same three kinds of vision (also checked). Field colour limits come from the whole run (robust
 percentiles, :func:`field_limits`), so every frame of a movie shares one scale, and data beyond
 the limits, whoever set them, get extend arrows on the colour bar.
 """
@@ -260,6 +264,31 @@ def _outline(cat: np.ndarray) -> np.ndarray:
 
 #: opacity of the field over the tissue backdrop
 FIELD_ALPHA = 0.8
+#: default colour map of a field under cells: light to mid grey (matplotlib's Greys from 0.2 to
+#: 0.55: its lightest shade stays apart from the white of alveolar air, so septa with little of
+#: the field still show, and its darkest from every cell colour), registered with matplotlib
+#: under this name on import
+FIELD_CMAP_UNDER_CELLS = "light_greys"
+#: default colour map of a field with no cells drawn over it
+FIELD_CMAP = "viridis"
+
+
+def _register_field_cmap() -> None:
+    import matplotlib as mpl
+    from matplotlib.colors import ListedColormap
+
+    if FIELD_CMAP_UNDER_CELLS not in mpl.colormaps:
+        ramp = mpl.colormaps["Greys"](np.linspace(0.2, 0.55, 256))
+        mpl.colormaps.register(ListedColormap(ramp, name=FIELD_CMAP_UNDER_CELLS))
+
+
+def default_field_cmap(cells: str = "solid") -> str:
+    """The field's colour map when none is chosen: :data:`FIELD_CMAP_UNDER_CELLS` where cells
+    are drawn over it (every cell colour stays visible on it), :data:`FIELD_CMAP` otherwise."""
+    return FIELD_CMAP if cells == "none" else FIELD_CMAP_UNDER_CELLS
+
+
+_register_field_cmap()
 
 
 def _plane_cut(a: np.ndarray, plane: tuple) -> np.ndarray:
@@ -296,8 +325,9 @@ class FrameRenderer:
     log : bool
         Field on a logarithmic colour scale.
     cmap : str, optional
-        Matplotlib colour map of the field (default ``viridis``, or ``Greys`` when cells are
-        coloured by a column, so the two scales cannot be confused).
+        Matplotlib colour map of the field (default :func:`default_field_cmap`: light greys
+        under cells, so that every cell colour, and a column's colour scale, stays visible;
+        viridis when no cells are drawn).
     cells : str
         ``solid`` (opaque), ``translucent`` (the field shows through), ``outline`` (only the
         borders of groups of cells of one kind, the field shows inside) or ``none``.
@@ -382,7 +412,7 @@ class FrameRenderer:
         self.field_extend = "neither"
         if field is not None:
             self.field_norm, self.field_extend = _field_norm(res, field, vmin, vmax, log)
-            self.field_cmap = mpl.colormaps[cmap or ("Greys" if color_by else "viridis")]
+            self.field_cmap = mpl.colormaps[cmap or default_field_cmap(cells)]
         self._tissue_all = _tissue3d(res)
         self._planes = {}  # plane -> (backdrop, lumen mask, vessel layer)
         self._ab = {}  # plane -> blend tables of composite()

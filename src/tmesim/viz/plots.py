@@ -14,6 +14,33 @@ UNIT_LABELS = {
 }
 #: the counts group is drawn on the cell-count panel
 COUNT_UNIT = "cells"
+#: a panel of counts whose series peak more than this factor apart is drawn on a symmetric-log
+#: axis (linear below one cell), so that a few stem cells or T cells are not flattened on the
+#: axis of a thousand tumour cells
+COUNT_DECADES = 100.0
+
+
+def spans_decades(series) -> bool:
+    """Whether the positive peaks of ``[(label, values)]`` lie more than :data:`COUNT_DECADES`
+    apart."""
+    import numpy as np
+
+    peaks = []
+    for _, v in series:
+        v = np.asarray(v, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size and v.max() > 0:
+            peaks.append(float(v.max()))
+    return len(peaks) > 1 and max(peaks) > COUNT_DECADES * min(peaks)
+
+
+def fraction_axis(ax) -> None:
+    """A fraction's y axis: from 0 to just above the largest value drawn (at most 1), so that a
+    fraction of 10^-7 is as legible as one of 0.5; 0 to 0.05 when every value is 0."""
+    top = float(ax.dataLim.y1) if ax.dataLim.height >= 0 else float("nan")
+    if not top > 0:
+        top = 0.05
+    ax.set_ylim(0.0, min(1.02, top * 1.08))
 
 
 def dose_times(res) -> list[tuple[str, str, float]]:
@@ -30,20 +57,22 @@ def dose_times(res) -> list[tuple[str, str, float]]:
     return sorted(out, key=lambda a: a[2])
 
 
-def mark_doses(ax, doses, *, scale=1.0) -> None:
-    """Grey vertical lines at the dose times (hours divided by ``scale``), one line style per
-    agent, each agent named once in the legend."""
+def mark_doses(ax, doses, *, scale=1.0, color="0.35", who=None) -> None:
+    """Vertical lines (grey, or ``color``) at the dose times (hours divided by ``scale``), one
+    line style per agent, each agent named once in the legend (with ``who`` after it, for the
+    doses of one scenario among several)."""
     styles = (":", "--", "-.", (0, (1, 3)))
     agents = list(dict.fromkeys(a for a, _, _ in doses))
     named = set()
     for agent, route, t in doses:
         ax.axvline(
             t / scale,
-            color="0.35",
+            color=color,
             ls=styles[agents.index(agent) % len(styles)],
             lw=1.0,
             zorder=0,
-            label=None if agent in named else f"dose: {agent} ({route})",
+            label=None if agent in named else (
+                f"dose: {agent} ({route})" + (f", {who}" if who else "")),
         )
         named.add(agent)
 
@@ -60,7 +89,8 @@ def _groups(res, metrics) -> dict[str, list[tuple[str, object]]]:
 def plot_timeseries(source, output=None, *, metrics=None, days=True):
     """Plot counts and metrics against time, one panel per unit; return the figure.
 
-    Counts and every metric in cells share a panel; fractions (unit 1) share one on a 0-1 axis;
+    Counts and every metric in cells share a panel (on a symmetric-log axis when their peaks
+    span more than :data:`COUNT_DECADES`); fractions (unit 1) share one on a 0-1 axis;
     each other unit gets its own labelled panel. Dose times of the scenario's therapy are drawn
     as dotted lines. ``metrics`` defaults to every stored metric. The figure is saved to
     ``output`` when given.
@@ -101,7 +131,11 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
             for i, (name, values) in enumerate(series):
                 ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
             if unit == "1":  # from 0, at most 1
-                ax.set_ylim(0.0, min(1.02, max(ax.get_ylim()[1], 0.05)))
+                fraction_axis(ax)
+            if unit == COUNT_UNIT and spans_decades(series):
+                ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
+                ax.set_ylim(bottom=0.0)
+                ylabel += " (log scale above 1)"
             if doses:
                 mark_doses(ax, doses, scale=scale)
             ax.set_title(title, loc="left", fontsize=11)

@@ -31,8 +31,11 @@ from ..errors import UsageError
 from ..io import load
 from .frames import CELL_STYLES, FrameRenderer, cell_columns
 
+#: entry of the colour-map picker that takes the renderer's default (light greys under cells,
+#: viridis without cells: :func:`tmesim.viz.frames.default_field_cmap`)
+AUTO_CMAP = "default"
 #: colour maps offered for the field
-FIELD_CMAPS = ("viridis", "magma", "cividis", "plasma", "Greys")
+FIELD_CMAPS = (AUTO_CMAP, "light_greys", "viridis", "magma", "cividis", "plasma", "Greys")
 #: entry of the colour-by picker that keeps the palette of kinds and states
 BY_KIND = "kind and state"
 #: entry of the field picker that draws no field
@@ -107,7 +110,7 @@ class Viewer:
         self.play = w.Toggle(label="\u25b6 play", color="primary", width=110)
         self.field = w.Select(label="field", options=[NO_FIELD, *fields], value=first)
         self.log = w.Checkbox(label="log colour scale", value=False)
-        self.cmap = w.Select(label="field colour map", options=list(FIELD_CMAPS), value="viridis")
+        self.cmap = w.Select(label="field colour map", options=list(FIELD_CMAPS), value=AUTO_CMAP)
         self.cells = w.RadioButtonGroup(label="cells", options=list(CELL_STYLES), value="solid")
         self.kinds = w.CheckButtonGroup(
             label="cell kinds", options={k.label: k.name for k in registry.all_kinds()},
@@ -214,7 +217,7 @@ class Viewer:
         return {
             "field": None if self.field.value == NO_FIELD else self.field.value,
             "log": bool(self.log.value),
-            "cmap": self.cmap.value,
+            "cmap": None if self.cmap.value == AUTO_CMAP else self.cmap.value,
             "cells": self.cells.value,
             "color_by": None if self.color_by.value == BY_KIND else self.color_by.value,
             "kinds": None if len(kinds) == registry.count() else (kinds or ["none"]),
