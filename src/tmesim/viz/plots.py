@@ -6,10 +6,14 @@ from pathlib import Path
 
 from .frames import _open
 
+#: the panel of fractions that peak far below the others (e.g. a delivered fraction of 1e-7
+#: beside hypoxic fractions of 0.1)
+SMALL_FRACTIONS = "1 (small)"
 #: panel titles and y-axis labels of the units metrics are stored with
 UNIT_LABELS = {
     "cells": ("populations and cell counts", "cells"),
     "1": ("fractions", "fraction (0-1)"),
+    SMALL_FRACTIONS: ("small fractions", "fraction"),
     "mmHg": ("oxygen", "oxygen (mmHg)"),
 }
 #: the counts group is drawn on the cell-count panel
@@ -83,14 +87,31 @@ def _groups(res, metrics) -> dict[str, list[tuple[str, object]]]:
     for name in metrics:
         unit = res.units(f"metrics/{name}") or "(no unit)"
         groups.setdefault(unit, []).append((name, res.metrics[name]))
+    fractions = groups.get("1", [])
+    if spans_decades(fractions):
+        # fractions that peak COUNT_DECADES below the largest get a panel of their own, each
+        # panel on a linear axis from 0 (a log axis would hide where a fraction is 0)
+        top = max(_peak(v) for _, v in fractions)
+        groups["1"] = [(n, v) for n, v in fractions if _peak(v) * COUNT_DECADES >= top]
+        groups[SMALL_FRACTIONS] = [(n, v) for n, v in fractions if _peak(v) * COUNT_DECADES < top]
     return {u: s for u, s in groups.items() if s}
+
+
+def _peak(values) -> float:
+    """The largest finite value of a series (0 when none is positive)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size and v.max() > 0 else 0.0
 
 
 def plot_timeseries(source, output=None, *, metrics=None, days=True):
     """Plot counts and metrics against time, one panel per unit; return the figure.
 
     Counts and every metric in cells share a panel (on a symmetric-log axis when their peaks
-    span more than :data:`COUNT_DECADES`); fractions (unit 1) share one on a 0-1 axis;
+    span more than :data:`COUNT_DECADES`); fractions (unit 1) share one from 0 to their largest
+    value, and those that peak :data:`COUNT_DECADES` below the largest get a second one;
     each other unit gets its own labelled panel. Dose times of the scenario's therapy are drawn
     as dotted lines. ``metrics`` defaults to every stored metric. The figure is saved to
     ``output`` when given.
@@ -130,7 +151,7 @@ def plot_timeseries(source, output=None, *, metrics=None, days=True):
             title, ylabel = UNIT_LABELS.get(unit, (unit, unit))
             for i, (name, values) in enumerate(series):
                 ax.plot(t, values, color=f"C{i % 10}", lw=1.6, label=name.replace("_", " "))
-            if unit == "1":  # from 0, at most 1
+            if unit in ("1", SMALL_FRACTIONS):  # from 0, at most 1
                 fraction_axis(ax)
             if unit == COUNT_UNIT and spans_decades(series):
                 ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
