@@ -94,19 +94,21 @@ def test_fractions_decades_below_the_others_get_their_own_panel():
     from tmesim.viz.plots import SMALL_FRACTIONS, _groups
 
     class Res:  # the two things _groups reads of a result file
-        counts = {"tumor": np.array([10.0, 1200.0])}
-        metrics = {"hypoxic_fraction": np.array([0.0, 0.12]),
-                   "delivered_fraction": np.array([0.0, 2.9e-7]),
-                   "stem_fraction": np.array([0.05, 0.02])}
+        def __init__(self, metrics):
+            self.counts = {"tumor": np.array([10.0, 1200.0])}
+            self.metrics = metrics
 
         def units(self, key):
             return "1"
 
-    groups = _groups(Res(), list(Res.metrics))
+    res = Res({"hypoxic_fraction": np.array([0.0, 0.12]),
+               "delivered_fraction": np.array([0.0, 2.9e-7]),
+               "stem_fraction": np.array([0.05, 0.02])})
+    groups = _groups(res, list(res.metrics))
     assert [n for n, _ in groups["1"]] == ["hypoxic_fraction", "stem_fraction"]
     assert [n for n, _ in groups[SMALL_FRACTIONS]] == ["delivered_fraction"]
-    Res.metrics = {"hypoxic_fraction": np.array([0.0, 0.12]), "stem_fraction": np.array([0.02])}
-    assert SMALL_FRACTIONS not in _groups(Res(), list(Res.metrics))
+    res = Res({"hypoxic_fraction": np.array([0.0, 0.12]), "stem_fraction": np.array([0.02])})
+    assert SMALL_FRACTIONS not in _groups(res, list(res.metrics))
 
 
 def test_gif_has_expected_frame_count(small_run, tmp_path):
