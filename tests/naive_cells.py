@@ -347,7 +347,7 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
 
 # --------------------------------------------------------------------------- immune cells
 (T_KILL, T_SUPP, T_EXH_H, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD, T_EXH_GAIN,
- T_STORE, T_REFILL_H, T_DIV) = range(14)
+ T_STORE, T_REFILL_H, T_DIV, T_EXH_SPREAD) = range(15)
 (M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS, M_CCL2_W,
  M_CCL2_HALF, M_RELAX, M_REST_RECRUITED, M_REST_RESIDENT, M_RESIDENT_M2, M_RESIDENT_LIFE) = range(17)
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
@@ -392,7 +392,9 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             if par[T_EXH_H] > 0.0:  # antigen exposure, in units of the exposure that exhausts
                 fl[PHENOTYPE, i] = f32(float(fl[PHENOTYPE, i])
                                        + (1.0 + par[T_EXH_GAIN] * pdl1) * dt / par[T_EXH_H])
-                if fl[PHENOTYPE, i] >= 1.0:
+                # the cell's own threshold: keyed with step 0, so fixed for its life
+                threshold = 1.0 + par[T_EXH_SPREAD] * (2.0 * uniform(seed, cid, 0, 38) - 1.0)
+                if fl[PHENOTYPE, i] >= threshold:
                     state[i] = QUIESCENT
             left = store - float(fl[LYTIC_SPENT, i])  # kills' worth of granules at hand
             armed = 1.0 if store <= 0.0 else min(1.0, max(0.0, left))

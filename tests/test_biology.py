@@ -229,7 +229,8 @@ def test_tumour_cells_never_exceed_max_divisions():
 
 # --------------------------------------------------------------------------- T cells
 T_BASE = dict(kill=1.0, supp=0.0, exh_h=0.0, life=1e9, xlife=1e9, mig=1.0, bias=0.0,
-              ecm_half=0.0, tgfb_half=0.0, kd=0.0, exh_gain=0.0, store=0.0, refill_h=1.0, div=0.0)
+              ecm_half=0.0, tgfb_half=0.0, kd=0.0, exh_gain=0.0, store=0.0, refill_h=1.0, div=0.0,
+              exh_spread=0.0)
 
 
 def t_par(**kw):
@@ -243,7 +244,8 @@ def t_par(**kw):
                       ("bias", ki.T_CHEMOTAXIS_BIAS), ("ecm_half", ki.T_ECM_HALF),
                       ("tgfb_half", ki.T_TGFB_HALF), ("kd", ki.T_ANTIBODY_KD),
                       ("exh_gain", ki.T_PDL1_EXHAUSTION_GAIN), ("store", ki.T_LYTIC_STORE),
-                      ("refill_h", ki.T_LYTIC_RECOVERY_H), ("div", ki.T_DIVISION_RATE)):
+                      ("refill_h", ki.T_LYTIC_RECOVERY_H), ("div", ki.T_DIVISION_RATE),
+                      ("exh_spread", ki.T_EXHAUSTION_SPREAD)):
         p[idx] = v[name]
     return p
 
@@ -387,6 +389,26 @@ def test_exhaustion_follows_the_antigen_exposure():
     act, _ = tcell_decisions(s, t_par(kill=1e6, exh_h=e_h), dt, steps=1)
     assert not np.any(act[: nt] == ka.KILL)
     assert not np.any(s["f32"][layout.AUX, :nt])
+
+
+def test_exhaustion_thresholds_spread_uniformly_per_cell():
+    """With spread w, a T cell is exhausted once its exposure x reaches its own threshold,
+    uniform in [1 - w, 1 + w] and fixed for its life: after exposure x the exhausted share is
+    (x - 1 + w) / (2 w), and cells once exhausted stay exhausted."""
+    w, e_h, dt = 0.5, 1.0, 0.05
+    s, nt = pairs((1, 120, 120), pdl1=0.0)
+    par = t_par(kill=0.0, exh_h=e_h, exh_spread=w)
+    shares, was = [], np.zeros(nt, bool)
+    for _ in range(24):
+        tcell_decisions(s, par, dt, steps=1)
+        now = s["state"][:nt] == codes.QUIESCENT
+        assert not np.any(was & ~now)
+        was = now
+        shares.append(now.mean())
+    x = dt * np.arange(1, 25) / e_h
+    expected = np.clip((x - 1 + w) / (2 * w), 0, 1)
+    for got, want in zip(shares, expected, strict=True):
+        within(got, want, binomial_sd(max(min(want, 0.99), 0.01), nt))
 
 
 @pytest.mark.parametrize("case", ["plain", "pdl1", "antibody", "spent"])

@@ -172,8 +172,9 @@ def constant_rate_cells(n, s, f, par, rules):
 
 
 # kill, PD-L1 suppression, exhaustion hours, lifespan, exhausted lifespan, migration, bias, ECM
-# half, TGF-b half, antibody Kd, PD-L1 exhaustion gain, lytic store, refill hours, division rate
-T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6])
+# half, TGF-b half, antibody Kd, PD-L1 exhaustion gain, lytic store, refill hours, division
+# rate, exhaustion spread
+T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6, 0.4])
 # phagocytosis, to M1, to M2, IFN-g half, TGF-b half, hypoxia, contact, lifespan, migration,
 # bias, CCL2 weight, CCL2 half, relaxation, recruited rest, resident rest, resident M2 factor,
 # resident lifespan

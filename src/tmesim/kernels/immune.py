@@ -81,7 +81,8 @@ T_PDL1_EXHAUSTION_GAIN = 10  # extra exhaustion tempo at full effective PD-L1 (1
 T_LYTIC_STORE = 11  # lytic granule store in kills' worth (<= 0: unlimited)
 T_LYTIC_RECOVERY_H = 12  # time constant of the store's refilling (h)
 T_DIVISION_RATE = 13  # division rate of an engaged T cell at zero PD-L1 (1/h)
-T_NPARAMS = 14
+T_EXHAUSTION_SPREAD = 14  # half-width of the per-cell exhaustion threshold, around 1
+T_NPARAMS = 15
 
 # --- macrophage parameter vector
 M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
@@ -119,6 +120,7 @@ PURPOSE_T_SITE = 34
 PURPOSE_T_BIAS = 35
 PURPOSE_T_DIVIDE = 36
 PURPOSE_T_DAUGHTER = 37
+PURPOSE_T_THRESHOLD = 38  # drawn with step 0: a fixed property of the cell
 PURPOSE_M_DEATH = 40
 PURPOSE_M_KILL = 41
 PURPOSE_M_TARGET = 42
@@ -138,8 +140,9 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     ``f32[LYTIC_SPENT]`` is the part of the lytic store spent (kills' worth; it relaxes to 0 with
     time constant ``par[T_LYTIC_RECOVERY_H]``; a kill spends one unit, and with less than one
     unit left the kill hazard scales with what is left); ``f32[PHENOTYPE]``
-    the antigen exposure as a fraction of the exposure that exhausts (exhausted at 1: state
-    QUIESCENT); ``i32[DIVISIONS_LEFT]`` the divisions left (-1: unlimited); ``f32[AUX]`` is 1
+    the antigen exposure in units of ``par[T_EXHAUSTION_H]`` engaged hours (exhausted, state
+    QUIESCENT, at the cell's threshold, uniform in 1 +- ``par[T_EXHAUSTION_SPREAD]`` and fixed
+    per cell); ``i32[DIVISIONS_LEFT]`` the divisions left (-1: unlimited); ``f32[AUX]`` is 1
     while engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
 
     ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
@@ -198,7 +201,9 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             if par[T_EXHAUSTION_H] > 0.0:
                 f32[PHENOTYPE, i] += ((1.0 + par[T_PDL1_EXHAUSTION_GAIN] * pdl1_eff) * dt_h
                                       / par[T_EXHAUSTION_H])
-                if f32[PHENOTYPE, i] >= 1.0:
+                threshold = 1.0 + par[T_EXHAUSTION_SPREAD] * (
+                    2.0 * uniform(seed, cid, 0, PURPOSE_T_THRESHOLD) - 1.0)
+                if f32[PHENOTYPE, i] >= threshold:
                     state[i] = QUIESCENT
             # below one kill's worth left, the hazard falls with the granules at hand
             armed = 1.0 if store <= 0.0 else min(1.0, max(0.0, store - f32[LYTIC_SPENT, i]))

@@ -24,6 +24,7 @@ def pack(dyn) -> None:
     tp[ki.T_PDL1_SUPPRESSION] = t.pdl1_suppression
     tp[ki.T_EXHAUSTION_H] = t.exhaustion_antigen_h
     tp[ki.T_PDL1_EXHAUSTION_GAIN] = t.exhaustion_pdl1_gain
+    tp[ki.T_EXHAUSTION_SPREAD] = t.exhaustion_spread
     tp[ki.T_LYTIC_STORE] = t.lytic_store_kills
     tp[ki.T_LYTIC_RECOVERY_H] = t.lytic_recovery_h
     tp[ki.T_DIVISION_RATE] = 1.0 / t.division_h if t.division_h > 0 else 0.0

@@ -468,6 +468,16 @@ class TCellConfig(CellTypeBase):
         source="dysfunction after ~5-7 days of chronic antigen, Schietinger et al. 2016 "
         "Immunity; Philip et al. 2017 Nature (parameters.md §3.7) [A]",
     )
+    exhaustion_spread: float = P(
+        0.5,
+        unit="fraction",
+        ge=0,
+        lt=1,
+        desc="Cell-to-cell spread of the exposure that exhausts: each T cell's threshold is "
+        "exhaustion_antigen_h times a fixed uniform draw in 1 +- spread.",
+        source="choice: exhausted cells accumulate over days rather than at one moment, "
+        "Angelosanto et al. 2012 J Virol (parameters.md §3.7) [A]",
+    )
     exhaustion_pdl1_gain: float = P(
         0.0,
         unit="1",
