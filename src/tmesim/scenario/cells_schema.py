@@ -433,7 +433,7 @@ class TCellConfig(CellTypeBase):
         desc="Killing hazard of an engaged T cell at zero PD-L1 and TGF-beta, while its lytic "
         "store holds a kill.",
         source="one kill per ~6 h of contact in tumours, Breart et al. 2008 J Clin Invest "
-        "(parameters.md §3.7) [V]",
+        "(parameters.md §3.9) [V]",
     )
     lytic_store_kills: float = P(
         3.0,
@@ -441,7 +441,7 @@ class TCellConfig(CellTypeBase):
         desc="Lytic granule store, in kills' worth: a kill uses one unit, which refills with "
         "lytic_recovery_h (<= 0: unlimited).",
         source="choice within the 2-16 kills per CTL per day of Halle et al. 2016 Immunity and "
-        "1-20 of Weigelin et al. 2021 Nat Commun (parameters.md §3.7) [A]",
+        "1-20 of Weigelin et al. 2021 Nat Commun (parameters.md §3.9) [A]",
     )
     lytic_recovery_h: float = P(
         12.0,
@@ -449,7 +449,7 @@ class TCellConfig(CellTypeBase):
         gt=0,
         desc="Time constant with which a spent lytic store refills (exponential).",
         source="TCR triggering restarts perforin/granzyme synthesis that refills the granules, "
-        "Isaaz et al. 1995 Eur J Immunol; value a choice (parameters.md §3.7) [A]",
+        "Isaaz et al. 1995 Eur J Immunol; value a choice (parameters.md §3.9) [A]",
     )
     pdl1_suppression: float = P(
         0.9,
@@ -466,7 +466,7 @@ class TCellConfig(CellTypeBase):
         desc="Hours of engagement with PD-L1-free targets that exhaust a T cell (<= 0: never "
         "exhausted); PD-L1 shortens it by exhaustion_pdl1_gain.",
         source="dysfunction after ~5-7 days of chronic antigen, Schietinger et al. 2016 "
-        "Immunity; Philip et al. 2017 Nature (parameters.md §3.7) [A]",
+        "Immunity; Philip et al. 2017 Nature (parameters.md §3.9) [A]",
     )
     exhaustion_spread: float = P(
         0.5,
@@ -476,7 +476,7 @@ class TCellConfig(CellTypeBase):
         desc="Cell-to-cell spread of the exposure that exhausts: each T cell's threshold is "
         "exhaustion_antigen_h times a fixed uniform draw in 1 +- spread.",
         source="choice: exhausted cells accumulate over days rather than at one moment, "
-        "Angelosanto et al. 2012 J Virol (parameters.md §3.7) [A]",
+        "Angelosanto et al. 2012 J Virol (parameters.md §3.9) [A]",
     )
     exhaustion_pdl1_gain: float = P(
         0.0,
@@ -486,7 +486,7 @@ class TCellConfig(CellTypeBase):
         "alone sets the tempo).",
         source="0: exhaustion is driven by persistent antigen, not by the tumour "
         "microenvironment (Schietinger et al. 2016 Immunity) and develops without PD-1 "
-        "(Odorizzi et al. 2015 J Exp Med) (parameters.md §3.7) [A]",
+        "(Odorizzi et al. 2015 J Exp Med) (parameters.md §3.9) [A]",
     )
     division_h: float = P(
         48.0,
