@@ -598,7 +598,7 @@ def surrounded_macrophages(shape3):
     sites = np.array(macs + ring)
     n = len(sites)
     s = {"n": n, "shape": grid["shape"], "occ": np.full(len(grid["occ"]), -1, np.int32)}
-    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", 8, np.float32)):
+    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", N_F32, np.float32)):
         s[key] = np.zeros((rows, n + 1), dtype)
     for key, dtype in (("kind", np.int8), ("state", np.int8), ("site", np.int32),
                        ("action", np.int8), ("target", np.int64), ("dkind", np.int8),
