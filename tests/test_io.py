@@ -212,13 +212,20 @@ def test_different_seed_differs(tiny_result, tmp_path):
         assert res.seed == 7
 
 
-def test_thread_count_does_not_change_results(tiny_result, tmp_path):
+def run_on_one_and_two_threads(scenario, tmp_path):
+    """Run ``scenario`` through the command line with 1 and then 2 Numba threads; return the
+    two result files."""
     outs = []
     for threads in ("1", "2"):
         out = tmp_path / f"threads{threads}.h5"
-        r = run_cli("run", TINY, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
+        r = run_cli("run", scenario, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
         assert r.returncode == 0, r.stderr
         outs.append(out)
+    return outs
+
+
+def test_thread_count_does_not_change_results(tiny_result, tmp_path):
+    outs = run_on_one_and_two_threads(TINY, tmp_path)
     assert_identical(outs[0], outs[1])
     assert_identical(outs[0], tiny_result)
 
@@ -233,12 +240,7 @@ def test_thread_count_does_not_change_tcell_dynamics(tmp_path):
         "cells:\n  tcell:\n    initial: {count: 60, placement: random}\n"
         "    recruitment: {base_per_h: 4.0}\n    exhaustion_antigen_h: 4.0\n"
         "    division_h: 4.0\n    lytic_store_kills: 1.0\n    kill_rate_per_h: 2.0\n")
-    outs = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"threads{threads}.h5"
-        r = run_cli("run", f, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
-        assert r.returncode == 0, r.stderr
-        outs.append(out)
+    outs = run_on_one_and_two_threads(f, tmp_path)
     assert_identical(outs[0], outs[1])
     with h5py.File(outs[0], "r") as h:
         t = np.asarray(h["cells/kind"]) == 2
