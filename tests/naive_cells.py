@@ -36,6 +36,7 @@ from tmesim.kernels.layout import (
     DRUG,
     GENERATION,
     ID,
+    LYTIC_SPENT,
     PARENT,
     PAYLOAD,
     PDL1,
@@ -345,7 +346,8 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
 
 
 # --------------------------------------------------------------------------- immune cells
-(T_KILL, T_SUPP, T_EXH, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD) = range(10)
+(T_KILL, T_SUPP, T_EXH_H, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD, T_EXH_GAIN,
+ T_STORE, T_REFILL_H, T_DIV, T_EXH_SPREAD) = range(15)
 (M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS, M_CCL2_W,
  M_CCL2_HALF, M_RELAX, M_REST_RECRUITED, M_REST_RESIDENT, M_RESIDENT_M2, M_RESIDENT_LIFE) = range(17)
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
@@ -355,8 +357,9 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     ids, i32, fl, kind, state, site, occ = cells
     shape, blocked = lattice
     dt, seed, step = keys
-    action, target = intents.action, intents.target
+    action, target, dkind, ddiv = intents
     nz, ny, nx = (int(s) for s in shape)
+    store, refill_h = par[T_STORE], par[T_REFILL_H]
     for i in range(n):
         if kind[i] != TCELL:
             continue
@@ -373,8 +376,11 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
         if uniform(seed, cid, step, 30) < hazard_prob(death, dt):
             action[i] = DIE
             continue
+        # the spent part of the lytic store decays exponentially toward 0 (a full store)
+        fl[LYTIC_SPENT, i] = f32(float(fl[LYTIC_SPENT, i])
+                                 * (math.exp(-dt / refill_h) if refill_h > 0 else 0.0))
         free, cancer, _ = scan(s, occ, blocked, kind, state, nz, ny, nx)
-        if not exhausted and i32[DIVISIONS_LEFT, i] != 0 and cancer:
+        if not exhausted and cancer:
             qs = bits(cancer)
             j = int(occ[neighbour_site(s, qs[randint(seed, cid, step, 32, len(qs))], nz, ny, nx)])
             occupancy = 0.0
@@ -382,19 +388,34 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                 a = antibody[site[j]]
                 occupancy = a / (a + par[T_KD])
             pdl1 = float(fl[PDL1, j]) * (1.0 - occupancy)
-            kill = apply_rules(par[T_KILL], TCELL, B_KILL, s, fields, pdl1, rules)
-            kill *= 1.0 - par[T_SUPP] * pdl1
-            if par[T_TGFB] > 0.0:
-                kill /= 1.0 + tgfb[s] / par[T_TGFB]
             fl[AUX, i] = 1.0
-            fl[PHENOTYPE, i] = f32(fl[PHENOTYPE, i] + par[T_EXH] * pdl1 * dt)
-            if fl[PHENOTYPE, i] >= 1.0:
-                state[i] = QUIESCENT
-            if uniform(seed, cid, step, 31) < hazard_prob(kill, dt):
-                action[i] = KILL
-                target[i] = j
-                if i32[DIVISIONS_LEFT, i] > 0:
-                    i32[DIVISIONS_LEFT, i] -= 1
+            if par[T_EXH_H] > 0.0:  # antigen exposure, in units of the exposure that exhausts
+                fl[PHENOTYPE, i] = f32(float(fl[PHENOTYPE, i])
+                                       + (1.0 + par[T_EXH_GAIN] * pdl1) * dt / par[T_EXH_H])
+                # the cell's own threshold: keyed with step 0, so fixed for its life
+                threshold = 1.0 + par[T_EXH_SPREAD] * (2.0 * uniform(seed, cid, 0, 38) - 1.0)
+                if fl[PHENOTYPE, i] >= threshold:
+                    state[i] = QUIESCENT
+            left = store - float(fl[LYTIC_SPENT, i])  # kills' worth of granules at hand
+            armed = 1.0 if store <= 0.0 else min(1.0, max(0.0, left))
+            if armed > 0.0:
+                kill = apply_rules(par[T_KILL], TCELL, B_KILL, s, fields, pdl1, rules)
+                kill *= (1.0 - par[T_SUPP] * pdl1) * armed
+                if par[T_TGFB] > 0.0:
+                    kill /= 1.0 + tgfb[s] / par[T_TGFB]
+                if uniform(seed, cid, step, 31) < hazard_prob(kill, dt):
+                    action[i], target[i] = KILL, j
+                    fl[LYTIC_SPENT, i] = f32(float(fl[LYTIC_SPENT, i]) + 1.0)
+                    continue
+            free_q = bits(free)
+            division = par[T_DIV] * (1.0 - par[T_SUPP] * pdl1)
+            if (i32[DIVISIONS_LEFT, i] != 0 and free_q
+                    and uniform(seed, cid, step, 36) < hazard_prob(division, dt)):
+                action[i] = DIVIDE
+                target[i] = neighbour_site(s, free_q[randint(seed, cid, step, 37, len(free_q))],
+                                           nz, ny, nx)
+                left = int(i32[DIVISIONS_LEFT, i])
+                dkind[i], ddiv[i] = TCELL, (left - 1 if left > 0 else -1)
             continue  # an engaged T cell stays put
         rate = apply_rules(par[T_MIG], TCELL, B_MIGRATION, s, fields, 0.0, rules)
         if par[T_ECM] > 0.0:
@@ -600,7 +621,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1
-            if kind[i] == TUMOR:
+            if kind[i] in (TUMOR, TCELL):  # tumour and T-cell mothers spend a division
                 i32[DIVISIONS_LEFT, i] = ddiv[i]
             i32[DIVISIONS_LEFT, m] = ddiv[i]
             kind[m] = dkind[i]

@@ -29,6 +29,7 @@ from tmesim.kernels.rules import R_NCOLS
 
 NO_RULES = np.zeros((0, R_NCOLS))
 
+N_F32 = len(layout.block_names("f32"))  # rows of the float32 block
 
 
 def _cells(s):
@@ -67,7 +68,7 @@ def isolated(shape3, kinds, spacing=3):
         "shape": np.array(shape3, np.int64),
         "ids": np.zeros((2, cap), np.int64),
         "i32": np.zeros((2, cap), np.int32),
-        "f32": np.zeros((8, cap), np.float32),
+        "f32": np.zeros((N_F32, cap), np.float32),
         "kind": np.zeros(cap, np.int8),
         "state": np.zeros(cap, np.int8),
         "site": np.zeros(cap, np.int32),
@@ -227,14 +228,26 @@ def test_tumour_cells_never_exceed_max_divisions():
 
 
 # --------------------------------------------------------------------------- T cells
-T_BASE = dict(kill=1.0, supp=0.0, exh=0.0, life=1e9, xlife=1e9, mig=1.0, bias=0.0, ecm_half=0.0,
-              tgfb_half=0.0, kd=0.0)
+T_BASE = dict(kill=1.0, supp=0.0, exh_h=0.0, life=1e9, xlife=1e9, mig=1.0, bias=0.0,
+              ecm_half=0.0, tgfb_half=0.0, kd=0.0, exh_gain=0.0, store=0.0, refill_h=1.0, div=0.0,
+              exh_spread=0.0)
 
 
 def t_par(**kw):
+    """The T-cell parameter vector, by the names of :data:`T_BASE` (unlimited lytic store, no
+    exhaustion and no division unless given)."""
     v = {**T_BASE, **kw}
-    return np.array([v["kill"], v["supp"], v["exh"], v["life"], v["xlife"], v["mig"], v["bias"],
-                     v["ecm_half"], v["tgfb_half"], v["kd"]])
+    p = np.zeros(ki.T_NPARAMS)
+    for name, idx in (("kill", ki.T_KILL_RATE), ("supp", ki.T_PDL1_SUPPRESSION),
+                      ("exh_h", ki.T_EXHAUSTION_H), ("life", ki.T_LIFESPAN),
+                      ("xlife", ki.T_EXHAUSTED_LIFESPAN), ("mig", ki.T_MIGRATION_RATE),
+                      ("bias", ki.T_CHEMOTAXIS_BIAS), ("ecm_half", ki.T_ECM_HALF),
+                      ("tgfb_half", ki.T_TGFB_HALF), ("kd", ki.T_ANTIBODY_KD),
+                      ("exh_gain", ki.T_PDL1_EXHAUSTION_GAIN), ("store", ki.T_LYTIC_STORE),
+                      ("refill_h", ki.T_LYTIC_RECOVERY_H), ("div", ki.T_DIVISION_RATE),
+                      ("exh_spread", ki.T_EXHAUSTION_SPREAD)):
+        p[idx] = v[name]
+    return p
 
 
 def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, seed=5):
@@ -297,7 +310,7 @@ def pairs(shape3=(1, 60, 60), pdl1=1.0):
     s["occ"][t_sites + 1] = rows
     s["ids"][layout.ID, rows] = rows
     s["f32"][layout.PDL1, rows] = pdl1
-    s["i32"][layout.DIVISIONS_LEFT, :n] = -1  # unlimited kills
+    s["i32"][layout.DIVISIONS_LEFT, :n] = -1  # unlimited divisions (none unless a rate is given)
     s["n"] = 2 * n
     return s, n
 
@@ -326,6 +339,123 @@ def test_tcell_killing_probability(case):
     within(kills.mean(), p, binomial_sd(p, len(kills)))
     assert np.all(s["kind"][tgt[is_t][kills]] == codes.TUMOR)
     assert not np.any(act[is_t] == ka.MOVE)  # engaged T cells stay put
+
+
+def test_lytic_store_limits_and_refills_killing():
+    """A kill spends one unit of the lytic store; with less than one unit left the kill hazard
+    is k * (store - spent), and the spent part refills as exp(-t / tau). With a store of one
+    kill, an instant kill rate and no refilling a T cell kills exactly once; with refilling the
+    second kill waits for the store (P(kill) in the step after a kill is k (1 - e^(-dt/tau)) dt
+    to first order)."""
+    s, nt = pairs(pdl1=0.0)
+    par = t_par(kill=1e6, store=1.0, refill_h=1e12)
+    act, _ = tcell_decisions(s, par, 0.1, steps=5)
+    is_t = np.tile(s["kind"][: s["n"]] == codes.TCELL, 5)
+    per_step = (act[is_t] == ka.KILL).reshape(5, nt)
+    assert per_step[0].all() and not per_step[1:].any()  # targets stay in place: one kill each
+    spent = s["f32"][layout.LYTIC_SPENT, :nt]
+    np.testing.assert_allclose(spent, 1.0)
+    # refilling: the spent unit decays by exp(-dt / tau) per step, exactly
+    tau, dt = 2.0, 0.5
+    s, nt = pairs(pdl1=0.0)
+    s["f32"][layout.LYTIC_SPENT, :nt] = 1.0
+    act, _ = tcell_decisions(s, t_par(kill=0.0, store=1.0, refill_h=tau), dt, steps=3)
+    np.testing.assert_allclose(s["f32"][layout.LYTIC_SPENT, :nt], math.exp(-3 * dt / tau),
+                               rtol=1e-6)
+    # a partly refilled store kills at the hazard k * (1 - spent)
+    k = 0.8
+    s, nt = pairs(pdl1=0.0)
+    s["f32"][layout.LYTIC_SPENT, :nt] = 0.5 / math.exp(-dt / 1e12)
+    act, _ = tcell_decisions(s, t_par(kill=k, store=1.0, refill_h=1e12), dt, steps=1)
+    kills = act[s["kind"][: s["n"]] == codes.TCELL] == ka.KILL
+    p = 1 - math.exp(-k * 0.5 * dt)
+    within(kills.mean(), p, binomial_sd(p, len(kills)))
+
+
+def test_exhaustion_follows_the_antigen_exposure():
+    """Engaged T cells gain exposure (1 + gain * P_eff) dt / exhaustion_h per step and turn
+    exhausted (QUIESCENT) when it reaches 1: after exactly ceil(E / ((1 + g P) dt)) engaged
+    steps; exhausted cells no longer engage (no IFN-gamma flag, no kill)."""
+    e_h, dt, gain, pdl1 = 3.0, 0.25, 1.0, 0.5
+    s, nt = pairs(pdl1=pdl1)
+    par = t_par(kill=0.0, exh_h=e_h, exh_gain=gain)
+    tempo = (1 + gain * pdl1) * dt / e_h
+    steps = math.ceil(1.0 / tempo - 1e-9)
+    tcell_decisions(s, par, dt, steps=steps - 1)
+    np.testing.assert_allclose(s["f32"][layout.PHENOTYPE, :nt], (steps - 1) * tempo, rtol=1e-5)
+    assert np.all(s["state"][:nt] == codes.PROLIFERATING)
+    tcell_decisions(s, par, dt, steps=1)
+    assert np.all(s["state"][:nt] == codes.QUIESCENT)
+    act, _ = tcell_decisions(s, t_par(kill=1e6, exh_h=e_h), dt, steps=1)
+    assert not np.any(act[: nt] == ka.KILL)
+    assert not np.any(s["f32"][layout.AUX, :nt])
+
+
+def test_exhaustion_thresholds_spread_uniformly_per_cell():
+    """With spread w, a T cell is exhausted once its exposure x reaches its own threshold,
+    uniform in [1 - w, 1 + w] and fixed for its life: after exposure x the exhausted share is
+    (x - 1 + w) / (2 w), and cells once exhausted stay exhausted."""
+    w, e_h, dt = 0.5, 1.0, 0.05
+    s, nt = pairs((1, 120, 120), pdl1=0.0)
+    par = t_par(kill=0.0, exh_h=e_h, exh_spread=w)
+    shares, was = [], np.zeros(nt, bool)
+    for _ in range(24):
+        tcell_decisions(s, par, dt, steps=1)
+        now = s["state"][:nt] == codes.QUIESCENT
+        assert not np.any(was & ~now)
+        was = now
+        shares.append(now.mean())
+    x = dt * np.arange(1, 25) / e_h
+    expected = np.clip((x - 1 + w) / (2 * w), 0, 1)
+    for got, want in zip(shares, expected, strict=True):
+        within(got, want, binomial_sd(max(min(want, 0.99), 0.01), nt))
+
+
+@pytest.mark.parametrize("case", ["plain", "pdl1", "antibody", "spent"])
+def test_engaged_tcell_division_rate_and_budget(case):
+    """An engaged, active T cell with divisions left divides into a free neighbour with
+    P = 1 - exp(-r (1 - s P_eff) dt) per step (no kill drawn: kill rate 0), its daughter a T
+    cell with one division fewer; with no divisions left it never divides."""
+    r, supp, kd, dt = 0.4, 0.9, 0.4, 0.5
+    s, nt = pairs(pdl1=0.0 if case == "plain" else 1.0)
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 0 if case == "spent" else 3
+    antibody = np.full(len(s["occ"]), 3 * kd) if case == "antibody" else None  # occupancy 3/4
+    par = t_par(kill=0.0, supp=supp, kd=kd, div=r)
+    act, tgt, = tcell_decisions(s, par, dt, steps=40, antibody=antibody)
+    is_t = np.tile(s["kind"][: s["n"]] == codes.TCELL, 40)
+    div = act[is_t] == ka.DIVIDE
+    if case == "spent":
+        assert not div.any()
+        return
+    p_eff = {"plain": 0.0, "pdl1": 1.0, "antibody": 0.25}[case]
+    p = 1 - math.exp(-r * (1 - supp * p_eff) * dt)
+    within(div.mean(), p, binomial_sd(p, len(div)))
+    assert np.all(s["dkind"][:nt][s["action"][:nt] == ka.DIVIDE] == codes.TCELL)
+    assert np.all(s["ddiv"][:nt][s["action"][:nt] == ka.DIVIDE] == 2)
+    assert np.all(s["occ"][tgt[is_t][div]] == -1)  # into a free site
+
+
+def test_tcell_division_spends_the_mothers_budget():
+    """apply_actions: a T-cell division gives mother and daughter the budget ddiv (as for a
+    tumour cell), so a T cell makes at most max_divisions divisions in all."""
+    s, nt = pairs(pdl1=0.0)
+    for k in ("ids", "i32", "f32", "kind", "state", "site", "action", "target", "dkind", "ddiv"):
+        s[k] = np.concatenate([s[k], np.zeros_like(s[k])], axis=-1)  # room for the daughters
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 2
+    n = s["n"]
+    par = t_par(kill=0.0, div=1e6)
+    cells, lattice = _cells(s)
+    keys = ka.StepKeys(0.1, 3, 0)
+    ki.tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4, np.zeros((1, len(s["occ"]))),
+                    par, NO_RULES, keys, _intents(s))
+    assert np.all(s["action"][:nt] == ka.DIVIDE)
+    push = np.zeros(codes.N_KINDS, np.int64)
+    m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6, push,
+                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64))
+    assert m == n + nt
+    assert np.all(s["i32"][layout.DIVISIONS_LEFT, :nt] == 1)
+    assert np.all(s["i32"][layout.DIVISIONS_LEFT, n:m] == 1)
+    assert np.all(s["kind"][n:m] == codes.TCELL)
 
 
 def test_pdl1_relaxes_to_the_hill_target():
@@ -468,7 +598,7 @@ def surrounded_macrophages(shape3):
     sites = np.array(macs + ring)
     n = len(sites)
     s = {"n": n, "shape": grid["shape"], "occ": np.full(len(grid["occ"]), -1, np.int32)}
-    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", 8, np.float32)):
+    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", N_F32, np.float32)):
         s[key] = np.zeros((rows, n + 1), dtype)
     for key, dtype in (("kind", np.int8), ("state", np.int8), ("site", np.int32),
                        ("action", np.int8), ("target", np.int64), ("dkind", np.int8),
@@ -574,7 +704,8 @@ def test_pdl1_suppression_lowers_killing():
             "seed": 4, "cells.tcell.pdl1_suppression": supp,
             "cells.tumor.pdl1_baseline": 1.0, "cells.stem.pdl1_baseline": 1.0,
             "cells.tcell.initial.count": 80, "cells.tcell.initial.placement": "random",
-            "cells.tcell.max_kills": -1, "cells.tcell.exhaustion_per_h": 0.0,
+            "cells.tcell.lytic_store_kills": 0.0, "cells.tcell.exhaustion_antigen_h": 0.0,
+            "cells.tcell.division_h": 0.0,
             "cells.tcell.kill_rate_per_h": 0.5, "time.dt_min": 30.0,
             "numerics.diffusion_dt_min": 30.0}))
         kills = 0

@@ -59,6 +59,8 @@ def random_population(shape3, rng, fill=0.5):
 
 
 # --------------------------------------------------------------------------- the whole cell phase
+N_F32 = len(layout.block_names("f32"))  # rows of the float32 block
+
 # Lattices with an alveolar-air mask as well as without (shape -> air fraction)
 AIR_SHAPES = [(1, 9, 11), (1, 1, 15), (4, 5, 6), (3, 1, 5)]
 
@@ -86,7 +88,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s = {
         "ids": np.zeros((2, cap), np.int64),
         "i32": np.zeros((2, cap), np.int32),
-        "f32": np.zeros((8, cap), np.float32),
+        "f32": np.zeros((N_F32, cap), np.float32),
         "kind": np.zeros(cap, np.int8),
         "state": np.zeros(cap, np.int8),
         "site": np.zeros(cap, np.int32),
@@ -96,7 +98,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["ids"][layout.PARENT, :n] = -1
     s["i32"][layout.GENERATION, :n] = rng.integers(0, 4, n)
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
-    s["f32"][:, :n] = rng.uniform(0.0, 1.0, (8, n)).astype(np.float32)
+    s["f32"][:, :n] = rng.uniform(0.0, 1.0, (N_F32, n)).astype(np.float32)
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
     s["kind"][:n] = kind
@@ -169,7 +171,10 @@ def constant_rate_cells(n, s, f, par, rules):
     return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
 
 
-T_PAR = np.array([2.0, 0.7, 0.8, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4])
+# kill, PD-L1 suppression, exhaustion hours, lifespan, exhausted lifespan, migration, bias, ECM
+# half, TGF-b half, antibody Kd, PD-L1 exhaustion gain, lytic store, refill hours, division
+# rate, exhaustion spread
+T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6, 0.4])
 # phagocytosis, to M1, to M2, IFN-g half, TGF-b half, hypoxia, contact, lifespan, migration,
 # bias, CCL2 weight, CCL2 half, relaxation, recruited rest, resident rest, resident M2 factor,
 # resident lifespan
@@ -465,6 +470,20 @@ def _wrong_suppression(*args):
     return _TCELL_DECIDE(*args[:8], par, *args[9:])
 
 
+def _unlimited_store(*args):
+    """Twin of tcell_decide whose lytic store never runs out."""
+    par = args[8].copy()
+    par[ki.T_LYTIC_STORE] = 0.0
+    return _TCELL_DECIDE(*args[:8], par, *args[9:])
+
+
+def _no_tcell_division(*args):
+    """Twin of tcell_decide in which engaged T cells never divide."""
+    par = args[8].copy()
+    par[ki.T_DIVISION_RATE] = 0.0
+    return _TCELL_DECIDE(*args[:8], par, *args[9:])
+
+
 def _first_on_ties(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias, p_site):
     """choose_move breaking chemokine ties by neighbour order (the rule before the fix)."""
     qs = naive.bits(free)
@@ -479,12 +498,14 @@ def _first_on_ties(site, free, cid, nz, ny, nx, chemo, bias, seed, step, p_bias,
     [
         {"cancer_decide": _wrong_symmetric},
         {"tcell_decide": _wrong_suppression},
+        {"tcell_decide": _unlimited_store},
+        {"tcell_decide": _no_tcell_division},
         {"choose_move": _first_on_ties},
         {"offsets": lambda nz: _OFFSETS(nz)[::-1]},
         {"affine_order": lambda n, seed, step: list(range(n))},
         {"lumen_reachable": lambda *a: True},
     ],
-    ids=["symmetric", "suppression", "ties", "neighbour_order", "apply_order", "lumen"],
+    ids=["symmetric", "suppression", "lytic_store", "tcell_division", "ties", "neighbour_order", "apply_order", "lumen"],
 )
 def test_twin_comparison_catches_a_wrong_rule(mutant, monkeypatch):
     """A twin with one wrong rule fails the comparison: the tests above can fail."""
@@ -918,7 +939,7 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         par[:, kc.C_DIVISION_RATE] = 50.0
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = 0.0
         s = {"ids": np.zeros((2, 2 * n_sites), np.int64), "i32": np.zeros((2, 2 * n_sites), np.int32),
-             "f32": np.zeros((8, 2 * n_sites), np.float32), "kind": np.zeros(2 * n_sites, np.int8),
+             "f32": np.zeros((N_F32, 2 * n_sites), np.float32), "kind": np.zeros(2 * n_sites, np.int8),
              "state": np.zeros(2 * n_sites, np.int8), "site": np.zeros(2 * n_sites, np.int64),
              "occ": np.full(n_sites, -1, np.int32)}
         # a 6 x 6 block of tumour cells in the middle, all surrounded but the rim

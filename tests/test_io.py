@@ -224,12 +224,38 @@ def test_different_seed_differs(tiny_result, tmp_path):
         assert res.seed == 7
 
 
-def test_thread_count_does_not_change_results(tiny_result, tmp_path):
+def run_on_one_and_two_threads(scenario, tmp_path):
+    """Run ``scenario`` through the command line with 1 and then 2 Numba threads; return the
+    two result files."""
     outs = []
     for threads in ("1", "2"):
         out = tmp_path / f"threads{threads}.h5"
-        r = run_cli("run", TINY, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
+        r = run_cli("run", scenario, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
         assert r.returncode == 0, r.stderr
         outs.append(out)
+    return outs
+
+
+def test_thread_count_does_not_change_results(tiny_result, tmp_path):
+    outs = run_on_one_and_two_threads(TINY, tmp_path)
     assert_identical(outs[0], outs[1])
     assert_identical(outs[0], tiny_result)
+
+
+def test_thread_count_does_not_change_tcell_dynamics(tmp_path):
+    """Same seed, 1 and 2 threads: identical files for a run in which T cells engage, kill from
+    their lytic store, divide and exhaust (every T-cell rule draws keyed random numbers)."""
+    f = tmp_path / "tcells.yaml"
+    f.write_text(
+        f"extends: {TINY}\nname: tcells\n"
+        "time: {duration_h: 12.0, record_every_h: 3.0}\n"
+        "cells:\n  tcell:\n    initial: {count: 60, placement: random}\n"
+        "    recruitment: {base_per_h: 4.0}\n    exhaustion_antigen_h: 4.0\n"
+        "    division_h: 4.0\n    lytic_store_kills: 1.0\n    kill_rate_per_h: 2.0\n")
+    outs = run_on_one_and_two_threads(f, tmp_path)
+    assert_identical(outs[0], outs[1])
+    with h5py.File(outs[0], "r") as h:
+        t = np.asarray(h["cells/kind"]) == 2
+        assert np.any(np.asarray(h["cells/state"])[t] == 1)  # exhausted T cells
+        assert np.any(np.asarray(h["cells/generation"])[t] > 0)  # T-cell daughters
+        assert np.any(np.asarray(h["cells/lytic_spent"])[t] > 0)  # kills spent the store

@@ -426,3 +426,62 @@ def test_sirna_in_particles_lowers_pgp_and_drug_exposure_can_induce_it():
                                         "cells.tumor.pgp_induction_ec50_uM": 0.001,
                                         "cells.stem.pgp_induction_ec50_uM": 0.001})
     assert mean_pgp(induced) > 1.3 * mean_pgp(run(24.0, dox, **base))
+
+
+def test_pdl1_blockade_without_pdl1_changes_no_record_bit_for_bit(tmp_path):
+    """Checkpoint blockade does nothing when PD-L1 is absent: with pdl1_baseline and pdl1_max 0
+    for both cancer kinds, the same seed with and without anti-PD-L1 writes identical cell,
+    count and metric datasets (and identical fields, but for the antibody's own), bit for bit,
+    while T cells engage, kill, divide and exhaust."""
+    import h5py
+
+    absent = ("cells:\n"
+              "  tumor: {pdl1_baseline: 0.0, pdl1_max: 0.0}\n"
+              "  stem: {pdl1_baseline: 0.0, pdl1_max: 0.0}\n"
+              "  tcell:\n"
+              "    initial: {count: 60, placement: random}\n"
+              "    recruitment: {base_per_h: 4.0}\n"
+              "    exhaustion_antigen_h: 6.0\n"
+              "    division_h: 6.0\n"
+              "time: {duration_h: 24.0, record_every_h: 3.0}\n"
+              "output: {cells: true}\n")
+    dose = ("therapy:\n  - {agent: anti_pdl1, route: iv, dose_mg_per_kg: 10.0, start_h: 0.0,"
+            " every_h: 6.0, count: 3}\n")
+    outs = {}
+    for label, extra in (("control", ""), ("blocked", dose)):
+        f = tmp_path / f"{label}.yaml"
+        f.write_text(f"extends: {TINY}\nname: {label}\n{absent}{extra}")
+        outs[label] = tmesim_run(f, tmp_path / f"{label}.h5")
+
+    def read(path):
+        out = {}
+        with h5py.File(path, "r") as h:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset) and name.split("/")[0] in (
+                        "cells", "counts", "metrics", "fields", "time_h"):
+                    out[name] = np.ascontiguousarray(obj[()]).tobytes()
+            h.visititems(visit)
+        return out
+
+    a, b = read(outs["control"]), read(outs["blocked"])
+    extra = set(b) - set(a)  # the antibody's field and the therapy's own read-outs
+    assert "fields/anti_pdl1" in extra and set(a) <= set(b), extra
+    assert all(k.startswith(("fields/anti_pdl1", "metrics/")) for k in extra), extra
+    assert any(k.startswith("cells/") for k in a) and any(k.startswith("metrics/") for k in a)
+    for name in a:
+        assert a[name] == b[name], f"{name} differs with anti-PD-L1 although PD-L1 is absent"
+    # the antibody was there, and T cells did engage, kill and exhaust
+    with h5py.File(outs["blocked"], "r") as h:
+        assert np.asarray(h["fields/anti_pdl1"]).max() > 0
+        kinds = np.asarray(h["cells/kind"])
+        states = np.asarray(h["cells/state"])
+        gen = np.asarray(h["cells/generation"])
+    tcell = kinds == 2
+    assert np.any(states[tcell] == 1)  # exhausted T cells
+    assert np.any(gen[tcell] > 0)  # T-cell daughters
+
+
+def tmesim_run(scenario, out):
+    from tmesim import run
+
+    return run(scenario, out)

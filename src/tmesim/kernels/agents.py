@@ -201,7 +201,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             ids[ID, m] = next_id
             ids[PARENT, m] = ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1
-            if kind[i] == TUMOR:
+            if kind[i] != STEM:  # a stem-like mother keeps its (unused) budget
                 i32[DIVISIONS_LEFT, i] = ddiv[i]
             i32[DIVISIONS_LEFT, m] = ddiv[i]
             kind[m] = dkind[i]

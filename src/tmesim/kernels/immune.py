@@ -15,7 +15,22 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .agents import ACTION, BLOCKED, DIE, DT_H, KILL, MOVE, NONE, SEED, SHAPE, STEP, TARGET
+from .agents import (
+    ACTION,
+    BLOCKED,
+    DDIV,
+    DIE,
+    DIVIDE,
+    DKIND,
+    DT_H,
+    KILL,
+    MOVE,
+    NONE,
+    SEED,
+    SHAPE,
+    STEP,
+    TARGET,
+)
 from .codes import (
     FIBROBLAST,
     MACROPHAGE,
@@ -33,6 +48,7 @@ from .layout import (
     ID,
     IDS,
     KIND,
+    LYTIC_SPENT,
     OCC,
     PDL1,
     PHENOTYPE,
@@ -52,8 +68,8 @@ from .rules import B_DEATH, B_KILL, B_MIGRATION, apply_rules, hill
 
 # --- T-cell parameter vector
 T_KILL_RATE = 0  # killing rate per engaged hour at zero PD-L1 and TGF-beta (1/h)
-T_PDL1_SUPPRESSION = 1  # fraction of killing lost at full effective PD-L1
-T_EXHAUSTION_RATE = 2  # exhaustion gained per engaged hour at full effective PD-L1 (1/h)
+T_PDL1_SUPPRESSION = 1  # fraction of killing (and of division) lost at full effective PD-L1
+T_EXHAUSTION_H = 2  # engaged hours at zero PD-L1 that exhaust a T cell (h; <= 0: never)
 T_LIFESPAN = 3  # mean lifespan of an active T cell (h)
 T_EXHAUSTED_LIFESPAN = 4  # mean remaining life of an exhausted T cell (h)
 T_MIGRATION_RATE = 5  # moves per hour in matrix-free tissue
@@ -61,7 +77,12 @@ T_CHEMOTAXIS_BIAS = 6  # probability that a move goes to the free neighbour of h
 T_ECM_HALF = 7  # matrix density that halves motility
 T_TGFB_HALF = 8  # TGF-beta that halves killing (ng/mL)
 T_ANTIBODY_KD = 9  # anti-PD-L1 dissociation constant (field units)
-T_NPARAMS = 10
+T_PDL1_EXHAUSTION_GAIN = 10  # extra exhaustion tempo at full effective PD-L1 (1 doubles it)
+T_LYTIC_STORE = 11  # lytic granule store in kills' worth (<= 0: unlimited)
+T_LYTIC_RECOVERY_H = 12  # time constant of the store's refilling (h)
+T_DIVISION_RATE = 13  # division rate of an engaged T cell at zero PD-L1 (1/h)
+T_EXHAUSTION_SPREAD = 14  # half-width of the per-cell exhaustion threshold, around 1
+T_NPARAMS = 15
 
 # --- macrophage parameter vector
 M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
@@ -97,6 +118,9 @@ PURPOSE_T_TARGET = 32
 PURPOSE_T_MOVE = 33
 PURPOSE_T_SITE = 34
 PURPOSE_T_BIAS = 35
+PURPOSE_T_DIVIDE = 36
+PURPOSE_T_DAUGHTER = 37
+PURPOSE_T_THRESHOLD = 38  # drawn with step 0: a fixed property of the cell
 PURPOSE_M_DEATH = 40
 PURPOSE_M_KILL = 41
 PURPOSE_M_TARGET = 42
@@ -109,12 +133,17 @@ PURPOSE_F_SITE = 51
 
 @kernel(parallel=True)
 def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
-    """CD8 T cells: lifespan, killing of an adjacent cancer cell (PD-L1 and TGF-beta suppressed),
-    exhaustion by PD-L1 engagement, biased random walk up the chemokine gradient.
+    """CD8 T cells: lifespan, killing of an adjacent cancer cell (PD-L1 and TGF-beta suppressed)
+    from a lytic store that refills, antigen-driven exhaustion and expansion, biased random walk
+    up the chemokine gradient.
 
-    ``i32[DIVISIONS_LEFT]`` holds the kills a T cell has left (-1: unlimited); ``f32[PHENOTYPE]``
-    its exhaustion (exhausted at 1: state QUIESCENT); ``f32[AUX]`` is 1 while
-    engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
+    ``f32[LYTIC_SPENT]`` is the part of the lytic store spent (kills' worth; it relaxes to 0 with
+    time constant ``par[T_LYTIC_RECOVERY_H]``; a kill spends one unit, and with less than one
+    unit left the kill hazard scales with what is left); ``f32[PHENOTYPE]``
+    the antigen exposure in units of ``par[T_EXHAUSTION_H]`` engaged hours (exhausted, state
+    QUIESCENT, at the cell's threshold, uniform in 1 +- ``par[T_EXHAUSTION_SPREAD]`` and fixed
+    per cell); ``i32[DIVISIONS_LEFT]`` the divisions left (-1: unlimited); ``f32[AUX]`` is 1
+    while engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
 
     ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
@@ -134,7 +163,11 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     step = keys[STEP]
     action = intents[ACTION]
     target = intents[TARGET]
+    dkind = intents[DKIND]
+    ddiv = intents[DDIV]
     nz, ny, nx = shape[0], shape[1], shape[2]
+    store = par[T_LYTIC_STORE]
+    refill = np.exp(-dt_h / par[T_LYTIC_RECOVERY_H]) if par[T_LYTIC_RECOVERY_H] > 0.0 else 0.0
     for i in prange(n):
         if kind[i] != TCELL:
             continue
@@ -152,31 +185,50 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
         if uniform(seed, cid, step, PURPOSE_T_DEATH) < hazard_prob(death, dt_h):
             action[i] = DIE
             continue
+        f32[LYTIC_SPENT, i] *= refill
         free, cancer, _ = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
-        if not exhausted and i32[DIVISIONS_LEFT, i] != 0:
-            nt = popcount(cancer)
-            if nt > 0:
-                k = randint(seed, cid, step, PURPOSE_T_TARGET, nt)
-                j = occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
-                ab_occ = 0.0
-                if par[T_ANTIBODY_KD] > 0.0:
-                    a = antibody[site[j]]
-                    ab_occ = a / (a + par[T_ANTIBODY_KD])
-                pdl1_eff = f32[PDL1, j] * (1.0 - ab_occ)
+        nt = popcount(cancer)
+        if not exhausted and nt > 0:
+            k = randint(seed, cid, step, PURPOSE_T_TARGET, nt)
+            j = occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
+            ab_occ = 0.0
+            if par[T_ANTIBODY_KD] > 0.0:
+                a = antibody[site[j]]
+                ab_occ = a / (a + par[T_ANTIBODY_KD])
+            pdl1_eff = f32[PDL1, j] * (1.0 - ab_occ)
+            signal = 1.0 - par[T_PDL1_SUPPRESSION] * pdl1_eff
+            f32[AUX, i] = 1.0
+            if par[T_EXHAUSTION_H] > 0.0:
+                f32[PHENOTYPE, i] += ((1.0 + par[T_PDL1_EXHAUSTION_GAIN] * pdl1_eff) * dt_h
+                                      / par[T_EXHAUSTION_H])
+                threshold = 1.0 + par[T_EXHAUSTION_SPREAD] * (
+                    2.0 * uniform(seed, cid, 0, PURPOSE_T_THRESHOLD) - 1.0)
+                if f32[PHENOTYPE, i] >= threshold:
+                    state[i] = QUIESCENT
+            # below one kill's worth left, the hazard falls with the granules at hand
+            armed = 1.0 if store <= 0.0 else min(1.0, max(0.0, store - f32[LYTIC_SPENT, i]))
+            if armed > 0.0:
                 kill = apply_rules(par[T_KILL_RATE], TCELL, B_KILL, s_i, fields, pdl1_eff, rules)
-                kill *= 1.0 - par[T_PDL1_SUPPRESSION] * pdl1_eff
+                kill *= signal * armed
                 if par[T_TGFB_HALF] > 0.0:
                     kill /= 1.0 + tgfb[s_i] / par[T_TGFB_HALF]
-                f32[AUX, i] = 1.0
-                f32[PHENOTYPE, i] += par[T_EXHAUSTION_RATE] * pdl1_eff * dt_h
-                if f32[PHENOTYPE, i] >= 1.0:
-                    state[i] = QUIESCENT
                 if uniform(seed, cid, step, PURPOSE_T_KILL) < hazard_prob(kill, dt_h):
                     action[i] = KILL
                     target[i] = j
-                    if i32[DIVISIONS_LEFT, i] > 0:
-                        i32[DIVISIONS_LEFT, i] -= 1
-                continue
+                    f32[LYTIC_SPENT, i] += 1.0
+                    continue
+            nfree = popcount(free)
+            if (i32[DIVISIONS_LEFT, i] != 0 and nfree > 0 and uniform(
+                    seed, cid, step, PURPOSE_T_DIVIDE) < hazard_prob(
+                        par[T_DIVISION_RATE] * signal, dt_h)):
+                action[i] = DIVIDE
+                target[i] = neighbour_site(
+                    s_i, kth_bit(free, randint(seed, cid, step, PURPOSE_T_DAUGHTER, nfree)),
+                    nz, ny, nx)
+                dkind[i] = TCELL
+                left = i32[DIVISIONS_LEFT, i]
+                ddiv[i] = left - 1 if left > 0 else -1
+            continue
         rate = apply_rules(par[T_MIGRATION_RATE], TCELL, B_MIGRATION, s_i, fields, 0.0, rules)
         if par[T_ECM_HALF] > 0.0:
             rate /= 1.0 + ecm[s_i] / par[T_ECM_HALF]

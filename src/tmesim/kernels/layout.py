@@ -71,7 +71,7 @@ COLUMNS = (
                     "in µm is `(index + 0.5) × voxel_um`, i.e. the matching entry of "
                     "`/fields/x_um` etc.") for a in ("x", "y", "z"))),
     _col("divisions_left", "int32", "i32", "rule",
-         "remaining divisions of a tumour cell; the kills a T cell has left (−1: unlimited); "
+         "remaining divisions of a tumour cell or of a T cell (−1: unlimited); "
          "not used for other kinds (stem-like cells carry 0)"),
     # time since birth or the last division; for a necrotic cell, since necrosis (h)
     _col("clock_h", "float32", "f32", "reset"),
@@ -85,11 +85,15 @@ COLUMNS = (
     # the P-gp level a cell returns to without induction or knockdown (set at placement)
     _col("pgp_base", "float32", "f32", "copy"),
     _col("phenotype", "float32", "f32", "copy",
-         "per-kind continuous state: T-cell exhaustion, macrophage polarisation (0 = M1, 1 = M2),"
-         " fibroblast activation (1 = CAF); 0 for cancer cells"),
+         "per-kind continuous state: T-cell antigen exposure as a fraction of the exposure that "
+         "exhausts (exhausted at 1), macrophage polarisation (0 = M1, 1 = M2), fibroblast "
+         "activation (1 = CAF); 0 for cancer cells"),
     _col("payload", "float32", "f32", "pool",
          "internalised nanoparticles, µM of drug-equivalent per cell volume (cancer cells and "
          "macrophages; 0 without a formulation)"),
+    _col("lytic_spent", "float32", "f32", "copy",
+         "lytic granule store a T cell has spent, in kills' worth; refills toward 0 "
+         "([biology.md §5.4](biology.md#54-engagement-killing-and-exhaustion))"),
     # kind-specific: 1 while a T cell is engaged; 1 for a resident macrophage, 0 for a recruited one
     _col("aux", "float32", "f32", "copy",
          Recorded("resident", "int8",
@@ -129,6 +133,7 @@ DRUG = row("drug")
 PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")
 PAYLOAD = row("payload")
+LYTIC_SPENT = row("lytic_spent")
 #: kind-specific flag: 1 while a T cell is engaged with a target; 1 for a resident macrophage
 AUX = row("aux")
 

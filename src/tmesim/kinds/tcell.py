@@ -1,5 +1,6 @@
-"""CD8 T cells: recruited from the blood, they kill cancer cells and become exhausted
-(``state`` QUIESCENT marks exhaustion). Parameters: ``cells.tcell``, packed into ``t_par``."""
+"""CD8 T cells: recruited from the blood, they kill cancer cells from a lytic store that refills,
+divide while engaged and become exhausted by days of antigen (``state`` QUIESCENT marks
+exhaustion). Parameters: ``cells.tcell``, packed into ``t_par``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ def pack(dyn) -> None:
     tp = np.zeros(ki.T_NPARAMS)
     tp[ki.T_KILL_RATE] = t.kill_rate_per_h
     tp[ki.T_PDL1_SUPPRESSION] = t.pdl1_suppression
-    tp[ki.T_EXHAUSTION_RATE] = t.exhaustion_per_h
+    tp[ki.T_EXHAUSTION_H] = t.exhaustion_antigen_h
+    tp[ki.T_PDL1_EXHAUSTION_GAIN] = t.exhaustion_pdl1_gain
+    tp[ki.T_EXHAUSTION_SPREAD] = t.exhaustion_spread
+    tp[ki.T_LYTIC_STORE] = t.lytic_store_kills
+    tp[ki.T_LYTIC_RECOVERY_H] = t.lytic_recovery_h
+    tp[ki.T_DIVISION_RATE] = 1.0 / t.division_h if t.division_h > 0 else 0.0
     tp[ki.T_LIFESPAN] = t.lifespan_h
     tp[ki.T_EXHAUSTED_LIFESPAN] = t.exhausted_lifespan_h
     tp[ki.T_MIGRATION_RATE] = dyn.moves_per_h(t.speed_um_per_min)
@@ -33,14 +39,14 @@ def pack(dyn) -> None:
 
 
 def place(dyn, rng) -> None:
-    """The initial T cells, each with its full budget of kills."""
-    dyn.place_initial(codes.TCELL, "tcell", rng, dyn.sc.cells.tcell.max_kills)
+    """The initial T cells, each with its full lytic store and budget of divisions."""
+    dyn.place_initial(codes.TCELL, "tcell", rng, dyn.sc.cells.tcell.max_divisions)
 
 
 def arrivals(dyn):
-    """T cells arrive active, with their full budget of kills."""
+    """T cells arrive active and unexposed, with a full lytic store and budget of divisions."""
     t = dyn.sc.cells.tcell
-    return t.recruitment, (PURPOSE_RECRUIT, PURPOSE_SIGNAL), t.max_kills, 0.0
+    return t.recruitment, (PURPOSE_RECRUIT, PURPOSE_SIGNAL), t.max_divisions, 0.0
 
 
 def decide(dyn):

@@ -427,31 +427,78 @@ class TCellConfig(CellTypeBase):
         desc="Arrivals; default 1 per hour per 1000 cancer cells (a modelling choice).",
     )
     kill_rate_per_h: float = P(
-        1.0,
+        1.0 / 6.0,
         unit="1/h",
         ge=0,
-        desc="Killing hazard of an engaged T cell at zero PD-L1 and TGF-beta.",
-        source="choice between spQSP-IO 4/day and PhysiCell 1/15 min while attached "
-        "(parameters.md §3.2, §3.5)",
+        desc="Killing hazard of an engaged T cell at zero PD-L1 and TGF-beta, while its lytic "
+        "store holds a kill.",
+        source="one kill per ~6 h of contact in tumours, Breart et al. 2008 J Clin Invest "
+        "(parameters.md §3.9) [V]",
     )
-    max_kills: int = P(
-        5, unit="kills", ge=-1, desc="Kills per T cell before it stops (-1: unlimited).",
-        source="Kather et al. 2017 IMkmax (parameters.md §3.4) [V]",
+    lytic_store_kills: float = P(
+        3.0,
+        unit="kills",
+        desc="Lytic granule store, in kills' worth: a kill uses one unit, which refills with "
+        "lytic_recovery_h (<= 0: unlimited).",
+        source="choice within the 2-16 kills per CTL per day of Halle et al. 2016 Immunity and "
+        "1-20 of Weigelin et al. 2021 Nat Commun (parameters.md §3.9) [A]",
+    )
+    lytic_recovery_h: float = P(
+        12.0,
+        unit="h",
+        gt=0,
+        desc="Time constant with which a spent lytic store refills (exponential).",
+        source="TCR triggering restarts perforin/granzyme synthesis that refills the granules, "
+        "Isaaz et al. 1995 Eur J Immunol; value a choice (parameters.md §3.9) [A]",
     )
     pdl1_suppression: float = P(
         0.9,
         unit="fraction",
         ge=0,
         le=1,
-        desc="Fraction of killing lost against a target at full effective PD-L1.",
+        desc="Fraction of killing and of division lost against a target at full effective "
+        "PD-L1.",
         source="choice; Grajek 2023 suppresses fully (probability 1) (parameters.md §3.3)",
     )
-    exhaustion_per_h: float = P(
-        0.1,
-        unit="1/h",
+    exhaustion_antigen_h: float = P(
+        144.0,
+        unit="h",
+        desc="Hours of engagement with PD-L1-free targets that exhaust a T cell (<= 0: never "
+        "exhausted); PD-L1 shortens it by exhaustion_pdl1_gain.",
+        source="dysfunction after ~5-7 days of chronic antigen, Schietinger et al. 2016 "
+        "Immunity; Philip et al. 2017 Nature (parameters.md §3.9) [A]",
+    )
+    exhaustion_spread: float = P(
+        0.5,
+        unit="fraction",
         ge=0,
-        desc="Exhaustion gained per engaged hour at full PD-L1 (exhausted at 1).",
-        source="choice (spQSP-IO: exhaustion probability grows with PD-1:PD-L1 bonds, §3.2)",
+        lt=1,
+        desc="Cell-to-cell spread of the exposure that exhausts: each T cell's threshold is "
+        "exhaustion_antigen_h times a fixed uniform draw in 1 +- spread.",
+        source="choice: exhausted cells accumulate over days rather than at one moment, "
+        "Angelosanto et al. 2012 J Virol (parameters.md §3.9) [A]",
+    )
+    exhaustion_pdl1_gain: float = P(
+        0.0,
+        unit="1",
+        ge=0,
+        desc="Extra exhaustion tempo at full effective PD-L1 (1: twice as fast; 0: antigen "
+        "alone sets the tempo).",
+        source="0: exhaustion is driven by persistent antigen, not by the tumour "
+        "microenvironment (Schietinger et al. 2016 Immunity) and develops without PD-1 "
+        "(Odorizzi et al. 2015 J Exp Med) (parameters.md §3.9) [A]",
+    )
+    division_h: float = P(
+        48.0,
+        unit="h",
+        desc="Mean time between divisions of an engaged, active T cell at zero PD-L1 (<= 0: no "
+        "division).",
+        source="spQSP-IO T-cell division interval 2 d (parameters.md §3.2) [V]",
+    )
+    max_divisions: int = P(
+        7, unit="divisions", ge=-1,
+        desc="Divisions a recruited T cell may make after engagement (-1: unlimited).",
+        source="spQSP-IO T-cell division limit 7 (parameters.md §3.2) [V]",
     )
     lifespan_h: float = P(
         240.0, unit="h", gt=0, desc="Mean lifespan of an active T cell.",

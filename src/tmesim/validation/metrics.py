@@ -373,6 +373,32 @@ def time_per_kill(data: RunData, run: str, from_h: float = 0.0, to_h: float = ma
     return m
 
 
+def rise_time(data: RunData, run: str, series: str, level: float, per_h: float = 24.0):
+    """The first time (in units of ``per_h`` hours, days by default) at which ``series``
+    reaches ``level``, interpolated linearly between the records around it; +inf when it never
+    does (e.g. the day by which half of the T cells are exhausted)."""
+    curves = data.series(run, series)
+    values = []
+    for t, v in curves:
+        # the first crossing from below of ``level`` is the first fall below ``-level`` of -v
+        values.append(first_crossing(t / per_h, -v, -level))
+    m = Measurement.of(values, "day" if per_h == 24.0 else f"{per_h:g} h")
+    m.plot = {"type": "axis", "axis": "x", "xlabel": "time (days)" if per_h == 24.0 else
+              f"time ({per_h:g} h)", "ylabel": series.replace("_", " "), "hline": level,
+              "xs": [(t / per_h).tolist() for t, _ in curves], "ys": [v.tolist() for _, v in curves]}
+    return m
+
+
+def series_at(data: RunData, run: str, series: str, at_h: float):
+    """``series`` at the record nearest ``at_h``, replicate by replicate."""
+    curves = data.series(run, series)
+    values = [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
+    m = Measurement.of(values, "1")
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
+              "ylabel": series.replace("_", " "), **_mean_curve(curves)}
+    return m
+
+
 # --------------------------------------------------------------------------- take
 def clone_take(data: RunData, stem_run: str, tumour_run: str, stem_share: float,
                min_cells: int, at_h: float, implanted: int) -> Measurement:
@@ -434,6 +460,8 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "series_ratio": series_ratio,
     "kill_rate": kill_rate,
     "time_per_kill": time_per_kill,
+    "rise_time": rise_time,
+    "series_at": series_at,
     "clone_take": clone_take,
     "window_change": window_change,
 }
