@@ -255,11 +255,15 @@ def execute(
     for t in tasks:
         t.setdefault("threads", threads)
     results = []
-    with worker_environment(threads):
-        if scheduler or dask_local:
-            it = run_dask(tasks, scheduler=scheduler, dask_local=dask_local)
-        elif inline and workers is None:
+    here = inline and workers is None and not (scheduler or dask_local)
+    # worker processes read the thread variables when they start; this process must not see
+    # them change (Numba re-reads NUMBA_NUM_THREADS when it compiles and refuses a new value
+    # once its threads run), so an inline run limits its threads with set_num_threads alone
+    with contextlib.nullcontext() if here else worker_environment(threads):
+        if here:
             it = run_inline(tasks)
+        elif scheduler or dask_local:
+            it = run_dask(tasks, scheduler=scheduler, dask_local=dask_local)
         else:
             it = run_local(tasks, workers)
         for res in it:
