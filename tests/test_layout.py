@@ -32,7 +32,7 @@ def test_store_blocks_follow_the_table():
         assert a.shape[0] == len(layout.block_names(block))
     for name, dtype in layout.OWN_ARRAYS.items():
         assert getattr(pop, name).dtype == np.dtype(dtype)
-    assert pop.nbytes_per_cell == 62
+    assert pop.nbytes_per_cell == 70
     for c in layout.COLUMNS:
         pop.column(c.name)[0] = 1
         assert pop.column(c.name)[0] == 1
@@ -41,7 +41,7 @@ def test_store_blocks_follow_the_table():
 def test_division_rules_are_the_biology():
     # the clock restarts in both cells; drug and internalised particles are conserved amounts
     assert layout.RESET_AT_DIVISION == (layout.CLOCK_H,)
-    assert layout.POOLS == (layout.DRUG, layout.PAYLOAD)
+    assert layout.POOLS == (layout.DRUG, layout.BOUND, layout.PAYLOAD)
 
 
 def test_snapshot_writer_and_table_agree():
