@@ -445,4 +445,5 @@ def test_cells_hold_bound_drug_and_pgp_lowers_it():
     free0, bound0 = held(0.0)
     free1, bound1 = held(1.0)
     assert bound0 > 20 * free0 > 0
+    assert free1 < free0
     assert bound1 < 0.8 * bound0
