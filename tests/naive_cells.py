@@ -31,6 +31,7 @@ from tmesim.kernels.codes import (
 )
 from tmesim.kernels.layout import (
     AUX,
+    BOUND,
     CLOCK_H,
     DIVISIONS_LEFT,
     DRUG,
@@ -252,7 +253,7 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
  C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
- C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH) = range(26)
+ C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH, C_DRUG_ROW) = range(27)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -297,7 +298,8 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
         fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
         death = par[k, C_DEATH]
         if par[k, C_EMAX] > 0.0:
-            term = par[k, C_EMAX] * hill(fl[DRUG, i], par[k, C_EC50], par[k, C_HILL])
+            signal = fl[int(par[k, C_DRUG_ROW]), i]  # free drug or damage
+            term = par[k, C_EMAX] * hill(signal, par[k, C_EC50], par[k, C_HILL])
             death += term * par[k, C_QDF] if hypoxic else term
         death = apply_rules(death, k, B_DEATH, s, fields, fl[PDL1, i], rules)
         if death > 0.0 and uniform(seed, cid, step, 10) < hazard_prob(death, dt):
@@ -617,7 +619,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             # DIVIDE into row m
             fl[:, m] = fl[:, i]
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
-            for c in (DRUG, PAYLOAD):  # drug and payload are split equally
+            for c in (DRUG, BOUND, PAYLOAD):  # drug pools and payload are split equally
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1

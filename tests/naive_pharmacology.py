@@ -21,12 +21,39 @@ def inhibition_factor(inhibitor, s, ic50):
     return ic50 / (conc + ic50)
 
 
-def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den, sink, source):
+def bound_at_equilibrium(total, bmax, kd, iterations=200):
+    """Twin: B in [0, min(total, bmax)] with B (kd + total - B) == bmax (total - B), by
+    bisection (the left side minus the right rises with B)."""
+    if bmax <= 0.0 or total <= 0.0:
+        return 0.0
+    lo, hi = 0.0, min(float(total), float(bmax))
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if mid * (kd + total - mid) - bmax * (total - mid) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _free_and_capacity(total, bmax, kd):
+    """Free drug at binding equilibrium and dT/dC = 1 + bmax kd / (kd + C)^2 there."""
+    if bmax <= 0.0:
+        return float(total), 1.0
+    c = float(total) - bound_at_equilibrium(total, bmax, kd)
+    return c, 1.0 + bmax * kd / (kd + c) ** 2
+
+
+def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, dt, den, sink,
+                   source):
     """Twin: each live cancer cell's backward-Euler equation, with the efflux taken at the slope
-    vm / (km + C_i) of the current C_i, solved for C_i' = (C_i + dt k C_e') / d, written into the
-    voxel's equation C_e' - C_e = -phi (C_i' - C_i) as a sink and a source."""
+    vm / (km + C) of the current free drug C and the bound pool linearised about its equilibrium
+    (beta (C' - C) = change of the total), solved for C' = (beta C + dt k C_e') / d, written into
+    the voxel's equation C_e' - C_e = -phi beta (C' - C) as a sink and a source."""
     p = max(float(phi), 0.0)
-    k_mem, vmax, km, ic50 = par
+    k_mem, vmax, km, ic50, bmax, kdb = par
     for i in range(n):
         den[i] = 0.0
         kd = int(kind[i])
@@ -36,7 +63,10 @@ def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den
         s = int(site[i])
         if not k > 0.0 or s < 0:
             continue
-        ci = float(drug[i])
+        if bmax[kd] > 0.0:
+            ci, beta = _free_and_capacity(float(drug[i]) + float(bound[i]), bmax[kd], kdb[kd])
+        else:
+            ci, beta = float(drug[i]), 1.0
         vm = max(float(vmax[kd]) * float(pgp[i]) * inhibition_factor(inhibitor, s, ic50[kd]), 0.0)
         if vm == 0.0:
             slope = 0.0
@@ -44,23 +74,48 @@ def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den
             slope = vm / (float(km[kd]) + ci)
         else:
             slope = vm / ci if ci > 0.0 else 0.0
-        d = 1.0 + dt * (k + slope)
+        d = beta + dt * (k + slope)
         den[i] = d
-        # -phi (C_i' - C_i) = -phi (dt k / d) C_e' + phi C_i (1 - 1 / d)
-        sink[s] += p * k / d
-        source[s] += p * ci * (1.0 - 1.0 / d) / dt
+        # -phi beta (C' - C) = -phi (beta dt k / d) C_e' + phi beta C (1 - beta / d)
+        sink[s] += p * beta * k / d
+        source[s] += p * beta * ci * (1.0 - beta / d) / dt
 
 
-def membrane_update(n, kind, site, drug, den, c_out, k_mem, phi, dt):
+def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
+    k_mem, bmax, kdb = par[0], par[4], par[5]
     moved = 0.0
     for i in range(n):
         if not den[i] > 0.0:
             continue
-        old = float(drug[i])
-        drug[i] = np.float32((old + dt * float(k_mem[int(kind[i])]) * float(c_out[int(site[i])]))
-                             / float(den[i]))
-        moved += float(drug[i]) - old
+        kd = int(kind[i])
+        k = float(k_mem[kd])
+        ce = float(c_out[int(site[i])])
+        if bmax[kd] > 0.0:
+            old = float(drug[i]) + float(bound[i])
+            ci, beta = _free_and_capacity(old, bmax[kd], kdb[kd])
+            c_new = (beta * ci + dt * k * ce) / float(den[i])
+            total = max(old + beta * (c_new - ci), 0.0)
+            bound[i] = np.float32(bound_at_equilibrium(total, bmax[kd], kdb[kd]))
+            drug[i] = np.float32(total - float(bound[i]))
+            moved += float(drug[i]) + float(bound[i]) - old
+        else:
+            old = float(drug[i])
+            drug[i] = np.float32((old + dt * k * ce) / float(den[i]))
+            moved += float(drug[i]) - old
     return max(float(phi), 0.0) * moved
+
+
+def damage_step(n, kind, state, bound, damage, repair, dt):
+    """Twin: dD/dt = B - lam D over dt with B held, solved exactly."""
+    for i in range(n):
+        if int(kind[i]) not in (TUMOR, STEM) or int(state[i]) not in (PROLIFERATING, QUIESCENT):
+            continue
+        lam = float(repair[int(kind[i])])
+        b, d0 = float(bound[i]), float(damage[i])
+        if lam > 0.0:
+            damage[i] = np.float32(b / lam + (d0 - b / lam) * math.exp(-lam * dt))
+        else:
+            damage[i] = np.float32(d0 + b * dt)
 
 
 def steady_state_uptake(c_e, k, vmax_eff, km, iterations=200):

@@ -68,7 +68,7 @@ def isolated(shape3, kinds, spacing=3):
         "shape": np.array(shape3, np.int64),
         "ids": np.zeros((2, cap), np.int64),
         "i32": np.zeros((2, cap), np.int32),
-        "f32": np.zeros((N_F32, cap), np.float32),
+        "f32": np.zeros((len(layout.block_names("f32")), cap), np.float32),
         "kind": np.zeros(cap, np.int8),
         "state": np.zeros(cap, np.int8),
         "site": np.zeros(cap, np.int32),
@@ -97,6 +97,7 @@ def cancer_par(kw=None):
         par[k, kc.C_LYSIS] = 46.0
     par[codes.TUMOR, kc.C_MAX_DIVISIONS] = 10
     par[:, kc.C_GF_FIELD] = -1  # no growth-factor field
+    par[:, kc.C_DRUG_ROW] = layout.DRUG
     for (k, col), v in (kw or {}).items():
         par[k, col] = v
     return par
@@ -598,7 +599,8 @@ def surrounded_macrophages(shape3):
     sites = np.array(macs + ring)
     n = len(sites)
     s = {"n": n, "shape": grid["shape"], "occ": np.full(len(grid["occ"]), -1, np.int32)}
-    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", N_F32, np.float32)):
+    f32_rows = len(layout.block_names("f32"))
+    for key, rows, dtype in (("ids", 2, np.int64), ("i32", 2, np.int32), ("f32", f32_rows, np.float32)):
         s[key] = np.zeros((rows, n + 1), dtype)
     for key, dtype in (("kind", np.int8), ("state", np.int8), ("site", np.int32),
                        ("action", np.int8), ("target", np.int64), ("dkind", np.int8),

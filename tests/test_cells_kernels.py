@@ -88,7 +88,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s = {
         "ids": np.zeros((2, cap), np.int64),
         "i32": np.zeros((2, cap), np.int32),
-        "f32": np.zeros((N_F32, cap), np.float32),
+        "f32": np.zeros((len(layout.block_names("f32")), cap), np.float32),
         "kind": np.zeros(cap, np.int8),
         "state": np.zeros(cap, np.int8),
         "site": np.zeros(cap, np.int32),
@@ -98,7 +98,10 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["ids"][layout.PARENT, :n] = -1
     s["i32"][layout.GENERATION, :n] = rng.integers(0, 4, n)
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
-    s["f32"][:, :n] = rng.uniform(0.0, 1.0, (N_F32, n)).astype(np.float32)
+    # the rows of the columns before the DNA-bound pool, drawn as then; bound drug and damage
+    # follow the drug without drawing (so that every later draw is unchanged)
+    older = [r for r in range(s["f32"].shape[0]) if r not in (layout.BOUND, layout.DAMAGE)]
+    s["f32"][older, :n] = rng.uniform(0.0, 1.0, (len(older), n)).astype(np.float32)
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
     s["kind"][:n] = kind
@@ -128,6 +131,8 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     # constant_rate_cells)
     f["ifng"][rng.random(n_sites) < 0.4] = 0.0
     s["f32"][layout.DRUG, :n][rng.random(n) < 0.5] = 0.0
+    s["f32"][layout.BOUND, :n] = 100.0 * s["f32"][layout.DRUG, :n]
+    s["f32"][layout.DAMAGE, :n] = s["f32"][layout.DRUG, :n]
     f["egf"] = np.where(rng.random(n_sites) < 0.2, rng.uniform(0.0, 2.0, n_sites), 0.0)
     f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
     # CCL2 (macrophage M2 drive and signal-driven arrivals), drawn last to keep the draws above
@@ -135,7 +140,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     return n, s, air_mask, f
 
 
-def cancer_params(plastic=True, growth=True, push=True):
+def cancer_params(plastic=True, growth=True, push=True, drug_row=layout.DRUG):
     """Per-kind cancer parameters; ``plastic`` switches tumour-to-stem conversion on (a kind that
     converts never takes the constant-rate pass), ``growth`` the division boost by the growth
     factor (row 3 of the fields of :func:`cell_state`), ``push`` division by pushing (2 sites
@@ -149,7 +154,8 @@ def cancer_params(plastic=True, growth=True, push=True):
                       0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5, 3 if growth else -1, 0.7, 1.0,
                       3 if push else 0)),
     ):
-        p[k] = vals
+        p[k, :len(vals)] = vals
+        p[k, kc.C_DRUG_ROW] = drug_row  # the cell column the drug hazard reads
     return p
 
 
@@ -167,7 +173,8 @@ def constant_rate_cells(n, s, f, par, rules):
     grows = (par[k, kc.C_GF_FIELD] >= 0) & (par[k, kc.C_GF_BOOST] > 0) & (f["egf"][site] > 0)
     fast = (live & ~varies[k] & (f["oxygen"][site] >= par[k, kc.C_NECROSIS])
             & (f["ifng"][site] <= 0) & ~grows
-            & ((par[k, kc.C_DRUG_EMAX] <= 0) | (s["f32"][layout.DRUG, :n] <= 0)))
+            & ((par[k, kc.C_DRUG_EMAX] <= 0)
+               | (s["f32"][int(par[codes.TUMOR, kc.C_DRUG_ROW]), :n] <= 0)))
     return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
 
 
@@ -371,6 +378,13 @@ def check_occupancy(n, s, air):
 def test_cell_phase_matches_twin(shape3, with_rules):
     seen, _, _, _ = run_twin_comparison(shape3, 12345, air=False, with_rules=with_rules)
     assert seen[1:].sum() > 0  # some cell acted
+
+
+def test_cell_phase_matches_twin_with_the_hazard_on_damage():
+    """The drug hazard reading the damage column (a DNA-binding drug) instead of free drug."""
+    par = cancer_params(plastic=False, drug_row=layout.DAMAGE)
+    seen, _, _, _ = run_twin_comparison(SHAPES[0], 321, air=False, with_rules=False, par=par)
+    assert seen[3] > 0  # some cell died
 
 
 @pytest.mark.parametrize("shape3", AIR_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -939,7 +953,8 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         par[:, kc.C_DIVISION_RATE] = 50.0
         par[codes.TUMOR, kc.C_DEATH_AT_DIVISION] = 0.0
         s = {"ids": np.zeros((2, 2 * n_sites), np.int64), "i32": np.zeros((2, 2 * n_sites), np.int32),
-             "f32": np.zeros((N_F32, 2 * n_sites), np.float32), "kind": np.zeros(2 * n_sites, np.int8),
+             "f32": np.zeros((len(layout.block_names("f32")), 2 * n_sites), np.float32),
+             "kind": np.zeros(2 * n_sites, np.int8),
              "state": np.zeros(2 * n_sites, np.int8), "site": np.zeros(2 * n_sites, np.int64),
              "occ": np.full(n_sites, -1, np.int32)}
         # a 6 x 6 block of tumour cells in the middle, all surrounded but the rim

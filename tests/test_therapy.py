@@ -301,7 +301,9 @@ def test_nanoparticles_deliver_more_drug_into_pgp_high_cells_than_free_drug():
     auc_free, delivered_free = course("doxorubicin")
     auc_nano, delivered_nano = course(MICELLE)
     assert auc_nano > 10 * auc_free > 0
-    assert delivered_nano > 10 * delivered_free > 0
+    # DNA binding keeps some free drug in the cells (bound drug counts as delivered), so the
+    # particles' advantage in delivered drug is smaller than in free intracellular drug
+    assert delivered_nano > 5 * delivered_free > 0
 
 
 def vessel_slab(tmp_path, hours=8.0):
@@ -485,3 +487,46 @@ def tmesim_run(scenario, out):
     from tmesim import run
 
     return run(scenario, out)
+
+
+def test_bound_drug_and_damage_do_not_depend_on_thread_count():
+    """A doxorubicin course with DNA binding and damage gives bit-identical cells and fields at
+    1 and 2 threads."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only")
+    dose = [{"agent": "doxorubicin", "route": "iv", "dose_mg_per_kg": 5.0, "start_h": 0.5}]
+    out = []
+    old = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            m = run(8.0, dose, seed=5)
+            n = m.cells.n
+            out.append([m.cells.column(c)[:n].copy() for c in ("drug", "bound", "damage")]
+                       + [m.fields.flat("doxorubicin").copy(), m.cells.site[:n].copy()])
+    finally:
+        numba.set_num_threads(old)
+    assert float(out[0][2].max()) > 0.0  # the course did damage cells
+    for a, b in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cells_hold_bound_drug_and_pgp_lowers_it():
+    """With DNA binding, cells hold far more bound than free drug after a bolus, and P-gp (acting
+    on the free drug) lowers what they hold."""
+    dose = [{"agent": "doxorubicin", "route": "iv", "dose_mg_per_kg": 5.0, "start_h": 0.5}]
+
+    def held(pgp):
+        m = run(6.0, dose, seed=2, **{"cells.tumor.pgp_mean": pgp, "cells.stem.pgp_mean": pgp})
+        n = m.cells.n
+        live = np.isin(m.cells.kind[:n], (0, 1)) & np.isin(m.cells.state[:n], (0, 1))
+        return (float(m.cells.column("drug")[:n][live].mean()),
+                float(m.cells.column("bound")[:n][live].mean()))
+
+    free0, bound0 = held(0.0)
+    free1, bound1 = held(1.0)
+    assert bound0 > 20 * free0 > 0
+    assert free1 < free0
+    assert bound1 < 0.8 * bound0

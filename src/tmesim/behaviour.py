@@ -206,8 +206,8 @@ class CellDynamics:
         #: running sum of the entry sites' weights for arrivals drawn by a signal
         self._cum_weight = np.zeros(len(self.entry_sites))
         #: per-cell pools returned to their field when a cell dies: (column, field)
-        self._returned = [(col, f) for col, f in (("drug", self.drug), ("payload", self.carrier))
-                          if f is not None]
+        self._returned = [(col, f) for col, f in (("drug", self.drug), ("bound", self.drug),
+                                                  ("payload", self.carrier)) if f is not None]
 
     def perfusion_changed(self) -> None:
         """Capillaries regressed (``Simulation.remodel_vessels``): arrivals enter only at the

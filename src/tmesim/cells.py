@@ -6,8 +6,8 @@ id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state``
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
 each site to the row of the cell on it, or -1: at most one cell per site.
 
-State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 9 float32
-columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 66 bytes (:attr:`CellPopulation.nbytes_per_cell`).
+State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 11 float32
+columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 74 bytes (:attr:`CellPopulation.nbytes_per_cell`).
 """
 
 from __future__ import annotations

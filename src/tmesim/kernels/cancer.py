@@ -61,7 +61,7 @@ from .agents import (
     TARGET,
 )
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
-from .layout import CLOCK_H, DIVISIONS_LEFT, DRUG, F32, I32, ID, IDS, KIND, OCC, PDL1, SITE, STATE
+from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ID, IDS, KIND, OCC, PDL1, SITE, STATE
 from .neighbourhood import (
     cancer_free_scan,
     hazard_prob,
@@ -99,7 +99,8 @@ C_GF_FIELD = 22  # index of the growth-factor field in ``fields`` (-1: none)
 C_GF_BOOST = 23  # relative rise of the division rate at saturating growth factor
 C_GF_HALF = 24  # growth factor giving half that rise
 C_PUSH = 25  # push distance in sites (0: contact inhibition)
-C_NPARAMS = 26
+C_DRUG_ROW = 26  # row of ``f32`` the drug hazard reads: DRUG (free drug) or DAMAGE
+C_NPARAMS = 27
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -349,7 +350,8 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                     emax = par[k, C_DRUG_EMAX]
                     varies = rates[k, K_RULED_DEATH] != 0.0
                     if emax > 0.0:
-                        drug_term = emax * hill(f32[DRUG, i], par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
+                        signal = f32[np.int64(par[k, C_DRUG_ROW]), i]
+                        drug_term = emax * hill(signal, par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
                         if hypoxic:
                             drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
                         death += drug_term
@@ -444,14 +446,17 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
     ``cells`` are the cell arrays (:class:`.layout.CellArrays`), ``lattice`` the
     :class:`.agents.Lattice`, ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
     :class:`.agents.Intents` written; ``oxygen``, ``tgfb``, ``ifng`` flat fields and ``fields``
-    all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), ``DRUG`` (intracellular). The passes run in
+    all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), and the row
+    that ``par[:, C_DRUG_ROW]`` names (``DRUG``, free intracellular drug, or ``DAMAGE``; the same
+    for both kinds). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
     """
     ids, f32 = cells[IDS], cells[F32]
     rates = _constant_rates(par, rules, keys[DT_H])
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, f32[DRUG], _growth_field(par, fields), par,
+    drug = f32[np.int64(par[TUMOR, C_DRUG_ROW])]
+    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, drug, _growth_field(par, fields), par,
               rates, intents[ACTION])
     _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
                  f32[CLOCK_H], f32[PDL1], ids[ID])

@@ -82,6 +82,10 @@ COLUMNS = (
          " its induction and knockdown show here"),
     _col("drug", "float32", "f32", "pool",
          "free intracellular drug of a cancer cell (µM of cell volume; 0 without therapy)"),
+    _col("bound", "float32", "f32", "pool", "drug bound to DNA/nuclear sites in a cancer cell "
+         "(µM of cell volume; 0 for a drug without binding)"),
+    _col("damage", "float32", "f32", "copy", "drug damage of a cancer cell, the repaired "
+         "integral of its bound drug (µM h, [pharmacology.md §7](pharmacology.md#7-killing))"),
     # the P-gp level a cell returns to without induction or knockdown (set at placement)
     _col("pgp_base", "float32", "f32", "copy"),
     _col("phenotype", "float32", "f32", "copy",
@@ -130,6 +134,8 @@ CLOCK_H = row("clock_h")
 PDL1 = row("pdl1")
 PGP = row("pgp")
 DRUG = row("drug")
+BOUND = row("bound")
+DAMAGE = row("damage")
 PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")
 PAYLOAD = row("payload")

@@ -62,27 +62,63 @@ def inhibition_factor(inhibitor, s, ic50):
 
 #: rows of the per-kind parameter table of :func:`membrane_terms`: membrane rate (1/min), pump
 #: capacity (uM/min per unit P-gp), Michaelis constant (uM), inhibitor IC50 (uM; <= 0: not
-#: inhibitable)
-K_MEM, VMAX, KM, IC50 = 0, 1, 2, 3
+#: inhibitable), binding capacity (uM of cell volume; 0: no bound pool), binding Kd (uM)
+K_MEM, VMAX, KM, IC50, BMAX, KD = 0, 1, 2, 3, 4, 5
 
 
 @kernel
-def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den, sink, source):
+def bound_at_equilibrium(total, bmax, kd):
+    """Bound drug (uM) of a cell holding ``total = C + B`` (uM) at binding equilibrium.
+
+    Saturable binding ``B = bmax C / (kd + C)`` with ``C = total - B`` gives
+
+        B^2 - (total + bmax + kd) B + total bmax = 0,
+
+    whose smaller root ``B = 2 total bmax / (S + sqrt(S^2 - 4 total bmax))``, ``S = total + bmax +
+    kd``, lies in ``[0, min(total, bmax)]`` (the form without cancellation). 0 when ``bmax <= 0``
+    or ``total <= 0``.
+    """
+    if bmax <= 0.0 or total <= 0.0:
+        return 0.0
+    sq = total + bmax + kd
+    disc = sq * sq - 4.0 * total * bmax
+    if disc < 0.0:
+        disc = 0.0
+    b = 2.0 * total * bmax / (sq + math.sqrt(disc))
+    return b if b < total else total
+
+
+@kernel
+def _free_and_capacity(total, bmax, kd):
+    """Free drug at binding equilibrium for ``total`` and the pool's capacity factor
+    ``beta = dT/dC = 1 + bmax kd / (kd + C)^2`` there (1 without binding)."""
+    if bmax <= 0.0:
+        return total, 1.0
+    c = total - bound_at_equilibrium(total, bmax, kd)
+    return c, 1.0 + bmax * kd / ((kd + c) * (kd + c))
+
+
+@kernel
+def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, dt, den, sink,
+                   source):
     """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
-    ``par`` ``(4, N_KINDS)``: the rows :data:`K_MEM`, :data:`VMAX`, :data:`KM`, :data:`IC50` by
-    kind. For each live cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT,
-    ``site >= 0``, ``k = par[K_MEM, kind] > 0``) in voxel ``s`` with intracellular drug
-    ``C_i = drug[i]`` (uM)::
+    ``par`` ``(6, N_KINDS)``: the rows :data:`K_MEM` ... :data:`KD` by kind. For each live
+    cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT, ``site >= 0``,
+    ``k = par[K_MEM, kind] > 0``) in voxel ``s``, holding ``T = drug[i] + bound[i]`` (uM), with
+    ``C`` its free drug at binding equilibrium and ``beta = 1 + bmax kd / (kd + C)^2``
+    (:func:`_free_and_capacity`; ``C = drug[i]``, ``beta = 1`` without binding)::
 
         vm = vmax * pgp[i] * f_I                      (uM/min)
-        d  = 1 + dt k + dt vm / (km + C_i)            (dimensionless; ``km <= 0``: vm / C_i)
-        sink[s]   += phi k / d                        (1/min)
-        source[s] += phi C_i (d - 1) / (d dt)         (uM/min)
+        d  = beta + dt k + dt vm / (km + C)           (dimensionless; ``km <= 0``: vm / C)
+        sink[s]   += phi beta k / d                   (1/min)
+        source[s] += phi beta C (d - beta) / (d dt)   (uM/min)
 
-    and ``den[i] = d``; every other row gets ``den[i] = 0`` (not exchanged). ``dt`` (min) is the
-    transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to the voxel (the outside
-    is held) but still sets ``den``. At most one exchanging cell per voxel.
+    and ``den[i] = d``; every other row gets ``den[i] = 0`` (not exchanged). This is the
+    backward-Euler step ``beta (C' - C) = dt [k (C_e' - C') - vm C' / (km + C)]`` of the free
+    drug with the bound pool linearised about its equilibrium, eliminated into the voxel.
+    ``dt`` (min) is the transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to
+    the voxel (the outside is held) but still sets ``den``. At most one exchanging cell per voxel.
     """
     p = phi if phi > 0.0 else 0.0
     for i in range(n):
@@ -100,6 +136,9 @@ def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den
         if s < 0:
             continue
         ci = np.float64(drug[i])
+        beta = 1.0
+        if par[BMAX, kd] > 0.0:
+            ci, beta = _free_and_capacity(ci + np.float64(bound[i]), par[BMAX, kd], par[KD, kd])
         vm = par[VMAX, kd] * np.float64(pgp[i]) * inhibition_factor(inhibitor, s, par[IC50, kd])
         if vm < 0.0:
             vm = 0.0
@@ -109,30 +148,76 @@ def membrane_terms(n, kind, state, site, drug, pgp, inhibitor, par, phi, dt, den
                 slope = vm / (par[KM, kd] + ci)
             elif ci > 0.0:
                 slope = vm / ci  # a zero-order pump: the full rate, as long as there is drug
-        d = 1.0 + dt * kk + dt * slope
+        d = beta + dt * kk + dt * slope
         den[i] = d
-        sink[s] += p * kk / d
-        source[s] += p * ci * (d - 1.0) / (d * dt)
+        sink[s] += p * beta * kk / d
+        source[s] += p * beta * ci * (d - beta) / (d * dt)
 
 
 @kernel
-def membrane_update(n, kind, site, drug, den, c_out, k_mem, phi, dt):
+def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
     """Intracellular drug after the transport step that :func:`membrane_terms` set up (serial).
 
-    ``drug[i] = (drug[i] + dt k c_out[site[i]]) / den[i]`` for every row with ``den[i] > 0``,
-    stored as float32; ``c_out`` is the solved extracellular drug (uM). Returns
-    ``phi * sum(new - old)`` over the stored values (uM per voxel volume; what entered cells).
+    For every row with ``den[i] > 0``: the free drug ``C' = (beta C + dt k c_out[site[i]]) /
+    den[i]`` (``C``, ``beta`` as in :func:`membrane_terms`), the cell's total ``T' = T + beta
+    (C' - C)`` (never negative: ``T - beta C >= 0`` at equilibrium), split exactly into free and
+    bound at binding equilibrium (:func:`bound_at_equilibrium`) and stored as float32 in
+    ``drug`` and ``bound``. Without binding (``par[BMAX] <= 0``) ``drug = C'`` and ``bound`` is
+    untouched. ``c_out`` is the solved extracellular drug (uM). Returns ``phi * sum(new - old)``
+    of the stored totals (uM per voxel volume; what entered cells).
     """
     moved = 0.0
     for i in range(n):
         d = den[i]
         if not d > 0.0:
             continue
-        old = np.float64(drug[i])
-        new = np.float32((old + dt * k_mem[kind[i]] * c_out[site[i]]) / d)
-        drug[i] = new
-        moved += np.float64(new) - old
+        kd = kind[i]
+        k = par[K_MEM, kd]
+        bmax = par[BMAX, kd]
+        if bmax > 0.0:
+            old = np.float64(drug[i]) + np.float64(bound[i])
+            ci, beta = _free_and_capacity(old, bmax, par[KD, kd])
+            c_new = (beta * ci + dt * k * c_out[site[i]]) / d
+            total = old + beta * (c_new - ci)
+            if total < 0.0:
+                total = 0.0
+            b32 = np.float32(bound_at_equilibrium(total, bmax, par[KD, kd]))
+            c32 = np.float32(total - np.float64(b32))
+            bound[i] = b32
+            drug[i] = c32
+            moved += (np.float64(c32) + np.float64(b32)) - old
+        else:
+            old = np.float64(drug[i])
+            new = np.float32((old + dt * k * c_out[site[i]]) / d)
+            drug[i] = new
+            moved += np.float64(new) - old
     return (phi if phi > 0.0 else 0.0) * moved
+
+
+@kernel(parallel=True)
+def damage_step(n, kind, state, bound, damage, repair, dt):
+    """Damage of live cancer cells after ``dt`` (h), exact for the bound drug held over the step:
+
+        dD/dt = B - lam D,    D' = D e^{-lam dt} + B (1 - e^{-lam dt}) / lam   (D' = D + B dt
+                                                                               for lam = 0)
+
+    with ``D = damage[i]`` (uM h, float32), ``B = bound[i]`` (uM) and ``lam = repair[kind]``
+    (1/h). Rows that are not TUMOR or STEM, PROLIFERATING or QUIESCENT are left untouched.
+    """
+    for i in prange(n):
+        k = kind[i]
+        if k != TUMOR and k != STEM:
+            continue
+        if state[i] != PROLIFERATING and state[i] != QUIESCENT:
+            continue
+        b = np.float64(bound[i])
+        d0 = np.float64(damage[i])
+        lam = repair[k]
+        if lam > 0.0:
+            keep = math.exp(-lam * dt)
+            damage[i] = np.float32(d0 * keep + b * (1.0 - keep) / lam)
+        else:
+            damage[i] = np.float32(d0 + b * dt)
 
 
 @kernel

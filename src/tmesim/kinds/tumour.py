@@ -24,6 +24,7 @@ def pack_cancer(dyn, code: int, cfg) -> None:
     """The parameters both cancer kinds have, from their section ``cfg``, into row ``code`` of
     ``dyn.cancer_par``."""
     from ..kernels import cancer as kc
+    from ..kernels import layout
 
     par = dyn.cancer_par
     k = code
@@ -36,10 +37,14 @@ def pack_cancer(dyn, code: int, cfg) -> None:
     par[k, kc.C_LYSIS] = cfg.lysis_h
     par[k, kc.C_DEATH_RATE] = cfg.death_rate_per_h
     par[k, kc.C_QUIESCENT_DRUG_FACTOR] = cfg.quiescent_drug_factor
+    par[k, kc.C_DRUG_ROW] = layout.DRUG
     if dyn.drug is not None:
         d = dyn.sc.agents[dyn.drug]
         par[k, kc.C_DRUG_EMAX] = d.emax_per_h
-        par[k, kc.C_DRUG_EC50] = d.ec50_uM * cfg.drug_ec50_factor
+        # a binding drug kills through its damage, any other through free drug
+        bind = d.dna_binding_max_uM > 0.0
+        par[k, kc.C_DRUG_ROW] = layout.DAMAGE if bind else layout.DRUG
+        par[k, kc.C_DRUG_EC50] = (d.damage_ec50_uM_h if bind else d.ec50_uM) * cfg.drug_ec50_factor
         par[k, kc.C_DRUG_HILL] = d.hill
     par[k, kc.C_PDL1_BASE] = cfg.pdl1_baseline
     par[k, kc.C_PDL1_MAX] = cfg.pdl1_max

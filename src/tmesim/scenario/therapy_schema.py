@@ -94,11 +94,43 @@ class AgentConfig(Section):
         desc="Maximal P-gp efflux rate of a cell with P-gp level 1 (drug only).",
     )
     pgp_km_uM: float = P(1.5, unit="uM", gt=0, desc="Michaelis constant of P-gp efflux.")
+    dna_binding_max_uM: float = P(
+        0.0,
+        unit="uM",
+        ge=0,
+        desc="Drug only: capacity of the saturable DNA/nuclear binding sites per cell volume; "
+        "> 0 gives cells a bound pool, B = Bmax C / (Kd + C) at equilibrium with the free drug "
+        "C, which P-gp cannot pump, and makes the kill hazard read the damage from bound drug "
+        "(0: no binding, the hazard reads free drug).",
+    )
+    dna_binding_kd_uM: float = P(
+        1.0, unit="uM", gt=0, desc="Drug only: dissociation constant of the DNA binding."
+    )
+    damage_repair_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Drug only, with binding: first-order repair of the damage D, dD/dt = B - rate D "
+        "(D in uM h).",
+    )
     emax_per_h: float = P(
-        0.0, unit="1/h", ge=0, desc="Maximal apoptosis hazard from intracellular drug."
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Maximal apoptosis hazard from the drug (from its damage with binding, else from "
+        "free intracellular drug).",
     )
     ec50_uM: float = P(
-        1.0, unit="uM", gt=0, desc="Intracellular drug giving half the maximal hazard."
+        1.0,
+        unit="uM",
+        gt=0,
+        desc="Without binding: free intracellular drug giving half the maximal hazard.",
+    )
+    damage_ec50_uM_h: float = P(
+        1.0,
+        unit="uM h",
+        gt=0,
+        desc="With binding: damage giving half the maximal hazard.",
     )
     hill: float = P(1.0, unit="1", gt=0, desc="Hill power of the kill hazard.")
     pgp_ic50_uM: float = P(
@@ -119,7 +151,8 @@ class AgentConfig(Section):
                 "units|'nM' for an agent of kind 'antibody' (occupancy uses "
                 "cells.tcell.antibody_kd_nM)"
             )
-        if self.kind != "drug" and (self.membrane_permeability_um_per_min or self.emax_per_h):
+        if self.kind != "drug" and (self.membrane_permeability_um_per_min or self.emax_per_h
+                                    or self.dna_binding_max_uM):
             raise ValueError(
                 "membrane_permeability_um_per_min|0 unless kind is 'drug' (only drugs enter "
                 "cells and kill)"

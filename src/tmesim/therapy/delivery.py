@@ -202,7 +202,9 @@ class Therapy:
         self._cell_tables()
         #: the drug's exchange with cells is a term of its transport step
         self._membrane = self.drug is not None and bool(self.k_mem.any())
-        self._membrane_par = np.stack([self.k_mem, self.vmax, self.km, self.ic50])
+        self._membrane_par = np.stack(
+            [self.k_mem, self.vmax, self.km, self.ic50, self.bmax, self.kd_bind]
+        )
         self._den = np.zeros(0)
         for a in self.agents:
             a.vessel_rate = np.zeros(len(self.perfused_sites))
@@ -228,6 +230,9 @@ class Therapy:
         self.vmax = np.zeros(n)
         self.km = np.ones(n)
         self.ic50 = np.zeros(n)
+        self.bmax = np.zeros(n)  # DNA binding capacity (uM) and Kd (uM), damage repair (1/h)
+        self.kd_bind = np.ones(n)
+        self.repair = np.zeros(n)
         c = self.sc.cells
         self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
         # P-gp dynamics: induction by intracellular drug, knockdown by carried siRNA
@@ -261,6 +266,9 @@ class Therapy:
             )
             self.vmax[k] = d.pgp_vmax_uM_per_min
             self.km[k] = d.pgp_km_uM
+            self.bmax[k] = d.dna_binding_max_uM
+            self.kd_bind[k] = d.dna_binding_kd_uM
+            self.repair[k] = d.damage_repair_per_h
             if self.inhibitor is not None:
                 self.ic50[k] = self.inhibitor.cfg.pgp_ic50_uM
 
@@ -343,7 +351,7 @@ class Therapy:
                 self._den = np.zeros(max(cells.n, 2 * len(self._den), 64))
             kp.membrane_terms(
                 cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-                cells.column("pgp"), self._inhibitor_field(), self._membrane_par, self.phi,
+                cells.column("bound"), cells.column("pgp"), self._inhibitor_field(), self._membrane_par, self.phi,
                 dt_min, self._den, sink[f].reshape(-1),
                 source[f].reshape(-1),
             )
@@ -356,8 +364,8 @@ class Therapy:
         if self._membrane:
             cells = self.cells
             into_cells = kp.membrane_update(
-                cells.n, cells.kind, cells.site, cells.column("drug"), self._den,
-                self.fields.flat(self.drug.name), self.k_mem, self.phi, dt_min,
+                cells.n, cells.kind, cells.site, cells.column("drug"), cells.column("bound"),
+                self._den, self.fields.flat(self.drug.name), self._membrane_par, self.phi, dt_min,
             )
         for a in self.agents:
             flat = self.fields.flat(a.name)
@@ -415,11 +423,14 @@ class Therapy:
 
     def cell_uptake(self, dt_min: float, time_h: float = 0.0) -> None:
         """Cellular pharmacology for one agent step: nanoparticle release outside cells,
-        internalisation and release inside cells, then P-gp dynamics (drug uptake and efflux
-        are part of the transport step, :meth:`deliver`)."""
+        internalisation and release inside cells, then P-gp dynamics and the cells' drug damage
+        (drug uptake, efflux and binding are part of the transport step, :meth:`deliver`)."""
         if self.carrier is not None:
             self._nanoparticles(dt_min, time_h)
         cells = self.cells
+        if self.drug is not None and self.bmax.any():
+            kp.damage_step(cells.n, cells.kind, cells.state, cells.column("bound"),
+                           cells.column("damage"), self.repair, dt_min / 60.0)
         if self.pgp_dynamic:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
@@ -524,6 +535,8 @@ class Therapy:
             column = "drug" if a is self.drug else "payload" if a is self.carrier else None
             if column is not None:
                 in_cells = float(cells.column(column)[:n].astype(np.float64).sum()) * self.phi
+            if a is self.drug:  # the bound pool is cell inventory too
+                in_cells += float(cells.column("bound")[:n].astype(np.float64).sum()) * self.phi
             x = a.pk.x
             out[a.name] = {
                 "dosed": a.dosed_mg,
@@ -550,6 +563,7 @@ class Therapy:
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
+        total_in = drug_in + cells.column("bound")[:n][live_cancer].astype(np.float64)
         if len(drug_in):
             p10, p50, p90 = np.percentile(drug_in, [10, 50, 90])
             mean = float(drug_in.mean())
@@ -560,8 +574,8 @@ class Therapy:
         if self.drug is not None:
             d = self.drug
             sites = cells.site[:n][live_cancer]
-            # free drug in tumour voxels and cells, and drug still carried by particles there
-            units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(drug_in.sum())
+            # drug in tumour voxels and cells (free and bound), and still carried by particles
+            units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(total_in.sum())
             dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
             c = self.carrier
             if c is not None:
@@ -582,6 +596,7 @@ class Therapy:
         out["intracellular_drug_p10_uM"] = float(p10)
         out["intracellular_drug_p50_uM"] = float(p50)
         out["intracellular_drug_p90_uM"] = float(p90)
+        out["intracellular_drug_total_mean_uM"] = float(total_in.mean()) if len(total_in) else 0.0
         for a in self.agents:
             out[f"{a.name}_plasma"] = a.plasma
             vals = self.fields.flat(a.name)[self.tissue_sites]
@@ -610,6 +625,7 @@ class Therapy:
             "intracellular_drug_p10_uM": "uM",
             "intracellular_drug_p50_uM": "uM",
             "intracellular_drug_p90_uM": "uM",
+            "intracellular_drug_total_mean_uM": "uM",
         }
         for a in self.agents:
             units[f"{a.name}_plasma"] = a.units

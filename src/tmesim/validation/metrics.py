@@ -257,12 +257,13 @@ def fit_log_logistic(conc, surv) -> tuple[float, float]:
 
 
 def ic50(data: RunData, control_run: str, runs: list, at_h: float,
-         concentration: str = "doxorubicin_plasma") -> Measurement:
+         concentration: str = "doxorubicin_plasma", nominal: list | None = None) -> Measurement:
     """Concentration halving the cell count at ``at_h`` relative to the untreated control.
 
     Survival of replicate k at a dose is its live cancer cells over those of control replicate
     k (the same seed, so common random numbers). The exposure of a run is the time mean of the
-    ``concentration`` metric over its records after time 0. Per replicate, IC50 comes from a
+    ``concentration`` metric over its records after time 0, or, for exposures shorter than the
+    record interval, the ``nominal`` concentrations of ``runs``. Per replicate, IC50 comes from a
     least-squares fit of the log-logistic curve 1 / (1 + (C / IC50)^h) to the survivals (the
     usual analysis of growth-inhibition assays).
     """
@@ -271,8 +272,11 @@ def ic50(data: RunData, control_run: str, runs: list, at_h: float,
     conc, surv = [], []
     for label in runs:
         burden = data.series(label, "tumor_burden")
-        exposure = data.series(label, concentration)
-        conc.append(float(np.mean([np.mean(v[t > 0]) for t, v in exposure])))
+        if nominal is None:
+            exposure = data.series(label, concentration)
+            conc.append(float(np.mean([np.mean(v[t > 0]) for t, v in exposure])))
+        else:
+            conc.append(float(nominal[len(conc)]))
         surv.append([float(v[int(np.argmin(abs(t - at_h)))]) / c
                      for (t, v), c in zip(burden, ctrl, strict=True)])
     order = np.argsort(conc)
@@ -287,12 +291,13 @@ def ic50(data: RunData, control_run: str, runs: list, at_h: float,
 
 
 def ic50_ratio(data: RunData, control_run: str, runs: list, ref_control_run: str,
-               ref_runs: list, at_h: float, concentration: str = "doxorubicin_plasma"
-               ) -> Measurement:
+               ref_runs: list, at_h: float, concentration: str = "doxorubicin_plasma",
+               nominal: list | None = None, ref_nominal: list | None = None) -> Measurement:
     """Fold resistance: the :func:`ic50` of ``runs`` over that of ``ref_runs``, replicate by
-    replicate (each against its own untreated control)."""
-    a = ic50(data, control_run, runs, at_h, concentration)
-    b = ic50(data, ref_control_run, ref_runs, at_h, concentration)
+    replicate (each against its own untreated control); ``nominal``, ``ref_nominal``: their
+    concentrations when the exposure is shorter than the record interval."""
+    a = ic50(data, control_run, runs, at_h, concentration, nominal)
+    b = ic50(data, ref_control_run, ref_runs, at_h, concentration, ref_nominal)
     m = Measurement.of([x / y for x, y in zip(a.per_replicate, b.per_replicate, strict=True)],
                        "1")
     # both dose-response curves; the fold itself is not a position on the exposure axis
@@ -318,6 +323,25 @@ def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float
               "xs": [t.tolist() for t, _ in curves],
               "ys": [(v / np.where(r > 0, r, np.nan)).tolist()
                      for (_, v), (_, r) in zip(curves, ref, strict=True)]}
+    return m
+
+
+def accumulation_ratio(data: RunData, run: str, at_h: float,
+                       inside: str = "intracellular_drug_total_mean_uM",
+                       outside: str = "doxorubicin_plasma") -> Measurement:
+    """Cellular accumulation: the ``inside`` series (mean total drug of live cancer cells) over
+    the ``outside`` one (the medium) of ``run`` at the record nearest ``at_h``, per replicate."""
+    ins, outs = data.series(run, inside), data.series(run, outside)
+    values = []
+    for (t, v), (_, o) in zip(ins, outs, strict=True):
+        j = int(np.argmin(abs(t - at_h)))
+        values.append(float(v[j]) / float(o[j]) if o[j] > 0 else math.nan)
+    m = Measurement.of(values, "1")
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
+              "ylabel": "cell drug / medium", "logy": True,
+              "xs": [t.tolist() for t, _ in ins],
+              "ys": [(v / np.where(o > 0, o, np.nan)).tolist()
+                     for (_, v), (_, o) in zip(ins, outs, strict=True)]}
     return m
 
 
@@ -458,6 +482,7 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "ic50": ic50,
     "ic50_ratio": ic50_ratio,
     "series_ratio": series_ratio,
+    "accumulation_ratio": accumulation_ratio,
     "kill_rate": kill_rate,
     "time_per_kill": time_per_kill,
     "rise_time": rise_time,
