@@ -469,15 +469,17 @@ def test_lod_fields_take_steps_chosen_from_k_dt():
     assert rates["ifng"] == pytest.approx(0.0039 + ratio * 0.06)
     assert rates["chemokine"] == pytest.approx(0.016 + ratio * 1.0)
     assert rates["ccl2"] == pytest.approx(0.01)  # decay only: CCL2 is released, not taken up
+    assert rates["vegf"] == pytest.approx(0.0206)  # likewise VEGF (baseline.yaml)
     steps = {n: accuracy_substeps(rates[n], 6.0, 6, 0.1)
-             for n in ("ifng", "tgfb", "egf", "ccl2", "chemokine")}
-    assert steps == {"ifng": 2, "tgfb": 3, "egf": 2, "ccl2": 1, "chemokine": 6}
+             for n in ("ifng", "tgfb", "egf", "ccl2", "vegf", "chemokine")}
+    assert steps == {"ifng": 2, "tgfb": 3, "egf": 2, "ccl2": 1, "vegf": 2, "chemokine": 6}
     fs = FieldSet.from_scenario(sc)
     every = {n: ev[0] for (_, p), ev in zip(fs._parts, fs._every, strict=False) for n in p.names}
-    assert every == {"oxygen": 6, "chemokine": 6, "tgfb": 2, "ifng": 3, "egf": 3, "ccl2": 6}
+    assert every == {"oxygen": 6, "chemokine": 6, "tgfb": 2, "ifng": 3, "egf": 3, "vegf": 3,
+                     "ccl2": 6}
     schemes = {n: p.scheme for _, p in fs._parts for n in p.names}
     assert schemes == {"oxygen": "implicit", "chemokine": "implicit", "tgfb": "lod",
-                       "ifng": "lod", "egf": "lod", "ccl2": "lod"}  # fmt: skip
+                       "ifng": "lod", "egf": "lod", "vegf": "lod", "ccl2": "lod"}  # fmt: skip
     assert accuracy_substeps(0.0, 6.0, 6, 0.1) == 1
     assert accuracy_substeps(100.0, 6.0, 6, 0.1) == 6  # the finest step when none is enough
 
