@@ -119,3 +119,21 @@ def test_a_kind_in_the_registry_divides_and_is_counted_recorded_and_drawn(tmp_pa
         assert drawn.sum() == counts[-1]
         want = np.array([int(BUD_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)])
         assert np.allclose(img[drawn][:, :3], want, atol=1e-6)
+
+
+def test_cancer_kinds_are_named_in_one_place():
+    """Kernels and Python read cancer-ness from ``codes.CANCER_CODES`` alone: the kernel test,
+    the Python test and the code list agree, and no kernel spells out "tumour or stem-like"."""
+    import re
+    from pathlib import Path
+
+    from tmesim.kernels.neighbourhood import is_cancer
+
+    every = np.arange(codes.N_KINDS)
+    assert [is_cancer(int(k)) for k in every] == [int(k) in codes.CANCER_CODES for k in every]
+    assert kinds.cancer(every).tolist() == [int(k) in codes.CANCER_CODES for k in every]
+    spelled = re.compile(r"==\s*TUMOR\s+or\b|!=\s*TUMOR\s+and\b|==\s*codes\.TUMOR\)\s*\|")
+    src = Path(kinds.__file__).resolve().parents[1]
+    hits = [f"{p.name}:{i}" for p in src.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if spelled.search(line)]
+    assert not hits, hits

@@ -393,7 +393,7 @@ class Simulation:
         kind = cells.kind[:n]
         state = cells.state[:n]
         live = (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
-        cancer = live & ((kind == codes.TUMOR) | (kind == codes.STEM))
+        cancer = live & kinds.cancer(kind)
         burden = int(cancer.sum())
         necrotic = int((state == codes.NECROTIC).sum())
         tcell = live & (kind == codes.TCELL)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import geometry as geo
-from .kernels import codes
+from . import kinds
 
 
 def build_tissue(scenario) -> np.ndarray:
@@ -127,7 +127,7 @@ class Tissue:
         ok = rows >= 0
         k = kind[rows[ok]]
         empty = self.lumen.copy()
-        empty[sites[ok][(k == codes.TUMOR) | (k == codes.STEM)]] = False
+        empty[sites[ok][kinds.cancer(k)]] = False
         return empty
 
     def regress_capillaries(self, sites) -> None:

@@ -22,11 +22,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
-from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM, TUMOR
+from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM
 from .layout import DIVISIONS_LEFT, GENERATION, ID, PARENT, POOLS, RESET_AT_DIVISION
 from .neighbourhood import (
     cancer_free_scan,
     free_scan,
+    is_cancer,
     kth_bit,
     lumen_reachable,
     neighbour_site,
@@ -167,7 +168,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
                 continue
             t = target[i]
             if t < 0 or occ[t] >= 0:
-                if kind[i] == TUMOR or kind[i] == STEM:
+                if is_cancer(kind[i]):
                     free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx, act == MOVE)
                 else:
                     free = free_scan(site[i], occ, blocked, nz, ny, nx)
@@ -256,7 +257,7 @@ def _may_enter(t, mover, occ, air, kind, nz, ny, nx):
     cancer cells, and a free air site only where a lumen may fill (:func:`lumen_reachable`)."""
     if air.shape[0] <= 1 or not air[t]:
         return True
-    if mover != TUMOR and mover != STEM:
+    if not is_cancer(mover):
         return False
     return occ[t] >= 0 or lumen_reachable(t, occ, air, kind, nz, ny, nx, -1)
 

@@ -65,6 +65,7 @@ from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ID, IDS, KIND, OCC, PDL1,
 from .neighbourhood import (
     cancer_free_scan,
     hazard_prob,
+    is_cancer,
     kth_bit,
     neighbour_site,
     popcount,
@@ -218,7 +219,7 @@ def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
             c = _GENERAL
         elif drug_matters and not drug[i] <= (drug_max_s if stem else drug_max_t):
             c = _GENERAL
-        if k == TUMOR or k == STEM:
+        if is_cancer(k):
             action[i] = c
 
 
@@ -276,7 +277,7 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
             for i in range(lo, hi):  # pass 1b
                 k = kind[i]
                 now = state[i]
-                cancer = k == TUMOR or k == STEM
+                cancer = is_cancer(k)
                 stem = k == STEM
                 c = action[i]
                 necrotic = now == NECROTIC
@@ -307,7 +308,7 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                     k = kind[i]
                     stem = k == STEM
                     now = state[i]
-                    fast = ((k == TUMOR or k == STEM) and (now == PROLIFERATING or now == QUIESCENT)
+                    fast = (is_cancer(k) and (now == PROLIFERATING or now == QUIESCENT)
                             and action[i] != _GENERAL)
                     if fast and (dies_s if stem else dies_t) and uniform_of(
                             cell_key(seed, step, cell_id[i]), PURPOSE_APOPTOSIS) < (
@@ -323,7 +324,7 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                 i = marked[j]
                 mark = action[i]
                 k = kind[i]
-                if k != TUMOR and k != STEM:
+                if not is_cancer(k):
                     continue
                 cid = ids[ID, i]
                 s_i = site[i]

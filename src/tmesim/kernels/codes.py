@@ -8,6 +8,12 @@ MACROPHAGE = 3
 FIBROBLAST = 4
 N_KINDS = 5
 KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
+#: the cancer kinds, in one place: the tumour burden, pushing, lumen entry, drug uptake and
+#: every response of stroma and vessels to "the tumour" read these (the kernels through
+#: ``neighbourhood.is_cancer``, Python through ``kinds.cancer``)
+CANCER_CODES = (TUMOR, STEM)
+#: ``CANCER_CODES`` as a bit mask (bit ``k`` set for cancer kind ``k``)
+CANCER_MASK = sum(1 << k for k in CANCER_CODES)
 
 # how a kind's release into the fields scales per cell (``activity_by_kind`` of
 # ``lattice.exchange_maps``): 1, and the hypoxic factor when quiescent; the engagement (``aux``)

@@ -19,9 +19,8 @@ from .codes import (
     PROLIFERATING,
     QUIESCENT,
     REMOVED,
-    STEM,
-    TUMOR,
 )
+from .neighbourhood import is_cancer
 
 
 @kernel
@@ -124,7 +123,7 @@ def census(n, kind, state):
     for i in range(n):
         k = kind[i]
         present |= np.int64(1) << k
-        if (k == TUMOR or k == STEM) and (state[i] == PROLIFERATING or state[i] == QUIESCENT):
+        if is_cancer(k) and (state[i] == PROLIFERATING or state[i] == QUIESCENT):
             live_cancer += 1
     return present, live_cancer
 

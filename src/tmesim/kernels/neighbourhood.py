@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel
-from .codes import NECROTIC, REMOVED, STEM, TUMOR
+from .codes import CANCER_MASK, NECROTIC, REMOVED
 from .random import randint, uniform
 
 
@@ -38,11 +38,16 @@ def neighbour_site(site, q, nz, ny, nx):
 
 
 @kernel
+def is_cancer(k):
+    """Whether kind code ``k`` is a cancer kind (``codes.CANCER_CODES``)."""
+    return (CANCER_MASK >> k) & 1 == 1
+
+
+@kernel
 def is_live_cancer(j, kind, state):
-    """A tumour or stem-like cell that is neither necrotic nor removed."""
-    k = kind[j]
+    """A cancer cell (:func:`is_cancer`) that is neither necrotic nor removed."""
     s = state[j]
-    return (k == TUMOR or k == STEM) and s != NECROTIC and s != REMOVED
+    return is_cancer(kind[j]) and s != NECROTIC and s != REMOVED
 
 
 @kernel
@@ -277,7 +282,7 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
             if not air[s]:
                 return True
             j = occ[s]
-            if j >= 0 and (kind[j] == TUMOR or kind[j] == STEM):
+            if j >= 0 and is_cancer(kind[j]):
                 return True
     return False
 

@@ -2,8 +2,8 @@
 
 Units: concentrations in uM, time in min, rates in 1/min.
 
-A live cancer cell ``i`` (kind TUMOR or STEM, state PROLIFERATING or QUIESCENT) sits alone in
-voxel ``s = site[i]``. Its intracellular free drug ``C_i`` exchanges with the voxel's extracellular
+A live cancer cell ``i`` (a cancer kind of ``codes.CANCER_CODES``, PROLIFERATING or QUIESCENT)
+sits alone in voxel ``s = site[i]``. Its intracellular free drug ``C_i`` exchanges with the voxel's extracellular
 concentration ``C_e`` (per whole-voxel volume); the cell fills the fraction ``phi = V_cell /
 V_voxel`` of the voxel:
 
@@ -41,7 +41,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .codes import PROLIFERATING, QUIESCENT, REMOVED, STEM, TUMOR
+from .codes import PROLIFERATING, QUIESCENT, REMOVED
+from .neighbourhood import is_cancer
 
 
 @kernel
@@ -104,7 +105,7 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
     """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
     ``par`` ``(6, N_KINDS)``: the rows :data:`K_MEM` ... :data:`KD` by kind. For each live
-    cancer cell ``i`` (TUMOR or STEM, PROLIFERATING or QUIESCENT, ``site >= 0``,
+    cancer cell ``i`` (a cancer kind, PROLIFERATING or QUIESCENT, ``site >= 0``,
     ``k = par[K_MEM, kind] > 0``) in voxel ``s``, holding ``T = drug[i] + bound[i]`` (uM), with
     ``C`` its free drug at binding equilibrium and ``beta = 1 + bmax kd / (kd + C)^2``
     (:func:`_free_and_capacity`; ``C = drug[i]``, ``beta = 1`` without binding)::
@@ -124,7 +125,7 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
     for i in range(n):
         den[i] = 0.0
         kd = kind[i]
-        if kd != TUMOR and kd != STEM:
+        if not is_cancer(kd):
             continue
         st = state[i]
         if st != PROLIFERATING and st != QUIESCENT:
@@ -202,11 +203,11 @@ def damage_step(n, kind, state, bound, damage, repair, dt):
                                                                                for lam = 0)
 
     with ``D = damage[i]`` (uM h, float32), ``B = bound[i]`` (uM) and ``lam = repair[kind]``
-    (1/h). Rows that are not TUMOR or STEM, PROLIFERATING or QUIESCENT are left untouched.
+    (1/h). Rows that are not live cancer cells are left untouched.
     """
     for i in prange(n):
         k = kind[i]
-        if k != TUMOR and k != STEM:
+        if not is_cancer(k):
             continue
         if state[i] != PROLIFERATING and state[i] != QUIESCENT:
             continue

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel
-from .codes import REMOVED, STEM, TUMOR
-from .neighbourhood import neighbour_site
+from .codes import REMOVED
+from .neighbourhood import is_cancer, neighbour_site
 from .random import uniform
 
 #: purpose code of the regression draw (one per capillary site and step)
@@ -48,7 +48,7 @@ def enclosed_by_cancer(site, occ, kind, state, nz, ny, nx, min_fraction):
             continue
         n_in += 1
         j = occ[t]
-        if j >= 0 and (kind[j] == TUMOR or kind[j] == STEM) and state[j] != REMOVED:
+        if j >= 0 and is_cancer(kind[j]) and state[j] != REMOVED:
             n_cancer += 1
     return n_in > 0 and n_cancer >= min_fraction * n_in
 

@@ -32,6 +32,7 @@ __all__ = [
     "all_kinds",
     "by_code",
     "by_name",
+    "cancer",
     "count",
     "legend",
     "names",
@@ -135,6 +136,14 @@ def unregister(name: str) -> None:
 def all_kinds() -> tuple[Kind, ...]:
     """The registered kinds, in code order."""
     return tuple(_KINDS)
+
+
+def cancer(kind):
+    """Whether each entry of the kind-code array ``kind`` is a cancer kind
+    (``codes.CANCER_CODES``, the kernels' ``is_cancer``): a boolean array."""
+    import numpy as np
+
+    return np.isin(kind, codes.CANCER_CODES)
 
 
 def count() -> int:

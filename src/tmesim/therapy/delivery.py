@@ -298,7 +298,7 @@ class Therapy:
         cells = self.cells
         n = cells.n
         kind, state = cells.kind[:n], cells.state[:n]
-        cancer = ((kind == codes.TUMOR) | (kind == codes.STEM)) & (
+        cancer = kinds.cancer(kind) & (
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         if not cancer.any():
@@ -482,7 +482,7 @@ class Therapy:
         n = cells.n
         ph = np.full(cells.n_sites, 7.4)
         kind, state, site = cells.kind[:n], cells.state[:n], cells.site[:n]
-        cancer = (kind == codes.TUMOR) | (kind == codes.STEM)
+        cancer = kinds.cancer(kind)
         ph[site[cancer & (state == codes.PROLIFERATING)]] = 6.8
         ph[site[cancer & ((state == codes.QUIESCENT) | (state == codes.NECROTIC))]] = 6.5
         return ph
@@ -559,7 +559,7 @@ class Therapy:
         cells = self.cells
         n = cells.n
         kind, state = cells.kind[:n], cells.state[:n]
-        live_cancer = ((kind == codes.TUMOR) | (kind == codes.STEM)) & (
+        live_cancer = kinds.cancer(kind) & (
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
