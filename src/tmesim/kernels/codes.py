@@ -6,8 +6,9 @@ STEM = 1
 TCELL = 2
 MACROPHAGE = 3
 FIBROBLAST = 4
-N_KINDS = 5
-KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
+MDSC = 5
+N_KINDS = 6
+KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "mdsc")
 
 # how a kind's release into the fields scales per cell (``activity_by_kind`` of
 # ``lattice.exchange_maps``): 1, and the hypoxic factor when quiescent; the engagement (``aux``)
