@@ -174,6 +174,7 @@ def lung(**kw):
         "cells.tumor.initial.count": 0, "cells.stem.initial.count": 0,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
         "cells.macrophage.recruitment.per_site_per_h": 0.0,
+        "cells.mdsc.chemotaxis_bias": 0.0,  # no field cxcl1 unless asked for
         **kw,
     }
 
@@ -190,7 +191,8 @@ def test_mdscs_are_off_by_default():
 def test_mdscs_are_placed_move_die_counted_recorded_and_drawn(tmp_path):
     out = run("scenarios/tiny.yaml", tmp_path / "mdsc.h5", overrides=[
         "time.duration_h=24", "time.record_every_h=6", "cells.mdsc.initial.count=40",
-        "cells.mdsc.initial.placement=random", "cells.mdsc.lifespan_h=12"])
+        "cells.mdsc.initial.placement=random", "cells.mdsc.lifespan_h=12",
+        "cells.mdsc.chemotaxis_bias=0"])
     with load(out) as res:
         counts = res.counts["mdsc"]
         assert counts[0] == 40
@@ -226,6 +228,7 @@ def cxcl1_lung(**kw):
                          "decay_per_min": 0.01},
         "cells.mdsc.recruitment.signal": "cxcl1",
         "cells.mdsc.recruitment.per_site_per_h": 0.05,
+        "cells.mdsc.chemotaxis_bias": 0.5,
         **kw,
     })
 
@@ -256,7 +259,7 @@ def test_mdscs_arrive_where_cxcl1_is_in_proportion_to_its_hill_term():
 
 def test_without_cxcl1_the_chemotaxis_is_switched_off_and_said_to_be():
     with pytest.warns(UserWarning, match="MDSC chemotaxis"):
-        m = TMEModel(**lung(**{"cells.mdsc.initial.count": 5}))
+        m = TMEModel(**lung(**{"cells.mdsc.initial.count": 5, "cells.mdsc.chemotaxis_bias": 0.5}))
     assert m.dynamics.md_par[km.MD_CHEMOTAXIS_BIAS] == 0.0
 
 
