@@ -343,3 +343,31 @@ def test_a_signal_agent_acts_only_through_its_rule_and_is_not_anti_pdl1():
         left.append(m.population_counts()["mdsc"])
     # 12 h at the 24 h lifespan keeps about 60 exp(-0.5) = 36; the rule leaves few
     assert left[0] > 25 and left[1] < 0.5 * left[0], left
+
+
+def test_mdsc_run_is_bit_identical_on_one_and_two_threads(tmp_path):
+    """MDSCs recruited by CXCL1 and suppressing through ros, as in mdsc_targeting.yaml, on a
+    small lung patch: the same file on 1 and 2 threads."""
+    from conftest import run_cli
+    from test_io import assert_identical
+
+    cxcl1 = "{units: ng/mL, diffusion_um2_per_min: 1800.0, decay_per_min: 0.01}"
+    ros = "{units: a.u., diffusion_um2_per_min: 1000.0, decay_per_min: 2.5}"
+    rule = ("[{cell: tcell, signal: ros, direction: decreases, behaviour: kill_rate, max: 0.0, "
+            "half_max: 1.0}]")
+    sets = [f"fields.cxcl1={cxcl1}", f"fields.ros={ros}", f"rules={rule}",
+            "cells.tumor.secretion.cxcl1={release_per_min: 1000.0}",
+            "cells.mdsc.secretion.ros={release_per_min: 300000.0}",
+            "cells.mdsc.recruitment={signal: cxcl1, per_site_per_h: 0.5, signal_half: 1.0}",
+            "cells.mdsc.initial.count=10", "cells.tcell.initial.count=20"]
+    outs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"threads{threads}.h5"
+        args = [a for s in sets for a in ("--set", s)]
+        r = run_cli("run", "scenarios/tiny.yaml", "-o", out, "-q", *args,
+                    env={"NUMBA_NUM_THREADS": threads})
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    with load(outs[0]) as res:
+        assert res.counts["mdsc"][-1] > 10  # arrivals
+    assert_identical(outs[0], outs[1])
