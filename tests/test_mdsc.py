@@ -14,6 +14,7 @@ import pytest
 
 import naive_myeloid as naive
 from test_cells_kernels import cell_state, copy_state, work
+from test_macrophages import lung as macrophage_lung
 from tmesim import TMEModel, kinds
 from tmesim import geometry as geo
 from tmesim.io import load
@@ -165,18 +166,10 @@ def test_mdscs_climb_the_chemokine_gradient():
 
 # --------------------------------------------------------------------------- in the model
 def lung(**kw):
-    """A small lung patch with no cells unless asked for, no T-cell arrivals."""
-    return {
-        "domain.geometry": "lung", "domain.shape": [40, 40], "seed": 3,
-        "domain.lung.alveolar_diameter_um": 100.0,
-        "time.dt_min": 30.0, "numerics.diffusion_dt_min": 10.0, "time.duration_h": 48.0,
-        "time.record_every_h": 12.0,
-        "cells.tumor.initial.count": 0, "cells.stem.initial.count": 0,
-        "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
-        "cells.macrophage.recruitment.per_site_per_h": 0.0,
-        "cells.mdsc.chemotaxis_bias": 0.0,  # no field cxcl1 unless asked for
-        **kw,
-    }
+    """The small lung patch of tests/test_macrophages.py, with no monocyte arrivals and no MDSC
+    chemotaxis (no field cxcl1) unless asked for."""
+    return macrophage_lung(**{"cells.macrophage.recruitment.per_site_per_h": 0.0,
+                              "cells.mdsc.chemotaxis_bias": 0.0, **kw})
 
 
 def test_mdscs_are_off_by_default():
