@@ -5,8 +5,9 @@ The kernel follows :mod:`tmesim.kernels.agents`: it reads the state at the start
 updates only the acting cell's own row and records one intended action. An MDSC ages, dies at
 its lifespan hazard (which the scenario's rules may raise, e.g. by a depleting antibody), and
 otherwise crawls, part of its moves up the gradient of the chemokine that recruited it. It
-suppresses T cells only through what it releases into the fields (TGF-beta by default,
-``cells.mdsc.secretion``), which the T-cell kernel reads; see docs/biology.md §6a.
+suppresses T cells only through what it releases into the fields (``cells.mdsc.secretion``):
+TGF-beta, which the T-cell kernel reads, and in scenarios a contact-range signal that the rules
+read (docs/biology.md §6a).
 """
 
 from __future__ import annotations

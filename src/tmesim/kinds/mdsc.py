@@ -1,7 +1,8 @@
 """Granulocytic myeloid-derived suppressor cells (PMN-MDSCs, tumour-recruited neutrophils):
 off by default; recruited from perfused capillaries by a tumour-derived chemokine (field
 ``cxcl1``), they climb its gradient, live hours to days, and suppress T cells through what they
-release (TGF-beta). Parameters: ``cells.mdsc``, packed into ``md_par``."""
+release (TGF-beta; a contact-range ``ros`` field read by a T-cell rule in
+``scenarios/mdsc_targeting.yaml``). Parameters: ``cells.mdsc``, packed into ``md_par``."""
 
 from __future__ import annotations
 

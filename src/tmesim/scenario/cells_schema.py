@@ -632,8 +632,9 @@ class FibroblastConfig(CellTypeBase):
 class MDSCConfig(CellTypeBase):
     """Granulocytic myeloid-derived suppressor cells (PMN-MDSCs, tumour-recruited neutrophils;
     kernels/myeloid.py): recruited from capillaries by a tumour-derived chemokine, they climb its
-    gradient (field 'cxcl1') and suppress T-cell killing through the TGF-beta they release
-    (docs/biology.md §6a). Off by default: no initial cells, no recruitment."""
+    gradient (field 'cxcl1') and suppress T-cell killing through what they release: TGF-beta by
+    default, and in scenarios/mdsc_targeting.yaml a contact-range signal 'ros' that a T-cell rule
+    reads (docs/biology.md §6a). Off by default: no initial cells, no recruitment."""
 
     volume_um3: float = P(
         500.0, unit="um^3", gt=0, desc="Cell volume (a 10 um granulocyte).",
