@@ -6,17 +6,15 @@ and never taken for the anti-PD-L1 antibody."""
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import pytest
 
 import naive_myeloid as naive
 from test_cells_kernels import cell_state, copy_state, work
+from test_macrophages import check_arrivals_follow_signal
 from test_macrophages import lung as macrophage_lung
 from tmesim import TMEModel, kinds
-from tmesim import geometry as geo
 from tmesim.io import load
 from tmesim.kernels import agents as ka
 from tmesim.kernels import codes, layout
@@ -228,26 +226,8 @@ def cxcl1_lung(**kw):
 
 def test_mdscs_arrive_where_cxcl1_is_in_proportion_to_its_hill_term():
     m = TMEModel(**cxcl1_lung())
-    dyn = m.dynamics
-    signal = m.fields.flat("cxcl1")
-    entry = dyn.entry_sites
-    assert np.all(m.tissue.codes.reshape(-1)[entry] == geo.CAPILLARY)
-    left = (entry % 40) < 20
-    signal[entry[left]] = 20.0
-    half = m.scenario.cells.mdsc.recruitment.signal_half
-    dt_h, steps = 0.5, 300
-    arrivals = 0
-    for step in range(steps):
-        start = m.cells.n
-        arrivals += dyn._recruit(dt_h, step, 7, 0)
-        new = m.cells.site[start : m.cells.n]
-        assert np.all(np.isin(new, entry[left]))
-        assert np.all(m.cells.kind[start : m.cells.n] == codes.MDSC)
-        m.cells.state[start : m.cells.n] = codes.REMOVED
-        m.cells.occ[new] = -1
-        m.cells.compact()
-    mean = 0.05 * left.sum() * 20.0 / (20.0 + half) * dt_h * steps
-    assert abs(arrivals - mean) <= 4 * math.sqrt(mean), (arrivals, mean)
+    check_arrivals_follow_signal(m, "cxcl1", codes.MDSC, 0.05,
+                                 m.scenario.cells.mdsc.recruitment.signal_half, 300)
 
 
 def test_without_cxcl1_the_chemotaxis_is_switched_off_and_said_to_be():
