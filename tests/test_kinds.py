@@ -25,7 +25,7 @@ def test_built_in_kinds_follow_the_kernel_codes():
     # stem-like cells are placed first, then the others in code order (the placements share
     # one random stream, so this order is part of every run's bits)
     assert [k.name for k in kinds.placement_order()] == [
-        "stem", "tumor", "tcell", "macrophage", "fibroblast"]
+        "stem", "tumor", "tcell", "macrophage", "fibroblast", "mdsc"]
     # every look drawn has a legend entry; necrotic cancer cells share one
     assert [label for label, _ in CATEGORIES] == [label for label, _, _ in kinds.legend()]
     assert dict((label, c) for label, _, c in kinds.legend())["necrotic"] == (

@@ -75,33 +75,47 @@ def lung(**kw):
     }
 
 
-def test_monocytes_arrive_where_ccl2_is_in_proportion_to_its_hill_term():
-    """Arrivals at free capillaries with rate per_site x H(CCL2; half) each: none where CCL2 is
-    0, and a mean count per step of per_site x sum H x dt."""
-    m = TMEModel(**lung(**{"cells.macrophage.recruitment.per_site_per_h": 0.05}))
+def check_arrivals_follow_signal(m, field, kind, per_site, half, steps, check=None):
+    """Step only the arrivals of ``m`` with ``field`` at 20 on the capillaries of the left half
+    and 0 elsewhere: every arrival, of ``kind``, lands on a left capillary (``check(start,
+    stop)`` may test the new rows further), and the count over ``steps`` steps of 0.5 h is
+    Poisson with mean per_site x sum H(20; half) x dt x steps."""
     dyn = m.dynamics
-    ccl2 = m.fields.flat("ccl2")
+    signal = m.fields.flat(field)
     entry = dyn.entry_sites
     assert np.all(m.tissue.codes.reshape(-1)[entry] == geo.CAPILLARY)
-    left = (entry % 40) < 20  # CCL2 on the capillaries of the left half only
-    ccl2[entry[left]] = 20.0
-    half = m.scenario.cells.macrophage.recruitment.signal_half
-    dt_h, steps = 0.5, 400
+    left = (entry % 40) < 20
+    signal[entry[left]] = 20.0
+    dt_h = 0.5
     arrivals = 0
     for step in range(steps):
         start = m.cells.n
         arrivals += dyn._recruit(dt_h, step, 7, 0)
         new = m.cells.site[start : m.cells.n]
         assert np.all(np.isin(new, entry[left]))
-        assert np.all(m.cells.column("aux")[start : m.cells.n] == 0)  # recruited, not resident
-        np.testing.assert_allclose(
-            m.cells.column("phenotype")[start : m.cells.n],
-            m.scenario.cells.macrophage.recruited_polarisation, rtol=1e-6)
+        assert np.all(m.cells.kind[start : m.cells.n] == kind)
+        if check is not None:
+            check(start, m.cells.n)
         m.cells.state[start : m.cells.n] = codes.REMOVED  # keep the sites free
         m.cells.occ[new] = -1
         m.cells.compact()
-    mean = 0.05 * left.sum() * 20.0 / (20.0 + half) * dt_h * steps
+    mean = per_site * left.sum() * 20.0 / (20.0 + half) * dt_h * steps
     assert abs(arrivals - mean) <= 4 * math.sqrt(mean), (arrivals, mean)
+
+
+def test_monocytes_arrive_where_ccl2_is_in_proportion_to_its_hill_term():
+    """Arrivals at free capillaries with rate per_site x H(CCL2; half) each: none where CCL2 is
+    0, and a mean count per step of per_site x sum H x dt."""
+    m = TMEModel(**lung(**{"cells.macrophage.recruitment.per_site_per_h": 0.05}))
+
+    def recruited(start, stop):
+        assert np.all(m.cells.column("aux")[start:stop] == 0)  # recruited, not resident
+        np.testing.assert_allclose(m.cells.column("phenotype")[start:stop],
+                                   m.scenario.cells.macrophage.recruited_polarisation, rtol=1e-6)
+
+    check_arrivals_follow_signal(m, "ccl2", codes.MACROPHAGE, 0.05,
+                                 m.scenario.cells.macrophage.recruitment.signal_half, 400,
+                                 recruited)
 
 
 def test_without_a_tumour_no_monocyte_arrives_and_no_macrophage_turns_m2():

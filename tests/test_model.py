@@ -21,7 +21,8 @@ def test_builds_with_defaults():
     assert model.scenario == tmesim.load_scenario(None)
     assert model.scenario.domain.shape == [150, 150]
     assert model.population_counts() == {
-        "tumor": 200, "stem": 10, "tcell": 0, "macrophage": 0, "fibroblast": 0, "necrotic": 0
+        "tumor": 200, "stem": 10, "tcell": 0, "macrophage": 0, "fibroblast": 0, "mdsc": 0,
+        "necrotic": 0,
     }
     assert model.n_steps == 1200
     assert model.running

@@ -27,8 +27,10 @@ from .kernels import cancer as kc
 from .kernels import codes
 from .kernels import immune as ki
 from .kernels import lattice as kl
+from .kernels import myeloid as km
 from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
+from .kinds.mdsc import CXCL1_FIELD
 from .kinds.tumour import GROWTH_FIELD
 from .tissue import Tissue
 
@@ -44,9 +46,9 @@ class Mechanism(NamedTuple):
     """A cell mechanism that reads a field (docs/biology.md).
 
     Without ``field`` in the scenario the mechanism is off: ``switch``, a ``(parameter vector,
-    slot)`` pair of :class:`CellDynamics` (``"t_par"``, ``"m_par"``, ``"f_par"``), is then set to
-    0 so the kernel skips it, and the model warns that it is off if it would have acted: its
-    kind can be in the run and its strength ``key`` is not 0. A mechanism with no switch reads
+    slot)`` pair of :class:`CellDynamics` (``"t_par"``, ``"m_par"``, ``"f_par"``, ``"md_par"``),
+    is then set to 0 so the kernel skips it, and the model warns that it is off if it would have
+    acted: its kind can be in the run and its strength ``key`` is not 0. A mechanism with no switch reads
     a zero array in place of the field, which is the same as no signal (no kernel writes to a
     missing field: matrix deposition, the one write, is switched off without ``ecm``). ``key`` is
     the scenario parameter that sets its strength.
@@ -80,6 +82,8 @@ FIELD_NEEDS = (
               "cells.tumor.growth_factor_boost"),
     Mechanism(CCL2_FIELD, "M2 drive of macrophages by CCL2", "cells.macrophage.ccl2_weight",
               ("m_par", ki.M_CCL2_WEIGHT)),
+    Mechanism(CXCL1_FIELD, "MDSC chemotaxis up the CXCL1 gradient", "cells.mdsc.chemotaxis_bias",
+              ("md_par", km.MD_CHEMOTAXIS_BIAS)),
 )
 
 

@@ -6,8 +6,9 @@ STEM = 1
 TCELL = 2
 MACROPHAGE = 3
 FIBROBLAST = 4
-N_KINDS = 5
-KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast")
+MDSC = 5
+N_KINDS = 6
+KIND_NAMES = ("tumor", "stem", "tcell", "macrophage", "fibroblast", "mdsc")
 #: the cancer kinds, in one place: the tumour burden, pushing, lumen entry, drug uptake and
 #: every response of stroma and vessels to "the tumour" read these (the kernels through
 #: ``neighbourhood.is_cancer``, Python through ``kinds.cancer``)

@@ -1,7 +1,7 @@
 """The cell kinds: one module per kind, one registry.
 
 Each kind is described once, in its own module (:mod:`.tumour`, :mod:`.stem`, :mod:`.tcell`,
-:mod:`.macrophage`, :mod:`.fibroblast`), by a :class:`Kind`: its code, its name (the scenario
+:mod:`.macrophage`, :mod:`.fibroblast`, :mod:`.mdsc`), by a :class:`Kind`: its code, its name (the scenario
 section under ``cells`` and the name in the file's ``kind`` code table), its legend label and
 looks, the behaviours its rules may change, its exchange activity, and the hooks that pack its
 parameters, place its initial cells, name its arrivals and bind its decide kernel. The
@@ -205,9 +205,9 @@ def legend() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
 
 
 def _register_builtins() -> None:
-    from . import fibroblast, macrophage, stem, tcell, tumour
+    from . import fibroblast, macrophage, mdsc, stem, tcell, tumour
 
-    for module in (tumour, stem, tcell, macrophage, fibroblast):
+    for module in (tumour, stem, tcell, macrophage, fibroblast, mdsc):
         register(module.KIND)
     assert names() == codes.KIND_NAMES, "kernels/codes.py and the kind modules disagree"
 

@@ -676,6 +676,58 @@ class FibroblastConfig(CellTypeBase):
     )
 
 
+class MDSCConfig(CellTypeBase):
+    """Granulocytic myeloid-derived suppressor cells (PMN-MDSCs, tumour-recruited neutrophils;
+    kernels/myeloid.py): recruited from capillaries by a tumour-derived chemokine, they climb its
+    gradient (field 'cxcl1') and suppress T-cell killing through what they release: TGF-beta by
+    default, and in scenarios/mdsc_targeting.yaml a contact-range signal 'ros' that a T-cell rule
+    reads (docs/biology.md §6a). Off by default: no initial cells, no recruitment."""
+
+    volume_um3: float = P(
+        500.0, unit="um^3", gt=0, desc="Cell volume (a 10 um granulocyte).",
+        source="mouse neutrophil diameter about 10 um (parameters.md §8.3) [A]",
+    )
+    oxygen_uptake_per_min: float = P(
+        1.0, unit="1/min", ge=0, desc="Oxygen uptake rate.",
+        source="as immune cells in PhysiCell cancer_immune (parameters.md §3.5) [V]",
+    )
+    recruitment: Recruitment = P(
+        Recruitment(),
+        desc="Arrivals from the blood; default none. A scenario that models MDSCs names the "
+        "tumour-derived chemokine as the signal (e.g. signal: cxcl1, per_site_per_h, "
+        "signal_half), as macrophages are drawn by CCL2.",
+        source="off by default; G-CSF/CXCL1-type tumour signals draw Ly6G+ granulocytes to the "
+        "(pre-)metastatic lung (Kowanetz et al. 2010 PNAS) (parameters.md §8.3)",
+    )
+    lifespan_h: float = P(
+        24.0, unit="h", gt=0,
+        desc="Mean lifespan in tissue (death hazard 1 / lifespan, raised by rules on "
+        "death_rate, e.g. a depleting antibody).",
+        source="neutrophils and PMN-MDSCs live hours to a few days; MDSCs shorter than "
+        "neutrophils in tumour-bearing mice (Condamine et al. 2014 J Clin Invest); 24 h: choice "
+        "within that range (parameters.md §8.3)",
+    )
+    speed_um_per_min: float = P(
+        3.0, unit="um/min", ge=0,
+        desc="Migration speed (moves of one site; at most one site per agent step).",
+        source="choice: neutrophils crawl faster than T cells in tissue; 3 um/min is near the "
+        "lattice's limit of one 20 um site per 6-min step (parameters.md §8.3)",
+    )
+    chemotaxis_bias: float = P(
+        0.5, unit="probability", ge=0, le=1,
+        desc="Share of moves up the gradient of the field 'cxcl1' (CXCR2 chemotaxis).",
+        source="choice: stronger than the T cells' 0.2 (neutrophils home by CXCR2 chemotaxis) "
+        "(parameters.md §8.3)",
+    )
+    secretion: dict[str, Secretion] = P(
+        {},
+        desc="Exchange with fields; packaged default: MDSCs release TGF-beta, which the T-cell "
+        "kernel reads (cells.tcell.tgfb_half_ng_per_mL halves killing).",
+        source="TGF-beta is one suppressive mechanism of MDSCs (Gabrilovich & Nagaraj 2009 Nat "
+        "Rev Immunol); rate: choice, as M2 macrophages (parameters.md §8.3)",
+    )
+
+
 class CellsConfig(Section):
     """Cell populations."""
 
@@ -684,6 +736,7 @@ class CellsConfig(Section):
     tcell: TCellConfig = P(TCellConfig(), desc="CD8 T cells.")
     macrophage: MacrophageConfig = P(MacrophageConfig(), desc="Macrophages.")
     fibroblast: FibroblastConfig = P(FibroblastConfig(), desc="Fibroblasts / CAFs.")
+    mdsc: MDSCConfig = P(MDSCConfig(), desc="Granulocytic MDSCs (off by default).")
 
     @model_validator(mode="after")
     def _hypoxic_release_of_cancer_cells_only(self):

@@ -1,4 +1,5 @@
-"""Scenario schema of therapies: agents (drugs, P-gp inhibitors, antibodies), their systemic
+"""Scenario schema of therapies: agents (drugs, P-gp inhibitors, antibodies, and signal agents
+that act through the rules), their systemic
 pharmacokinetics, vessel and membrane transport, nanoparticle formulations and their size rules,
 and the dosing list (docs/pharmacology.md; nanoparticles in §13).
 
@@ -14,7 +15,7 @@ from pydantic import model_validator
 
 from .schema_base import P, Section
 
-AGENT_KINDS = ("drug", "inhibitor", "antibody")
+AGENT_KINDS = ("drug", "inhibitor", "antibody", "signal")
 
 
 class PKConfig(Section):
@@ -54,11 +55,13 @@ class PKConfig(Section):
 class AgentConfig(Section):
     """A therapeutic agent: its plasma PK, its tissue field and, by kind, its action on cells."""
 
-    kind: Literal["drug", "inhibitor", "antibody"] = P(
+    kind: Literal["drug", "inhibitor", "antibody", "signal"] = P(
         ...,
         desc="drug: enters cancer cells and kills (Emax on intracellular drug); inhibitor: "
         "lowers P-gp efflux by ic50 / (I + ic50); antibody: anti-PD-L1, occupancy A / (A + Kd) "
-        "removes that share of PD-L1 from T-cell suppression (cells.tcell.antibody_kd_nM).",
+        "removes that share of PD-L1 from T-cell suppression (cells.tcell.antibody_kd_nM); "
+        "signal: no action of its own, its tissue field acts only through the rules table "
+        "(e.g. a depleting anti-Ly6G antibody whose rule raises cells.mdsc death_rate).",
     )
     units: Literal["uM", "nM"] = P("uM", desc="Unit of the agent's tissue field.")
     molar_mass_g_per_mol: float = P(..., unit="g/mol", gt=0, desc="Converts mg/L to uM or nM.")
