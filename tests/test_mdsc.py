@@ -242,7 +242,7 @@ def _kills(**kw):
         "domain.geometry": "tissue", "time.duration_h": 36.0,
         "cells.tumor.initial.count": 150, "cells.tumor.initial.placement": "center",
         "cells.tcell.initial.count": 60, "cells.tcell.initial.placement": "disc",
-        "cells.tcell.initial.radius_um": 200.0, "cells.tcell.max_kills": -1,
+        "cells.tcell.initial.radius_um": 200.0, "cells.tcell.lytic_store_kills": 0.0,  # unlimited
         "cells.fibroblast.initial.count": 0, "cells.macrophage.initial.count": 0,
         # the contact-range suppression of scenarios/mdsc_targeting.yaml
         "fields.ros": {"units": "a.u.", "diffusion_um2_per_min": 1000.0, "decay_per_min": 2.5},
