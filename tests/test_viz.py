@@ -103,9 +103,10 @@ def test_fractions_decades_below_the_others_get_their_own_panel():
 
     res = Res({"hypoxic_fraction": np.array([0.0, 0.12]),
                "delivered_fraction": np.array([0.0, 2.9e-7]),
-               "stem_fraction": np.array([0.05, 0.02])})
+               "stem_fraction": np.array([0.05, 0.02]),
+               "caf_fraction": np.array([0.0, 0.0])})
     groups = _groups(res, list(res.metrics))
-    assert [n for n, _ in groups["1"]] == ["hypoxic_fraction", "stem_fraction"]
+    assert [n for n, _ in groups["1"]] == ["hypoxic_fraction", "stem_fraction", "caf_fraction"]
     assert [n for n, _ in groups[SMALL_FRACTIONS]] == ["delivered_fraction"]
     res = Res({"hypoxic_fraction": np.array([0.0, 0.12]), "stem_fraction": np.array([0.02])})
     assert SMALL_FRACTIONS not in _groups(res, list(res.metrics))

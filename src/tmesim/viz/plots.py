@@ -89,11 +89,12 @@ def _groups(res, metrics) -> dict[str, list[tuple[str, object]]]:
         groups.setdefault(unit, []).append((name, res.metrics[name]))
     fractions = groups.get("1", [])
     if spans_decades(fractions):
-        # fractions that peak COUNT_DECADES below the largest get a panel of their own, each
-        # panel on a linear axis from 0 (a log axis would hide where a fraction is 0)
+        # fractions that peak COUNT_DECADES below the largest get a panel of their own (those
+        # that stay 0 keep the main one), each panel on a linear axis from 0
         top = max(_peak(v) for _, v in fractions)
-        groups["1"] = [(n, v) for n, v in fractions if _peak(v) * COUNT_DECADES >= top]
-        groups[SMALL_FRACTIONS] = [(n, v) for n, v in fractions if _peak(v) * COUNT_DECADES < top]
+        small = [0.0 < _peak(v) < top / COUNT_DECADES for _, v in fractions]
+        groups["1"] = [f for f, low in zip(fractions, small, strict=True) if not low]
+        groups[SMALL_FRACTIONS] = [f for f, low in zip(fractions, small, strict=True) if low]
     return {u: s for u, s in groups.items() if s}
 
 
