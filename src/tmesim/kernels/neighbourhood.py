@@ -257,33 +257,42 @@ def hazard_prob(rate_per_h, dt_h):
 
 
 @kernel
+def face_site(site, f, nz, ny, nx):
+    """The ``f``-th face neighbour of ``site`` (-z, +z, -y, +y, -x, +x; 2-D: -y, +y, -x, +x),
+    or -1 outside the domain."""
+    if nz == 1:
+        f += 2
+    axis = f // 2
+    step = 1 if f % 2 else -1
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    if axis == 0:
+        z += step
+    elif axis == 1:
+        y += step
+    else:
+        x += step
+    if z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx:
+        return -1
+    return (z * ny + y) * nx + x
+
+
+@kernel
 def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
     """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
     with a lumen site already filled by a cancer cell (lumens fill from the wall inward). The
     site ``exclude`` gives no support (the site a moving cell leaves; -1 for none)."""
-    z = t // (ny * nx)
-    rem = t - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
-    for axis in range(3):
-        for d in (-1, 1):
-            zz, yy, xx = z, y, x
-            if axis == 0:
-                zz += d
-            elif axis == 1:
-                yy += d
-            else:
-                xx += d
-            if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                continue
-            s = (zz * ny + yy) * nx + xx
-            if s == exclude:
-                continue
-            if not air[s]:
-                return True
-            j = occ[s]
-            if j >= 0 and is_cancer(kind[j]):
-                return True
+    for f in range(6 if nz > 1 else 4):
+        s = face_site(t, f, nz, ny, nx)
+        if s < 0 or s == exclude:
+            continue
+        if not air[s]:
+            return True
+        j = occ[s]
+        if j >= 0 and is_cancer(kind[j]):
+            return True
     return False
 
 

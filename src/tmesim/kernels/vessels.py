@@ -19,7 +19,7 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import REMOVED
-from .neighbourhood import is_cancer, neighbour_site
+from .neighbourhood import face_site, is_cancer, neighbour_site
 from .random import uniform
 
 #: purpose code of the regression draw (one per capillary site and step)
@@ -80,29 +80,6 @@ def touches_other_vessel(t, parent, perfused, nz, ny, nx):
         if u >= 0 and u != parent and perfused[u]:
             return True
     return False
-
-
-@kernel
-def face_site(site, f, nz, ny, nx):
-    """The ``f``-th face neighbour of ``site`` (-z, +z, -y, +y, -x, +x; 2-D: -y, +y, -x, +x),
-    or -1 outside the domain."""
-    if nz == 1:
-        f += 2
-    axis = f // 2
-    step = 1 if f % 2 else -1
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
-    if axis == 0:
-        z += step
-    elif axis == 1:
-        y += step
-    else:
-        x += step
-    if z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx:
-        return -1
-    return (z * ny + y) * nx + x
 
 
 @kernel
