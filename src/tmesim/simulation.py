@@ -252,8 +252,7 @@ class Simulation:
         no entry site. Every change of the perfused voxels re-prepares the field solvers.
         """
         v = self.scenario.vessels
-        vegf = self._vegf
-        if v.regression_per_h <= 0.0 and vegf is None:
+        if v.regression_per_h <= 0.0 and not self._vegf:
             return
         self._vessel_clock_min += dt_min
         if self._vessel_clock_min < REGRESSION_CHECK_MIN - 1e-9:
@@ -275,7 +274,7 @@ class Simulation:
             ):
                 tissue.regress_capillaries(sites[out])
                 changed = True
-        if vegf is not None:
+        if self._vegf:
             conc = self.fields.data[self.fields.index[VEGF_FIELD]].reshape(-1)
             young = np.flatnonzero(tissue.angiogenic).astype(np.int64)
             if v.immature_regression_per_h > 0.0 and len(young):
@@ -315,12 +314,12 @@ class Simulation:
         return True
 
     @staticmethod
-    def _vegf_driven(sc) -> bool | None:
-        """True when the scenario's vessels respond to VEGF; None when they do not, with a
-        warning when they would but the field ``vegf`` is missing."""
+    def _vegf_driven(sc) -> bool:
+        """Whether the scenario's vessels respond to VEGF, with a warning when they would but
+        the field ``vegf`` is missing."""
         v = sc.vessels
         if v.sprout_speed_um_per_h <= 0.0 and v.immature_regression_per_h <= 0.0:
-            return None
+            return False
         if VEGF_FIELD not in sc.fields:
             warn(
                 f"fields.{VEGF_FIELD} is not defined, so angiogenesis and the regression of "
@@ -328,7 +327,7 @@ class Simulation:
                 f"vessels.immature_regression_per_h). Define fields.{VEGF_FIELD} to keep them, "
                 "or set both to 0 to say that they are off"
             )
-            return None
+            return False
         return True
 
     def _perfusion_changed(self) -> None:

@@ -279,12 +279,7 @@ def _lanes_var(a, g, kf, fr, x0, x1, rf, d0, bc, cp):
     ``-r g[i-1] u[i-1] + (d0 + r g[i-1] + r g[i]) u[i] - r g[i] u[i+1]``. The rows are written
     without branches (multiplying by ``fr``) so the lane loops vectorise.
     """
-    lo_c = bc[0]
-    lo_r = bc[1]
-    lo_q = bc[2]
-    hi_c = bc[3]
-    hi_r = bc[4]
-    hi_q = bc[5]
+    lo_c, lo_r, lo_q, hi_c, hi_r, hi_q = bc  # not a parallel kernel: unpacking is safe
     n = a.shape[0]
     w = x1 - x0
     u0 = a[0, x0:x1]

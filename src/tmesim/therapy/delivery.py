@@ -208,6 +208,7 @@ class Therapy:
         self._den = np.zeros(0)
         for a in self.agents:
             a.vessel_rate = np.zeros(len(self.perfused_sites))
+        self._rates_current = False  # vessel rates as the perfused voxels now stand
         self._distance = None  # um to the nearest perfused voxel, for np_penetration_um
 
     @property
@@ -220,6 +221,7 @@ class Therapy:
         self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
         for a in self.agents:
             a.vessel_rate = np.zeros(len(self.perfused_sites))
+        self._rates_current = False
         self._distance = None
 
     # ------------------------------------------------------------------ set-up
@@ -277,11 +279,16 @@ class Therapy:
         """Mark the leaky (tumour) vessels among the perfused voxels and set each agent's
         exchange rate per perfused voxel: the tumour-vessel permeability (times each angiogenic
         vessel's leakiness) there, the normal one elsewhere (``vessels.leaky_vessels``), each
-        times the vessel's perfusion."""
+        times the vessel's perfusion. Angiogenic leakiness changes only with the perfused
+        voxels, so it is set again only after :meth:`perfusion_changed`; the tumour-associated
+        rule follows the cells every step."""
         if not self.active or len(self.perfused_sites) == 0:
             return
         factor = 1.0
         if self.sc.vessels.leaky_vessels == "angiogenic":
+            if self._rates_current:
+                return
+            self._rates_current = True
             self.tumor_vessel = self.tissue.angiogenic[self.perfused_sites]
             factor = self.tissue.leakiness[self.perfused_sites]
         else:

@@ -27,14 +27,7 @@ COUNT_DECADES = 100.0
 def spans_decades(series) -> bool:
     """Whether the positive peaks of ``[(label, values)]`` lie more than :data:`COUNT_DECADES`
     apart."""
-    import numpy as np
-
-    peaks = []
-    for _, v in series:
-        v = np.asarray(v, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        if v.size and v.max() > 0:
-            peaks.append(float(v.max()))
+    peaks = [p for p in (_peak(v) for _, v in series) if p > 0]
     return len(peaks) > 1 and max(peaks) > COUNT_DECADES * min(peaks)
 
 
