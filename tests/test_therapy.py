@@ -380,27 +380,36 @@ def particles_per_cell(m):
 
 
 def test_a_ligand_raises_uptake_only_in_receptor_positive_cells():
-    def course(ligand, fraction):
+    """At 60 nm the ligand's size rule gives its full gain (5), at 30 nm almost none (1.01,
+    Sykes et al. 2014): receptor-positive cells take up more only at 60 nm."""
+    def course(ligand, fraction, size_nm=60.0):
         m = TMEModel(TINY, **{
             "time.duration_h": 6.0,
             "cells.tumor.receptor_fraction": fraction,
             "cells.stem.receptor_fraction": fraction,
             f"nanoparticles.{MICELLE}.ligand": ligand,
+            f"nanoparticles.{MICELLE}.size_nm": size_nm,
             "therapy": [{"agent": MICELLE, "dose_mg_per_kg": 5.0, "start_h": 0.0}],
         })
         while m.running:
             m.step()
         return m
 
-    plain = particles_per_cell(course(False, 0.5))
-    ligand = particles_per_cell(course(True, 0.5))
-    common = sorted(set(plain) & set(ligand))
-    assert len(common) > 0.9 * len(plain)
-    pos = np.array([plain[i][1] for i in common])
-    gain = np.array([ligand[i][0] / plain[i][0] for i in common])
-    assert 0 < pos.sum() < len(pos)
-    assert np.median(gain[pos]) > 2.0
-    assert np.median(gain[~pos]) == pytest.approx(1.0, abs=0.2)
+    def gains(size_nm):
+        plain = particles_per_cell(course(False, 0.5, size_nm))
+        ligand = particles_per_cell(course(True, 0.5, size_nm))
+        common = sorted(set(plain) & set(ligand))
+        assert len(common) > 0.9 * len(plain)
+        pos = np.array([plain[i][1] for i in common])
+        gain = np.array([ligand[i][0] / plain[i][0] for i in common])
+        assert 0 < pos.sum() < len(pos)
+        return gain[pos], gain[~pos]
+
+    pos, neg = gains(60.0)
+    assert np.median(pos) > 2.0
+    assert np.median(neg) == pytest.approx(1.0, abs=0.2)
+    pos, neg = gains(30.0)
+    assert np.median(pos) == pytest.approx(1.0, abs=0.05)
     # without receptor-positive cells the ligand changes nothing, bit for bit
     assert particles_per_cell(course(False, 0.0)) == particles_per_cell(course(True, 0.0))
 

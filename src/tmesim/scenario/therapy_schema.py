@@ -376,39 +376,75 @@ class ExternalTrigger(Section):
 
 
 class ReleaseConfig(Section):
-    """First-order release of the payload from particles (docs/pharmacology.md §13)."""
+    """First-order release of the payload from particles (docs/pharmacology.md §13.7, §13.8)."""
 
     trigger: Literal["none", "ph", "enzyme", "external"] = P(
         "none",
-        desc="What speeds extracellular release: low pH (acidic tumour voxels), enzymes "
-        "(next to CAFs and M2 macrophages), an external trigger, or nothing.",
+        desc="What speeds extracellular release: low pH (the rate follows the tissue pH by "
+        "the law of ph74_per_h and ph5_per_h), enzymes (next to CAFs and M2 macrophages), an "
+        "external trigger, or nothing.",
     )
     base_per_h: float = P(
         0.006,
         unit="1/h",
         ge=0,
-        desc="Extracellular release rate without trigger.",
+        desc="Extracellular release rate without trigger (triggers none, enzyme, external; "
+        "trigger 'ph' uses ph74_per_h instead).",
         source="pH 7.4 release half-lives >= 100 h (parameters.md §5.4) [A]",
     )
     triggered_per_h: float = P(
         0.07,
         unit="1/h",
         ge=0,
-        desc="Extra extracellular release rate where the trigger acts.",
+        desc="Extra extracellular release rate where trigger 'enzyme' or 'external' acts "
+        "(not used by trigger 'ph').",
         source="pH 5 release half-lives 5-20 h (parameters.md §5.4) [A]",
     )
-    ph_threshold: float = P(
-        6.9, unit="pH", gt=0, lt=14, desc="Trigger 'ph' acts where tissue pH is below this."
+    ph74_per_h: float = P(
+        0.0022,
+        unit="1/h",
+        ge=0,
+        desc="Trigger 'ph': release rate at pH 7.4 (blood, normal tissue).",
+        source="hydrazone-linked doxorubicin micelles: about 10 % released in 48 h at pH 7.4, "
+        "-ln(0.9)/48 h (Bae, Kataoka et al. 2003-2005; parameters.md §5.4) [A]",
     )
-    intracellular_per_h: float = P(
+    ph5_per_h: float = P(
         0.07,
         unit="1/h",
         ge=0,
-        desc="Release inside cancer cells after internalisation (endosomal pH, glutathione); "
-        "macrophages do not release.",
+        desc="Trigger 'ph': release rate at pH 5.0 (late endosome, lysosome). Between pH 7.4 "
+        "and 5 the rate rises in proportion to the proton concentration (acid catalysis).",
+        source="hydrazone-linked doxorubicin micelles: release half-lives about 5-20 h at pH 5 "
+        "(Bae, Kataoka et al. 2003-2005; parameters.md §5.4) [A]",
+    )
+    endosomal_ph: float = P(
+        5.0,
+        unit="pH",
+        gt=0,
+        lt=14,
+        desc="Trigger 'ph': the pH internalised particles see, for release inside cells when "
+        "intracellular_per_h is null.",
+        source="late endosome and lysosome pH 4.5-5.0, early endosome 5.5-6.5 (parameters.md "
+        "§5.4) [V, reviews]",
+    )
+    intracellular_per_h: float | None = P(
+        None,
+        unit="1/h",
+        ge=0,
+        desc="Release inside cancer cells after internalisation; macrophages do not release. "
+        "null: the pH law at endosomal_ph for trigger 'ph', 0.07 otherwise.",
         source="endosomal pH 5-6 release half-life ~10 h (parameters.md §5.4) [A]",
     )
     external: ExternalTrigger = P(ExternalTrigger(), desc="Region and times of trigger 'external'.")
+
+    @model_validator(mode="after")
+    def _acid_faster(self):
+        if self.ph5_per_h < self.ph74_per_h:
+            raise ValueError(
+                "ph5_per_h|at least ph74_per_h (acid-labile linkers release faster at pH 5 than "
+                "at pH 7.4)"
+            )
+        return self
 
 
 class NanoparticleConfig(Section):
@@ -419,13 +455,15 @@ class NanoparticleConfig(Section):
     )
     peg: bool = P(True, desc="PEG-coated surface (longer circulation).")
     ligand: bool = P(False, desc="Carries a ligand for the receptor of receptor-positive cells.")
-    ligand_uptake_factor: float = P(
-        5.0,
+    ligand_uptake_factor: float | None = P(
+        None,
         unit="1",
         ge=1,
-        desc="Internalisation by receptor-positive cells is this many times faster.",
-        source="transferrin-targeted 60 nm particles accumulate in tumours 5x faster (Sykes 2014, "
-        "parameters.md §5.5) [V, abstract]; read as an internalisation factor (choice)",
+        desc="Internalisation by receptor-positive cells is this many times faster. null: from "
+        "size, 1 + 4 exp(-ln(size_nm/60)^2 / 0.08): 5 at 60 nm, 1.15 at 100 nm, 1.01 at 30 nm.",
+        source="transferrin-targeted gold particles accumulate in tumours 5x faster than PEG-only "
+        "ones at 60 nm, no different at 15, 30 and 100 nm (Sykes et al. 2014, parameters.md "
+        "§5.5) [V, abstract]; read as an internalisation factor (choice)",
     )
     payload: PayloadConfig = P(..., desc="The drug (and inhibitor) carried.")
     release: ReleaseConfig = P(ReleaseConfig(), desc="Release of the payload.")

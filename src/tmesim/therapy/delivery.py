@@ -41,6 +41,7 @@ from ..errors import ScenarioError
 from ..kernels import codes
 from ..kernels import nanoparticles as nk
 from ..kernels import pharmacology as kp
+from .nano_rules import intracellular_release_per_h, ligand_factor, ph_release_rate
 from .particles import transport_of
 from .pk import Administration, PKModel, PKState
 
@@ -252,11 +253,14 @@ class Therapy:
         self.np_uptake = np.zeros(n)
         self.np_release_in = np.zeros(n)
         self.receptor = np.zeros(n)
+        self.ligand_factor = 1.0
         if self.carrier is not None:
             npc = self.carrier.cfg
+            self.ligand_factor = ligand_factor(npc)
+            release_in = intracellular_release_per_h(npc.release) / 60.0
             for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
                 self.np_uptake[k] = npc.tumor_uptake_per_h / 60.0
-                self.np_release_in[k] = npc.release.intracellular_per_h / 60.0
+                self.np_release_in[k] = release_in
                 self.receptor[k] = getattr(c, name).receptor_fraction
             self.np_uptake[codes.MACROPHAGE] = npc.macrophage_uptake_per_h / 60.0
         if self.drug is None:
@@ -469,8 +473,7 @@ class Therapy:
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
             cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site, cells.column("payload"),
-            flat, self.np_uptake, self.receptor, npc.ligand_uptake_factor if npc.ligand else 1.0,
-            self.sc.seed, self.phi, dt_min,
+            flat, self.np_uptake, self.receptor, self.ligand_factor, self.sc.seed, self.phi, dt_min,
         )
         # 3. release inside cancer cells (macrophages hold what they take up)
         to_drug, from_payload, to_inhib = nk.release_inside(
@@ -495,13 +498,15 @@ class Therapy:
         return ph
 
     def release_rate_map(self, time_h: float) -> np.ndarray:
-        """Extracellular release rate per voxel (1/h) of the dosed formulation."""
+        """Extracellular release rate per voxel (1/h) of the dosed formulation: for trigger 'ph'
+        the pH law (:func:`~tmesim.therapy.nano_rules.ph_release_rate`) on the tissue pH map,
+        otherwise the base rate plus the triggered rate where the trigger acts."""
         rel = self.carrier.cfg.release
         cells = self.cells
-        rate = np.full(cells.n_sites, rel.base_per_h)
         if rel.trigger == "ph":
-            rate[self.tissue_ph() < rel.ph_threshold] += rel.triggered_per_h
-        elif rel.trigger == "enzyme":
+            return ph_release_rate(self.tissue_ph(), rel.ph74_per_h, rel.ph5_per_h)
+        rate = np.full(cells.n_sites, rel.base_per_h)
+        if rel.trigger == "enzyme":
             from scipy.ndimage import binary_dilation
 
             n = cells.n
