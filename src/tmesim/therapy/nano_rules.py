@@ -24,7 +24,7 @@ INTRACELLULAR_DEFAULT_PER_H = 0.07
 LIGAND_PEAK_GAIN = 5.0
 LIGAND_PEAK_NM = 60.0
 #: log-normal width (natural log of the diameter): the gain is 1.15 at 100 nm and 1.01 at
-#: 30 nm, within "no significant difference" (choice constrained by the same data)
+#: 30 nm, below 1.25, read as "no significant difference" (widths up to 0.217 would; choice)
 LIGAND_LOG_WIDTH = 0.2
 
 
