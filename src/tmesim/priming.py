@@ -19,13 +19,14 @@ drawn from ``E / tau`` use the keyed Poisson stream of :class:`tmesim.behaviour.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 
 class Priming:
     """The priming compartment of one recruited kind (CD8 T cells), from ``cells.tcell.priming``."""
 
     #: metrics it adds to a run (name -> unit), in :meth:`metrics` order
-    METRIC_UNITS = {
+    METRIC_UNITS: ClassVar[dict[str, str]] = {
         "priming_danger": "1",
         "priming_antigen": "cells",
         "primed_tcells": "cells",

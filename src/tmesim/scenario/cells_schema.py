@@ -454,7 +454,7 @@ class Priming(Section):
         source="QSP-IO mature APC death k_mAPC_death = 0.02 /day (parameters.md §3.10) [V]",
     )
     tcells_per_antigen_per_h: float = P(
-        0.05, unit="T cells/h per cell-equivalent of antigen", ge=0,
+        0.1, unit="T cells/h per cell-equivalent of antigen", ge=0,
         desc="Primed T cells produced per hour per dead cancer cell's antigen presented, at full "
         "maturation (after clonal expansion, those that home to the tissue).",
         source="choice: calibrated so that the packaged lung tumour receives about as many T "
