@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import naive_cells as naive
 import numpy as np
 import pytest
+
+import naive_cells as naive
 from conftest import run_cli
 from test_io import assert_identical
-
 from tmesim import TMEModel
 from tmesim.errors import ScenarioError
 from tmesim.io import load
