@@ -68,11 +68,13 @@ def test_priming_compartment_solves_its_equations():
             arrived += q.step(dt, 0.0, 0.0, 100)
         return q.effectors, arrived
 
-    # exact: dE/dt = y h A0 exp(-kA t) - E / tau, E(0) = 0
+    # exact, for an antigen far below its half-effect (antigen_loss 0: a constant drive):
+    # dE/dt = R h A0 / (A0 + A50) - E / tau, E(0) = 0
+    cfg = PrimingConfig(enabled=True, antigen_loss_per_h=1e-12)
     h = cfg.danger_baseline / (1 + cfg.danger_baseline)
-    y, tau, ka = cfg.tcells_per_antigen_per_h, cfg.expansion_h, cfg.antigen_loss_per_h
-    t = 48.0
-    exact = y * h * 10.0 * (math.exp(-ka * t) - math.exp(-t / tau)) / (1 / tau - ka)
+    r = cfg.max_primed_per_h * h * 10.0 / (10.0 + cfg.antigen_half_cells)
+    t, tau = 48.0, cfg.expansion_h
+    exact = r * tau * (1.0 - math.exp(-t / tau))
     errors = [abs(effectors(dt)[0] - exact) for dt in (0.4, 0.2, 0.1)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[1] / errors[2] == pytest.approx(2.0, rel=0.1)  # first order

@@ -9,7 +9,9 @@ Three scalar states, stepped once per agent step after the cell phase has remove
 * ``antigen`` ``A`` (cancer-cell equivalents of antigen presented by mature dendritic cells in
   the node): every cancer death adds one, lost at ``k_A`` (the death of mature APCs);
 * ``effectors`` ``E`` (primed CD8 T cells expanding in the node and in transit):
-  ``dE/dt = y H(c) A - E / tau`` with ``H(c) = c / (1 + c)``; they enter the tissue at ``E / tau``.
+  ``dE/dt = R H(c) A / (A + A50) - E / tau`` with ``H(c) = c / (1 + c)``: at most ``R`` primed
+  cells per hour, half of it at ``A50`` cell-equivalents of antigen; they enter the tissue at
+  ``E / tau``.
 
 ``c`` and ``A`` are solved exactly for inputs that arrive at the end of the step; ``E`` by one
 backward-Euler step (unconditionally stable, never negative). No random numbers: the arrivals
@@ -39,7 +41,8 @@ class Priming:
         self.k_c = cfg.danger_decay_per_h
         self.delta = cfg.danger_per_icd_death
         self.k_a = cfg.antigen_loss_per_h
-        self.yield_per_h = cfg.tcells_per_antigen_per_h
+        self.max_per_h = cfg.max_primed_per_h
+        self.a50 = cfg.antigen_half_cells
         self.tau = cfg.expansion_h
         self.danger = self.c0
         self.antigen = 0.0
@@ -61,8 +64,8 @@ class Priming:
         if immunogenic > 0.0:
             self.danger += self.delta * immunogenic / max(burden, 1)
         self.antigen = self.antigen * math.exp(-self.k_a * dt_h) + deaths
-        self.effectors = (self.effectors + dt_h * self.yield_per_h * self.maturation()
-                          * self.antigen) / (1.0 + dt_h / self.tau)
+        drive = self.max_per_h * self.maturation() * self.antigen / (self.antigen + self.a50)
+        self.effectors = (self.effectors + dt_h * drive) / (1.0 + dt_h / self.tau)
         return dt_h * self.effectors / self.tau
 
     def metrics(self) -> dict[str, float]:

@@ -453,12 +453,18 @@ class Priming(Section):
         desc="Loss of presented antigen in the node (death of mature antigen-presenting cells).",
         source="QSP-IO mature APC death k_mAPC_death = 0.02 /day (parameters.md §3.10) [V]",
     )
-    tcells_per_antigen_per_h: float = P(
-        0.1, unit="T cells/h per cell-equivalent of antigen", ge=0,
-        desc="Primed T cells produced per hour per dead cancer cell's antigen presented, at full "
-        "maturation (after clonal expansion, those that home to the tissue).",
-        source="choice: calibrated so that the packaged lung tumour receives about as many T "
-        "cells by day 4 as with recruitment.per_1000_tumor_per_h = 1 (parameters.md §3.10)",
+    max_primed_per_h: float = P(
+        20.0, unit="T cells/h", ge=0,
+        desc="Primed T cells entering the tissue per hour at full maturation and saturating "
+        "antigen (after clonal expansion, those that home to this tissue).",
+        source="choice: calibrated so that an untreated 80 x 80 patch of the packaged lung "
+        "holds by day 7 about the T cells of recruitment.per_1000_tumor_per_h = 1 "
+        "(parameters.md §3.10)",
+    )
+    antigen_half_cells: float = P(
+        200.0, unit="cancer-cell equivalents", gt=0,
+        desc="Presented antigen giving half the maximal priming.",
+        source="choice (parameters.md §3.10)",
     )
     expansion_h: float = P(
         72.0, unit="h", gt=0,
