@@ -36,6 +36,7 @@ from tmesim.kernels.layout import (
     DIVISIONS_LEFT,
     DRUG,
     GENERATION,
+    ICD,
     ID,
     LYTIC_SPENT,
     PARENT,
@@ -253,7 +254,8 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
  C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
- C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH, C_DRUG_ROW) = range(27)
+ C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH, C_DRUG_ROW,
+ C_DRUG_ICD) = range(28)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -297,13 +299,18 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
         state[i] = QUIESCENT if hypoxic else PROLIFERATING
         fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
         death = par[k, C_DEATH]
+        term = 0.0
         if par[k, C_EMAX] > 0.0:
             signal = fl[int(par[k, C_DRUG_ROW]), i]  # free drug or damage
             term = par[k, C_EMAX] * hill(signal, par[k, C_EC50], par[k, C_HILL])
-            death += term * par[k, C_QDF] if hypoxic else term
+            term = term * par[k, C_QDF] if hypoxic else term
+            death += term
         death = apply_rules(death, k, B_DEATH, s, fields, fl[PDL1, i], rules)
         if death > 0.0 and uniform(seed, cid, step, 10) < hazard_prob(death, dt):
             action[i] = DIE
+            # the drug's immunogenic share of the hazard marks the death (ICD)
+            if par[k, C_DRUG_ICD] * term > 0.0:
+                fl[ICD, i] = f32(min(1.0, par[k, C_DRUG_ICD] * term / death))
             continue
         if k == TUMOR and par[k, C_PLAST] > 0.0:
             drive = hill(tgfb[s], par[k, C_PLAST_HALF], 1.0) + (1.0 if hypoxic else 0.0)
@@ -619,6 +626,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             # DIVIDE into row m
             fl[:, m] = fl[:, i]
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
+            fl[ICD, m] = fl[ICD, i] = 0.0  # the mark of an immunogenic death is no heirloom
             for c in (DRUG, BOUND, PAYLOAD):  # drug pools and payload are split equally
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
@@ -693,7 +701,8 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
 
 
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, activity_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, activity_by_kind, induction, fields, sink,
+                  source):
     for i in range(n):
         if state[i] in (REMOVED, NECROTIC):
             continue
@@ -713,7 +722,17 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
         for f in range(sink.shape[0]):
             sink[f, s] += sink_by_kind[k, f]
             factor = hypoxic_by_kind[k, f] if hypoxic else 1.0
+            g = int(induction[0, k, f])
+            if g >= 0:  # release induced by another field (CXCL10 by IFN-gamma)
+                factor *= hill(fields[g, s], induction[1, k, f], induction[2, k, f])
             source[f, s] += source_by_kind[k, f] + act * release_by_kind[k, f] * factor
+
+
+def death_ledger(n, kind, state, icd):
+    """Twin of :func:`tmesim.kernels.lattice.death_ledger`: cancer rows removed this step, and
+    the sum of their immunogenic shares."""
+    gone = [i for i in range(n) if state[i] == REMOVED and int(kind[i]) in (TUMOR, STEM)]
+    return float(len(gone)), float(sum(float(icd[i]) for i in gone))
 
 
 # --------------------------------------------------------------------------- lattice

@@ -100,7 +100,9 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
     # the rows of the columns before the DNA-bound pool, drawn as then; bound drug and damage
     # follow the drug without drawing (so that every later draw is unchanged)
-    older = [r for r in range(s["f32"].shape[0]) if r not in (layout.BOUND, layout.DAMAGE)]
+    # (the immunogenic-death mark is 0 on every cell until the step it dies)
+    older = [r for r in range(s["f32"].shape[0])
+             if r not in (layout.BOUND, layout.DAMAGE, layout.ICD)]
     s["f32"][older, :n] = rng.uniform(0.0, 1.0, (len(older), n)).astype(np.float32)
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
@@ -156,6 +158,8 @@ def cancer_params(plastic=True, growth=True, push=True, drug_row=layout.DRUG):
     ):
         p[k, :len(vals)] = vals
         p[k, kc.C_DRUG_ROW] = drug_row  # the cell column the drug hazard reads
+        # part of the drug's kills are immunogenic (the death's share is marked in column icd)
+        p[k, kc.C_DRUG_IMMUNOGENIC] = 0.7 if k == codes.TUMOR else 1.0
     return p
 
 
@@ -649,8 +653,13 @@ def _exchange_maps_match_twin(n, s, tables, activity, shape3):
     nf = tables[0].shape[1]
     n_sites = math.prod(shape3)
     out = [np.zeros((nf, n_sites)) for _ in range(4)]
+    # field 1 induces the release of field 2 by every kind (as IFN-gamma induces CXCL10), with
+    # a field of its own that is 0 on some sites
+    induction = np.full((3, codes.N_KINDS, nf), -1.0)
+    induction[:, :, 2] = np.array([1.0, 0.7, 1.5])[:, None]
+    fields = np.random.default_rng(5).uniform(-0.5, 2.0, (nf, n_sites)).clip(0.0)
     args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
-            *tables, activity)
+            *tables, activity, induction, fields)
     kl.exchange_maps(*args, out[0], out[1])
     naive.exchange_maps(*args, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)

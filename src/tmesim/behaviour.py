@@ -32,6 +32,7 @@ from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
 from .kinds.mdsc import CXCL1_FIELD
 from .kinds.tumour import GROWTH_FIELD
+from .priming import Priming
 from .tissue import Tissue
 
 #: the field of tumour-derived CCL2 that macrophages climb (docs/biology.md §6); without it
@@ -40,6 +41,11 @@ CCL2_FIELD = "ccl2"
 
 
 PURPOSE_PGP = 62
+
+#: the IFN-gamma-induced CXCR3 ligands (CXCL9/10) as one field (docs/biology.md §5.9)
+CXCL10_FIELD = "cxcl10"
+#: the scenario key that names the field T cells climb
+TCELL_ATTRACTANT = "cells.tcell.chemotaxis_field"
 
 
 class Mechanism(NamedTuple):
@@ -58,6 +64,10 @@ class Mechanism(NamedTuple):
     what: str
     key: str
     switch: tuple[str, int] | None = None
+    #: a scenario key that names the field the mechanism reads (e.g.
+    #: ``cells.tcell.chemotaxis_field``): the mechanism is declared once per field that key may
+    #: name, and only the one it names applies
+    select: str | None = None
 
 
 #: every mechanism that reads a field, by field. Oxygen is required by the scenario; a dosed
@@ -73,7 +83,9 @@ FIELD_NEEDS = (
     Mechanism("tgfb", "M2 drive of macrophages by TGF-beta", "cells.macrophage.to_m2_rate_per_h"),
     Mechanism("tgfb", "fibroblast activation by TGF-beta", "cells.fibroblast.activation_rate_per_h"),
     Mechanism("chemokine", "T-cell chemotaxis", "cells.tcell.chemotaxis_bias",
-              ("t_par", ki.T_CHEMOTAXIS_BIAS)),
+              ("t_par", ki.T_CHEMOTAXIS_BIAS), TCELL_ATTRACTANT),
+    Mechanism(CXCL10_FIELD, "T-cell chemotaxis up CXCL9/10", "cells.tcell.chemotaxis_bias",
+              ("t_par", ki.T_CHEMOTAXIS_BIAS), TCELL_ATTRACTANT),
     Mechanism("ecm", "T-cell motility slowed by matrix", "cells.tcell.ecm_half",
               ("t_par", ki.T_ECM_HALF)),
     Mechanism("ecm", "matrix deposition by CAFs", "cells.fibroblast.ecm_deposition_per_h",
@@ -97,9 +109,10 @@ def _kinds_in_run(scenario) -> set[str]:
             continue
         cfg = getattr(c, k.name)
         r = cfg.recruitment if k.arrivals is not None else None
-        if cfg.initial.count > 0 or (r is not None and (
-                r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
-                or (r.per_site_per_h > 0 and r.signal is not None))):
+        primed = getattr(cfg, "priming", None)
+        if cfg.initial.count > 0 or (primed is not None and primed.enabled) or (
+                r is not None and (r.base_per_h > 0 or r.per_1000_tumor_per_h > 0
+                                   or (r.per_site_per_h > 0 and r.signal is not None))):
             out.add(k.name)
     # kinds decided by one kernel give rise to each other (tumour and stem-like cells)
     for k in kinds.all_kinds():
@@ -116,11 +129,23 @@ def _would_act(m: Mechanism, scenario, kinds: set[str]) -> bool:
     return kind in kinds and getattr(cfg, param) != off
 
 
-def mechanisms_off(field_names) -> dict[str, list[Mechanism]]:
-    """The mechanisms of :data:`FIELD_NEEDS` that are off for want of a field, by field."""
+def _selected(m: Mechanism, scenario) -> bool:
+    """Whether ``m`` applies in ``scenario``: always, unless its ``select`` key names another
+    field."""
+    if m.select is None or scenario is None:
+        return True
+    value = scenario
+    for part in m.select.split("."):
+        value = getattr(value, part)
+    return value == m.field
+
+
+def mechanisms_off(field_names, scenario=None) -> dict[str, list[Mechanism]]:
+    """The mechanisms of :data:`FIELD_NEEDS` that are off for want of a field, by field (of a
+    mechanism with a ``select`` key, only the one the scenario selects)."""
     off: dict[str, list[Mechanism]] = {}
     for m in FIELD_NEEDS:
-        if m.field not in field_names:
+        if m.field not in field_names and _selected(m, scenario):
             off.setdefault(m.field, []).append(m)
     return off
 
@@ -199,13 +224,18 @@ class CellDynamics:
         #: arriving kinds with a recruitment rate: (kind, recruitment, purposes, budget,
         #: phenotype, signal field or None)
         self._arrivals = []
+        #: the lymph-node priming of T cells, if on (docs/biology.md §5.8): it replaces their
+        #: burden-proportional arrivals
+        self.priming = Priming(c.tcell.priming) if c.tcell.priming.enabled else None
         if len(self.entry_sites):
             for kind in kinds.all_kinds():
                 if kind.arrivals is None:
                     continue
                 r, purposes, div, pheno = kind.arrivals(self)
                 signal = r.signal if r.per_site_per_h > 0.0 else None
-                if r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0 or signal is not None:
+                primed = self.priming is not None and kind.code == codes.TCELL
+                if (r.base_per_h > 0.0 or r.per_1000_tumor_per_h > 0.0 or signal is not None
+                        or primed):
                     self._arrivals.append((kind.code, r, purposes, div, pheno, signal))
         #: running sum of the entry sites' weights for arrivals drawn by a signal
         self._cum_weight = np.zeros(len(self.entry_sites))
@@ -223,7 +253,7 @@ class CellDynamics:
     def _switch_off_missing(self) -> None:
         """Switch off every mechanism whose field the scenario does not define, and say so."""
         #: mechanisms off for want of their field, by field
-        self.off = mechanisms_off(self.fields.index)
+        self.off = mechanisms_off(self.fields.index, self.sc)
         chemo = ("chemokine", CCL2_FIELD)
         if not any(f in self.fields.index for f in chemo):
             # recruited macrophages climb CCL2, else the chemokine; with neither they walk at random
@@ -289,6 +319,10 @@ class CellDynamics:
         self.source_by_kind = np.zeros((n_kinds, nf))
         self.release_by_kind = np.zeros((n_kinds, nf))
         self.hypoxic_by_kind = np.ones((n_kinds, nf))
+        #: release induced by another field: (inducer index or -1, EC50, Hill power) per kind
+        #: and field (kernels.lattice.exchange_maps)
+        self.induction = np.zeros((3, n_kinds, nf))
+        self.induction[0] = -1.0
         #: how the release of each kind scales per cell (``codes.ACT_*``)
         self.activity_by_kind = np.array(kinds.activities(), dtype=np.int8)
         # a kind with no scenario section exchanges nothing
@@ -307,6 +341,9 @@ class CellDynamics:
                 self.source_by_kind[k, fi] += ratio * sec.rate_per_min * sec.target
                 self.release_by_kind[k, fi] += sec.release_per_min / v_vox
                 self.hypoxic_by_kind[k, fi] = sec.hypoxic_release_factor
+                if sec.induced_by is not None:
+                    self.induction[:, k, fi] = (self.fields.index[sec.induced_by],
+                                                sec.induced_ec50, sec.induced_hill)
 
     def initialise(self, rng) -> None:
         """Place the initial cells of every kind and set their starting state."""
@@ -345,8 +382,8 @@ class CellDynamics:
         kl.exchange_maps(
             cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
             cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
-            self.hypoxic_by_kind, self.activity_by_kind, sink.reshape(nf, -1),
-            source.reshape(nf, -1),
+            self.hypoxic_by_kind, self.activity_by_kind, self.induction,
+            self.fields.data.reshape(nf, -1), sink.reshape(nf, -1), source.reshape(nf, -1),
         )
 
     def _field(self, name):
@@ -411,7 +448,12 @@ class CellDynamics:
                                              self.push, self.push_work)
         cells.n, cells.next_id = int(m), int(next_id)
         lap("apply_actions")
-        arrivals = self._recruit(dt_h, step, seed, burden) if self._arrivals else 0
+        primed = 0.0
+        if self.priming is not None:  # the dead prime T cells (biology.md §5.8)
+            deaths, immunogenic = kl.death_ledger(cells.n, cells.kind, cells.state,
+                                                  cells.column("icd"))
+            primed = self.priming.step(dt_h, deaths, immunogenic, burden)
+        arrivals = self._recruit(dt_h, step, seed, burden, primed) if self._arrivals else 0
         lap("arrivals")
         # the dead give their drug and internalised particles back to their voxel
         for column, field in self._returned:
@@ -423,19 +465,24 @@ class CellDynamics:
         lap("compact")
         return {"kills": int(kills), "arrivals": arrivals}
 
-    def _recruit(self, dt_h, step, seed, burden) -> int:
+    def _recruit(self, dt_h, step, seed, burden, primed=0.0) -> int:
         """Poisson arrivals of T cells and macrophages; ``burden`` is the number of live cancer
-        cells at the start of the step.
+        cells at the start of the step, ``primed`` the expected arrivals of primed T cells in
+        the step (with priming on).
 
         Each kind has up to two streams: arrivals at rate ``base + per_1000 * burden / 1000``
-        on entry sites drawn uniformly, and, with a signal field, arrivals at rate
-        ``per_site * sum_s H(signal_s)`` over the free entry sites, each drawn with probability
-        proportional to its ``H(signal_s)`` (docs/biology.md §5.2, §6)."""
+        (for primed T cells ``base`` plus ``primed``) on entry sites drawn uniformly, and,
+        with a signal field, arrivals at rate ``per_site * sum_s H(signal_s)`` over the free
+        entry sites, each drawn with probability proportional to its ``H(signal_s)``
+        (docs/biology.md §5.2, §5.8, §6)."""
         cells = self.cells
         placed_total = 0
         for kind, r, purposes, div, pheno, signal in self._arrivals:
             start = cells.n
-            lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
+            if self.priming is not None and kind == codes.TCELL:
+                lam = r.base_per_h * dt_h + primed
+            else:
+                lam = (r.base_per_h + r.per_1000_tumor_per_h * burden / 1000.0) * dt_h
             k = self._poisson(lam, seed, step, purposes[0])
             if k:
                 cells.reserve(cells.n + k)

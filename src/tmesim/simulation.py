@@ -381,6 +381,8 @@ class Simulation:
     def metric_units(self) -> dict[str, str]:
         """Names and units of :meth:`metrics`: :data:`METRIC_UNITS`, then therapy metrics."""
         units = dict(METRIC_UNITS)
+        if self.dynamics.priming is not None:
+            units.update(self.dynamics.priming.METRIC_UNITS)
         if self.therapy.active:
             units.update(self.therapy.metric_units())
         return units
@@ -426,5 +428,6 @@ class Simulation:
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
             "perfused_sites": float(self.tissue.perfused.sum()),
             "angiogenic_sites": float(self.tissue.angiogenic.sum()),
+            **(self.dynamics.priming.metrics() if self.dynamics.priming is not None else {}),
             **(self.therapy.metrics() if self.therapy.active else {}),
         }

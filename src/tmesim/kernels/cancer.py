@@ -61,7 +61,7 @@ from .agents import (
     TARGET,
 )
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
-from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ID, IDS, KIND, OCC, PDL1, SITE, STATE
+from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ICD, ID, IDS, KIND, OCC, PDL1, SITE, STATE
 from .neighbourhood import (
     cancer_free_scan,
     hazard_prob,
@@ -101,7 +101,8 @@ C_GF_BOOST = 23  # relative rise of the division rate at saturating growth facto
 C_GF_HALF = 24  # growth factor giving half that rise
 C_PUSH = 25  # push distance in sites (0: contact inhibition)
 C_DRUG_ROW = 26  # row of ``f32`` the drug hazard reads: DRUG (free drug) or DAMAGE
-C_NPARAMS = 27
+C_DRUG_IMMUNOGENIC = 27  # share of the drug's kills that are immunogenic (ICD), 0-1
+C_NPARAMS = 28
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -350,6 +351,7 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                     death = par[k, C_DEATH_RATE]
                     emax = par[k, C_DRUG_EMAX]
                     varies = rates[k, K_RULED_DEATH] != 0.0
+                    icd = 0.0  # the immunogenic part of the hazard (biology.md §5.8)
                     if emax > 0.0:
                         signal = f32[np.int64(par[k, C_DRUG_ROW]), i]
                         drug_term = emax * hill(signal, par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
@@ -357,12 +359,15 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                             drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
                         death += drug_term
                         varies = varies or drug_term != 0.0
+                        icd = par[k, C_DRUG_IMMUNOGENIC] * drug_term
                     if rates[k, K_RULED_DEATH] != 0.0:
                         death = apply_rules(death, k, B_DEATH, s_i, fields, f32[PDL1, i], rules)
                     if death > 0.0:
                         pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
                         if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
                             action[i] = DIE
+                            if icd > 0.0:  # competing hazards: the share of the death by ICD
+                                f32[ICD, i] = min(1.0, icd / death)
                             continue
                     if k == TUMOR and par[k, C_PLASTICITY_RATE] > 0.0:
                         s_tgfb = tgfb[s_i]

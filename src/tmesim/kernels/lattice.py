@@ -21,6 +21,7 @@ from .codes import (
     REMOVED,
 )
 from .neighbourhood import is_cancer
+from .rules import hill
 
 
 @kernel
@@ -130,7 +131,8 @@ def census(n, kind, state):
 
 @kernel(parallel=True)
 def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, activity_by_kind, sink, source):
+                  release_by_kind, hypoxic_by_kind, activity_by_kind, induction, fields, sink,
+                  source):
     """Per-voxel coupling of cells to fields, from per-kind tables (one cell per site).
 
     ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
@@ -140,8 +142,12 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
     cells), engagement (``aux``) for active cells and 0 for exhausted ones (``ACT_ENGAGEMENT``:
     T cells), the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p`` (``phenotype``;
     nothing at or below the M1/M2 midpoint, 1 when fully M2: ``ACT_M2``, macrophages) and the
-    activation (``phenotype``; ``ACT_ACTIVATION``, fibroblasts). Both maps must be zero on entry. Cells occupy distinct
-    sites, so the parallel loop writes distinct voxels.
+    activation (``phenotype``; ``ACT_ACTIVATION``, fibroblasts). A release may also be induced
+    by another field: ``induction[0, k, f]`` is the index of the inducing field in ``fields``
+    (``(nf, n_sites)``; -1: none) and the release is multiplied by the Hill function
+    ``H(fields[g, s]; induction[1, k, f], induction[2, k, f])`` of the inducer at the cell's
+    site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Both maps must be zero on
+    entry. Cells occupy distinct sites, so the parallel loop writes distinct voxels.
     """
     nf = sink.shape[0]
     for i in prange(n):
@@ -166,6 +172,9 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
             rel = act * release_by_kind[k, f]
             if hypoxic:
                 rel *= hypoxic_by_kind[k, f]
+            g = np.int64(induction[0, k, f])
+            if g >= 0 and rel != 0.0:
+                rel *= hill(fields[g, s], induction[1, k, f], induction[2, k, f])
             source[f, s] += source_by_kind[k, f] + rel
 
 
@@ -210,3 +219,18 @@ def fill_from_face_neighbours(data, sites, masked, nz, ny, nx, rows):
             continue
         for r in rows:
             data[r, sites[t]] = total[r, t] / count[t]
+
+
+@kernel
+def death_ledger(n, kind, state, icd):
+    """``(deaths, immunogenic)`` of the cancer cells removed in this step (rows whose state is
+    ``REMOVED`` before compaction): their number, and the sum of their immunogenic shares
+    ``icd`` (the ``icd`` column; docs/biology.md §5.8). Serial, in row order, so the sums do
+    not depend on the thread count."""
+    deaths = 0.0
+    immunogenic = 0.0
+    for i in range(n):
+        if state[i] == REMOVED and is_cancer(kind[i]):
+            deaths += 1.0
+            immunogenic += icd[i]
+    return deaths, immunogenic

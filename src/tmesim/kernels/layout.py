@@ -98,6 +98,9 @@ COLUMNS = (
     _col("lytic_spent", "float32", "f32", "copy",
          "lytic granule store a T cell has spent, in kills' worth; refills toward 0 "
          "([biology.md §5.4](biology.md#54-engagement-killing-and-exhaustion))"),
+    # share of a dying cancer cell's death that is immunogenic (ICD), set in the step it dies
+    # (docs/biology.md §5.8); 0 for every other cell
+    _col("icd", "float32", "f32", "reset"),
     # kind-specific: 1 while a T cell is engaged; 1 for a resident macrophage, 0 for a recruited one
     _col("aux", "float32", "f32", "copy",
          Recorded("resident", "int8",
@@ -140,6 +143,8 @@ PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")
 PAYLOAD = row("payload")
 LYTIC_SPENT = row("lytic_spent")
+#: immunogenic share of the death of a cancer cell that dies this step (0 otherwise)
+ICD = row("icd")
 #: kind-specific flag: 1 while a T cell is engaged with a target; 1 for a resident macrophage
 AUX = row("aux")
 

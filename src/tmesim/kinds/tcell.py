@@ -53,8 +53,14 @@ def decide(dyn):
     """T cells decide (:func:`tmesim.kernels.immune.tcell_decide`)."""
     from ..kernels.immune import tcell_decide
 
+    # the attractant T cells climb (cells.tcell.chemotaxis_field; biology.md §5.5, §5.9)
+    attractant = dyn.sc.cells.tcell.chemotaxis_field
+    generic = attractant == "chemokine"
+
     def step(n, arrays, lattice, views, keys, intents):
         _oxygen, _ifng, tgfb, chemo, ecm, antibody, _ccl2, _m_chemo, fields2d = views
+        if not generic:
+            chemo = dyn._field(attractant)
         tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, dyn.t_par,
                      dyn.rules, keys, intents)
 

@@ -46,6 +46,7 @@ def pack_cancer(dyn, code: int, cfg) -> None:
         par[k, kc.C_DRUG_ROW] = layout.DAMAGE if bind else layout.DRUG
         par[k, kc.C_DRUG_EC50] = (d.damage_ec50_uM_h if bind else d.ec50_uM) * cfg.drug_ec50_factor
         par[k, kc.C_DRUG_HILL] = d.hill
+        par[k, kc.C_DRUG_IMMUNOGENIC] = d.immunogenic
     par[k, kc.C_PDL1_BASE] = cfg.pdl1_baseline
     par[k, kc.C_PDL1_MAX] = cfg.pdl1_max
     par[k, kc.C_PDL1_EC50] = cfg.pdl1_ifng_ec50_ng_per_mL

@@ -54,6 +54,17 @@ class Secretion(Section):
         "tumour and stem-like cells have one (1 for every other kind).",
         source="1: no change (see docs/parameters.md for the values of defaults.yaml)",
     )
+    induced_by: str | None = P(
+        None,
+        desc="A field that induces the release: release_per_min is multiplied by "
+        "H(field; induced_ec50, induced_hill) at the cell's site (e.g. CXCL9/10 induced by "
+        "'ifng', docs/biology.md §5.9); null: constitutive.",
+    )
+    induced_ec50: float = P(
+        1.0, unit="field units of induced_by", gt=0,
+        desc="Inducer level giving half the maximal release.",
+    )
+    induced_hill: float = P(1.0, unit="1", gt=0, desc="Hill power of the induction.")
 
 
 class CellTypeBase(Section):
@@ -409,6 +420,60 @@ class Recruitment(Section):
     )
 
 
+class Priming(Section):
+    """A lumped lymph node: antigen and danger from cancer-cell deaths prime CD8 T cells, which
+    enter the tissue after their expansion (docs/biology.md §5.8)."""
+
+    enabled: bool = P(
+        False,
+        desc="true: T cells arrive at the rate of the priming compartment, which replaces the "
+        "burden term recruitment.per_1000_tumor_per_h (base_per_h and a recruitment signal "
+        "still apply); false: the burden-proportional recruitment of docs/biology.md §5.2.",
+        source="false keeps the runs and validation cases made before priming existed",
+    )
+    danger_baseline: float = P(
+        1.0, unit="1 (units of the half-maturing level)", ge=0,
+        desc="Danger signal (maturation cytokines) without immunogenic death, c0 / c50.",
+        source="spQSP-IO / QSP-IO c0 = c50 = 1 nM (parameters.md §3.10) [V]",
+    )
+    danger_decay_per_h: float = P(
+        2.0 / 24.0, unit="1/h", gt=0,
+        desc="Rate at which the danger signal returns to its baseline.",
+        source="QSP-IO cytokine time constant k_c = 2 /day (parameters.md §3.10) [V]",
+    )
+    danger_per_icd_death: float = P(
+        2.76e6, unit="1 per (immunogenic death / live cancer cell)", ge=0,
+        desc="Rise of the danger signal (in units of c50) per immunogenic death, divided by "
+        "the live cancer cells (the tumour volume it dilutes in).",
+        source="QSP-IO DAMPs 1.34e-14 mol per dying cell in 1/2.06e8 mL per cancer cell, c50 "
+        "1 nM (parameters.md §3.10) [V, D]",
+    )
+    antigen_loss_per_h: float = P(
+        0.02 / 24.0, unit="1/h", gt=0,
+        desc="Loss of presented antigen in the node (death of mature antigen-presenting cells).",
+        source="QSP-IO mature APC death k_mAPC_death = 0.02 /day (parameters.md §3.10) [V]",
+    )
+    max_primed_per_h: float = P(
+        20.0, unit="T cells/h", ge=0,
+        desc="Primed T cells entering the tissue per hour at full maturation and saturating "
+        "antigen (after clonal expansion, those that home to this tissue).",
+        source="choice: calibrated so that an untreated 80 x 80 patch of the packaged lung "
+        "holds by day 7 about the T cells of recruitment.per_1000_tumor_per_h = 1 "
+        "(parameters.md §3.10)",
+    )
+    antigen_half_cells: float = P(
+        200.0, unit="cancer-cell equivalents", gt=0,
+        desc="Presented antigen giving half the maximal priming.",
+        source="choice (parameters.md §3.10)",
+    )
+    expansion_h: float = P(
+        72.0, unit="h", gt=0,
+        desc="Mean time from priming to entry into the tissue (clonal expansion and transit).",
+        source="2-5 divisions at 1 /day before effectors leave the node, QSP-IO (N0 = 2, "
+        "N_costim = 3, k_pro = 1 /day; Marchingo et al. 2014) (parameters.md §3.10) [V, D]",
+    )
+
+
 class TCellConfig(CellTypeBase):
     """CD8 T cells (tmesim/kernels/immune.py: tcell_decide)."""
 
@@ -425,6 +490,11 @@ class TCellConfig(CellTypeBase):
     recruitment: Recruitment = P(
         Recruitment(per_1000_tumor_per_h=1.0),
         desc="Arrivals; default 1 per hour per 1000 cancer cells (a modelling choice).",
+    )
+    priming: Priming = P(
+        Priming(),
+        desc="Arrivals primed in a lumped lymph node by antigen and danger from cancer-cell "
+        "deaths (off by default; docs/biology.md §5.8).",
     )
     kill_rate_per_h: float = P(
         1.0 / 6.0,
@@ -516,8 +586,15 @@ class TCellConfig(CellTypeBase):
         unit="probability",
         ge=0,
         le=1,
-        desc="Share of moves that go to the free neighbour of highest chemokine.",
+        desc="Share of moves that go to the free neighbour of highest attractant "
+        "(chemotaxis_field).",
         source="Kather et al. 2017 IMrwalk = 0.8 random (parameters.md §3.4) [V]",
+    )
+    chemotaxis_field: str = P(
+        "chemokine",
+        desc="The field T cells climb: 'chemokine' (the generic attractant of the packaged "
+        "defaults) or e.g. 'cxcl10', the IFN-gamma-induced CXCR3 ligand of "
+        "docs/biology.md §5.9.",
     )
     ecm_half: float = P(
         0.5, unit="ecm density", gt=0, desc="Matrix density that halves motility.", source="choice"

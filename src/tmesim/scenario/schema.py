@@ -442,11 +442,16 @@ class Scenario(Section):
                 f"lattice site); {sum(counts.values())} requested"
             )
         for kname in type(self.cells).model_fields:
-            for fname in getattr(self.cells, kname).secretion:
+            for fname, sec in getattr(self.cells, kname).secretion.items():
                 if fname not in self.fields:
                     raise ValueError(
                         f"cells.{kname}.secretion.{fname}|the name of a defined field "
                         f"({', '.join(self.fields)})"
+                    )
+                if sec.induced_by is not None and sec.induced_by not in self.fields:
+                    raise ValueError(
+                        f"cells.{kname}.secretion.{fname}.induced_by|null or the name of a "
+                        f"defined field ({', '.join(self.fields)})"
                     )
             signal = getattr(getattr(self.cells, kname), "recruitment", None)
             signal = signal.signal if signal is not None else None
@@ -455,6 +460,12 @@ class Scenario(Section):
                     f"cells.{kname}.recruitment.signal|null or the name of a defined field "
                     f"({', '.join(self.fields)})"
                 )
+        attractant = self.cells.tcell.chemotaxis_field
+        if attractant not in self.fields and attractant not in ("chemokine", "cxcl10"):
+            raise ValueError(
+                f"cells.tcell.chemotaxis_field|the name of a defined field "
+                f"({', '.join(self.fields)})"
+            )
         for i, rule in enumerate(self.rules):
             if rule.signal != "pdl1" and rule.signal not in self.field_units:
                 raise ValueError(

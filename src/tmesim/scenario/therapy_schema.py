@@ -136,6 +136,18 @@ class AgentConfig(Section):
         desc="With binding: damage giving half the maximal hazard.",
     )
     hill: float = P(1.0, unit="1", gt=0, desc="Hill power of the kill hazard.")
+    immunogenic: float = P(
+        0.0,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Drug only: share of the cancer-cell deaths it causes that are immunogenic "
+        "(immunogenic cell death: calreticulin exposure, ATP and HMGB1 release), which raise "
+        "T-cell priming (cells.tcell.priming; docs/biology.md §5.8). 0: a silent death like "
+        "any other.",
+        source="0: not immunogenic; doxorubicin 1 (Casares et al. 2005, Obeid et al. 2007; "
+        "docs/parameters.md §3.10)",
+    )
     pgp_ic50_uM: float = P(
         0.0,
         unit="uM",
