@@ -128,7 +128,7 @@ def _panel(ax, spec, q: dict, cr) -> None:
 
 
 #: a case figure wraps its panels into rows of at most this many
-PANELS_PER_ROW = 4
+PANELS_PER_ROW = 5
 
 
 def draw_case(result, path) -> Path:
@@ -145,7 +145,9 @@ def draw_case(result, path) -> Path:
     n = len(result.checks)
     ncols = min(n, PANELS_PER_ROW)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0, 4.2 * ncols), 3.4 * nrows),
+    # rows of panels a little smaller than a single row's, to keep the file small
+    w, h = (4.2, 3.4) if nrows == 1 else (3.5, 2.9)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0, w * ncols), h * nrows),
                              squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
