@@ -202,6 +202,12 @@ MORE_BAD_INPUTS = {
         "therapy.0.agent",
         ["value:    'doxorubicn'", "did you mean 'doxorubicin'?", "bad.yaml, line 3"],
     ),
+    "subject_species_unknown": (
+        {"bad.yaml": "extends: tiny.yaml\nsubject:\n  species: mose\n"},
+        ["validate", "bad.yaml"],
+        "subject.species",
+        ["value:    'mose'", "did you mean 'mouse'?", "mouse, human", "bad.yaml, line 3"],
+    ),
 }
 
 

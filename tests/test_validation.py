@@ -102,6 +102,42 @@ def test_tolerances_and_the_log_logistic_fit():
     assert ic50 == pytest.approx(0.2, rel=2e-3) and hill == pytest.approx(1.3, rel=1e-2)
 
 
+def test_tissue_pk_metrics_against_closed_forms():
+    """Cmax, Tmax, AUC, AUC ratio and decline half-life of the tissue PK checks on known
+    curves: a bi-exponential rise and fall and a pure exponential."""
+    from tmesim.validation.metrics import (
+        RunData,
+        auc_ratio,
+        decline_half_life,
+        series_auc,
+        series_peak,
+        series_peak_time,
+    )
+
+    t = np.linspace(0.0, 48.0, 4801)
+    curves = {"rise": 10.0 * (np.exp(-t / 12.0) - np.exp(-t / 2.0)),
+              "fall": 4.0 * np.exp(-np.log(2) * t / 6.0)}
+
+    class Fake(RunData):
+        def series(self, label, name):
+            return [(t, curves[label])]
+
+    data = Fake({})
+    tmax = np.log(6.0) / (1 / 2.0 - 1 / 12.0)  # where d/dt (e^-t/12 - e^-t/2) = 0
+    peak = 10.0 * (np.exp(-tmax / 12.0) - np.exp(-tmax / 2.0))
+    assert series_peak(data, "rise", "x").value == pytest.approx(peak, rel=1e-6)
+    assert series_peak_time(data, "rise", "x").value == pytest.approx(tmax, abs=0.01)
+    assert series_peak_time(data, "rise", "x", from_h=10.0).value == pytest.approx(10.0)
+    exact = 4.0 * 6.0 / np.log(2) * (1 - 2.0 ** -4)  # integral of the fall over 0-24 h
+    assert series_auc(data, "fall", "x", 0, 24).value == pytest.approx(exact, rel=1e-5)
+    rise = 10.0 * (12.0 * (1 - np.exp(-4.0)) - 2.0 * (1 - np.exp(-24.0)))  # over 0-48 h
+    assert auc_ratio(data, "rise", "fall", "x", 48, 24).value == pytest.approx(
+        rise / exact, rel=1e-5)
+    assert decline_half_life(data, "fall", "x", 4, 24).value == pytest.approx(6.0, rel=1e-9)
+    rising = decline_half_life(data, "rise", "x", 0, 1)  # no decline: no half-life
+    assert rising.per_replicate == [math.inf] and math.isnan(rising.value)
+
+
 def _write_case(folder: Path, **changes) -> Path:
     folder.mkdir(parents=True)
     (folder / "s.yaml").write_text("time: {duration_h: 0.1, record_every_h: 0.1}\n")

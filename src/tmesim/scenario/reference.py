@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from .loader import default_scenario
 from .schema import FieldConfig, Scenario
-from .therapy_schema import Administration, AgentConfig
+from .therapy_schema import Administration, AgentConfig, PKConfig, SpeciesConfig
 
 
 def json_schema() -> dict:
@@ -80,6 +80,16 @@ def _rows(model: type[BaseModel], prefix: str, defaults, out: list) -> None:
             continue
         if key == "therapy":
             _rows(Administration, "therapy.<i>.", None, out)
+            continue
+        if key == "species":  # one row per key of every packaged PK set
+            for sname, sval in (value or {}).items():
+                for aname, pk in sval.agents.items():
+                    _rows(PKConfig, f"species.{sname}.agents.{aname}.", pk, out)
+                rest: list = []
+                _rows(SpeciesConfig, f"species.{sname}.", sval, rest)
+                out.extend(r for r in rest if r[0] != f"species.{sname}.agents")
+            out.append(("species.<name>.*", "mapping", "", "", "",
+                        "A species of your own: the keys of species.mouse.", ""))
             continue
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="json", exclude_none=True)

@@ -21,6 +21,7 @@ from .therapy_schema import (
     AgentConfig,
     NanoparticleConfig,
     NanoparticleTransport,
+    SpeciesConfig,
     SubjectConfig,
     VesselsConfig,
 )
@@ -293,6 +294,15 @@ class OutputConfig(Section):
     compression: int = P(4, ge=0, le=9, desc="gzip level of field datasets.")
 
 
+def _unknown_species(name: str, sets) -> str:
+    """The ``key|expected`` message for a ``subject.species`` that names no PK set."""
+    names = list(sets)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (f"subject.species|the name of an entry under 'species' "
+            f"({', '.join(names) or 'none defined'}){hint}")
+
+
 class Scenario(Section):
     """A complete, validated scenario."""
 
@@ -322,11 +332,52 @@ class Scenario(Section):
         [], desc="Administrations of agents or nanoparticle formulations (docs/pharmacology.md)."
     )
     subject: SubjectConfig = P(SubjectConfig(), desc="The host of the metastasis.")
+    species: dict[str, SpeciesConfig] = P(
+        {},
+        desc="Plasma kinetics by species (packaged: mouse, human): subject.species picks one "
+        "(docs/pharmacology.md §2).",
+    )
     vessels: VesselsConfig = P(VesselsConfig(), desc="Capillary transport of therapies.")
     output: OutputConfig = P(OutputConfig(), desc="Output.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _species_pk(cls, data):
+        """Complete each agent's ``pk`` from the PK set of the subject's species: the set's
+        keys first, the agent's own keys over them (an agent without an entry in the set keeps
+        its own ``pk``, which must then be complete)."""
+        if not isinstance(data, dict):
+            return data
+        subject = data.get("subject")
+        name = subject.get("species") if isinstance(subject, dict) else None
+        if name is None:
+            name = SubjectConfig.model_fields["species"].default
+        sets = data.get("species")
+        if isinstance(sets, dict) and isinstance(name, str) and name not in sets:
+            raise ValueError(_unknown_species(name, sets))
+        chosen = sets.get(name) if isinstance(sets, dict) and isinstance(name, str) else None
+        table = chosen.get("agents") if isinstance(chosen, dict) else None
+        agents = data.get("agents")
+        if not isinstance(table, dict) or not isinstance(agents, dict):
+            return data
+        merged = {}
+        for agent, cfg in agents.items():
+            own = cfg.get("pk") if isinstance(cfg, dict) else None
+            base = table.get(agent)
+            if isinstance(base, dict) and (own is None or isinstance(own, dict)):
+                cfg = {**cfg, "pk": {**base, **(own or {})}}
+            merged[agent] = cfg
+        return {**data, "agents": merged}
+
+    @property
+    def species_set(self) -> SpeciesConfig:
+        """The PK set of the subject's species (``species.<subject.species>``)."""
+        return self.species[self.subject.species]
+
     @model_validator(mode="after")
     def _consistency(self):
+        if self.subject.species not in self.species:
+            raise ValueError(_unknown_species(self.subject.species, self.species))
         t = self.time
         if t.dt_min > t.record_every_h * 60 + 1e-9:
             raise ValueError(

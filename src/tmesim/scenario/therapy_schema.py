@@ -65,7 +65,12 @@ class AgentConfig(Section):
     )
     units: Literal["uM", "nM"] = P("uM", desc="Unit of the agent's tissue field.")
     molar_mass_g_per_mol: float = P(..., unit="g/mol", gt=0, desc="Converts mg/L to uM or nM.")
-    pk: PKConfig = P(..., desc="Plasma kinetics.")
+    pk: PKConfig = P(
+        ...,
+        desc="Plasma kinetics. Keys left out are taken from the set of the subject's species, "
+        "species.<subject.species>.agents.<agent> (docs/pharmacology.md §2); keys given here "
+        "override it.",
+    )
     diffusion_um2_per_min: float = P(
         ..., unit="um^2/min", ge=0, desc="Effective diffusion coefficient in the interstitium."
     )
@@ -215,7 +220,17 @@ class Administration(Section):
 
 
 class SubjectConfig(Section):
-    """The host: body mass for mg/kg doses, lung surface for inhaled deposition."""
+    """The host: species (which PK sets apply), body mass for mg/kg doses, lung surface for
+    inhaled deposition."""
+
+    species: str = P(
+        "mouse",
+        desc="Species of the host: the name of an entry under 'species' (packaged: mouse, "
+        "human), whose plasma kinetics of each agent and nanoparticle circulation apply "
+        "wherever a scenario does not give its own (docs/pharmacology.md §2, §13.4).",
+        source="mouse: the niche and its calibration are those of 4T1 in BALB/c mice",
+        min_length=1,
+    )
 
     body_mass_kg: float = P(
         0.025, unit="kg", gt=0, desc="Body mass (mg/kg doses are multiplied by it).",
@@ -236,6 +251,36 @@ class SubjectConfig(Section):
         desc="Share of an inhaled dose deposited on alveolar surfaces (the rest is exhaled or "
         "cleared from the airways).",
         source="choice: nebulised aerosols, alveolar deposition 10-50 % [A]",
+    )
+
+
+class SpeciesConfig(Section):
+    """The plasma kinetics of one species: a PK set per agent and the circulation of
+    nanoparticles by the mononuclear phagocyte system (docs/pharmacology.md §2, §13.2)."""
+
+    agents: dict[str, PKConfig] = P(
+        {},
+        desc="PK set of each agent by name; an agent's own 'pk' keys override it key by key.",
+    )
+    nanoparticle_peg_half_life_h: float = P(
+        ...,
+        unit="h",
+        gt=0,
+        desc="Circulation half-life of PEG-coated particles of 100-200 nm, cleared by the "
+        "mononuclear phagocyte system; the size rule scales it (docs/pharmacology.md §13.2).",
+    )
+    nanoparticle_bare_half_life_h: float = P(
+        ...,
+        unit="h",
+        gt=0,
+        desc="The same for particles without PEG.",
+    )
+    renal_half_life_h: float = P(
+        0.5,
+        unit="h",
+        gt=0,
+        desc="Circulation half-life of particles below the renal cut-off (5.5 nm).",
+        source="choice: filtered within minutes to an hour (Wilhelm et al. 2016) [A]",
     )
 
 
@@ -497,7 +542,9 @@ class NanoparticleConfig(Section):
         None,
         unit="h",
         gt=0,
-        desc="Circulation half-life; null: from size and PEG (docs/pharmacology.md §13).",
+        desc="Circulation half-life; null: from size, PEG and the host species' clearance by "
+        "the mononuclear phagocyte system (species.<subject.species>, docs/pharmacology.md "
+        "§13.2).",
     )
     diffusion_um2_per_min: float | None = P(
         None,

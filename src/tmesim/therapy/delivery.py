@@ -583,6 +583,7 @@ class Therapy:
             p10 = p50 = p90 = mean = 0.0
         delivered = 0.0
         penetration = 0.0
+        tumour_total = tumour_bound = 0.0
         if self.drug is not None:
             d = self.drug
             sites = cells.site[:n][live_cancer]
@@ -601,7 +602,13 @@ class Therapy:
                     penetration = float(np.average(self._vessel_distance()[sites], weights=carried))
             amount = units * self.v_vox_L / d.per_mg_per_L
             delivered = amount / dosed if dosed > 0 else 0.0
+            if len(sites):  # per unit tumour volume: uM = nmol/mL, ~ nmol/g of tumour
+                tumour_total = units / len(sites)
+                tumour_bound = self.phi * float(cells.column("bound")[:n][live_cancer].sum()
+                                                ) / len(sites)
         out["delivered_fraction"] = delivered
+        out["tumor_drug_total_uM"] = tumour_total
+        out["tumor_drug_bound_uM"] = tumour_bound
         if self.carrier is not None:
             out["np_penetration_um"] = penetration
         out["intracellular_drug_mean_uM"] = mean
@@ -632,6 +639,8 @@ class Therapy:
         """Units of :meth:`metrics`."""
         units = {
             "delivered_fraction": "1",
+            "tumor_drug_total_uM": "uM",
+            "tumor_drug_bound_uM": "uM",
             **({"np_penetration_um": "um"} if self.carrier is not None else {}),
             "intracellular_drug_mean_uM": "uM",
             "intracellular_drug_p10_uM": "uM",

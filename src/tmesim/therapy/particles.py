@@ -1,4 +1,5 @@
-"""Size physics of nanoparticle formulations (docs/pharmacology.md §13): circulation half-life,
+"""Size physics of nanoparticle formulations (docs/pharmacology.md §13): circulation half-life
+(clearance by the kidneys or by the mononuclear phagocyte system of the host species),
 interstitial diffusivity and capillary permeabilities from a formulation's diameter and surface,
 where the scenario leaves them null.
 
@@ -39,19 +40,30 @@ def renkin_hindrance(size_nm: float, pore_radius_nm: float) -> float:
     return (1 - lam) ** 2 * (1 - 2.104 * lam + 2.09 * lam**3 - 0.95 * lam**5)
 
 
-def derived_transport(np_cfg, transport, mean_ecm: float) -> dict[str, float]:
+def circulation_half_life_h(size_nm: float, peg: bool, species) -> float:
+    """Circulation half-life (h) of particles of diameter ``size_nm`` in the host ``species``
+    (a :class:`~tmesim.scenario.therapy_schema.SpeciesConfig`): renal filtration below
+    :data:`RENAL_CUTOFF_NM`; above it, clearance by the mononuclear phagocyte system, slowest
+    from 100 to 200 nm (the species' PEG or bare half-life), faster for smaller particles (down
+    to a quarter at 25 nm and below) and as 1/d above 200 nm (docs/pharmacology.md §13.2)."""
+    if size_nm < RENAL_CUTOFF_NM:
+        return species.renal_half_life_h
+    ref = species.nanoparticle_peg_half_life_h if peg else species.nanoparticle_bare_half_life_h
+    t_half = ref * min(1.0, max(0.25, size_nm / 100.0))
+    if size_nm > 200.0:
+        t_half *= 200.0 / size_nm
+    return t_half
+
+
+def derived_transport(np_cfg, transport, mean_ecm: float, species) -> dict[str, float]:
     """Circulation half-life (h), diffusivity (um^2/min) and capillary permeabilities (um/min)
-    of a formulation: explicit values where given, else the size rules of
-    docs/pharmacology.md §13."""
+    of a formulation in the host ``species``: explicit values where given, else the size rules
+    of docs/pharmacology.md §13."""
     d = np_cfg.size_nm
     if np_cfg.half_life_h is not None:
         t_half = np_cfg.half_life_h
-    elif d < RENAL_CUTOFF_NM:
-        t_half = 0.5
     else:
-        t_half = (20.0 if np_cfg.peg else 2.0) * min(1.0, max(0.25, d / 100.0))
-        if d > 200.0:
-            t_half *= 200.0 / d
+        t_half = circulation_half_life_h(d, np_cfg.peg, species)
     if np_cfg.diffusion_um2_per_min is not None:
         diff = np_cfg.diffusion_um2_per_min
     else:
@@ -83,5 +95,6 @@ def transport_of(scenario, name: str) -> dict[str, float]:
     ecm = scenario.fields["ecm"].initial if "ecm" in scenario.fields else None
     t = scenario.nanoparticle_transport
     return derived_transport(
-        scenario.nanoparticles[name], t, t.reference_ecm if ecm is None else ecm
+        scenario.nanoparticles[name], t, t.reference_ecm if ecm is None else ecm,
+        scenario.species_set,
     )

@@ -127,8 +127,13 @@ def _panel(ax, spec, q: dict, cr) -> None:
         ax.legend(fontsize=7, loc="best", frameon=False)
 
 
+#: a case figure wraps its panels into rows of at most this many
+PANELS_PER_ROW = 5
+
+
 def draw_case(result, path) -> Path:
-    """Draw one panel per check of ``result`` (a :class:`~.runner.CaseResult`) into ``path``."""
+    """Draw one panel per check of ``result`` (a :class:`~.runner.CaseResult`) into ``path``,
+    at most :data:`PANELS_PER_ROW` to a row."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -138,8 +143,15 @@ def draw_case(result, path) -> Path:
 
     case = result.case
     n = len(result.checks)
-    fig, axes = plt.subplots(1, n, figsize=(max(5.0, 4.2 * n), 3.4), squeeze=False)
-    for ax, spec, cr in zip(axes[0], case.checks, result.checks, strict=False):
+    ncols = min(n, PANELS_PER_ROW)
+    nrows = -(-n // ncols)
+    # rows of panels a little smaller than a single row's, to keep the file small
+    w, h = (4.2, 3.4) if nrows == 1 else (3.5, 2.9)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0, w * ncols), h * nrows),
+                             squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax, spec, cr in zip(axes.ravel(), case.checks, result.checks, strict=False):
         _panel(ax, spec, case.quantity(spec.published), cr)
         ax.tick_params(labelsize=7)
         ax.xaxis.label.set_size(8)

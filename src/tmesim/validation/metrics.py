@@ -345,6 +345,85 @@ def accumulation_ratio(data: RunData, run: str, at_h: float,
     return m
 
 
+# --------------------------------------------------------------------------- tissue PK
+def _curves_of(data: RunData, run: str, series: str, from_h: float, to_h: float):
+    return [_window(t, v, from_h, to_h) for t, v in data.series(run, series)]
+
+
+def _pk_plot(curves, series: str, **extra) -> dict:
+    return {"type": "axis", "axis": "y", "xlabel": "time (h)",
+            "ylabel": series.replace("_", " "), **_mean_curve(curves), **extra}
+
+
+def series_peak(data: RunData, run: str, series: str, from_h: float = 0.0,
+                to_h: float = math.inf, units: str = "") -> Measurement:
+    """Largest recorded value (Cmax) of ``series`` between ``from_h`` and ``to_h``."""
+    curves = _curves_of(data, run, series, from_h, to_h)
+    m = Measurement.of([float(v.max()) if len(v) else math.nan for _, v in curves], units)
+    m.plot = _pk_plot(curves, series)
+    return m
+
+
+def series_peak_time(data: RunData, run: str, series: str, from_h: float = 0.0,
+                     to_h: float = math.inf) -> Measurement:
+    """Time (h) of the largest recorded value (Tmax) of ``series`` between ``from_h`` and
+    ``to_h``: the first record that reaches it."""
+    curves = _curves_of(data, run, series, from_h, to_h)
+    m = Measurement.of([float(t[int(np.argmax(v))]) if len(v) else math.nan
+                        for t, v in curves], "h")
+    m.plot = {**_pk_plot(curves, series), "axis": "x"}
+    return m
+
+
+def _auc(t: np.ndarray, v: np.ndarray) -> float:
+    """Trapezoidal area under the recorded ``v`` over ``t`` (0 with fewer than two records)."""
+    if len(t) < 2:
+        return 0.0
+    return float(np.sum(0.5 * (v[1:] + v[:-1]) * np.diff(t)))
+
+
+def series_auc(data: RunData, run: str, series: str, from_h: float, to_h: float,
+               units: str = "") -> Measurement:
+    """Area under ``series`` (trapezoids between records) from ``from_h`` to ``to_h``."""
+    curves = _curves_of(data, run, series, from_h, to_h)
+    m = Measurement.of([_auc(t, v) for t, v in curves], units)
+    m.plot = {**_pk_plot(curves, series), "type": "curves"}
+    return m
+
+
+def auc_ratio(data: RunData, run: str, ref_run: str, series: str, to_h: float,
+              ref_to_h: float) -> Measurement:
+    """Area under ``series`` of ``run`` from 0 to ``to_h`` over that of ``ref_run`` from 0 to
+    ``ref_to_h``, replicate by replicate (windows may differ, as published ratios of AUC(0-7 d)
+    over AUC(0-24 h) do)."""
+    a = series_auc(data, run, series, 0.0, to_h)
+    b = series_auc(data, ref_run, series, 0.0, ref_to_h)
+    m = Measurement.of([x / y if y > 0 else math.nan
+                        for x, y in zip(a.per_replicate, b.per_replicate, strict=True)], "1")
+    m.plot = {**a.plot, "xs": a.plot["xs"] + b.plot["xs"], "ys": a.plot["ys"] + b.plot["ys"],
+              "logy": True}
+    return m
+
+
+def decline_half_life(data: RunData, run: str, series: str, from_h: float, to_h: float
+                      ) -> Measurement:
+    """Half-life (h) of the decline of ``series`` between ``from_h`` and ``to_h``: ln 2 over
+    minus the slope of a least-squares line through ln(value) against time (per replicate inf
+    when it does not fall, and then the case has no value)."""
+    curves = _curves_of(data, run, series, from_h, to_h)
+    values = []
+    for t, v in curves:
+        ok = v > 0
+        if ok.sum() < 2:
+            values.append(math.nan)
+            continue
+        slope = float(np.polyfit(t[ok], np.log(v[ok]), 1)[0])
+        values.append(math.log(2.0) / -slope if slope < 0 else math.inf)
+    m = Measurement.of(values, "h")
+    m.plot = {**_pk_plot(curves, series), "type": "curves", "logy": True}
+    return m
+
+
 # --------------------------------------------------------------------------- immunity
 def _kills(data: RunData, run: str):
     """Per replicate: times, cumulative kills and cumulative T-cell days of a run in which
@@ -489,6 +568,11 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "series_at": series_at,
     "clone_take": clone_take,
     "window_change": window_change,
+    "series_peak": series_peak,
+    "series_peak_time": series_peak_time,
+    "series_auc": series_auc,
+    "auc_ratio": auc_ratio,
+    "decline_half_life": decline_half_life,
 }
 
 #: argument names that name runs of the case (checked when a case is loaded)
