@@ -97,7 +97,9 @@ def test_immunogenic_deaths_prime_more_than_silent_ones():
 def test_doxorubicin_deaths_are_immunogenic_and_raise_priming():
     out = {}
     for share in (1.0, 0.0):
-        sc = load_scenario(PRIMING, [DOX_EARLY, f"agents.doxorubicin.immunogenic={share}"])
+        # the human PK set keeps the drug in plasma long enough for a day's deaths to count
+        sc = load_scenario(PRIMING, [DOX_EARLY, f"agents.doxorubicin.immunogenic={share}",
+                                     "subject.species=human"])
         m = TMEModel(sc, **{"time.duration_h": 24.0, "domain.shape": [60, 60], "seed": 3})
         while m.running:
             m.step()
