@@ -138,6 +138,39 @@ def test_tissue_pk_metrics_against_closed_forms():
     assert rising.per_replicate == [math.inf] and math.isnan(rising.value)
 
 
+
+class _Series:
+    """Stands in for RunData: fixed burden curves per run, two paired replicates."""
+
+    def __init__(self, finals):
+        self.finals = finals
+
+    def series(self, run, name):
+        t = np.array([0.0, 100.0, 200.0])
+        return [(t, np.array([100.0, 100.0 + f / 2, f]) * k) for f, k in
+                ((self.finals[run], 1.0), (self.finals[run], 2.0))]
+
+
+def test_combination_ratio_against_bliss_and_the_better_arm():
+    from tmesim.validation.metrics import combination_ratio
+
+    # surviving fractions at 200 h: drug 0.8, antibody 0.5, both 0.3 (Bliss expects 0.4)
+    data = _Series({"ctrl": 1000.0, "drug": 800.0, "ab": 500.0, "both": 300.0})
+    bliss = combination_ratio(data, "ctrl", ["drug", "ab"], "both", at_h=200)
+    assert bliss.value == pytest.approx(0.3 / 0.4) and bliss.per_replicate == pytest.approx([0.75] * 2)
+    best = combination_ratio(data, "ctrl", ["drug", "ab"], "both", at_h=200, reference="best")
+    assert best.value == pytest.approx(0.6)
+    # an antagonistic combination, worse than the better arm, is above 1 on both scales
+    data.finals["both"] = 600.0
+    assert combination_ratio(data, "ctrl", ["drug", "ab"], "both", at_h=200).value > 1
+    assert combination_ratio(data, "ctrl", ["drug", "ab"], "both", at_h=200,
+                             reference="best").value == pytest.approx(1.2)
+    assert set(bliss.plot["groups"]) == {"drug", "ab", "both"}
+    with pytest.raises(UsageError, match="reference"):
+        combination_ratio(data, "ctrl", ["drug", "ab"], "both", at_h=200, reference="loewe")
+    with pytest.raises(UsageError, match="two single arms"):
+        combination_ratio(data, "ctrl", ["drug"], "both", at_h=200)
+
 def _write_case(folder: Path, **changes) -> Path:
     folder.mkdir(parents=True)
     (folder / "s.yaml").write_text("time: {duration_h: 0.1, record_every_h: 0.1}\n")

@@ -60,7 +60,7 @@ def _panel(ax, spec, q: dict, cr) -> None:
     m, plot = cr.measurement, cr.measurement.plot
     kind = plot.get("type", "axis")
     lo, hi = _range(q)
-    if kind != "clones":
+    if kind not in ("clones", "arms"):
         _curves(ax, plot)
     if kind == "axis":
         axis = plot.get("axis", "x")
@@ -101,6 +101,11 @@ def _panel(ax, spec, q: dict, cr) -> None:
             ax.scatter(i + rng.uniform(-0.15, 0.15, s.size), s, color=MODEL, s=12, alpha=0.7)
         ax.set_xticks(range(len(plot["groups"])), list(plot["groups"]))
         ax.set_xlim(-0.6, len(plot["groups"]) - 0.4)
+    elif kind == "arms":
+        for name, (x, y) in plot["groups"].items():
+            ax.plot(x, y, lw=1.5, label=name)
+        for t in plot.get("marks_h", []):
+            ax.axvline(t, color=TOL, ls=":", lw=1.2)
     elif kind == "windows":
         for a, b in plot.get("windows", []):
             ax.axvspan(a, b, color=TOL, alpha=0.15)

@@ -551,6 +551,52 @@ def window_change(data: RunData, run: str, series: str, early_h: list, late_h: l
     return m
 
 
+def combination_ratio(data: RunData, control_run: str, runs: list, combo_run: str,
+                      at_h: float, reference: str = "bliss", series: str = "tumor_burden"):
+    """How a combination compares with its two single arms, replicate by replicate.
+
+    With ``S_x`` = ``series`` of run ``x`` over that of ``control_run`` at the record nearest
+    ``at_h`` (the replicates of every run share their seeds, so they are paired), the value
+    is ``S_combo / (S_a S_b)`` for ``reference: bliss`` (below 1: more than Bliss independence
+    of the two arms ``runs`` = ``[a, b]``, i.e. synergy), or ``S_combo / min(S_a, S_b)`` for
+    ``reference: best`` (below 1: the combination beats the better single arm). The figure
+    draws each arm's ``S(t)``, the mean over replicates.
+    """
+    if reference not in ("bliss", "best"):
+        raise UsageError(f"combination_ratio: reference must be 'bliss' or 'best', "
+                         f"not {reference!r}")  # fmt: skip
+    if len(runs) != 2:
+        raise UsageError(f"combination_ratio: runs must name the two single arms, not {runs!r}")
+    ctrl = data.series(control_run, series)
+
+    def rel(run):
+        out = []
+        for (t, v), (tc, c) in zip(data.series(run, series), ctrl, strict=True):
+            n = min(len(t), len(tc))
+            out.append((t[:n], v[:n] / np.where(c[:n] > 0, c[:n], np.nan)))
+        return out
+
+    def at(curves):
+        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
+
+    arms = {run: rel(run) for run in (*runs, combo_run)}
+    sa, sb, sab = (at(arms[r]) for r in (*runs, combo_run))
+    values = []
+    for a, b, ab in zip(sa, sb, sab, strict=True):
+        ref = a * b if reference == "bliss" else min(a, b)
+        values.append(ab / ref if ref > 0 else math.nan)
+    m = Measurement.of(values, "1")
+    groups = {}
+    for run, curves in arms.items():
+        n = min(len(t) for t, _ in curves)
+        groups[run] = (curves[0][0][:n].tolist(),
+                       np.mean([v[:n] for _, v in curves], axis=0).tolist())
+    m.plot = {"type": "arms", "xlabel": "time (h)",
+              "ylabel": f"{series.replace('_', ' ')} / {control_run}", "groups": groups,
+              "hline": 1.0, "marks_h": [at_h]}
+    return m
+
+
 #: the metric names ``case.yaml`` may use
 METRICS: dict[str, Callable[..., Measurement]] = {
     "doubling_time": doubling_time,
@@ -573,8 +619,10 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "series_auc": series_auc,
     "auc_ratio": auc_ratio,
     "decline_half_life": decline_half_life,
+    "combination_ratio": combination_ratio,
 }
 
 #: argument names that name runs of the case (checked when a case is loaded)
-RUN_ARGS = ("run", "control_run", "stem_run", "tumour_run", "ref_run", "ref_control_run")
+RUN_ARGS = ("run", "control_run", "stem_run", "tumour_run", "ref_run", "ref_control_run",
+            "combo_run")
 RUN_LIST_ARGS = ("runs", "ref_runs")
