@@ -700,9 +700,9 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
     return n, next_id, placed
 
 
-def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, activity_by_kind, induction, fields, sink,
-                  source):
+def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, source):
+    (sink_by_kind, source_by_kind, release_by_kind, hypoxic_by_kind, activity_by_kind,
+     induction) = tables
     for i in range(n):
         if state[i] in (REMOVED, NECROTIC):
             continue

@@ -659,7 +659,7 @@ def _exchange_maps_match_twin(n, s, tables, activity, shape3):
     induction[:, :, 2] = np.array([1.0, 0.7, 1.5])[:, None]
     fields = np.random.default_rng(5).uniform(-0.5, 2.0, (nf, n_sites)).clip(0.0)
     args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
-            *tables, activity, induction, fields)
+            kl.ExchangeTables(*tables, activity, induction), fields)
     kl.exchange_maps(*args, out[0], out[1])
     naive.exchange_maps(*args, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)
@@ -899,8 +899,9 @@ def test_push_chain_matches_twin_and_moves_each_cell_one_site(shape, with_air):
         radius = int(rng.integers(1, 4))
         work = np.zeros((ka.PUSH_WORK_ROWS, occ.size + 1), np.int64)
         a_occ, a_site = occ.copy(), site.copy()
-        t = ka.push_chain(int(site[i]), int(kind[i]), radius, a_occ, a_site, kind, air, nz, ny, nx,
-                          3, i, trial, work)
+        t = ka.push_chain(int(site[i]), int(kind[i]), radius, a_occ, a_site, kind,
+                          ka.Lattice(np.array(shape, np.int64), air), ka.StepKeys(0.0, 3, trial),
+                          i, work)
         b_occ, b_site = occ.copy(), site.copy()
         u = naive.push_chain(int(site[i]), int(kind[i]), radius, b_occ, b_site, kind, air, shape,
                              3, i, trial)
@@ -941,10 +942,12 @@ def test_push_reaches_the_nearest_free_site_and_no_further():
     air = np.zeros(1, bool)
     work = np.zeros((ka.PUSH_WORK_ROWS, 82), np.int64)
     centre = 40
-    assert ka.push_chain(centre, codes.TUMOR, 2, occ.copy(), site.copy(), kind, air, 1, 9, 9,
-                         0, 0, 0, work) == -1
+    lattice = ka.Lattice(np.array([1, 9, 9], np.int64), air)
+    keys = ka.StepKeys(0.0, 0, 0)
+    assert ka.push_chain(centre, codes.TUMOR, 2, occ.copy(), site.copy(), kind, lattice, keys, 0,
+                         work) == -1
     o, s = occ.copy(), site.copy()
-    t = ka.push_chain(centre, codes.TUMOR, 3, o, s, kind, air, 1, 9, 9, 0, 0, 0, work)
+    t = ka.push_chain(centre, codes.TUMOR, 3, o, s, kind, lattice, keys, 0, work)
     # the daughter's site is next to the centre; the free site is now taken, and the two cells
     # between moved one site each (paths of three steps are not unique in this metric)
     assert t in [nb.neighbour_site(centre, q, 1, 9, 9) for q in range(8)]

@@ -191,8 +191,9 @@ def test_release_scales_with_m2_activity_and_hypoxia_raises_cancer_ccl2():
     hypoxic[codes.TUMOR, 0] = 3.0
     sink, source = np.zeros((1, n)), np.zeros((1, n))
     activity = np.array(kinds.activities(), np.int8)
-    kl.exchange_maps(n, kind, state, site, pheno, aux, zero, zero, release, hypoxic, activity,
-                     np.full((3, codes.N_KINDS, 1), -1.0), np.zeros((1, n)), sink, source)
+    tables = kl.ExchangeTables(zero, zero, release, hypoxic, activity,
+                               np.full((3, codes.N_KINDS, 1), -1.0))
+    kl.exchange_maps(n, kind, state, site, pheno, aux, tables, np.zeros((1, n)), sink, source)
     np.testing.assert_allclose(source[0], [0.0, 0.0, 2.0 * (2 * 0.9 - 1), 2.0, 6.0], rtol=1e-6)
 
 

@@ -311,20 +311,19 @@ class CellDynamics:
         return table
 
     def _coupling_tables(self) -> None:
-        """Per-kind exchange tables in voxel units (see kernels.lattice.exchange_maps)."""
+        """Per-kind exchange tables in voxel units (:class:`tmesim.kernels.lattice.ExchangeTables`,
+        read by kernels.lattice.exchange_maps)."""
         nf = len(self.fields.names)
         v_vox = self.fields.voxel_um**3
         n_kinds = kinds.count()
-        self.sink_by_kind = np.zeros((n_kinds, nf))
-        self.source_by_kind = np.zeros((n_kinds, nf))
-        self.release_by_kind = np.zeros((n_kinds, nf))
-        self.hypoxic_by_kind = np.ones((n_kinds, nf))
-        #: release induced by another field: (inducer index or -1, EC50, Hill power) per kind
-        #: and field (kernels.lattice.exchange_maps)
-        self.induction = np.zeros((3, n_kinds, nf))
-        self.induction[0] = -1.0
-        #: how the release of each kind scales per cell (``codes.ACT_*``)
-        self.activity_by_kind = np.array(kinds.activities(), dtype=np.int8)
+        sink = np.zeros((n_kinds, nf))
+        source = np.zeros((n_kinds, nf))
+        release = np.zeros((n_kinds, nf))
+        hypoxic = np.ones((n_kinds, nf))
+        # release induced by another field: (inducer index or -1, EC50, Hill power) per kind
+        # and field
+        induction = np.zeros((3, n_kinds, nf))
+        induction[0] = -1.0
         # a kind with no scenario section exchanges nothing
         for kind in kinds.all_kinds():
             if not kind.section:
@@ -334,16 +333,20 @@ class CellDynamics:
             ratio = cfg.volume_um3 / v_vox
             if "oxygen" in self.fields.index:
                 o2_ratio = 1.0 if cfg.oxygen_uptake_basis == "site" else ratio
-                self.sink_by_kind[k, self.fields.index["oxygen"]] = o2_ratio * cfg.oxygen_uptake_per_min
+                sink[k, self.fields.index["oxygen"]] = o2_ratio * cfg.oxygen_uptake_per_min
             for fname, sec in cfg.secretion.items():
                 fi = self.fields.index[fname]
-                self.sink_by_kind[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)
-                self.source_by_kind[k, fi] += ratio * sec.rate_per_min * sec.target
-                self.release_by_kind[k, fi] += sec.release_per_min / v_vox
-                self.hypoxic_by_kind[k, fi] = sec.hypoxic_release_factor
+                sink[k, fi] += ratio * (sec.uptake_per_min + sec.rate_per_min)
+                source[k, fi] += ratio * sec.rate_per_min * sec.target
+                release[k, fi] += sec.release_per_min / v_vox
+                hypoxic[k, fi] = sec.hypoxic_release_factor
                 if sec.induced_by is not None:
-                    self.induction[:, k, fi] = (self.fields.index[sec.induced_by],
-                                                sec.induced_ec50, sec.induced_hill)
+                    induction[:, k, fi] = (self.fields.index[sec.induced_by], sec.induced_ec50,
+                                           sec.induced_hill)
+        # how the release of each kind scales per cell (``codes.ACT_*``)
+        activity = np.array(kinds.activities(), dtype=np.int8)
+        self.exchange_tables = kl.ExchangeTables(sink, source, release, hypoxic, activity,
+                                                 induction)
 
     def initialise(self, rng) -> None:
         """Place the initial cells of every kind and set their starting state."""
@@ -381,9 +384,8 @@ class CellDynamics:
         source[:] = 0.0
         kl.exchange_maps(
             cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
-            cells.column("aux"), self.sink_by_kind, self.source_by_kind, self.release_by_kind,
-            self.hypoxic_by_kind, self.activity_by_kind, self.induction,
-            self.fields.data.reshape(nf, -1), sink.reshape(nf, -1), source.reshape(nf, -1),
+            cells.column("aux"), self.exchange_tables, self.fields.data.reshape(nf, -1),
+            sink.reshape(nf, -1), source.reshape(nf, -1),
         )
 
     def _field(self, name):

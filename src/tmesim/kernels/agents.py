@@ -177,8 +177,8 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
                     q = kth_bit(free, randint(seed, ids[ID, i], step, PURPOSE_RETRY, nfree))
                     t = neighbour_site(site[i], q, nz, ny, nx)
                 elif act == DIVIDE and push[kind[i]] > 0:
-                    t = push_chain(site[i], kind[i], push[kind[i]], occ, site, kind, blocked,
-                                   nz, ny, nx, seed, ids[ID, i], step, push_work)  # fmt: skip
+                    t = push_chain(site[i], kind[i], push[kind[i]], occ, site, kind, lattice,
+                                   keys, ids[ID, i], push_work)  # fmt: skip
                     if t < 0:
                         continue
                 else:
@@ -263,7 +263,7 @@ def _may_enter(t, mover, occ, air, kind, nz, ny, nx):
 
 
 @kernel
-def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, cid, step, work):
+def push_chain(s0, mother_kind, radius, occ, site, kind, lattice, keys, cid, work):
     """Make room next to ``s0`` for a daughter by pushing: find the free sites nearest to
     ``s0`` (breadth-first over the neighbourhood of :func:`neighbour_site`, through occupied
     sites, at most ``radius`` steps), draw one of them, and move each cell on the path one site
@@ -273,8 +273,13 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, nz, ny, nx, seed, 
     A cell may be pushed into a site only if it may enter it (:func:`_may_enter`; the daughter,
     of the mother's cancer kind, enters the first site). The search visits sites in a fixed
     order, so the result does not depend on anything but the lattice and the keyed draw.
+    ``lattice`` is the :class:`Lattice` (its ``blocked`` sites are the air only cancer cells
+    enter), ``keys`` the :class:`StepKeys` and ``cid`` the mother's id that key the draw;
     ``work`` is ``(PUSH_WORK_ROWS, n_sites + 1)`` int64, zero at first and kept between calls.
     """
+    shape, air = lattice
+    nz, ny, nx = shape[0], shape[1], shape[2]
+    seed, step = keys[SEED], keys[STEP]
     nsites = occ.shape[0]
     stamp_of = work[0]
     parent = work[1]

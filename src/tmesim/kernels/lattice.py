@@ -7,6 +7,8 @@ domain count as occupied.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import prange
 
@@ -129,11 +131,25 @@ def census(n, kind, state):
     return present, live_cancer
 
 
+class ExchangeTables(NamedTuple):
+    """The per-kind tables of :func:`exchange_maps`, ``(n_kinds, nf)`` unless said: ``sink``
+    (1/min), ``source`` (units/min), ``release`` (units/min per cell), ``hypoxic`` (release
+    factor of hypoxic cells), ``activity`` (``(n_kinds,)`` int8, ``codes.ACT_*``) and
+    ``induction`` (``(3, n_kinds, nf)``: inducing field index or -1, its EC50, its Hill
+    exponent)."""
+
+    sink: object
+    source: object
+    release: object
+    hypoxic: object
+    activity: object
+    induction: object
+
+
 @kernel(parallel=True)
-def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_kind,
-                  release_by_kind, hypoxic_by_kind, activity_by_kind, induction, fields, sink,
-                  source):
-    """Per-voxel coupling of cells to fields, from per-kind tables (one cell per site).
+def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, source):
+    """Per-voxel coupling of cells to fields, from the per-kind :class:`ExchangeTables`
+    (one cell per site).
 
     ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
     collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
@@ -142,13 +158,20 @@ def exchange_maps(n, kind, state, site, phenotype, aux, sink_by_kind, source_by_
     cells), engagement (``aux``) for active cells and 0 for exhausted ones (``ACT_ENGAGEMENT``:
     T cells), the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p`` (``phenotype``;
     nothing at or below the M1/M2 midpoint, 1 when fully M2: ``ACT_M2``, macrophages) and the
-    activation (``phenotype``; ``ACT_ACTIVATION``, fibroblasts). A release may also be induced
-    by another field: ``induction[0, k, f]`` is the index of the inducing field in ``fields``
+    activation (``phenotype``; ``ACT_ACTIVATION``, fibroblasts); ``sink_by_kind`` etc. are the
+    fields of ``tables``. A release may also be induced by another field: ``induction[0, k, f]`` is the index of the inducing field in ``fields``
     (``(nf, n_sites)``; -1: none) and the release is multiplied by the Hill function
     ``H(fields[g, s]; induction[1, k, f], induction[2, k, f])`` of the inducer at the cell's
     site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Both maps must be zero on
     entry. Cells occupy distinct sites, so the parallel loop writes distinct voxels.
     """
+    # the tables are only read; locals keep the loop free of tuple fields
+    sink_by_kind = tables.sink
+    source_by_kind = tables.source
+    release_by_kind = tables.release
+    hypoxic_by_kind = tables.hypoxic
+    activity_by_kind = tables.activity
+    induction = tables.induction
     nf = sink.shape[0]
     for i in prange(n):
         st = state[i]
