@@ -13,6 +13,7 @@ round-off. Parallel loops write only their own cell's row and voxel (one cell pe
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
@@ -36,17 +37,30 @@ def receptor_positive(seed, cell_id, fraction):
     return uniform(seed, cell_id, 0, PURPOSE_RECEPTOR) < fraction
 
 
+class Uptake(NamedTuple):
+    """How cells internalise one formulation: ``rate`` and ``receptor_fraction`` per kind
+    (1/min, fraction) and the ``ligand_factor`` of receptor-positive cells."""
+
+    rate: object
+    receptor_fraction: object
+    ligand_factor: float
+
+
 @kernel(parallel=True)
-def internalise(n, ids, kind, state, site, payload, c_np, rate, receptor_fraction,
-                ligand_factor, seed, phi, dt):
+def internalise(n, ids, kind, state, site, payload, c_np, uptake, seed, phi, dt):
     """Live cells take particles up from their voxel by first-order internalisation:
 
         dc/dt = -r c,    d(payload)/dt = r c / phi,    r = rate[kind] * (ligand_factor if the
         cell is receptor-positive, else 1)
 
-    over ``dt`` exactly: the voxel keeps ``c exp(-r dt)``. ``rate`` and ``receptor_fraction``
-    are per kind (1/min, fraction); kinds with ``rate <= 0`` are skipped.
+    over ``dt`` exactly: the voxel keeps ``c exp(-r dt)``. ``rate``, ``receptor_fraction`` and
+    ``ligand_factor`` are the fields of ``uptake`` (:class:`Uptake`); kinds with ``rate <= 0``
+    are skipped.
     """
+    # read-only tables, taken out of the tuple before the parallel loop
+    rate = uptake.rate
+    receptor_fraction = uptake.receptor_fraction
+    ligand_factor = uptake.ligand_factor
     for i in prange(n):
         k = kind[i]
         r = rate[k]

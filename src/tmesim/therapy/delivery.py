@@ -473,7 +473,8 @@ class Therapy:
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
             cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site, cells.column("payload"),
-            flat, self.np_uptake, self.receptor, self.ligand_factor, self.sc.seed, self.phi, dt_min,
+            flat, nk.Uptake(self.np_uptake, self.receptor, self.ligand_factor), self.sc.seed,
+            self.phi, dt_min,
         )
         # 3. release inside cancer cells (macrophages hold what they take up)
         to_drug, from_payload, to_inhib = nk.release_inside(
