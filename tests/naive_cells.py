@@ -42,6 +42,7 @@ from tmesim.kernels.layout import (
     PAYLOAD,
     PDL1,
     PHENOTYPE,
+    RETAINED,
     CellArrays,
 )
 
@@ -619,7 +620,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             # DIVIDE into row m
             fl[:, m] = fl[:, i]
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
-            for c in (DRUG, BOUND, PAYLOAD):  # drug pools and payload are split equally
+            for c in (DRUG, BOUND, RETAINED, PAYLOAD):  # drug pools and payload split equally
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1
