@@ -43,6 +43,7 @@ from tmesim.kernels.layout import (
     PAYLOAD,
     PDL1,
     PHENOTYPE,
+    RETAINED,
     CellArrays,
 )
 
@@ -627,7 +628,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             fl[:, m] = fl[:, i]
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
             fl[ICD, m] = fl[ICD, i] = 0.0  # the mark of an immunogenic death is no heirloom
-            for c in (DRUG, BOUND, PAYLOAD):  # drug pools and payload are split equally
+            for c in (DRUG, BOUND, RETAINED, PAYLOAD):  # drug pools and payload split equally
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1

@@ -46,14 +46,25 @@ def _free_and_capacity(total, bmax, kd):
     return c, 1.0 + bmax * kd / (kd + c) ** 2
 
 
-def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, dt, den, sink,
-                   source):
+def retention_rates(par, kd, retained, dt):
+    """Twin: backward-Euler rates (a', r') of the slow pool dS/dt = a C - r S with
+    a = R_IN (1 - S / R_MAX) at the current S: S' = (S + dt a C') / (1 + dt r)."""
+    if len(par) < 9 or not par[8][kd] > 0.0:
+        return 0.0, 0.0
+    a = float(par[6][kd]) * max(1.0 - float(retained) / float(par[8][kd]), 0.0)
+    r = float(par[7][kd])
+    return a / (1.0 + dt * r), r / (1.0 + dt * r)
+
+
+def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, par, phi, dt,
+                   den, sink, source):
     """Twin: each live cancer cell's backward-Euler equation, with the efflux taken at the slope
-    vm / (km + C) of the current free drug C and the bound pool linearised about its equilibrium
-    (beta (C' - C) = change of the total), solved for C' = (beta C + dt k C_e') / d, written into
-    the voxel's equation C_e' - C_e = -phi beta (C' - C) as a sink and a source."""
+    vm / (km + C) of the current free drug C, the bound pool linearised about its equilibrium
+    (beta (C' - C) = change of the fast pools) and the slow pool's exchange a' C' - r' S, solved
+    for C' = (beta C + dt r' S + dt k C_e') / d; the voxel loses phi dt (k (C_e' - C') - slope C'),
+    written as a sink and a source."""
     p = max(float(phi), 0.0)
-    k_mem, vmax, km, ic50, bmax, kdb = par
+    k_mem, vmax, km, ic50, bmax, kdb = par[:6]
     for i in range(n):
         den[i] = 0.0
         kd = int(kind[i])
@@ -67,6 +78,7 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
             ci, beta = _free_and_capacity(float(drug[i]) + float(bound[i]), bmax[kd], kdb[kd])
         else:
             ci, beta = float(drug[i]), 1.0
+        a_in, r_out = retention_rates(par, kd, retained[i], dt)
         vm = max(float(vmax[kd]) * float(pgp[i]) * inhibition_factor(inhibitor, s, ic50[kd]), 0.0)
         if vm == 0.0:
             slope = 0.0
@@ -74,14 +86,15 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
             slope = vm / (float(km[kd]) + ci)
         else:
             slope = vm / ci if ci > 0.0 else 0.0
-        d = beta + dt * (k + slope)
+        d = beta + dt * (k + slope + a_in)
         den[i] = d
-        # -phi beta (C' - C) = -phi (beta dt k / d) C_e' + phi beta C (1 - beta / d)
-        sink[s] += p * beta * k / d
-        source[s] += p * beta * ci * (1.0 - beta / d) / dt
+        x = beta * ci + dt * r_out * float(retained[i])
+        # C' = (x + dt k C_e') / d; the voxel's rate -phi (k C_e' - (k + slope) C')
+        sink[s] += p * k * (1.0 - dt * (k + slope) / d)
+        source[s] += p * (k + slope) * x / d
 
 
-def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
+def membrane_update(n, kind, site, drug, bound, retained, den, c_out, par, phi, dt):
     k_mem, bmax, kdb = par[0], par[4], par[5]
     moved = 0.0
     for i in range(n):
@@ -90,28 +103,36 @@ def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
         kd = int(kind[i])
         k = float(k_mem[kd])
         ce = float(c_out[int(site[i])])
+        a_in, r_out = retention_rates(par, kd, retained[i], dt)
+        s_old = float(retained[i])
         if bmax[kd] > 0.0:
             old = float(drug[i]) + float(bound[i])
             ci, beta = _free_and_capacity(old, bmax[kd], kdb[kd])
-            c_new = (beta * ci + dt * k * ce) / float(den[i])
+        else:
+            old = float(drug[i])
+            ci, beta = old, 1.0
+        c_new = (beta * ci + dt * r_out * s_old + dt * k * ce) / float(den[i])
+        if a_in > 0.0 or r_out > 0.0:
+            retained[i] = np.float32(s_old + dt * (a_in * c_new - r_out * s_old))
+            moved += float(retained[i]) - s_old
+        if bmax[kd] > 0.0:
             total = max(old + beta * (c_new - ci), 0.0)
             bound[i] = np.float32(bound_at_equilibrium(total, bmax[kd], kdb[kd]))
             drug[i] = np.float32(total - float(bound[i]))
             moved += float(drug[i]) + float(bound[i]) - old
         else:
-            old = float(drug[i])
-            drug[i] = np.float32((old + dt * k * ce) / float(den[i]))
+            drug[i] = np.float32(c_new)
             moved += float(drug[i]) - old
     return max(float(phi), 0.0) * moved
 
 
-def damage_step(n, kind, state, bound, damage, repair, dt):
-    """Twin: dD/dt = B - lam D over dt with B held, solved exactly."""
+def damage_step(n, kind, state, bound, retained, damage, repair, dt):
+    """Twin: dD/dt = B + S - lam D over dt with B + S held, solved exactly."""
     for i in range(n):
         if int(kind[i]) not in (TUMOR, STEM) or int(state[i]) not in (PROLIFERATING, QUIESCENT):
             continue
         lam = float(repair[int(kind[i])])
-        b, d0 = float(bound[i]), float(damage[i])
+        b, d0 = float(bound[i]) + float(retained[i]), float(damage[i])
         if lam > 0.0:
             damage[i] = np.float32(b / lam + (d0 - b / lam) * math.exp(-lam * dt))
         else:

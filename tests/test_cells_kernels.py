@@ -98,11 +98,11 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["ids"][layout.PARENT, :n] = -1
     s["i32"][layout.GENERATION, :n] = rng.integers(0, 4, n)
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
-    # the rows of the columns before the DNA-bound pool, drawn as then; bound drug and damage
-    # follow the drug without drawing (so that every later draw is unchanged)
+    # the rows of the columns before the DNA-bound pools, drawn as then; bound and retained
+    # drug and damage follow the drug without drawing (so that every later draw is unchanged)
     # (the immunogenic-death mark is 0 on every cell until the step it dies)
     older = [r for r in range(s["f32"].shape[0])
-             if r not in (layout.BOUND, layout.DAMAGE, layout.ICD)]
+             if r not in (layout.BOUND, layout.RETAINED, layout.DAMAGE, layout.ICD)]
     s["f32"][older, :n] = rng.uniform(0.0, 1.0, (len(older), n)).astype(np.float32)
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
@@ -134,6 +134,7 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     f["ifng"][rng.random(n_sites) < 0.4] = 0.0
     s["f32"][layout.DRUG, :n][rng.random(n) < 0.5] = 0.0
     s["f32"][layout.BOUND, :n] = 100.0 * s["f32"][layout.DRUG, :n]
+    s["f32"][layout.RETAINED, :n] = 200.0 * s["f32"][layout.DRUG, :n]
     s["f32"][layout.DAMAGE, :n] = s["f32"][layout.DRUG, :n]
     f["egf"] = np.where(rng.random(n_sites) < 0.2, rng.uniform(0.0, 2.0, n_sites), 0.0)
     f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])

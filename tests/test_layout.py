@@ -44,7 +44,7 @@ def test_division_rules_are_the_biology():
     # the clock restarts in both cells; drug and internalised particles are conserved amounts
     # (and the mark of an immunogenic death, which only a dying cell carries)
     assert layout.RESET_AT_DIVISION == (layout.CLOCK_H, layout.ICD)
-    assert layout.POOLS == (layout.DRUG, layout.BOUND, layout.PAYLOAD)
+    assert layout.POOLS == (layout.DRUG, layout.BOUND, layout.RETAINED, layout.PAYLOAD)
 
 
 def test_snapshot_writer_and_table_agree():

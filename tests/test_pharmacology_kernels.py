@@ -74,21 +74,26 @@ NO_BINDING = np.zeros(5)
 
 
 def exchange_step(kern, n, cells, c_out, inhibitor, k_mem, phi, dt, vmax=VMAX, km=KM, ic50=IC50,
-                  bmax=NO_BINDING, kd=None):
+                  bmax=NO_BINDING, kd=None, retention=None):
     """One transport step of voxels that do not diffuse: the cells' terms, each voxel's
     backward-Euler equation solved exactly, then the cells' update. ``kern``: kp or the twin.
     Returns what entered the cells."""
     den = np.zeros(cells["kind"].shape[0])
     sink = np.zeros_like(c_out)
     source = np.zeros_like(c_out)
-    if "bound" not in cells:
-        cells["bound"] = np.zeros(cells["kind"].shape[0], np.float32)
-    par = np.stack([k_mem, vmax, km, ic50, bmax, np.ones(5) if kd is None else kd])
+    for pool in ("bound", "retained"):
+        if pool not in cells:
+            cells[pool] = np.zeros(cells["kind"].shape[0], np.float32)
+    rows = [k_mem, vmax, km, ic50, bmax, np.ones(5) if kd is None else kd]
+    if retention is not None:  # (filling rate, release rate, capacity) rows of the slow pool
+        rows += list(retention)
+    par = np.stack(rows)
     kern.membrane_terms(n, cells["kind"], cells["state"], cells["site"], cells["drug"],
-                        cells["bound"], cells["pgp"], inhibitor, par, phi, dt, den, sink, source)
+                        cells["bound"], cells["retained"], cells["pgp"], inhibitor, par, phi, dt,
+                        den, sink, source)
     c_out[:] = (c_out + dt * source) / (1.0 + dt * sink)
     return kern.membrane_update(n, cells["kind"], cells["site"], cells["drug"], cells["bound"],
-                                den, c_out, par, phi, dt)
+                                cells["retained"], den, c_out, par, phi, dt)
 
 
 # --------------------------------------------------------------------------- cell exchange vs twin
@@ -410,8 +415,9 @@ def test_damage_step_matches_twin_and_closed_form(lam):
     repair = np.array([lam, 2 * lam, 1.0, 1.0, 1.0])
     t_damage = damage.copy()
     d0 = damage.copy()
-    kp.damage_step(n, cells["kind"], cells["state"], bound, damage, repair, 0.1)
-    naive.damage_step(n, cells["kind"], cells["state"], bound, t_damage, repair, 0.1)
+    retained = rng.uniform(0.0, 400.0, cells["kind"].shape[0]).astype(np.float32)
+    kp.damage_step(n, cells["kind"], cells["state"], bound, retained, damage, repair, 0.1)
+    naive.damage_step(n, cells["kind"], cells["state"], bound, retained, t_damage, repair, 0.1)
     np.testing.assert_allclose(damage, t_damage, rtol=2e-7)
     live = stepped_mask(n, cells, np.ones(5))
     live |= (np.isin(cells["kind"], [codes.TUMOR, codes.STEM])
@@ -422,6 +428,125 @@ def test_damage_step_matches_twin_and_closed_form(lam):
     d = np.zeros(1, np.float32)
     one = (np.array([codes.TUMOR], np.int8), np.array([codes.PROLIFERATING], np.int8))
     for _ in range(1000):
-        kp.damage_step(1, *one, np.array([50.0], np.float32), d, repair, 0.1)
+        kp.damage_step(1, *one, np.array([20.0], np.float32), np.array([30.0], np.float32), d,
+                       repair, 0.1)
     expected = 50.0 * 100.0 if lam == 0 else 50.0 / lam * (1 - math.exp(-lam * 100.0))
     assert float(d[0]) == pytest.approx(expected, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- the slow pool
+# filling rate per unit free drug (1/min), release rate (1/min), capacity (uM) by kind; the
+# stem-like kind has no slow pool, and non-cancer kinds get one that only the kind check skips
+RETENTION = (np.array([0.3, 0.0, 0.3, 0.3, 0.3]), np.array([0.0005, 0.0, 0.01, 0.01, 0.01]),
+             np.array([1100.0, 0.0, 500.0, 500.0, 500.0]))
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.31])
+def test_membrane_exchange_with_slow_pool_matches_twin(phi):
+    rng = np.random.default_rng([37, int(phi * 100)])
+    n_sites = 400
+    n, cells = random_cells(rng, n_sites)
+    cap = cells["kind"].shape[0]
+    cells["bound"] = rng.uniform(0.0, 100.0, cap).astype(np.float32)
+    cells["retained"] = rng.uniform(0.0, 1200.0, cap).astype(np.float32)  # some above capacity
+    c_out = random_field(rng, n_sites)
+    inhibitor = rng.uniform(0.0, 2.0, n_sites)
+    t_cells = {key: a.copy() for key, a in cells.items()}
+    t_c = c_out.copy()
+    stepped = stepped_mask(n, cells, K_MEM)
+    slow = stepped & (cells["kind"] == codes.TUMOR)
+    s0 = cells["retained"].copy()
+    for step, dt in enumerate([1.0, 0.5, 6.0, 20.0]):
+        moved = exchange_step(kp, n, cells, c_out, inhibitor, K_MEM, phi, dt, bmax=BMAX,
+                              kd=KD_BIND, retention=RETENTION)
+        t_moved = exchange_step(naive, n, t_cells, t_c, inhibitor, K_MEM, phi, dt, bmax=BMAX,
+                                kd=KD_BIND, retention=RETENTION)
+        for key in ("drug", "bound", "retained"):
+            a, b = cells[key].astype(np.float64), t_cells[key].astype(np.float64)
+            assert np.all(np.abs(a - b) <= 4 * f32_ulp(np.maximum(a, b)) + 1e-12), (step, key)
+        np.testing.assert_allclose(c_out, t_c, rtol=1e-9, atol=1e-12)
+        assert moved == pytest.approx(t_moved, rel=1e-6, abs=1e-6)
+        # only the live tumour cells (the kind with a slow pool) change it
+        np.testing.assert_array_equal(cells["retained"][~slow], s0[~slow])
+        assert min(cells[k].min() for k in ("drug", "bound", "retained")) >= 0
+    assert np.sum(cells["retained"][slow] != s0[slow]) > 0.8 * slow.sum()
+
+
+def test_held_outside_with_slow_pool_settles_on_the_analytic_equilibrium():
+    """Against a held outside every pool reaches its equilibrium with the free drug C (set by
+    the membrane and the pump alone): B = bmax C / (kd + C) and S = smax C / (C + r smax / a)."""
+    a, r, smax = 0.3, 0.0005, 1100.0
+    ret = (np.full(5, a), np.full(5, r), np.full(5, smax))
+    for pgp_level, c_e in ((0.0, 0.1), (0.0, 1.0), (1.0, 1.0), (0.5, 20.0)):
+        cells = {"kind": np.array([codes.TUMOR], np.int8),
+                 "state": np.array([codes.PROLIFERATING], np.int8),
+                 "site": np.array([1], np.int32), "drug": np.zeros(1, np.float32),
+                 "pgp": np.array([pgp_level], np.float32), "bound": np.zeros(1, np.float32),
+                 "retained": np.zeros(1, np.float32)}
+        c_out = np.array([0.0, c_e, 0.0])
+        for _ in range(3000):  # 3000 steps of 10 min: 15 release half-lives of 23 h
+            exchange_step(kp, 1, cells, c_out, NO_INHIBITOR, K_MEM, 0.0, 10.0, VMAX, KM, IC50,
+                          bmax=np.full(5, 275.0), kd=np.full(5, 1.08), retention=ret)
+        free = kp.steady_state_uptake(c_e, K_MEM[0], VMAX[0] * pgp_level, KM[0])
+        ulp = float(f32_ulp(cells["drug"][0] + cells["bound"][0]))
+        assert float(cells["drug"][0]) == pytest.approx(free, abs=4 * ulp)
+        assert float(cells["bound"][0]) == pytest.approx(275.0 * free / (1.08 + free), rel=1e-5)
+        expected = smax * free / (free + r * smax / a)
+        assert float(cells["retained"][0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_slow_pool_releases_with_its_half_life_after_washout():
+    """Loaded, then against a drug-free outside: the free and bound drug leave within minutes
+    and the slow pool empties as exp(-r t) (the fast pools hold almost nothing while it does),
+    so total cell drug halves in about ln 2 / r."""
+    r = math.log(2.0) / (25.0 * 60.0)
+    ret = (np.full(5, 0.3), np.full(5, r), np.full(5, 1100.0))
+    cells = {"kind": np.array([codes.TUMOR], np.int8),
+             "state": np.array([codes.PROLIFERATING], np.int8),
+             "site": np.array([1], np.int32), "drug": np.zeros(1, np.float32),
+             "pgp": np.zeros(1, np.float32), "bound": np.zeros(1, np.float32),
+             "retained": np.zeros(1, np.float32)}
+    pars = dict(bmax=np.full(5, 275.0), kd=np.full(5, 1.08), retention=ret)
+    c_out = np.array([0.0, 1.0, 0.0])
+    for _ in range(240):  # a 4-h pulse at 1 uM
+        exchange_step(kp, 1, cells, c_out, NO_INHIBITOR, K_MEM, 0.0, 1.0, **pars)
+    c_out[1] = 0.0
+    for _ in range(36):  # 6 h of washout take the fast pools out
+        exchange_step(kp, 1, cells, c_out, NO_INHIBITOR, K_MEM, 0.0, 10.0, **pars)
+    s0 = float(cells["retained"][0])
+    fast0 = float(cells["drug"][0] + cells["bound"][0])
+    assert s0 > 10.0 * fast0
+    for _ in range(150):  # 25 h
+        exchange_step(kp, 1, cells, c_out, NO_INHIBITOR, K_MEM, 0.0, 10.0, **pars)
+    total = float(cells["drug"][0] + cells["bound"][0] + cells["retained"][0])
+    # released drug leaves through the membrane (k) or is taken up again (a (1 - S / smax)), so
+    # the pool empties at r k / (k + a (1 - S / smax)): a half-life of 25 h stretched by 5 %;
+    # backward Euler over 10-min steps adds 0.2 %
+    k, room = K_MEM[0], 1.0 - s0 / 1100.0
+    assert total / (s0 + fast0) == pytest.approx(0.5 ** (k / (k + 0.3 * room)), rel=0.005)
+
+
+def test_membrane_exchange_with_slow_pool_conserves_mass():
+    rng = np.random.default_rng(43)
+    n_sites, phi = 2000, 0.31
+    n, cells = random_cells(rng, n_sites, fill=0.7)
+    cap = cells["kind"].shape[0]
+    cells["bound"] = rng.uniform(0.0, 50.0, cap).astype(np.float32)
+    cells["retained"] = rng.uniform(0.0, 600.0, cap).astype(np.float32)
+    c_out = random_field(rng, n_sites, zero_fraction=0.3)
+    inhibitor = rng.uniform(0.0, 1.0, n_sites)
+    pools = ("drug", "bound", "retained")
+
+    def mass():
+        return fsum(c_out) + phi * sum(fsum(cells[k]) for k in pools)
+
+    m0 = mass()
+    for step in range(100):
+        dt = (6.0, 0.1, 30.0, 1.0)[step % 4]
+        before = fsum(c_out)
+        moved = exchange_step(kp, n, cells, c_out, inhibitor, K_MEM, phi, dt, bmax=BMAX,
+                              kd=KD_BIND, retention=RETENTION)
+        ulps = phi * float(sum(np.sum(f32_ulp(cells[k])) for k in pools))
+        assert abs(moved - (before - fsum(c_out))) <= ulps
+        assert c_out.min() >= 0.0 and min(cells[k].min() for k in pools) >= 0.0
+    assert abs(mass() - m0) <= 1e-6 * m0

@@ -233,3 +233,24 @@ def test_numbers_in_exponent_form_are_numbers():
     assert isinstance(got["b"], int)
     sc = load_scenario(None, [("numerics.solver_rtol", got["a"])])
     assert sc.numerics.solver_rtol == 1e-5
+
+
+def test_pgp_presets_set_the_level_unless_it_is_given(tmp_path):
+    """cells.<kind>.pgp_preset sets pgp_mean to the named line's level; an explicit pgp_mean
+    wins; the resolved scenario round-trips; an unknown name is a clear error (exit code 2)."""
+    from tmesim.scenario.cells_schema import PGP_PRESETS
+
+    assert PGP_PRESETS == {"parental": 0.0, "moderate": 1.0, "mdr_high": 40.0}
+    for name, level in PGP_PRESETS.items():
+        sc = load_scenario(TINY, [f"cells.tumor.pgp_preset={name}"])
+        assert sc.cells.tumor.pgp_mean == level
+        assert sc.cells.stem.pgp_mean == 1.0  # the other kind keeps its own default
+        (tmp_path / "r.yaml").write_text(dump_scenario(sc))
+        assert load_scenario(tmp_path / "r.yaml") == sc
+    sc = load_scenario(TINY, ["cells.stem.pgp_preset=parental", "cells.tumor.pgp_mean=0.7",
+                              "cells.tumor.pgp_preset=mdr_high"])
+    assert (sc.cells.stem.pgp_mean, sc.cells.tumor.pgp_mean) == (0.0, 0.7)
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(TINY, ["cells.tumor.pgp_preset=mcf7"])
+    assert exc.value.exit_code == 2
+    assert exc.value.key == "cells.tumor.pgp_preset"

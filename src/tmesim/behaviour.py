@@ -241,6 +241,7 @@ class CellDynamics:
         self._cum_weight = np.zeros(len(self.entry_sites))
         #: per-cell pools returned to their field when a cell dies: (column, field)
         self._returned = [(col, f) for col, f in (("drug", self.drug), ("bound", self.drug),
+                                                  ("retained", self.drug),
                                                   ("payload", self.carrier)) if f is not None]
 
     def perfusion_changed(self) -> None:

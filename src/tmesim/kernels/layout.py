@@ -84,8 +84,11 @@ COLUMNS = (
          "free intracellular drug of a cancer cell (µM of cell volume; 0 without therapy)"),
     _col("bound", "float32", "f32", "pool", "drug bound to DNA/nuclear sites in a cancer cell "
          "(µM of cell volume; 0 for a drug without binding)"),
+    _col("retained", "float32", "f32", "pool", "drug in the slow, tightly bound (intercalated) "
+         "pool of a cancer cell (µM of cell volume; 0 for a drug without it)"),
     _col("damage", "float32", "f32", "copy", "drug damage of a cancer cell, the repaired "
-         "integral of its bound drug (µM h, [pharmacology.md §7](pharmacology.md#7-killing))"),
+         "integral of its bound and retained drug (µM h, "
+         "[pharmacology.md §7](pharmacology.md#7-killing))"),
     # the P-gp level a cell returns to without induction or knockdown (set at placement)
     _col("pgp_base", "float32", "f32", "copy"),
     _col("phenotype", "float32", "f32", "copy",
@@ -138,6 +141,7 @@ PDL1 = row("pdl1")
 PGP = row("pgp")
 DRUG = row("drug")
 BOUND = row("bound")
+RETAINED = row("retained")
 DAMAGE = row("damage")
 PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")

@@ -63,8 +63,30 @@ def inhibition_factor(inhibitor, s, ic50):
 
 #: rows of the per-kind parameter table of :func:`membrane_terms`: membrane rate (1/min), pump
 #: capacity (uM/min per unit P-gp), Michaelis constant (uM), inhibitor IC50 (uM; <= 0: not
-#: inhibitable), binding capacity (uM of cell volume; 0: no bound pool), binding Kd (uM)
-K_MEM, VMAX, KM, IC50, BMAX, KD = 0, 1, 2, 3, 4, 5
+#: inhibitable), binding capacity (uM of cell volume; 0: no bound pool), binding Kd (uM), the
+#: slow pool's filling rate per unit free drug while empty (1/min), its release rate (1/min)
+#: and its capacity (uM of cell volume; 0: no slow pool)
+K_MEM, VMAX, KM, IC50, BMAX, KD, R_IN, R_OUT, R_MAX = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
+
+@kernel
+def retention_rates(par, kd, retained, dt):
+    """The slow pool's backward-Euler rates of one cell over ``dt`` (min), ``(a', r')``:
+
+        dS/dt = a C - r S,    a = R_IN (1 - S / R_MAX),    r = R_OUT          (S, C in uM)
+        S' = (S + dt a C') / (1 + dt r)   =>   S' - S = dt (a' C' - r' S),
+        a' = a / (1 + dt r),  r' = r / (1 + dt r)                               (1/min)
+
+    with the filling rate ``a`` taken at the current ``S`` (saturable sites, the capacity
+    lagged one step). ``(0, 0)`` when the table has no slow-pool rows or ``R_MAX <= 0``.
+    """
+    if par.shape[0] <= R_MAX or not par[R_MAX, kd] > 0.0:
+        return 0.0, 0.0
+    room = 1.0 - np.float64(retained) / par[R_MAX, kd]
+    if room < 0.0:
+        room = 0.0
+    g = 1.0 / (1.0 + dt * par[R_OUT, kd])
+    return par[R_IN, kd] * room * g, par[R_OUT, kd] * g
 
 
 @kernel
@@ -100,24 +122,29 @@ def _free_and_capacity(total, bmax, kd):
 
 
 @kernel
-def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, dt, den, sink,
-                   source):
+def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, par, phi, dt, den,
+                   sink, source):
     """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
-    ``par`` ``(6, N_KINDS)``: the rows :data:`K_MEM` ... :data:`KD` by kind. For each live
-    cancer cell ``i`` (a cancer kind, PROLIFERATING or QUIESCENT, ``site >= 0``,
-    ``k = par[K_MEM, kind] > 0``) in voxel ``s``, holding ``T = drug[i] + bound[i]`` (uM), with
-    ``C`` its free drug at binding equilibrium and ``beta = 1 + bmax kd / (kd + C)^2``
-    (:func:`_free_and_capacity`; ``C = drug[i]``, ``beta = 1`` without binding)::
+    ``par`` ``(6 or 9, N_KINDS)``: the rows :data:`K_MEM` ... :data:`R_MAX` by kind. For each
+    live cancer cell ``i`` (a cancer kind, PROLIFERATING or QUIESCENT, ``site >= 0``,
+    ``k = par[K_MEM, kind] > 0``) in voxel ``s``, holding ``T = drug[i] + bound[i]`` (uM) in its
+    fast pools and ``S = retained[i]`` (uM) in its slow pool, with ``C`` its free drug at binding
+    equilibrium and ``beta = 1 + bmax kd / (kd + C)^2`` (:func:`_free_and_capacity`;
+    ``C = drug[i]``, ``beta = 1`` without binding) and ``a', r'`` the slow pool's rates
+    (:func:`retention_rates`; 0 without it)::
 
         vm = vmax * pgp[i] * f_I                      (uM/min)
-        d  = beta + dt k + dt vm / (km + C)           (dimensionless; ``km <= 0``: vm / C)
-        sink[s]   += phi beta k / d                   (1/min)
-        source[s] += phi beta C (d - beta) / (d dt)   (uM/min)
+        slope = vm / (km + C)                         (1/min; ``km <= 0``: vm / C)
+        d  = beta + dt (k + slope + a')               (dimensionless)
+        X  = beta C + dt r' S                         (uM)
+        sink[s]   += phi k (beta + dt a') / d         (1/min)
+        source[s] += phi (k + slope) X / d            (uM/min)
 
     and ``den[i] = d``; every other row gets ``den[i] = 0`` (not exchanged). This is the
-    backward-Euler step ``beta (C' - C) = dt [k (C_e' - C') - vm C' / (km + C)]`` of the free
-    drug with the bound pool linearised about its equilibrium, eliminated into the voxel.
+    backward-Euler step ``beta (C' - C) = dt [k (C_e' - C') - slope C' - (a' C' - r' S)]`` of the
+    fast pools, bound drug linearised about its equilibrium, solved for ``C' = (X + dt k C_e') /
+    d`` and eliminated into the voxel, whose change is ``-phi dt [k (C_e' - C') - slope C']``.
     ``dt`` (min) is the transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to
     the voxel (the outside is held) but still sets ``den``. At most one exchanging cell per voxel.
     """
@@ -140,6 +167,7 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
         beta = 1.0
         if par[BMAX, kd] > 0.0:
             ci, beta = _free_and_capacity(ci + np.float64(bound[i]), par[BMAX, kd], par[KD, kd])
+        a_in, r_out = retention_rates(par, kd, retained[i], dt)
         vm = par[VMAX, kd] * np.float64(pgp[i]) * inhibition_factor(inhibitor, s, par[IC50, kd])
         if vm < 0.0:
             vm = 0.0
@@ -149,23 +177,26 @@ def membrane_terms(n, kind, state, site, drug, bound, pgp, inhibitor, par, phi, 
                 slope = vm / (par[KM, kd] + ci)
             elif ci > 0.0:
                 slope = vm / ci  # a zero-order pump: the full rate, as long as there is drug
-        d = beta + dt * kk + dt * slope
+        d = beta + dt * (kk + slope + a_in)
         den[i] = d
-        sink[s] += p * beta * kk / d
-        source[s] += p * beta * ci * (d - beta) / (d * dt)
+        x = beta * ci + dt * r_out * np.float64(retained[i])
+        sink[s] += p * kk * (beta + dt * a_in) / d
+        source[s] += p * (kk + slope) * x / d
 
 
 @kernel
-def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
+def membrane_update(n, kind, site, drug, bound, retained, den, c_out, par, phi, dt):
     """Intracellular drug after the transport step that :func:`membrane_terms` set up (serial).
 
-    For every row with ``den[i] > 0``: the free drug ``C' = (beta C + dt k c_out[site[i]]) /
-    den[i]`` (``C``, ``beta`` as in :func:`membrane_terms`), the cell's total ``T' = T + beta
-    (C' - C)`` (never negative: ``T - beta C >= 0`` at equilibrium), split exactly into free and
-    bound at binding equilibrium (:func:`bound_at_equilibrium`) and stored as float32 in
-    ``drug`` and ``bound``. Without binding (``par[BMAX] <= 0``) ``drug = C'`` and ``bound`` is
-    untouched. ``c_out`` is the solved extracellular drug (uM). Returns ``phi * sum(new - old)``
-    of the stored totals (uM per voxel volume; what entered cells).
+    For every row with ``den[i] > 0``: the free drug ``C' = (beta C + dt r' S + dt k
+    c_out[site[i]]) / den[i]`` (``C``, ``beta``, ``a'``, ``r'`` as in :func:`membrane_terms`),
+    the slow pool ``S' = S + dt (a' C' - r' S)`` and the fast pools' total ``T' = T + beta (C' -
+    C)`` (never negative: ``T - beta C >= 0`` at equilibrium), split exactly into free and bound
+    at binding equilibrium (:func:`bound_at_equilibrium`); all stored as float32. Without binding
+    (``par[BMAX] <= 0``) ``drug = C'`` and ``bound`` is untouched; without a slow pool
+    ``retained`` is untouched. ``c_out`` is the solved extracellular drug (uM). Returns ``phi *
+    sum(new - old)`` of the stored totals of all three pools (uM per voxel volume; what entered
+    cells).
     """
     moved = 0.0
     for i in range(n):
@@ -175,10 +206,20 @@ def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
         kd = kind[i]
         k = par[K_MEM, kd]
         bmax = par[BMAX, kd]
+        a_in, r_out = retention_rates(par, kd, retained[i], dt)
+        s_old = np.float64(retained[i])
+        ci = np.float64(drug[i])
+        old = ci
+        beta = 1.0
         if bmax > 0.0:
-            old = np.float64(drug[i]) + np.float64(bound[i])
+            old = ci + np.float64(bound[i])
             ci, beta = _free_and_capacity(old, bmax, par[KD, kd])
-            c_new = (beta * ci + dt * k * c_out[site[i]]) / d
+        c_new = (beta * ci + dt * r_out * s_old + dt * k * c_out[site[i]]) / d
+        if a_in > 0.0 or r_out > 0.0:
+            s32 = np.float32(s_old + dt * (a_in * c_new - r_out * s_old))
+            retained[i] = s32
+            moved += np.float64(s32) - s_old
+        if bmax > 0.0:
             total = old + beta * (c_new - ci)
             if total < 0.0:
                 total = 0.0
@@ -188,22 +229,23 @@ def membrane_update(n, kind, site, drug, bound, den, c_out, par, phi, dt):
             drug[i] = c32
             moved += (np.float64(c32) + np.float64(b32)) - old
         else:
-            old = np.float64(drug[i])
-            new = np.float32((old + dt * k * c_out[site[i]]) / d)
+            new = np.float32(c_new)
             drug[i] = new
             moved += np.float64(new) - old
     return (phi if phi > 0.0 else 0.0) * moved
 
 
 @kernel(parallel=True)
-def damage_step(n, kind, state, bound, damage, repair, dt):
-    """Damage of live cancer cells after ``dt`` (h), exact for the bound drug held over the step:
+def damage_step(n, kind, state, bound, retained, damage, repair, dt):
+    """Damage of live cancer cells after ``dt`` (h), exact for the DNA-bound drug held over the
+    step:
 
         dD/dt = B - lam D,    D' = D e^{-lam dt} + B (1 - e^{-lam dt}) / lam   (D' = D + B dt
                                                                                for lam = 0)
 
-    with ``D = damage[i]`` (uM h, float32), ``B = bound[i]`` (uM) and ``lam = repair[kind]``
-    (1/h). Rows that are not live cancer cells are left untouched.
+    with ``D = damage[i]`` (uM h, float32), ``B = bound[i] + retained[i]`` (uM; the fast and
+    the slow pool) and ``lam = repair[kind]`` (1/h). Rows that are not live cancer cells are
+    left untouched.
     """
     for i in prange(n):
         k = kind[i]
@@ -211,7 +253,7 @@ def damage_step(n, kind, state, bound, damage, repair, dt):
             continue
         if state[i] != PROLIFERATING and state[i] != QUIESCENT:
             continue
-        b = np.float64(bound[i])
+        b = np.float64(bound[i]) + np.float64(retained[i])
         d0 = np.float64(damage[i])
         lam = repair[k]
         if lam > 0.0:

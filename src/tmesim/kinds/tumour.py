@@ -42,7 +42,7 @@ def pack_cancer(dyn, code: int, cfg) -> None:
         d = dyn.sc.agents[dyn.drug]
         par[k, kc.C_DRUG_EMAX] = d.emax_per_h
         # a binding drug kills through its damage, any other through free drug
-        bind = d.dna_binding_max_uM > 0.0
+        bind = d.dna_binding_max_uM > 0.0 or d.retention_max_uM > 0.0
         par[k, kc.C_DRUG_ROW] = layout.DAMAGE if bind else layout.DRUG
         par[k, kc.C_DRUG_EC50] = (d.damage_ec50_uM_h if bind else d.ec50_uM) * cfg.drug_ec50_factor
         par[k, kc.C_DRUG_HILL] = d.hill

@@ -106,8 +106,31 @@ class CellTypeBase(Section):
         return self
 
 
+#: P-gp levels of the named cell-line presets (``cells.<cancer kind>.pgp_preset``); level 1 is
+#: the MDR1-transduced line of Shen et al. 2008 (docs/parameters.md §4.2, "P-gp presets")
+PGP_PRESETS = {"parental": 0.0, "moderate": 1.0, "mdr_high": 40.0}
+
+
 class CancerCellConfig(CellTypeBase):
     """Rules shared by tumour and stem-like cells (tmesim/kernels/cancer.py)."""
+
+    pgp_preset: Literal["parental", "moderate", "mdr_high"] | None = P(
+        None,
+        desc="A published cell line's P-gp level, setting pgp_mean unless the scenario sets "
+        "it too (an explicit pgp_mean wins): parental (P-gp-negative, MCF-7-like: 0), "
+        "moderate (MDR1-transduced MDA-MB-435mdr, 19 % accumulation, about 9-fold "
+        "resistant: 1), mdr_high (an MCF-7/ADR-class line, 100-200-fold resistant: 40).",
+        source="Shen et al. 2008 JPET [V]; MCF-7/ADR-class fold: Batist 1986, Fairchild 1987 "
+        "[R] (parameters.md §4.2)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, dict) and data.get("pgp_preset") in PGP_PRESETS:
+            if "pgp_mean" not in data:
+                data = {**data, "pgp_mean": PGP_PRESETS[data["pgp_preset"]]}
+        return data
 
     oxygen_uptake_per_min: float = P(
         21.0,

@@ -114,12 +114,34 @@ class AgentConfig(Section):
     dna_binding_kd_uM: float = P(
         1.0, unit="uM", gt=0, desc="Drug only: dissociation constant of the DNA binding."
     )
+    retention_max_uM: float = P(
+        0.0,
+        unit="uM",
+        ge=0,
+        desc="Drug only: capacity of the slow, tightly bound (intercalated) pool S per cell "
+        "volume, filled from free drug C and emptied slowly, dS/dt = a C (1 - S / capacity) - "
+        "ln2 / half-life S; it counts as bound drug for the damage (0: no slow pool).",
+    )
+    retention_uptake_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Drug only, with a slow pool: its filling rate a per unit free drug while empty "
+        "(uM/h per uM of free drug).",
+    )
+    retention_half_life_h: float = P(
+        24.0,
+        unit="h",
+        gt=0,
+        desc="Drug only, with a slow pool: half-life of drug in it once the cell's free drug "
+        "is gone (the cell's retention after washout).",
+    )
     damage_repair_per_h: float = P(
         0.0,
         unit="1/h",
         ge=0,
-        desc="Drug only, with binding: first-order repair of the damage D, dD/dt = B - rate D "
-        "(D in uM h).",
+        desc="Drug only, with binding: first-order repair of the damage D, dD/dt = B + S - "
+        "rate D (D in uM h; B bound, S retained drug).",
     )
     emax_per_h: float = P(
         0.0,
@@ -172,7 +194,7 @@ class AgentConfig(Section):
                 "cells.tcell.antibody_kd_nM)"
             )
         if self.kind != "drug" and (self.membrane_permeability_um_per_min or self.emax_per_h
-                                    or self.dna_binding_max_uM):
+                                    or self.dna_binding_max_uM or self.retention_max_uM):
             raise ValueError(
                 "membrane_permeability_um_per_min|0 unless kind is 'drug' (only drugs enter "
                 "cells and kill)"

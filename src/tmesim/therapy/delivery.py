@@ -204,7 +204,8 @@ class Therapy:
         #: the drug's exchange with cells is a term of its transport step
         self._membrane = self.drug is not None and bool(self.k_mem.any())
         self._membrane_par = np.stack(
-            [self.k_mem, self.vmax, self.km, self.ic50, self.bmax, self.kd_bind]
+            [self.k_mem, self.vmax, self.km, self.ic50, self.bmax, self.kd_bind,
+             self.retain_in, self.retain_out, self.retain_max]
         )
         self._den = np.zeros(0)
         for a in self.agents:
@@ -236,6 +237,11 @@ class Therapy:
         self.bmax = np.zeros(n)  # DNA binding capacity (uM) and Kd (uM), damage repair (1/h)
         self.kd_bind = np.ones(n)
         self.repair = np.zeros(n)
+        # slow (intercalated) pool: filling rate per unit free drug and release rate (1/min),
+        # capacity (uM)
+        self.retain_in = np.zeros(n)
+        self.retain_out = np.zeros(n)
+        self.retain_max = np.zeros(n)
         c = self.sc.cells
         self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
         # P-gp dynamics: induction by intracellular drug, knockdown by carried siRNA
@@ -275,6 +281,10 @@ class Therapy:
             self.bmax[k] = d.dna_binding_max_uM
             self.kd_bind[k] = d.dna_binding_kd_uM
             self.repair[k] = d.damage_repair_per_h
+            if d.retention_max_uM > 0:
+                self.retain_in[k] = d.retention_uptake_per_h / 60.0
+                self.retain_out[k] = math.log(2.0) / (60.0 * d.retention_half_life_h)
+                self.retain_max[k] = d.retention_max_uM
             if self.inhibitor is not None:
                 self.ic50[k] = self.inhibitor.cfg.pgp_ic50_uM
 
@@ -362,7 +372,8 @@ class Therapy:
                 self._den = np.zeros(max(cells.n, 2 * len(self._den), 64))
             kp.membrane_terms(
                 cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-                cells.column("bound"), cells.column("pgp"), self._inhibitor_field(), self._membrane_par, self.phi,
+                cells.column("bound"), cells.column("retained"), cells.column("pgp"),
+                self._inhibitor_field(), self._membrane_par, self.phi,
                 dt_min, self._den, sink[f].reshape(-1),
                 source[f].reshape(-1),
             )
@@ -376,7 +387,7 @@ class Therapy:
             cells = self.cells
             into_cells = kp.membrane_update(
                 cells.n, cells.kind, cells.site, cells.column("drug"), cells.column("bound"),
-                self._den, self.fields.flat(self.drug.name), self._membrane_par, self.phi, dt_min,
+                cells.column("retained"), self._den, self.fields.flat(self.drug.name), self._membrane_par, self.phi, dt_min,
             )
         for a in self.agents:
             flat = self.fields.flat(a.name)
@@ -439,9 +450,10 @@ class Therapy:
         if self.carrier is not None:
             self._nanoparticles(dt_min, time_h)
         cells = self.cells
-        if self.drug is not None and self.bmax.any():
+        if self.drug is not None and (self.bmax.any() or self.retain_max.any()):
             kp.damage_step(cells.n, cells.kind, cells.state, cells.column("bound"),
-                           cells.column("damage"), self.repair, dt_min / 60.0)
+                           cells.column("retained"), cells.column("damage"), self.repair,
+                           dt_min / 60.0)
         if self.pgp_dynamic:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
@@ -548,8 +560,9 @@ class Therapy:
             column = "drug" if a is self.drug else "payload" if a is self.carrier else None
             if column is not None:
                 in_cells = float(cells.column(column)[:n].astype(np.float64).sum()) * self.phi
-            if a is self.drug:  # the bound pool is cell inventory too
-                in_cells += float(cells.column("bound")[:n].astype(np.float64).sum()) * self.phi
+            if a is self.drug:  # the bound and the retained pools are cell inventory too
+                for pool in ("bound", "retained"):
+                    in_cells += float(cells.column(pool)[:n].astype(np.float64).sum()) * self.phi
             x = a.pk.x
             out[a.name] = {
                 "dosed": a.dosed_mg,
@@ -576,7 +589,8 @@ class Therapy:
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
-        total_in = drug_in + cells.column("bound")[:n][live_cancer].astype(np.float64)
+        total_in = (drug_in + cells.column("bound")[:n][live_cancer].astype(np.float64)
+                    + cells.column("retained")[:n][live_cancer].astype(np.float64))
         if len(drug_in):
             p10, p50, p90 = np.percentile(drug_in, [10, 50, 90])
             mean = float(drug_in.mean())
@@ -588,7 +602,7 @@ class Therapy:
         if self.drug is not None:
             d = self.drug
             sites = cells.site[:n][live_cancer]
-            # drug in tumour voxels and cells (free and bound), and still carried by particles
+            # drug in tumour voxels and cells (free, bound, retained), and still carried by particles
             units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(total_in.sum())
             dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
             c = self.carrier
@@ -605,8 +619,10 @@ class Therapy:
             delivered = amount / dosed if dosed > 0 else 0.0
             if len(sites):  # per unit tumour volume: uM = nmol/mL, ~ nmol/g of tumour
                 tumour_total = units / len(sites)
-                tumour_bound = self.phi * float(cells.column("bound")[:n][live_cancer].sum()
-                                                ) / len(sites)
+                # DNA-bound: the fast sites and the retained (slow) pool, the nuclear drug
+                bound_in = (cells.column("bound")[:n][live_cancer].astype(np.float64)
+                            + cells.column("retained")[:n][live_cancer].astype(np.float64))
+                tumour_bound = self.phi * float(bound_in.sum()) / len(sites)
         out["delivered_fraction"] = delivered
         out["tumor_drug_total_uM"] = tumour_total
         out["tumor_drug_bound_uM"] = tumour_bound
