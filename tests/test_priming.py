@@ -171,6 +171,7 @@ def test_priming_run_is_bit_identical_on_one_and_two_threads(tmp_path):
         out = tmp_path / f"threads{threads}.h5"
         r = run_cli("run", PRIMING, "-o", out, "-q", "--set", "time.duration_h=36",
                     "--set", "domain.shape=[50,50]", "--set", DOX_EARLY,
+                    "--set", "subject.species=human",  # a day of drug, so that some die of it
                     env={"NUMBA_NUM_THREADS": threads})
         assert r.returncode == 0, r.stderr
         outs.append(out)
