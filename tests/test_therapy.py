@@ -94,8 +94,8 @@ def test_inhibitor_raises_intracellular_drug_only_in_pgp_cells():
 
 
 def test_pgp_lowers_intracellular_drug_by_the_pump_to_leak_ratio_near_steady_state():
-    """A P-gp level-1 population accumulates about 1/(1 + R) of a P-gp-free one, R = 4.3
-    (Shen et al. 2008: 19 %), when the drug is far below Km (linear regime). While the slow
+    """A P-gp level-1 population accumulates about 1/(1 + R) of a P-gp-free one, R = V_max /
+    (k K_m) = 4.8, when the drug is far below Km (linear regime). While the slow
     pool fills it takes free drug in at up to a = 0.75 /min beside the membrane (k = 5.1 /min),
     so the pump's share falls to R k / (k + a) (docs/pharmacology.md §6.4)."""
     dox = [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0, "start_h": 0.0, "duration_h": 12.0}]
@@ -105,8 +105,11 @@ def test_pgp_lowers_intracellular_drug_by_the_pump_to_leak_ratio_near_steady_sta
     ratio = (
         pgp.metrics()["intracellular_drug_p50_uM"] / free.metrics()["intracellular_drug_p50_uM"]
     )
-    k, a = 5.1, 45.0 / 60.0
-    assert ratio == pytest.approx(1 / (1 + 4.3 * k / (k + a)), rel=0.15)
+    dox_cfg = free.scenario.agents["doxorubicin"]
+    k, a = 5.1, dox_cfg.retention_uptake_per_h / 60.0
+    r = dox_cfg.pgp_vmax_uM_per_min / (k * dox_cfg.pgp_km_uM)
+    assert r == pytest.approx(4.8, rel=0.02)
+    assert ratio == pytest.approx(1 / (1 + r * k / (k + a)), rel=0.15)
 
 
 def test_free_doxorubicin_lowers_the_burden():
