@@ -31,8 +31,8 @@ RADIUS_EXPONENT = 0.386
 
 
 def bernoulli(x) -> np.ndarray:
-    """``B(x) = x / (e^x - 1)``, with ``B(0) = 1``, finite for every real ``x`` (``x e^-x``
-    underflows to 0 for large ``x``; ``-x`` for large negative ``x``)."""
+    """``B(x) = x / (e^x - 1)``, with ``B(0) = 1``, finite for every real ``x`` (0 above
+    ``x = 700``, where ``x e^-x`` is below 1e-300; ``-x`` for large negative ``x``)."""
     x = np.asarray(x, dtype=np.float64)
     small = np.abs(x) < 1e-6
     big = x > 700.0
@@ -40,7 +40,7 @@ def bernoulli(x) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = safe / np.expm1(safe)
     out = np.where(small, 1.0 - 0.5 * x, out)
-    return np.where(big, x * np.exp(-np.minimum(x, 745.0)), out)
+    return np.where(big, 0.0, out)
 
 
 def patlak_coefficients(k, c) -> tuple[np.ndarray, np.ndarray]:
