@@ -46,8 +46,8 @@ from ..kernels import nanoparticles as nk
 from ..kernels import pharmacology as kp
 from .nano_rules import intracellular_release_per_h, ligand_factor, ph_release_rate
 from .particles import transport_of
-from .transvascular import filtration_per_min, patlak_coefficients, reflection_of
 from .pk import Administration, PKModel, PKState
+from .transvascular import filtration_per_min, patlak_coefficients, reflection_of
 
 #: ledger entries, mg
 LEDGER_KEYS = (
