@@ -89,6 +89,19 @@ class AgentConfig(Section):
         ge=0,
         desc="Wall permeability of tumour-associated capillaries (EPR: leakier than normal).",
     )
+    reflection_coefficient: float | None = P(
+        None,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Solvent-drag reflection coefficient sigma of the capillary wall for this agent "
+        "(convective transvascular flux J_v (1 - sigma) C_p, docs/pharmacology.md §3.1), at "
+        "every vessel. null: pore theory from the agent's hydrodynamic radius (from its molar "
+        "mass) and the pore radius of each vessel type (vessels.normal_pore_radius_nm, "
+        "nanoparticle_transport.pore_cutoff_nm / 2 for tumour vessels).",
+        source="sigma = (1 - Phi)^2, Phi = (1 - r/r_p)^2 (Ferry 1936; Curry 1984); radius "
+        "0.0483 M^0.386 nm (Venturoli & Rippe 2005) (parameters.md §6.3)",
+    )
     membrane_permeability_um_per_min: float = P(
         0.0,
         unit="um/min",
@@ -413,6 +426,96 @@ class VesselsConfig(Section):
         source="choice: tumour vessel permeability varies widely between and along vessels "
         "(Yuan et al. 1994; Hobbs et al. 1998) [A] (parameters.md §6.2)",
     )
+    convection: bool = P(
+        True,
+        desc="Transvascular flux of dosed agents and particles with fluid filtration (Patlak): "
+        "J_s/V = q (1 - sigma) C_p + k (C_p - C) Pe / (e^Pe - 1), Pe = q (1 - sigma) / k, "
+        "k = P S/V, q = L_p S/V [p_v - p_i - sigma_T (pi_v - pi_i)] (docs/pharmacology.md "
+        "§3.1). false: diffusive exchange k (C_p - C) only.",
+        source="Patlak et al. 1963; Kedem & Katchalsky 1958; tumour transport parameters of "
+        "Baxter & Jain 1989 (parameters.md §6.3)",
+    )
+    vascular_pressure_mmHg: float = P(
+        15.6,
+        unit="mmHg",
+        desc="Microvascular (capillary) pressure p_v.",
+        source="Baxter & Jain 1989 (Microvasc Res 37:77), Table 1 [V] (parameters.md §6.3)",
+    )
+    plasma_oncotic_mmHg: float = P(
+        20.0,
+        unit="mmHg",
+        ge=0,
+        desc="Plasma colloid osmotic pressure pi_v.",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    tumor_interstitial_pressure_mmHg: float = P(
+        10.0,
+        unit="mmHg",
+        desc="Interstitial fluid pressure p_i at tumour (leaky) vessels: a constant, not a "
+        "solved field.",
+        source="tumour IFP 2-30 mmHg in mouse xenografts (Tufto & Rofstad 1995), 16 mmHg in the "
+        "centre of rat mammary tumours (Wiig et al. 1982) [V]; at most p_e = 11.5 mmHg in an "
+        "alymphatic tumour (Baxter & Jain 1989) (parameters.md §6.3)",
+    )
+    normal_interstitial_pressure_mmHg: float = P(
+        0.0,
+        unit="mmHg",
+        desc="Interstitial fluid pressure p_i at normal vessels.",
+        source="Baxter & Jain 1989: 0 mmHg in normal tissue [V] (parameters.md §6.3)",
+    )
+    tumor_interstitial_oncotic_mmHg: float = P(
+        15.0,
+        unit="mmHg",
+        ge=0,
+        desc="Interstitial colloid osmotic pressure pi_i in tumour.",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    normal_interstitial_oncotic_mmHg: float = P(
+        10.0,
+        unit="mmHg",
+        ge=0,
+        desc="Interstitial colloid osmotic pressure pi_i in normal tissue.",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    tumor_protein_reflection: float = P(
+        0.82,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Osmotic reflection coefficient of plasma proteins sigma_T, tumour vessels.",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    normal_protein_reflection: float = P(
+        0.91,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Osmotic reflection coefficient of plasma proteins sigma_T, normal vessels.",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    tumor_hydraulic_conductivity_um_per_min_mmHg: float = P(
+        0.168,
+        unit="um/(min mmHg)",
+        ge=0,
+        desc="Hydraulic conductivity L_p of tumour vessel walls (2.8e-7 cm/(mmHg s)).",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    normal_hydraulic_conductivity_um_per_min_mmHg: float = P(
+        0.0216,
+        unit="um/(min mmHg)",
+        ge=0,
+        desc="Hydraulic conductivity L_p of normal vessel walls (0.36e-7 cm/(mmHg s)).",
+        source="Baxter & Jain 1989, Table 1 [V] (parameters.md §6.3)",
+    )
+    normal_pore_radius_nm: float = P(
+        5.0,
+        unit="nm",
+        gt=0,
+        desc="Pore radius of normal capillary walls, for the reflection coefficient from pore "
+        "theory (tumour vessels: nanoparticle_transport.pore_cutoff_nm / 2).",
+        source="small pores of continuous capillaries 4-5 nm in radius (two-pore model, Rippe & "
+        "Haraldsson 1994) [A] (parameters.md §6.3)",
+    )
 
 
 class PayloadConfig(Section):
@@ -585,6 +688,17 @@ class NanoparticleConfig(Section):
         unit="um/min",
         ge=0,
         desc="Normal capillary permeability; null: nanoparticles.normal_vessel_factor x tumour.",
+    )
+    reflection_coefficient: float | None = P(
+        None,
+        unit="1",
+        ge=0,
+        le=1,
+        desc="Solvent-drag reflection coefficient of the capillary wall for these particles "
+        "(docs/pharmacology.md §13.5), at every vessel. null: pore theory from size_nm / 2 and "
+        "each vessel type's pore radius.",
+        source="sigma = (1 - Phi)^2, Phi = (1 - r/r_p)^2 (Ferry 1936; Curry 1984) "
+        "(parameters.md §6.3)",
     )
 
 

@@ -4,15 +4,18 @@ Per dosed agent (docs/pharmacology.md):
 
 * **Plasma** follows the agent's linear PK model (:class:`~tmesim.therapy.pk.PKState`), dosed by
   its intravenous administrations (boluses or infusions).
-* **Capillary exchange.** Each perfused voxel (capillary or vessel) exchanges with plasma,
-  ``dC/dt = P (S/V) (C_p - C)``, with ``S/V = pi d / voxel^2`` (one capillary of diameter
+* **Capillary exchange.** Each perfused voxel (capillary or vessel) exchanges with plasma
+  by diffusion and, with ``vessels.convection``, by fluid filtration (the Patlak flux of
+  :mod:`~tmesim.therapy.transvascular`, ``gain C_p - loss C``; without convection
+  ``dC/dt = P (S/V) (C_p - C)``), with ``S/V = pi d / voxel^2`` (one capillary of diameter
   ``d`` through the voxel) and ``P`` the wall permeability: ``tumor_permeability`` (times the
   vessel's leakiness factor) for the immature vessels angiogenesis formed, or with
   ``vessels.leaky_vessels: tumor_associated`` for capillaries within
-  ``vessels.tumor_association_um`` of a cancer cell, and ``permeability`` otherwise. The exchange is a sink ``P S/V`` and a source ``P S/V C_p`` of the agent field's
-  transport step (implicit when the exchange is fast, so that its steady state is exact), and
-  the amount it moved (:func:`~tmesim.kernels.pharmacology.vessel_flux` of the solved field) is
-  taken out of (or returned to) the plasma compartment.
+  ``vessels.tumor_association_um`` of a cancer cell, and ``permeability`` otherwise. The
+  exchange is a sink ``loss`` and a source ``gain C_p`` of the agent field's transport step
+  (implicit when the exchange is fast, so that its steady state is exact), and the amount it
+  moved, ``dt sum(gain C_p - loss C')`` of the solved field, is taken out of (or returned to)
+  the plasma compartment.
 * **Inhalation.** A fraction ``subject.inhaled_deposited_fraction`` of an inhaled dose deposits
   evenly over the lung's alveolar surface; the domain receives the share of its own alveolar
   surface sites (one voxel face each), the rest of the deposited dose is absorbed into plasma,
@@ -44,6 +47,7 @@ from ..kernels import pharmacology as kp
 from .nano_rules import intracellular_release_per_h, ligand_factor, ph_release_rate
 from .particles import transport_of
 from .pk import Administration, PKModel, PKState
+from .transvascular import filtration_per_min, patlak_coefficients, reflection_of
 
 #: ledger entries, mg
 LEDGER_KEYS = (
@@ -64,10 +68,12 @@ def local_rates(scenario) -> dict[str, float]:
     voxel ``phi k``. It decides, like a field's own rate, whether the field's transport step is
     implicit under ``numerics.scheme: auto`` (:func:`tmesim.fields.choose_steps`)."""
     sv = math.pi * scenario.vessels.capillary_diameter_um / scenario.domain.voxel_um**2
+    # |q (1 - sigma)| <= |q|: an upper bound of the convective part of the exchange rate
+    q_max = max(abs(q) for q in filtration_per_min(scenario.vessels, sv))
     out = {}
     for name in scenario.dosed_agents:
         cfg = scenario.agents[name]
-        rate = cfg.decay_per_min + sv * max(
+        rate = q_max + cfg.decay_per_min + sv * max(
             cfg.permeability_um_per_min, cfg.tumor_permeability_um_per_min
         )
         if cfg.kind == "drug":
@@ -82,7 +88,9 @@ def local_rates(scenario) -> dict[str, float]:
         out[name] = rate
     for name in scenario.dosed_nanoparticles:
         der = transport_of(scenario, name)
-        out[name] = sv * max(der["tumor_permeability_um_per_min"], der["permeability_um_per_min"])
+        out[name] = q_max + sv * max(
+            der["tumor_permeability_um_per_min"], der["permeability_um_per_min"]
+        )
     return out
 
 
@@ -141,6 +149,8 @@ class AgentDelivery:
                 else:
                     inhaled.append((t, amount))
         self.pk = PKState(model, iv)
+        #: solvent-drag reflection coefficients at tumour and at normal vessels
+        self.sigma_tumor, self.sigma_normal = reflection_of(scenario, name)
         self.inhaled = sorted(inhaled)
         self._next_inhaled = 0
         #: field units (uM or nM) per mg/L
@@ -186,6 +196,9 @@ class Therapy:
         self.surface_sites = np.flatnonzero(tissue.alveolar_surface).astype(np.int64)
         self.tissue_sites = np.flatnonzero(~tissue.lumen)
         self.surface_per_volume = math.pi * scenario.vessels.capillary_diameter_um / vox**2
+        #: fluid filtration per unit tissue volume at tumour and normal vessels (1/min)
+        self.q_tumor, self.q_normal = filtration_per_min(scenario.vessels,
+                                                         self.surface_per_volume)
         self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
         if len(self.perfused_sites) == 0 and any(a.pk.doses for a in self.agents):
             raise ScenarioError(
@@ -209,9 +222,16 @@ class Therapy:
         )
         self._den = np.zeros(0)
         for a in self.agents:
-            a.vessel_rate = np.zeros(len(self.perfused_sites))
+            self._no_exchange(a)
         self._rates_current = False  # vessel rates as the perfused voxels now stand
         self._distance = None  # um to the nearest perfused voxel, for np_penetration_um
+
+    def _no_exchange(self, a: AgentDelivery) -> None:
+        n = len(self.perfused_sites)
+        a.vessel_rate = np.zeros(n)  # diffusive rate P S/V (1/min)
+        a.vessel_convection = np.zeros(n)  # convective rate q (1 - sigma) (1/min)
+        a.vessel_loss = np.zeros(n)  # sink of the exchange (1/min)
+        a.vessel_gain = np.zeros(n)  # source of the exchange per unit plasma (1/min)
 
     @property
     def active(self) -> bool:
@@ -222,7 +242,7 @@ class Therapy:
         self.perfused_sites = np.flatnonzero(np.asarray(perfused).ravel()).astype(np.int64)
         self.tumor_vessel = np.zeros(len(self.perfused_sites), dtype=bool)
         for a in self.agents:
-            a.vessel_rate = np.zeros(len(self.perfused_sites))
+            self._no_exchange(a)
         self._rates_current = False
         self._distance = None
 
@@ -307,10 +327,18 @@ class Therapy:
             factor = self.tissue.leakiness[self.perfused_sites]
         else:
             self.tumor_vessel = self._near_cancer()
-        # a poorly perfused vessel brings less plasma past its wall (1 for host vessels)
-        flow = self.tissue.perfusion[self.perfused_sites] * self.surface_per_volume
+        # a poorly perfused vessel brings less plasma past its wall (1 for host vessels); the
+        # leakiness scales wall permeability and hydraulic conductivity alike
+        perf = self.tissue.perfusion[self.perfused_sites]
+        flow = perf * self.surface_per_volume
+        q = np.where(self.tumor_vessel, self.q_tumor * factor, self.q_normal) * perf
         for a in self.agents:
             a.vessel_rate = np.where(self.tumor_vessel, a.p_tumor * factor, a.p_normal) * flow
+            a.vessel_convection = q * np.where(
+                self.tumor_vessel, 1.0 - a.sigma_tumor, 1.0 - a.sigma_normal
+            )
+            a.vessel_loss, a.vessel_gain = patlak_coefficients(a.vessel_rate,
+                                                               a.vessel_convection)
 
     def _near_cancer(self) -> np.ndarray:
         """Perfused voxels within ``vessels.tumor_association_um`` of a live cancer cell."""
@@ -361,8 +389,8 @@ class Therapy:
             if a.decay > 0:
                 snk += a.decay
             if len(self.perfused_sites):
-                snk[self.perfused_sites] += a.vessel_rate
-                src[self.perfused_sites] += a.vessel_rate * a.plasma
+                snk[self.perfused_sites] += a.vessel_loss
+                src[self.perfused_sites] += a.vessel_gain * a.plasma
             a.before = float(np.sum(flat, dtype=np.float64))
         d = self.drug
         if self._membrane:
@@ -395,7 +423,10 @@ class Therapy:
             decayed = dt_min * a.decay * after
             moved = 0.0
             if len(self.perfused_sites):
-                moved = kp.vessel_flux(flat, self.perfused_sites, a.vessel_rate, a.plasma, dt_min)
+                # dt sum(gain C_p - loss C') with gain = loss + convection
+                moved = kp.vessel_flux(
+                    flat, self.perfused_sites, a.vessel_loss, a.plasma, dt_min
+                ) + dt_min * a.plasma * float(np.sum(a.vessel_convection))
                 a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
             cells_in = into_cells if a is self.drug else 0.0
             lost = a.before + moved - decayed - cells_in - after
