@@ -86,7 +86,7 @@ def test_pore_reflection_coefficient():
 def test_small_drugs_stay_diffusive_and_particles_are_convective():
     """The Peclet number of doxorubicin is about 1e-3 at every vessel (its exchange is k (C_p
     - C) to 0.1 %), that of the 100 nm liposome about 20 at tumour vessels."""
-    sc = scenario_from_dict(None, [])
+    sc = scenario_from_dict(None, [("vessels.convection", True)])
     sv = math.pi * sc.vessels.capillary_diameter_um / sc.domain.voxel_um**2
     q_t, q_n = filtration_per_min(sc.vessels, sv)
     assert q_t > 0 and q_n > 0
@@ -105,7 +105,7 @@ def test_small_drugs_stay_diffusive_and_particles_are_convective():
     assert sigma_n == 1.0  # 100 nm particles do not fit the 5 nm pores of normal capillaries
     pe = q_t * (1 - sigma_t) / (lipo["tumor_permeability_um_per_min"] * sv)
     assert 10 < pe < 40
-    no = scenario_from_dict(None, [("vessels.convection", False)])
+    no = scenario_from_dict(None, [])  # the default: no filtration
     assert filtration_per_min(no.vessels, sv) == (0.0, 0.0)
 
 
@@ -118,6 +118,7 @@ def test_a_perfused_voxel_follows_the_closed_form_of_the_patlak_ode():
         TINY,
         **{
             "time.duration_h": 2.0,
+            "vessels.convection": True,
             "therapy": [{"agent": MICELLE, "dose_mg_per_kg": 5.0, "start_h": 0.0}],
             f"nanoparticles.{MICELLE}.diffusion_um2_per_min": 0.0,
             f"nanoparticles.{MICELLE}.half_life_h": 1e6,

@@ -427,11 +427,13 @@ class VesselsConfig(Section):
         "(Yuan et al. 1994; Hobbs et al. 1998) [A] (parameters.md §6.2)",
     )
     convection: bool = P(
-        True,
+        False,
         desc="Transvascular flux of dosed agents and particles with fluid filtration (Patlak): "
         "J_s/V = q (1 - sigma) C_p + k (C_p - C) Pe / (e^Pe - 1), Pe = q (1 - sigma) / k, "
         "k = P S/V, q = L_p S/V [p_v - p_i - sigma_T (pi_v - pi_i)] (docs/pharmacology.md "
-        "§3.1). false: diffusive exchange k (C_p - C) only.",
+        "§3.1). false (default): diffusive exchange k (C_p - C) only; filtration is off until "
+        "interstitial pressure is solved, since with a constant one it overshoots the published "
+        "liposome tumour peak 21-fold (§3.1).",
         source="Patlak et al. 1963; Kedem & Katchalsky 1958; tumour transport parameters of "
         "Baxter & Jain 1989 (parameters.md §6.3)",
     )
