@@ -151,7 +151,7 @@ def draw_case(result, path) -> Path:
     ncols = min(n, PANELS_PER_ROW)
     nrows = -(-n // ncols)
     # rows of panels a little smaller than a single row's, to keep the file small
-    w, h = (4.2, 3.4) if nrows == 1 else (3.5, 2.9)
+    w, h = (4.2, 3.4) if nrows == 1 else (3.3, 2.75)
     fig, axes = plt.subplots(nrows, ncols, figsize=(max(5.0, w * ncols), h * nrows),
                              squeeze=False)
     for ax in axes.ravel()[n:]:
