@@ -574,7 +574,7 @@ class TCellConfig(CellTypeBase):
         ge=0,
         le=1,
         desc="Fraction of killing and of division lost against a target at full effective "
-        "PD-L1.",
+        "PD-L1 (with progenitor.enabled: of effector killing and progenitor division).",
         source="choice; Grajek 2023 suppresses fully (probability 1) (parameters.md §3.3)",
     )
     exhaustion_antigen_h: float = P(
@@ -609,12 +609,13 @@ class TCellConfig(CellTypeBase):
         48.0,
         unit="h",
         desc="Mean time between divisions of an engaged, active T cell at zero PD-L1 (<= 0: no "
-        "division).",
+        "division); with progenitor.enabled, of an effector, whatever the PD-L1.",
         source="spQSP-IO T-cell division interval 2 d (parameters.md §3.2) [V]",
     )
     max_divisions: int = P(
         7, unit="divisions", ge=-1,
-        desc="Divisions a recruited T cell may make after engagement (-1: unlimited).",
+        desc="Divisions a recruited T cell may make after engagement (-1: unlimited); with "
+        "progenitor.enabled, the burst of each new effector (progenitors have no budget).",
         source="spQSP-IO T-cell division limit 7 (parameters.md §3.2) [V]",
     )
     lifespan_h: float = P(
