@@ -39,11 +39,11 @@ from tmesim.kernels.layout import (
     ICD,
     ID,
     LYTIC_SPENT,
-    TCF1,
     PARENT,
     PAYLOAD,
     PDL1,
     PHENOTYPE,
+    TCF1,
     CellArrays,
 )
 
