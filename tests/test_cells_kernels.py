@@ -100,10 +100,12 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
     # the rows of the columns before the DNA-bound pool, drawn as then; bound drug and damage
     # follow the drug without drawing (so that every later draw is unchanged)
-    # (the immunogenic-death mark is 0 on every cell until the step it dies)
+    # (the immunogenic-death mark is 0 on every cell until the step it dies; the T-cell lineage
+    # is set from the ids, without drawing, half progenitors)
     older = [r for r in range(s["f32"].shape[0])
-             if r not in (layout.BOUND, layout.DAMAGE, layout.ICD)]
+             if r not in (layout.BOUND, layout.DAMAGE, layout.ICD, layout.TCF1)]
     s["f32"][older, :n] = rng.uniform(0.0, 1.0, (len(older), n)).astype(np.float32)
+    s["f32"][layout.TCF1, :n] = s["ids"][layout.ID, :n] % 2
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
     s["kind"][:n] = kind
