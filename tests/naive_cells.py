@@ -44,6 +44,7 @@ from tmesim.kernels.layout import (
     PDL1,
     PHENOTYPE,
     RETAINED,
+    TCF1,
     CellArrays,
 )
 
@@ -357,7 +358,8 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
 
 # --------------------------------------------------------------------------- immune cells
 (T_KILL, T_SUPP, T_EXH_H, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD, T_EXH_GAIN,
- T_STORE, T_REFILL_H, T_DIV, T_EXH_SPREAD) = range(15)
+ T_STORE, T_REFILL_H, T_DIV, T_EXH_SPREAD, T_PROG, T_PROG_ARRIVE, T_PROG_DIV, T_DIFF, T_PROG_KILL,
+ T_EFF_DIV) = range(21)
 (M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS, M_CCL2_W,
  M_CCL2_HALF, M_RELAX, M_REST_RECRUITED, M_REST_RESIDENT, M_RESIDENT_M2, M_RESIDENT_LIFE) = range(17)
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
@@ -378,9 +380,21 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             continue
         cid = int(ids[ID, i])
         s = int(site[i])
+        # a cell new since the last step (clock 0) draws its fate; it was engaged if it is the
+        # product of a division (T cells divide only while engaged)
+        new, from_division = fl[CLOCK_H, i] == 0.0, fl[AUX, i] > 0.5
         fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
         fl[AUX, i] = 0.0
         exhausted = state[i] == QUIESCENT
+        lineage = par[T_PROG] > 0.0
+        if lineage and new and not exhausted:
+            u = uniform(seed, cid, step, 39)
+            if not from_division:  # arrived or placed
+                fl[TCF1, i] = 1.0 if u < par[T_PROG_ARRIVE] else 0.0
+            elif fl[TCF1, i] > 0.5 and u < par[T_DIFF]:  # a progenitor's product differentiates
+                fl[TCF1, i] = 0.0
+                i32[DIVISIONS_LEFT, i] = int(par[T_EFF_DIV])
+        progenitor = lineage and fl[TCF1, i] > 0.5
         life = par[T_XLIFE] if exhausted else par[T_LIFE]
         death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s, fields, 0.0, rules)
         if uniform(seed, cid, step, 30) < hazard_prob(death, dt):
@@ -399,7 +413,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                 occupancy = a / (a + par[T_KD])
             pdl1 = float(fl[PDL1, j]) * (1.0 - occupancy)
             fl[AUX, i] = 1.0
-            if par[T_EXH_H] > 0.0:  # antigen exposure, in units of the exposure that exhausts
+            if par[T_EXH_H] > 0.0 and not progenitor:  # exposure, in units of what exhausts
                 fl[PHENOTYPE, i] = f32(float(fl[PHENOTYPE, i])
                                        + (1.0 + par[T_EXH_GAIN] * pdl1) * dt / par[T_EXH_H])
                 # the cell's own threshold: keyed with step 0, so fixed for its life
@@ -411,6 +425,8 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             if armed > 0.0:
                 kill = apply_rules(par[T_KILL], TCELL, B_KILL, s, fields, pdl1, rules)
                 kill *= (1.0 - par[T_SUPP] * pdl1) * armed
+                if progenitor:
+                    kill *= par[T_PROG_KILL]
                 if par[T_TGFB] > 0.0:
                     kill /= 1.0 + tgfb[s] / par[T_TGFB]
                 if uniform(seed, cid, step, 31) < hazard_prob(kill, dt):
@@ -418,14 +434,20 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                     fl[LYTIC_SPENT, i] = f32(float(fl[LYTIC_SPENT, i]) + 1.0)
                     continue
             free_q = bits(free)
-            division = par[T_DIV] * (1.0 - par[T_SUPP] * pdl1)
-            if (i32[DIVISIONS_LEFT, i] != 0 and free_q
+            left = int(i32[DIVISIONS_LEFT, i])
+            if progenitor:  # PD-L1 restrains the progenitors' division, which has no budget
+                division = par[T_PROG_DIV] * (1.0 - par[T_SUPP] * pdl1)
+            elif lineage:  # effectors of the progenitor model: a burst PD-L1 does not touch
+                division = par[T_DIV]
+            else:
+                division = par[T_DIV] * (1.0 - par[T_SUPP] * pdl1)
+            if ((progenitor or left != 0) and free_q
                     and uniform(seed, cid, step, 36) < hazard_prob(division, dt)):
                 action[i] = DIVIDE
                 target[i] = neighbour_site(s, free_q[randint(seed, cid, step, 37, len(free_q))],
                                            nz, ny, nx)
-                left = int(i32[DIVISIONS_LEFT, i])
-                dkind[i], ddiv[i] = TCELL, (left - 1 if left > 0 else -1)
+                dkind[i] = TCELL
+                ddiv[i] = left if progenitor else (left - 1 if left > 0 else -1)
             continue  # an engaged T cell stays put
         rate = apply_rules(par[T_MIG], TCELL, B_MIGRATION, s, fields, 0.0, rules)
         if par[T_ECM] > 0.0:

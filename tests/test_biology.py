@@ -231,7 +231,8 @@ def test_tumour_cells_never_exceed_max_divisions():
 # --------------------------------------------------------------------------- T cells
 T_BASE = dict(kill=1.0, supp=0.0, exh_h=0.0, life=1e9, xlife=1e9, mig=1.0, bias=0.0,
               ecm_half=0.0, tgfb_half=0.0, kd=0.0, exh_gain=0.0, store=0.0, refill_h=1.0, div=0.0,
-              exh_spread=0.0)
+              exh_spread=0.0, prog=0.0, prog_arrive=0.0, prog_div=0.0, diff=0.0, prog_kill=0.0,
+              eff_div=0.0)
 
 
 def t_par(**kw):
@@ -246,7 +247,12 @@ def t_par(**kw):
                       ("tgfb_half", ki.T_TGFB_HALF), ("kd", ki.T_ANTIBODY_KD),
                       ("exh_gain", ki.T_PDL1_EXHAUSTION_GAIN), ("store", ki.T_LYTIC_STORE),
                       ("refill_h", ki.T_LYTIC_RECOVERY_H), ("div", ki.T_DIVISION_RATE),
-                      ("exh_spread", ki.T_EXHAUSTION_SPREAD)):
+                      ("exh_spread", ki.T_EXHAUSTION_SPREAD), ("prog", ki.T_PROGENITOR),
+                      ("prog_arrive", ki.T_ARRIVAL_PROGENITOR),
+                      ("prog_div", ki.T_PROGENITOR_DIVISION_RATE),
+                      ("diff", ki.T_DIFFERENTIATION_PROB),
+                      ("prog_kill", ki.T_PROGENITOR_KILL_FACTOR),
+                      ("eff_div", ki.T_EFFECTOR_DIVISIONS)):
         p[idx] = v[name]
     return p
 
@@ -457,6 +463,161 @@ def test_tcell_division_spends_the_mothers_budget():
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, :nt] == 1)
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, n:m] == 1)
     assert np.all(s["kind"][n:m] == codes.TCELL)
+
+
+# --------------------------------------------------------------------------- progenitors (§5.10)
+def _lineage(s, nt, tcf1, clock=1.0):
+    """Mark the first ``nt`` rows (T cells) progenitors (``tcf1`` 1) or effectors (0), not new."""
+    s["f32"][layout.TCF1, :nt] = tcf1
+    s["f32"][layout.CLOCK_H, :nt] = clock
+
+
+def test_arrivals_are_progenitors_with_the_arrival_fraction():
+    """A T cell at its first step (clock 0, not engaged: arrived or placed) is a progenitor with
+    probability arrival_fraction; a cell that is not new keeps its lineage."""
+    f = 0.3
+    s = isolated((1, 90, 90), codes.TCELL)
+    n = s["n"]
+    s["f32"][layout.CLOCK_H, n // 2 : n] = 1.0  # not new: keep tcf1 0
+    tcell_decisions(s, t_par(mig=0.0, prog=1.0, prog_arrive=f), 0.1, steps=1)
+    new = s["f32"][layout.TCF1, : n // 2]
+    assert set(np.unique(new)) <= {0.0, 1.0}
+    within(new.mean(), f, binomial_sd(f, len(new)))
+    assert np.all(s["f32"][layout.TCF1, n // 2 : n] == 0.0)
+    tcell_decisions(s, t_par(mig=0.0, prog=1.0, prog_arrive=f), 0.1, steps=3)
+    np.testing.assert_array_equal(s["f32"][layout.TCF1, : n // 2], new)  # drawn once
+
+
+def test_progenitor_division_outcome_probabilities():
+    """Each product of a progenitor division becomes an effector with probability p (its own
+    draw, at its first step), so a division gives two progenitors with (1-p)^2, one of each
+    with 2p(1-p) and two effectors with p^2; the mother spends no budget, a new effector gets
+    the effector budget, and an effector's division gives effectors only."""
+    p, budget = 0.4, 5
+    s, nt = pairs(pdl1=0.0)
+    for k in ("ids", "i32", "f32", "kind", "state", "site", "action", "target", "dkind", "ddiv"):
+        s[k] = np.concatenate([s[k], np.zeros_like(s[k])], axis=-1)  # room for the daughters
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 3
+    eff = np.arange(nt) % 5 == 0  # a fifth of the mothers are effectors
+    _lineage(s, nt, np.where(eff, 0.0, 1.0))
+    n = s["n"]
+    s["ids"][layout.ID, :n] = np.arange(n)
+    par = t_par(kill=0.0, mig=0.0, prog=1.0, prog_div=1e6, div=1e6, diff=p, eff_div=budget)
+    cells, lattice = _cells(s)
+    keys = ka.StepKeys(0.1, 11, 1)
+    ki.tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
+                    np.zeros((1, len(s["occ"]))), par, NO_RULES, keys, _intents(s))
+    assert np.all(s["action"][:nt] == ka.DIVIDE)
+    m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6,
+                               np.zeros(codes.N_KINDS, np.int64),
+                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64))
+    assert m == n + nt
+    daughters = np.empty(nt, np.int64)  # row of each mother's daughter (ids are rows here)
+    daughters[s["ids"][layout.PARENT, n:m]] = np.arange(n, m)
+    # the next step draws the fates (no division now: rate 0)
+    par2 = t_par(kill=0.0, mig=0.0, prog=1.0, diff=p, eff_div=budget)
+    ki.tcell_decide(m, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
+                    np.zeros((1, len(s["occ"]))), par2, NO_RULES, ka.StepKeys(0.1, 11, 2),
+                    _intents(s))
+    tcf1 = s["f32"][layout.TCF1]
+    mothers, kids = tcf1[:nt][~eff], tcf1[daughters][~eff]
+    both = float(np.mean((mothers == 1) & (kids == 1)))
+    one = float(np.mean(mothers != kids))
+    none_ = float(np.mean((mothers == 0) & (kids == 0)))
+    k = int((~eff).sum())
+    for got, want in ((both, (1 - p) ** 2), (one, 2 * p * (1 - p)), (none_, p * p)):
+        within(got, want, binomial_sd(want, k))
+    left = s["i32"][layout.DIVISIONS_LEFT]
+    for rows in (np.arange(nt)[~eff], daughters[~eff]):
+        assert np.all(left[rows][tcf1[rows] == 1] == 3)  # progenitors: budget untouched
+        assert np.all(left[rows][tcf1[rows] == 0] == budget)  # new effectors: a fresh burst
+    assert np.all(tcf1[:nt][eff] == 0) and np.all(tcf1[daughters][eff] == 0)
+    assert np.all(left[:nt][eff] == 2) and np.all(left[daughters][eff] == 2)
+
+
+@pytest.mark.parametrize("case", ["plain", "pdl1", "antibody"])
+@pytest.mark.parametrize("who", ["progenitor", "effector"])
+def test_pdl1_restrains_progenitor_division_and_blockade_lifts_it(case, who):
+    """With the progenitor model an engaged progenitor divides with P = 1 - exp(-r_p (1 - s
+    P_eff) dt): PD-L1 restrains it and anti-PD-L1 (occupancy 3/4 here) gives most of it back;
+    an engaged effector divides at its own rate r whatever the PD-L1 (no response to
+    blockade)."""
+    r_p, r, supp, kd, dt = 0.4, 0.25, 0.9, 0.4, 0.5
+    s, nt = pairs(pdl1=0.0 if case == "plain" else 1.0)
+    _lineage(s, nt, 1.0 if who == "progenitor" else 0.0)
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 3
+    antibody = np.full(len(s["occ"]), 3 * kd) if case == "antibody" else None
+    par = t_par(kill=0.0, supp=supp, kd=kd, div=r, prog=1.0, prog_div=r_p)
+    act, _ = tcell_decisions(s, par, dt, steps=40, antibody=antibody)
+    is_t = np.tile(s["kind"][: s["n"]] == codes.TCELL, 40)
+    div = act[is_t] == ka.DIVIDE
+    p_eff = {"plain": 0.0, "pdl1": 1.0, "antibody": 0.25}[case]
+    if who == "progenitor":
+        p = 1 - math.exp(-r_p * (1 - supp * p_eff) * dt)
+        assert np.all(s["ddiv"][:nt][s["action"][:nt] == ka.DIVIDE] == 3)  # no budget spent
+    else:
+        p = 1 - math.exp(-r * dt)
+    within(div.mean(), p, binomial_sd(p, len(div)))
+
+
+def test_progenitors_kill_little_and_do_not_exhaust():
+    """An engaged progenitor kills with kill_factor times the effector's hazard and gathers no
+    antigen exposure; an effector beside it gathers dt / exhaustion_antigen_h per step."""
+    k, factor, dt, e_h = 0.5, 0.2, 0.5, 10.0
+    s, nt = pairs(pdl1=0.0)
+    prog = np.arange(nt) % 2 == 0
+    _lineage(s, nt, np.where(prog, 1.0, 0.0))
+    par = t_par(kill=k, prog=1.0, prog_kill=factor, exh_h=e_h, exh_spread=0.0)
+    # one step from the same state, many times over (fresh seeds), so no target is lost
+    kills_p = kills_e = 0
+    trials = 30
+    for seed in range(trials):
+        s2 = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in s.items()}
+        act, _ = tcell_decisions(s2, par, dt, steps=1, seed=seed)
+        kills_p += int((act[:nt][prog] == ka.KILL).sum())
+        kills_e += int((act[:nt][~prog] == ka.KILL).sum())
+        np.testing.assert_array_equal(s2["f32"][layout.PHENOTYPE, :nt][prog], 0.0)
+        np.testing.assert_allclose(s2["f32"][layout.PHENOTYPE, :nt][~prog], dt / e_h, rtol=1e-6)
+    n_p, n_e = int(prog.sum()) * trials, int((~prog).sum()) * trials
+    for got, want, nn in ((kills_p / n_p, 1 - math.exp(-k * factor * dt), n_p),
+                          (kills_e / n_e, 1 - math.exp(-k * dt), n_e)):
+        within(got, want, binomial_sd(want, nn))
+
+
+@pytest.mark.parametrize("lineage", [0.0, 1.0], ids=["effectors-only", "progenitor-model"])
+def test_exhausted_tcells_do_not_respond_to_blockade(lineage):
+    """A terminally exhausted T cell beside a PD-L1-high target neither kills nor divides, and
+    anti-PD-L1 changes none of its decisions, bit for bit."""
+    out = []
+    for antibody in (None, 1e3):
+        s, nt = pairs(pdl1=1.0)
+        _lineage(s, nt, 0.0)
+        s["state"][:nt] = codes.QUIESCENT
+        s["i32"][layout.DIVISIONS_LEFT, :nt] = 3
+        par = t_par(kill=1.0, supp=0.9, kd=0.4, div=1.0, prog=lineage, prog_div=1.0)
+        ab = None if antibody is None else np.full(len(s["occ"]), antibody)
+        act, tgt = tcell_decisions(s, par, 0.5, steps=20, antibody=ab)
+        out.append((act, tgt, s["f32"].copy()))
+        is_t = np.tile(np.arange(s["n"]) < nt, 20)
+        assert not np.isin(act[is_t], (ka.KILL, ka.DIVIDE)).any()
+    for a, b in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_progenitor_model_off_changes_nothing():
+    """With the model off (the default) the tcf1 column is never written and the decisions are
+    those of a parameter vector without the new entries."""
+    s, nt = pairs(pdl1=0.5)
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 3
+    s2 = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in s.items()}
+    base = t_par(kill=0.3, supp=0.5, div=0.2, exh_h=5.0)
+    other = base.copy()
+    other[ki.T_ARRIVAL_PROGENITOR :] = (1.0, 5.0, 0.5, 0.0, 2.0)  # ignored while off
+    a = tcell_decisions(s, base, 0.5, steps=10)
+    b = tcell_decisions(s2, other, 0.5, steps=10)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not s["f32"][layout.TCF1].any()
 
 
 def test_pdl1_relaxes_to_the_hill_target():

@@ -100,10 +100,12 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     s["i32"][layout.DIVISIONS_LEFT, :n] = rng.integers(-1, 4, n)
     # the rows of the columns before the DNA-bound pools, drawn as then; bound and retained
     # drug and damage follow the drug without drawing (so that every later draw is unchanged)
-    # (the immunogenic-death mark is 0 on every cell until the step it dies)
+    # (the immunogenic-death mark is 0 on every cell until the step it dies; the T-cell lineage
+    # is set from the ids, without drawing, half progenitors)
     older = [r for r in range(s["f32"].shape[0])
-             if r not in (layout.BOUND, layout.RETAINED, layout.DAMAGE, layout.ICD)]
+             if r not in (layout.BOUND, layout.RETAINED, layout.DAMAGE, layout.ICD, layout.TCF1)]
     s["f32"][older, :n] = rng.uniform(0.0, 1.0, (len(older), n)).astype(np.float32)
+    s["f32"][layout.TCF1, :n] = s["ids"][layout.ID, :n] % 2
     s["f32"][layout.CLOCK_H, :n] *= 4.0  # clocks up to 4 h (lysis times are 2-3 h below)
     s["f32"][layout.AUX, :n] = rng.integers(0, 2, n)
     s["kind"][:n] = kind
@@ -186,7 +188,12 @@ def constant_rate_cells(n, s, f, par, rules):
 # kill, PD-L1 suppression, exhaustion hours, lifespan, exhausted lifespan, migration, bias, ECM
 # half, TGF-b half, antibody Kd, PD-L1 exhaustion gain, lytic store, refill hours, division
 # rate, exhaustion spread
-T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6, 0.4])
+T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6, 0.4,
+                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+# the same with progenitors and effectors (biology.md §5.10): on, arrival fraction, progenitor
+# division rate, differentiation probability, progenitor kill factor, effector budget
+T_PAR_LINEAGE = T_PAR.copy()
+T_PAR_LINEAGE[ki.T_PROGENITOR:] = (1.0, 0.5, 0.8, 0.4, 0.3, 2.0)
 # phagocytosis, to M1, to M2, IFN-g half, TGF-b half, hypoxia, contact, lifespan, migration,
 # bias, CCL2 weight, CCL2 half, relaxation, recruited rest, resident rest, resident M2 factor,
 # resident lifespan
@@ -236,20 +243,23 @@ def intents_of(w) -> ka.Intents:
     return ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"])
 
 
-def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=None):
+def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=None,
+               t_par=None):
     """One cell phase (the four decide kernels, apply, arrivals) with kernels or twins.
 
     ``mod`` is a namespace with the kernels or the twins under the kernels' names; ``par`` the
-    cancer parameters (default :func:`cancer_params`).
+    cancer parameters (default :func:`cancer_params`), ``t_par`` the T-cell ones (default
+    :data:`T_PAR`).
     """
     par = cancer_params() if par is None else par
+    t_par = T_PAR if t_par is None else t_par
     cells, lattice, keys = naive.cell_arrays(s), ka.Lattice(shape, air), ka.StepKeys(dt, seed, step)
     intents = intents_of(w)
     mod.cancer_decide(n, cells, lattice, f["oxygen"], f["tgfb"], f["ifng"], f["fields"], par, rules,
                       keys, intents)
     yield "cancer_decide"
     mod.tcell_decide(n, cells, lattice, f["chemo"], f["tgfb"], f["ecm"], f["antibody"], f["fields"],
-                     T_PAR, rules, keys, intents)
+                     t_par, rules, keys, intents)
     yield "tcell_decide"
     mod.macrophage_decide(n, cells, lattice, f["chemo"], f["ifng"], f["tgfb"], f["oxygen"],
                           f["ccl2"], f["fields"], M_PAR, rules, keys, intents)
@@ -297,7 +307,8 @@ def work(cap):
     }
 
 
-def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5, par=None):
+def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5, par=None,
+                        t_par=None):
     """Step kernels and twins side by side, comparing every array after every kernel.
 
     Without rules tumour cells do not convert (so they too can take the constant-rate pass);
@@ -308,12 +319,13 @@ def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # fast on a loaded machine; 1 vs 2 threads is tested separately
     try:
-        return _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par)
+        return _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par,
+                                    t_par)
     finally:
         numba.set_num_threads(threads)
 
 
-def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par):
+def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par, t_par):
     rng = np.random.default_rng([seed, *shape3, air, with_rules])
     n, s, air_mask, f = cell_state(shape3, rng, air=air)
     shape = np.array(shape3, np.int64)
@@ -329,9 +341,10 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par):
         w, t_w = work(cap), work(cap)
         paths += [len(x) for x in constant_rate_cells(n, s, f, par, rules)]
         for stage, t_stage in zip(
-            cell_phase(Kernels, n, s, air_mask, f, rules, shape, dt, seed, step, w, next_id, par),
+            cell_phase(Kernels, n, s, air_mask, f, rules, shape, dt, seed, step, w, next_id, par,
+                       t_par),
             cell_phase(twin, n, t_s, air_mask, t_f, rules, shape, dt, seed, step, t_w, next_id,
-                       par),
+                       par, t_par),
             strict=True,
         ):
             assert stage == t_stage
@@ -390,6 +403,15 @@ def test_cell_phase_matches_twin_with_the_hazard_on_damage():
     par = cancer_params(plastic=False, drug_row=layout.DAMAGE)
     seen, _, _, _ = run_twin_comparison(SHAPES[0], 321, air=False, with_rules=False, par=par)
     assert seen[3] > 0  # some cell died
+
+
+@pytest.mark.parametrize("shape3", [(1, 20, 20), (4, 8, 8)], ids=lambda s: "x".join(map(str, s)))
+def test_cell_phase_matches_twin_with_progenitors(shape3):
+    """Progenitors and effectors (biology.md §5.10): fates of arrivals and of the products of
+    progenitor divisions, progenitor killing, budget-free division, effector bursts."""
+    seen, _, _, _ = run_twin_comparison(shape3, 77, air=False, with_rules=True, n_steps=8,
+                                        t_par=T_PAR_LINEAGE)
+    assert seen[1] > 0 and seen[4] > 0  # divisions and kills
 
 
 @pytest.mark.parametrize("shape3", AIR_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -680,14 +702,15 @@ def test_decide_kernels_do_not_depend_on_thread_count():
             out = []
             # (1, 80, 80) holds several blocks of rows of the cancer kernel; without rules
             # (and plasticity) its constant-rate pass decides part of the cells
-            for shape3, ruled in [((1, 40, 40), True), ((8, 10, 12), True), ((1, 80, 80), True),
-                                  ((1, 80, 80), False)]:
+            for shape3, ruled, t_par in [((1, 40, 40), True, T_PAR), ((8, 10, 12), True, T_PAR),
+                                         ((1, 80, 80), True, T_PAR), ((1, 80, 80), False, T_PAR),
+                                         ((1, 40, 40), True, T_PAR_LINEAGE)]:
                 rng = np.random.default_rng(21)
                 n, s, air, f = cell_state(shape3, rng, fill=0.5, air=True)
                 w = work(s["kind"].shape[0])
                 for _ in cell_phase(Kernels, n, s, air, f, rule_table(ruled),
                                     np.array(shape3, np.int64), 0.5, 3, 1, w, 10**6,
-                                    cancer_params(plastic=ruled)):
+                                    cancer_params(plastic=ruled), t_par):
                     pass
                 out.append((s, f, w))
             results.append(out)

@@ -34,7 +34,7 @@ def test_store_blocks_follow_the_table():
         assert getattr(pop, name).dtype == np.dtype(dtype)
     # 8 + 8 (id, parent) + 4 + 4 (generation, divisions_left) + 4 per float32 column + 1 + 1 + 4
     assert pop.nbytes_per_cell == 30 + 4 * len(layout.block_names("f32"))
-    assert len(layout.block_names("f32")) == 13  # the count the docs (architecture.md) state
+    assert len(layout.block_names("f32")) == 14  # the count the docs (architecture.md) state
     for c in layout.COLUMNS:
         pop.column(c.name)[0] = 1
         assert pop.column(c.name)[0] == 1

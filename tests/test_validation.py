@@ -139,6 +139,32 @@ def test_tissue_pk_metrics_against_closed_forms():
 
 
 
+def test_population_density_per_tumour_area_and_as_a_share():
+    """T cells per mm² of tumour section (live + necrotic cancer cells, voxel_um² each) and
+    as a share of T cells plus live cancer cells, at the record nearest at_h."""
+    from tmesim.validation.metrics import RunData, population_density
+
+    t = np.array([0.0, 168.0, 336.0])
+    table = {"counts/tcell": [5.0, 40.0, 90.0], "tumor_burden": [100.0, 900.0, 2700.0],
+             "counts/necrotic": [0.0, 100.0, 300.0]}
+
+    class Fake(RunData):
+        def series(self, label, name):
+            return [(t, np.array(table[name])), (t, 2.0 * np.array(table[name]))]
+
+        def voxel_um(self, label):
+            return 20.0
+
+    data = Fake({})
+    per_area = population_density(data, "lung", at_h=330.0)
+    # 90 T cells over 3000 sites of 20 x 20 um = 1.2 mm^2: 75 per mm^2 (both replicates)
+    assert per_area.per_replicate == pytest.approx([75.0, 75.0]) and per_area.units == "cells/mm²"
+    share = population_density(data, "lung", at_h=168.0, per="share")
+    assert share.value == pytest.approx(40.0 / 940.0)
+    with pytest.raises(UsageError, match="per must be"):
+        population_density(data, "lung", at_h=0.0, per="volume")
+
+
 class _Series:
     """Stands in for RunData: fixed burden curves per run, two paired replicates."""
 

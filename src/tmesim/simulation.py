@@ -55,6 +55,7 @@ METRIC_UNITS = {
     "necrotic_fraction": "1",
     "tcell_count": "cells",
     "tcell_exhausted_fraction": "1",
+    "tcell_progenitor_fraction": "1",
     "pdl1_positive_fraction": "1",
     "macrophage_m2_fraction": "1",
     "recruited_m2_fraction": "1",
@@ -417,6 +418,8 @@ class Simulation:
             "necrotic_fraction": necrotic / (burden + necrotic) if burden + necrotic else 0.0,
             "tcell_count": float(tcell.sum()),
             "tcell_exhausted_fraction": frac(state == codes.QUIESCENT, tcell),
+            # stem-like progenitors (biology.md §5.10); 0 with the progenitor model off
+            "tcell_progenitor_fraction": frac(cells.column("tcf1")[:n] > 0.5, tcell),
             "pdl1_positive_fraction": frac(pdl1 >= PDL1_POSITIVE, cancer),
             "macrophage_m2_fraction": frac(state == codes.QUIESCENT, mac),
             "recruited_m2_fraction": frac(state == codes.QUIESCENT, recruited),

@@ -54,6 +54,7 @@ from .layout import (
     PHENOTYPE,
     SITE,
     STATE,
+    TCF1,
 )
 from .neighbourhood import (
     choose_move,
@@ -82,7 +83,13 @@ T_LYTIC_STORE = 11  # lytic granule store in kills' worth (<= 0: unlimited)
 T_LYTIC_RECOVERY_H = 12  # time constant of the store's refilling (h)
 T_DIVISION_RATE = 13  # division rate of an engaged T cell at zero PD-L1 (1/h)
 T_EXHAUSTION_SPREAD = 14  # half-width of the per-cell exhaustion threshold, around 1
-T_NPARAMS = 15
+T_PROGENITOR = 15  # 1: the progenitor model of docs/biology.md §5.10 is on; 0: off
+T_ARRIVAL_PROGENITOR = 16  # probability that an arriving (or initial) T cell is a progenitor
+T_PROGENITOR_DIVISION_RATE = 17  # division rate of an engaged progenitor at zero PD-L1 (1/h)
+T_DIFFERENTIATION_PROB = 18  # probability that a product of a progenitor division is an effector
+T_PROGENITOR_KILL_FACTOR = 19  # killing of a progenitor relative to an effector's
+T_EFFECTOR_DIVISIONS = 20  # division budget of a new effector (-1: unlimited)
+T_NPARAMS = 21
 
 # --- macrophage parameter vector
 M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
@@ -121,6 +128,7 @@ PURPOSE_T_BIAS = 35
 PURPOSE_T_DIVIDE = 36
 PURPOSE_T_DAUGHTER = 37
 PURPOSE_T_THRESHOLD = 38  # drawn with step 0: a fixed property of the cell
+PURPOSE_T_FATE = 39  # progenitor or effector, drawn once, at the cell's first step
 PURPOSE_M_DEATH = 40
 PURPOSE_M_KILL = 41
 PURPOSE_M_TARGET = 42
@@ -145,6 +153,16 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     per cell); ``i32[DIVISIONS_LEFT]`` the divisions left (-1: unlimited); ``f32[AUX]`` is 1
     while engaged with a target (engaged, non-exhausted T cells secrete IFN-gamma).
 
+    With ``par[T_PROGENITOR]`` on, ``f32[TCF1]`` is 1 for a stem-like progenitor and 0 for an
+    effector (docs/biology.md §5.10). A cell draws its fate at the start of its first step after
+    it appeared (``clock_h`` still 0): an arrival or initial cell (not engaged) is a progenitor
+    with probability ``par[T_ARRIVAL_PROGENITOR]``; each product of a progenitor division
+    (engaged, since T cells divide only while engaged) becomes an effector with probability
+    ``par[T_DIFFERENTIATION_PROB]``, with a fresh budget of ``par[T_EFFECTOR_DIVISIONS]``. An
+    engaged progenitor kills at ``par[T_PROGENITOR_KILL_FACTOR]`` times the effector's hazard,
+    gathers no exposure and divides, without a budget, at ``par[T_PROGENITOR_DIVISION_RATE]``
+    restrained by PD-L1; effectors divide at ``par[T_DIVISION_RATE]`` whatever the PD-L1.
+
     ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
     # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
@@ -168,6 +186,8 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     nz, ny, nx = shape[0], shape[1], shape[2]
     store = par[T_LYTIC_STORE]
     refill = np.exp(-dt_h / par[T_LYTIC_RECOVERY_H]) if par[T_LYTIC_RECOVERY_H] > 0.0 else 0.0
+    lineage = par[T_PROGENITOR] > 0.0
+    effector_budget = np.int32(par[T_EFFECTOR_DIVISIONS])
     for i in prange(n):
         if kind[i] != TCELL:
             continue
@@ -176,9 +196,19 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             continue
         cid = ids[ID, i]
         s_i = site[i]
+        fresh = f32[CLOCK_H, i] == 0.0  # arrived, placed or divided in the last step
+        divided = f32[AUX, i] > 0.5  # ... and then engaged: the product of a division
         f32[CLOCK_H, i] += dt_h
         f32[AUX, i] = 0.0
         exhausted = state[i] == QUIESCENT
+        if lineage and fresh and not exhausted:
+            u = uniform(seed, cid, step, PURPOSE_T_FATE)
+            if not divided:
+                f32[TCF1, i] = 1.0 if u < par[T_ARRIVAL_PROGENITOR] else 0.0
+            elif f32[TCF1, i] > 0.5 and u < par[T_DIFFERENTIATION_PROB]:
+                f32[TCF1, i] = 0.0
+                i32[DIVISIONS_LEFT, i] = effector_budget
+        progenitor = lineage and f32[TCF1, i] > 0.5
         life = par[T_EXHAUSTED_LIFESPAN] if exhausted else par[T_LIFESPAN]
         death = apply_rules(1.0 / life if life > 0 else 0.0, TCELL, B_DEATH, s_i, fields, 0.0,
                             rules)
@@ -198,7 +228,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             pdl1_eff = f32[PDL1, j] * (1.0 - ab_occ)
             signal = 1.0 - par[T_PDL1_SUPPRESSION] * pdl1_eff
             f32[AUX, i] = 1.0
-            if par[T_EXHAUSTION_H] > 0.0:
+            if par[T_EXHAUSTION_H] > 0.0 and not progenitor:
                 f32[PHENOTYPE, i] += ((1.0 + par[T_PDL1_EXHAUSTION_GAIN] * pdl1_eff) * dt_h
                                       / par[T_EXHAUSTION_H])
                 threshold = 1.0 + par[T_EXHAUSTION_SPREAD] * (
@@ -210,6 +240,8 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
             if armed > 0.0:
                 kill = apply_rules(par[T_KILL_RATE], TCELL, B_KILL, s_i, fields, pdl1_eff, rules)
                 kill *= signal * armed
+                if progenitor:
+                    kill *= par[T_PROGENITOR_KILL_FACTOR]
                 if par[T_TGFB_HALF] > 0.0:
                     kill /= 1.0 + tgfb[s_i] / par[T_TGFB_HALF]
                 if uniform(seed, cid, step, PURPOSE_T_KILL) < hazard_prob(kill, dt_h):
@@ -218,16 +250,24 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                     f32[LYTIC_SPENT, i] += 1.0
                     continue
             nfree = popcount(free)
-            if (i32[DIVISIONS_LEFT, i] != 0 and nfree > 0 and uniform(
-                    seed, cid, step, PURPOSE_T_DIVIDE) < hazard_prob(
-                        par[T_DIVISION_RATE] * signal, dt_h)):
+            left = i32[DIVISIONS_LEFT, i]
+            if progenitor:  # self-renewing: no budget; PD-L1 restrains (biology.md §5.10)
+                division = par[T_PROGENITOR_DIVISION_RATE] * signal
+            elif lineage:  # an effector's programmed burst, whatever the PD-L1
+                division = par[T_DIVISION_RATE]
+            else:
+                division = par[T_DIVISION_RATE] * signal
+            if ((progenitor or left != 0) and nfree > 0 and uniform(
+                    seed, cid, step, PURPOSE_T_DIVIDE) < hazard_prob(division, dt_h)):
                 action[i] = DIVIDE
                 target[i] = neighbour_site(
                     s_i, kth_bit(free, randint(seed, cid, step, PURPOSE_T_DAUGHTER, nfree)),
                     nz, ny, nx)
                 dkind[i] = TCELL
-                left = i32[DIVISIONS_LEFT, i]
-                ddiv[i] = left - 1 if left > 0 else -1
+                if progenitor:
+                    ddiv[i] = left
+                else:
+                    ddiv[i] = left - 1 if left > 0 else -1
             continue
         rate = apply_rules(par[T_MIGRATION_RATE], TCELL, B_MIGRATION, s_i, fields, 0.0, rules)
         if par[T_ECM_HALF] > 0.0:

@@ -101,6 +101,12 @@ COLUMNS = (
     _col("lytic_spent", "float32", "f32", "copy",
          "lytic granule store a T cell has spent, in kills' worth; refills toward 0 "
          "([biology.md §5.4](biology.md#54-engagement-killing-and-exhaustion))"),
+    _col("tcf1", "float32", "f32", "copy",
+         "CD8 T-cell lineage with the progenitor model on: 1 a stem-like TCF1+ progenitor, 0 an "
+         "effector (terminally exhausted once its state is quiescent); a product of a "
+         "progenitor division draws its fate at its next step "
+         "([biology.md §5.10](biology.md#510-stem-like-progenitors-and-effectors)); 0 for other "
+         "kinds and with the model off"),
     # share of a dying cancer cell's death that is immunogenic (ICD), set in the step it dies
     # (docs/biology.md §5.8); 0 for every other cell
     _col("icd", "float32", "f32", "reset"),
@@ -147,6 +153,8 @@ PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")
 PAYLOAD = row("payload")
 LYTIC_SPENT = row("lytic_spent")
+#: 1 for a stem-like (TCF1+) progenitor T cell, 0 for an effector (docs/biology.md §5.10)
+TCF1 = row("tcf1")
 #: immunogenic share of the death of a cancer cell that dies this step (0 otherwise)
 ICD = row("icd")
 #: kind-specific flag: 1 while a T cell is engaged with a target; 1 for a resident macrophage

@@ -1,6 +1,7 @@
 """CD8 T cells: recruited from the blood, they kill cancer cells from a lytic store that refills,
 divide while engaged and become exhausted by days of antigen (``state`` QUIESCENT marks
-exhaustion). Parameters: ``cells.tcell``, packed into ``t_par``."""
+exhaustion); with ``cells.tcell.progenitor`` on, stem-like progenitors (column ``tcf1``)
+self-renew and give rise to the effectors. Parameters: ``cells.tcell``, packed into ``t_par``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def pack(dyn) -> None:
     tp[ki.T_ECM_HALF] = t.ecm_half
     tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
     tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if dyn.antibody in dyn.fields.index else 0.0
+    pg = t.progenitor
+    if pg.enabled:  # stem-like progenitors and effectors (biology.md §5.10)
+        tp[ki.T_PROGENITOR] = 1.0
+        tp[ki.T_ARRIVAL_PROGENITOR] = pg.arrival_fraction
+        tp[ki.T_PROGENITOR_DIVISION_RATE] = 1.0 / pg.division_h if pg.division_h > 0 else 0.0
+        tp[ki.T_DIFFERENTIATION_PROB] = pg.differentiation_prob
+        tp[ki.T_PROGENITOR_KILL_FACTOR] = pg.kill_factor
+        tp[ki.T_EFFECTOR_DIVISIONS] = t.max_divisions
     dyn.t_par = tp
 
 

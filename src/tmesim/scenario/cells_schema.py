@@ -497,6 +497,48 @@ class Priming(Section):
     )
 
 
+class Progenitor(Section):
+    """Stem-like (TCF1+ PD-1+) progenitor CD8 T cells that self-renew and give rise to
+    effectors; PD-L1 restrains their division and blockade lifts it (docs/biology.md §5.10)."""
+
+    enabled: bool = P(
+        False,
+        desc="true: T cells are progenitors or effectors (column tcf1); progenitors kill "
+        "little, never exhaust and divide without a budget, restrained by PD-L1, each product "
+        "of their division becoming an effector with differentiation_prob; effectors kill, "
+        "exhaust and divide max_divisions times whatever the PD-L1. false: every T cell is "
+        "the effector of docs/biology.md §5.4 and §5.7, with PD-L1-restrained division.",
+        source="false keeps the runs and validation cases made before the progenitor model",
+    )
+    arrival_fraction: float = P(
+        0.3, unit="probability", ge=0, le=1,
+        desc="Probability that an arriving (or initial) T cell is a progenitor.",
+        source="TCF1+ cells are about a fifth to a third of PD-1+ tumour-specific CD8 TILs in "
+        "mouse tumours, Siddiqui et al. 2019 Immunity; Miller et al. 2019 Nat Immunol "
+        "(parameters.md §3.11) [A]",
+    )
+    division_h: float = P(
+        48.0, unit="h",
+        desc="Mean time between divisions of an engaged progenitor at zero effective PD-L1 "
+        "(<= 0: no division).",
+        source="the T-cell division interval of spQSP-IO, 2 d (parameters.md §3.2, §3.11) "
+        "[V]; choice for progenitors",
+    )
+    differentiation_prob: float = P(
+        0.5, unit="probability", ge=0, le=1,
+        desc="Probability that each product of a progenitor division becomes an effector "
+        "(0.5: the progenitor pool neither grows nor shrinks by division).",
+        source="choice: progenitors self-renew while giving rise to effectors, Im et al. 2016 "
+        "Nature; Utzschneider et al. 2016 Immunity (parameters.md §3.11)",
+    )
+    kill_factor: float = P(
+        0.0, unit="1", ge=0, le=1,
+        desc="Killing of an engaged progenitor relative to an effector's.",
+        source="progenitors have little granzyme B and cytotoxicity, Siddiqui et al. 2019 "
+        "Immunity; Miller et al. 2019 Nat Immunol (parameters.md §3.11) [A]",
+    )
+
+
 class TCellConfig(CellTypeBase):
     """CD8 T cells (tmesim/kernels/immune.py: tcell_decide)."""
 
@@ -518,6 +560,11 @@ class TCellConfig(CellTypeBase):
         Priming(),
         desc="Arrivals primed in a lumped lymph node by antigen and danger from cancer-cell "
         "deaths (off by default; docs/biology.md §5.8).",
+    )
+    progenitor: Progenitor = P(
+        Progenitor(),
+        desc="Stem-like progenitor and effector T cells, PD-L1 restraining progenitor "
+        "expansion (off by default; docs/biology.md §5.10).",
     )
     kill_rate_per_h: float = P(
         1.0 / 6.0,
@@ -550,7 +597,7 @@ class TCellConfig(CellTypeBase):
         ge=0,
         le=1,
         desc="Fraction of killing and of division lost against a target at full effective "
-        "PD-L1.",
+        "PD-L1 (with progenitor.enabled: of effector killing and progenitor division).",
         source="choice; Grajek 2023 suppresses fully (probability 1) (parameters.md §3.3)",
     )
     exhaustion_antigen_h: float = P(
@@ -585,12 +632,13 @@ class TCellConfig(CellTypeBase):
         48.0,
         unit="h",
         desc="Mean time between divisions of an engaged, active T cell at zero PD-L1 (<= 0: no "
-        "division).",
+        "division); with progenitor.enabled, of an effector, whatever the PD-L1.",
         source="spQSP-IO T-cell division interval 2 d (parameters.md §3.2) [V]",
     )
     max_divisions: int = P(
         7, unit="divisions", ge=-1,
-        desc="Divisions a recruited T cell may make after engagement (-1: unlimited).",
+        desc="Divisions a recruited T cell may make after engagement (-1: unlimited); with "
+        "progenitor.enabled, the burst of each new effector (progenitors have no budget).",
         source="spQSP-IO T-cell division limit 7 (parameters.md §3.2) [V]",
     )
     lifespan_h: float = P(

@@ -502,6 +502,44 @@ def series_at(data: RunData, run: str, series: str, at_h: float):
     return m
 
 
+def population_density(data: RunData, run: str, at_h: float, population: str = "counts/tcell",
+                       per: str = "tumour_mm2"):
+    """Cells of ``population`` (a count, by default the T cells) at the record nearest
+    ``at_h``, replicate by replicate, as histology or flow cytometry report them.
+
+    ``per: tumour_mm2``: per mm² of tumour section, the tumour being the live and necrotic
+    cancer cells (``tumor_burden`` + ``counts/necrotic``), one site of ``voxel_um``² each in a
+    section one site thick (in 3-D the same ratio holds for every such section on average).
+    ``per: share``: as a share of the population plus the live cancer cells, as in a
+    dissociated tumour. Every cell of the population in the domain counts, also those around
+    the tumour rather than in it, so on a patch larger than the tumour the value is an upper
+    bound of the density within it.
+    """
+    if per not in ("tumour_mm2", "share"):
+        raise UsageError(f"population_density: per must be 'tumour_mm2' or 'share', not {per!r}")
+
+    def at(curves):
+        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
+
+    cells = at(data.series(run, population))
+    burden = at(data.series(run, "tumor_burden"))
+    if per == "share":
+        values = [c / (c + b) if c + b > 0 else math.nan for c, b in zip(cells, burden,
+                                                                          strict=True)]
+        units = "1"
+    else:
+        necrotic = at(data.series(run, "counts/necrotic"))
+        site_mm2 = (data.voxel_um(run) * 1e-3) ** 2
+        values = [c / ((b + d) * site_mm2) if b + d > 0 else math.nan
+                  for c, b, d in zip(cells, burden, necrotic, strict=True)]
+        units = "cells/mm²"
+    m = Measurement.of(values, units)
+    curves = data.series(run, population)
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
+              "ylabel": population.rpartition("/")[2].replace("_", " "), **_mean_curve(curves)}
+    return m
+
+
 # --------------------------------------------------------------------------- take
 def clone_take(data: RunData, stem_run: str, tumour_run: str, stem_share: float,
                min_cells: int, at_h: float, implanted: int) -> Measurement:
@@ -612,6 +650,7 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "time_per_kill": time_per_kill,
     "rise_time": rise_time,
     "series_at": series_at,
+    "population_density": population_density,
     "clone_take": clone_take,
     "window_change": window_change,
     "series_peak": series_peak,
