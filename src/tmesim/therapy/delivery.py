@@ -415,7 +415,8 @@ class Therapy:
             cells = self.cells
             into_cells = kp.membrane_update(
                 cells.n, cells.kind, cells.site, cells.column("drug"), cells.column("bound"),
-                cells.column("retained"), self._den, self.fields.flat(self.drug.name), self._membrane_par, self.phi, dt_min,
+                cells.column("retained"), self._den, self.fields.flat(self.drug.name),
+                self._membrane_par, self.phi, dt_min,
             )
         for a in self.agents:
             flat = self.fields.flat(a.name)
@@ -620,8 +621,10 @@ class Therapy:
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
         drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
-        total_in = (drug_in + cells.column("bound")[:n][live_cancer].astype(np.float64)
+        # DNA-bound: the fast sites and the retained (slow) pool, the nuclear drug
+        bound_in = (cells.column("bound")[:n][live_cancer].astype(np.float64)
                     + cells.column("retained")[:n][live_cancer].astype(np.float64))
+        total_in = drug_in + bound_in
         if len(drug_in):
             p10, p50, p90 = np.percentile(drug_in, [10, 50, 90])
             mean = float(drug_in.mean())
@@ -650,9 +653,6 @@ class Therapy:
             delivered = amount / dosed if dosed > 0 else 0.0
             if len(sites):  # per unit tumour volume: uM = nmol/mL, ~ nmol/g of tumour
                 tumour_total = units / len(sites)
-                # DNA-bound: the fast sites and the retained (slow) pool, the nuclear drug
-                bound_in = (cells.column("bound")[:n][live_cancer].astype(np.float64)
-                            + cells.column("retained")[:n][live_cancer].astype(np.float64))
                 tumour_bound = self.phi * float(bound_in.sum()) / len(sites)
         out["delivered_fraction"] = delivered
         out["tumor_drug_total_uM"] = tumour_total

@@ -20,8 +20,6 @@ so it enters the agent's implicit transport step as the sink ``loss`` and the so
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 #: hydrodynamic radius of a globular solute, ``A M^B`` nm for molar mass M in g/mol
@@ -79,15 +77,16 @@ def filtration_per_min(vessels, surface_per_volume: float) -> tuple[float, float
     if not vessels.convection:
         return 0.0, 0.0
     v = vessels
-    tumour = v.tumor_hydraulic_conductivity_um_per_min_mmHg * (
-        v.vascular_pressure_mmHg - v.tumor_interstitial_pressure_mmHg
-        - v.tumor_protein_reflection * (v.plasma_oncotic_mmHg - v.tumor_interstitial_oncotic_mmHg)
-    )
-    normal = v.normal_hydraulic_conductivity_um_per_min_mmHg * (
-        v.vascular_pressure_mmHg - v.normal_interstitial_pressure_mmHg
-        - v.normal_protein_reflection
-        * (v.plasma_oncotic_mmHg - v.normal_interstitial_oncotic_mmHg)
-    )
+
+    def starling(lp, p_i, sigma_t, pi_i):
+        return lp * (v.vascular_pressure_mmHg - p_i - sigma_t * (v.plasma_oncotic_mmHg - pi_i))
+
+    tumour = starling(v.tumor_hydraulic_conductivity_um_per_min_mmHg,
+                      v.tumor_interstitial_pressure_mmHg, v.tumor_protein_reflection,
+                      v.tumor_interstitial_oncotic_mmHg)
+    normal = starling(v.normal_hydraulic_conductivity_um_per_min_mmHg,
+                      v.normal_interstitial_pressure_mmHg, v.normal_protein_reflection,
+                      v.normal_interstitial_oncotic_mmHg)
     return tumour * surface_per_volume, normal * surface_per_volume
 
 
@@ -109,9 +108,3 @@ def reflection_of(scenario, name: str) -> tuple[float, float]:
         pore_reflection(radius, scenario.vessels.normal_pore_radius_nm),
     )
 
-
-def peclet(k: float, c: float) -> float:
-    """Transvascular Peclet number ``c / k`` (inf when only convection moves the agent)."""
-    if k > 0:
-        return c / k
-    return math.inf if c > 0 else (-math.inf if c < 0 else 0.0)

@@ -105,6 +105,12 @@ def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 
 
 # --------------------------------------------------------------------------- growth
+def _nearest(curves, at_h: float) -> list[float]:
+    """Each replicate's value at the record nearest ``at_h`` (``curves``: ``(time_h, values)``
+    per replicate, as :meth:`RunData.series` gives them)."""
+    return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
+
+
 def doubling_time(
     data: RunData, run: str, from_h: float, to_h: float, series: str = "tumor_burden"
 ) -> Measurement:
@@ -267,8 +273,7 @@ def ic50(data: RunData, control_run: str, runs: list, at_h: float,
     least-squares fit of the log-logistic curve 1 / (1 + (C / IC50)^h) to the survivals (the
     usual analysis of growth-inhibition assays).
     """
-    ctrl = [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in data.series(control_run,
-                                                                           "tumor_burden")]
+    ctrl = _nearest(data.series(control_run, "tumor_burden"), at_h)
     conc, surv = [], []
     for label in runs:
         burden = data.series(label, "tumor_burden")
@@ -277,8 +282,7 @@ def ic50(data: RunData, control_run: str, runs: list, at_h: float,
             conc.append(float(np.mean([np.mean(v[t > 0]) for t, v in exposure])))
         else:
             conc.append(float(nominal[len(conc)]))
-        surv.append([float(v[int(np.argmin(abs(t - at_h)))]) / c
-                     for (t, v), c in zip(burden, ctrl, strict=True)])
+        surv.append([b / c for b, c in zip(_nearest(burden, at_h), ctrl, strict=True)])
     order = np.argsort(conc)
     x = np.asarray(conc)[order]
     s = np.asarray(surv)[order]
@@ -312,11 +316,8 @@ def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float
     by replicate (e.g. the drug an MDR culture holds relative to its parental line)."""
     curves = data.series(run, series)
     ref = data.series(ref_run, series)
-
-    def at(series_of_replicates):
-        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in series_of_replicates]
-
-    values = [x / y if y > 0 else math.nan for x, y in zip(at(curves), at(ref), strict=True)]
+    values = [x / y if y > 0 else math.nan
+              for x, y in zip(_nearest(curves, at_h), _nearest(ref, at_h), strict=True)]
     m = Measurement.of(values, "1")
     m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
               "ylabel": f"{series.replace('_', ' ')}: {run} / {ref_run}",
@@ -495,8 +496,7 @@ def rise_time(data: RunData, run: str, series: str, level: float, per_h: float =
 def series_at(data: RunData, run: str, series: str, at_h: float):
     """``series`` at the record nearest ``at_h``, replicate by replicate."""
     curves = data.series(run, series)
-    values = [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
-    m = Measurement.of(values, "1")
+    m = Measurement.of(_nearest(curves, at_h), "1")
     m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
               "ylabel": series.replace("_", " "), **_mean_curve(curves)}
     return m
@@ -517,18 +517,14 @@ def population_density(data: RunData, run: str, at_h: float, population: str = "
     """
     if per not in ("tumour_mm2", "share"):
         raise UsageError(f"population_density: per must be 'tumour_mm2' or 'share', not {per!r}")
-
-    def at(curves):
-        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
-
-    cells = at(data.series(run, population))
-    burden = at(data.series(run, "tumor_burden"))
+    cells = _nearest(data.series(run, population), at_h)
+    burden = _nearest(data.series(run, "tumor_burden"), at_h)
     if per == "share":
         values = [c / (c + b) if c + b > 0 else math.nan for c, b in zip(cells, burden,
                                                                           strict=True)]
         units = "1"
     else:
-        necrotic = at(data.series(run, "counts/necrotic"))
+        necrotic = _nearest(data.series(run, "counts/necrotic"), at_h)
         site_mm2 = (data.voxel_um(run) * 1e-3) ** 2
         values = [c / ((b + d) * site_mm2) if b + d > 0 else math.nan
                   for c, b, d in zip(cells, burden, necrotic, strict=True)]
@@ -552,8 +548,7 @@ def clone_take(data: RunData, stem_run: str, tumour_run: str, stem_share: float,
     clones). The interval is that of a Wilson score interval on p (pooled replicates).
     """
     def sizes(label):
-        return [float(v[int(np.argmin(abs(t - at_h)))])
-                for t, v in data.series(label, "tumor_burden")]
+        return _nearest(data.series(label, "tumor_burden"), at_h)
 
     s_stem, s_tum = sizes(stem_run), sizes(tumour_run)
     p_stem = float(np.mean([s >= min_cells for s in s_stem]))
@@ -613,12 +608,8 @@ def combination_ratio(data: RunData, control_run: str, runs: list, combo_run: st
             n = min(len(t), len(tc))
             out.append((t[:n], v[:n] / np.where(c[:n] > 0, c[:n], np.nan)))
         return out
-
-    def at(curves):
-        return [float(v[int(np.argmin(abs(t - at_h)))]) for t, v in curves]
-
     arms = {run: rel(run) for run in (*runs, combo_run)}
-    sa, sb, sab = (at(arms[r]) for r in (*runs, combo_run))
+    sa, sb, sab = (_nearest(arms[r], at_h) for r in (*runs, combo_run))
     values = []
     for a, b, ab in zip(sa, sb, sab, strict=True):
         ref = a * b if reference == "bliss" else min(a, b)
