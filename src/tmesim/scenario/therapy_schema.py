@@ -89,6 +89,16 @@ class AgentConfig(Section):
         ge=0,
         desc="Wall permeability of tumour-associated capillaries (EPR: leakier than normal).",
     )
+    plasma_unbound_fraction: float = P(
+        1.0,
+        unit="1",
+        gt=0,
+        le=1,
+        desc="Share of the plasma concentration not bound to plasma proteins: only unbound "
+        "drug crosses the capillary wall, so the exchange with tissue is driven by this share "
+        "of C_p (docs/pharmacology.md §3); 1: the whole plasma concentration.",
+        source="doxorubicin 0.25: 75 % bound to plasma proteins (US label) (parameters.md §4.4)",
+    )
     reflection_coefficient: float | None = P(
         None,
         unit="1",

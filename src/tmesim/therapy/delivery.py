@@ -118,6 +118,7 @@ class AgentDelivery:
             self.p_tumor = der["tumor_permeability_um_per_min"]
             self.p_normal = der["permeability_um_per_min"]
             self.decay = 0.0
+            self.unbound = 1.0  # particles carry their drug; no protein binding in plasma
             self.derived = der
             model = PKModel.from_half_lives(self.PLASMA_L_PER_KG * mass, der["half_life_h"])
         else:
@@ -130,6 +131,7 @@ class AgentDelivery:
             self.p_tumor = cfg.tumor_permeability_um_per_min
             self.p_normal = cfg.permeability_um_per_min
             self.decay = cfg.decay_per_min
+            self.unbound = cfg.plasma_unbound_fraction
             model = PKModel.from_half_lives(
                 pk.v_central_L_per_kg * mass,
                 pk.half_life_h,
@@ -167,6 +169,11 @@ class AgentDelivery:
     def plasma(self) -> float:
         """Plasma concentration in field units."""
         return self.pk.plasma_mg_per_L * self.per_mg_per_L
+
+    @property
+    def plasma_unbound(self) -> float:
+        """The unbound plasma concentration (field units): what the capillary wall exchanges."""
+        return self.unbound * self.plasma
 
     @property
     def dosed_mg(self) -> float:
@@ -390,7 +397,7 @@ class Therapy:
                 snk += a.decay
             if len(self.perfused_sites):
                 snk[self.perfused_sites] += a.vessel_loss
-                src[self.perfused_sites] += a.vessel_gain * a.plasma
+                src[self.perfused_sites] += a.vessel_gain * a.plasma_unbound
             a.before = float(np.sum(flat, dtype=np.float64))
         d = self.drug
         if self._membrane:
@@ -426,8 +433,8 @@ class Therapy:
             if len(self.perfused_sites):
                 # dt sum(gain C_p - loss C') with gain = loss + convection
                 moved = kp.vessel_flux(
-                    flat, self.perfused_sites, a.vessel_loss, a.plasma, dt_min
-                ) + dt_min * a.plasma * float(np.sum(a.vessel_convection))
+                    flat, self.perfused_sites, a.vessel_loss, a.plasma_unbound, dt_min
+                ) + dt_min * a.plasma_unbound * float(np.sum(a.vessel_convection))
                 a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
             cells_in = into_cells if a is self.drug else 0.0
             lost = a.before + moved - decayed - cells_in - after
