@@ -97,9 +97,11 @@ def test_immunogenic_deaths_prime_more_than_silent_ones():
 def test_doxorubicin_deaths_are_immunogenic_and_raise_priming():
     out = {}
     for share in (1.0, 0.0):
-        # the human PK set keeps the drug in plasma long enough for a day's deaths to count
+        # the human PK set keeps the drug in plasma long enough for a day's deaths to count, and
+        # exchanging the total plasma drug (not its unbound quarter) gives enough of them
         sc = load_scenario(PRIMING, [DOX_EARLY, f"agents.doxorubicin.immunogenic={share}",
-                                     "subject.species=human"])
+                                     "subject.species=human",
+                                     "agents.doxorubicin.plasma_unbound_fraction=1.0"])
         m = TMEModel(sc, **{"time.duration_h": 24.0, "domain.shape": [60, 60], "seed": 3})
         while m.running:
             m.step()
@@ -172,6 +174,7 @@ def test_priming_run_is_bit_identical_on_one_and_two_threads(tmp_path):
         r = run_cli("run", PRIMING, "-o", out, "-q", "--set", "time.duration_h=36",
                     "--set", "domain.shape=[50,50]", "--set", DOX_EARLY,
                     "--set", "subject.species=human",  # a day of drug, so that some die of it
+                    "--set", "agents.doxorubicin.plasma_unbound_fraction=1.0",  # and enough of it
                     env={"NUMBA_NUM_THREADS": threads})
         assert r.returncode == 0, r.stderr
         outs.append(out)
