@@ -435,12 +435,15 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                     continue
             free_q = bits(free)
             left = int(i32[DIVISIONS_LEFT, i])
+            # rules first (on the base rate), then the PD-L1 restraint
             if progenitor:  # PD-L1 restrains the progenitors' division, which has no budget
-                division = par[T_PROG_DIV] * (1.0 - par[T_SUPP] * pdl1)
+                division = (apply_rules(par[T_PROG_DIV], TCELL, B_DIVISION, s, fields, pdl1, rules)
+                            * (1.0 - par[T_SUPP] * pdl1))
             elif lineage:  # effectors of the progenitor model: a burst PD-L1 does not touch
-                division = par[T_DIV]
+                division = apply_rules(par[T_DIV], TCELL, B_DIVISION, s, fields, pdl1, rules)
             else:
-                division = par[T_DIV] * (1.0 - par[T_SUPP] * pdl1)
+                division = (apply_rules(par[T_DIV], TCELL, B_DIVISION, s, fields, pdl1, rules)
+                            * (1.0 - par[T_SUPP] * pdl1))
             if ((progenitor or left != 0) and free_q
                     and uniform(seed, cid, step, 36) < hazard_prob(division, dt)):
                 action[i] = DIVIDE

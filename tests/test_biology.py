@@ -25,7 +25,7 @@ from tmesim.kernels import agents as ka
 from tmesim.kernels import cancer as kc
 from tmesim.kernels import codes, layout
 from tmesim.kernels import immune as ki
-from tmesim.kernels.rules import R_NCOLS
+from tmesim.kernels.rules import B_DIVISION, R_NCOLS
 
 NO_RULES = np.zeros((0, R_NCOLS))
 
@@ -257,7 +257,8 @@ def t_par(**kw):
     return p
 
 
-def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, seed=5):
+def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, seed=5,
+                    fields=None, rules=NO_RULES):
     n = s["n"]
     n_sites = len(s["occ"])
     zeros = np.zeros(n_sites)
@@ -265,7 +266,8 @@ def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, see
     for step in range(steps):
         ki.tcell_decide(n, *_cells(s), zeros if chemo is None else chemo,
                         zeros if tgfb is None else tgfb, zeros,
-                        zeros if antibody is None else antibody, zeros[None], par, NO_RULES,
+                        zeros if antibody is None else antibody,
+                        zeros[None] if fields is None else fields, par, rules,
                         ka.StepKeys(dt, seed, step), _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
@@ -440,6 +442,31 @@ def test_engaged_tcell_division_rate_and_budget(case):
     assert np.all(s["dkind"][:nt][s["action"][:nt] == ka.DIVIDE] == codes.TCELL)
     assert np.all(s["ddiv"][:nt][s["action"][:nt] == ka.DIVIDE] == 2)
     assert np.all(s["occ"][tgt[is_t][div]] == -1)  # into a free site
+
+
+@pytest.mark.parametrize("lineage", ["effector_only", "progenitor"])
+def test_a_rule_on_division_rate_scales_engaged_tcell_division(lineage):
+    """A ``decreases division_rate`` rule to 0 (the MDSC suppression of biology.md §6a) acts on
+    the base division rate before the PD-L1 factor: at the signal's half-effect an engaged
+    T cell divides at half the rate, P = 1 - exp(-r/2 (1 - s P) dt), for effectors of the
+    effector-only model and for progenitors alike."""
+    r, supp, dt, half = 0.4, 0.9, 0.5, 2.0
+    s, nt = pairs(pdl1=0.5)
+    s["i32"][layout.DIVISIONS_LEFT, :nt] = 3
+    par = t_par(kill=0.0, supp=supp, div=r)
+    if lineage == "progenitor":
+        _lineage(s, nt, 1.0)
+        par[ki.T_PROGENITOR] = 1.0
+        par[ki.T_PROGENITOR_DIVISION_RATE] = r
+    fields = np.full((1, len(s["occ"])), half)  # the signal at half effect everywhere
+    rules = np.array([(codes.TCELL, 0, B_DIVISION, 0.0, half, 1.0)])
+    act, _ = tcell_decisions(s, par, dt, steps=60, fields=fields, rules=rules)
+    is_t = np.tile(s["kind"][: s["n"]] == codes.TCELL, 60)
+    div = act[is_t] == ka.DIVIDE
+    p = 1 - math.exp(-0.5 * r * (1 - supp * 0.5) * dt)
+    within(div.mean(), p, binomial_sd(p, len(div)))
+    p_free = 1 - math.exp(-r * (1 - supp * 0.5) * dt)
+    assert div.mean() < p_free - 4 * binomial_sd(p_free, len(div))  # the rule did act
 
 
 def test_tcell_division_spends_the_mothers_budget():

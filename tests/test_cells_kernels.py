@@ -213,6 +213,7 @@ def rule_table(with_rules):
         (codes.TCELL, -1, B_KILL, 0.5, 0.3, 2.0),
         (codes.TCELL, 1, B_DEATH, 0.3, 2.0, 1.0),
         (codes.TCELL, 2, B_MIGRATION, 6.0, 1.0, 1.0),
+        (codes.TCELL, 0, B_DIVISION, 0.0, 1.0, 1.0),
         (codes.MACROPHAGE, 2, B_KILL, 3.0, 1.0, 1.0),
         (codes.MACROPHAGE, 0, B_DEATH, 0.2, 5.0, 1.0),
         (codes.MACROPHAGE, 1, B_MIGRATION, 0.5, 1.0, 1.0),

@@ -271,6 +271,43 @@ def test_mdscs_near_t_cells_reduce_killing():
     assert loud < 0.7 * silent and loud < 0.7 * none, (none, silent, loud)
 
 
+def _tcells_after_expansion(**kw):
+    """T cells left after 36 h of expansion against a tumour cluster (killing off, long-lived
+    T cells dividing every 6 h while engaged), under the scenario's rule on T-cell division."""
+    m = TMEModel(**lung(**{
+        "domain.geometry": "tissue", "time.duration_h": 36.0,
+        "cells.tumor.initial.count": 150, "cells.tumor.initial.placement": "center",
+        "cells.tcell.initial.count": 60, "cells.tcell.initial.placement": "disc",
+        "cells.tcell.initial.radius_um": 200.0, "cells.tcell.kill_rate_per_h": 0.0,
+        "cells.tcell.division_h": 6.0, "cells.tcell.lifespan_h": 1e5,
+        "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.fibroblast.initial.count": 0, "cells.macrophage.initial.count": 0,
+        "fields.ros": {"units": "a.u.", "diffusion_um2_per_min": 1000.0, "decay_per_min": 2.5},
+        "rules": [{"cell": "tcell", "signal": "ros", "direction": "decreases",
+                   "behaviour": "division_rate", "max": 0.0, "half_max": 1.0}],
+        **kw,
+    }))
+    while m.running:
+        m.step()
+    return m.population_counts()["tcell"]
+
+
+def test_mdscs_near_t_cells_reduce_their_expansion():
+    """As the killing test, for the rule of mdsc_targeting.yaml on T-cell division: T cells
+    expand against the tumour with no MDSCs and with MDSCs that release nothing, and markedly
+    less next to MDSCs that release ros."""
+    mdsc = {"cells.mdsc.initial.count": 200, "cells.mdsc.initial.placement": "disc",
+            "cells.mdsc.initial.radius_um": 240.0}
+    none = _tcells_after_expansion() - 60
+    silent = _tcells_after_expansion(**mdsc,
+                                     **{"cells.mdsc.secretion.tgfb.release_per_min": 0.0}) - 60
+    loud = _tcells_after_expansion(**mdsc,
+                                   **{"cells.mdsc.secretion.ros.release_per_min": 300000.0}) - 60
+    assert none > 30, none  # T cells gained by division
+    assert silent > 0.7 * none, (none, silent)
+    assert loud < 0.7 * silent and loud < 0.7 * none, (none, silent, loud)
+
+
 def test_ros_release_puts_one_unit_next_to_an_mdsc():
     """The release of scenarios/mdsc_targeting.yaml gives about 1 a.u. on the sites next to a
     lone MDSC and about 3.8 on its own site (docs/biology.md §6a)."""
@@ -327,7 +364,8 @@ def test_mdsc_run_is_bit_identical_on_one_and_two_threads(tmp_path):
     cxcl1 = "{units: ng/mL, diffusion_um2_per_min: 1800.0, decay_per_min: 0.01}"
     ros = "{units: a.u., diffusion_um2_per_min: 1000.0, decay_per_min: 2.5}"
     rule = ("[{cell: tcell, signal: ros, direction: decreases, behaviour: kill_rate, max: 0.0, "
-            "half_max: 1.0}]")
+            "half_max: 1.0}, {cell: tcell, signal: ros, direction: decreases, "
+            "behaviour: division_rate, max: 0.0, half_max: 1.0}]")
     sets = [f"fields.cxcl1={cxcl1}", f"fields.ros={ros}", f"rules={rule}",
             "cells.tumor.secretion.cxcl1={release_per_min: 1000.0}",
             "cells.mdsc.secretion.ros={release_per_min: 300000.0}",

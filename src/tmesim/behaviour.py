@@ -283,6 +283,8 @@ class CellDynamics:
             ("tumor", "migration_rate"): self.sc.cells.tumor.migration_rate_per_h,
             ("stem", "migration_rate"): self.sc.cells.stem.migration_rate_per_h,
             ("tcell", "kill_rate"): self.sc.cells.tcell.kill_rate_per_h,
+            ("tcell", "division_rate"): (1.0 / self.sc.cells.tcell.division_h
+                                         if self.sc.cells.tcell.division_h > 0 else 0.0),
         }
         table = np.zeros((len(self.sc.rules), R_NCOLS))
         for i, r in enumerate(self.sc.rules):

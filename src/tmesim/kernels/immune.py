@@ -65,7 +65,7 @@ from .neighbourhood import (
     scan,
 )
 from .random import randint, uniform
-from .rules import B_DEATH, B_KILL, B_MIGRATION, apply_rules, hill
+from .rules import B_DEATH, B_DIVISION, B_KILL, B_MIGRATION, apply_rules, hill
 
 # --- T-cell parameter vector
 T_KILL_RATE = 0  # killing rate per engaged hour at zero PD-L1 and TGF-beta (1/h)
@@ -251,12 +251,16 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                     continue
             nfree = popcount(free)
             left = i32[DIVISIONS_LEFT, i]
+            # rules (e.g. MDSC suppression, biology.md §6a) act on the base rate, before PD-L1
             if progenitor:  # self-renewing: no budget; PD-L1 restrains (biology.md §5.10)
-                division = par[T_PROGENITOR_DIVISION_RATE] * signal
+                division = apply_rules(par[T_PROGENITOR_DIVISION_RATE], TCELL, B_DIVISION, s_i,
+                                       fields, pdl1_eff, rules) * signal
             elif lineage:  # an effector's programmed burst, whatever the PD-L1
-                division = par[T_DIVISION_RATE]
+                division = apply_rules(par[T_DIVISION_RATE], TCELL, B_DIVISION, s_i, fields,
+                                       pdl1_eff, rules)
             else:
-                division = par[T_DIVISION_RATE] * signal
+                division = apply_rules(par[T_DIVISION_RATE], TCELL, B_DIVISION, s_i, fields,
+                                       pdl1_eff, rules) * signal
             if ((progenitor or left != 0) and nfree > 0 and uniform(
                     seed, cid, step, PURPOSE_T_DIVIDE) < hazard_prob(division, dt_h)):
                 action[i] = DIVIDE

@@ -87,7 +87,7 @@ KIND = Kind(
     ),
     decide=decide,
     lap="tcell_decide",
-    rules=("migration_rate", "death_rate", "kill_rate"),
+    rules=("division_rate", "migration_rate", "death_rate", "kill_rate"),
     activity="engagement",
     pack=pack,
     place=place,
