@@ -322,6 +322,16 @@ class Scenario(Section):
         {}, desc="Therapeutic agents by name (docs/pharmacology.md); packaged: doxorubicin, "
         "tariquidar, anti_pdl1."
     )
+    drug_combination: Literal["bliss", "highest_single_agent"] = P(
+        "bliss",
+        desc="How the kill hazards of several dosed drugs combine in a cancer cell "
+        "(docs/pharmacology.md §7.1). bliss: Bliss independence, each drug kills on its own, "
+        "so a cell's survival over a step is the product of its survival under each drug (the "
+        "hazards add); highest_single_agent: only the drug with the highest hazard in that "
+        "cell acts. One drug: both are the same.",
+        source="Bliss 1939 (Ann Appl Biol 26:585); Greco, Bravo & Parsons 1995 (Pharmacol Rev "
+        "47:331)",
+    )
     nanoparticles: dict[str, NanoparticleConfig] = P(
         {}, desc="Nanoparticle formulations by name (docs/pharmacology.md §13)."
     )
@@ -447,20 +457,23 @@ class Scenario(Section):
                     "surfaces for inhaled doses)"
                 )
         used = self.dosed_agents
+        # any number of drugs and formulations (each has its own field and cell pools); one
+        # inhibitor (P-gp reads one inhibitor field), one antibody (T cells read one PD-L1
+        # blockade field) and one siRNA-carrying formulation (P-gp knockdown reads one pool)
         groups = {
-            "agent of kind 'drug' (free or carried: cells hold one drug pool)": [
-                a for a in used if self.agents[a].kind == "drug"
-            ],
-            "agent of kind 'inhibitor'": [a for a in used if self.agents[a].kind == "inhibitor"],
-            "agent of kind 'antibody'": [a for a in used if self.agents[a].kind == "antibody"],
-            "nanoparticle formulation (cells hold one pool of particles)": (
-                self.dosed_nanoparticles
-            ),
+            "agent of kind 'inhibitor' (the P-gp inhibition of several inhibitors at once has "
+            "no rule yet)": [a for a in used if self.agents[a].kind == "inhibitor"],
+            "agent of kind 'antibody' (T cells read one PD-L1 blockade field)": [
+                a for a in used if self.agents[a].kind == "antibody"],
+            "formulation carrying siRNA (payload.sirna_knockdown > 0; P-gp knockdown reads "
+            "one pool of particles)": [n for n in self.dosed_nanoparticles
+                                       if self.nanoparticles[n].payload.sirna_knockdown > 0],
         }
         for what, names in groups.items():
             if len(names) > 1:
                 raise ValueError(
-                    f"therapy|at most one {what} per scenario; got {', '.join(names)}"
+                    f"therapy|at most one dosed {what}; got {', '.join(names)}: dose one of "
+                    "them, or run the others as separate scenarios"
                 )
         used = [*used, *self.dosed_nanoparticles]
         for a in used:
@@ -537,6 +550,14 @@ class Scenario(Section):
                 if name not in out:
                     out.append(name)
         return out
+
+    @property
+    def pool_roles(self) -> dict[str, list[str]]:
+        """The dosed agents that cells hold pools of, by role, in order of appearance: drugs
+        (free, bound, retained drug and damage) and formulations (internalised particles); the
+        cell store gives each its columns (:func:`tmesim.kernels.layout.agent_columns`)."""
+        return {"drug": [a for a in self.dosed_agents if self.agents[a].kind == "drug"],
+                "nanoparticle": self.dosed_nanoparticles}
 
     @property
     def dosed_nanoparticles(self) -> list[str]:
