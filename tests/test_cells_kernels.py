@@ -426,6 +426,16 @@ def test_cell_phase_matches_twin_with_the_hazard_on_damage():
     assert seen[3] > 0  # some cell died
 
 
+@pytest.mark.parametrize("combination", [kc.COMBINE_BLISS, kc.COMBINE_HIGHEST],
+                         ids=["bliss", "highest_single_agent"])
+def test_cell_phase_matches_twin_with_two_drugs(combination):
+    """Two drugs, the second reading another row (the payload column, which cell_state fills),
+    their hazards combined by either rule (docs/pharmacology.md §7.1)."""
+    par = cancer_params(plastic=False, second=layout.PAYLOAD, combination=combination)
+    seen, _, _, _ = run_twin_comparison(SHAPES[0], 77, air=False, with_rules=False, par=par)
+    assert seen[3] > 0  # some cell died
+
+
 @pytest.mark.parametrize("shape3", [(1, 20, 20), (4, 8, 8)], ids=lambda s: "x".join(map(str, s)))
 def test_cell_phase_matches_twin_with_progenitors(shape3):
     """Progenitors and effectors (biology.md §5.10): fates of arrivals and of the products of
