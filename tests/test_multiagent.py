@@ -246,24 +246,70 @@ def test_free_and_liposomal_doxorubicin_share_the_drug_and_close_their_ledgers()
     assert not math.isnan(m.metrics()["np_penetration_um"])
 
 
-@pytest.mark.parametrize(("agent", "extra"), [
-    ("anti_pdl1", {"anti_pd1": {"kind": "antibody", "units": "nM",
-                                "molar_mass_g_per_mol": 146000.0,
-                                "pk": {"v_central_L_per_kg": 0.05, "half_life_h": 86.0},
-                                "diffusion_um2_per_min": 600.0,
-                                "permeability_um_per_min": 0.056,
-                                "tumor_permeability_um_per_min": 0.168}}),
-])
-def test_combinations_still_unsupported_are_refused_with_exit_code_2(tmp_path, agent, extra):
-    f = tmp_path / "two_antibodies.yaml"
-    other = next(iter(extra))
+ZOSUQUIDAR = {  # a test-only second inhibitor
+    "kind": "inhibitor", "units": "uM", "molar_mass_g_per_mol": 527.6, "pgp_ic50_uM": 0.06,
+    "pk": {"v_central_L_per_kg": 10.0, "half_life_h": 3.0}, "diffusion_um2_per_min": 3000.0,
+    "permeability_um_per_min": 90.0, "tumor_permeability_um_per_min": 180.0,
+}
+ANTI_PDL1_B = {  # a test-only second anti-PD-L1 antibody
+    "kind": "antibody", "units": "nM", "molar_mass_g_per_mol": 146000.0,
+    "pk": {"v_central_L_per_kg": 0.05, "half_life_h": 86.0}, "diffusion_um2_per_min": 600.0,
+    "permeability_um_per_min": 0.056, "tumor_permeability_um_per_min": 0.168,
+}
+
+
+def test_two_inhibitors_act_as_one_equivalent_concentration():
+    """Two inhibitors competing for P-gp leave ``1 / (1 + I_1/IC50_1 + I_2/IC50_2)`` of its
+    activity: P-gp sees the first inhibitor at ``I_1 + I_2 IC50_1 / IC50_2``; each has its own
+    ledger."""
+    m = TMEModel(TINY, **{
+        "time.duration_h": 4.0, "agents.zosuquidar": ZOSUQUIDAR,
+        "cells.tumor.pgp_mean": 1.0,
+        "therapy": [{"agent": "tariquidar", "dose_mg_per_kg": 2.0, "start_h": 0.5},
+                    {"agent": "zosuquidar", "dose_mg_per_kg": 2.0, "start_h": 0.5},
+                    {"agent": "doxorubicin", "dose_mg_per_kg": 5.0, "start_h": 1.0}]})
+    errors = []
+    while m.running:
+        m.step()
+        errors.append(ledger_error(m))
+    assert max(errors) < 1e-11
+    th = m.therapy
+    i1, i2 = th.fields.flat("tariquidar"), th.fields.flat("zosuquidar")
+    assert i2.max() > 0
+    eq = th._inhibitor_field()
+    np.testing.assert_allclose(eq, i1 + i2 * 0.025 / 0.06, rtol=1e-12)
+    left = 0.025 / (eq + 0.025)
+    np.testing.assert_allclose(left, 1.0 / (1.0 + i1 / 0.025 + i2 / 0.06), rtol=1e-12)
+
+
+def test_two_antibodies_block_pdl1_by_their_summed_concentration():
+    m = TMEModel(TINY, **{
+        "time.duration_h": 4.0, "agents.anti_pdl1_b": ANTI_PDL1_B,
+        "therapy": [{"agent": "anti_pdl1", "dose_mg_per_kg": 10.0, "start_h": 0.5},
+                    {"agent": "anti_pdl1_b", "dose_mg_per_kg": 10.0, "start_h": 0.5}]})
+    while m.running:
+        m.step()
+    dyn = m.dynamics
+    assert dyn.antibodies == ["anti_pdl1", "anti_pdl1_b"]
+    a, b = m.fields.flat("anti_pdl1"), m.fields.flat("anti_pdl1_b")
+    assert b.max() > 0
+    antibody_view = dyn._field_views()[5]
+    assert antibody_view is dyn._antibody_sum
+    np.testing.assert_allclose(antibody_view, a + b, rtol=1e-6)
+    assert max(ledger_error(m), 0.0) < 1e-11
+
+
+def test_combinations_still_unsupported_are_refused_with_exit_code_2(tmp_path):
+    f = tmp_path / "two_sirna.yaml"
     f.write_text(
-        f"extends: {TINY}\nname: two_antibodies\n"
-        f"agents:\n  {other}: " + repr(extra[other]).replace("'", '"') + "\n"
-        f"therapy:\n  - {{agent: {agent}, dose_mg_per_kg: 10.0}}\n"
-        f"  - {{agent: {other}, dose_mg_per_kg: 10.0}}\n")
+        f"extends: {TINY}\nname: two_sirna\n"
+        "nanoparticles:\n"
+        "  liposomal_doxorubicin: {payload: {drug: doxorubicin, sirna_knockdown: 0.5}}\n"
+        "  ph_micelle_doxorubicin: {payload: {drug: doxorubicin, sirna_knockdown: 0.5}}\n"
+        "therapy:\n  - {agent: liposomal_doxorubicin, dose_mg_per_kg: 5.0}\n"
+        "  - {agent: ph_micelle_doxorubicin, dose_mg_per_kg: 5.0}\n")
     r = run_cli("validate", f)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
-    assert "therapy" in r.stderr and "at most one dosed agent of kind 'antibody'" in r.stderr
-    assert str(f.name) in r.stderr
+    assert "therapy" in r.stderr and "at most one dosed formulation carrying siRNA" in r.stderr
+    assert f.name in r.stderr and "fix" in r.stderr

@@ -187,8 +187,14 @@ class CellDynamics:
         self.drugs = roles["drug"]
         #: the dosed nanoparticle formulations (cells carry their internalised particles)
         self.carriers = roles["nanoparticle"]
-        #: the field whose occupancy of PD-L1 shields cancer cells from T cells
-        self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
+        #: the dosed anti-PD-L1 antibodies; T cells read their summed field (docs/pharmacology.md
+        #: §8: they compete for the same PD-L1 with one Kd, cells.tcell.antibody_kd_nM)
+        self.antibodies = [a for a, kind in dosed.items() if kind == "antibody"]
+        #: the field whose occupancy of PD-L1 shields cancer cells from T cells (the first
+        #: antibody's; with several, their sum, ``_antibody_sum``, refreshed every cell phase)
+        self.antibody = self.antibodies[0] if self.antibodies else "anti_pdl1"
+        self._antibody_sum = (np.zeros(cells.n_sites, fields.data.dtype)
+                              if len(self.antibodies) > 1 else None)
         self.phi_cancer = c.tumor.volume_um3 / vox**3
         #: per-kind parameters of the cancer kernel (a row per kind); each kind packs its own
         #: parameters (``pack`` of :mod:`tmesim.kinds`: its row here, or a vector of its own,
@@ -405,7 +411,9 @@ class CellDynamics:
             ccl2 = self._field(CCL2_FIELD)
             self._views = (
                 self._field("oxygen"), self._field("ifng"), self._field("tgfb"), chemo,
-                self._field("ecm"), self._field(self.antibody), ccl2,
+                self._field("ecm"),
+                self._field(self.antibody) if self._antibody_sum is None else self._antibody_sum,
+                ccl2,
                 ccl2 if CCL2_FIELD in self.fields.index else chemo,
                 data.reshape(len(self.fields.names), -1),
             )
@@ -441,6 +449,10 @@ class CellDynamics:
         arrays, lattice, intents = self._arrays(), self.lattice, self.intents
         keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
         views = self._field_views()
+        if self._antibody_sum is not None:  # several antibodies: their summed concentration
+            np.copyto(self._antibody_sum, self.fields.flat(self.antibodies[0]))
+            for a in self.antibodies[1:]:
+                self._antibody_sum += self.fields.flat(a)
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
         present, burden = kl.census(n, cells.kind, cells.state)

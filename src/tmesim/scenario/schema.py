@@ -457,24 +457,17 @@ class Scenario(Section):
                     "surfaces for inhaled doses)"
                 )
         used = self.dosed_agents
-        # any number of drugs and formulations (each has its own field and cell pools); one
-        # inhibitor (P-gp reads one inhibitor field), one antibody (T cells read one PD-L1
-        # blockade field) and one siRNA-carrying formulation (P-gp knockdown reads one pool)
-        groups = {
-            "agent of kind 'inhibitor' (the P-gp inhibition of several inhibitors at once has "
-            "no rule yet)": [a for a in used if self.agents[a].kind == "inhibitor"],
-            "agent of kind 'antibody' (T cells read one PD-L1 blockade field)": [
-                a for a in used if self.agents[a].kind == "antibody"],
-            "formulation carrying siRNA (payload.sirna_knockdown > 0; P-gp knockdown reads "
-            "one pool of particles)": [n for n in self.dosed_nanoparticles
-                                       if self.nanoparticles[n].payload.sirna_knockdown > 0],
-        }
-        for what, names in groups.items():
-            if len(names) > 1:
-                raise ValueError(
-                    f"therapy|at most one dosed {what}; got {', '.join(names)}: dose one of "
-                    "them, or run the others as separate scenarios"
-                )
+        # any number of drugs, inhibitors, antibodies and formulations (each has its own field,
+        # and drugs and formulations their own cell pools); one siRNA-carrying formulation (P-gp
+        # knockdown reads one pool of particles with one potency)
+        sirna = [n for n in self.dosed_nanoparticles
+                 if self.nanoparticles[n].payload.sirna_knockdown > 0]
+        if len(sirna) > 1:
+            raise ValueError(
+                "therapy|at most one dosed formulation carrying siRNA (payload.sirna_knockdown "
+                f"> 0: P-gp knockdown reads one pool of particles); got {', '.join(sirna)}: "
+                "co-load the siRNA in one of them (set the others' payload.sirna_knockdown to 0)"
+            )
         used = [*used, *self.dosed_nanoparticles]
         for a in used:
             if a in self.fields:

@@ -229,7 +229,11 @@ class Therapy:
         self.drugs = [a for a in self.agents if a.kind == "drug"]
         self.carriers = [a for a in self.agents if a.kind == "nanoparticle"]
         self.drug = self.drugs[0] if self.drugs else None
-        self.inhibitor = next((a for a in self.agents if a.kind == "inhibitor"), None)
+        #: the dosed P-gp inhibitors; P-gp reads them as one field in units of the first
+        #: (:meth:`_inhibitor_field`), whose IC50 the membrane tables hold
+        self.inhibitors = [a for a in self.agents if a.kind == "inhibitor"]
+        self.inhibitor = self.inhibitors[0] if self.inhibitors else None
+        self._inhibition = np.zeros(0)  # work array of the equivalent inhibitor field
         self.by_name = {a.name: a for a in self.agents}
         self._cell_tables()
         for a in self.agents:
@@ -428,6 +432,7 @@ class Therapy:
                 src[self.perfused_sites] += a.vessel_gain * a.plasma
             a.before = float(np.sum(flat, dtype=np.float64))
         cells = self.cells
+        inhibitor = self._inhibitor_field()
         for d in self.drugs:
             if not d.membrane:
                 continue
@@ -437,7 +442,7 @@ class Therapy:
             kp.membrane_terms(
                 cells.n, cells.kind, cells.state, cells.site, self._pool(d, "drug"),
                 self._pool(d, "bound"), self._pool(d, "retained"), cells.column("pgp"),
-                self._inhibitor_field(), d.membrane_par, self.phi,
+                inhibitor, d.membrane_par, self.phi,
                 dt_min, d.den, sink[f].reshape(-1),
                 source[f].reshape(-1),
             )
@@ -543,7 +548,25 @@ class Therapy:
         return total
 
     def _inhibitor_field(self) -> np.ndarray:
-        return self.fields.flat(self.inhibitor.name) if self.inhibitor is not None else np.zeros(1)
+        """The inhibitor concentration P-gp sees (uM; a length-1 zero array without inhibitor).
+
+        With several inhibitors, which are taken to compete for the same site of P-gp (mutually
+        exclusive, docs/pharmacology.md §6.1), the activity left is ``1 / (1 + sum_j I_j /
+        IC50_j)``, which is ``IC50_1 / (I_eq + IC50_1)`` with the equivalent concentration of the
+        first inhibitor ``I_eq = sum_j I_j IC50_1 / IC50_j``: the field returned."""
+        if self.inhibitor is None:
+            return np.zeros(1)
+        first = self.fields.flat(self.inhibitor.name)
+        if len(self.inhibitors) == 1:
+            return first
+        if self._inhibition.shape != first.shape:
+            self._inhibition = np.empty_like(first)
+        eq = self._inhibition
+        np.copyto(eq, first)
+        ic50 = self.inhibitor.cfg.pgp_ic50_uM
+        for a in self.inhibitors[1:]:
+            eq += (ic50 / a.cfg.pgp_ic50_uM) * self.fields.flat(a.name)
+        return eq
 
     def _nanoparticles(self, c: AgentDelivery, dt_min: float, time_h: float) -> None:
         """Formulation ``c`` over one agent step: release outside cells, internalisation,
@@ -552,17 +575,19 @@ class Therapy:
         cells = self.cells
         flat = self.fields.flat(c.name)
         drug = c.payload_drug
-        inhib = self._inhibitor_field()
-        ratio = npc.payload.inhibitor_per_drug if self.inhibitor is not None else 0.0
+        # the inhibitor co-loaded in this formulation, if any
+        co = self.by_name.get(npc.payload.inhibitor) if npc.payload.inhibitor else None
+        inhib = self.fields.flat(co.name) if co is not None else np.zeros(1)
+        ratio = npc.payload.inhibitor_per_drug if co is not None else 0.0
         mg_drug = self.v_vox_L / drug.per_mg_per_L
-        mg_inhib = self.v_vox_L / self.inhibitor.per_mg_per_L if self.inhibitor else 0.0
+        mg_inhib = self.v_vox_L / co.per_mg_per_L if co is not None else 0.0
         # 1. extracellular release, by trigger
         rate = self.release_rate_map(time_h, c) / 60.0
         out = nk.release_outside(flat, self.fields.flat(drug.name), rate, inhib, ratio, dt_min)
         c.released_mg += out * mg_drug
         drug.from_carrier_mg += out * mg_drug
         if ratio:
-            self.inhibitor.from_carrier_mg += out * ratio * mg_inhib
+            co.from_carrier_mg += out * ratio * mg_inhib
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
             cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site,
@@ -577,7 +602,7 @@ class Therapy:
         c.released_mg += from_payload * self.phi * mg_drug
         drug.from_carrier_mg += to_drug * self.phi * mg_drug
         if ratio:
-            self.inhibitor.from_carrier_mg += to_inhib * mg_inhib
+            co.from_carrier_mg += to_inhib * mg_inhib
 
     def tissue_ph(self) -> np.ndarray:
         """Extracellular pH per voxel: 7.4, 6.8 where a live proliferating cancer cell sits,
