@@ -329,8 +329,8 @@ class Scenario(Section):
         "so a cell's survival over a step is the product of its survival under each drug (the "
         "hazards add); highest_single_agent: only the drug with the highest hazard in that "
         "cell acts. One drug: both are the same.",
-        source="Bliss 1939 (Ann Appl Biol 26:585); Greco, Bravo & Parsons 1995 (Pharmacol Rev "
-        "47:331)",
+        source="Bliss independence: Bliss 1939; Greco, Bravo & Parsons 1995 (parameters.md "
+        "§4.9)",
     )
     nanoparticles: dict[str, NanoparticleConfig] = P(
         {}, desc="Nanoparticle formulations by name (docs/pharmacology.md §13)."
