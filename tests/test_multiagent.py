@@ -4,6 +4,7 @@ combines the kill hazards of several drugs (docs/pharmacology.md §7.1)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -70,6 +71,18 @@ def test_further_agents_get_their_own_columns_after_the_table():
     # damage is copied at a division; the amounts are pools
     assert layout.pool_rows(extra) == (*layout.POOLS, base, base + 1, base + 2, base + 4)
     assert [r.name for c in extra for r in c.recorded] == [c.name for c in extra]
+
+
+def test_no_kernel_reads_a_family_column_by_its_named_row():
+    """A named row of a per-agent family (``DRUG``, ``PAYLOAD``, ...) is the first agent's only:
+    a kernel that read it would ignore every further agent."""
+    names = {c.upper() for fam in layout.FAMILIES.values() for c in fam}
+    pattern = re.compile(r"\b(" + "|".join(sorted(names)) + r")\b")
+    for path in (ROOT / "src" / "tmesim" / "kernels").glob("*.py"):
+        if path.name == "layout.py":
+            continue
+        hits = [line for line in path.read_text().splitlines() if pattern.search(line)]
+        assert not hits, f"{path.name}: {hits}"
 
 
 def test_a_division_splits_every_agents_pools():

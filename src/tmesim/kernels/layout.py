@@ -173,8 +173,8 @@ RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
 #: first dosed agent of a role holds the table's own columns (the named rows above, so a
 #: scenario with one agent per role has exactly this layout); each further agent of the role
 #: gets a copy of the family appended to the float32 block, named ``<column>_<agent>``
-#: (:func:`agent_columns`). Only the models' rows move: kernels take an agent's columns as
-#: arrays (or its rows as numbers), never by a named row of a family.
+#: (:func:`agent_columns`). So no kernel reads a family column by its named row (``DRUG``):
+#: kernels take an agent's columns as arrays, or its rows as numbers (``kernels.cancer.D_ROW``).
 FAMILIES = {"drug": ("drug", "bound", "retained", "damage"), "nanoparticle": ("payload",)}
 
 
