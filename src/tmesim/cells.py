@@ -6,8 +6,10 @@ id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state``
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
 each site to the row of the cell on it, or -1: at most one cell per site.
 
-State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 11 float32
-columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 74 bytes (:attr:`CellPopulation.nbytes_per_cell`).
+State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 4 per float32
+column + 1 (kind) + 1 (state) + 4 (site) (:attr:`CellPopulation.nbytes_per_cell`); the
+columns of a further dosed drug or formulation (:func:`~tmesim.kernels.layout.agent_columns`)
+add 4 bytes each.
 """
 
 from __future__ import annotations
