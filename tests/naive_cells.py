@@ -255,9 +255,28 @@ def apply_rules(base, kind, behaviour, site, fields, pdl1, rules):
 # --------------------------------------------------------------------------- cancer cells
 # columns of the per-kind parameter table (kernels/cancer.py)
 (C_DIV, C_MIG, C_DAD, C_SYM, C_MAXDIV, C_HYP, C_NEC, C_NECMAX, C_NECRATE, C_LYSIS, C_DEATH,
- C_EMAX, C_EC50, C_HILL, C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50,
- C_PDL1_HILL, C_PDL1_RATE, C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH, C_DRUG_ROW,
- C_DRUG_ICD) = range(28)
+ C_QDF, C_PLAST, C_PLAST_HALF, C_PDL1_BASE, C_PDL1_MAX, C_PDL1_EC50, C_PDL1_HILL, C_PDL1_RATE,
+ C_GF_FIELD, C_GF_BOOST, C_GF_HALF, C_PUSH, C_COMBINE, C_NPARAMS) = range(25)
+# a block of columns per dosed drug from C_NPARAMS on: the row its hazard reads, Emax, EC50,
+# Hill power, immunogenic share
+D_ROW, D_EMAX, D_EC50, D_HILL, D_ICD, D_NCOLS = range(6)
+
+
+def drug_terms(fl, i, k, par, hypoxic):
+    """``(hazard, immunogenic part)`` of the dosed drugs: each drug's Emax term, summed (Bliss
+    independence: survivals multiply) or, with ``par[k, C_COMBINE] == 1``, the largest."""
+    terms = []
+    for c0 in range(C_NPARAMS, par.shape[1], D_NCOLS):
+        if par[k, c0 + D_EMAX] > 0.0:
+            signal = fl[int(par[k, c0 + D_ROW]), i]  # free drug or damage
+            t = par[k, c0 + D_EMAX] * hill(signal, par[k, c0 + D_EC50], par[k, c0 + D_HILL])
+            terms.append((t * par[k, C_QDF] if hypoxic else t, par[k, c0 + D_ICD]))
+    if not terms:
+        return 0.0, 0.0
+    if par[k, C_COMBINE] == 1:
+        t, share = max(terms, key=lambda x: x[0])
+        return t, share * t
+    return sum(t for t, _ in terms), sum(share * t for t, share in terms)
 
 
 def necrosis_probability(po2, thr, thr_max, rate_max, dt):
@@ -300,19 +319,14 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
         hypoxic = po2 < par[k, C_HYP]
         state[i] = QUIESCENT if hypoxic else PROLIFERATING
         fl[CLOCK_H, i] = f32(fl[CLOCK_H, i] + dt)
-        death = par[k, C_DEATH]
-        term = 0.0
-        if par[k, C_EMAX] > 0.0:
-            signal = fl[int(par[k, C_DRUG_ROW]), i]  # free drug or damage
-            term = par[k, C_EMAX] * hill(signal, par[k, C_EC50], par[k, C_HILL])
-            term = term * par[k, C_QDF] if hypoxic else term
-            death += term
+        term, icd = drug_terms(fl, i, k, par, hypoxic)
+        death = par[k, C_DEATH] + term
         death = apply_rules(death, k, B_DEATH, s, fields, fl[PDL1, i], rules)
         if death > 0.0 and uniform(seed, cid, step, 10) < hazard_prob(death, dt):
             action[i] = DIE
-            # the drug's immunogenic share of the hazard marks the death (ICD)
-            if par[k, C_DRUG_ICD] * term > 0.0:
-                fl[ICD, i] = f32(min(1.0, par[k, C_DRUG_ICD] * term / death))
+            # the drugs' immunogenic share of the hazard marks the death (ICD)
+            if icd > 0.0:
+                fl[ICD, i] = f32(min(1.0, icd / death))
             continue
         if k == TUMOR and par[k, C_PLAST] > 0.0:
             drive = hill(tgfb[s], par[k, C_PLAST_HALF], 1.0) + (1.0 if hypoxic else 0.0)
@@ -605,7 +619,7 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, shape, seed, cid, 
     return -1
 
 
-def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, pools=None):
     action, target, dkind, ddiv = intents
     ids, i32, fl, kind, state, site, occ = cells
     shape, blocked = lattice
@@ -653,7 +667,8 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             fl[:, m] = fl[:, i]
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
             fl[ICD, m] = fl[ICD, i] = 0.0  # the mark of an immunogenic death is no heirloom
-            for c in (DRUG, BOUND, RETAINED, PAYLOAD):  # drug pools and payload split equally
+            # drug pools and payload split equally (and the pools of further agents, if given)
+            for c in ((DRUG, BOUND, RETAINED, PAYLOAD) if pools is None else pools):
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1

@@ -27,6 +27,9 @@ from tmesim.kernels import codes, layout
 from tmesim.kernels import immune as ki
 from tmesim.kernels.rules import B_DIVISION, R_NCOLS
 
+#: the pool rows of a store with one agent per role (split at a division)
+POOLS = np.array(layout.POOLS, np.int64)
+
 NO_RULES = np.zeros((0, R_NCOLS))
 
 N_F32 = len(layout.block_names("f32"))  # rows of the float32 block
@@ -88,7 +91,7 @@ def isolated(shape3, kinds, spacing=3):
 
 def cancer_par(kw=None):
     """Per-kind cancer parameters: well oxygenated, no apoptosis, overridable by column name."""
-    par = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
+    par = np.zeros((codes.N_KINDS, kc.C_NPARAMS + kc.D_NCOLS))  # one drug (Emax 0: none)
     for k in (codes.TUMOR, codes.STEM):
         par[k, kc.C_HYPOXIA] = 10.0
         par[k, kc.C_NECROSIS] = 5.0
@@ -97,7 +100,7 @@ def cancer_par(kw=None):
         par[k, kc.C_LYSIS] = 46.0
     par[codes.TUMOR, kc.C_MAX_DIVISIONS] = 10
     par[:, kc.C_GF_FIELD] = -1  # no growth-factor field
-    par[:, kc.C_DRUG_ROW] = layout.DRUG
+    par[:, kc.C_NPARAMS + kc.D_ROW] = layout.DRUG
     for (k, col), v in (kw or {}).items():
         par[k, col] = v
     return par
@@ -485,7 +488,7 @@ def test_tcell_division_spends_the_mothers_budget():
     assert np.all(s["action"][:nt] == ka.DIVIDE)
     push = np.zeros(codes.N_KINDS, np.int64)
     m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6, push,
-                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64))
+                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
     assert m == n + nt
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, :nt] == 1)
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, n:m] == 1)
@@ -537,7 +540,7 @@ def test_progenitor_division_outcome_probabilities():
     assert np.all(s["action"][:nt] == ka.DIVIDE)
     m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6,
                                np.zeros(codes.N_KINDS, np.int64),
-                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64))
+                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
     assert m == n + nt
     daughters = np.empty(nt, np.int64)  # row of each mother's daughter (ids are rows here)
     daughters[s["ids"][layout.PARENT, n:m]] = np.arange(n, m)

@@ -25,6 +25,9 @@ from tmesim.kernels.rules import B_DEATH, B_DIVISION, B_KILL, B_MIGRATION, R_NCO
 # (nz, ny, nx): 2-D, 3-D, and 1-voxel-wide lattices
 SHAPES = [(1, 7, 9), (1, 1, 15), (1, 12, 1), (4, 5, 6), (3, 1, 5), (5, 1, 1)]
 
+#: the pool rows of a store with one agent per role (split at a division)
+POOLS = np.array(layout.POOLS, np.int64)
+
 
 def random_population(shape3, rng, fill=0.5):
     """A random lattice state with tumour, stem and necrotic cells; capacity for divisions."""
@@ -145,25 +148,43 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     return n, s, air_mask, f
 
 
-def cancer_params(plastic=True, growth=True, push=True, drug_row=layout.DRUG):
+def cancer_params(plastic=True, growth=True, push=True, drug_row=layout.DRUG, second=None,
+                  combination=kc.COMBINE_BLISS):
     """Per-kind cancer parameters; ``plastic`` switches tumour-to-stem conversion on (a kind that
     converts never takes the constant-rate pass), ``growth`` the division boost by the growth
     factor (row 3 of the fields of :func:`cell_state`), ``push`` division by pushing (2 sites
-    for tumour cells, 3 for stem-like ones)."""
-    p = np.zeros((codes.N_KINDS, kc.C_NPARAMS))
-    for k, vals in (
-        (codes.TUMOR, (0.8, 1.5, 0.2, 0.0, 4, 10.0, 5.0, 2.5, 0.5, 3.0, 0.05, 0.3, 0.5, 2.0, 0.5,
+    for tumour cells, 3 for stem-like ones). One drug whose hazard reads ``drug_row``; with
+    ``second`` (a float32 row) a second drug reading that row, the two combined by
+    ``combination``."""
+    n_drugs = 1 if second is None else 2
+    p = np.zeros((codes.N_KINDS, kc.C_NPARAMS + n_drugs * kc.D_NCOLS))
+    for k, vals, drug in (
+        (codes.TUMOR, (0.8, 1.5, 0.2, 0.0, 4, 10.0, 5.0, 2.5, 0.5, 3.0, 0.05, 0.5,
                        0.2 if plastic else 0.0, 1.0, 0.05, 1.0, 0.11, 1.26, 0.3,
-                       3, 1.5 if growth else 0.0, 0.5, 2 if push else 0)),
-        (codes.STEM, (1.2, 0.7, 0.0, 0.4, 0, 8.0, 4.0, 4.0, 0.3, 2.0, 0.02, 0.2, 0.5, 1.0, 0.5,
+                       3, 1.5 if growth else 0.0, 0.5, 2 if push else 0),
+         (0.3, 0.5, 2.0, 0.7)),
+        (codes.STEM, (1.2, 0.7, 0.0, 0.4, 0, 8.0, 4.0, 4.0, 0.3, 2.0, 0.02, 0.5,
                       0.0, 1.0, 0.1, 0.8, 0.3, 2.0, 0.5, 3 if growth else -1, 0.7, 1.0,
-                      3 if push else 0)),
+                      3 if push else 0),
+         (0.2, 0.5, 1.0, 1.0)),
     ):
         p[k, :len(vals)] = vals
-        p[k, kc.C_DRUG_ROW] = drug_row  # the cell column the drug hazard reads
-        # part of the drug's kills are immunogenic (the death's share is marked in column icd)
-        p[k, kc.C_DRUG_IMMUNOGENIC] = 0.7 if k == codes.TUMOR else 1.0
+        p[k, kc.C_DRUG_COMBINATION] = combination
+        # the drug: the cell column its hazard reads, Emax, EC50, Hill power, and the share of
+        # its kills that are immunogenic (the death's share is marked in column icd)
+        p[k, kc.C_NPARAMS:kc.C_NPARAMS + kc.D_NCOLS] = (drug_row, *drug)
+        if second is not None:  # a steeper second drug, not immunogenic
+            p[k, kc.C_NPARAMS + kc.D_NCOLS:] = (second, 0.5 * drug[0], 0.3, 3.0, 0.0)
     return p
+
+
+def holds_drug(f32, k, par):
+    """Per row: whether the cell holds a drug its kind ``k`` responds to."""
+    out = np.zeros(f32.shape[1], bool)
+    for c0 in range(kc.C_NPARAMS, par.shape[1], kc.D_NCOLS):
+        rows = par[k, c0 + kc.D_ROW].astype(int)
+        out |= (par[k, c0 + kc.D_EMAX] > 0) & ~(f32[rows, np.arange(f32.shape[1])] <= 0)
+    return out
 
 
 def constant_rate_cells(n, s, f, par, rules):
@@ -180,8 +201,7 @@ def constant_rate_cells(n, s, f, par, rules):
     grows = (par[k, kc.C_GF_FIELD] >= 0) & (par[k, kc.C_GF_BOOST] > 0) & (f["egf"][site] > 0)
     fast = (live & ~varies[k] & (f["oxygen"][site] >= par[k, kc.C_NECROSIS])
             & (f["ifng"][site] <= 0) & ~grows
-            & ((par[k, kc.C_DRUG_EMAX] <= 0)
-               | (s["f32"][int(par[codes.TUMOR, kc.C_DRUG_ROW]), :n] <= 0)))
+            & ~holds_drug(s["f32"][:, :n], k, par))
     return np.flatnonzero(fast), np.flatnonzero(live & ~fast)
 
 
@@ -269,7 +289,8 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
     yield "fibroblast_decide"
     push = np.ascontiguousarray(par[:, kc.C_PUSH], dtype=np.int64)
     push_work = np.zeros((ka.PUSH_WORK_ROWS, len(s["occ"]) + 1), np.int64)
-    w["result"] = mod.apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work)
+    w["result"] = mod.apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work,
+                                    POOLS)
     yield "apply_actions"
     m, nid, _ = w["result"]
     entry = np.flatnonzero(~air)[::3] if len(air) > 1 else np.arange(0, len(s["occ"]), 3)
@@ -406,6 +427,16 @@ def test_cell_phase_matches_twin_with_the_hazard_on_damage():
     assert seen[3] > 0  # some cell died
 
 
+@pytest.mark.parametrize("combination", [kc.COMBINE_BLISS, kc.COMBINE_HIGHEST],
+                         ids=["bliss", "highest_single_agent"])
+def test_cell_phase_matches_twin_with_two_drugs(combination):
+    """Two drugs, the second reading another row (the payload column, which cell_state fills),
+    their hazards combined by either rule (docs/pharmacology.md §7.1)."""
+    par = cancer_params(plastic=False, second=layout.PAYLOAD, combination=combination)
+    seen, _, _, _ = run_twin_comparison(SHAPES[0], 77, air=False, with_rules=False, par=par)
+    assert seen[3] > 0  # some cell died
+
+
 @pytest.mark.parametrize("shape3", [(1, 20, 20), (4, 8, 8)], ids=lambda s: "x".join(map(str, s)))
 def test_cell_phase_matches_twin_with_progenitors(shape3):
     """Progenitors and effectors (biology.md §5.10): fates of arrivals and of the products of
@@ -452,7 +483,7 @@ def test_drug_is_not_read_when_no_kind_responds():
     does not look at it: cells holding drug then take the constant-rate pass and must still
     match the twin (which always reads the drug)."""
     par = cancer_params(plastic=False)
-    par[[codes.TUMOR, codes.STEM], kc.C_DRUG_EMAX] = 0.0
+    par[[codes.TUMOR, codes.STEM], kc.C_NPARAMS + kc.D_EMAX] = 0.0
     paths = np.zeros(2, np.int64)
     for shape3 in [(1, 9, 11), (4, 5, 6)]:
         _, _, _, p = run_twin_comparison(shape3, 5, air=False, with_rules=False, par=par)

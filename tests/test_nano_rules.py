@@ -89,8 +89,8 @@ def test_the_therapy_releases_by_the_ph_map_outside_and_the_endosomal_rate_insid
         assert np.all(rate[ph == value] == ph_release_rate(value, 0.0022, 0.07))
     assert rate[ph == 7.4][0] == pytest.approx(0.0022)
     assert rate[ph == 6.8][0] == pytest.approx(0.0030079, rel=1e-4)
-    assert th.np_release_in[0] == pytest.approx(0.07 / 60.0, rel=1e-12)
-    assert th.ligand_factor == 1.0
+    assert th.carriers[0].np_release_in[0] == pytest.approx(0.07 / 60.0, rel=1e-12)
+    assert th.carriers[0].ligand_factor == 1.0
 
 
 @pytest.mark.parametrize(

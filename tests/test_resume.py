@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, kill_when
+from test_multiagent import SECOND
 from tmesim.cli import main
 from tmesim.runner import run
 
@@ -22,6 +23,17 @@ THERAPY = {
         {"agent": "tariquidar", "dose_mg_per_kg": 1.0, "start_h": 4.5},
     ],
     "cells.tumor.pgp_mean": 1.0,
+}
+#: two drugs and two formulations: the cell store and the file have the columns of the further
+#: agents (tests/test_multiagent.py)
+SEVERAL = {
+    **THERAPY,
+    "agents.testdrug": SECOND,
+    "therapy": [
+        *THERAPY["therapy"],
+        {"agent": "testdrug", "dose_mg_per_kg": 5.0, "start_h": 1.5},
+        {"agent": "liposomal_doxorubicin", "dose_mg_per_kg": 5.0, "start_h": 1.0},
+    ],
 }
 
 
@@ -66,8 +78,8 @@ class _Interrupt:
 
 @pytest.mark.parametrize(
     "over, stop_step",
-    [(SHORT, 25), (THERAPY, 35)],
-    ids=["tiny", "therapy_pk_nanoparticles"],
+    [(SHORT, 25), (THERAPY, 35), (SEVERAL, 35)],
+    ids=["tiny", "therapy_pk_nanoparticles", "several_agents"],
 )
 def test_interrupted_run_resumes_bit_identical(tmp_path, capsys, over, stop_step):
     sets = _sets(over)

@@ -221,16 +221,14 @@ def test_capillaries_near_the_tumour_are_the_leaky_ones():
             ],
             "domain.geometry",
         ),
-        (
+        (  # two siRNA formulations: P-gp knockdown reads one pool (tests/test_multiagent.py
+           # has the combinations that are allowed)
             [
-                ("agents.epirubicin", {
-                    "kind": "drug", "molar_mass_g_per_mol": 543.5, "diffusion_um2_per_min": 1.0,
-                    "permeability_um_per_min": 1.0, "tumor_permeability_um_per_min": 1.0,
-                    "pk": {"v_central_L_per_kg": 1.0, "half_life_h": 1.0},
-                }),
+                ("nanoparticles.liposomal_doxorubicin.payload.sirna_knockdown", 0.5),
+                ("nanoparticles.ph_micelle_doxorubicin.payload.sirna_knockdown", 0.5),
                 ("therapy", [
-                    {"agent": "doxorubicin", "dose_mg_per_kg": 1.0},
-                    {"agent": "epirubicin", "dose_mg_per_kg": 1.0},
+                    {"agent": "liposomal_doxorubicin", "dose_mg_per_kg": 1.0},
+                    {"agent": "ph_micelle_doxorubicin", "dose_mg_per_kg": 1.0},
                 ]),
             ],
             "therapy",

@@ -133,7 +133,7 @@ def test_a_perfused_voxel_follows_the_closed_form_of_the_patlak_ode():
     while m.running:
         m.step()
     th = m.therapy
-    a = th.carrier
+    a = th.carriers[0]
     assert not th.tumor_vessel.any()
     k = a.vessel_rate
     c = a.vessel_convection

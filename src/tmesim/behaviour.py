@@ -24,7 +24,7 @@ from . import kinds
 from .errors import ScenarioError, warn
 from .kernels import agents as ka
 from .kernels import cancer as kc
-from .kernels import codes
+from .kernels import codes, layout
 from .kernels import immune as ki
 from .kernels import lattice as kl
 from .kernels import myeloid as km
@@ -181,17 +181,25 @@ class CellDynamics:
         self.shape = np.array(cells.shape3, dtype=np.int64)
 
         dosed = {a: scenario.agents[a].kind for a in scenario.dosed_agents}
-        #: the dosed drug (cells carry its intracellular pool), if any
-        self.drug = next((a for a, kind in dosed.items() if kind == "drug"), None)
-        #: the dosed nanoparticle formulation (cells carry its internalised particles), if any
-        self.carrier = next(iter(scenario.dosed_nanoparticles), None)
-        #: the field whose occupancy of PD-L1 shields cancer cells from T cells
-        self.antibody = next((a for a, kind in dosed.items() if kind == "antibody"), "anti_pdl1")
+        roles = scenario.pool_roles
+        #: the dosed drugs, in order (cells carry their pools; each adds a block of columns to
+        #: ``cancer_par``, kernels.cancer.D_*)
+        self.drugs = roles["drug"]
+        #: the dosed nanoparticle formulations (cells carry their internalised particles)
+        self.carriers = roles["nanoparticle"]
+        #: the dosed anti-PD-L1 antibodies; T cells read their summed field (docs/pharmacology.md
+        #: §8: they compete for the same PD-L1 with one Kd, cells.tcell.antibody_kd_nM)
+        self.antibodies = [a for a, kind in dosed.items() if kind == "antibody"]
+        #: the field whose occupancy of PD-L1 shields cancer cells from T cells (the first
+        #: antibody's; with several, their sum, ``_antibody_sum``, refreshed every cell phase)
+        self.antibody = self.antibodies[0] if self.antibodies else "anti_pdl1"
+        self._antibody_sum = (np.zeros(cells.n_sites, fields.data.dtype)
+                              if len(self.antibodies) > 1 else None)
         self.phi_cancer = c.tumor.volume_um3 / vox**3
         #: per-kind parameters of the cancer kernel (a row per kind); each kind packs its own
         #: parameters (``pack`` of :mod:`tmesim.kinds`: its row here, or a vector of its own,
         #: ``t_par``, ``m_par``, ``f_par``)
-        self.cancer_par = np.zeros((kinds.count(), kc.C_NPARAMS))
+        self.cancer_par = np.zeros((kinds.count(), kc.C_NPARAMS + len(self.drugs) * kc.D_NCOLS))
         for kind in kinds.all_kinds():
             if kind.pack is not None:
                 kind.pack(self)
@@ -239,10 +247,11 @@ class CellDynamics:
                     self._arrivals.append((kind.code, r, purposes, div, pheno, signal))
         #: running sum of the entry sites' weights for arrivals drawn by a signal
         self._cum_weight = np.zeros(len(self.entry_sites))
-        #: per-cell pools returned to their field when a cell dies: (column, field)
-        self._returned = [(col, f) for col, f in (("drug", self.drug), ("bound", self.drug),
-                                                  ("retained", self.drug),
-                                                  ("payload", self.carrier)) if f is not None]
+        #: per-cell pools returned to their field when a cell dies: (agent, column), the agent
+        #: being the field; every pool of each dosed drug and formulation
+        self._returned = [(a, col) for role, agents in roles.items() for a in agents
+                          for col in layout.FAMILIES[role]
+                          if layout.row(col) in layout.POOLS]
 
     def perfusion_changed(self) -> None:
         """Capillaries regressed (``Simulation.remodel_vessels``): arrivals enter only at the
@@ -404,7 +413,9 @@ class CellDynamics:
             ccl2 = self._field(CCL2_FIELD)
             self._views = (
                 self._field("oxygen"), self._field("ifng"), self._field("tgfb"), chemo,
-                self._field("ecm"), self._field(self.antibody), ccl2,
+                self._field("ecm"),
+                self._field(self.antibody) if self._antibody_sum is None else self._antibody_sum,
+                ccl2,
                 ccl2 if CCL2_FIELD in self.fields.index else chemo,
                 data.reshape(len(self.fields.names), -1),
             )
@@ -440,6 +451,10 @@ class CellDynamics:
         arrays, lattice, intents = self._arrays(), self.lattice, self.intents
         keys = (dt_h, seed, step)  # ka.StepKeys, as a plain tuple
         views = self._field_views()
+        if self._antibody_sum is not None:  # several antibodies: their summed concentration
+            np.copyto(self._antibody_sum, self.fields.flat(self.antibodies[0]))
+            for a in self.antibodies[1:]:
+                self._antibody_sum += self.fields.flat(a)
         lap("set-up")
         # every row's kind is present, so the kernels below set the action of every row
         present, burden = kl.census(n, cells.kind, cells.state)
@@ -450,7 +465,7 @@ class CellDynamics:
                 decide(n, arrays, lattice, views, keys, intents)
             lap(name)
         m, next_id, kills = ka.apply_actions(n, intents, arrays, lattice, keys, cells.next_id,
-                                             self.push, self.push_work)
+                                             self.push, self.push_work, cells.pools)
         cells.n, cells.next_id = int(m), int(next_id)
         lap("apply_actions")
         primed = 0.0
@@ -461,10 +476,10 @@ class CellDynamics:
         arrivals = self._recruit(dt_h, step, seed, burden, primed) if self._arrivals else 0
         lap("arrivals")
         # the dead give their drug and internalised particles back to their voxel
-        for column, field in self._returned:
+        for agent, column in self._returned:
             kp.release_removed(
-                cells.n, cells.state, cells.site, cells.column(column), self.fields.flat(field),
-                self.phi_cancer,
+                cells.n, cells.state, cells.site, cells.agent_column(agent, column),
+                self.fields.flat(agent), self.phi_cancer,
             )
         cells.compact()
         lap("compact")

@@ -6,8 +6,10 @@ id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state``
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
 each site to the row of the cell on it, or -1: at most one cell per site.
 
-State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 11 float32
-columns x 4 + 1 (kind) + 1 (state) + 4 (site) = 74 bytes (:attr:`CellPopulation.nbytes_per_cell`).
+State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 4 per float32
+column + 1 (kind) + 1 (state) + 4 (site) (:attr:`CellPopulation.nbytes_per_cell`); the
+columns of a further dosed drug or formulation (:func:`~tmesim.kernels.layout.agent_columns`)
+add 4 bytes each.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ _BLOCKS = {"i64": I64_COLUMNS, "i32": I32_COLUMNS, "f32": F32_COLUMNS}
 class CellPopulation:
     """Structure-of-arrays store of every cell on a ``(nz, ny, nx)`` lattice."""
 
-    def __init__(self, shape3, capacity: int = 1024):
+    def __init__(self, shape3, capacity: int = 1024, agents=None):
+        """``agents`` names the dosed agents of each role of :data:`~tmesim.kernels.layout.FAMILIES`
+        (``{"drug": [...], "nanoparticle": [...]}``): each holds its family of per-cell columns
+        (:func:`~tmesim.kernels.layout.agent_columns`; the first of a role the table's own)."""
         self.shape3 = tuple(int(s) for s in shape3)
         self.n_sites = math.prod(self.shape3)
         self.n = 0
         self.next_id = 0
         self._cap = 0
-        for block, names in _BLOCKS.items():
+        #: rows of each dosed agent's columns in the float32 block: agent -> column -> row
+        self.agent_rows, self.extra_columns = layout.agent_columns(agents or {})
+        self._blocks = dict(_BLOCKS)
+        self._blocks["f32"] = F32_COLUMNS + tuple(c.name for c in self.extra_columns)
+        #: float32 rows split at a division and given back to their field at death
+        self.pools = np.array(layout.pool_rows(self.extra_columns), dtype=np.int64)
+        for block, names in self._blocks.items():
             setattr(self, f"_{block}", np.empty((len(names), 0), layout.BLOCKS[block]))
         for name, dtype in layout.OWN_ARRAYS.items():  # kind, state, site
             setattr(self, name, np.empty(0, dtype))
@@ -59,19 +70,24 @@ class CellPopulation:
             b[..., : self.n] = a[..., : self.n]
             return b
 
-        for name in (*(f"_{b}" for b in _BLOCKS), *layout.OWN_ARRAYS):
+        for name in (*(f"_{b}" for b in self._blocks), *layout.OWN_ARRAYS):
             setattr(self, name, grow(getattr(self, name)))
         self._cap = cap
         self._arrays = None
 
     def column(self, name: str) -> np.ndarray:
         """The full-capacity array of a column (rows ``[:n]`` are live)."""
-        for block, names in _BLOCKS.items():
+        for block, names in self._blocks.items():
             if name in names:
                 return getattr(self, f"_{block}")[names.index(name)]
         if name in layout.OWN_ARRAYS:
             return getattr(self, name)
         raise KeyError(name)
+
+    def agent_column(self, agent: str, column: str) -> np.ndarray:
+        """The full-capacity array of dosed ``agent``'s copy of family column ``column``
+        (``drug``, ``bound``, ``retained``, ``damage``; ``payload`` of a formulation)."""
+        return self._f32[self.agent_rows[agent][column]]
 
     def arrays(self) -> layout.CellArrays:
         """The store as the kernels take it (full capacity; valid until the next
@@ -94,7 +110,7 @@ class CellPopulation:
     @property
     def nbytes_per_cell(self) -> int:
         """Bytes of state per cell."""
-        return sum(np.dtype(c.dtype).itemsize for c in layout.COLUMNS)
+        return sum(np.dtype(c.dtype).itemsize for c in (*layout.COLUMNS, *self.extra_columns))
 
     # ------------------------------------------------------------------ creation
     def add(self, kind: int, sites: np.ndarray, divisions_left: int) -> None:
@@ -220,4 +236,13 @@ class CellPopulation:
                                    & (self.column("aux")[:n] > 0.5)).astype(np.int8)
             else:
                 out[c.name] = self.column(c.name)[:n].copy()
+        for c in self.extra_columns:  # the columns of further dosed agents, after the table's
+            if c.recorded:
+                out[c.name] = self.column(c.name)[:n].copy()
         return out
+
+    def recorded_columns(self) -> dict[str, type]:
+        """The columns of :meth:`snapshot` and their dtypes, in order (the writer's
+        ``cell_columns``)."""
+        return {r.name: np.dtype(r.dtype).type
+                for r in (*layout.RECORDED, *(r for c in self.extra_columns for r in c.recorded))}

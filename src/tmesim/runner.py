@@ -76,6 +76,7 @@ def open_writer(model: Simulation, path: Path) -> ResultWriter:
         populations=kinds.populations(),
         metrics=model.metric_units(),
         cells=sc.output.cells,
+        cell_columns=model.cells.recorded_columns(),
         compression=sc.output.compression,
         code_tables={"kind": kinds.names(), "state": codes.STATE_NAMES},
         diagnostics=model.fields.solved_fields(),

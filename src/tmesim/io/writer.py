@@ -104,6 +104,10 @@ class ResultWriter:
         Population names, and metric name -> units.
     cells : bool
         Whether to store cell snapshots.
+    cell_columns : dict, optional
+        The columns of a snapshot and their dtypes, in order (default :data:`CELL_COLUMNS`;
+        a run with several agents of one role adds their columns,
+        :meth:`tmesim.cells.CellPopulation.recorded_columns`).
     geometry : dict, optional
         Static maps written once under ``/geometry``: name -> ``(array, attrs)``.
     code_tables : dict
@@ -128,6 +132,7 @@ class ResultWriter:
         code_tables=None,
         geometry=None,
         diagnostics=(),
+        cell_columns=None,
     ):
         self.path = Path(path)
         self.broken = False
@@ -224,7 +229,7 @@ class ResultWriter:
                 "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(1024,)
             )
             cols = {}
-            for name, dtype in CELL_COLUMNS.items():
+            for name, dtype in (cell_columns or CELL_COLUMNS).items():
                 # No filters here: a chunk of these columns spans several records, and a
                 # filtered (compressed) chunk is moved to new file space each time it is
                 # rewritten, so a run killed mid-append could leave earlier records pointing at
@@ -280,7 +285,9 @@ class ResultWriter:
                     raise ValueError(
                         f"/cells has no column {', '.join(missing)} (written by an older tmesim)"
                     )
+                # the table's columns, then those of further agents in the order written
                 cols = {k: g[k] for k in CELL_COLUMNS}
+                cols.update({k: d for k, d in g.items() if k != "offsets" and k not in cols})
                 for d in cols.values():
                     d.resize(end, axis=0)
                 self.cells = (off, cols)

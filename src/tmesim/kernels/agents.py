@@ -23,7 +23,7 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import NECROTIC, PROLIFERATING, REMOVED, STEM
-from .layout import DIVISIONS_LEFT, GENERATION, ID, PARENT, POOLS, RESET_AT_DIVISION
+from .layout import DIVISIONS_LEFT, GENERATION, ID, PARENT, RESET_AT_DIVISION
 from .neighbourhood import (
     cancer_free_scan,
     free_scan,
@@ -114,14 +114,15 @@ def affine_order(n, seed, step):
 
 
 @kernel
-def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
+def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, pools):
     """Apply the :class:`Intents` of ``n`` cells to the cell arrays (:class:`.layout.CellArrays`); return
     ``(new_n, next_id, n_kills)`` (``keys.dt_h`` is not used).
 
     ``ids``, ``i32`` and ``f32`` are the int64, int32 and float32 blocks of the cell store
     (:mod:`.layout`): the daughter copies the mother's float rows, the rows of
-    ``RESET_AT_DIVISION`` (the clock) restart in both and the ``POOLS`` (drug, payload) are split
-    equally between them. ``blocked``
+    ``RESET_AT_DIVISION`` (the clock) restart in both and the rows ``pools`` (int64; the
+    drug and particle pools of every dosed agent, :attr:`tmesim.cells.CellPopulation.pools`)
+    are split equally between them. ``blocked``
     marks sites only cancer cells may enter (alveolar air). ``push`` holds per kind the push
     distance in sites (0: the kind does not push) and ``push_work`` the work array of
     :func:`push_chain`. Capacity must be at least ``2 * n``.
@@ -195,7 +196,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work):
             for c in RESET_AT_DIVISION:
                 f32[c, m] = 0.0
                 f32[c, i] = 0.0
-            for c in POOLS:
+            for c in pools:
                 half = 0.5 * f32[c, i]
                 f32[c, i] = half
                 f32[c, m] = half

@@ -8,8 +8,12 @@ Rules, per cell, from the state at the start of the step (sources in docs/biolog
 2. Oxygen: below ``necrosis_mmHg`` the cell turns necrotic with hazard
    ``necrosis_max_per_h * clip((necrosis - pO2) / (necrosis - necrosis_max), 0, 1)``; below
    ``hypoxia_mmHg`` it is quiescent (no division attempts).
-3. Apoptosis with hazard ``death_rate + Emax C^h / (EC50^h + C^h)`` on the intracellular drug
-   ``C`` (the drug term scaled by ``quiescent_drug_factor`` for quiescent cells), plus rules.
+3. Apoptosis with hazard ``death_rate + h_drugs``, plus rules, where each dosed drug ``j``
+   adds ``h_j = Emax_j C_j^h_j / (EC50_j^h_j + C_j^h_j)`` on its intracellular drug or damage
+   ``C_j`` (scaled by ``quiescent_drug_factor`` for quiescent cells), combined over the drugs
+   by ``par[k, C_DRUG_COMBINATION]``: Bliss independence (``COMBINE_BLISS``: the hazards add,
+   so the survival of a step is the product of each drug's survival) or the highest single
+   drug (``COMBINE_HIGHEST``: ``max_j h_j``).
 4. Optional plasticity: a tumour cell becomes stem-like with hazard
    ``plasticity_per_h * ([hypoxic] + H(TGF-beta))``.
 5. A cell moves only if a neighbouring site is free, and divides only if one is free or its kind
@@ -24,7 +28,10 @@ Rules, per cell, from the state at the start of the step (sources in docs/biolog
    ``divisions_left - 1``. Otherwise it moves to a random free neighbour with probability
    ``1 - exp(-migration_rate * dt)``.
 
-Per-kind parameters arrive as rows of ``par`` (``par[kind, C_*]``).
+Per-kind parameters arrive as rows of ``par`` (``par[kind, C_*]``); the columns from
+``C_NPARAMS`` on are the kind's response to each dosed drug, ``D_NCOLS`` per drug
+(``par[kind, C_NPARAMS + j * D_NCOLS + D_*]``), so ``par`` has ``C_NPARAMS + n_drugs * D_NCOLS``
+columns.
 
 The work is split by what a cell needs. Pass 1a (:func:`_classify`) reads each cell's voxel and
 drug and sorts out the cells whose rates are the per-kind constants of this call (see
@@ -85,24 +92,33 @@ C_NECROSIS_MAX = 7
 C_NECROSIS_RATE = 8
 C_LYSIS = 9
 C_DEATH_RATE = 10
-C_DRUG_EMAX = 11
-C_DRUG_EC50 = 12
-C_DRUG_HILL = 13
-C_QUIESCENT_DRUG_FACTOR = 14
-C_PLASTICITY_RATE = 15
-C_PLASTICITY_TGFB_HALF = 16
-C_PDL1_BASE = 17
-C_PDL1_MAX = 18
-C_PDL1_EC50 = 19
-C_PDL1_HILL = 20
-C_PDL1_RATE = 21
-C_GF_FIELD = 22  # index of the growth-factor field in ``fields`` (-1: none)
-C_GF_BOOST = 23  # relative rise of the division rate at saturating growth factor
-C_GF_HALF = 24  # growth factor giving half that rise
-C_PUSH = 25  # push distance in sites (0: contact inhibition)
-C_DRUG_ROW = 26  # row of ``f32`` the drug hazard reads: DRUG (free drug) or DAMAGE
-C_DRUG_IMMUNOGENIC = 27  # share of the drug's kills that are immunogenic (ICD), 0-1
-C_NPARAMS = 28
+C_QUIESCENT_DRUG_FACTOR = 11
+C_PLASTICITY_RATE = 12
+C_PLASTICITY_TGFB_HALF = 13
+C_PDL1_BASE = 14
+C_PDL1_MAX = 15
+C_PDL1_EC50 = 16
+C_PDL1_HILL = 17
+C_PDL1_RATE = 18
+C_GF_FIELD = 19  # index of the growth-factor field in ``fields`` (-1: none)
+C_GF_BOOST = 20  # relative rise of the division rate at saturating growth factor
+C_GF_HALF = 21  # growth factor giving half that rise
+C_PUSH = 22  # push distance in sites (0: contact inhibition)
+C_DRUG_COMBINATION = 23  # how the hazards of several drugs combine: COMBINE_*
+C_NPARAMS = 24  # columns before the drugs' blocks
+
+#: rule of C_DRUG_COMBINATION: Bliss independence (hazards add: survival multiplies)
+COMBINE_BLISS = 0
+#: rule of C_DRUG_COMBINATION: the highest single drug's hazard
+COMBINE_HIGHEST = 1
+
+# columns of a drug's block, par[k, C_NPARAMS + j * D_NCOLS + D_*]
+D_ROW = 0  # row of ``f32`` the drug's hazard reads: its free drug, or its damage with binding
+D_EMAX = 1  # maximal hazard (1/h; 0: the kind does not respond to it)
+D_EC50 = 2  # free drug (uM) or damage (uM h) at half the maximal hazard
+D_HILL = 3
+D_IMMUNOGENIC = 4  # share of the drug's kills that are immunogenic (ICD), 0-1
+D_NCOLS = 5
 
 PURPOSE_NECROSIS = 4
 PURPOSE_DIVIDE = 2
@@ -189,8 +205,59 @@ def _growth_field(par, fields):
     return np.zeros(1, fields.dtype)
 
 
+@kernel
+def n_drugs(par):
+    """Number of dosed drugs whose blocks ``par`` holds (columns from ``C_NPARAMS`` on)."""
+    return (par.shape[1] - C_NPARAMS) // D_NCOLS
+
+
+@kernel
+def drug_hazard(f32, i, k, par, hypoxic):
+    """``(h, icd)``: the apoptosis hazard (1/h) that the dosed drugs give cell ``i`` of kind
+    ``k``, and its immunogenic part.
+
+    Each drug ``j`` whose ``D_EMAX`` is positive for the kind gives
+    ``h_j = Emax_j H(f32[D_ROW_j, i]; EC50_j, n_j)`` (its free drug or its damage), times
+    ``C_QUIESCENT_DRUG_FACTOR`` when ``hypoxic``. With ``par[k, C_DRUG_COMBINATION]`` ==
+    ``COMBINE_BLISS`` ``h = sum_j h_j``: hazards add, so the survival of a step,
+    ``exp(-h dt)``, is the product of each drug's survival ``exp(-h_j dt)`` (Bliss
+    independence); with ``COMBINE_HIGHEST`` ``h = max_j h_j``. ``icd = sum_j immunogenic_j
+    h_j`` over the drugs counted (with ``COMBINE_HIGHEST``, the one that gives ``h``).
+    """
+    total = 0.0
+    icd = 0.0
+    highest = par[k, C_DRUG_COMBINATION] == COMBINE_HIGHEST
+    for j in range(n_drugs(par)):
+        c0 = C_NPARAMS + j * D_NCOLS
+        emax = par[k, c0 + D_EMAX]
+        if not emax > 0.0:
+            continue
+        term = emax * hill(f32[np.int64(par[k, c0 + D_ROW]), i], par[k, c0 + D_EC50],
+                           par[k, c0 + D_HILL])
+        if hypoxic:
+            term *= par[k, C_QUIESCENT_DRUG_FACTOR]
+        if not highest:
+            total += term
+            icd += par[k, c0 + D_IMMUNOGENIC] * term
+        elif term > total:
+            total = term
+            icd = par[k, c0 + D_IMMUNOGENIC] * term
+    return total, icd
+
+
+@kernel
+def _holds_drug(f32, i, k, par):
+    """Whether cell ``i`` of kind ``k`` holds a drug it responds to (its ``D_ROW`` not at or
+    below 0)."""
+    for j in range(n_drugs(par)):
+        c0 = C_NPARAMS + j * D_NCOLS
+        if par[k, c0 + D_EMAX] > 0.0 and not f32[np.int64(par[k, c0 + D_ROW]), i] <= 0.0:
+            return True
+    return False
+
+
 @kernel(parallel=True)
-def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
+def _classify(n, kind, site, oxygen, ifng, f32, growth, par, rates, action):
     """Pass 1a of :func:`cancer_decide`: what each cancer cell's voxel and drug say, into
     ``action[i]`` (a class, not an action yet): ``_GENERAL`` when the cell's rates are not the
     per-kind constants, else ``_HYPOXIC`` or ``_NORMOXIC``. Gathers only, apart from pass 1b so
@@ -200,13 +267,14 @@ def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
     growth_matters = growth.shape[0] > 1
     # per-kind constants as scalars (a table lookup per cell costs more). A cell takes the
     # general path when its pO2 is not at or above safe (never, for a kind with rules or
-    # plasticity), when its voxel holds IFN-gamma, or when its drug is not at or below drug_max
-    # (the drug column is not read when no kind responds to a drug).
+    # plasticity), when its voxel holds IFN-gamma, or when it holds a drug it responds to
+    # (the drug columns are not read when no kind responds to a drug).
     safe_t = np.inf if rates[t, K_GENERAL] != 0.0 else par[t, C_NECROSIS]
     safe_s = np.inf if rates[st, K_GENERAL] != 0.0 else par[st, C_NECROSIS]
-    drug_max_t = 0.0 if par[t, C_DRUG_EMAX] > 0.0 else np.inf
-    drug_max_s = 0.0 if par[st, C_DRUG_EMAX] > 0.0 else np.inf
-    drug_matters = par[t, C_DRUG_EMAX] > 0.0 or par[st, C_DRUG_EMAX] > 0.0
+    drug_matters = False
+    for j in range(n_drugs(par)):
+        c0 = C_NPARAMS + j * D_NCOLS
+        drug_matters = drug_matters or par[t, c0 + D_EMAX] > 0.0 or par[st, c0 + D_EMAX] > 0.0
     hyp_t, hyp_s = par[t, C_HYPOXIA], par[st, C_HYPOXIA]
     for i in prange(n):
         k = kind[i]
@@ -218,7 +286,7 @@ def _classify(n, kind, site, oxygen, ifng, drug, growth, par, rates, action):
             c = _GENERAL
         elif growth_matters and growth[s_i] > 0.0:
             c = _GENERAL
-        elif drug_matters and not drug[i] <= (drug_max_s if stem else drug_max_t):
+        elif drug_matters and is_cancer(k) and _holds_drug(f32, i, k, par):
             c = _GENERAL
         if is_cancer(k):
             action[i] = c
@@ -347,19 +415,14 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
                     hypoxic = po2 < par[k, C_HYPOXIA]
                     state[i] = QUIESCENT if hypoxic else PROLIFERATING
                     f32[CLOCK_H, i] += dt_h
-                    # apoptosis: baseline + drug (Emax model on intracellular drug) + rules
+                    # apoptosis: baseline + the dosed drugs (Emax models on intracellular drug
+                    # or damage, combined by the scenario's rule) + rules; icd is the
+                    # immunogenic part of the hazard (biology.md §5.8)
                     death = par[k, C_DEATH_RATE]
-                    emax = par[k, C_DRUG_EMAX]
                     varies = rates[k, K_RULED_DEATH] != 0.0
-                    icd = 0.0  # the immunogenic part of the hazard (biology.md §5.8)
-                    if emax > 0.0:
-                        signal = f32[np.int64(par[k, C_DRUG_ROW]), i]
-                        drug_term = emax * hill(signal, par[k, C_DRUG_EC50], par[k, C_DRUG_HILL])
-                        if hypoxic:
-                            drug_term *= par[k, C_QUIESCENT_DRUG_FACTOR]
-                        death += drug_term
-                        varies = varies or drug_term != 0.0
-                        icd = par[k, C_DRUG_IMMUNOGENIC] * drug_term
+                    drug_term, icd = drug_hazard(f32, i, k, par, hypoxic)
+                    death += drug_term
+                    varies = varies or drug_term != 0.0
                     if rates[k, K_RULED_DEATH] != 0.0:
                         death = apply_rules(death, k, B_DEATH, s_i, fields, f32[PDL1, i], rules)
                     if death > 0.0:
@@ -453,16 +516,15 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
     :class:`.agents.Lattice`, ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
     :class:`.agents.Intents` written; ``oxygen``, ``tgfb``, ``ifng`` flat fields and ``fields``
     all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), and the row
-    that ``par[:, C_DRUG_ROW]`` names (``DRUG``, free intracellular drug, or ``DAMAGE``; the same
-    for both kinds). The passes run in
+    that each drug's ``D_ROW`` names (its free intracellular drug, or its damage; the same for
+    both kinds; :func:`drug_hazard`). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
     """
     ids, f32 = cells[IDS], cells[F32]
     rates = _constant_rates(par, rules, keys[DT_H])
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    drug = f32[np.int64(par[TUMOR, C_DRUG_ROW])]
-    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, drug, _growth_field(par, fields), par,
+    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, f32, _growth_field(par, fields), par,
               rates, intents[ACTION])
     _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
                  f32[CLOCK_H], f32[PDL1], ids[ID])

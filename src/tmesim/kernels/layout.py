@@ -169,6 +169,53 @@ POOLS = tuple(row(c.name) for c in COLUMNS if c.division == "pool")
 #: the columns of a record under ``/cells``, in order
 RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
 
+#: per-agent column families: the columns that one dosed agent of a role holds per cell. The
+#: first dosed agent of a role holds the table's own columns (the named rows above, so a
+#: scenario with one agent per role has exactly this layout); each further agent of the role
+#: gets a copy of the family appended to the float32 block, named ``<column>_<agent>``
+#: (:func:`agent_columns`). So no kernel reads a family column by its named row (``DRUG``):
+#: kernels take an agent's columns as arrays, or its rows as numbers (``kernels.cancer.D_ROW``).
+FAMILIES = {"drug": ("drug", "bound", "retained", "damage"), "nanoparticle": ("payload",)}
+
+
+def agent_columns(roles: dict[str, list[str]]) -> tuple[dict[str, dict[str, int]],
+                                                        tuple[Column, ...]]:
+    """The float32 rows of the per-agent columns of a run and the columns added for them.
+
+    ``roles`` names the dosed agents of each role of :data:`FAMILIES` in order
+    (``{"drug": ["doxorubicin", "cisplatin"], "nanoparticle": [...]}``). Returns ``(rows,
+    extra)``: ``rows[agent][column]`` is the row of the agent's copy of ``column`` in the
+    float32 block, and ``extra`` the columns appended after the table's own, in row order (each
+    recorded, if the family column is, as ``<column>_<agent>`` with the family column's
+    meaning).
+    """
+    base = len(block_names("f32"))
+    rows: dict[str, dict[str, int]] = {}
+    extra: list[Column] = []
+    for role, agents in roles.items():
+        family = FAMILIES[role]
+        for j, agent in enumerate(agents):
+            if j == 0:
+                rows[agent] = {col: row(col) for col in family}
+                continue
+            rows[agent] = {}
+            for col in family:
+                c = next(c for c in COLUMNS if c.name == col)
+                name = f"{col}_{agent}"
+                rec = tuple(Recorded(name, r.dtype, f"as `{col}`, for agent `{agent}`")
+                            for r in c.recorded)
+                rows[agent][col] = base + len(extra)
+                extra.append(Column(name, c.dtype, "f32", c.division, rec))
+    return rows, tuple(extra)
+
+
+def pool_rows(extra: tuple[Column, ...] = ()) -> tuple[int, ...]:
+    """Float32 rows that hold an amount of a substance (split at a division, given back to
+    their field at death): :data:`POOLS`, then the pools among the ``extra`` columns of
+    :func:`agent_columns`."""
+    base = len(block_names("f32"))
+    return POOLS + tuple(base + j for j, c in enumerate(extra) if c.division == "pool")
+
 
 class CellArrays(NamedTuple):
     """The cell store as the kernels take it (:meth:`tmesim.cells.CellPopulation.arrays`): the

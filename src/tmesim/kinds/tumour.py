@@ -24,7 +24,6 @@ def pack_cancer(dyn, code: int, cfg) -> None:
     """The parameters both cancer kinds have, from their section ``cfg``, into row ``code`` of
     ``dyn.cancer_par``."""
     from ..kernels import cancer as kc
-    from ..kernels import layout
 
     par = dyn.cancer_par
     k = code
@@ -37,16 +36,20 @@ def pack_cancer(dyn, code: int, cfg) -> None:
     par[k, kc.C_LYSIS] = cfg.lysis_h
     par[k, kc.C_DEATH_RATE] = cfg.death_rate_per_h
     par[k, kc.C_QUIESCENT_DRUG_FACTOR] = cfg.quiescent_drug_factor
-    par[k, kc.C_DRUG_ROW] = layout.DRUG
-    if dyn.drug is not None:
-        d = dyn.sc.agents[dyn.drug]
-        par[k, kc.C_DRUG_EMAX] = d.emax_per_h
+    # how the hazards of several drugs combine (docs/pharmacology.md §7.1)
+    par[k, kc.C_DRUG_COMBINATION] = {"bliss": kc.COMBINE_BLISS, "highest_single_agent":
+                                     kc.COMBINE_HIGHEST}[dyn.sc.drug_combination]
+    # the kind's response to each dosed drug, a block of columns per drug (kernels.cancer.D_*)
+    for j, name in enumerate(dyn.drugs):
+        d = dyn.sc.agents[name]
+        c0 = kc.C_NPARAMS + j * kc.D_NCOLS
         # a binding drug kills through its damage, any other through free drug
         bind = d.dna_binding_max_uM > 0.0 or d.retention_max_uM > 0.0
-        par[k, kc.C_DRUG_ROW] = layout.DAMAGE if bind else layout.DRUG
-        par[k, kc.C_DRUG_EC50] = (d.damage_ec50_uM_h if bind else d.ec50_uM) * cfg.drug_ec50_factor
-        par[k, kc.C_DRUG_HILL] = d.hill
-        par[k, kc.C_DRUG_IMMUNOGENIC] = d.immunogenic
+        par[k, c0 + kc.D_ROW] = dyn.cells.agent_rows[name]["damage" if bind else "drug"]
+        par[k, c0 + kc.D_EMAX] = d.emax_per_h
+        par[k, c0 + kc.D_EC50] = (d.damage_ec50_uM_h if bind else d.ec50_uM) * cfg.drug_ec50_factor
+        par[k, c0 + kc.D_HILL] = d.hill
+        par[k, c0 + kc.D_IMMUNOGENIC] = d.immunogenic
     par[k, kc.C_PDL1_BASE] = cfg.pdl1_baseline
     par[k, kc.C_PDL1_MAX] = cfg.pdl1_max
     par[k, kc.C_PDL1_EC50] = cfg.pdl1_ifng_ec50_ng_per_mL

@@ -322,6 +322,16 @@ class Scenario(Section):
         {}, desc="Therapeutic agents by name (docs/pharmacology.md); packaged: doxorubicin, "
         "tariquidar, anti_pdl1."
     )
+    drug_combination: Literal["bliss", "highest_single_agent"] = P(
+        "bliss",
+        desc="How the kill hazards of several dosed drugs combine in a cancer cell "
+        "(docs/pharmacology.md §7.1). bliss: Bliss independence, each drug kills on its own, "
+        "so a cell's survival over a step is the product of its survival under each drug (the "
+        "hazards add); highest_single_agent: only the drug with the highest hazard in that "
+        "cell acts. One drug: both are the same.",
+        source="Bliss independence: Bliss 1939; Greco, Bravo & Parsons 1995 (parameters.md "
+        "§4.9)",
+    )
     nanoparticles: dict[str, NanoparticleConfig] = P(
         {}, desc="Nanoparticle formulations by name (docs/pharmacology.md §13)."
     )
@@ -447,21 +457,17 @@ class Scenario(Section):
                     "surfaces for inhaled doses)"
                 )
         used = self.dosed_agents
-        groups = {
-            "agent of kind 'drug' (free or carried: cells hold one drug pool)": [
-                a for a in used if self.agents[a].kind == "drug"
-            ],
-            "agent of kind 'inhibitor'": [a for a in used if self.agents[a].kind == "inhibitor"],
-            "agent of kind 'antibody'": [a for a in used if self.agents[a].kind == "antibody"],
-            "nanoparticle formulation (cells hold one pool of particles)": (
-                self.dosed_nanoparticles
-            ),
-        }
-        for what, names in groups.items():
-            if len(names) > 1:
-                raise ValueError(
-                    f"therapy|at most one {what} per scenario; got {', '.join(names)}"
-                )
+        # any number of drugs, inhibitors, antibodies and formulations (each has its own field,
+        # and drugs and formulations their own cell pools); one siRNA-carrying formulation (P-gp
+        # knockdown reads one pool of particles with one potency)
+        sirna = [n for n in self.dosed_nanoparticles
+                 if self.nanoparticles[n].payload.sirna_knockdown > 0]
+        if len(sirna) > 1:
+            raise ValueError(
+                "therapy|at most one dosed formulation carrying siRNA (payload.sirna_knockdown "
+                f"> 0: P-gp knockdown reads one pool of particles); got {', '.join(sirna)}: "
+                "co-load the siRNA in one of them (set the others' payload.sirna_knockdown to 0)"
+            )
         used = [*used, *self.dosed_nanoparticles]
         for a in used:
             if a in self.fields:
@@ -537,6 +543,14 @@ class Scenario(Section):
                 if name not in out:
                     out.append(name)
         return out
+
+    @property
+    def pool_roles(self) -> dict[str, list[str]]:
+        """The dosed agents that cells hold pools of, by role, in order of appearance: drugs
+        (free, bound, retained drug and damage) and formulations (internalised particles); the
+        cell store gives each its columns (:func:`tmesim.kernels.layout.agent_columns`)."""
+        return {"drug": [a for a in self.dosed_agents if self.agents[a].kind == "drug"],
+                "nanoparticle": self.dosed_nanoparticles}
 
     @property
     def dosed_nanoparticles(self) -> list[str]:

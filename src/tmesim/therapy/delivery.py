@@ -49,6 +49,20 @@ from .particles import transport_of
 from .pk import Administration, PKModel, PKState
 from .transvascular import filtration_per_min, patlak_coefficients, reflection_of
 
+#: per-drug metrics and their units; a drug after the first has them suffixed with ``_<drug>``
+#: (the first, or only, drug keeps the plain names)
+DRUG_METRICS = {
+    "delivered_fraction": "1",
+    "tumor_drug_total_uM": "uM",
+    "tumor_drug_bound_uM": "uM",
+    "np_penetration_um": "um",  # only for a drug that a dosed formulation carries
+    "intracellular_drug_mean_uM": "uM",
+    "intracellular_drug_p10_uM": "uM",
+    "intracellular_drug_p50_uM": "uM",
+    "intracellular_drug_p90_uM": "uM",
+    "intracellular_drug_total_mean_uM": "uM",
+}
+
 #: ledger entries, mg
 LEDGER_KEYS = (
     "dosed", "plasma", "peripheral", "cleared", "exhaled", "tissue", "cells", "decayed", "airway",
@@ -217,17 +231,18 @@ class Therapy:
                 "labels",
                 fix="raise domain.lung.capillary_fraction above 0, or use route 'inhaled'",
             )
-        self.drug = next((a for a in self.agents if a.kind == "drug"), None)
-        self.inhibitor = next((a for a in self.agents if a.kind == "inhibitor"), None)
-        self.carrier = next((a for a in self.agents if a.kind == "nanoparticle"), None)
+        #: the dosed drugs, each with its own field and cell pools (the first holds the column
+        #: table's own pools, kernels.layout.agent_columns), and the formulations
+        self.drugs = [a for a in self.agents if a.kind == "drug"]
+        self.carriers = [a for a in self.agents if a.kind == "nanoparticle"]
+        self.drug = self.drugs[0] if self.drugs else None
+        #: the dosed P-gp inhibitors; P-gp reads them as one field in units of the first
+        #: (:meth:`_inhibitor_field`), whose IC50 the membrane tables hold
+        self.inhibitors = [a for a in self.agents if a.kind == "inhibitor"]
+        self.inhibitor = self.inhibitors[0] if self.inhibitors else None
+        self._inhibition = np.zeros(0)  # work array of the equivalent inhibitor field
+        self.by_name = {a.name: a for a in self.agents}
         self._cell_tables()
-        #: the drug's exchange with cells is a term of its transport step
-        self._membrane = self.drug is not None and bool(self.k_mem.any())
-        self._membrane_par = np.stack(
-            [self.k_mem, self.vmax, self.km, self.ic50, self.bmax, self.kd_bind,
-             self.retain_in, self.retain_out, self.retain_max]
-        )
-        self._den = np.zeros(0)
         for a in self.agents:
             self._no_exchange(a)
         self._rates_current = False  # vessel rates as the perfused voxels now stand
@@ -255,20 +270,9 @@ class Therapy:
 
     # ------------------------------------------------------------------ set-up
     def _cell_tables(self) -> None:
-        """Per-kind membrane rate, P-gp Vmax, Km and inhibitor IC50 for the uptake kernel."""
+        """Per-kind tables of the cell kernels: P-gp dynamics, and per drug and formulation its
+        own (:meth:`_drug_tables`, :meth:`_carrier_tables`)."""
         n = kinds.count()
-        self.k_mem = np.zeros(n)
-        self.vmax = np.zeros(n)
-        self.km = np.ones(n)
-        self.ic50 = np.zeros(n)
-        self.bmax = np.zeros(n)  # DNA binding capacity (uM) and Kd (uM), damage repair (1/h)
-        self.kd_bind = np.ones(n)
-        self.repair = np.zeros(n)
-        # slow (intercalated) pool: filling rate per unit free drug and release rate (1/min),
-        # capacity (uM)
-        self.retain_in = np.zeros(n)
-        self.retain_out = np.zeros(n)
-        self.retain_max = np.zeros(n)
         c = self.sc.cells
         self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
         # P-gp dynamics: induction by intracellular drug, knockdown by carried siRNA
@@ -280,40 +284,75 @@ class Therapy:
             self.pgp_turnover[k] = cfg.pgp_turnover_per_h / 60.0
             self.pgp_induction[k] = cfg.pgp_induction_max if self.drug is not None else 0.0
             self.pgp_induction_ec50[k] = cfg.pgp_induction_ec50_uM
-        self.sirna_knockdown = self.carrier.cfg.payload.sirna_knockdown if self.carrier else 0.0
-        self.sirna_half = self.carrier.cfg.payload.sirna_half_uM if self.carrier else 1.0
+        #: the formulation whose siRNA knocks P-gp down (at most one, the schema checks)
+        self.sirna = next((a for a in self.carriers if a.cfg.payload.sirna_knockdown > 0),
+                          self.carriers[0] if self.carriers else None)
+        self.sirna_knockdown = self.sirna.cfg.payload.sirna_knockdown if self.sirna else 0.0
+        self.sirna_half = self.sirna.cfg.payload.sirna_half_uM if self.sirna else 1.0
         self.pgp_dynamic = bool(self.pgp_induction.any() or self.sirna_knockdown > 0)
-        self.np_uptake = np.zeros(n)
-        self.np_release_in = np.zeros(n)
-        self.receptor = np.zeros(n)
-        self.ligand_factor = 1.0
-        if self.carrier is not None:
-            npc = self.carrier.cfg
-            self.ligand_factor = ligand_factor(npc)
-            release_in = intracellular_release_per_h(npc.release) / 60.0
-            for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
-                self.np_uptake[k] = npc.tumor_uptake_per_h / 60.0
-                self.np_release_in[k] = release_in
-                self.receptor[k] = getattr(c, name).receptor_fraction
-            self.np_uptake[codes.MACROPHAGE] = npc.macrophage_uptake_per_h / 60.0
-        if self.drug is None:
-            return
-        d = self.drug.cfg
+        for a in self.carriers:
+            self._carrier_tables(a)
+        for a in self.drugs:
+            self._drug_tables(a)
+
+    def _carrier_tables(self, a: AgentDelivery) -> None:
+        """Per-kind internalisation and intracellular release rates of formulation ``a``, its
+        receptor fractions and ligand gain, and the agents of its payload."""
+        n = kinds.count()
+        c = self.sc.cells
+        npc = a.cfg
+        a.np_uptake = np.zeros(n)
+        a.np_release_in = np.zeros(n)
+        a.receptor = np.zeros(n)
+        a.ligand_factor = ligand_factor(npc)
+        release_in = intracellular_release_per_h(npc.release) / 60.0
         for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
-            self.k_mem[k] = membrane_rate_per_min(
+            a.np_uptake[k] = npc.tumor_uptake_per_h / 60.0
+            a.np_release_in[k] = release_in
+            a.receptor[k] = getattr(c, name).receptor_fraction
+        a.np_uptake[codes.MACROPHAGE] = npc.macrophage_uptake_per_h / 60.0
+        a.payload_drug = self.by_name[npc.payload.drug]
+
+    def _drug_tables(self, a: AgentDelivery) -> None:
+        """Drug ``a``'s per-kind membrane rate, P-gp Vmax, Km, inhibitor IC50, binding and slow
+        pool (the rows of :func:`~tmesim.kernels.pharmacology.membrane_terms`), its damage
+        repair, its cell columns and the work array of its exchange."""
+        n = kinds.count()
+        c = self.sc.cells
+        d = a.cfg
+        k_mem, vmax, km, ic50 = np.zeros(n), np.zeros(n), np.ones(n), np.zeros(n)
+        # DNA binding capacity (uM) and Kd (uM), damage repair (1/h)
+        bmax, kd_bind, a.repair = np.zeros(n), np.ones(n), np.zeros(n)
+        # slow (intercalated) pool: filling rate per unit free drug and release rate (1/min),
+        # capacity (uM)
+        retain_in, retain_out, retain_max = np.zeros(n), np.zeros(n), np.zeros(n)
+        for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
+            k_mem[k] = membrane_rate_per_min(
                 d.membrane_permeability_um_per_min, getattr(c, name).volume_um3
             )
-            self.vmax[k] = d.pgp_vmax_uM_per_min
-            self.km[k] = d.pgp_km_uM
-            self.bmax[k] = d.dna_binding_max_uM
-            self.kd_bind[k] = d.dna_binding_kd_uM
-            self.repair[k] = d.damage_repair_per_h
+            vmax[k] = d.pgp_vmax_uM_per_min
+            km[k] = d.pgp_km_uM
+            bmax[k] = d.dna_binding_max_uM
+            kd_bind[k] = d.dna_binding_kd_uM
+            a.repair[k] = d.damage_repair_per_h
             if d.retention_max_uM > 0:
-                self.retain_in[k] = d.retention_uptake_per_h / 60.0
-                self.retain_out[k] = math.log(2.0) / (60.0 * d.retention_half_life_h)
-                self.retain_max[k] = d.retention_max_uM
+                retain_in[k] = d.retention_uptake_per_h / 60.0
+                retain_out[k] = math.log(2.0) / (60.0 * d.retention_half_life_h)
+                retain_max[k] = d.retention_max_uM
             if self.inhibitor is not None:
-                self.ic50[k] = self.inhibitor.cfg.pgp_ic50_uM
+                ic50[k] = self.inhibitor.cfg.pgp_ic50_uM
+        #: the drug's exchange with cells is a term of its transport step
+        a.membrane = bool(k_mem.any())
+        a.binds = bool(bmax.any() or retain_max.any())
+        a.membrane_par = np.stack(
+            [k_mem, vmax, km, ic50, bmax, kd_bind, retain_in, retain_out, retain_max]
+        )
+        a.den = np.zeros(0)
+
+    def _pool(self, a: AgentDelivery, column: str) -> np.ndarray:
+        """Agent ``a``'s copy of cell column ``column`` (full capacity; fetched each time, since
+        the store's blocks are replaced when it grows)."""
+        return self.cells.agent_column(a.name, column)
 
     # ------------------------------------------------------------------ the phases
     def update_vessels(self) -> None:
@@ -399,17 +438,19 @@ class Therapy:
                 snk[self.perfused_sites] += a.vessel_loss
                 src[self.perfused_sites] += a.vessel_gain * a.plasma_unbound
             a.before = float(np.sum(flat, dtype=np.float64))
-        d = self.drug
-        if self._membrane:
-            cells = self.cells
+        cells = self.cells
+        inhibitor = self._inhibitor_field()
+        for d in self.drugs:
+            if not d.membrane:
+                continue
             f = d.field_index
-            if len(self._den) < cells.n:
-                self._den = np.zeros(max(cells.n, 2 * len(self._den), 64))
+            if len(d.den) < cells.n:
+                d.den = np.zeros(max(cells.n, 2 * len(d.den), 64))
             kp.membrane_terms(
-                cells.n, cells.kind, cells.state, cells.site, cells.column("drug"),
-                cells.column("bound"), cells.column("retained"), cells.column("pgp"),
-                self._inhibitor_field(), self._membrane_par, self.phi,
-                dt_min, self._den, sink[f].reshape(-1),
+                cells.n, cells.kind, cells.state, cells.site, self._pool(d, "drug"),
+                self._pool(d, "bound"), self._pool(d, "retained"), cells.column("pgp"),
+                inhibitor, d.membrane_par, self.phi,
+                dt_min, d.den, sink[f].reshape(-1),
                 source[f].reshape(-1),
             )
 
@@ -417,14 +458,15 @@ class Therapy:
         """After one transport sub-step: the drug that entered cells, what left by decay and what
         the capillaries moved, taken from (or given to) plasma; what the solve did not conserve
         is booked as ``unconserved``."""
-        into_cells = 0.0
-        if self._membrane:
-            cells = self.cells
-            into_cells = kp.membrane_update(
-                cells.n, cells.kind, cells.site, cells.column("drug"), cells.column("bound"),
-                cells.column("retained"), self._den, self.fields.flat(self.drug.name),
-                self._membrane_par, self.phi, dt_min,
-            )
+        cells = self.cells
+        into_cells = {}  # per drug
+        for d in self.drugs:
+            if d.membrane:
+                into_cells[d.name] = kp.membrane_update(
+                    cells.n, cells.kind, cells.site, self._pool(d, "drug"),
+                    self._pool(d, "bound"), self._pool(d, "retained"), d.den,
+                    self.fields.flat(d.name), d.membrane_par, self.phi, dt_min,
+                )
         for a in self.agents:
             flat = self.fields.flat(a.name)
             after = float(np.sum(flat, dtype=np.float64))
@@ -436,7 +478,7 @@ class Therapy:
                     flat, self.perfused_sites, a.vessel_loss, a.plasma_unbound, dt_min
                 ) + dt_min * a.plasma_unbound * float(np.sum(a.vessel_convection))
                 a.pk.transfer_to_tissue(moved / a.per_mg_per_L * self.v_vox_L)
-            cells_in = into_cells if a is self.drug else 0.0
+            cells_in = into_cells.get(a.name, 0.0)
             lost = a.before + moved - decayed - cells_in - after
             a.decayed_mg += decayed / a.per_mg_per_L * self.v_vox_L
             a.unconserved_mg += lost / a.per_mg_per_L * self.v_vox_L
@@ -486,56 +528,88 @@ class Therapy:
         """Cellular pharmacology for one agent step: nanoparticle release outside cells,
         internalisation and release inside cells, then P-gp dynamics and the cells' drug damage
         (drug uptake, efflux and binding are part of the transport step, :meth:`deliver`)."""
-        if self.carrier is not None:
-            self._nanoparticles(dt_min, time_h)
+        for c in self.carriers:
+            self._nanoparticles(c, dt_min, time_h)
         cells = self.cells
-        if self.drug is not None and (self.bmax.any() or self.retain_max.any()):
-            kp.damage_step(cells.n, cells.kind, cells.state, cells.column("bound"),
-                           cells.column("retained"), cells.column("damage"), self.repair,
-                           dt_min / 60.0)
+        for d in self.drugs:
+            if d.binds:
+                kp.damage_step(cells.n, cells.kind, cells.state, self._pool(d, "bound"),
+                               self._pool(d, "retained"), self._pool(d, "damage"), d.repair,
+                               dt_min / 60.0)
         if self.pgp_dynamic:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
-                cells.column("drug"), cells.column("payload"), self.pgp_turnover,
-                self.pgp_induction, self.pgp_induction_ec50, self.sirna_knockdown,
-                self.sirna_half, dt_min,
+                self._inducer(), self._pool(self.sirna, "payload") if self.sirna else
+                cells.column("payload"), self.pgp_turnover, self.pgp_induction,
+                self.pgp_induction_ec50, self.sirna_knockdown, self.sirna_half, dt_min,
             )
 
-    def _inhibitor_field(self) -> np.ndarray:
-        return self.fields.flat(self.inhibitor.name) if self.inhibitor is not None else np.zeros(1)
+    def _inducer(self) -> np.ndarray:
+        """The free intracellular drug that induces P-gp: the drug's, or with several drugs
+        the sum of theirs (each at its molar concentration; docs/pharmacology.md §8)."""
+        if len(self.drugs) <= 1:
+            return self.cells.column("drug")
+        total = self._pool(self.drugs[0], "drug").copy()
+        for d in self.drugs[1:]:
+            total += self._pool(d, "drug")
+        return total
 
-    def _nanoparticles(self, dt_min: float, time_h: float) -> None:
-        c = self.carrier
+    def _inhibitor_field(self) -> np.ndarray:
+        """The inhibitor concentration P-gp sees (uM; a length-1 zero array without inhibitor).
+
+        With several inhibitors, which are taken to compete for the same site of P-gp (mutually
+        exclusive, docs/pharmacology.md §6.1), the activity left is ``1 / (1 + sum_j I_j /
+        IC50_j)``, which is ``IC50_1 / (I_eq + IC50_1)`` with the equivalent concentration of the
+        first inhibitor ``I_eq = sum_j I_j IC50_1 / IC50_j``: the field returned."""
+        if self.inhibitor is None:
+            return np.zeros(1)
+        first = self.fields.flat(self.inhibitor.name)
+        if len(self.inhibitors) == 1:
+            return first
+        if self._inhibition.shape != first.shape:
+            self._inhibition = np.empty_like(first)
+        eq = self._inhibition
+        np.copyto(eq, first)
+        ic50 = self.inhibitor.cfg.pgp_ic50_uM
+        for a in self.inhibitors[1:]:
+            eq += (ic50 / a.cfg.pgp_ic50_uM) * self.fields.flat(a.name)
+        return eq
+
+    def _nanoparticles(self, c: AgentDelivery, dt_min: float, time_h: float) -> None:
+        """Formulation ``c`` over one agent step: release outside cells, internalisation,
+        release inside cells into its payload drug's pools."""
         npc = c.cfg
         cells = self.cells
         flat = self.fields.flat(c.name)
-        drug = self.drug
-        inhib = self._inhibitor_field()
-        ratio = npc.payload.inhibitor_per_drug if self.inhibitor is not None else 0.0
+        drug = c.payload_drug
+        # the inhibitor co-loaded in this formulation, if any
+        co = self.by_name.get(npc.payload.inhibitor) if npc.payload.inhibitor else None
+        inhib = self.fields.flat(co.name) if co is not None else np.zeros(1)
+        ratio = npc.payload.inhibitor_per_drug if co is not None else 0.0
         mg_drug = self.v_vox_L / drug.per_mg_per_L
-        mg_inhib = self.v_vox_L / self.inhibitor.per_mg_per_L if self.inhibitor else 0.0
+        mg_inhib = self.v_vox_L / co.per_mg_per_L if co is not None else 0.0
         # 1. extracellular release, by trigger
-        rate = self.release_rate_map(time_h) / 60.0
+        rate = self.release_rate_map(time_h, c) / 60.0
         out = nk.release_outside(flat, self.fields.flat(drug.name), rate, inhib, ratio, dt_min)
         c.released_mg += out * mg_drug
         drug.from_carrier_mg += out * mg_drug
         if ratio:
-            self.inhibitor.from_carrier_mg += out * ratio * mg_inhib
+            co.from_carrier_mg += out * ratio * mg_inhib
         # 2. internalisation by cancer cells and macrophages
         nk.internalise(
-            cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site, cells.column("payload"),
-            flat, nk.Uptake(self.np_uptake, self.receptor, self.ligand_factor), self.sc.seed,
-            self.phi, dt_min,
+            cells.n, cells.arrays().ids, cells.kind, cells.state, cells.site,
+            self._pool(c, "payload"), flat, nk.Uptake(c.np_uptake, c.receptor, c.ligand_factor),
+            self.sc.seed, self.phi, dt_min,
         )
         # 3. release inside cancer cells (macrophages hold what they take up)
         to_drug, from_payload, to_inhib = nk.release_inside(
-            cells.n, cells.kind, cells.state, cells.site, cells.column("payload"),
-            cells.column("drug"), self.np_release_in, inhib, ratio, self.phi, dt_min,
+            cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"),
+            self._pool(drug, "drug"), c.np_release_in, inhib, ratio, self.phi, dt_min,
         )
         c.released_mg += from_payload * self.phi * mg_drug
         drug.from_carrier_mg += to_drug * self.phi * mg_drug
         if ratio:
-            self.inhibitor.from_carrier_mg += to_inhib * mg_inhib
+            co.from_carrier_mg += to_inhib * mg_inhib
 
     def tissue_ph(self) -> np.ndarray:
         """Extracellular pH per voxel: 7.4, 6.8 where a live proliferating cancer cell sits,
@@ -549,11 +623,12 @@ class Therapy:
         ph[site[cancer & ((state == codes.QUIESCENT) | (state == codes.NECROTIC))]] = 6.5
         return ph
 
-    def release_rate_map(self, time_h: float) -> np.ndarray:
-        """Extracellular release rate per voxel (1/h) of the dosed formulation: for trigger 'ph'
-        the pH law (:func:`~tmesim.therapy.nano_rules.ph_release_rate`) on the tissue pH map,
-        otherwise the base rate plus the triggered rate where the trigger acts."""
-        rel = self.carrier.cfg.release
+    def release_rate_map(self, time_h: float, carrier: AgentDelivery | None = None) -> np.ndarray:
+        """Extracellular release rate per voxel (1/h) of a dosed formulation (by default the
+        first): for trigger 'ph' the pH law (:func:`~tmesim.therapy.nano_rules.ph_release_rate`)
+        on the tissue pH map, otherwise the base rate plus the triggered rate where the trigger
+        acts."""
+        rel = (carrier or self.carriers[0]).cfg.release
         cells = self.cells
         if rel.trigger == "ph":
             return ph_release_rate(self.tissue_ph(), rel.ph74_per_h, rel.ph5_per_h)
@@ -596,12 +671,10 @@ class Therapy:
             flat = self.fields.flat(a.name)
             mg_per_unit = self.v_vox_L / a.per_mg_per_L
             in_cells = 0.0
-            column = "drug" if a is self.drug else "payload" if a is self.carrier else None
-            if column is not None:
-                in_cells = float(cells.column(column)[:n].astype(np.float64).sum()) * self.phi
-            if a is self.drug:  # the bound and the retained pools are cell inventory too
-                for pool in ("bound", "retained"):
-                    in_cells += float(cells.column(pool)[:n].astype(np.float64).sum()) * self.phi
+            # a drug's free, bound and retained pools, a formulation's internalised particles
+            pools = {"drug": ("drug", "bound", "retained"), "nanoparticle": ("payload",)}
+            for pool in pools.get(a.kind, ()):
+                in_cells += float(self._pool(a, pool)[:n].astype(np.float64).sum()) * self.phi
             x = a.pk.x
             out[a.name] = {
                 "dosed": a.dosed_mg,
@@ -618,6 +691,12 @@ class Therapy:
             }
         return out
 
+    def _suffix(self, d: AgentDelivery | None) -> str:
+        return "" if d is None or d is self.drug else f"_{d.name}"
+
+    def _carriers_of(self, d: AgentDelivery | None) -> list[AgentDelivery]:
+        return [c for c in self.carriers if c.payload_drug is d]
+
     def metrics(self) -> dict[str, float]:
         """Therapy metrics of the current state (units in :meth:`metric_units`)."""
         out = {}
@@ -627,10 +706,28 @@ class Therapy:
         live_cancer = kinds.cancer(kind) & (
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
-        drug_in = cells.column("drug")[:n][live_cancer].astype(np.float64)
+        for d in self.drugs or [None]:
+            sfx = self._suffix(d)
+            out.update({k + sfx: v for k, v in self._drug_metrics(d, live_cancer).items()})
+        for a in self.agents:
+            out[f"{a.name}_plasma"] = a.plasma
+            vals = self.fields.flat(a.name)[self.tissue_sites]
+            out[f"{a.name}_tissue_mean"] = float(vals.mean()) if len(vals) else 0.0
+        return out
+
+    def _drug_metrics(self, d: AgentDelivery | None, live_cancer: np.ndarray) -> dict:
+        """The :data:`DRUG_METRICS` of drug ``d`` (``None``: no drug dosed, the table's own
+        pools, which are empty)."""
+        out = {}
+        cells = self.cells
+        n = cells.n
+
+        def pool(col):
+            return (cells.column(col) if d is None else self._pool(d, col))[:n][live_cancer]
+
+        drug_in = pool("drug").astype(np.float64)
         # DNA-bound: the fast sites and the retained (slow) pool, the nuclear drug
-        bound_in = (cells.column("bound")[:n][live_cancer].astype(np.float64)
-                    + cells.column("retained")[:n][live_cancer].astype(np.float64))
+        bound_in = pool("bound").astype(np.float64) + pool("retained").astype(np.float64)
         total_in = drug_in + bound_in
         if len(drug_in):
             p10, p50, p90 = np.percentile(drug_in, [10, 50, 90])
@@ -640,18 +737,20 @@ class Therapy:
         delivered = 0.0
         penetration = 0.0
         tumour_total = tumour_bound = 0.0
-        if self.drug is not None:
-            d = self.drug
+        carriers = self._carriers_of(d)
+        if d is not None:
             sites = cells.site[:n][live_cancer]
             # drug in tumour voxels and cells (free, bound, retained), and still carried by particles
             units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(total_in.sum())
             dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
-            c = self.carrier
-            if c is not None:
-                payload = cells.column("payload")[:n][live_cancer].astype(np.float64)
-                carried = self.fields.flat(c.name)[sites] + self.phi * payload
-                units += float(carried.sum())
+            carried = None
+            for c in carriers:
+                payload = self._pool(c, "payload")[:n][live_cancer].astype(np.float64)
+                here = self.fields.flat(c.name)[sites] + self.phi * payload
+                carried = here if carried is None else carried + here
+                units += float(here.sum())
                 dosed += c.dosed_mg
+            if carried is not None:
                 if not len(self.perfused_sites):
                     penetration = math.nan  # no vessel to measure from (inhaled doses only)
                 elif carried.sum() > 0:
@@ -664,17 +763,13 @@ class Therapy:
         out["delivered_fraction"] = delivered
         out["tumor_drug_total_uM"] = tumour_total
         out["tumor_drug_bound_uM"] = tumour_bound
-        if self.carrier is not None:
+        if carriers:
             out["np_penetration_um"] = penetration
         out["intracellular_drug_mean_uM"] = mean
         out["intracellular_drug_p10_uM"] = float(p10)
         out["intracellular_drug_p50_uM"] = float(p50)
         out["intracellular_drug_p90_uM"] = float(p90)
         out["intracellular_drug_total_mean_uM"] = float(total_in.mean()) if len(total_in) else 0.0
-        for a in self.agents:
-            out[f"{a.name}_plasma"] = a.plasma
-            vals = self.fields.flat(a.name)[self.tissue_sites]
-            out[f"{a.name}_tissue_mean"] = float(vals.mean()) if len(vals) else 0.0
         return out
 
     def _vessel_distance(self) -> np.ndarray:
@@ -692,17 +787,11 @@ class Therapy:
 
     def metric_units(self) -> dict[str, str]:
         """Units of :meth:`metrics`."""
-        units = {
-            "delivered_fraction": "1",
-            "tumor_drug_total_uM": "uM",
-            "tumor_drug_bound_uM": "uM",
-            **({"np_penetration_um": "um"} if self.carrier is not None else {}),
-            "intracellular_drug_mean_uM": "uM",
-            "intracellular_drug_p10_uM": "uM",
-            "intracellular_drug_p50_uM": "uM",
-            "intracellular_drug_p90_uM": "uM",
-            "intracellular_drug_total_mean_uM": "uM",
-        }
+        units = {}
+        for d in self.drugs or [None]:
+            sfx = self._suffix(d)
+            units.update({k + sfx: u for k, u in DRUG_METRICS.items()
+                          if k != "np_penetration_um" or self._carriers_of(d)})
         for a in self.agents:
             units[f"{a.name}_plasma"] = a.units
             units[f"{a.name}_tissue_mean"] = a.units

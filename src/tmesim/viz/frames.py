@@ -444,7 +444,10 @@ class FrameRenderer:
 
     @property
     def cell_label(self) -> str:
-        unit = CELL_COLUMN_UNITS.get(self.color_by, "")
+        # a further agent's copy of a column (``drug_<agent>``) has the column's unit
+        unit = CELL_COLUMN_UNITS.get(self.color_by) or next(
+            (u for c, u in CELL_COLUMN_UNITS.items() if (self.color_by or "").startswith(c + "_")),
+            "")
         return f"cells: {self.color_by}" + (f" ({unit})" if unit else "") if self.color_by else ""
 
     def draw_legends(self, lax) -> None:
