@@ -286,8 +286,9 @@ def necrosis_probability(po2, thr, thr_max, rate_max, dt):
     return 1.0 - math.exp(-rate_max * frac * dt)
 
 
-def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
+def cancer_decide(n, cells, lattice, views, par, rules, keys, intents):
     ids, i32, fl, kind, state, site, occ = cells
+    oxygen, ifng, tgfb, _chemokine, _ecm, _antibody, _ccl2, _attractant, fields = views
     shape, air = lattice
     dt, seed, step = keys
     action, target, dkind, ddiv = intents
@@ -475,9 +476,9 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
                 action[i], target[i] = MOVE, t
 
 
-def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
-                      intents):
+def macrophage_decide(n, cells, lattice, views, par, rules, keys, intents):
     ids, _, fl, kind, state, site, occ = cells
+    oxygen, ifng, tgfb, _chemokine, _ecm, _antibody, ccl2, chemo, fields = views
     shape, blocked = lattice
     dt, seed, step = keys
     action, target = intents.action, intents.target

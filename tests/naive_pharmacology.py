@@ -56,13 +56,15 @@ def retention_rates(par, kd, retained, dt):
     return a / (1.0 + dt * r), r / (1.0 + dt * r)
 
 
-def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, par, phi, dt,
-                   den, sink, source):
+def membrane_terms(n, kind, state, site, pools, pgp, inhibitor, membrane, dt, sink, source):
     """Twin: each live cancer cell's backward-Euler equation, with the efflux taken at the slope
     vm / (km + C) of the current free drug C, the bound pool linearised about its equilibrium
     (beta (C' - C) = change of the fast pools) and the slow pool's exchange a' C' - r' S, solved
     for C' = (beta C + dt r' S + dt k C_e') / d; the voxel loses phi dt (k (C_e' - C') - slope C'),
-    written as a sink and a source."""
+    written as a sink and a source. ``pools``: (drug, bound, retained); ``membrane``: (par, phi,
+    den)."""
+    drug, bound, retained = pools
+    par, phi, den = membrane
     p = max(float(phi), 0.0)
     k_mem, vmax, km, ic50, bmax, kdb = par[:6]
     for i in range(n):
@@ -94,7 +96,9 @@ def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, 
         source[s] += p * (k + slope) * x / d
 
 
-def membrane_update(n, kind, site, drug, bound, retained, den, c_out, par, phi, dt):
+def membrane_update(n, kind, site, pools, c_out, membrane, dt):
+    drug, bound, retained = pools
+    par, phi, den = membrane
     k_mem, bmax, kdb = par[0], par[4], par[5]
     moved = 0.0
     for i in range(n):
@@ -174,9 +178,9 @@ def vessel_flux(c, sites, rate, c_plasma, dt):
                                                                                strict=True))
 
 
-def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, turnover, induction_max,
-                 induction_ec50, knockdown_max, knockdown_half, dt):
+def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
     """Twin of kernels.pharmacology.pgp_dynamics: one cell at a time, plain floats."""
+    turnover, induction_max, induction_ec50, knockdown_max, knockdown_half = regulation
     for i in range(n):
         k = int(kind[i])
         if turnover[k] <= 0 or int(state[i]) not in (PROLIFERATING, QUIESCENT):

@@ -43,6 +43,16 @@ def _cells(s):
 def _intents(s):
     return ka.Intents(s["action"], s["target"], s["dkind"], s["ddiv"])
 
+
+def field_views(n_sites, all=None, **named):
+    """:class:`~tmesim.kernels.agents.FieldViews` over ``n_sites`` sites: each named field held
+    at the value given (a scalar or one per site), the others zero; ``all`` (the fields as
+    rows) defaults to one zero row."""
+    flat = {name: np.zeros(n_sites) for name in ka.FieldViews._fields if name != "all"}
+    for name, v in named.items():
+        flat[name] = np.broadcast_to(np.asarray(v, float), (n_sites,)).copy()
+    return ka.FieldViews(**flat, all=np.zeros((1, n_sites)) if all is None else all)
+
 def within(observed, expected, sd, n_sd=4.0):
     """``|observed - expected| <= n_sd * sd``, with a readable failure message."""
     assert abs(observed - expected) <= n_sd * sd, (
@@ -111,13 +121,11 @@ def cancer_decisions(s, par, dt, steps, seed=11, fields=None):
     ``fields`` is the ``(n_fields, n_sites)`` array rules and the growth factor read."""
     n = s["n"]
     n_sites = len(s["occ"])
-    oxygen = np.full(n_sites, 38.0)
-    zeros = np.zeros(n_sites)
-    fields = zeros[None] if fields is None else fields
+    views = field_views(n_sites, oxygen=38.0, all=fields)
     out = []
     for step in range(steps):
-        kc.cancer_decide(n, *_cells(s), oxygen, zeros, zeros, fields, par, NO_RULES,
-                         ka.StepKeys(dt, seed, step), _intents(s))
+        kc.cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, seed, step),
+                         _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy(), s["dkind"][:n].copy(),
                     s["ddiv"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
@@ -665,10 +673,10 @@ def test_pdl1_relaxes_to_the_hill_target():
     par = cancer_par({(codes.TUMOR, kc.C_PDL1_BASE): base, (codes.TUMOR, kc.C_PDL1_MAX): pmax,
                       (codes.TUMOR, kc.C_PDL1_EC50): ec50, (codes.TUMOR, kc.C_PDL1_HILL): hn,
                       (codes.TUMOR, kc.C_PDL1_RATE): r})
-    oxygen = np.full(len(ifng), 38.0)
+    views = field_views(len(ifng), oxygen=38.0, ifng=ifng, all=ifng[None])
     for step in range(120):
-        kc.cancer_decide(n, *_cells(s), oxygen, np.zeros_like(ifng), ifng, ifng[None], par,
-                         NO_RULES, ka.StepKeys(dt, 3, step), _intents(s))
+        kc.cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, 3, step),
+                         _intents(s))
     assert not np.any(s["action"][:n])  # no rates: nothing else happens
     h = cell_ifng**hn / (ec50**hn + cell_ifng**hn)
     target = base + (pmax - base) * h
@@ -695,14 +703,10 @@ def macrophage_par(**kw):
 
 def polarise(s, par, steps, dt, *, ifng=0.0, tgfb=0.0, ccl2=0.0, oxygen=38.0, seed=3):
     """Step macrophage_decide ``steps`` times over fields held constant (scalars or arrays)."""
-    n_sites = len(s["occ"])
-    full = [np.broadcast_to(np.asarray(v, float), (n_sites,)).copy()
-            for v in (ifng, tgfb, ccl2, oxygen)]
-    zeros = np.zeros(n_sites)
+    views = field_views(len(s["occ"]), ifng=ifng, tgfb=tgfb, ccl2=ccl2, oxygen=oxygen)
     for step in range(steps):
-        ki.macrophage_decide(s["n"], *_cells(s), zeros, full[0], full[1], full[3], full[2],
-                             zeros[None], par, NO_RULES, ka.StepKeys(dt, seed, step),
-                             _intents(s))
+        ki.macrophage_decide(s["n"], *_cells(s), views, par, NO_RULES,
+                             ka.StepKeys(dt, seed, step), _intents(s))
     return s["f32"][layout.PHENOTYPE, : s["n"]].astype(float)
 
 

@@ -259,6 +259,14 @@ def assert_same(a, b, what):
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{what}: {k}")
 
 
+def views_of(f) -> ka.FieldViews:
+    """The :class:`~tmesim.kernels.agents.FieldViews` of a field dict (the chemokine is also
+    what macrophages climb)."""
+    return ka.FieldViews(oxygen=f["oxygen"], ifng=f["ifng"], tgfb=f["tgfb"], chemokine=f["chemo"],
+                         ecm=f["ecm"], antibody=f["antibody"], ccl2=f["ccl2"],
+                         attractant=f["chemo"], all=f["fields"])
+
+
 def intents_of(w) -> ka.Intents:
     """The :class:`~tmesim.kernels.agents.Intents` of a work dict."""
     return ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"])
@@ -276,14 +284,13 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
     t_par = T_PAR if t_par is None else t_par
     cells, lattice, keys = naive.cell_arrays(s), ka.Lattice(shape, air), ka.StepKeys(dt, seed, step)
     intents = intents_of(w)
-    mod.cancer_decide(n, cells, lattice, f["oxygen"], f["tgfb"], f["ifng"], f["fields"], par, rules,
-                      keys, intents)
+    views = views_of(f)
+    mod.cancer_decide(n, cells, lattice, views, par, rules, keys, intents)
     yield "cancer_decide"
     mod.tcell_decide(n, cells, lattice, f["chemo"], f["tgfb"], f["ecm"], f["antibody"], f["fields"],
                      t_par, rules, keys, intents)
     yield "tcell_decide"
-    mod.macrophage_decide(n, cells, lattice, f["chemo"], f["ifng"], f["tgfb"], f["oxygen"],
-                          f["ccl2"], f["fields"], M_PAR, rules, keys, intents)
+    mod.macrophage_decide(n, cells, lattice, views, M_PAR, rules, keys, intents)
     yield "macrophage_decide"
     mod.fibroblast_decide(n, cells, lattice, f["tgfb"], f["ecm"], F_PAR, keys, intents)
     yield "fibroblast_decide"
@@ -508,9 +515,8 @@ def test_constant_rate_pass_matches_general_rules():
         f2["ifng"][:] = ifng
         s2 = copy_state(s)
         w = work(s2["kind"].shape[0])
-        kc.cancer_decide(n, naive.cell_arrays(s2), ka.Lattice(shape, air), f2["oxygen"],
-                         f2["tgfb"], f2["ifng"], f2["fields"], par, rule_table(False),
-                         ka.StepKeys(0.5, 9, 4), intents_of(w))
+        kc.cancer_decide(n, naive.cell_arrays(s2), ka.Lattice(shape, air), views_of(f2), par,
+                         rule_table(False), ka.StepKeys(0.5, 9, 4), intents_of(w))
         fast, general = constant_rate_cells(n, s, f2, par, rule_table(False))
         assert len(fast if ifng == 0.0 else general) > 100
         out.append((s2, w))

@@ -306,7 +306,7 @@ def test_two_antibodies_block_pdl1_by_their_summed_concentration():
     assert dyn.antibodies == ["anti_pdl1", "anti_pdl1_b"]
     a, b = m.fields.flat("anti_pdl1"), m.fields.flat("anti_pdl1_b")
     assert b.max() > 0
-    antibody_view = dyn._field_views()[5]
+    antibody_view = dyn._field_views()[ka.V_ANTIBODY]
     assert antibody_view is dyn._antibody_sum
     np.testing.assert_allclose(antibody_view, a + b, rtol=1e-6)
     assert max(ledger_error(m), 0.0) < 1e-11

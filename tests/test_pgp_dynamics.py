@@ -17,6 +17,11 @@ IND_MAX = np.array([1.0, 0.5, 0.0, 0.0, 0.0])
 IND_EC50 = np.array([0.5, 1.0, 1.0, 1.0, 1.0])
 
 
+def regulation(knockdown):
+    """The per-kind rates above, with siRNA knockdown ``knockdown`` (half effect at 1 uM)."""
+    return kp.PgpRegulation(TURN, IND_MAX, IND_EC50, knockdown, 1.0)
+
+
 def population(n, seed):
     rng = np.random.default_rng(seed)
     kind = rng.integers(0, 5, n).astype(np.int8)
@@ -33,10 +38,9 @@ def test_pgp_dynamics_matches_twin(knockdown):
     kind, state, pgp, base, drug, payload = population(3000, 4)
     a, b = pgp.copy(), pgp.copy()
     for dt in (0.5, 6.0, 60.0):
-        kp.pgp_dynamics(len(a), kind, state, a, base, drug, payload, TURN, IND_MAX, IND_EC50,
-                        knockdown, 1.0, dt)
-        naive.pgp_dynamics(len(b), kind, state, b, base, drug, payload, TURN, IND_MAX,
-                           IND_EC50, knockdown, 1.0, dt)
+        kp.pgp_dynamics(len(a), kind, state, a, base, drug, payload, regulation(knockdown), dt)
+        naive.pgp_dynamics(len(b), kind, state, b, base, drug, payload, regulation(knockdown),
+                           dt)
         np.testing.assert_array_max_ulp(a, b, maxulp=2)
     skipped = (kind >= 2) | (state >= 2)
     np.testing.assert_array_equal(a[skipped], pgp[skipped])
@@ -48,8 +52,7 @@ def run(steps, dt, pgp0, base, drug, payload, knockdown):
     for _ in range(steps):
         kp.pgp_dynamics(1, np.zeros(1, np.int8), np.zeros(1, np.int8), p,
                         np.array([base], np.float32), np.array([drug], np.float32),
-                        np.array([payload], np.float32), TURN, IND_MAX, IND_EC50, knockdown,
-                        1.0, dt)
+                        np.array([payload], np.float32), regulation(knockdown), dt)
     return float(p[0])
 
 
@@ -80,8 +83,7 @@ def test_thread_count_does_not_change_the_result():
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(threads)
             p = pgp.copy()
-            kp.pgp_dynamics(len(p), kind, state, p, base, drug, payload, TURN, IND_MAX,
-                            IND_EC50, 0.5, 1.0, 6.0)
+            kp.pgp_dynamics(len(p), kind, state, p, base, drug, payload, regulation(0.5), 6.0)
             out.append(p)
     finally:
         numba.set_num_threads(old)

@@ -88,12 +88,12 @@ def exchange_step(kern, n, cells, c_out, inhibitor, k_mem, phi, dt, vmax=VMAX, k
     if retention is not None:  # (filling rate, release rate, capacity) rows of the slow pool
         rows += list(retention)
     par = np.stack(rows)
-    kern.membrane_terms(n, cells["kind"], cells["state"], cells["site"], cells["drug"],
-                        cells["bound"], cells["retained"], cells["pgp"], inhibitor, par, phi, dt,
-                        den, sink, source)
+    pools = kp.DrugPools(cells["drug"], cells["bound"], cells["retained"])
+    membrane = kp.Membrane(par, phi, den)
+    kern.membrane_terms(n, cells["kind"], cells["state"], cells["site"], pools, cells["pgp"],
+                        inhibitor, membrane, dt, sink, source)
     c_out[:] = (c_out + dt * source) / (1.0 + dt * sink)
-    return kern.membrane_update(n, cells["kind"], cells["site"], cells["drug"], cells["bound"],
-                                cells["retained"], den, c_out, par, phi, dt)
+    return kern.membrane_update(n, cells["kind"], cells["site"], pools, c_out, membrane, dt)
 
 
 # --------------------------------------------------------------------------- cell exchange vs twin

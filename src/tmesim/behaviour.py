@@ -404,21 +404,20 @@ class CellDynamics:
         return self.fields.flat(name) if name in self.fields.index else self._zero
 
     def _field_views(self):
-        """Flat views of the fields the kernels read, built again only if the field array is
-        replaced: ``(oxygen, ifng, tgfb, chemokine, ecm, antibody, ccl2, the field macrophages
-        climb, all fields as 2-D)``."""
+        """The fields as the decide kernels read them (:class:`~tmesim.kernels.agents.FieldViews`,
+        as a plain tuple), built again only if the field array is replaced."""
         data = self.fields.data
         if self._views_of is not data:
             chemo = self._field("chemokine")
             ccl2 = self._field(CCL2_FIELD)
-            self._views = (
-                self._field("oxygen"), self._field("ifng"), self._field("tgfb"), chemo,
-                self._field("ecm"),
-                self._field(self.antibody) if self._antibody_sum is None else self._antibody_sum,
-                ccl2,
-                ccl2 if CCL2_FIELD in self.fields.index else chemo,
-                data.reshape(len(self.fields.names), -1),
-            )
+            self._views = tuple(ka.FieldViews(
+                oxygen=self._field("oxygen"), ifng=self._field("ifng"), tgfb=self._field("tgfb"),
+                chemokine=chemo, ecm=self._field("ecm"),
+                antibody=(self._field(self.antibody) if self._antibody_sum is None
+                          else self._antibody_sum),
+                ccl2=ccl2, attractant=ccl2 if CCL2_FIELD in self.fields.index else chemo,
+                all=data.reshape(len(self.fields.names), -1),
+            ))
             self._views_of = data
         return self._views
 

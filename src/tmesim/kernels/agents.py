@@ -55,8 +55,9 @@ class Intents(NamedTuple):
     code, its ``target`` (a site for DIVIDE and MOVE, a row for KILL) and, for DIVIDE, the
     daughter's kind ``dkind`` and division budget ``ddiv``.
 
-    Like :class:`.layout.CellArrays`, this, :class:`Lattice` and :class:`StepKeys` are read by
-    position in the kernels (the constants below), and the model passes plain tuples."""
+    Like :class:`.layout.CellArrays`, this, :class:`Lattice`, :class:`StepKeys` and
+    :class:`FieldViews` are read by position in the kernels (the constants below), and the
+    model passes plain tuples."""
 
     action: object
     target: object
@@ -81,7 +82,27 @@ class StepKeys(NamedTuple):
     step: int
 
 
-# positions in Intents, Lattice and StepKeys
+class FieldViews(NamedTuple):
+    """The fields as the decide kernels read them (built once per field array by
+    ``CellDynamics._field_views``): flat views, one value per site, of ``oxygen`` (mmHg),
+    ``ifng``, ``tgfb``, ``chemokine``, ``ecm``, ``antibody`` (summed over the antibodies dosed),
+    ``ccl2`` and ``attractant`` (what recruited macrophages climb: CCL2 where the scenario has
+    it, else the chemokine), each a zero map where the scenario lacks the field; and ``all``,
+    every field as a row of an ``(n_fields, n_sites)`` array, for the rules and the growth
+    factors."""
+
+    oxygen: object
+    ifng: object
+    tgfb: object
+    chemokine: object
+    ecm: object
+    antibody: object
+    ccl2: object
+    attractant: object
+    all: object
+
+
+# positions in Intents, Lattice, StepKeys and FieldViews
 ACTION = Intents._fields.index("action")
 TARGET = Intents._fields.index("target")
 DKIND = Intents._fields.index("dkind")
@@ -91,6 +112,15 @@ BLOCKED = Lattice._fields.index("blocked")
 DT_H = StepKeys._fields.index("dt_h")
 SEED = StepKeys._fields.index("seed")
 STEP = StepKeys._fields.index("step")
+V_OXYGEN = FieldViews._fields.index("oxygen")
+V_IFNG = FieldViews._fields.index("ifng")
+V_TGFB = FieldViews._fields.index("tgfb")
+V_CHEMOKINE = FieldViews._fields.index("chemokine")
+V_ECM = FieldViews._fields.index("ecm")
+V_ANTIBODY = FieldViews._fields.index("antibody")
+V_CCL2 = FieldViews._fields.index("ccl2")
+V_ATTRACTANT = FieldViews._fields.index("attractant")
+V_ALL = FieldViews._fields.index("all")
 
 
 @kernel

@@ -66,6 +66,10 @@ from .agents import (
     SHAPE,
     STEP,
     TARGET,
+    V_ALL,
+    V_IFNG,
+    V_OXYGEN,
+    V_TGFB,
 )
 from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
 from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ICD, ID, IDS, KIND, OCC, PDL1, SITE, STATE
@@ -293,8 +297,8 @@ def _classify(n, kind, site, oxygen, ifng, f32, growth, par, rates, action):
 
 
 @kernel(parallel=True)
-def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
-                 clock, pdl1, cell_id):
+def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clock, pdl1,
+                 cell_id):
     """Passes 1b and 2 of :func:`cancer_decide`, a block of rows at a time (the block stays in
     cache between the two passes); ``clock``, ``pdl1`` and ``cell_id`` are rows of ``f32`` and
     ``ids`` passed apart, so that pass 1b vectorises. Threads take chunks of consecutive blocks;
@@ -326,6 +330,10 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
     target = intents[TARGET]
     dkind = intents[DKIND]
     ddiv = intents[DDIV]
+    oxygen = views[V_OXYGEN]
+    tgfb = views[V_TGFB]
+    ifng = views[V_IFNG]
+    fields = views[V_ALL]
     nz, ny, nx = shape[0], shape[1], shape[2]
     t, st = TUMOR, STEM
     lysis_t, lysis_s = par[t, C_LYSIS], par[st, C_LYSIS]
@@ -509,13 +517,13 @@ def _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rate
 
 
 @kernel
-def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, keys, intents):
+def cancer_decide(n, cells, lattice, views, par, rules, keys, intents):
     """Decide the step of every tumour and stem-like cell (rows of other kinds are skipped).
 
     ``cells`` are the cell arrays (:class:`.layout.CellArrays`), ``lattice`` the
-    :class:`.agents.Lattice`, ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
-    :class:`.agents.Intents` written; ``oxygen``, ``tgfb``, ``ifng`` flat fields and ``fields``
-    all of them as rows. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), and the row
+    :class:`.agents.Lattice`, ``views`` the :class:`.agents.FieldViews` (``oxygen``, ``tgfb``,
+    ``ifng`` and ``all`` are read), ``keys`` the :class:`.agents.StepKeys`, ``intents`` the
+    :class:`.agents.Intents` written. ``f32`` rows used: ``CLOCK_H``, ``PDL1`` (updated first), and the row
     that each drug's ``D_ROW`` names (its free intracellular drug, or its damage; the same for
     both kinds; :func:`drug_hazard`). The passes run in
     parallel over the rows (:func:`_classify`, :func:`_decide_rows`).
@@ -524,7 +532,7 @@ def cancer_decide(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, key
     rates = _constant_rates(par, rules, keys[DT_H])
     # pass 1a is a kernel of its own: numba would fuse adjacent loops over the rows into one, and
     # its gathers would then keep pass 1b from vectorising
-    _classify(n, cells[KIND], cells[SITE], oxygen, ifng, f32, _growth_field(par, fields), par,
-              rates, intents[ACTION])
-    _decide_rows(n, cells, lattice, oxygen, tgfb, ifng, fields, par, rules, rates, keys, intents,
-                 f32[CLOCK_H], f32[PDL1], ids[ID])
+    _classify(n, cells[KIND], cells[SITE], views[V_OXYGEN], views[V_IFNG], f32,
+              _growth_field(par, views[V_ALL]), par, rates, intents[ACTION])
+    _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, f32[CLOCK_H],
+                 f32[PDL1], ids[ID])

@@ -30,6 +30,12 @@ from .agents import (
     SHAPE,
     STEP,
     TARGET,
+    V_ALL,
+    V_ATTRACTANT,
+    V_CCL2,
+    V_IFNG,
+    V_OXYGEN,
+    V_TGFB,
 )
 from .codes import (
     FIBROBLAST,
@@ -285,8 +291,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
 
 
 @kernel(parallel=True)
-def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields, par, rules, keys,
-                      intents):
+def macrophage_decide(n, cells, lattice, views, par, rules, keys, intents):
     """Macrophages: continuous M1 <-> M2 polarisation, M1 phagocytosis, lifespan, migration.
 
     ``f32[PHENOTYPE]`` is the polarisation ``p`` (0 = M1, 1 = M2), integrated exactly over
@@ -295,7 +300,9 @@ def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields
     the return to the resting polarisation ``p_rest`` without drive. ``f32[AUX]`` is 1 for
     a resident macrophage (present from the start: its own resting polarisation, M2 rate factor
     and lifespan, and a random walk) and 0 for a recruited, monocyte-derived one (which climbs
-    ``chemo``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``).
+    ``attractant``, the CCL2 gradient). State QUIESCENT marks M2 (``p > 0.5``). ``views`` is
+    the :class:`.agents.FieldViews` (``oxygen``, ``ifng``, ``tgfb``, ``ccl2``, ``attractant``
+    and ``all`` are read).
     """
     # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
     # unpacking (``a, b = t``), and keeps those to arrays taken by position
@@ -312,6 +319,12 @@ def macrophage_decide(n, cells, lattice, chemo, ifng, tgfb, oxygen, ccl2, fields
     step = keys[STEP]
     action = intents[ACTION]
     target = intents[TARGET]
+    chemo = views[V_ATTRACTANT]
+    ifng = views[V_IFNG]
+    tgfb = views[V_TGFB]
+    oxygen = views[V_OXYGEN]
+    ccl2 = views[V_CCL2]
+    fields = views[V_ALL]
     nz, ny, nx = shape[0], shape[1], shape[2]
     for i in prange(n):
         if kind[i] != MACROPHAGE:

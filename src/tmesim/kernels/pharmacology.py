@@ -36,6 +36,7 @@ every sum is taken in a serial loop, so results do not depend on the number of t
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
@@ -67,6 +68,39 @@ def inhibition_factor(inhibitor, s, ic50):
 #: slow pool's filling rate per unit free drug while empty (1/min), its release rate (1/min)
 #: and its capacity (uM of cell volume; 0: no slow pool)
 K_MEM, VMAX, KM, IC50, BMAX, KD, R_IN, R_OUT, R_MAX = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
+
+class DrugPools(NamedTuple):
+    """One drug's pools in the cells (uM of cell volume, float32, one entry per row): the free
+    intracellular ``drug``, the ``bound`` (DNA-bound) drug and the slow ``retained`` pool; the
+    agent's copies of the cell columns of those names."""
+
+    drug: object
+    bound: object
+    retained: object
+
+
+class Membrane(NamedTuple):
+    """One drug's exchange across the cell membrane as :func:`membrane_terms` and
+    :func:`membrane_update` share it: ``par`` the per-kind table (rows :data:`K_MEM` ...
+    :data:`R_MAX`), ``phi = V_cell / V_voxel`` and ``den`` (float64, one entry per row) the
+    denominators that :func:`membrane_terms` leaves for :func:`membrane_update`."""
+
+    par: object
+    phi: float
+    den: object
+
+
+class PgpRegulation(NamedTuple):
+    """The rates of :func:`pgp_dynamics`: per kind the ``turnover`` (1/min; <= 0: no dynamics),
+    ``induction_max`` (dimensionless) and ``induction_ec50`` (uM); and the knockdown by carried
+    siRNA, ``knockdown_max`` (dimensionless; 0: none) and ``knockdown_half`` (uM)."""
+
+    turnover: object
+    induction_max: object
+    induction_ec50: object
+    knockdown_max: float
+    knockdown_half: float
 
 
 @kernel
@@ -122,11 +156,12 @@ def _free_and_capacity(total, bmax, kd):
 
 
 @kernel
-def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, par, phi, dt, den,
-                   sink, source):
+def membrane_terms(n, kind, state, site, pools, pgp, inhibitor, membrane, dt, sink, source):
     """Add the drug exchange of live cancer cells with their voxels to a transport step (serial).
 
-    ``par`` ``(6 or 9, N_KINDS)``: the rows :data:`K_MEM` ... :data:`R_MAX` by kind. For each
+    ``pools`` (:class:`DrugPools`) holds ``drug``, ``bound`` and ``retained``; ``membrane``
+    (:class:`Membrane`) holds ``par``, ``phi`` and ``den``. ``par`` ``(6 or 9, N_KINDS)``: the
+    rows :data:`K_MEM` ... :data:`R_MAX` by kind. For each
     live cancer cell ``i`` (a cancer kind, PROLIFERATING or QUIESCENT, ``site >= 0``,
     ``k = par[K_MEM, kind] > 0``) in voxel ``s``, holding ``T = drug[i] + bound[i]`` (uM) in its
     fast pools and ``S = retained[i]`` (uM) in its slow pool, with ``C`` its free drug at binding
@@ -148,6 +183,12 @@ def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, 
     ``dt`` (min) is the transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to
     the voxel (the outside is held) but still sets ``den``. At most one exchanging cell per voxel.
     """
+    drug = pools.drug
+    bound = pools.bound
+    retained = pools.retained
+    par = membrane.par
+    phi = membrane.phi
+    den = membrane.den
     p = phi if phi > 0.0 else 0.0
     for i in range(n):
         den[i] = 0.0
@@ -185,8 +226,9 @@ def membrane_terms(n, kind, state, site, drug, bound, retained, pgp, inhibitor, 
 
 
 @kernel
-def membrane_update(n, kind, site, drug, bound, retained, den, c_out, par, phi, dt):
-    """Intracellular drug after the transport step that :func:`membrane_terms` set up (serial).
+def membrane_update(n, kind, site, pools, c_out, membrane, dt):
+    """Intracellular drug after the transport step that :func:`membrane_terms` set up (serial),
+    with the same ``pools`` (:class:`DrugPools`) and ``membrane`` (:class:`Membrane`).
 
     For every row with ``den[i] > 0``: the free drug ``C' = (beta C + dt r' S + dt k
     c_out[site[i]]) / den[i]`` (``C``, ``beta``, ``a'``, ``r'`` as in :func:`membrane_terms`),
@@ -198,6 +240,12 @@ def membrane_update(n, kind, site, drug, bound, retained, den, c_out, par, phi, 
     sum(new - old)`` of the stored totals of all three pools (uM per voxel volume; what entered
     cells).
     """
+    drug = pools.drug
+    bound = pools.bound
+    retained = pools.retained
+    par = membrane.par
+    phi = membrane.phi
+    den = membrane.den
     moved = 0.0
     for i in range(n):
         d = den[i]
@@ -327,8 +375,7 @@ def vessel_flux(c, sites, rate, c_plasma, dt):
 
 
 @kernel(parallel=True)
-def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, turnover, induction_max,
-                 induction_ec50, knockdown_max, knockdown_half, dt):
+def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
     """P-gp level of live cancer cells relaxing toward a target set by drug exposure and
     internalised siRNA (rates in 1/min, concentrations in uM):
 
@@ -337,10 +384,17 @@ def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, turnover, inducti
                    (1 - knockdown_max S / (knockdown_half + S)),
 
     with ``C_i = drug[i]`` and ``S = payload[i]`` (internalised siRNA-carrying particles, drug-
-    equivalent). ``T`` is held over the step and the relaxation is exact. ``turnover``,
-    ``induction_max``, ``induction_ec50`` are per kind; kinds with ``turnover <= 0`` are
-    skipped. ``knockdown_max = 0`` switches knockdown off.
+    equivalent). ``T`` is held over the step and the relaxation is exact. The rates are the
+    fields of ``regulation`` (:class:`PgpRegulation`): ``turnover``, ``induction_max``,
+    ``induction_ec50`` per kind (kinds with ``turnover <= 0`` are skipped);
+    ``knockdown_max = 0`` switches knockdown off.
     """
+    # read-only, taken out of the tuple before the parallel loop
+    turnover = regulation.turnover
+    induction_max = regulation.induction_max
+    induction_ec50 = regulation.induction_ec50
+    knockdown_max = regulation.knockdown_max
+    knockdown_half = regulation.knockdown_half
     for i in prange(n):
         k = kind[i]
         rate = turnover[k]

@@ -78,7 +78,8 @@ class Kind:
       (uniform purpose, signal purpose), division budget, phenotype)`` of its arrivals;
     * ``decide(dyn)`` is called once, when the cell phase is built, and returns the function
       called each step as ``step(n, arrays, lattice, views, keys, intents)`` (``views``: the
-      field views of ``CellDynamics._field_views``) when a cell of any kind in ``decides_for``
+      :class:`~tmesim.kernels.agents.FieldViews` of ``CellDynamics._field_views``, as a plain
+      tuple) when a cell of any kind in ``decides_for``
       (default: this kind) is present; that function must set the intent of every row of those
       kinds. ``lap`` names its part of the step in the per-kernel breakdown.
     """

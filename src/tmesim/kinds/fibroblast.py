@@ -35,11 +35,12 @@ def place(dyn, rng) -> None:
 
 def decide(dyn):
     """Fibroblasts decide (:func:`tmesim.kernels.immune.fibroblast_decide`)."""
+    from ..kernels.agents import V_ECM, V_TGFB
     from ..kernels.immune import fibroblast_decide
 
     def step(n, arrays, lattice, views, keys, intents):
-        _oxygen, _ifng, tgfb, _chemo, ecm, _antibody, _ccl2, _m_chemo, _fields2d = views
-        fibroblast_decide(n, arrays, lattice, tgfb, ecm, dyn.f_par, keys, intents)
+        fibroblast_decide(n, arrays, lattice, views[V_TGFB], views[V_ECM], dyn.f_par, keys,
+                          intents)
 
     return step
 

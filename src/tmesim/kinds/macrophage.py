@@ -62,9 +62,7 @@ def decide(dyn):
     from ..kernels.immune import macrophage_decide
 
     def step(n, arrays, lattice, views, keys, intents):
-        oxygen, ifng, tgfb, _chemo, _ecm, _antibody, ccl2, m_chemo, fields2d = views
-        macrophage_decide(n, arrays, lattice, m_chemo, ifng, tgfb, oxygen, ccl2, fields2d,
-                          dyn.m_par, dyn.rules, keys, intents)
+        macrophage_decide(n, arrays, lattice, views, dyn.m_par, dyn.rules, keys, intents)
 
     return step
 

@@ -43,11 +43,11 @@ def arrivals(dyn):
 
 def decide(dyn):
     """MDSCs decide (:func:`tmesim.kernels.myeloid.mdsc_decide`), climbing ``cxcl1``."""
+    from ..kernels.agents import V_ALL
     from ..kernels.myeloid import mdsc_decide
 
     def step(n, arrays, lattice, views, keys, intents):
-        fields2d = views[-1]
-        mdsc_decide(n, arrays, lattice, dyn._field(CXCL1_FIELD), fields2d, dyn.md_par,
+        mdsc_decide(n, arrays, lattice, dyn._field(CXCL1_FIELD), views[V_ALL], dyn.md_par,
                     dyn.rules, keys, intents)
 
     return step

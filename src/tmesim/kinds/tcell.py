@@ -60,6 +60,7 @@ def arrivals(dyn):
 
 def decide(dyn):
     """T cells decide (:func:`tmesim.kernels.immune.tcell_decide`)."""
+    from ..kernels import agents as ka
     from ..kernels.immune import tcell_decide
 
     # the attractant T cells climb (cells.tcell.chemotaxis_field; biology.md §5.5, §5.9)
@@ -67,11 +68,9 @@ def decide(dyn):
     generic = attractant == "chemokine"
 
     def step(n, arrays, lattice, views, keys, intents):
-        _oxygen, _ifng, tgfb, chemo, ecm, antibody, _ccl2, _m_chemo, fields2d = views
-        if not generic:
-            chemo = dyn._field(attractant)
-        tcell_decide(n, arrays, lattice, chemo, tgfb, ecm, antibody, fields2d, dyn.t_par,
-                     dyn.rules, keys, intents)
+        chemo = views[ka.V_CHEMOKINE] if generic else dyn._field(attractant)
+        tcell_decide(n, arrays, lattice, chemo, views[ka.V_TGFB], views[ka.V_ECM],
+                     views[ka.V_ANTIBODY], views[ka.V_ALL], dyn.t_par, dyn.rules, keys, intents)
 
     return step
 

@@ -99,9 +99,7 @@ def decide(dyn):
     from ..kernels.cancer import cancer_decide
 
     def step(n, arrays, lattice, views, keys, intents):
-        oxygen, ifng, tgfb, _chemo, _ecm, _antibody, _ccl2, _m_chemo, fields2d = views
-        cancer_decide(n, arrays, lattice, oxygen, tgfb, ifng, fields2d, dyn.cancer_par,
-                      dyn.rules, keys, intents)
+        cancer_decide(n, arrays, lattice, views, dyn.cancer_par, dyn.rules, keys, intents)
 
     return step
 

@@ -276,20 +276,21 @@ class Therapy:
         c = self.sc.cells
         self.phi = c.tumor.volume_um3 / self.sc.domain.voxel_um**3
         # P-gp dynamics: induction by intracellular drug, knockdown by carried siRNA
-        self.pgp_turnover = np.zeros(n)
-        self.pgp_induction = np.zeros(n)
-        self.pgp_induction_ec50 = np.ones(n)
+        turnover, induction, induction_ec50 = np.zeros(n), np.zeros(n), np.ones(n)
         for k, name in ((codes.TUMOR, "tumor"), (codes.STEM, "stem")):
             cfg = getattr(c, name)
-            self.pgp_turnover[k] = cfg.pgp_turnover_per_h / 60.0
-            self.pgp_induction[k] = cfg.pgp_induction_max if self.drug is not None else 0.0
-            self.pgp_induction_ec50[k] = cfg.pgp_induction_ec50_uM
+            turnover[k] = cfg.pgp_turnover_per_h / 60.0
+            induction[k] = cfg.pgp_induction_max if self.drug is not None else 0.0
+            induction_ec50[k] = cfg.pgp_induction_ec50_uM
         #: the formulation whose siRNA knocks P-gp down (at most one, the schema checks)
         self.sirna = next((a for a in self.carriers if a.cfg.payload.sirna_knockdown > 0),
                           self.carriers[0] if self.carriers else None)
-        self.sirna_knockdown = self.sirna.cfg.payload.sirna_knockdown if self.sirna else 0.0
-        self.sirna_half = self.sirna.cfg.payload.sirna_half_uM if self.sirna else 1.0
-        self.pgp_dynamic = bool(self.pgp_induction.any() or self.sirna_knockdown > 0)
+        self.pgp_regulation = kp.PgpRegulation(
+            turnover, induction, induction_ec50,
+            self.sirna.cfg.payload.sirna_knockdown if self.sirna else 0.0,
+            self.sirna.cfg.payload.sirna_half_uM if self.sirna else 1.0,
+        )
+        self.pgp_dynamic = bool(induction.any() or self.pgp_regulation.knockdown_max > 0)
         for a in self.carriers:
             self._carrier_tables(a)
         for a in self.drugs:
@@ -353,6 +354,11 @@ class Therapy:
         """Agent ``a``'s copy of cell column ``column`` (full capacity; fetched each time, since
         the store's blocks are replaced when it grows)."""
         return self.cells.agent_column(a.name, column)
+
+    def _pools(self, d: AgentDelivery) -> kp.DrugPools:
+        """Drug ``d``'s free, bound and retained pools in the cells (:meth:`_pool`)."""
+        return kp.DrugPools(self._pool(d, "drug"), self._pool(d, "bound"),
+                            self._pool(d, "retained"))
 
     # ------------------------------------------------------------------ the phases
     def update_vessels(self) -> None:
@@ -447,11 +453,9 @@ class Therapy:
             if len(d.den) < cells.n:
                 d.den = np.zeros(max(cells.n, 2 * len(d.den), 64))
             kp.membrane_terms(
-                cells.n, cells.kind, cells.state, cells.site, self._pool(d, "drug"),
-                self._pool(d, "bound"), self._pool(d, "retained"), cells.column("pgp"),
-                inhibitor, d.membrane_par, self.phi,
-                dt_min, d.den, sink[f].reshape(-1),
-                source[f].reshape(-1),
+                cells.n, cells.kind, cells.state, cells.site, self._pools(d),
+                cells.column("pgp"), inhibitor, kp.Membrane(d.membrane_par, self.phi, d.den),
+                dt_min, sink[f].reshape(-1), source[f].reshape(-1),
             )
 
     def settle(self, dt_min: float) -> None:
@@ -463,9 +467,8 @@ class Therapy:
         for d in self.drugs:
             if d.membrane:
                 into_cells[d.name] = kp.membrane_update(
-                    cells.n, cells.kind, cells.site, self._pool(d, "drug"),
-                    self._pool(d, "bound"), self._pool(d, "retained"), d.den,
-                    self.fields.flat(d.name), d.membrane_par, self.phi, dt_min,
+                    cells.n, cells.kind, cells.site, self._pools(d), self.fields.flat(d.name),
+                    kp.Membrane(d.membrane_par, self.phi, d.den), dt_min,
                 )
         for a in self.agents:
             flat = self.fields.flat(a.name)
@@ -540,8 +543,7 @@ class Therapy:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
                 self._inducer(), self._pool(self.sirna, "payload") if self.sirna else
-                cells.column("payload"), self.pgp_turnover, self.pgp_induction,
-                self.pgp_induction_ec50, self.sirna_knockdown, self.sirna_half, dt_min,
+                cells.column("payload"), self.pgp_regulation, dt_min,
             )
 
     def _inducer(self) -> np.ndarray:
