@@ -537,9 +537,9 @@ _OFFSETS = naive.offsets
 
 def _wrong_symmetric(*args):
     """Twin of cancer_decide with the symmetric-division probability complemented."""
-    par = args[7].copy()
+    par = args[4].copy()
     par[codes.STEM, kc.C_SYMMETRIC] = 1.0 - par[codes.STEM, kc.C_SYMMETRIC]
-    return _CANCER_DECIDE(*args[:7], par, *args[8:])
+    return _CANCER_DECIDE(*args[:4], par, *args[5:])
 
 
 def _wrong_suppression(*args):
