@@ -183,12 +183,8 @@ def membrane_terms(n, kind, state, site, pools, pgp, inhibitor, membrane, dt, si
     ``dt`` (min) is the transport step, ``phi = V_cell / V_voxel``; ``phi <= 0`` adds nothing to
     the voxel (the outside is held) but still sets ``den``. At most one exchanging cell per voxel.
     """
-    drug = pools.drug
-    bound = pools.bound
-    retained = pools.retained
-    par = membrane.par
-    phi = membrane.phi
-    den = membrane.den
+    drug, bound, retained = pools  # a serial kernel: unpacking keeps the writes
+    par, phi, den = membrane
     p = phi if phi > 0.0 else 0.0
     for i in range(n):
         den[i] = 0.0
@@ -240,12 +236,8 @@ def membrane_update(n, kind, site, pools, c_out, membrane, dt):
     sum(new - old)`` of the stored totals of all three pools (uM per voxel volume; what entered
     cells).
     """
-    drug = pools.drug
-    bound = pools.bound
-    retained = pools.retained
-    par = membrane.par
-    phi = membrane.phi
-    den = membrane.den
+    drug, bound, retained = pools  # a serial kernel: unpacking keeps the writes
+    par, phi, den = membrane
     moved = 0.0
     for i in range(n):
         d = den[i]
