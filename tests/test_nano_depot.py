@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli
-from test_io import assert_identical
+from conftest import TINY
+from test_io import assert_identical, run_on_one_and_two_threads
 from tmesim import TMEModel
 from tmesim.kernels import codes
 from tmesim.kernels import nanoparticles as nk
@@ -135,10 +135,5 @@ def test_macrophage_depot_does_not_depend_on_thread_count(tmp_path):
         "cells:\n  macrophage:\n    initial: {count: 60}\n"
         f"nanoparticles:\n  {LIPO}:\n    release: {{macrophage_per_h: 0.5}}\n"
         f"therapy:\n  - {{agent: {LIPO}, route: iv, dose_mg_per_kg: 5.0}}\n")
-    outs = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"threads{threads}.h5"
-        r = run_cli("run", f, "-o", out, "-q", env={"NUMBA_NUM_THREADS": threads})
-        assert r.returncode == 0, r.stderr
-        outs.append(out)
+    outs = run_on_one_and_two_threads(f, tmp_path)
     assert_identical(outs[0], outs[1])

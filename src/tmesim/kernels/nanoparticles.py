@@ -79,6 +79,22 @@ def internalise(n, ids, kind, state, site, payload, c_np, uptake, seed, phi, dt)
 
 
 @kernel
+def _drain(i, kind, state, payload, rate, dt):
+    """First-order release from cell ``i``'s ``payload`` at ``rate[kind[i]]`` over ``dt``,
+    exactly: stores ``payload exp(-k dt)`` as float32 and returns the stored decrease (float64);
+    0 for dead cells, kinds without a rate and empty payloads."""
+    k = rate[kind[i]]
+    if k <= 0.0 or (state[i] != PROLIFERATING and state[i] != QUIESCENT):
+        return 0.0
+    p = np.float64(payload[i])
+    if p <= 0.0:
+        return 0.0
+    out = p * -math.expm1(-k * dt)
+    payload[i] = np.float32(p - out)
+    return p - np.float64(payload[i])
+
+
+@kernel
 def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibitor_per_drug,
                    phi, dt):
     """Internalised particles release their drug into the cell (endosomal pH, glutathione):
@@ -95,15 +111,9 @@ def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibit
     from_payload = 0.0
     to_inhibitor = 0.0
     for i in range(n):
-        k = rate[kind[i]]
-        if k <= 0.0 or (state[i] != PROLIFERATING and state[i] != QUIESCENT):
+        moved = _drain(i, kind, state, payload, rate, dt)
+        if moved <= 0.0:
             continue
-        p = np.float64(payload[i])
-        if p <= 0.0:
-            continue
-        out = p * -math.expm1(-k * dt)
-        payload[i] = np.float32(p - out)
-        moved = p - np.float64(payload[i])
         old = np.float64(drug[i])
         drug[i] = np.float32(old + moved)
         from_payload += moved
@@ -158,15 +168,9 @@ def release_to_field(n, kind, state, site, payload, c_drug, rate, inhibitor, inh
     to_field = 0.0
     to_inhibitor = 0.0
     for i in range(n):
-        k = rate[kind[i]]
-        if k <= 0.0 or (state[i] != PROLIFERATING and state[i] != QUIESCENT):
+        moved = _drain(i, kind, state, payload, rate, dt)
+        if moved <= 0.0:
             continue
-        p = np.float64(payload[i])
-        if p <= 0.0:
-            continue
-        out = p * -math.expm1(-k * dt)
-        payload[i] = np.float32(p - out)
-        moved = p - np.float64(payload[i])
         add = phi * moved
         c_drug[site[i]] += add
         from_payload += moved

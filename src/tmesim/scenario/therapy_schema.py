@@ -684,7 +684,8 @@ class NanoparticleConfig(Section):
         1.0,
         unit="1/h",
         ge=0,
-        desc="Internalisation rate constant of macrophages (a sink that lowers delivery).",
+        desc="Internalisation rate constant of macrophages (a sink that lowers delivery, or a "
+        "depot with release.macrophage_per_h).",
         source="choice: phagocytes take up particles about 10x faster than tumour cells [A]",
     )
     half_life_h: float | None = P(
