@@ -79,6 +79,22 @@ def internalise(n, ids, kind, state, site, payload, c_np, uptake, seed, phi, dt)
 
 
 @kernel
+def _drain(i, kind, state, payload, rate, dt):
+    """First-order release from cell ``i``'s ``payload`` at ``rate[kind[i]]`` over ``dt``,
+    exactly: stores ``payload exp(-k dt)`` as float32 and returns the stored decrease (float64);
+    0 for dead cells, kinds without a rate and empty payloads."""
+    k = rate[kind[i]]
+    if k <= 0.0 or (state[i] != PROLIFERATING and state[i] != QUIESCENT):
+        return 0.0
+    p = np.float64(payload[i])
+    if p <= 0.0:
+        return 0.0
+    out = p * -math.expm1(-k * dt)
+    payload[i] = np.float32(p - out)
+    return p - np.float64(payload[i])
+
+
+@kernel
 def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibitor_per_drug,
                    phi, dt):
     """Internalised particles release their drug into the cell (endosomal pH, glutathione):
@@ -95,15 +111,9 @@ def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibit
     from_payload = 0.0
     to_inhibitor = 0.0
     for i in range(n):
-        k = rate[kind[i]]
-        if k <= 0.0 or (state[i] != PROLIFERATING and state[i] != QUIESCENT):
+        moved = _drain(i, kind, state, payload, rate, dt)
+        if moved <= 0.0:
             continue
-        p = np.float64(payload[i])
-        if p <= 0.0:
-            continue
-        out = p * -math.expm1(-k * dt)
-        payload[i] = np.float32(p - out)
-        moved = p - np.float64(payload[i])
         old = np.float64(drug[i])
         drug[i] = np.float32(old + moved)
         from_payload += moved
@@ -136,3 +146,36 @@ def release_outside(c_np, c_drug, rate, inhibitor, inhibitor_per_drug, dt):
         if inhibitor.shape[0] > 1 and inhibitor_per_drug > 0.0:
             inhibitor[v] += d * inhibitor_per_drug
     return total
+
+
+@kernel
+def release_to_field(n, kind, state, site, payload, c_drug, rate, inhibitor, inhibitor_per_drug,
+                     phi, dt):
+    """Particles held by a cell act as a depot that releases free drug into the cell's voxel
+    (tumour-associated macrophages; docs/pharmacology.md §13.8):
+
+        d(payload)/dt = -k payload,    dC_d(site)/dt = +phi k payload,    k = rate[kind]
+
+    exactly over ``dt``. The voxel receives ``phi`` times the stored float32 decrease of the
+    payload, so ``C_d + phi payload`` is conserved to float64 round-off; a co-loaded inhibitor
+    follows at ``inhibitor_per_drug`` mol per mol into ``inhibitor`` (skipped when it has
+    length 1). Only live cells (proliferating or quiescent) release. Returns
+    ``(from_payload, to_field, to_inhibitor)``: the stored decrease of the payload column
+    (uM x cell volumes) and what the drug and inhibitor fields gained (uM x voxels), float64
+    sums; serial, so the sums and the order of additions into shared voxels are reproducible.
+    """
+    from_payload = 0.0
+    to_field = 0.0
+    to_inhibitor = 0.0
+    for i in range(n):
+        moved = _drain(i, kind, state, payload, rate, dt)
+        if moved <= 0.0:
+            continue
+        add = phi * moved
+        c_drug[site[i]] += add
+        from_payload += moved
+        to_field += add
+        if inhibitor.shape[0] > 1 and inhibitor_per_drug > 0.0:
+            inhibitor[site[i]] += add * inhibitor_per_drug
+            to_inhibitor += add * inhibitor_per_drug
+    return from_payload, to_field, to_inhibitor

@@ -629,6 +629,18 @@ class ReleaseConfig(Section):
         "null: the pH law at endosomal_ph for trigger 'ph', 0.07 otherwise.",
         source="endosomal pH 5-6 release half-life ~10 h (parameters.md §5.4) [A]",
     )
+    macrophage_per_h: float = P(
+        0.0,
+        unit="1/h",
+        ge=0,
+        desc="Release from particles that macrophages took up into the free drug of the "
+        "macrophage's voxel: tumour-associated macrophages as a depot that hands the payload "
+        "on to neighbouring cells. 0: macrophages hold what they take up.",
+        source="TAMs take up most nanoparticles in tumours and release the payload gradually "
+        "to neighbouring tumour cells (Miller et al. 2015 Nat Commun 6:8692); PEG liposomes "
+        "stay near capillaries and are taken up by TAMs (Banciu et al. 2008 Pharm Res 25:1948); "
+        "parameters.md §5.4 [V, abstracts]",
+    )
     external: ExternalTrigger = P(ExternalTrigger(), desc="Region and times of trigger 'external'.")
 
     @model_validator(mode="after")
@@ -672,7 +684,8 @@ class NanoparticleConfig(Section):
         1.0,
         unit="1/h",
         ge=0,
-        desc="Internalisation rate constant of macrophages (a sink that lowers delivery).",
+        desc="Internalisation rate constant of macrophages (a sink that lowers delivery, or a "
+        "depot with release.macrophage_per_h).",
         source="choice: phagocytes take up particles about 10x faster than tumour cells [A]",
     )
     half_life_h: float | None = P(

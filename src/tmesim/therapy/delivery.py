@@ -312,6 +312,9 @@ class Therapy:
             a.np_release_in[k] = release_in
             a.receptor[k] = getattr(c, name).receptor_fraction
         a.np_uptake[codes.MACROPHAGE] = npc.macrophage_uptake_per_h / 60.0
+        # macrophages as a depot: release into their voxel's free drug (§13.8)
+        a.np_release_depot = np.zeros(n)
+        a.np_release_depot[codes.MACROPHAGE] = npc.release.macrophage_per_h / 60.0
         a.payload_drug = self.by_name[npc.payload.drug]
 
     def _drug_tables(self, a: AgentDelivery) -> None:
@@ -603,7 +606,7 @@ class Therapy:
             self._pool(c, "payload"), flat, nk.Uptake(c.np_uptake, c.receptor, c.ligand_factor),
             self.sc.seed, self.phi, dt_min,
         )
-        # 3. release inside cancer cells (macrophages hold what they take up)
+        # 3. release inside cancer cells
         to_drug, from_payload, to_inhib = nk.release_inside(
             cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"),
             self._pool(drug, "drug"), c.np_release_in, inhib, ratio, self.phi, dt_min,
@@ -612,6 +615,16 @@ class Therapy:
         drug.from_carrier_mg += to_drug * self.phi * mg_drug
         if ratio:
             co.from_carrier_mg += to_inhib * mg_inhib
+        # 4. macrophages as a depot: release into their voxel's free drug (rate 0: they hold)
+        if c.np_release_depot.any():
+            from_payload, to_field, to_inhib = nk.release_to_field(
+                cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"),
+                self.fields.flat(drug.name), c.np_release_depot, inhib, ratio, self.phi, dt_min,
+            )
+            c.released_mg += from_payload * self.phi * mg_drug
+            drug.from_carrier_mg += to_field * mg_drug
+            if ratio:
+                co.from_carrier_mg += to_inhib * mg_inhib
 
     def tissue_ph(self) -> np.ndarray:
         """Extracellular pH per voxel: 7.4, 6.8 where a live proliferating cancer cell sits,
