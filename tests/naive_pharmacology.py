@@ -178,7 +178,7 @@ def vessel_flux(c, sites, rate, c_plasma, dt):
                                                                                strict=True))
 
 
-def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
+def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payloads, regulation, dt):
     """Twin of kernels.pharmacology.pgp_dynamics: one cell at a time, plain floats."""
     turnover, induction_max, induction_ec50, knockdown_max, knockdown_half = regulation
     for i in range(n):
@@ -187,8 +187,10 @@ def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
             continue
         base = float(pgp_base[i])
         c = float(drug[i])
-        s = float(payload[i])
         induction = induction_max[k] * c / (induction_ec50[k] + c) if c > 0 else 0.0
-        knockdown = knockdown_max * s / (knockdown_half + s) if s > 0 and knockdown_max > 0 else 0.0
-        target = base * (1 + induction) * (1 - knockdown)
+        target = base * (1 + induction)
+        for j in range(len(payloads)):  # several siRNAs: remaining fractions multiply
+            s = float(payloads[j][i])
+            if s > 0 and knockdown_max[j] > 0:
+                target *= 1 - knockdown_max[j] * s / (knockdown_half[j] + s)
         pgp[i] = np.float32(target + (float(pgp[i]) - target) * math.exp(-turnover[k] * dt))

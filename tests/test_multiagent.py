@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import tmesim
-from conftest import run_cli
 from test_io import assert_identical, datasets, run_on_one_and_two_threads
 from test_therapy import ledger_error
 from tmesim import TMEModel
@@ -312,17 +311,27 @@ def test_two_antibodies_block_pdl1_by_their_summed_concentration():
     assert max(ledger_error(m), 0.0) < 1e-11
 
 
-def test_combinations_still_unsupported_are_refused_with_exit_code_2(tmp_path):
-    f = tmp_path / "two_sirna.yaml"
-    f.write_text(
-        f"extends: {TINY}\nname: two_sirna\n"
-        "nanoparticles:\n"
-        "  liposomal_doxorubicin: {payload: {drug: doxorubicin, sirna_knockdown: 0.5}}\n"
-        "  ph_micelle_doxorubicin: {payload: {drug: doxorubicin, sirna_knockdown: 0.5}}\n"
-        "therapy:\n  - {agent: liposomal_doxorubicin, dose_mg_per_kg: 5.0}\n"
-        "  - {agent: ph_micelle_doxorubicin, dose_mg_per_kg: 5.0}\n")
-    r = run_cli("validate", f)
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert "therapy" in r.stderr and "at most one dosed formulation carrying siRNA" in r.stderr
-    assert f.name in r.stderr and "fix" in r.stderr
+def test_two_sirna_formulations_knock_pgp_down_together():
+    """Two formulations carrying siRNA: each cell's P-gp target takes the product of the two
+    remaining fractions, so P-gp falls further than with either formulation alone, and the
+    pgp kernel reads both particle pools."""
+    def run(which):
+        over = {
+            "time.duration_h": 12.0, "cells.tumor.pgp_mean": 1.0,
+            "therapy": [{"agent": w, "dose_mg_per_kg": 5.0, "start_h": 0.5} for w in which]}
+        for w in which:
+            over[f"nanoparticles.{w}.payload.sirna_knockdown"] = 0.9
+        m = TMEModel(TINY, **over)
+        while m.running:
+            m.step()
+        n = m.cells.n
+        live = np.isin(m.cells.kind[:n], [codes.TUMOR, codes.STEM])
+        return m, float(m.cells.column("pgp")[:n][live].mean())
+
+    both, p_both = run(["liposomal_doxorubicin", "ph_micelle_doxorubicin"])
+    assert [a.name for a in both.therapy.sirna] == ["liposomal_doxorubicin",
+                                                    "ph_micelle_doxorubicin"]
+    assert both.therapy._sirna_payloads().shape[0] == 2
+    _, p_lipo = run(["liposomal_doxorubicin"])
+    _, p_micelle = run(["ph_micelle_doxorubicin"])
+    assert p_both < min(p_lipo, p_micelle) < 1.0

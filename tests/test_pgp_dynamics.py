@@ -17,9 +17,11 @@ IND_MAX = np.array([1.0, 0.5, 0.0, 0.0, 0.0])
 IND_EC50 = np.array([0.5, 1.0, 1.0, 1.0, 1.0])
 
 
-def regulation(knockdown):
-    """The per-kind rates above, with siRNA knockdown ``knockdown`` (half effect at 1 uM)."""
-    return kp.PgpRegulation(TURN, IND_MAX, IND_EC50, knockdown, 1.0)
+def regulation(knockdown, half=(1.0,)):
+    """The per-kind rates above, with siRNA knockdown ``knockdown`` (a number, or one per
+    siRNA formulation) and half effects ``half`` (uM)."""
+    kd = np.atleast_1d(np.asarray(knockdown, dtype=np.float64))
+    return kp.PgpRegulation(TURN, IND_MAX, IND_EC50, kd, np.asarray(half, dtype=np.float64))
 
 
 def population(n, seed):
@@ -29,18 +31,19 @@ def population(n, seed):
     base = rng.lognormal(0, 0.5, n).astype(np.float32)
     pgp = (base * rng.uniform(0.5, 2, n)).astype(np.float32)
     drug = np.where(rng.random(n) < 0.3, 0, rng.exponential(1.0, n)).astype(np.float32)
-    payload = np.where(rng.random(n) < 0.5, 0, rng.exponential(2.0, n)).astype(np.float32)
-    return kind, state, pgp, base, drug, payload
+    payload = np.where(rng.random((2, n)) < 0.5, 0, rng.exponential(2.0, (2, n)))
+    return kind, state, pgp, base, drug, payload.astype(np.float32)
 
 
-@pytest.mark.parametrize("knockdown", [0.0, 0.8])
+@pytest.mark.parametrize("knockdown", [[0.0], [0.8], [0.8, 0.5]])
 def test_pgp_dynamics_matches_twin(knockdown):
-    kind, state, pgp, base, drug, payload = population(3000, 4)
+    kind, state, pgp, base, drug, payloads = population(3000, 4)
+    payloads = payloads[: len(knockdown)]
+    reg = regulation(knockdown, (1.0, 3.0)[: len(knockdown)])
     a, b = pgp.copy(), pgp.copy()
     for dt in (0.5, 6.0, 60.0):
-        kp.pgp_dynamics(len(a), kind, state, a, base, drug, payload, regulation(knockdown), dt)
-        naive.pgp_dynamics(len(b), kind, state, b, base, drug, payload, regulation(knockdown),
-                           dt)
+        kp.pgp_dynamics(len(a), kind, state, a, base, drug, payloads, reg, dt)
+        naive.pgp_dynamics(len(b), kind, state, b, base, drug, payloads, reg, dt)
         np.testing.assert_array_max_ulp(a, b, maxulp=2)
     skipped = (kind >= 2) | (state >= 2)
     np.testing.assert_array_equal(a[skipped], pgp[skipped])
@@ -52,7 +55,7 @@ def run(steps, dt, pgp0, base, drug, payload, knockdown):
     for _ in range(steps):
         kp.pgp_dynamics(1, np.zeros(1, np.int8), np.zeros(1, np.int8), p,
                         np.array([base], np.float32), np.array([drug], np.float32),
-                        np.array([payload], np.float32), regulation(knockdown), dt)
+                        np.array([[payload]], np.float32), regulation(knockdown), dt)
     return float(p[0])
 
 
@@ -75,8 +78,20 @@ def test_targets_induction_doubles_and_knockdown_silences():
     assert run(400, 60.0, 3.0, 0.4, 0.0, 0.0, 0.9) == pytest.approx(0.4, rel=1e-5)
 
 
+def test_two_sirnas_multiply_their_remaining_fractions():
+    """Two siRNA formulations, 50 % and 80 % knockdown at saturation: 0.5 x 0.2 = 0.1 remains."""
+    p = np.array([1.0], np.float32)
+    one = np.zeros(1, np.int8)
+    for _ in range(400):
+        kp.pgp_dynamics(1, one, one, p, np.ones(1, np.float32), np.zeros(1, np.float32),
+                        np.full((2, 1), 1e6, np.float32), regulation([0.5, 0.8], (1.0, 2.0)),
+                        60.0)
+    assert float(p[0]) == pytest.approx(0.1, rel=1e-4)
+
+
 def test_thread_count_does_not_change_the_result():
     kind, state, pgp, base, drug, payload = population(50_000, 9)
+    payload = payload[:1]
     out = []
     old = numba.get_num_threads()
     try:

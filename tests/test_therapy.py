@@ -221,18 +221,6 @@ def test_capillaries_near_the_tumour_are_the_leaky_ones():
             ],
             "domain.geometry",
         ),
-        (  # two siRNA formulations: P-gp knockdown reads one pool (tests/test_multiagent.py
-           # has the combinations that are allowed)
-            [
-                ("nanoparticles.liposomal_doxorubicin.payload.sirna_knockdown", 0.5),
-                ("nanoparticles.ph_micelle_doxorubicin.payload.sirna_knockdown", 0.5),
-                ("therapy", [
-                    {"agent": "liposomal_doxorubicin", "dose_mg_per_kg": 1.0},
-                    {"agent": "ph_micelle_doxorubicin", "dose_mg_per_kg": 1.0},
-                ]),
-            ],
-            "therapy",
-        ),
         ([("agents.tariquidar.pgp_ic50_uM", 0.0)], "agents.tariquidar.pgp_ic50_uM"),
         (
             [("therapy", [{"agent": "doxorubicin", "dose_mg_per_kg": 1.0, "count": 3}])],

@@ -94,7 +94,8 @@ class Membrane(NamedTuple):
 class PgpRegulation(NamedTuple):
     """The rates of :func:`pgp_dynamics`: per kind the ``turnover`` (1/min; <= 0: no dynamics),
     ``induction_max`` (dimensionless) and ``induction_ec50`` (uM); and the knockdown by carried
-    siRNA, ``knockdown_max`` (dimensionless; 0: none) and ``knockdown_half`` (uM)."""
+    siRNA, per siRNA-carrying formulation (one entry each, in the rows of :func:`pgp_dynamics`'s
+    ``payloads``): ``knockdown_max`` (dimensionless; 0: none) and ``knockdown_half`` (uM)."""
 
     turnover: object
     induction_max: object
@@ -367,19 +368,21 @@ def vessel_flux(c, sites, rate, c_plasma, dt):
 
 
 @kernel(parallel=True)
-def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
+def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payloads, regulation, dt):
     """P-gp level of live cancer cells relaxing toward a target set by drug exposure and
     internalised siRNA (rates in 1/min, concentrations in uM):
 
         dP/dt = turnover (T - P),
         T = P_base (1 + induction_max C_i / (induction_ec50 + C_i))
-                   (1 - knockdown_max S / (knockdown_half + S)),
+                   prod_j (1 - knockdown_max_j S_j / (knockdown_half_j + S_j)),
 
-    with ``C_i = drug[i]`` and ``S = payload[i]`` (internalised siRNA-carrying particles, drug-
-    equivalent). ``T`` is held over the step and the relaxation is exact. The rates are the
-    fields of ``regulation`` (:class:`PgpRegulation`): ``turnover``, ``induction_max``,
-    ``induction_ec50`` per kind (kinds with ``turnover <= 0`` are skipped);
-    ``knockdown_max = 0`` switches knockdown off.
+    with ``C_i = drug[i]`` and ``S_j = payloads[j, i]`` (the internalised particles of the
+    ``j``-th siRNA-carrying formulation, drug-equivalent; ``payloads`` is ``(m, n)``): several
+    siRNAs knock P-gp down independently (Bliss), their remaining fractions multiply. ``T`` is
+    held over the step and the relaxation is exact. The rates are the fields of ``regulation``
+    (:class:`PgpRegulation`): ``turnover``, ``induction_max``, ``induction_ec50`` per kind
+    (kinds with ``turnover <= 0`` are skipped); ``knockdown_max[j] = 0`` switches formulation
+    ``j``'s knockdown off.
     """
     # read-only, taken out of the tuple before the parallel loop
     turnover = regulation.turnover
@@ -396,8 +399,9 @@ def pgp_dynamics(n, kind, state, pgp, pgp_base, drug, payload, regulation, dt):
         c = np.float64(drug[i])
         if induction_max[k] > 0.0 and c > 0.0:
             target *= 1.0 + induction_max[k] * c / (induction_ec50[k] + c)
-        s = np.float64(payload[i])
-        if knockdown_max > 0.0 and s > 0.0:
-            target *= 1.0 - knockdown_max * s / (knockdown_half + s)
+        for j in range(payloads.shape[0]):
+            s = np.float64(payloads[j, i])
+            if knockdown_max[j] > 0.0 and s > 0.0:
+                target *= 1.0 - knockdown_max[j] * s / (knockdown_half[j] + s)
         p = np.float64(pgp[i])
         pgp[i] = np.float32(target + (p - target) * math.exp(-rate * dt))

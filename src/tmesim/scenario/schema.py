@@ -457,17 +457,8 @@ class Scenario(Section):
                     "surfaces for inhaled doses)"
                 )
         used = self.dosed_agents
-        # any number of drugs, inhibitors, antibodies and formulations (each has its own field,
-        # and drugs and formulations their own cell pools); one siRNA-carrying formulation (P-gp
-        # knockdown reads one pool of particles with one potency)
-        sirna = [n for n in self.dosed_nanoparticles
-                 if self.nanoparticles[n].payload.sirna_knockdown > 0]
-        if len(sirna) > 1:
-            raise ValueError(
-                "therapy|at most one dosed formulation carrying siRNA (payload.sirna_knockdown "
-                f"> 0: P-gp knockdown reads one pool of particles); got {', '.join(sirna)}: "
-                "co-load the siRNA in one of them (set the others' payload.sirna_knockdown to 0)"
-            )
+        # any number of drugs, inhibitors, antibodies and formulations: each has its own field,
+        # drugs and formulations their own cell pools (docs/pharmacology.md §1)
         used = [*used, *self.dosed_nanoparticles]
         for a in used:
             if a in self.fields:

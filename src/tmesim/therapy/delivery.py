@@ -282,15 +282,15 @@ class Therapy:
             turnover[k] = cfg.pgp_turnover_per_h / 60.0
             induction[k] = cfg.pgp_induction_max if self.drug is not None else 0.0
             induction_ec50[k] = cfg.pgp_induction_ec50_uM
-        #: the formulation whose siRNA knocks P-gp down (at most one, the schema checks)
-        self.sirna = next((a for a in self.carriers if a.cfg.payload.sirna_knockdown > 0),
-                          self.carriers[0] if self.carriers else None)
+        #: the formulations whose siRNA knocks P-gp down (any number; their remaining fractions
+        #: multiply, docs/pharmacology.md §14)
+        self.sirna = [a for a in self.carriers if a.cfg.payload.sirna_knockdown > 0]
         self.pgp_regulation = kp.PgpRegulation(
             turnover, induction, induction_ec50,
-            self.sirna.cfg.payload.sirna_knockdown if self.sirna else 0.0,
-            self.sirna.cfg.payload.sirna_half_uM if self.sirna else 1.0,
+            np.array([a.cfg.payload.sirna_knockdown for a in self.sirna] or [0.0]),
+            np.array([a.cfg.payload.sirna_half_uM for a in self.sirna] or [1.0]),
         )
-        self.pgp_dynamic = bool(induction.any() or self.pgp_regulation.knockdown_max > 0)
+        self.pgp_dynamic = bool(induction.any() or self.sirna)
         for a in self.carriers:
             self._carrier_tables(a)
         for a in self.drugs:
@@ -545,9 +545,17 @@ class Therapy:
         if self.pgp_dynamic:
             kp.pgp_dynamics(
                 cells.n, cells.kind, cells.state, cells.column("pgp"), cells.column("pgp_base"),
-                self._inducer(), self._pool(self.sirna, "payload") if self.sirna else
-                cells.column("payload"), self.pgp_regulation, dt_min,
+                self._inducer(), self._sirna_payloads(), self.pgp_regulation, dt_min,
             )
+
+    def _sirna_payloads(self) -> np.ndarray:
+        """The internalised particles of each siRNA-carrying formulation, one row each (a view
+        of the one pool when there is one; the payload column, ignored, when there is none)."""
+        if len(self.sirna) <= 1:
+            pool = self._pool(self.sirna[0], "payload") if self.sirna else \
+                self.cells.column("payload")
+            return pool[None, :]
+        return np.stack([self._pool(a, "payload") for a in self.sirna])
 
     def _inducer(self) -> np.ndarray:
         """The free intracellular drug that induces P-gp: the drug's, or with several drugs
