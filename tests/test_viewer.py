@@ -164,7 +164,9 @@ def test_the_command_serves_until_interrupted(tiny_result):
         page = urllib.request.urlopen(url, timeout=30).read().decode()
         assert "tmesim viewer" in page and "bokeh" in page.lower()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        # read the rest of stderr while waiting: a full pipe would keep the process from exiting
+        _, rest = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
