@@ -153,9 +153,14 @@ def test_bad_input_is_a_one_line_usage_error(tiny_result, tmp_path, capsys):
 
 def test_the_command_serves_until_interrupted(tiny_result):
     env = {**os.environ, "TMESIM_DEBUG": ""}
+    # Ctrl-C at its default in the child, as in a terminal: a disposition of SIG_IGN is
+    # inherited across exec, and Python then installs no KeyboardInterrupt handler, so the
+    # server would never see the signal (the test process may carry SIG_IGN from an earlier
+    # test's worker pool)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tmesim", "view", str(tiny_result), "--port", "0", "--no-browser"],
         stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = proc.stderr.readline()
