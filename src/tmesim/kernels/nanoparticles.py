@@ -95,6 +95,18 @@ def _drain(i, kind, state, payload, rate, dt):
 
 
 @kernel
+def _co_release(inhibitor, v, released, inhibitor_per_drug):
+    """A co-loaded inhibitor follows ``released`` drug (uM x voxels) into voxel ``v`` of
+    ``inhibitor`` at ``inhibitor_per_drug`` mol per mol; returns what it added (0 without an
+    inhibitor field, length 1, or without a co-load)."""
+    if inhibitor.shape[0] <= 1 or inhibitor_per_drug <= 0.0:
+        return 0.0
+    add = released * inhibitor_per_drug
+    inhibitor[v] += add
+    return add
+
+
+@kernel
 def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibitor_per_drug,
                    phi, dt):
     """Internalised particles release their drug into the cell (endosomal pH, glutathione):
@@ -118,10 +130,7 @@ def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibit
         drug[i] = np.float32(old + moved)
         from_payload += moved
         to_drug += np.float64(drug[i]) - old
-        if inhibitor.shape[0] > 1 and inhibitor_per_drug > 0.0:
-            add = phi * moved * inhibitor_per_drug
-            inhibitor[site[i]] += add
-            to_inhibitor += add
+        to_inhibitor += _co_release(inhibitor, site[i], phi * moved, inhibitor_per_drug)
     return to_drug, from_payload, to_inhibitor
 
 
@@ -143,8 +152,7 @@ def release_outside(c_np, c_drug, rate, inhibitor, inhibitor_per_drug, dt):
         c_np[v] = c - d
         c_drug[v] += d
         total += d
-        if inhibitor.shape[0] > 1 and inhibitor_per_drug > 0.0:
-            inhibitor[v] += d * inhibitor_per_drug
+        _co_release(inhibitor, v, d, inhibitor_per_drug)
     return total
 
 
@@ -175,7 +183,5 @@ def release_to_field(n, kind, state, site, payload, c_drug, rate, inhibitor, inh
         c_drug[site[i]] += add
         from_payload += moved
         to_field += add
-        if inhibitor.shape[0] > 1 and inhibitor_per_drug > 0.0:
-            inhibitor[site[i]] += add * inhibitor_per_drug
-            to_inhibitor += add * inhibitor_per_drug
+        to_inhibitor += _co_release(inhibitor, site[i], add, inhibitor_per_drug)
     return from_payload, to_field, to_inhibitor
