@@ -1,6 +1,8 @@
 """Transvascular flux with convection (docs/pharmacology.md §3.1): the Patlak coefficients
 against the textbook formula, the pore-theory reflection coefficient, and a perfused voxel of
-a running model against the closed form of the single-voxel Patlak ODE."""
+a running model against the closed form of the single-voxel Patlak ODE; flow-limited exchange
+at tumour vessels (§3.2): the Renkin-Crone rate against a capillary integrated along its
+length, and the rates a running model sets."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tmesim.therapy.transvascular import (
     patlak_coefficients,
     pore_reflection,
     reflection_of,
+    renkin_crone,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +152,78 @@ def test_a_perfused_voxel_follows_the_closed_form_of_the_patlak_ode():
     entry = th.ledger()[MICELLE]
     accounted = sum(v for key, v in entry.items() if key != "dosed")
     assert accounted == pytest.approx(entry["dosed"], rel=1e-9)
+
+
+def capillary_extraction_naive(k, unbound, flow, c_art, c_tissue, n=20000):
+    """Plasma (total concentration ``c``) flowing along a capillary through tissue at
+    ``c_tissue``, losing ``k (unbound c - c_tissue)`` per unit length fraction: march the
+    capillary in ``n`` explicit steps and return what it delivered per unit volume and time,
+    ``flow (c_art - c_venous)``."""
+    c = c_art
+    for _ in range(n):
+        c -= k * (unbound * c - c_tissue) / flow / n
+    return flow * (c_art - c)
+
+
+@pytest.mark.parametrize("k, unbound, flow", [(9.2, 0.25, 0.66), (9.2, 1.0, 0.66),
+                                              (0.01, 1.0, 0.66), (9.2, 0.25, 100.0)])
+def test_renkin_crone_rate_is_what_a_capillary_delivers(k, unbound, flow):
+    """The flux the rate gives on the unbound arterial concentration equals what plasma loses
+    along a capillary integrated step by step, for flow-limited and wall-limited agents."""
+    c_art, c_t = 2.0, 0.1
+    rate = renkin_crone(np.array([k]), unbound, np.array([flow]))[0]
+    expected = capillary_extraction_naive(k, unbound, flow, c_art, c_t)
+    assert rate * (unbound * c_art - c_t) == pytest.approx(expected, rel=1e-3)
+
+
+def test_renkin_crone_limits():
+    """Ample flow keeps the wall rate, scarce flow gives what the plasma brings, no flow or no
+    wall nothing, and the rate never exceeds either."""
+    k = np.array([9.2, 9.2, 9.2, 0.0, 1e-12])
+    flow = np.array([1e9, 1e-3, 0.0, 1.0, 1.0])
+    r = renkin_crone(k, 0.25, flow)
+    assert r[0] == pytest.approx(9.2, rel=1e-6)
+    assert r[1] == pytest.approx(1e-3 / 0.25, rel=1e-6)
+    assert r[2] == 0.0 and r[3] == 0.0
+    assert r[4] == pytest.approx(1e-12, rel=1e-9)
+    assert np.all(r <= k) and np.all(r[:2] <= flow[:2] / 0.25 * (1 + 1e-12))
+    assert renkin_crone(k, 0.0, flow)[0] == 9.2  # nothing crosses, nothing is extracted
+
+
+def _tumour_patch(**over):
+    """The solid tumour patch of pk_laginha_doxil for 30 min, free doxorubicin at 0 h."""
+    case = ROOT / "validation" / "pk_laginha_doxil" / "scenario.yaml"
+    return TMEModel(case, **{"time.duration_h": 0.5, **over})
+
+
+def test_tumour_vessels_exchange_at_the_flow_limited_rate():
+    """At tumour vessels each agent's rate is the Renkin-Crone rate of its wall rate with the
+    tumour's plasma flow shared over its vessels; host vessels and a null flow keep the wall
+    rate; the dose ledger closes either way."""
+    m = _tumour_patch()
+    m.step()
+    th = m.therapy
+    th.update_vessels()  # with the cells as they stand now
+    a = th.drugs[0]
+    tv = th.tumor_vessel
+    assert tv.any()
+    v = m.scenario.vessels
+    perf = th.tissue.perfusion[th.perfused_sites]
+    live = int(np.count_nonzero(th._live_cancer()))
+    share = (tv.sum() + live) / perf[tv].sum()
+    f = v.tumor_blood_flow_per_min * (1 - v.hematocrit) * share * perf[tv]
+    expect = a.wall_rate[tv] * -np.expm1(-a.unbound * a.wall_rate[tv] / f) / (
+        a.unbound * a.wall_rate[tv] / f)
+    np.testing.assert_allclose(a.vessel_rate[tv], expect, rtol=1e-12)
+    assert np.all(a.vessel_rate[tv] < 0.5 * a.wall_rate[tv])  # doxorubicin is flow-limited here
+    np.testing.assert_array_equal(a.vessel_rate[~tv], a.wall_rate[~tv])
+    free = _tumour_patch(**{"vessels.tumor_blood_flow_per_min": None})
+    free.step()
+    b = free.therapy.agents[0]
+    np.testing.assert_array_equal(b.vessel_rate, b.wall_rate)
+    for model in (m, free):
+        while model.running:
+            model.step()
+        entry = model.therapy.ledger()["doxorubicin"]
+        accounted = sum(x for key, x in entry.items() if key != "dosed")
+        assert accounted == pytest.approx(entry["dosed"], rel=1e-9)

@@ -352,6 +352,28 @@ class VesselsConfig(Section):
         "pericytes (Benjamin et al. 1999), wide inter-endothelial openings (Hashizume et al. "
         "2000), pore cut-off 200 nm-1.2 um (Hobbs et al. 1998) (parameters.md §6.2)",
     )
+    tumor_blood_flow_per_min: float | None = P(
+        0.3,
+        unit="1/min",
+        gt=0,
+        desc="Blood flow through the tumour per unit tumour volume (mL/min per mL). Exchange "
+        "at tumour (leaky) vessels is limited by the plasma this flow brings: each tumour "
+        "vessel carries an equal share of the flow of the tumour's volume (live cancer cells "
+        "and tumour vessels) and an agent's wall rate k becomes k (1 - e^-x)/x, x = f_u k / "
+        "F_v (Renkin-Crone; docs/pharmacology.md §3.2). null: no limit (the wall alone).",
+        source="breast carcinomas 29.8 +/- 17.0 mL/dL/min by 15O-water PET (Wilson et al. "
+        "1992), whole-tumour means 7.6-29.2 mL/dL/min (Zasadny et al. 2003) [V] "
+        "(parameters.md §6)",
+    )
+    hematocrit: float = P(
+        0.45,
+        unit="fraction",
+        ge=0,
+        lt=1,
+        desc="Volume share of red cells in tumour blood: the plasma flow is (1 - hematocrit) "
+        "times tumor_blood_flow_per_min.",
+        source="choice: systemic haematocrit of mice and humans about 0.40-0.45 [A]",
+    )
     tumor_association_um: float = P(
         60.0,
         unit="um",

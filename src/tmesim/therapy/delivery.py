@@ -47,7 +47,12 @@ from ..kernels import pharmacology as kp
 from .nano_rules import intracellular_release_per_h, ligand_factor, ph_release_rate
 from .particles import transport_of
 from .pk import Administration, PKModel, PKState
-from .transvascular import filtration_per_min, patlak_coefficients, reflection_of
+from .transvascular import (
+    filtration_per_min,
+    patlak_coefficients,
+    reflection_of,
+    renkin_crone,
+)
 
 #: per-drug metrics and their units; a drug after the first has them suffixed with ``_<drug>``
 #: (the first, or only, drug keeps the plain names)
@@ -250,7 +255,8 @@ class Therapy:
 
     def _no_exchange(self, a: AgentDelivery) -> None:
         n = len(self.perfused_sites)
-        a.vessel_rate = np.zeros(n)  # diffusive rate P S/V (1/min)
+        a.wall_rate = np.zeros(n)  # the wall's diffusive rate P S/V (1/min)
+        a.vessel_rate = np.zeros(n)  # that rate, flow-limited at tumour vessels (1/min)
         a.vessel_convection = np.zeros(n)  # convective rate q (1 - sigma) (1/min)
         a.vessel_loss = np.zeros(n)  # sink of the exchange (1/min)
         a.vessel_gain = np.zeros(n)  # source of the exchange per unit plasma (1/min)
@@ -368,32 +374,68 @@ class Therapy:
         """Mark the leaky (tumour) vessels among the perfused voxels and set each agent's
         exchange rate per perfused voxel: the tumour-vessel permeability (times each angiogenic
         vessel's leakiness) there, the normal one elsewhere (``vessels.leaky_vessels``), each
-        times the vessel's perfusion. Angiogenic leakiness changes only with the perfused
-        voxels, so it is set again only after :meth:`perfusion_changed`; the tumour-associated
-        rule follows the cells every step."""
+        times the vessel's perfusion, and at tumour vessels limited by the tumour's blood flow
+        (:meth:`_flow_limit`). Angiogenic leakiness changes only with the perfused voxels, so
+        the wall rates are set again only after :meth:`perfusion_changed`; the tumour-associated
+        rule follows the cells every step, and so does the flow limit (the tumour's volume)."""
         if not self.active or len(self.perfused_sites) == 0:
             return
-        factor = 1.0
         if self.sc.vessels.leaky_vessels == "angiogenic":
-            if self._rates_current:
-                return
-            self._rates_current = True
-            self.tumor_vessel = self.tissue.angiogenic[self.perfused_sites]
-            factor = self.tissue.leakiness[self.perfused_sites]
+            if not self._rates_current:
+                self._rates_current = True
+                self.tumor_vessel = self.tissue.angiogenic[self.perfused_sites]
+                self._set_wall_rates(self.tissue.leakiness[self.perfused_sites])
         else:
             self.tumor_vessel = self._near_cancer()
+            self._set_wall_rates(1.0)
+        self._flow_limit()
+
+    def _set_wall_rates(self, factor) -> None:
+        """Each agent's wall rate ``P S/V`` per perfused voxel (1/min) and its convective rate."""
         # a poorly perfused vessel brings less plasma past its wall (1 for host vessels); the
         # leakiness scales wall permeability and hydraulic conductivity alike
         perf = self.tissue.perfusion[self.perfused_sites]
         flow = perf * self.surface_per_volume
         q = np.where(self.tumor_vessel, self.q_tumor * factor, self.q_normal) * perf
         for a in self.agents:
-            a.vessel_rate = np.where(self.tumor_vessel, a.p_tumor * factor, a.p_normal) * flow
+            a.wall_rate = np.where(self.tumor_vessel, a.p_tumor * factor, a.p_normal) * flow
             a.vessel_convection = q * np.where(
                 self.tumor_vessel, 1.0 - a.sigma_tumor, 1.0 - a.sigma_normal
             )
+
+    def _flow_limit(self) -> None:
+        """Exchange at tumour vessels limited by the plasma flowing through the tumour
+        (docs/pharmacology.md §3.2): each tumour vessel carries an equal share, per unit of
+        its perfusion, of the plasma flow ``F (1 - Hct)`` of the tumour's volume (its live cancer
+        cells and its vessels, one voxel each), and an agent's rate ``k`` there becomes the
+        Renkin-Crone rate ``k (1 - e^-x) / x`` with ``x = f_u k / F_v``. Host vessels and runs
+        with ``vessels.tumor_blood_flow_per_min`` null keep ``k``."""
+        flow = self.sc.vessels.tumor_blood_flow_per_min
+        tv = self.tumor_vessel
+        n_tv = int(np.count_nonzero(tv))
+        for a in self.agents:
+            a.vessel_rate = a.wall_rate
+        if flow is not None and n_tv > 0:
+            perf = self.tissue.perfusion[self.perfused_sites]
+            perfused = float(np.sum(perf[tv]))
+            share = (n_tv + int(np.count_nonzero(self._live_cancer()))) / max(perfused, 1e-300)
+            plasma_flow = flow * (1.0 - self.sc.vessels.hematocrit) * share * perf
+            for a in self.agents:
+                a.vessel_rate = np.where(
+                    tv, renkin_crone(a.wall_rate, a.unbound, plasma_flow), a.wall_rate
+                )
+        for a in self.agents:
             a.vessel_loss, a.vessel_gain = patlak_coefficients(a.vessel_rate,
                                                                a.vessel_convection)
+
+    def _live_cancer(self) -> np.ndarray:
+        """Which cell rows are live (proliferating or quiescent) cancer cells."""
+        cells = self.cells
+        n = cells.n
+        state = cells.state[:n]
+        return kinds.cancer(cells.kind[:n]) & (
+            (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
+        )
 
     def _near_cancer(self) -> np.ndarray:
         """Perfused voxels within ``vessels.tumor_association_um`` of a live cancer cell."""
@@ -401,10 +443,7 @@ class Therapy:
 
         cells = self.cells
         n = cells.n
-        kind, state = cells.kind[:n], cells.state[:n]
-        cancer = kinds.cancer(kind) & (
-            (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
-        )
+        cancer = self._live_cancer()
         if not cancer.any():
             return np.zeros(len(self.perfused_sites), dtype=bool)
         occupied = np.zeros(cells.n_sites, dtype=bool)

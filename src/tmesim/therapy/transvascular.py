@@ -54,6 +54,26 @@ def patlak_coefficients(k, c) -> tuple[np.ndarray, np.ndarray]:
     return loss, gain
 
 
+def renkin_crone(k, unbound: float, plasma_flow) -> np.ndarray:
+    """Flow-limited exchange rate (1/min) of a wall rate ``k = P S/V`` (1/min) fed by the plasma
+    flow ``plasma_flow`` per unit volume (1/min) of an agent whose unbound plasma share is
+    ``unbound``: ``k (1 - e^-x) / x`` with ``x = unbound k / plasma_flow`` (Renkin 1959; Crone
+    1963). Plasma loses unbound drug along the capillary, so the rate, written on the unbound
+    arterial concentration, tends to ``k`` when flow is ample (``x -> 0``) and to
+    ``plasma_flow / unbound`` (all the drug the plasma brings) when it is not; 0 without flow.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    f = np.broadcast_to(np.asarray(plasma_flow, dtype=np.float64), k.shape)
+    out = np.zeros_like(k)
+    ok = (k > 0) & (f > 0)
+    x = unbound * k[ok] / f[ok]
+    small = x < 1e-8
+    # (1 - e^-x) / x = -expm1(-x) / x, and 1 - x/2 below round-off
+    g = np.where(small, 1.0 - 0.5 * x, -np.expm1(-x) / np.where(small, 1.0, x))
+    out[ok] = k[ok] * g
+    return out
+
+
 def hydrodynamic_radius_nm(molar_mass_g_per_mol: float) -> float:
     """Stokes-Einstein radius (nm) of a globular solute of the given molar mass."""
     return RADIUS_PREFACTOR_NM * molar_mass_g_per_mol**RADIUS_EXPONENT
