@@ -549,9 +549,10 @@ def test_cells_hold_bound_drug_and_pgp_lowers_it():
 
 
 def test_tumour_drug_metrics_are_the_drug_per_tumour_voxel():
-    """tumor_drug_total_uM and tumor_drug_bound_uM against a direct sum over live cancer cells
-    of the free-drug and particle fields at their voxels and their free, bound (fast and
-    retained) and internalised drug (docs/pharmacology.md §10), during a micelle course."""
+    """tumor_drug_total_uM, tumor_drug_bound_uM and tumor_np_drug_uM against a direct sum over
+    live cancer cells of the free-drug and particle fields at their voxels and their free,
+    bound (fast and retained) and internalised drug (docs/pharmacology.md §10), during a
+    micelle course."""
     m = TMEModel(TINY, **{"time.duration_h": 6.0, "vessels.leaky_vessels": "tumor_associated",
                           "therapy": [{"agent": MICELLE, "dose_mg_per_kg": 5.0,
                                        "start_h": 0.5}]})
@@ -561,17 +562,22 @@ def test_tumour_drug_metrics_are_the_drug_per_tumour_voxel():
     n = c.n
     live = np.isin(c.kind[:n], (0, 1)) & np.isin(c.state[:n], (0, 1))
     sites = c.site[:n][live]
-    total = bound = 0.0
+    total = bound = carried = 0.0
     for i in np.flatnonzero(live):
         s = c.site[i]
-        total += th.fields.flat("doxorubicin")[s] + th.fields.flat(MICELLE)[s]
+        particles = th.fields.flat(MICELLE)[s] + th.phi * float(c.column("payload")[i])
         dna = float(c.column("bound")[i]) + float(c.column("retained")[i])
-        total += th.phi * (float(c.column("drug")[i]) + dna + float(c.column("payload")[i]))
+        total += th.fields.flat("doxorubicin")[s] + th.phi * (float(c.column("drug")[i]) + dna)
+        total += particles
         bound += th.phi * dna
+        carried += particles
     got = th.metrics()
     assert len(sites) > 0 and bound > 0
     assert got["tumor_drug_total_uM"] == pytest.approx(total / len(sites), rel=1e-5)
     assert got["tumor_drug_bound_uM"] == pytest.approx(bound / len(sites), rel=1e-5)
+    assert got["tumor_np_drug_uM"] == pytest.approx(carried / len(sites), rel=1e-5)
+    assert got["tumor_drug_total_uM"] > got["tumor_np_drug_uM"] > 0
+    assert set(got) == set(th.metric_units()) and th.metric_units()["tumor_np_drug_uM"] == "uM"
     assert got["tumor_drug_total_uM"] > got["tumor_drug_bound_uM"]
 
 

@@ -139,6 +139,60 @@ def test_tissue_pk_metrics_against_closed_forms():
 
 
 
+def test_percent_injected_dose_and_a_ratio_of_two_times_against_hand_values():
+    """%ID/g = 100 C / injected nmol and %ID = %ID/g x tumour mass, counting only the doses
+    given by the read-out time (infusions pro rata); and series_ratio between two times of
+    one run."""
+    from types import SimpleNamespace as NS
+
+    from tmesim.scenario.therapy_schema import Administration
+    from tmesim.validation.metrics import (
+        RunData,
+        injected_nmol,
+        percent_injected_dose,
+        series_ratio,
+    )
+
+    t = np.arange(0.0, 169.0, 4.0)
+    scenario = NS(
+        nanoparticles={"lipo": NS(payload=NS(drug="dox"))},
+        agents={"dox": NS(molar_mass_g_per_mol=500.0)},
+        subject=NS(body_mass_kg=0.025),
+        therapy=[Administration(agent="lipo", dose_mg_per_kg=4.0, every_h=48.0, count=2),
+                 Administration(agent="dox", dose_mg_per_kg=1.0)],
+    )
+
+    class Fake(RunData):
+        def series(self, label, name):
+            return [(t, {"flat": np.full(t.size, 10.0),
+                         "fall": 8.0 * np.exp(-t / 20.0)}[label])]
+
+        def scenarios(self, label):
+            return [scenario]
+
+    data = Fake({})
+    # 4 mg/kg x 0.025 kg = 0.1 mg = 200 nmol at 500 g/mol per dose; the free-drug line is apart
+    assert injected_nmol(scenario, "lipo", 24.0) == pytest.approx(200.0)
+    assert injected_nmol(scenario, "lipo") == pytest.approx(400.0)
+    assert injected_nmol(scenario, "dox") == pytest.approx(50.0)
+    one = percent_injected_dose(data, "flat", "x", "lipo", at_h=24.0, tumour_mass_g=0.2)
+    assert one.value == pytest.approx(100 * 10.0 / 200.0 * 0.2) and one.units == "%ID"
+    two = percent_injected_dose(data, "flat", "x", "lipo", at_h=72.0, tumour_mass_g=0.2)
+    assert two.value == pytest.approx(0.5) and "2.5 %ID/g" in two.display
+    infusion = NS(**{**vars(scenario), "therapy": [
+        Administration(agent="lipo", dose_mg_per_kg=4.0, duration_h=10.0)]})
+    assert injected_nmol(infusion, "lipo", 5.0) == pytest.approx(100.0)
+    with pytest.raises(UsageError, match="no agent or formulation named 'other'"):
+        percent_injected_dose(data, "flat", "x", "other", at_h=24.0, tumour_mass_g=0.2)
+    undosed = NS(**{**vars(scenario), "therapy": scenario.therapy[1:]})
+    with pytest.raises(UsageError, match=r"no i\.v\. dosing line of 'lipo'"):
+        injected_nmol(undosed, "lipo")
+    kept = series_ratio(data, "fall", "fall", "x", at_h=168.0, ref_at_h=24.0)
+    assert kept.value == pytest.approx(np.exp(-144.0 / 20.0), rel=1e-12)
+    assert series_ratio(data, "fall", "flat", "x", at_h=24.0).value == pytest.approx(
+        0.8 * np.exp(-24.0 / 20.0), rel=1e-12)
+
+
 def test_population_density_per_tumour_area_and_as_a_share():
     """T cells per mm² of tumour section (live + necrotic cancer cells, voxel_um² each) and
     as a share of T cells plus live cancer cells, at the record nearest at_h."""

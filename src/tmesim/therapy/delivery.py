@@ -60,13 +60,17 @@ DRUG_METRICS = {
     "delivered_fraction": "1",
     "tumor_drug_total_uM": "uM",
     "tumor_drug_bound_uM": "uM",
-    "np_penetration_um": "um",  # only for a drug that a dosed formulation carries
+    "tumor_np_drug_uM": "uM",  # only for a drug that a dosed formulation carries
+    "np_penetration_um": "um",  # likewise
     "intracellular_drug_mean_uM": "uM",
     "intracellular_drug_p10_uM": "uM",
     "intracellular_drug_p50_uM": "uM",
     "intracellular_drug_p90_uM": "uM",
     "intracellular_drug_total_mean_uM": "uM",
 }
+
+#: the drug metrics recorded only for a drug that a dosed formulation carries
+_CARRIER_METRICS = ("tumor_np_drug_uM", "np_penetration_um")
 
 #: ledger entries, mg
 LEDGER_KEYS = (
@@ -798,7 +802,7 @@ class Therapy:
             p10 = p50 = p90 = mean = 0.0
         delivered = 0.0
         penetration = 0.0
-        tumour_total = tumour_bound = 0.0
+        tumour_total = tumour_bound = tumour_np = 0.0
         carriers = self._carriers_of(d)
         if d is not None:
             sites = cells.site[:n][live_cancer]
@@ -822,10 +826,13 @@ class Therapy:
             if len(sites):  # per unit tumour volume: uM = nmol/mL, ~ nmol/g of tumour
                 tumour_total = units / len(sites)
                 tumour_bound = self.phi * float(bound_in.sum()) / len(sites)
+                if carried is not None:  # the part still carried by particles
+                    tumour_np = float(carried.sum()) / len(sites)
         out["delivered_fraction"] = delivered
         out["tumor_drug_total_uM"] = tumour_total
         out["tumor_drug_bound_uM"] = tumour_bound
         if carriers:
+            out["tumor_np_drug_uM"] = tumour_np
             out["np_penetration_um"] = penetration
         out["intracellular_drug_mean_uM"] = mean
         out["intracellular_drug_p10_uM"] = float(p10)
@@ -853,7 +860,7 @@ class Therapy:
         for d in self.drugs or [None]:
             sfx = self._suffix(d)
             units.update({k + sfx: u for k, u in DRUG_METRICS.items()
-                          if k != "np_penetration_um" or self._carriers_of(d)})
+                          if k not in _CARRIER_METRICS or self._carriers_of(d)})
         for a in self.agents:
             units[f"{a.name}_plasma"] = a.units
             units[f"{a.name}_tissue_mean"] = a.units

@@ -84,12 +84,19 @@ class RunData:
                 frames.append(np.asarray(res.field(name, record=record), float))
         return frames
 
-    def voxel_um(self, label: str) -> float:
-        """The lattice spacing of run ``label``."""
+    def scenarios(self, label: str) -> list:
+        """The resolved scenario of every replicate of run ``label``."""
         from ..io import load
 
-        with load(self.files(label)[0]) as res:
-            return float(res.scenario.domain.voxel_um)
+        out = []
+        for path in self.files(label):
+            with load(path) as res:
+                out.append(res.scenario)
+        return out
+
+    def voxel_um(self, label: str) -> float:
+        """The lattice spacing of run ``label``."""
+        return float(self.scenarios(label)[0].domain.voxel_um)
 
 
 def _window(t: np.ndarray, v: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -310,20 +317,31 @@ def ic50_ratio(data: RunData, control_run: str, runs: list, ref_control_run: str
     return m
 
 
-def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float
-                 ) -> Measurement:
-    """``series`` of ``run`` over that of ``ref_run`` at the record nearest ``at_h``, replicate
-    by replicate (e.g. the drug an MDR culture holds relative to its parental line)."""
+def series_ratio(data: RunData, run: str, ref_run: str, series: str, at_h: float,
+                 ref_at_h: float | None = None) -> Measurement:
+    """``series`` of ``run`` at the record nearest ``at_h`` over that of ``ref_run`` at the
+    record nearest ``ref_at_h`` (by default ``at_h`` as well), replicate by replicate (e.g. the
+    drug an MDR culture holds relative to its parental line, or, with ``ref_run`` = ``run``,
+    what a tumour still holds at 168 h of what it held at 24 h). The figure draws the ratio
+    of the two runs over time, or, with ``ref_at_h``, ``run``'s series over its reference
+    value."""
     curves = data.series(run, series)
     ref = data.series(ref_run, series)
+    ref_vals = _nearest(ref, at_h if ref_at_h is None else ref_at_h)
     values = [x / y if y > 0 else math.nan
-              for x, y in zip(_nearest(curves, at_h), _nearest(ref, at_h), strict=True)]
+              for x, y in zip(_nearest(curves, at_h), ref_vals, strict=True)]
     m = Measurement.of(values, "1")
-    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
-              "ylabel": f"{series.replace('_', ' ')}: {run} / {ref_run}",
-              "xs": [t.tolist() for t, _ in curves],
-              "ys": [(v / np.where(r > 0, r, np.nan)).tolist()
-                     for (_, v), (_, r) in zip(curves, ref, strict=True)]}
+    if ref_at_h is None:
+        ys = [(v / np.where(r > 0, r, np.nan)).tolist()
+              for (_, v), (_, r) in zip(curves, ref, strict=True)]
+        label = f"{series.replace('_', ' ')}: {run} / {ref_run}"
+    else:
+        # on a log axis (a tumour's content over days spans decades), without the empty start
+        ys = [np.where((v > 0) & (y > 0), v / (y if y > 0 else 1.0), np.nan).tolist()
+              for (_, v), y in zip(curves, ref_vals, strict=True)]
+        label = f"{series.replace('_', ' ')} / {ref_run} at {ref_at_h:g} h"
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)", "ylabel": label,
+              "logy": ref_at_h is not None, "xs": [t.tolist() for t, _ in curves], "ys": ys}
     return m
 
 
@@ -422,6 +440,68 @@ def decline_half_life(data: RunData, run: str, series: str, from_h: float, to_h:
         values.append(math.log(2.0) / -slope if slope < 0 else math.inf)
     m = Measurement.of(values, "h")
     m.plot = {**_pk_plot(curves, series), "type": "curves", "logy": True}
+    return m
+
+
+def injected_nmol(scenario, agent: str, until_h: float = math.inf) -> float:
+    """The drug (nmol, drug-equivalent for a formulation) injected i.v. as ``agent`` up to
+    ``until_h``: every bolus of its dosing lines started by then, infusions pro rata, at the
+    scenario's body mass, converted with the molar mass of the drug (the payload drug of a
+    formulation)."""
+    drug = (scenario.nanoparticles[agent].payload.drug if agent in scenario.nanoparticles
+            else agent)
+    if drug not in scenario.agents:
+        raise UsageError(f"no agent or formulation named {agent!r} in the scenario\n"
+                         "  fix: name one of its therapy lines' agents")
+    lines = [adm for adm in scenario.therapy if adm.agent == agent and adm.route == "iv"]
+    if not lines:
+        raise UsageError(f"no i.v. dosing line of {agent!r} in the scenario\n"
+                         "  fix: name the agent or formulation the run injects")
+    mg = 0.0
+    for adm in lines:
+        for t0 in adm.times_h():
+            if adm.duration_h > 0:
+                mg += adm.dose_mg_per_kg * min(max((until_h - t0) / adm.duration_h, 0.0), 1.0)
+            elif t0 <= until_h + 1e-9:
+                mg += adm.dose_mg_per_kg
+    mg *= scenario.subject.body_mass_kg
+    return mg * 1e6 / scenario.agents[drug].molar_mass_g_per_mol  # mg -> nmol
+
+
+def percent_injected_dose(data: RunData, run: str, series: str, agent: str, at_h: float,
+                          tumour_mass_g: float) -> Measurement:
+    """Share of the injected dose (% ID) held by a whole tumour of ``tumour_mass_g`` grams at
+    the record nearest ``at_h``.
+
+    ``series`` is a tumour concentration in µM drug-equivalent (``tumor_drug_total_uM``, or
+    ``tumor_np_drug_uM`` for the part still carried by particles), read as nmol per gram of
+    tumour at a density of 1 g/mL; the injected dose is that of ``agent``'s i.v. lines given
+    by then (:func:`injected_nmol`). The model tumour is a patch, not a whole tumour, so
+    ``%ID/g = 100 C / dose`` is its model quantity and the tumour mass, a stated choice of the
+    case, turns it into %ID per tumour: ``%ID = %ID/g x tumour_mass_g``. The figure draws
+    %ID over time and the display shows the product.
+    """
+    if tumour_mass_g <= 0:
+        raise UsageError(f"percent_injected_dose: tumour_mass_g must be positive, "
+                         f"not {tumour_mass_g!r}")
+    curves = data.series(run, series)
+    values, per_gram, ys = [], [], []
+    for scenario, (t, v) in zip(data.scenarios(run), curves, strict=True):
+        dose = injected_nmol(scenario, agent, at_h)
+        dose_t = np.array([injected_nmol(scenario, agent, x) for x in t])
+        pg = 100.0 * float(v[int(np.argmin(abs(t - at_h)))]) / dose if dose > 0 else math.nan
+        per_gram.append(pg)
+        values.append(pg * tumour_mass_g)
+        shown = (dose_t > 0) & (v > 0)  # drawn on a log axis: before the dose there is none
+        ys.append(np.where(shown, 100.0 * v * tumour_mass_g / np.where(shown, dose_t, 1.0),
+                           np.nan).tolist())
+    m = Measurement.of(values, "%ID")
+    if math.isfinite(m.value):
+        # the unit, %ID, follows the display wherever it is printed
+        m.display = f"{float(np.mean(per_gram)):.3g} %ID/g x {tumour_mass_g:g} g = {m.value:.3g}"
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
+              "ylabel": f"% injected dose per {tumour_mass_g:g} g tumour", "logy": True,
+              "xs": [t.tolist() for t, _ in curves], "ys": ys}
     return m
 
 
@@ -649,6 +729,7 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "series_auc": series_auc,
     "auc_ratio": auc_ratio,
     "decline_half_life": decline_half_life,
+    "percent_injected_dose": percent_injected_dose,
     "combination_ratio": combination_ratio,
 }
 
