@@ -262,8 +262,8 @@ class Administration(Section):
         desc="Inhaled only: mass median aerodynamic diameter of the aerosol, which sets the "
         f"share deposited on alveolar surfaces (docs/pharmacology.md §4). null: "
         f"{DEFAULT_MMAD_UM:g} um for route 'inhaled'.",
-        source="jet nebulisers give aerosols of about 2-5 um MMAD, smaller at higher driving "
-        "flow (Clay et al. 1983 Thorax 38:755) [A]; 2 um the lower end (parameters.md §4.6)",
+        source="jet nebulisers give aerosols of about 2-5 um MMAD [A], smaller at higher "
+        "driving flow (Clay et al. 1983 Thorax 38:755); 2 um the lower end (parameters.md §4.6)",
     )
     aerosol_gsd: float | None = P(
         None,
