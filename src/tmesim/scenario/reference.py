@@ -91,7 +91,9 @@ def _rows(model: type[BaseModel], prefix: str, defaults, out: list) -> None:
             out.append(("species.<name>.*", "mapping", "", "", "",
                         "A species of your own: the keys of species.mouse.", ""))
             continue
-        if isinstance(value, BaseModel):
+        children: list = []
+        if isinstance(value, BaseModel):  # an optional section that is set: its keys too
+            _rows(type(value), f"{key}.", value, children)
             value = value.model_dump(mode="json", exclude_none=True)
         elif isinstance(value, dict):
             value = {
@@ -101,6 +103,8 @@ def _rows(model: type[BaseModel], prefix: str, defaults, out: list) -> None:
         default = "required" if value is None and info.is_required() else repr(value)
         if isinstance(value, float):
             default = f"{value:.6g}"
+        if children:
+            default = "set: the rows below"
         out.append(
             (
                 key,
@@ -112,6 +116,7 @@ def _rows(model: type[BaseModel], prefix: str, defaults, out: list) -> None:
                 extra.get("source", ""),
             )
         )
+        out.extend(children)
 
 
 def markdown_reference() -> str:

@@ -456,6 +456,7 @@ class Scenario(Section):
                     f"'tissue' has no capillaries to deliver therapy.{i} through, nor alveolar "
                     "surfaces for inhaled doses)"
                 )
+        self._check_inhaled()
         used = self.dosed_agents
         # any number of drugs, inhibitors, antibodies and formulations: each has its own field,
         # drugs and formulations their own cell pools (docs/pharmacology.md §1)
@@ -520,6 +521,36 @@ class Scenario(Section):
                     f"rules.{i}.signal|a field name ({', '.join(self.field_units)}) or 'pdl1'"
                 )
         return self
+
+    def _check_inhaled(self) -> None:
+        """Inhaled doses need a deposited share: the override, or the species' deposition
+        curve with each aerosol's MMAD inside it; the override needs an inhaled dose."""
+        inhaled = [i for i, adm in enumerate(self.therapy) if adm.route == "inhaled"]
+        if self.subject.inhaled_deposited_fraction is not None:
+            if not inhaled:
+                raise ValueError(
+                    "subject.inhaled_deposited_fraction|null unless a therapy entry has route "
+                    "'inhaled' (it is the share of inhaled doses that deposits; no entry here "
+                    "is inhaled)"
+                )
+            return
+        species = self.subject.species
+        curve = self.species[species].alveolar_deposition
+        for i in inhaled:
+            if curve is None:
+                raise ValueError(
+                    f"species.{species}.alveolar_deposition|a deposition curve by aerosol "
+                    f"size for inhaled doses (therapy.{i}), or set "
+                    "subject.inhaled_deposited_fraction"
+                )
+            d = curve.aerodynamic_diameter_um
+            mmad = self.therapy[i].mmad_um
+            if not d[0] <= mmad <= d[-1]:
+                raise ValueError(
+                    f"therapy.{i}.aerosol_mmad_um|an MMAD within the deposition curve of "
+                    f"species.{species} ({d[0]:g}-{d[-1]:g} um); {mmad:g} um is outside it "
+                    "(extend the curve, or set subject.inhaled_deposited_fraction)"
+                )
 
     @property
     def dosed_agents(self) -> list[str]:

@@ -9,6 +9,7 @@ field units (uM for small molecules, nM for antibodies), permeabilities in um/mi
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import model_validator
@@ -16,6 +17,10 @@ from pydantic import model_validator
 from .schema_base import P, Section
 
 AGENT_KINDS = ("drug", "inhibitor", "antibody", "signal")
+
+#: aerosol defaults of an inhaled therapy entry (parameters.md §4.6)
+DEFAULT_MMAD_UM = 2.0
+DEFAULT_GSD = 1.0
 
 
 class PKConfig(Section):
@@ -236,7 +241,9 @@ class Administration(Section):
     route: Literal["iv", "inhaled"] = P(
         "iv",
         desc="iv: into plasma (reaches tissue through capillary walls); inhaled: deposits on "
-        "alveolar surfaces (subject.inhaled_deposited_fraction of the dose).",
+        "alveolar surfaces, the share the host species' deposition curve gives for the "
+        "aerosol's size (species.<subject.species>.alveolar_deposition; or "
+        "subject.inhaled_deposited_fraction where given).",
     )
     dose_mg_per_kg: float = P(
         ..., unit="mg/kg", gt=0,
@@ -248,6 +255,26 @@ class Administration(Section):
     duration_h: float = P(
         0.0, unit="h", ge=0, desc="Infusion duration (0: bolus). iv only."
     )
+    aerosol_mmad_um: float | None = P(
+        None,
+        unit="um",
+        gt=0,
+        desc="Inhaled only: mass median aerodynamic diameter of the aerosol, which sets the "
+        f"share deposited on alveolar surfaces (docs/pharmacology.md §4). null: "
+        f"{DEFAULT_MMAD_UM:g} um for route 'inhaled'.",
+        source="jet nebulisers give aerosols of about 2-5 um MMAD [A], smaller at higher "
+        "driving flow (Clay et al. 1983 Thorax 38:755); 2 um the lower end (parameters.md §4.6)",
+    )
+    aerosol_gsd: float | None = P(
+        None,
+        unit="1",
+        ge=1,
+        le=4,
+        desc="Inhaled only: geometric standard deviation of the aerosol's log-normal mass "
+        "distribution; the deposited share is the curve averaged over it. null: "
+        f"{DEFAULT_GSD:g} for route 'inhaled' (every particle of the MMAD).",
+        source="choice: the curve read at the MMAD (parameters.md §4.6)",
+    )
 
     @model_validator(mode="after")
     def _schedule(self):
@@ -257,7 +284,24 @@ class Administration(Section):
             raise ValueError("duration_h|at most every_h (infusions of one line do not overlap)")
         if self.route == "inhaled" and self.duration_h > 0:
             raise ValueError("duration_h|0 for route 'inhaled' (an inhaled dose deposits at once)")
+        if self.route == "iv":
+            for key in ("aerosol_mmad_um", "aerosol_gsd"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key}|null for route 'iv' (only an inhaled dose is an aerosol); "
+                        "remove it or set route: inhaled"
+                    )
         return self
+
+    @property
+    def mmad_um(self) -> float:
+        """The aerosol's MMAD (um), its default filled in (inhaled entries)."""
+        return DEFAULT_MMAD_UM if self.aerosol_mmad_um is None else self.aerosol_mmad_um
+
+    @property
+    def gsd(self) -> float:
+        """The aerosol's geometric standard deviation, its default filled in."""
+        return DEFAULT_GSD if self.aerosol_gsd is None else self.aerosol_gsd
 
     def times_h(self) -> list[float]:
         """Start times of the administrations."""
@@ -288,15 +332,52 @@ class SubjectConfig(Section):
         desc="Alveolar surface of the whole lung: an inhaled dose spreads over it evenly.",
         source="mouse lung alveolar surface ~82 cm^2 (Knust et al., Anat Rec 2009) [A]",
     )
-    inhaled_deposited_fraction: float = P(
-        0.3,
+    inhaled_deposited_fraction: float | None = P(
+        None,
         unit="fraction",
         ge=0,
         le=1,
-        desc="Share of an inhaled dose deposited on alveolar surfaces (the rest is exhaled or "
-        "cleared from the airways).",
-        source="choice: nebulised aerosols, alveolar deposition 10-50 % [A]",
+        desc="Share of every inhaled dose deposited on alveolar surfaces (the rest is exhaled or "
+        "cleared from the airways), overriding the size model. null: from the aerosol's size "
+        "(therapy entries' aerosol_mmad_um, aerosol_gsd) and the species' deposition curve "
+        "(species.<species>.alveolar_deposition; docs/pharmacology.md §4). Only with a "
+        "therapy entry of route 'inhaled'.",
+        source="null: the size model (parameters.md §4.6)",
     )
+
+
+class DepositionCurve(Section):
+    """Alveolar deposition by aerosol size: the share of the inhaled mass deposited in the
+    alveolar (pulmonary) region at each aerodynamic diameter (docs/pharmacology.md §4)."""
+
+    aerodynamic_diameter_um: list[float] = P(
+        ...,
+        unit="um",
+        desc="Aerodynamic diameters of the points, increasing; an aerosol's MMAD must lie "
+        "between the first and the last.",
+        min_length=2,
+    )
+    alveolar_fraction: list[float] = P(
+        ...,
+        unit="fraction",
+        desc="Share of the inhaled amount deposited in the alveolar region at each diameter, "
+        "between 0 and 1.",
+        min_length=2,
+    )
+
+    @model_validator(mode="after")
+    def _points(self):
+        d, f = self.aerodynamic_diameter_um, self.alveolar_fraction
+        if len(d) != len(f):
+            raise ValueError(
+                f"alveolar_fraction|one value per diameter ({len(d)} diameters, {len(f)} "
+                "fractions)"
+            )
+        if any(x <= 0 for x in d) or any(b <= a for a, b in pairwise(d)):
+            raise ValueError("aerodynamic_diameter_um|positive diameters in increasing order")
+        if any(not 0 <= x <= 1 for x in f):
+            raise ValueError("alveolar_fraction|fractions between 0 and 1")
+        return self
 
 
 class SpeciesConfig(Section):
@@ -319,6 +400,14 @@ class SpeciesConfig(Section):
         unit="h",
         gt=0,
         desc="The same for particles without PEG.",
+    )
+    alveolar_deposition: DepositionCurve | None = P(
+        None,
+        desc="Share of an inhaled aerosol deposited in the alveolar (pulmonary) region by "
+        "particle size, interpolated linearly in log diameter (docs/pharmacology.md §4); "
+        "null: none known, inhaled doses then need subject.inhaled_deposited_fraction.",
+        source="mouse: Raabe et al. 1988 [A]; human: ICRP 66 (1994) as fitted by Hinds 1999 "
+        "[A] (parameters.md §4.6)",
     )
     renal_half_life_h: float = P(
         0.5,

@@ -16,8 +16,9 @@ Per dosed agent (docs/pharmacology.md):
   (implicit when the exchange is fast, so that its steady state is exact), and the amount it
   moved, ``dt sum(gain C_p - loss C')`` of the solved field, is taken out of (or returned to)
   the plasma compartment.
-* **Inhalation.** A fraction ``subject.inhaled_deposited_fraction`` of an inhaled dose deposits
-  evenly over the lung's alveolar surface; the domain receives the share of its own alveolar
+* **Inhalation.** A fraction of an inhaled dose, from the aerosol's size and the host species'
+  deposition curve (:mod:`~tmesim.therapy.deposition`) or ``subject.inhaled_deposited_fraction``
+  where given, deposits evenly over the lung's alveolar surface; the domain receives the share of its own alveolar
   surface sites (one voxel face each), the rest of the deposited dose is absorbed into plasma,
   and the undeposited part is exhaled.
 * **Tissue decay** (``decay_per_min``) is a sink of the same step, and the amount lost,
@@ -44,6 +45,7 @@ from ..errors import ScenarioError
 from ..kernels import codes
 from ..kernels import nanoparticles as nk
 from ..kernels import pharmacology as kp
+from .deposition import deposited_fraction
 from .nano_rules import intracellular_release_per_h, ligand_factor, ph_release_rate
 from .particles import transport_of
 from .pk import Administration, PKModel, PKState
@@ -172,7 +174,7 @@ class AgentDelivery:
                 if adm.route == "iv":
                     iv.append(Administration(t, amount, adm.duration_h))
                 else:
-                    inhaled.append((t, amount))
+                    inhaled.append((t, amount, deposited_fraction(scenario, adm)))
         self.pk = PKState(model, iv)
         #: solvent-drag reflection coefficients at tumour and at normal vessels
         self.sigma_tumor, self.sigma_normal = reflection_of(scenario, name)
@@ -477,7 +479,7 @@ class Therapy:
             while (
                 a._next_inhaled < len(a.inhaled) and a.inhaled[a._next_inhaled][0] <= t1_h + 1e-12
             ):
-                self._inhale(a, flat, a.inhaled[a._next_inhaled][1])
+                self._inhale(a, flat, *a.inhaled[a._next_inhaled][1:])
                 a._next_inhaled += 1
             a.pk.advance(t1_h)
             f = a.field_index
@@ -532,9 +534,12 @@ class Therapy:
             a.decayed_mg += decayed / a.per_mg_per_L * self.v_vox_L
             a.unconserved_mg += lost / a.per_mg_per_L * self.v_vox_L
 
-    def _inhale(self, a: AgentDelivery, flat: np.ndarray, dose_mg: float) -> None:
+    def _inhale(self, a: AgentDelivery, flat: np.ndarray, dose_mg: float,
+                fraction: float) -> None:
+        """An inhaled dose: ``fraction`` of it deposits on the lung's alveolar surface
+        (:func:`~tmesim.therapy.deposition.deposited_fraction`), the rest is exhaled."""
         sub = self.sc.subject
-        deposited = dose_mg * sub.inhaled_deposited_fraction
+        deposited = dose_mg * fraction
         a.exhaled_mg += dose_mg - deposited
         n_surf = len(self.surface_sites)
         face_cm2 = (self.sc.domain.voxel_um * 1e-4) ** 2
