@@ -524,15 +524,10 @@ class Scenario(Section):
 
     def _check_inhaled(self) -> None:
         """Inhaled doses need a deposited share: the override, or the species' deposition
-        curve with each aerosol's MMAD inside it; the override needs an inhaled dose."""
+        curve with each aerosol's MMAD inside it. An override without inhaled doses is
+        accepted: result files written before the size model store one in every scenario."""
         inhaled = [i for i, adm in enumerate(self.therapy) if adm.route == "inhaled"]
         if self.subject.inhaled_deposited_fraction is not None:
-            if not inhaled:
-                raise ValueError(
-                    "subject.inhaled_deposited_fraction|null unless a therapy entry has route "
-                    "'inhaled' (it is the share of inhaled doses that deposits; no entry here "
-                    "is inhaled)"
-                )
             return
         species = self.subject.species
         curve = self.species[species].alveolar_deposition
