@@ -698,7 +698,7 @@ class NanoparticleConfig(Section):
         "drug in plasma (docs/pharmacology.md §13.4). null: particles that do not dissociate "
         "(liposomes, solid particles).",
         source="block-copolymer micelles: 2.9-41 mg/L for PEG(2k)-b-PCL (Glover et al. 2012), "
-        "2.8-25 mg/L for PEtOz-b-PTMC (Kim et al. 2000) (parameters.md §5.6) [V, abstracts]",
+        "2.8-25 mg/L for PEtOz-b-PTMC (Kim et al. 2000) (parameters.md §5.9) [V, abstracts]",
     )
     polymer_per_drug: float | None = P(
         None,
@@ -707,7 +707,7 @@ class NanoparticleConfig(Section):
         desc="Mass of carrier polymer per mass of payload drug (needed with cmc_mg_per_L): "
         "(1 - loading) / loading for a drug loading content by weight.",
         source="drug loading of polymeric micelles: < 3 % to 12 % by weight for paclitaxel in "
-        "PEG-b-PCL (Tyrrell et al. 2011) (parameters.md §5.6) [V, abstract]",
+        "PEG-b-PCL (Tyrrell et al. 2011) (parameters.md §5.9) [V, abstract]",
     )
     dissociation_per_h: float = P(
         7.7,
@@ -717,7 +717,7 @@ class NanoparticleConfig(Section):
         "their polymer is below cmc_mg_per_L.",
         source="DSPE-PEG(2000) micelles made thermodynamically unstable by albumin break up "
         "with a first-order time constant of 7.8 +- 1.6 min at 37 C (Kastantin et al. 2010 "
-        "J Phys Chem B 114:12632), 60/7.8 = 7.7 /h (parameters.md §5.6) [V, abstract]",
+        "J Phys Chem B 114:12632), 60/7.8 = 7.7 /h (parameters.md §5.9) [V, abstract]",
     )
     half_life_h: float | None = P(
         None,
