@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_checking_ledgers, run_cli
 from test_io import assert_identical
 from tmesim import ScenarioError, TMEModel
 from tmesim.cli import main
 from tmesim.scenario import scenario_from_dict
-from tmesim.therapy import LEDGER_KEYS, PKModel, PKState, schedule
+from tmesim.therapy import PKModel, PKState, schedule
 
 MICELLE = "ph_micelle_doxorubicin"
 
@@ -79,14 +79,7 @@ def run_micelles(dose_mg_per_kg, hours=2.0, **overrides):
         "therapy": [{"agent": MICELLE, "route": "iv", "dose_mg_per_kg": dose_mg_per_kg}],
         **overrides,
     })
-    worst = 0.0
-    while m.running:
-        m.step()
-        for entry in m.therapy.ledger().values():
-            if entry["dosed"] > 0:
-                accounted = sum(entry[k] for k in LEDGER_KEYS if k != "dosed")
-                worst = max(worst, abs(accounted - entry["dosed"]) / entry["dosed"])
-    return m, worst
+    return m, run_checking_ledgers(m)
 
 
 def test_a_micelle_dosed_below_its_cmc_releases_its_payload_into_plasma_at_the_stated_rate():
