@@ -49,6 +49,21 @@ def kill_when(args, ready, timeout=120):
     return proc
 
 
+def run_checking_ledgers(model) -> float:
+    """Step ``model`` to its end; return the worst relative gap, over steps and dosed agents,
+    between an agent's ledger entries and its ``dosed`` (docs/pharmacology.md §9)."""
+    from tmesim.therapy import LEDGER_KEYS
+
+    worst = 0.0
+    while model.running:
+        model.step()
+        for entry in model.therapy.ledger().values():
+            if entry["dosed"] > 0:
+                accounted = sum(entry[k] for k in LEDGER_KEYS if k != "dosed")
+                worst = max(worst, abs(accounted - entry["dosed"]) / entry["dosed"])
+    return worst
+
+
 @pytest.fixture(scope="session", autouse=True)
 def warm_numba_kernels():
     """Compile (or load from cache) every kernel a step uses, once per test session."""

@@ -8,12 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, run_checking_ledgers
 from test_io import assert_identical, run_on_one_and_two_threads
 from tmesim import TMEModel
 from tmesim.kernels import codes
 from tmesim.kernels import nanoparticles as nk
-from tmesim.therapy import LEDGER_KEYS
 
 LIPO = "liposomal_doxorubicin"
 LIVE = (codes.PROLIFERATING, codes.QUIESCENT)
@@ -101,13 +100,7 @@ def run_liposomes(rate_per_h, hours=12.0):
         f"nanoparticles.{LIPO}.release.macrophage_per_h": rate_per_h,
         "cells.macrophage.initial.count": 60,
     })
-    worst = 0.0
-    while m.running:
-        m.step()
-        for entry in m.therapy.ledger().values():
-            if entry["dosed"] > 0:
-                accounted = sum(entry[k] for k in LEDGER_KEYS if k != "dosed")
-                worst = max(worst, abs(accounted - entry["dosed"]) / entry["dosed"])
+    worst = run_checking_ledgers(m)
     c, n = m.cells, m.cells.n
     mac = (c.kind[:n] == codes.MACROPHAGE) & np.isin(c.state[:n], LIVE)
     held = float(c.column("payload")[:n][mac].astype(np.float64).sum())

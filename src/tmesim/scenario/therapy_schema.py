@@ -799,6 +799,37 @@ class NanoparticleConfig(Section):
         "depot with release.macrophage_per_h).",
         source="choice: phagocytes take up particles about 10x faster than tumour cells [A]",
     )
+    cmc_mg_per_L: float | None = P(
+        None,
+        unit="mg/L",
+        gt=0,
+        desc="Critical micelle concentration of the carrier polymer. While the polymer of the "
+        "circulating micelles (plasma drug-equivalent x polymer_per_drug) is below it, the "
+        "micelles in plasma dissociate at dissociation_per_h and their payload becomes free "
+        "drug in plasma (docs/pharmacology.md §13.4). null: particles that do not dissociate "
+        "(liposomes, solid particles).",
+        source="block-copolymer micelles: 2.9-41 mg/L for PEG(2k)-b-PCL (Glover et al. 2012), "
+        "2.8-25 mg/L for PEtOz-b-PTMC (Kim et al. 2000) (parameters.md §5.9) [V, abstracts]",
+    )
+    polymer_per_drug: float | None = P(
+        None,
+        unit="mg/mg",
+        gt=0,
+        desc="Mass of carrier polymer per mass of payload drug (needed with cmc_mg_per_L): "
+        "(1 - loading) / loading for a drug loading content by weight.",
+        source="drug loading of polymeric micelles: < 3 % to 12 % by weight for paclitaxel in "
+        "PEG-b-PCL (Tyrrell et al. 2011) (parameters.md §5.9) [V, abstract]",
+    )
+    dissociation_per_h: float = P(
+        7.7,
+        unit="1/h",
+        gt=0,
+        desc="First-order rate at which micelles in plasma dissociate into unimers while "
+        "their polymer is below cmc_mg_per_L.",
+        source="DSPE-PEG(2000) micelles made thermodynamically unstable by albumin break up "
+        "with a first-order time constant of 7.8 +- 1.6 min at 37 C (Kastantin et al. 2010 "
+        "J Phys Chem B 114:12632), 60/7.8 = 7.7 /h (parameters.md §5.9) [V, abstract]",
+    )
     half_life_h: float | None = P(
         None,
         unit="h",
@@ -836,6 +867,16 @@ class NanoparticleConfig(Section):
         source="sigma = (1 - Phi)^2, Phi = (1 - r/r_p)^2 (Ferry 1936; Curry 1984) "
         "(parameters.md §6.3)",
     )
+
+
+    @model_validator(mode="after")
+    def _polymer_with_cmc(self):
+        if self.cmc_mg_per_L is not None and self.polymer_per_drug is None:
+            raise ValueError(
+                "polymer_per_drug|a number with cmc_mg_per_L (the polymer mass per drug mass "
+                "sets the micelles' polymer concentration in plasma)"
+            )
+        return self
 
 
 class NanoparticleTransport(Section):

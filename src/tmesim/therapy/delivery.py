@@ -146,6 +146,11 @@ class AgentDelivery:
             self.unbound = 1.0  # particles carry their drug; no protein binding in plasma
             self.derived = der
             model = PKModel.from_half_lives(self.PLASMA_L_PER_KG * mass, der["half_life_h"])
+            #: micelles dissociate in plasma while the plasma amount (mg of drug) is below
+            #: this, their polymer then being below the CMC (docs/pharmacology.md §13.4)
+            self.cmc_amount_mg = None if npc.cmc_mg_per_L is None else (
+                npc.cmc_mg_per_L / npc.polymer_per_drug * model.v_central_L
+            )
         else:
             cfg = scenario.agents[name]
             pk = cfg.pk
@@ -189,6 +194,7 @@ class AgentDelivery:
         self.unconserved_mg = 0.0  # lost by inexact transport solves (negative: made)
         self.from_carrier_mg = 0.0  # released by nanoparticles (payload agents)
         self.released_mg = 0.0  # released payload drug (nanoparticles)
+        self.dissociated_mg = 0.0  # of it, released in plasma by micelles below their CMC
 
     @property
     def plasma(self) -> float:
@@ -481,7 +487,14 @@ class Therapy:
             ):
                 self._inhale(a, flat, *a.inhaled[a._next_inhaled][1:])
                 a._next_inhaled += 1
-            a.pk.advance(t1_h)
+            if a.kind == "nanoparticle" and a.cmc_amount_mg is not None:
+                self._dissociate(a, a.pk.advance(t1_h, loss_per_h=a.cfg.dissociation_per_h,
+                                                 loss_below_mg=a.cmc_amount_mg))
+            else:
+                a.pk.advance(t1_h)
+        # the exchange terms after every plasma has reached t1, dissociated micelles included
+        for a in self.agents:
+            flat = self.fields.flat(a.name)
             f = a.field_index
             snk, src = sink[f].reshape(-1), source[f].reshape(-1)
             np.copyto(snk, a.base[0])
@@ -505,6 +518,26 @@ class Therapy:
                 cells.column("pgp"), inhibitor, kp.Membrane(d.membrane_par, self.phi, d.den),
                 dt_min, sink[f].reshape(-1), source[f].reshape(-1),
             )
+
+    def _dissociate(self, c: AgentDelivery, lost_mg: float) -> None:
+        """Micelles of formulation ``c`` that dissociated in plasma (``lost_mg``, mg of drug):
+        their drug, and their co-loaded inhibitor in its molar ratio, join the free agents'
+        plasma (docs/pharmacology.md §13.4)."""
+        if lost_mg <= 0.0:
+            return
+        drug = c.payload_drug
+        c.released_mg += lost_mg
+        c.dissociated_mg += lost_mg
+        drug.pk.receive(lost_mg)
+        drug.from_carrier_mg += lost_mg
+        payload = c.cfg.payload
+        co = self.by_name.get(payload.inhibitor) if payload.inhibitor else None
+        if co is not None and payload.inhibitor_per_drug > 0:
+            # mg of drug -> mmol -> mmol of inhibitor -> mg of inhibitor
+            mg = (lost_mg / drug.cfg.molar_mass_g_per_mol * payload.inhibitor_per_drug
+                  * co.cfg.molar_mass_g_per_mol)
+            co.pk.receive(mg)
+            co.from_carrier_mg += mg
 
     def settle(self, dt_min: float) -> None:
         """After one transport sub-step: the drug that entered cells, what left by decay and what

@@ -19,6 +19,7 @@ evaluated together as the exponential of the augmented matrix [[M, b], [0, 0]] (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,8 @@ class PKState:
         self.dosed_mg = 0.0
         self._m = model.matrix()
         self._given = [False] * len(self.doses)
+        self.lost_mg = 0.0  # removed by the first-order loss of advance (loss_per_h)
+        self.received_mg = 0.0  # added by receive
 
     def _rate(self, t0: float, t1: float) -> float:
         """Infusion rate (mg/h), constant on [t0, t1) by construction of the breakpoints."""
@@ -144,14 +147,22 @@ class PKState:
                 self.dosed_mg += d.amount_mg
                 self._given[i] = True
 
-    def advance(self, t_end_h: float, sink_L_per_h: float = 0.0) -> None:
+    def advance(self, t_end_h: float, sink_L_per_h: float = 0.0, loss_per_h: float = 0.0,
+                loss_below_mg: float = math.inf) -> float:
         """Advance to ``t_end_h``; ``sink_L_per_h`` is extra plasma clearance into tissue.
 
         The tissue flux is accumulated in :attr:`to_tissue_mg` (it leaves plasma exactly as the
         coupling code puts it into the lattice).
+
+        ``loss_per_h`` is a first-order loss from the central compartment (1/h) that acts in
+        each interval between dosing events whose central amount, after that instant's boluses,
+        is below ``loss_below_mg``; the rate is held over the interval. What it removes is added
+        to :attr:`lost_mg` and returned (mg). Micelles that dissociate below their critical
+        micelle concentration use it (docs/pharmacology.md §13.4).
         """
         self._boluses_at(self.t_h)
         t = self.t_h
+        lost = 0.0
         for t_next in self._breakpoints(t, t_end_h):
             h = t_next - t
             if h > 0:
@@ -159,15 +170,24 @@ class PKState:
                 m = self._m.copy()
                 if sink_L_per_h:
                     m[0, 0] -= sink_L_per_h / self.model.v_central_L
-                aug = np.zeros((5, 5))
+                loss = loss_per_h if loss_per_h > 0 and self.x[0] < loss_below_mg else 0.0
+                size = 6 if loss else 5
+                aug = np.zeros((size, size))
+                if loss:
+                    m[0, 0] -= loss
+                    aug[5, 0] = loss
                 aug[:3, :3] = m
                 aug[0, 3] = r  # constant infusion into the central compartment
                 aug[4, 0] = sink_L_per_h / self.model.v_central_L
                 e = expm(aug * h)
-                before = np.concatenate([self.x, [1.0], [0.0]])
+                before = np.zeros(size)
+                before[:3] = self.x
+                before[3] = 1.0
                 after = e @ before
                 self.x = after[:3]
                 self.to_tissue_mg = getattr(self, "to_tissue_mg", 0.0) + after[4]
+                if loss:
+                    lost += after[5]
                 for d in self.doses:
                     if d.duration_h > 0:
                         lo, hi = max(t, d.start_h), min(t_next, d.start_h + d.duration_h)
@@ -176,6 +196,14 @@ class PKState:
             t = t_next
             self.t_h = t
             self._boluses_at(t)
+        self.lost_mg += lost
+        return lost
+
+    def receive(self, amount_mg: float) -> None:
+        """Add ``amount_mg`` to plasma now from another agent's state (e.g. the drug of
+        dissociated micelles); it is counted in :attr:`received_mg`, not as dosed."""
+        self.x[0] += amount_mg
+        self.received_mg += amount_mg
 
     def inject(self, amount_mg: float) -> None:
         """Add ``amount_mg`` to plasma now (e.g. the systemically absorbed part of an inhaled
@@ -195,5 +223,7 @@ class PKState:
 
     @property
     def accounted_mg(self) -> float:
-        """Central + peripheral + cleared + moved to tissue (equals :attr:`dosed_mg`)."""
-        return float(self.x.sum() + getattr(self, "to_tissue_mg", 0.0))
+        """Central + peripheral + cleared + moved to tissue + lost, less received (equals
+        :attr:`dosed_mg`)."""
+        return float(self.x.sum() + getattr(self, "to_tissue_mg", 0.0) + self.lost_mg
+                     - self.received_mg)
