@@ -263,6 +263,7 @@ class Therapy:
         for a in self.agents:
             self._no_exchange(a)
         self._rates_current = False  # vessel rates as the perfused voxels now stand
+        self._limited = None  # whether the rates in force are flow-limited (None: not yet set)
         self._distance = None  # um to the nearest perfused voxel, for np_penetration_um
 
     def _no_exchange(self, a: AgentDelivery) -> None:
@@ -284,6 +285,7 @@ class Therapy:
         for a in self.agents:
             self._no_exchange(a)
         self._rates_current = False
+        self._limited = None
         self._distance = None
 
     # ------------------------------------------------------------------ set-up
@@ -404,6 +406,7 @@ class Therapy:
 
     def _set_wall_rates(self, factor) -> None:
         """Each agent's wall rate ``P S/V`` per perfused voxel (1/min) and its convective rate."""
+        self._limited = None  # the exchange coefficients must be set from the new rates
         # a poorly perfused vessel brings less plasma past its wall (1 for host vessels); the
         # leakiness scales wall permeability and hydraulic conductivity alike
         perf = self.tissue.perfusion[self.perfused_sites]
@@ -423,22 +426,27 @@ class Therapy:
         Renkin-Crone rate ``k (1 - e^-x) / x`` with ``x = f_u k / F_v``. Host vessels and runs
         with ``vessels.tumor_blood_flow_per_min`` null keep ``k``."""
         flow = self.sc.vessels.tumor_blood_flow_per_min
-        tv = self.tumor_vessel
-        n_tv = int(np.count_nonzero(tv))
+        tv = np.flatnonzero(self.tumor_vessel)
+        limited = flow is not None and tv.size > 0
+        if not limited and self._limited is False:
+            return  # the wall rates stand, and the coefficients were set from them
+        self._limited = limited
         for a in self.agents:
             a.vessel_rate = a.wall_rate
-        if flow is not None and n_tv > 0:
-            perf = self.tissue.perfusion[self.perfused_sites]
-            perfused = float(np.sum(perf[tv]))
-            share = (n_tv + int(np.count_nonzero(self._live_cancer()))) / max(perfused, 1e-300)
+        if limited:
+            perf = self.tissue.perfusion[self.perfused_sites][tv]
+            share = (tv.size + int(np.count_nonzero(self._live_cancer()))) / max(
+                float(np.sum(perf)), 1e-300)
             plasma_flow = flow * (1.0 - self.sc.vessels.hematocrit) * share * perf
             for a in self.agents:
-                a.vessel_rate = np.where(
-                    tv, renkin_crone(a.wall_rate, a.unbound, plasma_flow), a.wall_rate
-                )
+                a.vessel_rate = a.wall_rate.copy()
+                a.vessel_rate[tv] = renkin_crone(a.wall_rate[tv], a.unbound, plasma_flow)
         for a in self.agents:
-            a.vessel_loss, a.vessel_gain = patlak_coefficients(a.vessel_rate,
-                                                               a.vessel_convection)
+            if a.vessel_convection.any():
+                a.vessel_loss, a.vessel_gain = patlak_coefficients(a.vessel_rate,
+                                                                   a.vessel_convection)
+            else:  # B(0) = 1: the Patlak coefficients of a purely diffusive exchange, exactly
+                a.vessel_loss = a.vessel_gain = a.vessel_rate
 
     def _live_cancer(self) -> np.ndarray:
         """Which cell rows are live (proliferating or quiescent) cancer cells."""
