@@ -183,6 +183,7 @@ def test_a_run_deposits_the_size_derived_share_and_the_override_wins():
 def test_the_override_without_an_inhaled_dose_is_accepted():
     """Result files written before the size model store a deposited share in every scenario,
     inhaled doses or not; they must still load (the share then simply has nothing to act on)."""
-    sc = scenario_from_dict(None, LUNG + [("therapy", [IV]),
-                                          ("subject.inhaled_deposited_fraction", 0.3)])
+    sc = scenario_from_dict(
+        None, [*LUNG, ("therapy", [IV]), ("subject.inhaled_deposited_fraction", 0.3)]
+    )
     assert sc.subject.inhaled_deposited_fraction == 0.3
