@@ -100,8 +100,8 @@ class PgpRegulation(NamedTuple):
     turnover: object
     induction_max: object
     induction_ec50: object
-    knockdown_max: float
-    knockdown_half: float
+    knockdown_max: object
+    knockdown_half: object
 
 
 @kernel

@@ -526,9 +526,9 @@ class Scenario(Section):
         """Inhaled doses need a deposited share: the override, or the species' deposition
         curve with each aerosol's MMAD inside it. An override without inhaled doses is
         accepted: result files written before the size model store one in every scenario."""
-        inhaled = [i for i, adm in enumerate(self.therapy) if adm.route == "inhaled"]
         if self.subject.inhaled_deposited_fraction is not None:
             return
+        inhaled = [i for i, adm in enumerate(self.therapy) if adm.route == "inhaled"]
         species = self.subject.species
         curve = self.species[species].alveolar_deposition
         for i in inhaled:

@@ -868,7 +868,6 @@ class NanoparticleConfig(Section):
         "(parameters.md §6.3)",
     )
 
-
     @model_validator(mode="after")
     def _polymer_with_cmc(self):
         if self.cmc_mg_per_L is not None and self.polymer_per_drug is None:

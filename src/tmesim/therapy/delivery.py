@@ -132,6 +132,9 @@ class AgentDelivery:
     def __init__(self, name: str, scenario, field_index: int) -> None:
         self.name = name
         self.field_index = field_index
+        #: micelles dissociate in plasma while the plasma amount (mg of drug) is below this,
+        #: their polymer then being below the CMC (docs/pharmacology.md §13.4); None: never
+        self.cmc_amount_mg = None
         mass = scenario.subject.body_mass_kg
         if name in scenario.nanoparticles:
             npc = scenario.nanoparticles[name]
@@ -146,11 +149,8 @@ class AgentDelivery:
             self.unbound = 1.0  # particles carry their drug; no protein binding in plasma
             self.derived = der
             model = PKModel.from_half_lives(self.PLASMA_L_PER_KG * mass, der["half_life_h"])
-            #: micelles dissociate in plasma while the plasma amount (mg of drug) is below
-            #: this, their polymer then being below the CMC (docs/pharmacology.md §13.4)
-            self.cmc_amount_mg = None if npc.cmc_mg_per_L is None else (
-                npc.cmc_mg_per_L / npc.polymer_per_drug * model.v_central_L
-            )
+            if npc.cmc_mg_per_L is not None:
+                self.cmc_amount_mg = npc.cmc_mg_per_L / npc.polymer_per_drug * model.v_central_L
         else:
             cfg = scenario.agents[name]
             pk = cfg.pk
@@ -399,10 +399,12 @@ class Therapy:
                 self._rates_current = True
                 self.tumor_vessel = self.tissue.angiogenic[self.perfused_sites]
                 self._set_wall_rates(self.tissue.leakiness[self.perfused_sites])
+            cancer = None  # the flow limit finds the live cancer cells if it needs them
         else:
-            self.tumor_vessel = self._near_cancer()
+            cancer = self._live_cancer()
+            self.tumor_vessel = self._near_cancer(cancer)
             self._set_wall_rates(1.0)
-        self._flow_limit()
+        self._flow_limit(cancer)
 
     def _set_wall_rates(self, factor) -> None:
         """Each agent's wall rate ``P S/V`` per perfused voxel (1/min) and its convective rate."""
@@ -418,13 +420,14 @@ class Therapy:
                 self.tumor_vessel, 1.0 - a.sigma_tumor, 1.0 - a.sigma_normal
             )
 
-    def _flow_limit(self) -> None:
+    def _flow_limit(self, cancer: np.ndarray | None = None) -> None:
         """Exchange at tumour vessels limited by the plasma flowing through the tumour
         (docs/pharmacology.md §3.2): each tumour vessel carries an equal share, per unit of
         its perfusion, of the plasma flow ``F (1 - Hct)`` of the tumour's volume (its live cancer
         cells and its vessels, one voxel each), and an agent's rate ``k`` there becomes the
         Renkin-Crone rate ``k (1 - e^-x) / x`` with ``x = f_u k / F_v``. Host vessels and runs
-        with ``vessels.tumor_blood_flow_per_min`` null keep ``k``."""
+        with ``vessels.tumor_blood_flow_per_min`` null keep ``k``. ``cancer``: the live cancer
+        rows (:meth:`_live_cancer`) where the caller has them."""
         flow = self.sc.vessels.tumor_blood_flow_per_min
         tv = np.flatnonzero(self.tumor_vessel)
         limited = flow is not None and tv.size > 0
@@ -435,7 +438,9 @@ class Therapy:
             a.vessel_rate = a.wall_rate
         if limited:
             perf = self.tissue.perfusion[self.perfused_sites][tv]
-            share = (tv.size + int(np.count_nonzero(self._live_cancer()))) / max(
+            if cancer is None:
+                cancer = self._live_cancer()
+            share = (tv.size + int(np.count_nonzero(cancer))) / max(
                 float(np.sum(perf)), 1e-300)
             plasma_flow = flow * (1.0 - self.sc.vessels.hematocrit) * share * perf
             for a in self.agents:
@@ -457,13 +462,13 @@ class Therapy:
             (state == codes.PROLIFERATING) | (state == codes.QUIESCENT)
         )
 
-    def _near_cancer(self) -> np.ndarray:
-        """Perfused voxels within ``vessels.tumor_association_um`` of a live cancer cell."""
+    def _near_cancer(self, cancer: np.ndarray) -> np.ndarray:
+        """Perfused voxels within ``vessels.tumor_association_um`` of a live cancer cell
+        (``cancer``: the live cancer rows, :meth:`_live_cancer`)."""
         from scipy.ndimage import distance_transform_edt
 
         cells = self.cells
         n = cells.n
-        cancer = self._live_cancer()
         if not cancer.any():
             return np.zeros(len(self.perfused_sites), dtype=bool)
         occupied = np.zeros(cells.n_sites, dtype=bool)
@@ -495,7 +500,7 @@ class Therapy:
             ):
                 self._inhale(a, flat, *a.inhaled[a._next_inhaled][1:])
                 a._next_inhaled += 1
-            if a.kind == "nanoparticle" and a.cmc_amount_mg is not None:
+            if a.cmc_amount_mg is not None:
                 self._dissociate(a, a.pk.advance(t1_h, loss_per_h=a.cfg.dissociation_per_h,
                                                  loss_below_mg=a.cmc_amount_mg))
             else:
@@ -527,6 +532,11 @@ class Therapy:
                 dt_min, sink[f].reshape(-1), source[f].reshape(-1),
             )
 
+    def _co_inhibitor(self, c: AgentDelivery) -> AgentDelivery | None:
+        """The inhibitor co-loaded in formulation ``c``, if any."""
+        name = c.cfg.payload.inhibitor
+        return self.by_name.get(name) if name else None
+
     def _dissociate(self, c: AgentDelivery, lost_mg: float) -> None:
         """Micelles of formulation ``c`` that dissociated in plasma (``lost_mg``, mg of drug):
         their drug, and their co-loaded inhibitor in its molar ratio, join the free agents'
@@ -539,7 +549,7 @@ class Therapy:
         drug.pk.receive(lost_mg)
         drug.from_carrier_mg += lost_mg
         payload = c.cfg.payload
-        co = self.by_name.get(payload.inhibitor) if payload.inhibitor else None
+        co = self._co_inhibitor(c)
         if co is not None and payload.inhibitor_per_drug > 0:
             # mg of drug -> mmol -> mmol of inhibitor -> mg of inhibitor
             mg = (lost_mg / drug.cfg.molar_mass_g_per_mol * payload.inhibitor_per_drug
@@ -684,8 +694,7 @@ class Therapy:
         cells = self.cells
         flat = self.fields.flat(c.name)
         drug = c.payload_drug
-        # the inhibitor co-loaded in this formulation, if any
-        co = self.by_name.get(npc.payload.inhibitor) if npc.payload.inhibitor else None
+        co = self._co_inhibitor(c)
         inhib = self.fields.flat(co.name) if co is not None else np.zeros(1)
         ratio = npc.payload.inhibitor_per_drug if co is not None else 0.0
         mg_drug = self.v_vox_L / drug.per_mg_per_L

@@ -86,17 +86,19 @@ class RunData:
 
     def scenarios(self, label: str) -> list:
         """The resolved scenario of every replicate of run ``label``."""
-        from ..io import load
-
-        out = []
-        for path in self.files(label):
-            with load(path) as res:
-                out.append(res.scenario)
-        return out
+        return [_scenario_of(path) for path in self.files(label)]
 
     def voxel_um(self, label: str) -> float:
-        """The lattice spacing of run ``label``."""
-        return float(self.scenarios(label)[0].domain.voxel_um)
+        """The lattice spacing of run ``label`` (read from its first replicate)."""
+        return float(_scenario_of(self.files(label)[0]).domain.voxel_um)
+
+
+def _scenario_of(path):
+    """The resolved scenario stored in the result file ``path``."""
+    from ..io import load
+
+    with load(path) as res:
+        return res.scenario
 
 
 def _window(t: np.ndarray, v: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
