@@ -215,6 +215,9 @@ def test_population_density_per_tumour_area_and_as_a_share():
     assert per_area.per_replicate == pytest.approx([75.0, 75.0]) and per_area.units == "cells/mm²"
     share = population_density(data, "lung", at_h=168.0, per="share")
     assert share.value == pytest.approx(40.0 / 940.0)
+    # the figure draws the checked quantity over time, not the raw count
+    assert share.plot["ys"][1] == pytest.approx([10.0 / 210.0, 80.0 / 1880.0, 180.0 / 5580.0])
+    assert per_area.plot["ys"][0] == pytest.approx([5.0 / 0.04, 40.0 / 0.4, 75.0])
     with pytest.raises(UsageError, match="per must be"):
         population_density(data, "lung", at_h=0.0, per="volume")
 

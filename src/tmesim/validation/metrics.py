@@ -595,26 +595,27 @@ def population_density(data: RunData, run: str, at_h: float, population: str = "
     ``per: share``: as a share of the population plus the live cancer cells, as in a
     dissociated tumour. Every cell of the population in the domain counts, also those around
     the tumour rather than in it, so on a patch larger than the tumour the value is an upper
-    bound of the density within it.
+    bound of the density within it. The figure draws the same quantity over time.
     """
     if per not in ("tumour_mm2", "share"):
         raise UsageError(f"population_density: per must be 'tumour_mm2' or 'share', not {per!r}")
-    cells = _nearest(data.series(run, population), at_h)
-    burden = _nearest(data.series(run, "tumor_burden"), at_h)
-    if per == "share":
-        values = [c / (c + b) if c + b > 0 else math.nan for c, b in zip(cells, burden,
-                                                                          strict=True)]
-        units = "1"
-    else:
-        necrotic = _nearest(data.series(run, "counts/necrotic"), at_h)
-        site_mm2 = (data.voxel_um(run) * 1e-3) ** 2
-        values = [c / ((b + d) * site_mm2) if b + d > 0 else math.nan
-                  for c, b, d in zip(cells, burden, necrotic, strict=True)]
-        units = "cells/mm²"
-    m = Measurement.of(values, units)
-    curves = data.series(run, population)
-    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
-              "ylabel": population.rpartition("/")[2].replace("_", " "), **_mean_curve(curves)}
+    name = population.rpartition("/")[2].replace("_", " ")
+    cells = data.series(run, population)
+    burden = data.series(run, "tumor_burden")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if per == "share":
+            curves = [(t, np.where(c + b > 0, c / (c + b), np.nan))
+                      for (t, c), (_, b) in zip(cells, burden, strict=True)]
+            units, ylabel = "1", f"{name} / ({name} + live cancer cells)"
+        else:
+            necrotic = data.series(run, "counts/necrotic")
+            site_mm2 = (data.voxel_um(run) * 1e-3) ** 2
+            curves = [(t, np.where(b + d > 0, c / ((b + d) * site_mm2), np.nan))
+                      for (t, c), (_, b), (_, d) in zip(cells, burden, necrotic, strict=True)]
+            units, ylabel = "cells/mm²", f"{name} per mm² of tumour section"
+    m = Measurement.of(_nearest(curves, at_h), units)
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)", "ylabel": ylabel,
+              **_mean_curve(curves)}
     return m
 
 
