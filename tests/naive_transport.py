@@ -332,7 +332,7 @@ def changed_faces(changed, kf, shape3, nd):
     nz, ny, nx = shape3
     flat = np.asarray(kf, dtype=np.float64).reshape(-1)
     out = []
-    for a, (stride, n) in enumerate(((1, nx), (nx, ny), (ny * nx, nz))[:nd]):
+    for stride, n in ((1, nx), (nx, ny), (ny * nx, nz))[:nd]:
         faces = set()
         for v in changed:
             p = (int(v) // stride) % n

@@ -631,11 +631,11 @@ class FieldSet:
         sink = self._sink_array(sink)
         self.impose_fixed()
         eps = 8.0 * np.finfo(self.dtype).eps
-        for f, (system, rf, scale, work) in enumerate(self._icoeffs):
+        for f, (system, _rf, scale, work) in enumerate(self._icoeffs):
             u = self.data[f]
             sc = max(scale, float(u.max()))
             tol = max(self.rtol, eps) * sc if sc > 0 else self.rtol
-            it, res, clipped = ki.pcg_solve(u, sink[f], dt, rf, system, tol, self.max_iterations,
+            it, res, clipped = ki.pcg_solve(u, sink[f], dt, system, tol, self.max_iterations,
                                             work)
             st = self._stats[f]
             st[0] += 1
