@@ -47,16 +47,16 @@ def main() -> None:
     print("| field | unknowns | set-up (us) | per iteration (us) | per unknown and iteration (ns) |")
     print("|---|---:|---:|---:|---:|")
     for name, (part, dt, sink, data) in sorted(captured.items()):
-        system, rf, _scale, work = part._icoeffs[0]
+        system, _rf, _scale, work = part._icoeffs[0]
         vox = system[0]
         u = data[0].copy()
         t = {}
         for its in (0, 1, 21):
-            ki.pcg_solve(u, sink[0], dt, rf, system, 0.0, its, work)
+            ki.pcg_solve(u, sink[0], dt, system, 0.0, its, work)
             t0 = time.perf_counter()
             for _ in range(args.repeat):
                 u[...] = data[0]
-                ki.pcg_solve(u, sink[0], dt, rf, system, 0.0, its, work)
+                ki.pcg_solve(u, sink[0], dt, system, 0.0, its, work)
             t[its] = (time.perf_counter() - t0) / args.repeat
         per = (t[21] - t[1]) / 20
         print(f"| {name} | {vox.size} | {t[0] * 1e6:.0f} | {per * 1e6:.1f} | "

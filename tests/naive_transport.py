@@ -323,3 +323,27 @@ def fill_from_face_neighbours(data, sites, masked, shape3, rows):
         if count[j]:
             for r in rows:
                 data[r, s] = total[r, j] / count[j]
+
+
+def changed_faces(changed, kf, shape3, nd):
+    """Per axis (x, y, z), the faces of the voxels ``changed`` (each named by the voxel before
+    it along the axis, ascending, no repeats) and their conductances ``2 a b / (a + b)``
+    (0 where both factors are 0), by plain loops over every voxel's two faces per axis."""
+    nz, ny, nx = shape3
+    flat = np.asarray(kf, dtype=np.float64).reshape(-1)
+    out = []
+    for stride, n in ((1, nx), (nx, ny), (ny * nx, nz))[:nd]:
+        faces = set()
+        for v in changed:
+            p = (int(v) // stride) % n
+            if p < n - 1:
+                faces.add(int(v))
+            if p > 0:
+                faces.add(int(v) - stride)
+        fs = sorted(faces)
+        g = []
+        for f in fs:
+            lo, hi = float(flat[f]), float(flat[f + stride])
+            g.append(2.0 * lo * hi / (lo + hi) if lo + hi > 0 else 0.0)
+        out.append((np.array(fs, dtype=np.int64), np.array(g)))
+    return out

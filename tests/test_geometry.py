@@ -150,3 +150,42 @@ def test_tissue_sets_and_empty_lumen():
     assert Tissue.uniform((1, 3, 3)).blocked.shape == (1,)
     np.testing.assert_array_equal(Tissue.uniform((1, 3, 3)).entry_sites(),
                                   [0, 1, 2, 3, 5, 6, 7, 8])
+
+
+def _empty_lumen_by_sets(lumen, occ, kind):
+    """The empty lumen straight from its definition: lumen sites without a cancer cell."""
+    from tmesim.kernels import codes
+
+    out = np.zeros(lumen.size, dtype=bool)
+    for s in np.flatnonzero(lumen):
+        j = occ[s]
+        out[s] = not (j >= 0 and int(kind[j]) in codes.CANCER_CODES)
+    return out
+
+
+def test_update_empty_lumen_in_place_matches_its_definition():
+    """Cancer cells and other kinds come and go on a lung map: after every change the in-place
+    update equals the definition, and it reports exactly the lumen sites filled and left."""
+    from tmesim.kernels import codes
+    from tmesim.tissue import Tissue
+
+    rng = np.random.default_rng(4)
+    codes_map = np.where(rng.random((1, 20, 30)) < 0.5, AIR, TISSUE).astype(np.int8)
+    t = Tissue(codes_map, (1, 20, 30))
+    n = t.n_sites
+    occ = np.full(n, -1, dtype=np.int64)
+    kind = rng.choice([codes.TUMOR, codes.STEM, codes.TCELL, codes.MACROPHAGE], 200).astype(
+        np.int8)
+    empty = t.empty_lumen(occ, kind)
+    np.testing.assert_array_equal(empty, t.lumen)
+    for it in range(12):
+        before = empty.copy()
+        occ[:] = -1
+        occ[rng.choice(n, 200, replace=False)] = np.arange(200)
+        filled, emptied = t.update_empty_lumen(empty, occ, kind)
+        want = _empty_lumen_by_sets(t.lumen, occ, kind)
+        np.testing.assert_array_equal(empty, want)
+        np.testing.assert_array_equal(filled, np.flatnonzero(before & ~want))
+        np.testing.assert_array_equal(emptied, np.flatnonzero(want & ~before))
+        assert filled.size and (emptied.size or it == 0)  # the test exercises both
+        np.testing.assert_array_equal(t.empty_lumen(occ, kind), want)

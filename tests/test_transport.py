@@ -146,6 +146,19 @@ def test_uptake_and_find_invalid_match_reference(dtype):
             v.reshape(-1)[pos] = bad
             assert kd.find_invalid(v) == nv.find_invalid(v) == pos
     assert kd.find_invalid(u) == nv.find_invalid(u) == -1
+    # several of the kernel's blocks of 4096 values: the first bad value of a late block, at a
+    # block's edges, and more than one bad value in a grid
+    big = rng.uniform(0, 2, (3, 1, 70, 90)).astype(dtype)
+    big.reshape(-1)[::7] = 0.0
+    big.reshape(-1)[5] = -0.0  # a signed zero is valid
+    assert kd.find_invalid(big) == nv.find_invalid(big) == -1
+    for pos in (4095, 4096, 8191, 12288, big.size - 1):
+        for bad in (np.nan, np.inf, -np.inf, -1e-30):
+            v = big.copy()
+            v.reshape(-1)[pos] = bad
+            v.reshape(-1)[big.size - 1 if pos < big.size - 1 else 0] = np.nan
+            want = min(pos, big.size - 1 if pos < big.size - 1 else 0)
+            assert kd.find_invalid(v) == nv.find_invalid(v) == want
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

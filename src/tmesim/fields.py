@@ -153,6 +153,8 @@ class FieldSet:
         #: field index -> (flat voxel indices, held values) of interior Dirichlet voxels
         self._fixed = {}
         self._fac = None
+        #: flat voxels whose lines' LOD factors wait for the next step (:meth:`_update_geometry`)
+        self._factors_due = []
         self._fallbacks = 0
         self._guard = True
         #: implicit solves: the maximum residual allowed, relative to the field's scale
@@ -286,6 +288,8 @@ class FieldSet:
         ``None`` to go back. A change at a few voxels (at most ``INCREMENTAL_FRACTION`` of them)
         updates the solvers' coefficients in place.
         """
+        #: whether the geometry is a mask alone (:meth:`change_mask` may update it in place)
+        self._mask_only = mask is not None and diffusivity_factor is None
         if mask is None and diffusivity_factor is None:
             kf = masked = changed = None
         else:
@@ -305,6 +309,31 @@ class FieldSet:
             changed = None
             if self._kf is not None and self._kf.shape == kf.shape:
                 changed = np.flatnonzero(kf != self._kf)
+        self._geometry_to_parts(kf, masked, changed)
+
+    def change_mask(self, mask, opened, closed) -> None:
+        """The mask-only case of :meth:`set_geometry`, told what changed: ``mask`` (bool, one
+        per voxel) is the new mask, ``opened`` the flat voxels that left it and ``closed`` those
+        that joined it since the last geometry change (each ascending). The result is that of
+        ``set_geometry(mask=mask)``; when the geometry so far is a mask alone, the diffusivity
+        factors (1, or 0 where masked) are updated in place at those voxels instead of being
+        rebuilt and compared over the whole grid."""
+        kf = self._kf
+        if kf is None or not getattr(self, "_mask_only", False):
+            self.set_geometry(mask=np.asarray(mask, dtype=bool).reshape(self.shape3))
+            return
+        # every sub-set holds this same array (set_geometry hands one to all of them)
+        flat = kf.reshape(-1)
+        flat[closed] = 0.0
+        flat[opened] = 1.0
+        changed = np.concatenate((opened, closed)).astype(np.int64)
+        changed.sort()
+        m = np.asarray(mask, dtype=bool).reshape(-1)
+        masked = np.flatnonzero(m)
+        self._geometry_to_parts(kf, masked if masked.size else None, changed)
+
+    def _geometry_to_parts(self, kf, masked, changed) -> None:
+        """Hand a new geometry to every sub-set, then take it here (:meth:`_apply_geometry`)."""
         memo = {}  # the new face conductances, computed by the first sub-set that needs them
         for _, part in self._parts:
             if part is not None:
@@ -345,26 +374,22 @@ class FieldSet:
         conductances (the harmonic mean of the factors either side), kept in ``memo``."""
         if "faces" in memo:
             return memo["faces"]
-        flat_kf = self._kf.reshape(-1)
-        _nz, ny, nx = self.shape3
-        out = {}
-        for name, ax in _AXES[: self.ndim]:
-            stride = {"x": 1, "y": nx, "z": ny * nx}[name]
-            n = self.shape3[ax]
-            pos = (changed // stride) % n
-            faces = np.unique(np.concatenate([changed[pos < n - 1], changed[pos > 0] - stride]))
-            a, b = flat_kf[faces], flat_kf[faces + stride]
-            den = a + b
-            with np.errstate(invalid="ignore", divide="ignore"):
-                g = np.where(den > 0, 2.0 * a * b / np.where(den > 0, den, 1.0), 0.0)
-            out[name] = (faces, g)
+        nz, ny, nx = self.shape3
+        changed = np.ascontiguousarray(changed, dtype=np.int64)
+        faces = np.empty((self.ndim, 2 * changed.size), dtype=np.int64)
+        g = np.empty((self.ndim, 2 * changed.size))
+        count = kd.changed_faces(changed, self._kf.reshape(-1), nz, ny, nx, self.ndim, faces, g)
+        out = {name: (faces[a, : count[a]], g[a, : count[a]])
+               for a, (name, _) in enumerate(_AXES[: self.ndim])}  # fmt: skip
         memo["faces"] = out
         return out
 
     def _update_geometry(self, changed: np.ndarray, memo: dict) -> None:
-        """Bring faces, identity rows and line factors up to date after the diffusivity factor
-        (or the mask) changed at the flat voxels ``changed``; only the faces of those voxels and
-        the lines through them are recomputed (the faces once per geometry change, ``memo``)."""
+        """Bring faces and identity rows up to date after the diffusivity factor (or the mask)
+        changed at the flat voxels ``changed``; only the faces of those voxels are recomputed
+        (once per geometry change, ``memo``). The LOD line factors of the lines through them
+        are recomputed by the next LOD step (:meth:`_diffuse_factored`), which on two threads
+        runs in a transport lane rather than in the serial glue between steps."""
         if self._parts:
             return  # the parts hold the solvers
         self._kf_eff = self._kf
@@ -381,7 +406,9 @@ class FieldSet:
             for f, (idx, val) in self._fixed.items():
                 hold[f, idx] = val
             hold[:, changed[shut]] = 0.0
-            self._prepare_factors(changed)
+            # the lines through these voxels get their factors at the next step (on its lane,
+            # :meth:`step`): a line's factors depend only on its geometry then
+            self._factors_due.append(changed)
         if self.scheme == "implicit":
             self._system_stale = True  # rebuilt by the next step (on its thread)
 
@@ -472,6 +499,7 @@ class FieldSet:
             self._vcoeffs[name] = (r, d0, *(np.ascontiguousarray(b) for b in bt))
         self._prepare_douglas(dt)
         self._fac = None
+        self._factors_due = []
         if self.variable:
             self._prepare_variable()
             if self.scheme != "implicit" and 2 * self.ndim * self.data.nbytes <= FACTOR_BUDGET:
@@ -603,11 +631,11 @@ class FieldSet:
         sink = self._sink_array(sink)
         self.impose_fixed()
         eps = 8.0 * np.finfo(self.dtype).eps
-        for f, (system, rf, scale, work) in enumerate(self._icoeffs):
+        for f, (system, _rf, scale, work) in enumerate(self._icoeffs):
             u = self.data[f]
             sc = max(scale, float(u.max()))
             tol = max(self.rtol, eps) * sc if sc > 0 else self.rtol
-            it, res, clipped = ki.pcg_solve(u, sink[f], dt, rf, system, tol, self.max_iterations,
+            it, res, clipped = ki.pcg_solve(u, sink[f], dt, system, tol, self.max_iterations,
                                             work)
             st = self._stats[f]
             st[0] += 1
@@ -623,6 +651,7 @@ class FieldSet:
         nf = len(self.specs)
         nd = self.ndim
         if voxels is None:
+            self._factors_due = []
             # the value of every identity row: held, or 0 when masked (masked wins)
             hold = self._hold = np.zeros(self.data.shape, dtype=self.dtype)
             for f, (idx, val) in self._fixed.items():
@@ -651,6 +680,12 @@ class FieldSet:
     def _diffuse_factored(self, dt: float, sink, source) -> None:
         """LOD step on the precomputed line factors: the forward x pass applies the local terms
         and sets held and masked voxels to their values."""
+        if self._factors_due:
+            # geometry changes since the last step: the lines through the voxels of any of
+            # them, recomputed once (a voxel named twice costs nothing more)
+            due = self._factors_due
+            self._factors_due = []
+            self._prepare_factors(due[0] if len(due) == 1 else np.concatenate(due))
         u = self.data
         nf, nz, ny, nx = u.shape
         if sink is None and source is None:

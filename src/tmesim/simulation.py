@@ -342,19 +342,27 @@ class Simulation:
         self.therapy.perfusion_changed(self.tissue.perfused)
 
     def update_tissue(self) -> None:
-        """Alveolar air conducts no diffusive flux, except where cancer cells have filled it."""
-        mask = self.tissue.empty_lumen(self.cells.occ, self.cells.kind)
-        if mask is None:
-            return
-        before = self._empty_lumen
-        if before is None or not np.array_equal(mask, before):
-            opened = None if before is None else np.flatnonzero(before & ~mask)
-            if before is not None:
-                self.therapy.lumens_closing(np.flatnonzero(mask & ~before), mask)
+        """Alveolar air conducts no diffusive flux, except where cancer cells have filled it.
+
+        The empty lumen is kept from step to step and updated in place where cancer cells came
+        or went (:meth:`tmesim.tissue.Tissue.update_empty_lumen`); the field set is told those
+        voxels (:meth:`tmesim.fields.FieldSet.change_mask`)."""
+        empty = self._empty_lumen
+        if empty is None:
+            mask = self.tissue.empty_lumen(self.cells.occ, self.cells.kind)
+            if mask is None:
+                return
             self._empty_lumen = mask
             self.fields.set_geometry(mask=mask.reshape(self.fields.shape3))
-            if opened is not None and len(opened):
-                self._fill_opened(opened)
+            return
+        filled, emptied = self.tissue.update_empty_lumen(empty, self.cells.occ, self.cells.kind)
+        if not (filled.size or emptied.size):
+            return
+        if emptied.size:
+            self.therapy.lumens_closing(emptied, empty)
+        self.fields.change_mask(empty, filled, emptied)
+        if filled.size:
+            self._fill_opened(filled)
 
     def _fill_opened(self, sites: np.ndarray) -> None:
         """Give lumen sites that just became tissue the mean of their conducting neighbours.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import geometry as geo
-from . import kinds
+from .kernels import lattice as kl
 
 
 def build_tissue(scenario) -> np.ndarray:
@@ -120,15 +120,22 @@ class Tissue:
     def empty_lumen(self, occ: np.ndarray, kind: np.ndarray) -> np.ndarray | None:
         """Lumen sites no cancer cell fills now: they conduct no diffusive flux. ``occ`` and
         ``kind`` are the cell store's occupancy map and kind column; None without lumen."""
-        sites = self._lumen_sites
-        if not sites.size:
+        if not self._lumen_sites.size:
             return None
-        rows = occ[sites]
-        ok = rows >= 0
-        k = kind[rows[ok]]
         empty = self.lumen.copy()
-        empty[sites[ok][kinds.cancer(k)]] = False
+        self.update_empty_lumen(empty, occ, kind)
         return empty
+
+    def update_empty_lumen(self, empty: np.ndarray, occ: np.ndarray, kind: np.ndarray):
+        """Bring ``empty``, an earlier :meth:`empty_lumen` of this tissue, up to date in place
+        (:func:`tmesim.kernels.lattice.update_empty_lumen`); returns the lumen sites cancer cells
+        filled since and those they left (flat, ascending). A lumen site that became a vessel
+        since (:meth:`add_vessels`) was filled, so it stays false in ``empty`` as it should."""
+        sites = self._lumen_sites
+        filled = np.empty(sites.size, dtype=np.int64)
+        emptied = np.empty(sites.size, dtype=np.int64)
+        nf, ne = kl.update_empty_lumen(sites, occ, kind, empty, filled, emptied)
+        return filled[:nf], emptied[:ne]
 
     def regress_capillaries(self, sites) -> None:
         """Capillary ``sites`` (flat) that stopped being perfused become ordinary tissue for the

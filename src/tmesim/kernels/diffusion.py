@@ -422,22 +422,29 @@ def uptake_implicit(u, sink_per_min, dt):
 
 @kernel
 def find_invalid(u):
-    """Return the flat index of the first NaN, infinite or negative value, or -1. Blocks of
-    values are first counted without a branch per value (a loop the compiler vectorises)."""
+    """Return the flat index of the first NaN, infinite or negative value, or -1.
+
+    Blocks of values are first counted without a branch per value, in a loop the compiler
+    vectorises: ``v - v`` is 0 for a finite ``v`` and NaN for an infinite or NaN one, and every
+    comparison with NaN is false, so a block is clean when all its values pass
+    ``v - v == 0 and v >= 0``. Only a block that is not clean is searched value by value.
+    The block's start and length are non-negative by construction, which lets the compiler
+    drop its negative-index handling (that, not the arithmetic, kept the loop scalar)."""
     flat = u.reshape(-1)
     n = flat.size
-    block = 2048
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        bad = 0
-        for i in range(start, stop):
-            v = flat[i]
-            bad += 0 if (v >= 0.0) & (v < np.inf) else 1
-        if bad:
-            for i in range(start, stop):
-                v = flat[i]
+    block = 4096
+    for k in range((n + block - 1) // block):
+        start = k * block
+        m = min(block, n - start)
+        good = 0
+        for j in range(m):
+            v = flat[start + j]
+            good += (v - v == 0.0) & (v >= 0.0)
+        if good != m:
+            for j in range(m):
+                v = flat[start + j]
                 if not (v >= 0.0) or v == np.inf:
-                    return i
+                    return start + j
     return -1
 
 
@@ -891,6 +898,49 @@ def line_factors(g, kf, fr, hold, rf, d0, bt, out, start, stop):
         out[F_INV, i] = inv
         out[F_ADD, i] = rhs * inv
         cprev = ghi * inv
+
+
+@kernel(exact=True)
+def changed_faces(changed, kf, nz, ny, nx, nd, faces, g):
+    """The faces of the voxels ``changed`` (flat, ascending) along each axis and their
+    conductances, the harmonic mean ``2 a b / (a + b)`` of the factors ``kf`` (flat) either
+    side (0 where both are 0). A face is named by the voxel before it along its axis (x, y, z).
+
+    ``faces`` and ``g`` ``(nd, 2 * changed.size)`` receive, row by row, the faces in ascending
+    order without repeats; returns the count per axis (``nd`` int64). Division stays a
+    division (``exact``), so the values are those of the same expression in numpy.
+    """
+    m = changed.size
+    out = np.zeros(nd, dtype=np.int64)
+    shape = (nx, ny, nz)
+    cand = np.empty(2 * m, dtype=np.int64)
+    for a in range(nd):
+        stride = 1 if a == 0 else (nx if a == 1 else ny * nx)
+        n = shape[a]
+        k = 0
+        for t in range(m):
+            v = changed[t]
+            p = (v // stride) % n
+            if p < n - 1:
+                cand[k] = v
+                k += 1
+            if p > 0:
+                cand[k] = v - stride
+                k += 1
+        cand[:k].sort()
+        c = 0
+        for t in range(k):
+            f = cand[t]
+            if c > 0 and faces[a, c - 1] == f:
+                continue
+            faces[a, c] = f
+            lo = kf[f]
+            hi = kf[f + stride]
+            den = lo + hi
+            g[a, c] = 2.0 * lo * hi / den if den > 0 else 0.0
+            c += 1
+        out[a] = c
+    return out
 
 
 @kernel

@@ -23,9 +23,11 @@ transport"):
 
 The unknowns are numbered in the grid's C order and stored compactly, each with its face
 neighbours (lower ones first: x-1, y-1, z-1, then x+1, y+1, z+1; the sentinel ``n`` where the
-neighbour is not an unknown). For the solve the matrix is split into its lower and upper parts;
-the x neighbours of unknown ``i`` are ``i - 1`` and ``i + 1`` whenever they are unknowns (C
-order), so they are read directly, and only the other axes go through index arrays. The solver is conjugate gradients preconditioned with a modified
+neighbour is not an unknown). The system is held as the solve reads it, the matrix as its
+lower and upper parts, built once per geometry (:func:`system`; per solve only the terms that
+depend on the sink and the field are computed, :func:`_setup`); the x neighbours of unknown
+``i`` are ``i - 1`` and ``i + 1`` whenever they are unknowns (C order), so they are read
+directly, and only the other axes go through index arrays. The solver is conjugate gradients preconditioned with a modified
 incomplete factorisation (MILU(0) with relaxation ``omega``: ``A ~ (E + L) E^-1 (E + U)``, the
 pivots ``E`` absorbing ``omega`` times the dropped fill), which keeps the iteration count low on
 fine grids. Everything runs serially in a fixed order, so the bits do not depend on the
@@ -46,7 +48,7 @@ N_WORK = 9
 
 @kernel(exact=True)
 def system(free, g, kf, nd, rf, d0, bt):
-    """The compact system of one field: its unknowns, their neighbours and coefficients.
+    """The compact system of one field, held as the solve reads it.
 
     ``free`` (``(nz, ny, nx)``, nonzero on unknowns); ``g`` ``(3, nz, ny, nx)`` face factors
     (the face after each voxel along x, y, z); ``kf`` the voxel diffusivity factors (used on
@@ -54,33 +56,55 @@ def system(free, g, kf, nd, rf, d0, bt):
     boundary terms per axis x, y, z (lo diagonal, lo Dirichlet right-hand side, lo flux, then
     the same for hi; as in the LOD sweeps).
 
-    Returns ``vox`` (flat voxel index of each unknown, ascending), ``nb`` (``(n, 2 nd)``
-    unknown index of each face neighbour, lower ones first, ``n`` where the neighbour is not an
-    unknown), ``nbv`` (the neighbour's flat voxel index, -1 outside the grid), ``gn`` (the
-    face factor of each of those faces, 0 outside), ``diag0`` (the diagonal without the sink)
-    and ``bnd`` (the domain-face right-hand side).
+    Returns ``(vox, cl, cu, jl, ju, diag0, bnd, coupled, kptr, kvox, kcoef)``: ``vox`` the flat
+    voxel index of each unknown (ascending, ``n`` of them); the matrix's lower and upper parts,
+    ``cl``/``cu`` ``(nd, n)`` (row 0 the x-1/x+1 coefficient ``rf g``, whose neighbour is
+    unknown ``i - 1``/``i + 1``; rows 1.. y and z, whose unknowns are ``jl``/``ju``
+    ``(nd - 1, n)``; coefficient 0 and the sentinel ``n`` where the neighbour is not an
+    unknown); ``diag0`` the diagonal without the sink; ``bnd`` the domain-face right-hand
+    side; ``coupled`` each row's sum of its coefficients to unknowns (faces in the order x-1,
+    y-1, z-1, x+1, y+1, z+1); and the faces to held neighbours, row ``i``'s being
+    ``kptr[i]:kptr[i + 1]`` of ``kvox`` (the neighbour's flat voxel) and ``kcoef`` (``rf g``),
+    in the same face order. A row's faces are visited per axis, lower then upper side, for its
+    diagonal, and in the face order above for ``coupled`` and the held neighbours: the order of
+    the sums is part of the result's bits.
     """
     nz, ny, nx = free.shape
     flat = free.reshape(-1)
     kff = kf.reshape(-1)
     gf = g.reshape(3, -1)
     nvox = flat.size
-    ids = np.full(nvox, -1, dtype=np.int64)
+    ids = np.empty(nvox, dtype=np.int64)
     n = 0
     for v in range(nvox):
         if flat[v] != 0:
             ids[v] = n
             n += 1
+        else:
+            ids[v] = -1
     m = 2 * nd
     vox = np.empty(n, dtype=np.int64)
-    nb = np.empty((n, m), dtype=np.int32)
-    nbv = np.empty((n, m), dtype=np.int64)
-    gn = np.zeros((n, m))
+    cl = np.empty((nd, n))
+    cu = np.empty((nd, n))
+    jl = np.empty((nd - 1, n), dtype=np.int32)
+    ju = np.empty((nd - 1, n), dtype=np.int32)
     diag0 = np.empty(n)
     bnd = np.zeros(n)
-    strides = (1, nx, ny * nx)
-    size = (nx, ny, nz)
+    coupled = np.empty(n)
+    kptr = np.empty(n + 1, dtype=np.int64)
+    kvox = np.empty(n * m, dtype=np.int64)
+    kcoef = np.empty(n * m)
+    # per face of the current row (face order k = axis + side * nd): rf g, and the neighbour's
+    # flat voxel (-1 outside the grid) and unknown index (n if none)
+    cval = np.zeros(m)
+    wv = np.empty(m, dtype=np.int64)
+    wj = np.empty(m, dtype=np.int64)
+    # small arrays rather than tuples indexed by the axis: about a fifth faster
+    strides = np.array([1, nx, ny * nx], dtype=np.int64)
+    size = np.array([nx, ny, nz], dtype=np.int64)
+    pos = np.empty(3, dtype=np.int64)
     i = 0
+    nk = 0
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
@@ -88,80 +112,82 @@ def system(free, g, kf, nd, rf, d0, bt):
                 if flat[v] == 0:
                     continue
                 vox[i] = v
-                pos = (x, y, z)
+                pos[0] = x
+                pos[1] = y
+                pos[2] = z
                 d = d0
                 for a in range(nd):
+                    st = strides[a]
                     for side in range(2):
                         k = a + side * nd
                         if side == 0 and pos[a] > 0:
-                            w = v - strides[a]
+                            w = v - st
                             gw = gf[a, w]
                         elif side == 1 and pos[a] < size[a] - 1:
-                            w = v + strides[a]
+                            w = v + st
                             gw = gf[a, v]
                         else:
                             # a domain face: its boundary condition
-                            nb[i, k] = n
-                            nbv[i, k] = -1
+                            wv[k] = -1
+                            wj[k] = n
+                            cval[k] = 0.0
                             d += bt[a, 3 * side] * kff[v]
                             bnd[i] += bt[a, 3 * side + 1] * kff[v] + bt[a, 3 * side + 2]
                             continue
-                        nbv[i, k] = w
-                        nb[i, k] = ids[w] if ids[w] >= 0 else n
-                        gn[i, k] = gw
-                        d += rf * gw
+                        wv[k] = w
+                        iw = ids[w]
+                        wj[k] = iw if iw >= 0 else n
+                        c = rf * gw
+                        cval[k] = c
+                        d += c
                 diag0[i] = d
+                kptr[i] = nk
+                s = 0.0
+                for k in range(m):
+                    j = wj[k]
+                    unknown = j < n
+                    c = cval[k] if unknown else 0.0
+                    if k < nd:
+                        cl[k, i] = c
+                        if k > 0:
+                            jl[k - 1, i] = j
+                    else:
+                        cu[k - nd, i] = c
+                        if k > nd:
+                            ju[k - nd - 1, i] = j
+                    if unknown:
+                        s += cval[k]
+                    elif wv[k] >= 0:
+                        kvox[nk] = wv[k]
+                        kcoef[nk] = cval[k]
+                        nk += 1
+                coupled[i] = s
                 i += 1
-    return vox, nb, nbv, gn, diag0, bnd
+    kptr[n] = nk
+    return vox, cl, cu, jl, ju, diag0, bnd, coupled, kptr, kvox[:nk], kcoef[:nk]
 
 
 @kernel(exact=True)
-def _setup(u, sink, dt, rf, system, x, b, d, idelta, split):
-    """The step's system split into its lower and upper parts, and the start values.
+def _setup(u, sink, dt, system, x, b, d, idelta):
+    """The step's start values and the terms that depend on the step's sink and field.
 
-    ``system`` as :func:`system` returns it; ``split`` ``(cl, cu, jl, ju)``.
-    ``x``: the start (``u``); ``b`` the right-hand side; ``d`` the diagonal with the sink;
-    ``idelta`` ``1 / delta_i``. ``cl[0]``/``cu[0]``: the x-1/x+1 coefficient (its neighbour is
-    unknown ``i - 1``/``i + 1``; 0 where the neighbour is not an unknown); ``cl[k]``/``cu[k]``
-    for ``k >= 1``: y (and z), whose unknowns are ``jl[k - 1]``/``ju[k - 1]`` (the sentinel
-    ``n``, whose vector entries are 0, where there is none). Rows are unknowns: ``(h, n)``."""
-    vox, nb, nbv, gn, diag0, bnd = system
-    cl, cu, jl, ju = split
+    ``system`` as :func:`system` returns it. ``x``: the start (``u``); ``b`` the right-hand
+    side (``u``, the domain faces and the held neighbours' ``rf g u``); ``d`` the diagonal with
+    the sink; ``idelta`` ``1 / delta_i``, ``delta_i = d_i - coupled_i``."""
+    vox, _cl, _cu, _jl, _ju, diag0, bnd, coupled, kptr, kvox, kcoef = system
     n = vox.size
-    m = nb.shape[1]
-    h = m // 2
     uf = u.reshape(-1)
     sf = sink.reshape(-1)
-    for k in range(m):
-        lower = k < h
-        row = k if lower else k - h
-        for i in range(n):
-            c = rf * gn[i, k]
-            j = nb[i, k]
-            if j == n:
-                c = 0.0
-            if lower:
-                cl[row, i] = c
-                if row > 0:
-                    jl[row - 1, i] = j
-            else:
-                cu[row, i] = c
-                if row > 0:
-                    ju[row - 1, i] = j
     for i in range(n):
         v = vox[i]
         di = diag0[i] + dt * sf[v]
         known = 0.0
-        coupled = 0.0
-        for k in range(m):
-            if nb[i, k] < n:
-                coupled += rf * gn[i, k]
-            elif nbv[i, k] >= 0:
-                known += rf * gn[i, k] * uf[nbv[i, k]]
+        for t in range(kptr[i], kptr[i + 1]):
+            known += kcoef[t] * uf[kvox[t]]
         x[i] = uf[v]
         b[i] = uf[v] + bnd[i] + known
         d[i] = di
-        idelta[i] = 1.0 / (di - coupled)
+        idelta[i] = 1.0 / (di - coupled[i])
     x[n] = 0.0
 
 
@@ -297,10 +323,10 @@ def _update(x, r, p, q, alpha, idelta, einv, lf, jl, y):
 
 
 @kernel(exact=True)
-def pcg_solve(u, sink, dt, rf, system, tol, maxit, work):
+def pcg_solve(u, sink, dt, system, tol, maxit, work):
     """One backward-Euler step of one field ``u`` (``(nz, ny, nx)``), in place.
 
-    ``system``: ``(vox, nb, nbv, gn, diag0, bnd)`` from :func:`system` (2-D or 3-D);
+    ``system``: as :func:`system` returns it (2-D or 3-D), built for this ``dt``;
     ``work`` ``(N_WORK, n + 1)`` float64 (or wider). ``u`` is the warm start on entry. Iterates
     until the error bound ``max |r_i| / delta_i`` is at most ``tol`` (field units), checking
     the true residual whenever the updated one says so and restarting from it, or until
@@ -309,15 +335,11 @@ def pcg_solve(u, sink, dt, rf, system, tol, maxit, work):
 
     Returns ``(iterations, error bound, negatives set to 0)``.
     """
-    vox = system[0]
+    vox, cl, cu, jl, ju = system[0], system[1], system[2], system[3], system[4]
     n = vox.size
-    h = system[1].shape[1] // 2
-    cl = np.empty((h, n))
-    cu = np.empty((h, n))
+    h = cl.shape[0]
     lf = np.empty((h, n))
     uf = np.empty((h, n))
-    jl = np.empty((h - 1, n), dtype=np.int32)
-    ju = np.empty((h - 1, n), dtype=np.int32)
     x, b, d, idelta, r, z, p, q, einv = (
         work[0],
         work[1],
@@ -330,7 +352,7 @@ def pcg_solve(u, sink, dt, rf, system, tol, maxit, work):
         work[8],
     )
     y = q  # the forward sweep's result, consumed by the backward sweep before q is written
-    _setup(u, sink, dt, rf, system, x, b, d, idelta, (cl, cu, jl, ju))
+    _setup(u, sink, dt, system, x, b, d, idelta)
     p[n] = 0.0
     z[n] = 0.0
     y[n] = 0.0

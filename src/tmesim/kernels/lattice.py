@@ -202,6 +202,33 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
 
 
 @kernel
+def update_empty_lumen(sites, occ, kind, empty, filled, emptied):
+    """Bring the empty-lumen set up to date in place and report what changed (serial).
+
+    ``sites`` are the lumen sites (flat, ascending); ``empty`` (bool, one per lattice site) is
+    true at the lumen sites no cancer cell fills (:func:`is_cancer` of the kind of the cell in
+    ``occ``, -1 for none) and false everywhere else, and stays so. Lumen sites that a cancer
+    cell filled since the last call go to ``filled``, those left without one to ``emptied``
+    (both ascending, each at least as long as ``sites``). Returns ``(n_filled, n_emptied)``.
+    """
+    nf = 0
+    ne = 0
+    for t in range(sites.size):
+        s = sites[t]
+        j = occ[s]
+        now = not (j >= 0 and is_cancer(kind[j]))
+        if now != empty[s]:
+            empty[s] = now
+            if now:
+                emptied[ne] = s
+                ne += 1
+            else:
+                filled[nf] = s
+                nf += 1
+    return nf, ne
+
+
+@kernel
 def fill_from_face_neighbours(data, sites, masked, nz, ny, nx, rows):
     """Give each of ``sites`` the mean of its unmasked face neighbours (serial).
 
