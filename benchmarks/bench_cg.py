@@ -47,7 +47,7 @@ def main() -> None:
     print("| field | unknowns | set-up (us) | per iteration (us) | per unknown and iteration (ns) |")
     print("|---|---:|---:|---:|---:|")
     for name, (part, dt, sink, data) in sorted(captured.items()):
-        system, _rf, _scale, work = part._icoeffs[0]
+        system, _scale, work = part._icoeffs[0]
         vox = system[0]
         u = data[0].copy()
         t = {}

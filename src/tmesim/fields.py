@@ -155,6 +155,8 @@ class FieldSet:
         self._fac = None
         #: flat voxels whose lines' LOD factors wait for the next step (:meth:`_update_geometry`)
         self._factors_due = []
+        #: whether the geometry is a mask alone (:meth:`change_mask` may update it in place)
+        self._mask_only = False
         self._fallbacks = 0
         self._guard = True
         #: implicit solves: the maximum residual allowed, relative to the field's scale
@@ -288,7 +290,6 @@ class FieldSet:
         ``None`` to go back. A change at a few voxels (at most ``INCREMENTAL_FRACTION`` of them)
         updates the solvers' coefficients in place.
         """
-        #: whether the geometry is a mask alone (:meth:`change_mask` may update it in place)
         self._mask_only = mask is not None and diffusivity_factor is None
         if mask is None and diffusivity_factor is None:
             kf = masked = changed = None
@@ -319,7 +320,7 @@ class FieldSet:
         factors (1, or 0 where masked) are updated in place at those voxels instead of being
         rebuilt and compared over the whole grid."""
         kf = self._kf
-        if kf is None or not getattr(self, "_mask_only", False):
+        if kf is None or not self._mask_only:
             self.set_geometry(mask=np.asarray(mask, dtype=bool).reshape(self.shape3))
             return
         # every sub-set holds this same array (set_geometry hands one to all of them)
@@ -499,7 +500,6 @@ class FieldSet:
             self._vcoeffs[name] = (r, d0, *(np.ascontiguousarray(b) for b in bt))
         self._prepare_douglas(dt)
         self._fac = None
-        self._factors_due = []
         if self.variable:
             self._prepare_variable()
             if self.scheme != "implicit" and 2 * self.ndim * self.data.nbytes <= FACTOR_BUDGET:
@@ -621,7 +621,7 @@ class FieldSet:
             work = old[f][-1] if f < len(old) and old[f][-1].shape[1] >= n1 else None
             if work is None:
                 work = np.zeros((ki.N_WORK, n1 + n1 // 4))  # room to grow
-            self._icoeffs.append((system, rf, scale, work))
+            self._icoeffs.append((system, scale, work))
 
     def _diffuse_implicit(self, dt: float, sink) -> None:
         """One unsplit backward-Euler step per field, solved by PCG (kernels.implicit)."""
@@ -631,7 +631,7 @@ class FieldSet:
         sink = self._sink_array(sink)
         self.impose_fixed()
         eps = 8.0 * np.finfo(self.dtype).eps
-        for f, (system, _rf, scale, work) in enumerate(self._icoeffs):
+        for f, (system, scale, work) in enumerate(self._icoeffs):
             u = self.data[f]
             sc = max(scale, float(u.max()))
             tol = max(self.rtol, eps) * sc if sc > 0 else self.rtol
