@@ -32,6 +32,7 @@ from tmesim.kernels.codes import (
 from tmesim.kernels.layout import (
     AUX,
     BOUND,
+    CARRIER,
     CLOCK_H,
     DIVISIONS_LEFT,
     DRUG,
@@ -669,7 +670,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
             fl[CLOCK_H, m] = fl[CLOCK_H, i] = 0.0
             fl[ICD, m] = fl[ICD, i] = 0.0  # the mark of an immunogenic death is no heirloom
             # drug pools and payload split equally (and the pools of further agents, if given)
-            for c in ((DRUG, BOUND, RETAINED, PAYLOAD) if pools is None else pools):
+            for c in ((DRUG, BOUND, RETAINED, PAYLOAD, CARRIER) if pools is None else pools):
                 fl[c, i] = fl[c, m] = f32(0.5 * float(fl[c, i]))
             ids[ID, m], ids[PARENT, m] = next_id, ids[ID, i]
             i32[GENERATION, m] = i32[GENERATION, i] + 1

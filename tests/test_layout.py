@@ -34,7 +34,7 @@ def test_store_blocks_follow_the_table():
         assert getattr(pop, name).dtype == np.dtype(dtype)
     # 8 + 8 (id, parent) + 4 + 4 (generation, divisions_left) + 4 per float32 column + 1 + 1 + 4
     assert pop.nbytes_per_cell == 30 + 4 * len(layout.block_names("f32"))
-    assert len(layout.block_names("f32")) == 14  # the count the docs (architecture.md) state
+    assert len(layout.block_names("f32")) == 15  # the count the docs (architecture.md) state
     for c in layout.COLUMNS:
         pop.column(c.name)[0] = 1
         assert pop.column(c.name)[0] == 1
@@ -42,9 +42,13 @@ def test_store_blocks_follow_the_table():
 
 def test_division_rules_are_the_biology():
     # the clock restarts in both cells; drug and internalised particles are conserved amounts
-    # (and the mark of an immunogenic death, which only a dying cell carries)
+    # (and the mark of an immunogenic death, which only a dying cell carries); emptied
+    # particles are split too, but leave with a dead cell instead of returning to a field
     assert layout.RESET_AT_DIVISION == (layout.CLOCK_H, layout.ICD)
-    assert layout.POOLS == (layout.DRUG, layout.BOUND, layout.RETAINED, layout.PAYLOAD)
+    assert layout.POOLS == (layout.DRUG, layout.BOUND, layout.RETAINED, layout.PAYLOAD,
+                            layout.CARRIER)
+    assert [layout.division(c) for c in ("drug", "payload", "carrier")] == ["pool", "pool",
+                                                                             "held"]
 
 
 def test_snapshot_writer_and_table_agree():

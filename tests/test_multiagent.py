@@ -63,12 +63,14 @@ def test_further_agents_get_their_own_columns_after_the_table():
     # the first of each role holds the table's own columns: one agent per role changes nothing
     assert rows["dox"] == {"drug": layout.DRUG, "bound": layout.BOUND,
                            "retained": layout.RETAINED, "damage": layout.DAMAGE}
-    assert rows["p"] == {"payload": layout.PAYLOAD}
-    assert [c.name for c in extra] == ["drug_b", "bound_b", "retained_b", "damage_b", "payload_q"]
+    assert rows["p"] == {"payload": layout.PAYLOAD, "carrier": layout.CARRIER}
+    assert [c.name for c in extra] == ["drug_b", "bound_b", "retained_b", "damage_b", "payload_q",
+                                       "carrier_q"]
     assert rows["b"] == {"drug": base, "bound": base + 1, "retained": base + 2, "damage": base + 3}
-    assert rows["q"] == {"payload": base + 4}
-    # damage is copied at a division; the amounts are pools
-    assert layout.pool_rows(extra) == (*layout.POOLS, base, base + 1, base + 2, base + 4)
+    assert rows["q"] == {"payload": base + 4, "carrier": base + 5}
+    # damage is copied at a division; the amounts (and the held carriers) are split
+    assert layout.pool_rows(extra) == (*layout.POOLS, base, base + 1, base + 2, base + 4,
+                                       base + 5)
     assert [r.name for c in extra for r in c.recorded] == [c.name for c in extra]
 
 
@@ -87,7 +89,7 @@ def test_no_kernel_reads_a_family_column_by_its_named_row():
 def test_a_division_splits_every_agents_pools():
     pop = CellPopulation((1, 3, 3), capacity=8,
                          agents={"drug": ["dox", "b"], "nanoparticle": ["p", "q"]})
-    assert pop.nbytes_per_cell == CellPopulation((1, 3, 3)).nbytes_per_cell + 5 * 4
+    assert pop.nbytes_per_cell == CellPopulation((1, 3, 3)).nbytes_per_cell + 6 * 4
     pop.add(codes.TUMOR, np.array([4]), 5)
     f32 = pop.arrays().f32
     f32[:, 0] = 2.0
@@ -101,14 +103,14 @@ def test_a_division_splits_every_agents_pools():
                                (0.1, 1, 0), 10, np.zeros(codes.N_KINDS, np.int64),
                                np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), pop.pools)
     assert m == 2
-    for name in ("drug", "bound", "retained", "payload", "drug_b", "bound_b", "retained_b",
-                 "payload_q"):
+    for name in ("drug", "bound", "retained", "payload", "carrier", "drug_b", "bound_b",
+                 "retained_b", "payload_q", "carrier_q"):
         np.testing.assert_array_equal(pop.column(name)[:2], [1.0, 1.0], err_msg=name)
     for name in ("damage", "damage_b", "pgp"):
         np.testing.assert_array_equal(pop.column(name)[:2], [2.0, 2.0], err_msg=name)
     np.testing.assert_array_equal(pop.column("clock_h")[:2], [0.0, 0.0])
-    assert list(pop.snapshot())[-5:] == ["drug_b", "bound_b", "retained_b", "damage_b",
-                                         "payload_q"]
+    assert list(pop.snapshot())[-6:] == ["drug_b", "bound_b", "retained_b", "damage_b",
+                                         "payload_q", "carrier_q"]
 
 
 # --------------------------------------------------------------------------- the combination

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY, run_checking_ledgers
 from test_io import assert_identical, run_on_one_and_two_threads
+from test_nano_carrier import co_release_twin, empty_twin
 from tmesim import TMEModel
 from tmesim.kernels import codes
 from tmesim.kernels import nanoparticles as nk
@@ -18,25 +19,20 @@ LIPO = "liposomal_doxorubicin"
 LIVE = (codes.PROLIFERATING, codes.QUIESCENT)
 
 
-def release_to_field_twin(n, kind, state, site, payload, c_drug, rate, inhibitor, ratio, phi,
-                          dt):
+def release_to_field_twin(n, kind, state, site, payload, carrier, c_drug, rate, inhibitor, ratio,
+                          phi, dt):
     """Slow twin of ``nk.release_to_field``: one cell after the other, in Python floats."""
-    from_payload = to_field = to_inhibitor = 0.0
+    from_payload = to_field = to_inhibitor = to_carrier = 0.0
     for i in range(n):
-        k = float(rate[kind[i]])
-        if k <= 0.0 or int(state[i]) not in LIVE or float(payload[i]) <= 0.0:
+        moved, gain = empty_twin(i, kind, state, payload, carrier, rate, dt)
+        if moved <= 0.0:
             continue
-        p = float(payload[i])
-        kept = np.float32(p - p * -math.expm1(-k * dt))
-        moved = p - float(kept)
-        payload[i] = kept
         c_drug[site[i]] += phi * moved
         from_payload += moved
         to_field += phi * moved
-        if len(inhibitor) > 1 and ratio > 0.0:
-            inhibitor[site[i]] += phi * moved * ratio
-            to_inhibitor += phi * moved * ratio
-    return from_payload, to_field, to_inhibitor
+        to_carrier += gain
+        to_inhibitor += co_release_twin(inhibitor, site[i], phi * moved, ratio)
+    return from_payload, to_field, to_inhibitor, to_carrier
 
 
 def depot_case(seed=3, n=200, sites=150):
@@ -56,16 +52,20 @@ def depot_case(seed=3, n=200, sites=150):
 def test_release_to_field_matches_its_twin_bit_for_bit():
     kind, state, site, payload, c_drug, rate = depot_case()
     inhib = np.zeros(c_drug.size)
+    carrier = (payload[::-1] * 0.3).astype(np.float32)
     args = (kind, state, site)
-    p1, c1, i1 = payload.copy(), c_drug.copy(), inhib.copy()
-    p2, c2, i2 = payload.copy(), c_drug.copy(), inhib.copy()
-    got = nk.release_to_field(kind.size, *args, p1, c1, rate, i1, 0.5, 0.312, 6.0)
-    want = release_to_field_twin(kind.size, *args, p2, c2, rate, i2, 0.5, 0.312, 6.0)
-    assert p1.tobytes() == p2.tobytes()
+    p1, e1, c1, i1 = payload.copy(), carrier.copy(), c_drug.copy(), inhib.copy()
+    p2, e2, c2, i2 = payload.copy(), carrier.copy(), c_drug.copy(), inhib.copy()
+    got = nk.release_to_field(kind.size, *args, p1, e1, c1, rate, i1, 0.5, 0.312, 6.0)
+    want = release_to_field_twin(kind.size, *args, p2, e2, c2, rate, i2, 0.5, 0.312, 6.0)
+    assert p1.tobytes() == p2.tobytes() and e1.tobytes() == e2.tobytes()
     np.testing.assert_allclose(c1, c2, rtol=0, atol=1e-13)
     np.testing.assert_allclose(i1, i2, rtol=0, atol=1e-13)
     np.testing.assert_allclose(got, want, rtol=1e-13)
     assert got[0] > 0 and got[2] == pytest.approx(0.5 * got[1])
+    # what left the payload stays as emptied carriers (to float32 rounding of the column)
+    assert got[3] == pytest.approx(got[0], rel=1e-6)
+    assert float((e1.astype(np.float64) - carrier).sum()) == pytest.approx(got[3], rel=1e-12)
     # only live cells of a kind with a rate release; the rest keep their payload exactly
     live = np.isin(state, LIVE) & (rate[kind] > 0)
     assert np.array_equal(p1[~live], payload[~live])
@@ -77,8 +77,8 @@ def test_release_to_field_conserves_drug_and_follows_the_exponential():
     phi, dt = 0.312, 6.0
     before = c_drug.sum() + phi * payload.astype(np.float64).sum()
     p, c = payload.copy(), c_drug.copy()
-    from_payload, to_field, _ = nk.release_to_field(
-        kind.size, kind, state, site, p, c, rate, np.zeros(1), 0.0, phi, dt)
+    from_payload, to_field, _, _ = nk.release_to_field(
+        kind.size, kind, state, site, p, np.zeros_like(p), c, rate, np.zeros(1), 0.0, phi, dt)
     after = c.sum() + phi * p.astype(np.float64).sum()
     assert after == pytest.approx(before, rel=1e-14)
     assert to_field == pytest.approx(phi * from_payload, rel=1e-14)
@@ -87,9 +87,11 @@ def test_release_to_field_conserves_drug_and_follows_the_exponential():
     assert p[i] == pytest.approx(payload[i] * math.exp(-0.06 / 60.0 * dt), rel=1e-6)
     # rate 0 everywhere: nothing moves
     p0, c0 = payload.copy(), c_drug.copy()
-    out = nk.release_to_field(kind.size, kind, state, site, p0, c0, np.zeros(8), np.zeros(1),
+    e0 = np.zeros_like(p0)
+    out = nk.release_to_field(kind.size, kind, state, site, p0, e0, c0, np.zeros(8), np.zeros(1),
                               0.0, phi, dt)
-    assert out == (0.0, 0.0, 0.0) and p0.tobytes() == payload.tobytes()
+    assert out == (0.0, 0.0, 0.0, 0.0) and p0.tobytes() == payload.tobytes()
+    assert not e0.any()
     assert c0.tobytes() == c_drug.tobytes()
 
 

@@ -28,6 +28,7 @@ from .kernels import codes, layout
 from .kernels import immune as ki
 from .kernels import lattice as kl
 from .kernels import myeloid as km
+from .kernels import nanoparticles as nk
 from .kernels import pharmacology as kp
 from .kernels.rules import BEHAVIOURS, R_NCOLS
 from .kinds.mdsc import CXCL1_FIELD
@@ -250,8 +251,11 @@ class CellDynamics:
         #: per-cell pools returned to their field when a cell dies: (agent, column), the agent
         #: being the field; every pool of each dosed drug and formulation
         self._returned = [(a, col) for role, agents in roles.items() for a in agents
-                          for col in layout.FAMILIES[role]
-                          if layout.row(col) in layout.POOLS]
+                          for col in layout.FAMILIES[role] if layout.division(col) == "pool"]
+        #: per-cell amounts that leave with a dying cell (emptied nanoparticles), booked in
+        #: ``cells.removed_with_dead``
+        self._held = [(a, col) for role, agents in roles.items() for a in agents
+                      for col in layout.FAMILIES[role] if layout.division(col) == "held"]
 
     def perfusion_changed(self) -> None:
         """Capillaries regressed (``Simulation.remodel_vessels``): arrivals enter only at the
@@ -480,6 +484,10 @@ class CellDynamics:
                 cells.n, cells.state, cells.site, cells.agent_column(agent, column),
                 self.fields.flat(agent), self.phi_cancer,
             )
+        for agent, column in self._held:
+            gone = nk.remove_dead(cells.n, cells.state, cells.agent_column(agent, column))
+            key = (agent, column)
+            cells.removed_with_dead[key] = cells.removed_with_dead.get(key, 0.0) + gone
         cells.compact()
         lap("compact")
         return {"kills": int(kills), "arrivals": arrivals}

@@ -50,6 +50,9 @@ class CellPopulation:
         self._blocks["f32"] = F32_COLUMNS + tuple(c.name for c in self.extra_columns)
         #: float32 rows split at a division and given back to their field at death
         self.pools = np.array(layout.pool_rows(self.extra_columns), dtype=np.int64)
+        #: what held columns (division "held") left the store with dead cells: (agent, column)
+        #: -> sum over the removed cells, in the column's units times cell volumes (float64)
+        self.removed_with_dead: dict[tuple[str, str], float] = {}
         for block, names in self._blocks.items():
             setattr(self, f"_{block}", np.empty((len(names), 0), layout.BLOCKS[block]))
         for name, dtype in layout.OWN_ARRAYS.items():  # kind, state, site

@@ -38,7 +38,8 @@ class Column(NamedTuple):
     its own with dtype ``dtype``. ``division`` says what a division does to a float column:
     ``"copy"`` (the daughter copies the mother), ``"reset"`` (0 in both) or ``"pool"`` (an amount
     of a substance, split equally between mother and daughter and given back to its field when
-    the cell dies); integer columns are set by the division rule of
+    the cell dies) or ``"held"`` (an amount split like a pool, which leaves the model with the
+    cell when it dies instead of returning to a field); integer columns are set by the division rule of
     :func:`tmesim.kernels.agents.apply_actions`. ``recorded`` lists what a record stores of it
     (empty: not recorded; a column recorded under other names, such as ``site`` as ``x, y, z``,
     is converted by :meth:`tmesim.cells.CellPopulation.snapshot`).
@@ -98,6 +99,11 @@ COLUMNS = (
     _col("payload", "float32", "f32", "pool",
          "internalised nanoparticles, µM of drug-equivalent per cell volume (cancer cells and "
          "macrophages; 0 without a formulation)"),
+    _col("carrier", "float32", "f32", "held",
+         "emptied nanoparticles in a cell: particle material whose payload was released inside, "
+         "µM of drug-equivalent at loading per cell volume; lost at "
+         "`nanoparticles.<f>.carrier_loss_per_h`, removed with the cell when it dies "
+         "([pharmacology.md §13.12](pharmacology.md#1312-particle-material-after-release))"),
     _col("lytic_spent", "float32", "f32", "copy",
          "lytic granule store a T cell has spent, in kills' worth; refills toward 0 "
          "([biology.md §5.4](biology.md#54-engagement-killing-and-exhaustion))"),
@@ -152,6 +158,8 @@ DAMAGE = row("damage")
 PGP_BASE = row("pgp_base")
 PHENOTYPE = row("phenotype")
 PAYLOAD = row("payload")
+#: emptied nanoparticles (particle material after release; docs/pharmacology.md §13.12)
+CARRIER = row("carrier")
 LYTIC_SPENT = row("lytic_spent")
 #: 1 for a stem-like (TCF1+) progenitor T cell, 0 for an effector (docs/biology.md §5.10)
 TCF1 = row("tcf1")
@@ -162,9 +170,9 @@ AUX = row("aux")
 
 #: float rows set to 0 in mother and daughter at a division (the cell-cycle clock)
 RESET_AT_DIVISION = tuple(row(c.name) for c in COLUMNS if c.division == "reset")
-#: float rows that hold an amount of a substance: split equally at a division, given back to
-#: their field when the cell dies
-POOLS = tuple(row(c.name) for c in COLUMNS if c.division == "pool")
+#: float rows that hold an amount of a substance, split equally at a division: those given back
+#: to their field when the cell dies (``"pool"``) and those that leave with it (``"held"``)
+POOLS = tuple(row(c.name) for c in COLUMNS if c.division in ("pool", "held"))
 
 #: the columns of a record under ``/cells``, in order
 RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
@@ -175,7 +183,13 @@ RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
 #: gets a copy of the family appended to the float32 block, named ``<column>_<agent>``
 #: (:func:`agent_columns`). So no kernel reads a family column by its named row (``DRUG``):
 #: kernels take an agent's columns as arrays, or its rows as numbers (``kernels.cancer.D_ROW``).
-FAMILIES = {"drug": ("drug", "bound", "retained", "damage"), "nanoparticle": ("payload",)}
+FAMILIES = {"drug": ("drug", "bound", "retained", "damage"),
+            "nanoparticle": ("payload", "carrier")}
+
+
+def division(name: str) -> str:
+    """What a division (and a death) does to column ``name`` (:class:`Column`)."""
+    return next(c.division for c in COLUMNS if c.name == name)
 
 
 def agent_columns(roles: dict[str, list[str]]) -> tuple[dict[str, dict[str, int]],
@@ -210,11 +224,11 @@ def agent_columns(roles: dict[str, list[str]]) -> tuple[dict[str, dict[str, int]
 
 
 def pool_rows(extra: tuple[Column, ...] = ()) -> tuple[int, ...]:
-    """Float32 rows that hold an amount of a substance (split at a division, given back to
-    their field at death): :data:`POOLS`, then the pools among the ``extra`` columns of
-    :func:`agent_columns`."""
+    """Float32 rows that hold an amount of a substance (split at a division): :data:`POOLS`,
+    then the pools and held amounts among the ``extra`` columns of :func:`agent_columns`."""
     base = len(block_names("f32"))
-    return POOLS + tuple(base + j for j, c in enumerate(extra) if c.division == "pool")
+    return POOLS + tuple(base + j for j, c in enumerate(extra)
+                         if c.division in ("pool", "held"))
 
 
 class CellArrays(NamedTuple):

@@ -4,6 +4,9 @@ Units: particle concentrations in uM of drug-equivalent (the drug a particle car
 voxel volume), time in min, rates in 1/min. A cell's internalised particles are stored in its
 ``payload`` column as a concentration in the cell volume; the cell fills the fraction ``phi``
 of its voxel, so ``c[s] + phi * payload[i]`` is what one voxel and its cell hold together.
+Particles that released their payload inside a cell stay in its ``carrier`` column, in the
+same drug-equivalent units at loading, until they are lost (:func:`lose_carriers`) or leave
+with the dead cell (:func:`remove_dead`) (docs/pharmacology.md §13.12).
 
 Every step is an exact exponential of a first-order process, and each kernel charges the voxel
 with the value actually stored in the float32 cell column, so amounts are conserved to float64
@@ -19,7 +22,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .codes import PROLIFERATING, QUIESCENT
+from .codes import PROLIFERATING, QUIESCENT, REMOVED
 from .layout import ID
 from .random import uniform
 
@@ -95,6 +98,15 @@ def _drain(i, kind, state, payload, rate, dt):
 
 
 @kernel
+def _empty(i, carrier, moved):
+    """The particles that released ``moved`` (uM of cell volume) in cell ``i`` stay as emptied
+    carriers: adds it to ``carrier[i]`` and returns the stored increase (float64)."""
+    old = np.float64(carrier[i])
+    carrier[i] = np.float32(old + moved)
+    return np.float64(carrier[i]) - old
+
+
+@kernel
 def _co_release(inhibitor, v, released, inhibitor_per_drug):
     """A co-loaded inhibitor follows ``released`` drug (uM x voxels) into voxel ``v`` of
     ``inhibitor`` at ``inhibitor_per_drug`` mol per mol; returns what it added (0 without an
@@ -107,21 +119,24 @@ def _co_release(inhibitor, v, released, inhibitor_per_drug):
 
 
 @kernel
-def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibitor_per_drug,
-                   phi, dt):
+def release_inside(n, kind, state, site, payload, carrier, drug, rate, inhibitor,
+                   inhibitor_per_drug, phi, dt):
     """Internalised particles release their drug into the cell (endosomal pH, glutathione):
 
-        d(payload)/dt = -k payload,    d(drug)/dt = +k payload,    k = rate[kind]
+        d(payload)/dt = -k payload,    d(drug)/dt = d(carrier)/dt = +k payload,    k = rate[kind]
 
-    exactly over ``dt``. A co-loaded inhibitor (``inhibitor_per_drug`` mol per mol of drug) is
+    exactly over ``dt``: the emptied particles stay in the cell's ``carrier``. A co-loaded
+    inhibitor (``inhibitor_per_drug`` mol per mol of drug) is
     released with it into the voxel's ``inhibitor`` field (skipped when it has length 1).
-    Only live cells release. Returns ``(to_drug, from_payload, to_inhibitor)``: the stored
-    change of the drug column, of the payload column (both uM x cell volumes) and the inhibitor
-    added to the field (uM x voxels), as float64 sums; serial, so the sums are reproducible.
+    Only live cells release. Returns ``(to_drug, from_payload, to_inhibitor, to_carrier)``: the
+    stored change of the drug column, of the payload column (both uM x cell volumes), the
+    inhibitor added to the field (uM x voxels) and the stored increase of the carrier column
+    (uM x cell volumes), as float64 sums; serial, so the sums are reproducible.
     """
     to_drug = 0.0
     from_payload = 0.0
     to_inhibitor = 0.0
+    to_carrier = 0.0
     for i in range(n):
         moved = _drain(i, kind, state, payload, rate, dt)
         if moved <= 0.0:
@@ -130,8 +145,9 @@ def release_inside(n, kind, state, site, payload, drug, rate, inhibitor, inhibit
         drug[i] = np.float32(old + moved)
         from_payload += moved
         to_drug += np.float64(drug[i]) - old
+        to_carrier += _empty(i, carrier, moved)
         to_inhibitor += _co_release(inhibitor, site[i], phi * moved, inhibitor_per_drug)
-    return to_drug, from_payload, to_inhibitor
+    return to_drug, from_payload, to_inhibitor, to_carrier
 
 
 @kernel
@@ -157,24 +173,27 @@ def release_outside(c_np, c_drug, rate, inhibitor, inhibitor_per_drug, dt):
 
 
 @kernel
-def release_to_field(n, kind, state, site, payload, c_drug, rate, inhibitor, inhibitor_per_drug,
-                     phi, dt):
+def release_to_field(n, kind, state, site, payload, carrier, c_drug, rate, inhibitor,
+                     inhibitor_per_drug, phi, dt):
     """Particles held by a cell act as a depot that releases free drug into the cell's voxel
     (tumour-associated macrophages; docs/pharmacology.md §13.8):
 
         d(payload)/dt = -k payload,    dC_d(site)/dt = +phi k payload,    k = rate[kind]
 
     exactly over ``dt``. The voxel receives ``phi`` times the stored float32 decrease of the
-    payload, so ``C_d + phi payload`` is conserved to float64 round-off; a co-loaded inhibitor
-    follows at ``inhibitor_per_drug`` mol per mol into ``inhibitor`` (skipped when it has
-    length 1). Only live cells (proliferating or quiescent) release. Returns
-    ``(from_payload, to_field, to_inhibitor)``: the stored decrease of the payload column
-    (uM x cell volumes) and what the drug and inhibitor fields gained (uM x voxels), float64
-    sums; serial, so the sums and the order of additions into shared voxels are reproducible.
+    payload, so ``C_d + phi payload`` is conserved to float64 round-off, and the emptied
+    particles stay in the cell's ``carrier``; a co-loaded inhibitor follows at
+    ``inhibitor_per_drug`` mol per mol into ``inhibitor`` (skipped when it has length 1). Only
+    live cells (proliferating or quiescent) release. Returns ``(from_payload, to_field,
+    to_inhibitor, to_carrier)``: the stored decrease of the payload column (uM x cell volumes),
+    what the drug and inhibitor fields gained (uM x voxels) and the stored increase of the
+    carrier column (uM x cell volumes), float64 sums; serial, so the sums and the order of
+    additions into shared voxels are reproducible.
     """
     from_payload = 0.0
     to_field = 0.0
     to_inhibitor = 0.0
+    to_carrier = 0.0
     for i in range(n):
         moved = _drain(i, kind, state, payload, rate, dt)
         if moved <= 0.0:
@@ -183,5 +202,34 @@ def release_to_field(n, kind, state, site, payload, c_drug, rate, inhibitor, inh
         c_drug[site[i]] += add
         from_payload += moved
         to_field += add
+        to_carrier += _empty(i, carrier, moved)
         to_inhibitor += _co_release(inhibitor, site[i], add, inhibitor_per_drug)
-    return from_payload, to_field, to_inhibitor
+    return from_payload, to_field, to_inhibitor, to_carrier
+
+
+@kernel
+def lose_carriers(n, kind, state, carrier, rate, dt):
+    """Emptied particles leave live cells by degradation and exocytosis, first order:
+
+        d(carrier)/dt = -k carrier,    k = rate[kind]
+
+    exactly over ``dt`` (uM of cell volume, 1/min). What leaves is no longer particle material
+    of the model. Dead cells keep theirs until they are removed (:func:`remove_dead`). Returns
+    the stored decrease of the column (uM x cell volumes) as a float64 sum; serial."""
+    lost = 0.0
+    for i in range(n):
+        lost += _drain(i, kind, state, carrier, rate, dt)
+    return lost
+
+
+@kernel
+def remove_dead(n, state, held):
+    """Cells marked REMOVED take column ``held`` with them: sets it to 0 in those rows and
+    returns what they held (uM x cell volumes) as a float64 sum; serial."""
+    total = 0.0
+    for i in range(n):
+        if state[i] != REMOVED or held[i] == 0.0:
+            continue
+        total += np.float64(held[i])
+        held[i] = 0.0
+    return total

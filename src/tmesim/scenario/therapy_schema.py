@@ -799,6 +799,18 @@ class NanoparticleConfig(Section):
         "depot with release.macrophage_per_h).",
         source="choice: phagocytes take up particles about 10x faster than tumour cells [A]",
     )
+    carrier_loss_per_h: float = P(
+        0.01,
+        unit="1/h",
+        ge=0,
+        desc="First-order rate at which live cells lose the particles that released their "
+        "payload inside them (emptied carriers: lysosomal degradation of the particle and "
+        "its label, exocytosis); 0: cells keep them until they die (docs/pharmacology.md "
+        "§13.12).",
+        source="choice: a half-life of about 3 days (69 h); exocytosis of gold particles "
+        "depends on size (Chithrani & Chan 2007) and surface (Oh & Park 2014) [V, abstracts], "
+        "neither abstract gives a rate (parameters.md §5.5)",
+    )
     cmc_mg_per_L: float | None = P(
         None,
         unit="mg/L",

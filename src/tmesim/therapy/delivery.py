@@ -63,6 +63,7 @@ DRUG_METRICS = {
     "tumor_drug_total_uM": "uM",
     "tumor_drug_bound_uM": "uM",
     "tumor_np_drug_uM": "uM",  # only for a drug that a dosed formulation carries
+    "tumor_np_label_uM": "uM",  # likewise
     "np_penetration_um": "um",  # likewise
     "intracellular_drug_mean_uM": "uM",
     "intracellular_drug_p10_uM": "uM",
@@ -72,13 +73,20 @@ DRUG_METRICS = {
 }
 
 #: the drug metrics recorded only for a drug that a dosed formulation carries
-_CARRIER_METRICS = ("tumor_np_drug_uM", "np_penetration_um")
+_CARRIER_METRICS = ("tumor_np_drug_uM", "tumor_np_label_uM", "np_penetration_um")
 
 #: ledger entries, mg
 LEDGER_KEYS = (
     "dosed", "plasma", "peripheral", "cleared", "exhaled", "tissue", "cells", "decayed", "airway",
     "unconserved", "released",
 )
+
+#: a formulation's further ledger entries, mg of drug-equivalent at loading: the particle
+#: material that released its payload inside cells (``emptied``, the stored gain of their
+#: carrier pools) is now in live or dead cells (``carriers``), lost by degradation and
+#: exocytosis (``carrier_lost``) or gone with dead cells (``carrier_removed``):
+#: emptied = carriers + carrier_lost + carrier_removed (docs/pharmacology.md §13.12)
+CARRIER_LEDGER_KEYS = ("emptied", "carriers", "carrier_lost", "carrier_removed")
 
 
 def membrane_rate_per_min(permeability_um_per_min: float, volume_um3: float) -> float:
@@ -195,6 +203,8 @@ class AgentDelivery:
         self.from_carrier_mg = 0.0  # released by nanoparticles (payload agents)
         self.released_mg = 0.0  # released payload drug (nanoparticles)
         self.dissociated_mg = 0.0  # of it, released in plasma by micelles below their CMC
+        self.emptied_mg = 0.0  # particle material whose payload was released inside cells
+        self.carrier_lost_mg = 0.0  # of it, lost from live cells (degradation, exocytosis)
 
     @property
     def plasma(self) -> float:
@@ -335,6 +345,8 @@ class Therapy:
         # macrophages as a depot: release into their voxel's free drug (§13.8)
         a.np_release_depot = np.zeros(n)
         a.np_release_depot[codes.MACROPHAGE] = npc.release.macrophage_per_h / 60.0
+        # emptied particles leave every cell that holds them at one rate (§13.12)
+        a.carrier_loss = np.full(n, npc.carrier_loss_per_h / 60.0)
         a.payload_drug = self.by_name[npc.payload.drug]
 
     def _drug_tables(self, a: AgentDelivery) -> None:
@@ -712,25 +724,33 @@ class Therapy:
             self._pool(c, "payload"), flat, nk.Uptake(c.np_uptake, c.receptor, c.ligand_factor),
             self.sc.seed, self.phi, dt_min,
         )
-        # 3. release inside cancer cells
-        to_drug, from_payload, to_inhib = nk.release_inside(
-            cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"),
+        # 3. release inside cancer cells; the emptied particles stay in the cells' carriers
+        carrier = self._pool(c, "carrier")
+        to_drug, from_payload, to_inhib, to_carrier = nk.release_inside(
+            cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"), carrier,
             self._pool(drug, "drug"), c.np_release_in, inhib, ratio, self.phi, dt_min,
         )
         c.released_mg += from_payload * self.phi * mg_drug
+        c.emptied_mg += to_carrier * self.phi * mg_drug
         drug.from_carrier_mg += to_drug * self.phi * mg_drug
         if ratio:
             co.from_carrier_mg += to_inhib * mg_inhib
         # 4. macrophages as a depot: release into their voxel's free drug (rate 0: they hold)
         if c.np_release_depot.any():
-            from_payload, to_field, to_inhib = nk.release_to_field(
-                cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"),
+            from_payload, to_field, to_inhib, to_carrier = nk.release_to_field(
+                cells.n, cells.kind, cells.state, cells.site, self._pool(c, "payload"), carrier,
                 self.fields.flat(drug.name), c.np_release_depot, inhib, ratio, self.phi, dt_min,
             )
             c.released_mg += from_payload * self.phi * mg_drug
+            c.emptied_mg += to_carrier * self.phi * mg_drug
             drug.from_carrier_mg += to_field * mg_drug
             if ratio:
                 co.from_carrier_mg += to_inhib * mg_inhib
+        # 5. emptied particles degraded or exocytosed by live cells
+        if c.carrier_loss.any():
+            lost = nk.lose_carriers(cells.n, cells.kind, cells.state, carrier, c.carrier_loss,
+                                    dt_min)
+            c.carrier_lost_mg += lost * self.phi * mg_drug
 
     def tissue_ph(self) -> np.ndarray:
         """Extracellular pH per voxel: 7.4, 6.8 where a live proliferating cancer cell sits,
@@ -810,6 +830,15 @@ class Therapy:
                 "unconserved": a.unconserved_mg,
                 "released": a.released_mg,
             }
+            if a.kind == "nanoparticle":
+                held = float(self._pool(a, "carrier")[:n].astype(np.float64).sum())
+                gone = self.cells.removed_with_dead.get((a.name, "carrier"), 0.0)
+                out[a.name].update({
+                    "emptied": a.emptied_mg,
+                    "carriers": held * self.phi * mg_per_unit,
+                    "carrier_lost": a.carrier_lost_mg,
+                    "carrier_removed": gone * self.phi * mg_per_unit,
+                })
         return out
 
     def _suffix(self, d: AgentDelivery | None) -> str:
@@ -857,7 +886,7 @@ class Therapy:
             p10 = p50 = p90 = mean = 0.0
         delivered = 0.0
         penetration = 0.0
-        tumour_total = tumour_bound = tumour_np = 0.0
+        tumour_total = tumour_bound = tumour_np = tumour_label = 0.0
         carriers = self._carriers_of(d)
         if d is not None:
             sites = cells.site[:n][live_cancer]
@@ -865,12 +894,15 @@ class Therapy:
             units = float(self.fields.flat(d.name)[sites].sum()) + self.phi * float(total_in.sum())
             dosed = d.pk.dosed_mg + d.deposited_mg + d.exhaled_mg
             carried = None
+            emptied = 0.0  # emptied particles inside the live cancer cells
             for c in carriers:
                 payload = self._pool(c, "payload")[:n][live_cancer].astype(np.float64)
                 here = self.fields.flat(c.name)[sites] + self.phi * payload
                 carried = here if carried is None else carried + here
                 units += float(here.sum())
                 dosed += c.dosed_mg
+                emptied += self.phi * float(
+                    self._pool(c, "carrier")[:n][live_cancer].astype(np.float64).sum())
             if carried is not None:
                 if not len(self.perfused_sites):
                     penetration = math.nan  # no vessel to measure from (inhaled doses only)
@@ -883,11 +915,14 @@ class Therapy:
                 tumour_bound = self.phi * float(bound_in.sum()) / len(sites)
                 if carried is not None:  # the part still carried by particles
                     tumour_np = float(carried.sum()) / len(sites)
+                    # the particles' label: carrying particles and emptied ones
+                    tumour_label = (float(carried.sum()) + emptied) / len(sites)
         out["delivered_fraction"] = delivered
         out["tumor_drug_total_uM"] = tumour_total
         out["tumor_drug_bound_uM"] = tumour_bound
         if carriers:
             out["tumor_np_drug_uM"] = tumour_np
+            out["tumor_np_label_uM"] = tumour_label
             out["np_penetration_um"] = penetration
         out["intracellular_drug_mean_uM"] = mean
         out["intracellular_drug_p10_uM"] = float(p10)

@@ -475,8 +475,9 @@ def percent_injected_dose(data: RunData, run: str, series: str, agent: str, at_h
     """Share of the injected dose (% ID) held by a whole tumour of ``tumour_mass_g`` grams at
     the record nearest ``at_h``.
 
-    ``series`` is a tumour concentration in µM drug-equivalent (``tumor_drug_total_uM``, or
-    ``tumor_np_drug_uM`` for the part still carried by particles), read as nmol per gram of
+    ``series`` is a tumour concentration in µM drug-equivalent (``tumor_drug_total_uM``,
+    ``tumor_np_drug_uM`` for the part still carried by particles, or ``tumor_np_label_uM`` for
+    the particles' label, emptied particles included), read as nmol per gram of
     tumour at a density of 1 g/mL; the injected dose is that of ``agent``'s i.v. lines given
     by then (:func:`injected_nmol`). The model tumour is a patch, not a whole tumour, so
     ``%ID/g = 100 C / dose`` is its model quantity and the tumour mass, a stated choice of the

@@ -66,6 +66,7 @@ CELL_COLUMN_UNITS = {
     "drug": "\u00b5M",
     "pgp": "relative to MDR1",
     "payload": "\u00b5M drug-equivalent",
+    "carrier": "\u00b5M drug-equivalent",
     "generation": "divisions",
     "divisions_left": "divisions",
     "resident": "1 = resident macrophage",
