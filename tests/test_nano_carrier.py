@@ -5,12 +5,8 @@ values of ``carrier_loss_per_h``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from pathlib import Path
 
-import numba
 import numpy as np
 import pytest
 
@@ -250,41 +246,6 @@ def test_carrier_loss_changes_only_the_carriers_and_the_label(tmp_path):
     assert sorted(a) == sorted(b)
     differ = sorted(k for k in a if a[k] != b[k])
     assert differ and all("carrier" in k or "np_label" in k for k in differ), differ
-
-
-#: a short dosed run whose datasets on main, before emptied carriers existed, are digested in
-#: tests/data/carrier_main_digests.json
-MAIN_SCENARIO = (
-    "name: carrier_main\n"
-    "time: {duration_h: 3.0, record_every_h: 1.0}\n"
-    f"nanoparticles:\n  {LIPO}:\n    tumor_uptake_per_h: 1.0\n"
-    "    release: {intracellular_per_h: 1.0}\n"
-    f"therapy:\n  - {{agent: {LIPO}, route: iv, dose_mg_per_kg: 9.0}}\n"
-)
-
-
-@pytest.mark.parametrize("loss", [None, 0.0])
-def test_every_earlier_dataset_is_as_on_main(loss, tmp_path):
-    """The run of MAIN_SCENARIO, with the default carrier loss and without loss, writes every
-    dataset that main wrote bit for bit as main did; it only adds the carrier column and the
-    label metric."""
-    ref = json.loads((Path(__file__).parent / "data" / "carrier_main_digests.json").read_text())
-    if (ref["numba"], ref["numpy"]) != (numba.__version__, np.__version__):
-        pytest.skip("the digests were made with other numba and numpy versions")
-    text = MAIN_SCENARIO
-    if loss is not None:
-        text = text.replace(f"  {LIPO}:\n", f"  {LIPO}:\n    carrier_loss_per_h: {loss}\n")
-    f = tmp_path / "main.yaml"
-    f.write_text(f"extends: {TINY}\n{text}")
-    out = tmp_path / "main.h5"
-    r = run_cli("run", f, "-o", out, "-q")
-    assert r.returncode == 0, r.stderr
-    got = {name: hashlib.sha256(dtype.encode() + str(shape).encode() + raw).hexdigest()
-           for name, (dtype, shape, raw) in datasets(out).items()}
-    assert sorted(set(got) - set(ref["datasets"])) == ["cells/carrier",
-                                                       "metrics/tumor_np_label_uM"]
-    differ = sorted(k for k, v in ref["datasets"].items() if got.get(k) != v)
-    assert not differ, differ
 
 
 @pytest.mark.parametrize("value", ["-0.1", "fast", ".nan"])
