@@ -1,9 +1,11 @@
 """The pH law of nanoparticle release and the size rule of the ligand's uptake gain
-(tmesim.therapy.nano_rules, docs/pharmacology.md §13.6-13.8): hand-computed values, their use by
-the therapy, and clear errors for bad values."""
+(tmesim.therapy.nano_rules, docs/pharmacology.md §13.6-13.8), and the interstitial diffusivity
+by size (tmesim.therapy.particles, §13.2-13.3): hand-computed values, their use by the therapy,
+and clear errors for bad values."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -20,6 +22,7 @@ from tmesim.therapy.nano_rules import (
     ligand_gain,
     ph_release_rate,
 )
+from tmesim.therapy.particles import derived_transport, transport_of
 
 MICELLE = "ph_micelle_doxorubicin"
 LIPOSOME = "liposomal_doxorubicin"
@@ -55,6 +58,54 @@ def test_ligand_gain_peaks_at_60_nm_and_vanishes_at_30_and_100_nm():
     assert ligand_gain(100.0) == pytest.approx(1.1533, rel=1e-4)
     assert ligand_gain(30.0) == pytest.approx(1.0099, rel=1e-4)
     assert ligand_gain(15.0) == pytest.approx(1.0, abs=1e-9)
+
+
+def _hand_diffusivity(d_nm, pore_nm):
+    """Stokes-Einstein at 37 C (eta 0.69 mPa s) times Renkin's hindrance, um^2/min, by hand."""
+    d0 = 1.380649e-23 * 310.15 / (6 * math.pi * 0.69e-3 * d_nm * 0.5e-9) * 1e12 * 60
+    lam = d_nm / (2 * pore_nm)
+    if lam >= 1:
+        return 0.0
+    return d0 * (1 - lam) ** 2 * (1 - 2.104 * lam + 2.09 * lam**3 - 0.95 * lam**5)
+
+
+@pytest.mark.parametrize(
+    "pore_nm, table",
+    [
+        # docs/pharmacology.md §13.3: the default (C26-like) matrix, r_p = 200 nm
+        (None, {30: 950.0, 50: 448.3, 70: 246.9, 100: 112.4}),
+        # the BxPC3-like matrix of validation/np_cabral_size, r_p = 100 nm
+        (100.0, {30: 657.8, 50: 224.8, 70: 83.0, 100: 17.7}),
+    ],
+)
+def test_interstitial_diffusivity_is_stokes_einstein_times_renkin(pore_nm, table):
+    sets = [] if pore_nm is None else [("nanoparticle_transport.matrix_pore_radius_nm", pore_nm)]
+    for d, documented in table.items():
+        sc = scenario_from_dict(None, [*sets, (f"nanoparticles.{MICELLE}.size_nm", float(d))])
+        got = transport_of(sc, MICELLE)["diffusion_um2_per_min"]
+        assert got == pytest.approx(_hand_diffusivity(d, pore_nm or 200.0), rel=1e-12)
+        assert got == pytest.approx(documented, abs=0.06)
+
+
+def test_interstitial_diffusivity_falls_with_size_and_matrix_density():
+    sc = scenario_from_dict(None, [])
+    t, mic, mouse = sc.nanoparticle_transport, sc.nanoparticles[MICELLE], sc.species_set
+
+    def diff(size, ecm):
+        cfg = mic.model_copy(update={"size_nm": size})
+        return derived_transport(cfg, t, ecm, mouse)["diffusion_um2_per_min"]
+
+    for ecm in (0.05, 0.1, 0.2, 0.4):
+        # the pore radius is 200 nm x (0.1 / ecm)^(1/2); a particle as wide as the pore is stuck
+        width = 2 * 200.0 * math.sqrt(0.1 / ecm)
+        ds = [diff(s, ecm) for s in (10.0, 30.0, 50.0, 70.0, 100.0, 0.99 * width)]
+        assert all(a > b > 0 for a, b in itertools.pairwise(ds))
+        assert diff(width, ecm) == 0.0
+    for s in (30.0, 100.0):
+        ds = [diff(s, ecm) for ecm in (0.05, 0.1, 0.2, 0.4)]
+        assert all(a > b for a, b in itertools.pairwise(ds))
+    # §13.3: ecm_0 = 0.4 halves the pore radius, the BxPC3-like 100 nm: 17.7 um^2/min at 100 nm
+    assert diff(100.0, 0.4) == pytest.approx(_hand_diffusivity(100.0, 100.0), rel=1e-12)
 
 
 def test_formulation_defaults_resolve_through_the_rules():
