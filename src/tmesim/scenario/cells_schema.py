@@ -492,7 +492,7 @@ class Priming(Section):
     )
     expansion_h: float = P(
         72.0, unit="h", gt=0,
-        desc="Mean time from priming to entry into the tissue (clonal expansion and transit).",
+        desc="Mean time from priming to leaving the node for the blood (clonal expansion).",
         source="2-5 divisions at 1 /day before effectors leave the node, QSP-IO (N0 = 2, "
         "N_costim = 3, k_pro = 1 /day; Marchingo et al. 2014) (parameters.md §3.10) [V, D]",
     )
@@ -500,7 +500,8 @@ class Priming(Section):
         2.0 / 24.0, unit="1/h", gt=0,
         desc="Loss of circulating primed T cells to everything that is not this tumour (other "
         "tissues, death), k_out.",
-        source="choice (parameters.md §3.10)",
+        source="QSP-IO toolbox: activated T cells die at 2 /day in every compartment, blood "
+        "included (Sove et al. 2020 example parameters; parameters.md §3.10) [A]",
     )
     capture_half_cells: float = P(
         10000.0, unit="live cancer cells", gt=0,
