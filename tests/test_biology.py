@@ -846,6 +846,7 @@ def small_ca(stem, tumor, hours, shape=(50, 50), **kw):
         "cells.stem.initial.count": stem, "cells.stem.initial.placement": "center",
         "cells.tumor.initial.count": tumor, "cells.tumor.initial.placement": "center",
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.tcell.priming.enabled": False,
         "cells.macrophage.recruitment.per_site_per_h": 0.0,
         "cells.tumor.hypoxia_mmHg": 0.0, "cells.stem.hypoxia_mmHg": 0.0,
         "cells.tumor.necrosis_mmHg": 0.0, "cells.tumor.necrosis_max_mmHg": 0.0,
@@ -928,6 +929,7 @@ def test_necrotic_core_forms_beyond_the_oxygen_diffusion_length():
         "cells.tumor.initial.count": 2000, "cells.tumor.initial.placement": "center",
         "cells.stem.initial.count": 0,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.tcell.priming.enabled": False,
         "cells.macrophage.recruitment.per_site_per_h": 0.0,
     })
     while m.running:

@@ -71,6 +71,7 @@ def lung(**kw):
         "time.record_every_h": 12.0,
         "cells.tumor.initial.count": 0, "cells.stem.initial.count": 0,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.tcell.priming.enabled": False,
         **kw,
     }
 

@@ -281,6 +281,7 @@ def _tcells_after_expansion(**kw):
         "cells.tcell.initial.radius_um": 200.0, "cells.tcell.kill_rate_per_h": 0.0,
         "cells.tcell.division_h": 6.0, "cells.tcell.lifespan_h": 1e5,
         "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.tcell.priming.enabled": False,
         "cells.fibroblast.initial.count": 0, "cells.macrophage.initial.count": 0,
         "fields.ros": {"units": "a.u.", "diffusion_um2_per_min": 1000.0, "decay_per_min": 2.5},
         "rules": [{"cell": "tcell", "signal": "ros", "direction": "decreases",

@@ -60,25 +60,83 @@ def test_priming_compartment_solves_its_equations():
     assert p.danger == pytest.approx(want, rel=1e-12)
     assert p.antigen == pytest.approx(4.0 * math.exp(-cfg.antigen_loss_per_h * 5.0), rel=1e-12)
 
-    def effectors(dt, t_end=48.0):
+    def run(dt, cfg, burden=100, t_end=48.0):
         q = Priming(cfg)
-        q.step(dt, 10.0, 0.0, 100)  # 10 silent deaths at t = 0: antigen 10, danger c0
-        arrived = 0.0
+        arrived = q.step(dt, 10.0, 0.0, burden)  # 10 silent deaths at t = 0: antigen 10, c0
         for _ in range(round(t_end / dt) - 1):
-            arrived += q.step(dt, 0.0, 0.0, 100)
-        return q.effectors, arrived
+            arrived += q.step(dt, 0.0, 0.0, burden)
+        return q.expanding, q.circulating, arrived
 
-    # exact, for an antigen far below its half-effect (antigen_loss 0: a constant drive):
-    # dE/dt = R h A0 / (A0 + A50) - E / tau, E(0) = 0
-    cfg = PrimingConfig(enabled=True, antigen_loss_per_h=1e-12)
+    # exact, for an antigen far below its half-effect (antigen_loss 0: a constant drive r):
+    # dP/dt = r - P / tau, dB/dt = P / tau - K B with K = k_out + q_in N, P(0) = B(0) = 0
+    cfg = PrimingConfig(enabled=True, antigen_loss_per_h=1e-12, blood_loss_per_h=0.05,
+                        capture_half_cells=400.0)
     h = cfg.danger_baseline / (1 + cfg.danger_baseline)
     r = cfg.max_primed_per_h * h * 10.0 / (10.0 + cfg.antigen_half_cells)
-    t, tau = 48.0, cfg.expansion_h
-    exact = r * tau * (1.0 - math.exp(-t / tau))
-    errors = [abs(effectors(dt)[0] - exact) for dt in (0.4, 0.2, 0.1)]
-    assert errors[0] > errors[1] > errors[2]
-    assert errors[1] / errors[2] == pytest.approx(2.0, rel=0.1)  # first order
-    assert effectors(0.1)[0] == pytest.approx(exact, rel=0.01)
+    t, tau, n = 48.0, cfg.expansion_h, 100
+    q_in = cfg.blood_loss_per_h / cfg.capture_half_cells
+    k = cfg.blood_loss_per_h + q_in * n
+    a = k - 1.0 / tau
+    exact_p = r * tau * (1.0 - math.exp(-t / tau))
+    exact_b = r / k * (1.0 - math.exp(-k * t)) - r / a * (math.exp(-t / tau) - math.exp(-k * t))
+    exact_in = q_in * n * r * (t / k - (1.0 - math.exp(-k * t)) / k**2
+                               - (tau * (1.0 - math.exp(-t / tau))
+                                  - (1.0 - math.exp(-k * t)) / k) / a)
+    for i, exact in enumerate((exact_p, exact_b, exact_in)):
+        errors = [abs(run(dt, cfg)[i] - exact) for dt in (0.4, 0.2, 0.1)]
+        assert errors[0] > errors[1] > errors[2]
+        assert errors[1] / errors[2] == pytest.approx(2.0, rel=0.1)  # first order
+        assert run(0.1, cfg)[i] == pytest.approx(exact, rel=0.01)
+
+
+def test_circulating_cells_are_conserved_and_never_negative():
+    """What leaves the node in a step enters the blood; what leaves the blood is lost or enters
+    the tumour (backward Euler keeps the balance to rounding), and a huge step stays >= 0."""
+    cfg = PrimingConfig(enabled=True)
+    p = Priming(cfg)
+    left = entered = lost = 0.0
+    for i in range(500):
+        b0 = p.circulating
+        burden = 50 + 40 * i
+        arrived = p.step(0.5, 3.0, 0.5 if i % 7 == 0 else 0.0, burden)
+        left += 0.5 * p.expanding / cfg.expansion_h
+        lost += 0.5 * cfg.blood_loss_per_h * p.circulating
+        entered += arrived
+        assert arrived == pytest.approx(
+            0.5 * cfg.blood_loss_per_h / cfg.capture_half_cells * burden * p.circulating,
+            rel=1e-12)
+        assert p.circulating >= 0.0 and b0 >= 0.0
+    assert left == pytest.approx(entered + lost + p.circulating, rel=1e-9)
+    assert entered > 0 and lost > 0  # both outlets used
+    q = Priming(cfg)
+    q.step(1.0, 500.0, 500.0, 10)
+    assert q.step(1e6, 0.0, 0.0, 10**7) >= 0.0 and q.circulating >= 0.0
+
+
+def test_influx_scales_with_the_tumour_and_saturates():
+    """At a steady node output the tumour takes N / (N + capture_half_cells) of the circulating
+    primed cells: in proportion to N for a small colony, nearly all of them for a large
+    tumour (QSP-IO: entry in proportion to tumour volume)."""
+    cfg = PrimingConfig(enabled=True)
+    n50 = cfg.capture_half_cells
+
+    def steady_rate(burden):
+        p = Priming(cfg)
+        p.step(1.0, 400.0, 0.0, burden)  # antigen, then no more deaths
+        for _ in range(3000):  # far past tau and 1 / k_out; antigen barely decays
+            rate = p.step(1.0, 0.0, 0.0, burden)
+        out = p.expanding / cfg.expansion_h  # cells leaving the node per hour
+        return rate, out
+
+    for burden in (20, 40, 200, 2 * n50, 50 * n50):
+        rate, out = steady_rate(burden)
+        assert rate == pytest.approx(out * burden / (burden + n50), rel=0.02)
+    small = [steady_rate(b)[0] for b in (20, 40, 80)]
+    assert small[1] / small[0] == pytest.approx(2.0, rel=0.02)  # proportional at small N
+    assert small[2] / small[0] == pytest.approx(4.0, rel=0.02)
+    large = [steady_rate(b)[0] for b in (50 * n50, 100 * n50)]
+    assert large[1] / large[0] == pytest.approx(1.0, abs=0.03)  # saturates at large N
+    assert large[0] > 100 * small[0]
 
 
 def test_immunogenic_deaths_prime_more_than_silent_ones():
@@ -116,12 +174,34 @@ def test_doxorubicin_deaths_are_immunogenic_and_raise_priming():
     assert on["primed_tcells"] > 1.5 * off["primed_tcells"] > 0
 
 
-def test_burden_rule_stays_the_default():
+def test_node_is_the_default_and_the_burden_rule_stays_available():
     sc = load_scenario("scenarios/baseline.yaml")
-    assert not sc.cells.tcell.priming.enabled
-    assert sc.cells.tcell.chemotaxis_field == "chemokine"
+    assert sc.cells.tcell.priming.enabled
     m = TMEModel(sc, **{"time.duration_h": 0.2, "domain.shape": [40, 40]})
+    assert m.dynamics.priming is not None and "circulating_tcells" in m.metric_units()
+    m = TMEModel(sc, **{"time.duration_h": 0.2, "domain.shape": [40, 40],
+                        "cells.tcell.priming.enabled": False})
     assert m.dynamics.priming is None and "primed_tcells" not in m.metric_units()
+
+
+def test_seeded_stem_colony_survives_the_default_node():
+    """A colony seeded from one stem-like cell on a small patch is not cleared by the T cells
+    the node sends it: they enter in proportion to its size (with the entry of a large
+    metastasis, an earlier absolute rate, it was cleared by 500 h)."""
+    from test_biology import small_ca
+
+    kw = small_ca(1, 0, 500, **{"seed": 0, "cells.tumor.max_divisions": 4})
+    del kw["cells.tcell.priming.enabled"]  # the default node, arrivals on the domain edge
+    m = TMEModel(**kw)
+    assert m.dynamics.priming is not None
+    curve, arrived = [], 0
+    while m.running:
+        m.step()
+        arrived += m.events["arrivals"]
+        c = m.population_counts()
+        curve.append(c["tumor"] + c["stem"])
+    assert curve[-1] > 200 and curve[-1] > curve[125]  # still growing at 500 h
+    assert arrived > 0  # not vacuous: the node sent T cells
 
 
 # --------------------------------------------------------------------------- CXCL9/10
@@ -175,6 +255,9 @@ def test_priming_run_is_bit_identical_on_one_and_two_threads(tmp_path):
                     "--set", "domain.shape=[50,50]", "--set", DOX_EARLY,
                     "--set", "subject.species=human",  # a day of drug, so that some die of it
                     "--set", "agents.doxorubicin.plasma_unbound_fraction=1.0",  # and enough of it
+                    # a node that sends a small tumour T cells within 36 h
+                    "--set", "cells.tcell.priming.max_primed_per_h=2000",
+                    "--set", "cells.tcell.priming.capture_half_cells=100",
                     env={"NUMBA_NUM_THREADS": threads})
         assert r.returncode == 0, r.stderr
         outs.append(out)

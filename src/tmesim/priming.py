@@ -8,14 +8,19 @@ Three scalar states, stepped once per agent step after the cell phase has remove
   the live cancer cells, the volume the danger signal is diluted in;
 * ``antigen`` ``A`` (cancer-cell equivalents of antigen presented by mature dendritic cells in
   the node): every cancer death adds one, lost at ``k_A`` (the death of mature APCs);
-* ``effectors`` ``E`` (primed CD8 T cells expanding in the node and in transit):
-  ``dE/dt = R H(c) A / (A + A50) - E / tau`` with ``H(c) = c / (1 + c)``: at most ``R`` primed
-  cells per hour, half of it at ``A50`` cell-equivalents of antigen; they enter the tissue at
-  ``E / tau``.
+* ``expanding`` ``P`` (primed CD8 T cells expanding in the node):
+  ``dP/dt = R H(c) A / (A + A50) - P / tau`` with ``H(c) = c / (1 + c)``: at most ``R`` primed
+  cells per hour, half of it at ``A50`` cell-equivalents of antigen; they leave the node into
+  the blood at ``P / tau``;
+* ``circulating`` ``B`` (primed CD8 T cells in the blood):
+  ``dB/dt = P / tau - k_out B - q_in N B``: lost at ``k_out`` to everything that is not this
+  tumour, and entering it at ``q_in N B``, ``N`` the live cancer cells, so in proportion to the
+  tumour (QSP-IO). ``q_in = k_out / N50``: a tumour of ``N50`` cells takes half of them.
 
-``c`` and ``A`` are solved exactly for inputs that arrive at the end of the step; ``E`` by one
-backward-Euler step (unconditionally stable, never negative). No random numbers: the arrivals
-drawn from ``E / tau`` use the keyed Poisson stream of :class:`tmesim.behaviour.CellDynamics`.
+``c`` and ``A`` are solved exactly for inputs that arrive at the end of the step; ``P`` and
+``B`` by one backward-Euler step each (unconditionally stable, never negative). No random
+numbers: the arrivals drawn from ``q_in N B`` use the keyed Poisson stream of
+:class:`tmesim.behaviour.CellDynamics`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Priming:
         "priming_danger": "1",
         "priming_antigen": "cells",
         "primed_tcells": "cells",
+        "circulating_tcells": "cells",
         "cancer_deaths": "cells",
         "immunogenic_deaths": "cells",
     }
@@ -44,9 +50,12 @@ class Priming:
         self.max_per_h = cfg.max_primed_per_h
         self.a50 = cfg.antigen_half_cells
         self.tau = cfg.expansion_h
+        self.k_out = cfg.blood_loss_per_h
+        self.q_in = cfg.blood_loss_per_h / cfg.capture_half_cells
         self.danger = self.c0
         self.antigen = 0.0
-        self.effectors = 0.0
+        self.expanding = 0.0
+        self.circulating = 0.0
         self.deaths = 0.0
         self.immunogenic = 0.0
 
@@ -57,7 +66,9 @@ class Priming:
     def step(self, dt_h: float, deaths: float, immunogenic: float, burden: int) -> float:
         """Advance the compartment by ``dt_h`` hours with the step's cancer ``deaths`` and
         ``immunogenic`` deaths among ``burden`` live cancer cells; return the expected number of
-        primed T cells entering the tissue in the step."""
+        primed T cells entering the tissue in the step, ``q_in N B dt`` with ``B`` at the end
+        of the step (backward Euler: what leaves the blood in the step is what entered it
+        less what is left, so no cell is counted twice)."""
         self.deaths += deaths
         self.immunogenic += immunogenic
         self.danger = self.c0 + (self.danger - self.c0) * math.exp(-self.k_c * dt_h)
@@ -65,15 +76,19 @@ class Priming:
             self.danger += self.delta * immunogenic / max(burden, 1)
         self.antigen = self.antigen * math.exp(-self.k_a * dt_h) + deaths
         drive = self.max_per_h * self.maturation() * self.antigen / (self.antigen + self.a50)
-        self.effectors = (self.effectors + dt_h * drive) / (1.0 + dt_h / self.tau)
-        return dt_h * self.effectors / self.tau
+        self.expanding = (self.expanding + dt_h * drive) / (1.0 + dt_h / self.tau)
+        entry = self.q_in * burden
+        self.circulating = ((self.circulating + dt_h * self.expanding / self.tau)
+                            / (1.0 + dt_h * (self.k_out + entry)))
+        return dt_h * entry * self.circulating
 
     def metrics(self) -> dict[str, float]:
         """The state, as :data:`METRIC_UNITS` names it."""
         return {
             "priming_danger": self.danger,
             "priming_antigen": self.antigen,
-            "primed_tcells": self.effectors,
+            "primed_tcells": self.expanding,
+            "circulating_tcells": self.circulating,
             "cancer_deaths": self.deaths,
             "immunogenic_deaths": self.immunogenic,
         }

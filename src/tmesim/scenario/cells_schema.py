@@ -448,11 +448,13 @@ class Priming(Section):
     enter the tissue after their expansion (docs/biology.md §5.8)."""
 
     enabled: bool = P(
-        False,
+        True,
         desc="true: T cells arrive at the rate of the priming compartment, which replaces the "
         "burden term recruitment.per_1000_tumor_per_h (base_per_h and a recruitment signal "
-        "still apply); false: the burden-proportional recruitment of docs/biology.md §5.2.",
-        source="false keeps the runs and validation cases made before priming existed",
+        "still apply); false: the burden-proportional recruitment of docs/biology.md §5.2 "
+        "(closed populations: dishes and nests without a node turn it off).",
+        source="chemotherapy's deaths raise the immune response only through the node "
+        "(docs/biology.md §5.8)",
     )
     danger_baseline: float = P(
         1.0, unit="1 (units of the half-maturing level)", ge=0,
@@ -477,12 +479,11 @@ class Priming(Section):
         source="QSP-IO mature APC death k_mAPC_death = 0.02 /day (parameters.md §3.10) [V]",
     )
     max_primed_per_h: float = P(
-        20.0, unit="T cells/h", ge=0,
-        desc="Primed T cells entering the tissue per hour at full maturation and saturating "
-        "antigen (after clonal expansion, those that home to this tissue).",
-        source="choice: calibrated so that an untreated 80 x 80 patch of the packaged lung "
-        "holds by day 7 about the T cells of recruitment.per_1000_tumor_per_h = 1 "
-        "(parameters.md §3.10)",
+        40.0, unit="T cells/h", ge=0,
+        desc="Primed T cells leaving the node for the blood per hour at full maturation and "
+        "saturating antigen (after clonal expansion).",
+        source="choice: calibrated on the untreated day-14 T-cell share of the packaged lung "
+        "against MMTV-PyMT CD3+ cells (validation immune_cd8_density; parameters.md §3.10)",
     )
     antigen_half_cells: float = P(
         200.0, unit="cancer-cell equivalents", gt=0,
@@ -491,9 +492,23 @@ class Priming(Section):
     )
     expansion_h: float = P(
         72.0, unit="h", gt=0,
-        desc="Mean time from priming to entry into the tissue (clonal expansion and transit).",
+        desc="Mean time from priming to leaving the node for the blood (clonal expansion).",
         source="2-5 divisions at 1 /day before effectors leave the node, QSP-IO (N0 = 2, "
         "N_costim = 3, k_pro = 1 /day; Marchingo et al. 2014) (parameters.md §3.10) [V, D]",
+    )
+    blood_loss_per_h: float = P(
+        2.0 / 24.0, unit="1/h", gt=0,
+        desc="Loss of circulating primed T cells to everything that is not this tumour (other "
+        "tissues, death), k_out.",
+        source="QSP-IO toolbox: activated T cells die at 2 /day in every compartment, blood "
+        "included (Sove et al. 2020 example parameters; parameters.md §3.10) [A]",
+    )
+    capture_half_cells: float = P(
+        10000.0, unit="live cancer cells", gt=0,
+        desc="Live cancer cells at which the tumour takes half of the circulating primed T "
+        "cells, k_out / q_in: a tumour of N cells takes N / (N + capture_half_cells) of them, "
+        "in proportion to N when small.",
+        source="choice: calibrated with max_primed_per_h (parameters.md §3.10)",
     )
 
 
@@ -554,12 +569,14 @@ class TCellConfig(CellTypeBase):
     )
     recruitment: Recruitment = P(
         Recruitment(per_1000_tumor_per_h=1.0),
-        desc="Arrivals; default 1 per hour per 1000 cancer cells (a modelling choice).",
+        desc="Arrivals; default 1 per hour per 1000 cancer cells (a modelling choice), "
+        "whose burden term applies only with priming.enabled false.",
     )
     priming: Priming = P(
         Priming(),
         desc="Arrivals primed in a lumped lymph node by antigen and danger from cancer-cell "
-        "deaths (off by default; docs/biology.md §5.8).",
+        "deaths, entering the tumour in proportion to its size (on by default; "
+        "docs/biology.md §5.8).",
     )
     progenitor: Progenitor = P(
         Progenitor(),
