@@ -265,3 +265,54 @@ def test_priming_run_is_bit_identical_on_one_and_two_threads(tmp_path):
         assert res.metrics["immunogenic_deaths"][-1] > 0
         assert res.counts["tcell"][-1] > 0  # primed arrivals
     assert_identical(outs[0], outs[1])
+
+
+# --------------------------------------------------------------------------- MDSCs in the node
+def test_mdsc_suppression_of_priming_has_its_closed_form():
+    """S = 1 / (1 + rho / rho50), rho = MDSCs per live cancer cell (at least one cancer cell);
+    exactly 1 without MDSCs; it scales the drive, so one step from an empty node expands S
+    times as many cells."""
+    cfg = PrimingConfig(enabled=True, mdsc_half_per_cancer_cell=0.05)
+    p = Priming(cfg)
+    assert p.suppression(0, 0) == 1.0 and p.suppression(0, 500) == 1.0
+    assert p.suppression(50, 1000) == pytest.approx(0.5, rel=1e-15)
+    assert p.suppression(300, 1000) == pytest.approx(1.0 / 7.0, rel=1e-15)
+    assert p.suppression(3, 0) == pytest.approx(1.0 / (1.0 + 3.0 / 0.05), rel=1e-15)  # N >= 1
+    assert p.suppression(10, 1000) > p.suppression(20, 1000) > p.suppression(40, 1000) > 0.0
+    free, held = Priming(cfg), Priming(cfg)
+    free.step(0.1, 50.0, 0.0, 1000)
+    held.step(0.1, 50.0, 0.0, 1000, mdscs=300)
+    assert free.expanding > 0.0 and free.metrics()["priming_mdsc_factor"] == 1.0
+    assert held.metrics()["priming_mdsc_factor"] == pytest.approx(1.0 / 7.0, rel=1e-15)
+    assert held.expanding == pytest.approx(free.expanding / 7.0, rel=1e-12)
+    # with no MDSCs the step is the one without the argument, bit for bit
+    again = Priming(cfg)
+    again.step(0.1, 50.0, 0.0, 1000, mdscs=0)
+    assert again.expanding == free.expanding and again.circulating == free.circulating
+
+
+def test_mdscs_in_the_tissue_lower_priming_and_their_removal_restores_it(tmp_path):
+    """Placed MDSCs (long-lived, still) lower the node's output; the same run without them (as
+    after depletion) primes more, and its factor is exactly 1 at every record."""
+    common = ["-q", "--set", "time.duration_h=36", "--set", "time.record_every_h=6",
+              "--set", "domain.shape=[50,50]", "--set", DOX_EARLY,
+              "--set", "subject.species=human",
+              "--set", "agents.doxorubicin.plasma_unbound_fraction=1.0",
+              "--set", "cells.tcell.priming.max_primed_per_h=2000",
+              "--set", "cells.tcell.priming.capture_half_cells=100"]
+    mdsc = ["--set", "cells.mdsc.initial.placement=random", "--set", "cells.mdsc.lifespan_h=1e4",
+            "--set", "cells.mdsc.chemotaxis_bias=0"]
+    outs = {}
+    for name, count in (("with", 60), ("depleted", 0)):
+        out = tmp_path / f"{name}.h5"
+        r = run_cli("run", PRIMING, "-o", out, *common, *mdsc,
+                    "--set", f"cells.mdsc.initial.count={count}")
+        assert r.returncode == 0, r.stderr
+        outs[name] = out
+    with load(outs["with"]) as a, load(outs["depleted"]) as b:
+        fa, fb = a.metrics["priming_mdsc_factor"], b.metrics["priming_mdsc_factor"]
+        assert np.all(fb == 1.0)
+        assert a.counts["mdsc"][-1] > 0 and np.all(fa[1:] < 1.0) and np.all(fa > 0.0)
+        assert b.metrics["cancer_deaths"][-1] > 0  # something to prime on
+        pa, pb = a.metrics["primed_tcells"][-1], b.metrics["primed_tcells"][-1]
+        assert pb > 1.2 * pa > 0.0, (pa, pb)

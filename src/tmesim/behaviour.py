@@ -475,7 +475,11 @@ class CellDynamics:
         if self.priming is not None:  # the dead prime T cells (biology.md §5.8)
             deaths, immunogenic = kl.death_ledger(cells.n, cells.kind, cells.state,
                                                   cells.column("icd"))
-            primed = self.priming.step(dt_h, deaths, immunogenic, burden)
+            mdscs = 0
+            if present & (np.int64(1) << codes.MDSC):  # MDSCs suppress priming (§6a)
+                counts = cells.counts()
+                mdscs = int(counts[codes.MDSC, [codes.PROLIFERATING, codes.QUIESCENT]].sum())
+            primed = self.priming.step(dt_h, deaths, immunogenic, burden, mdscs)
         arrivals = self._recruit(dt_h, step, seed, burden, primed) if self._arrivals else 0
         lap("arrivals")
         # the dead give their drug and internalised particles back to their voxel

@@ -9,9 +9,13 @@ Three scalar states, stepped once per agent step after the cell phase has remove
 * ``antigen`` ``A`` (cancer-cell equivalents of antigen presented by mature dendritic cells in
   the node): every cancer death adds one, lost at ``k_A`` (the death of mature APCs);
 * ``expanding`` ``P`` (primed CD8 T cells expanding in the node):
-  ``dP/dt = R H(c) A / (A + A50) - P / tau`` with ``H(c) = c / (1 + c)``: at most ``R`` primed
-  cells per hour, half of it at ``A50`` cell-equivalents of antigen; they leave the node into
-  the blood at ``P / tau``;
+  ``dP/dt = S R H(c) A / (A + A50) - P / tau`` with ``H(c) = c / (1 + c)``: at most ``R``
+  primed cells per hour, half of it at ``A50`` cell-equivalents of antigen; they leave the node
+  into the blood at ``P / tau``. ``S = 1 / (1 + rho / rho50)`` is the suppression of priming by
+  MDSCs: ``rho`` the live MDSCs per live cancer cell in the simulated tissue, the model's proxy
+  for the systemic MDSC load that the same tumour signal drives, ``rho50`` the value at which
+  the tumour holds one MDSC per T cell at the calibrated T-cell share, the ratio that halves
+  CD8 proliferation in co-culture (docs/biology.md §5.8); ``S`` is exactly 1 without MDSCs;
 * ``circulating`` ``B`` (primed CD8 T cells in the blood):
   ``dB/dt = P / tau - k_out B - q_in N B``: lost at ``k_out`` to everything that is not this
   tumour, and entering it at ``q_in N B``, ``N`` the live cancer cells, so in proportion to the
@@ -35,6 +39,7 @@ class Priming:
     #: metrics it adds to a run (name -> unit), in :meth:`metrics` order
     METRIC_UNITS: ClassVar[dict[str, str]] = {
         "priming_danger": "1",
+        "priming_mdsc_factor": "1",
         "priming_antigen": "cells",
         "primed_tcells": "cells",
         "circulating_tcells": "cells",
@@ -52,6 +57,8 @@ class Priming:
         self.tau = cfg.expansion_h
         self.k_out = cfg.blood_loss_per_h
         self.q_in = cfg.blood_loss_per_h / cfg.capture_half_cells
+        self.rho50 = cfg.mdsc_half_per_cancer_cell
+        self.mdsc_factor = 1.0
         self.danger = self.c0
         self.antigen = 0.0
         self.expanding = 0.0
@@ -63,9 +70,19 @@ class Priming:
         """The share of antigen-presenting cells matured by the danger signal, ``c / (1 + c)``."""
         return self.danger / (1.0 + self.danger)
 
-    def step(self, dt_h: float, deaths: float, immunogenic: float, burden: int) -> float:
+    def suppression(self, mdscs: int, burden: int) -> float:
+        """The factor ``S = 1 / (1 + rho / rho50)`` on the priming drive, ``rho = mdscs /
+        max(burden, 1)`` the live MDSCs per live cancer cell in the tissue; exactly 1 without
+        MDSCs."""
+        if mdscs <= 0:
+            return 1.0
+        return 1.0 / (1.0 + mdscs / max(burden, 1) / self.rho50)
+
+    def step(self, dt_h: float, deaths: float, immunogenic: float, burden: int,
+             mdscs: int = 0) -> float:
         """Advance the compartment by ``dt_h`` hours with the step's cancer ``deaths`` and
-        ``immunogenic`` deaths among ``burden`` live cancer cells; return the expected number of
+        ``immunogenic`` deaths among ``burden`` live cancer cells and ``mdscs`` live MDSCs in the
+        tissue; return the expected number of
         primed T cells entering the tissue in the step, ``q_in N B dt`` with ``B`` at the end
         of the step (backward Euler: what leaves the blood in the step is what entered it
         less what is left, so no cell is counted twice)."""
@@ -76,6 +93,9 @@ class Priming:
             self.danger += self.delta * immunogenic / max(burden, 1)
         self.antigen = self.antigen * math.exp(-self.k_a * dt_h) + deaths
         drive = self.max_per_h * self.maturation() * self.antigen / (self.antigen + self.a50)
+        self.mdsc_factor = self.suppression(mdscs, burden)
+        if mdscs > 0:
+            drive *= self.mdsc_factor
         self.expanding = (self.expanding + dt_h * drive) / (1.0 + dt_h / self.tau)
         entry = self.q_in * burden
         self.circulating = ((self.circulating + dt_h * self.expanding / self.tau)
@@ -86,6 +106,7 @@ class Priming:
         """The state, as :data:`METRIC_UNITS` names it."""
         return {
             "priming_danger": self.danger,
+            "priming_mdsc_factor": self.mdsc_factor,
             "priming_antigen": self.antigen,
             "primed_tcells": self.expanding,
             "circulating_tcells": self.circulating,

@@ -510,6 +510,17 @@ class Priming(Section):
         "in proportion to N when small.",
         source="choice: calibrated with max_primed_per_h (parameters.md §3.10)",
     )
+    mdsc_half_per_cancer_cell: float = P(
+        0.036, unit="MDSCs per live cancer cell", gt=0,
+        desc="Live MDSCs per live cancer cell in the tissue that halve priming: the priming "
+        "drive is multiplied by 1 / (1 + rho / mdsc_half_per_cancer_cell), rho the tissue's "
+        "MDSCs per cancer cell, the proxy for the systemic MDSC load the tumour drives "
+        "(docs/biology.md §5.8, §6a). No MDSCs: factor exactly 1.",
+        source="choice: one MDSC per T cell (strong suppression of antigen-driven CD8 "
+        "proliferation near 1:1 in co-culture; Schouppe et al. 2013, Gabrilovich & Nagaraj "
+        "2009) at the calibrated untreated T-cell share 0.035 of T plus cancer cells, "
+        "0.035 / 0.965 = 0.036 T cells per cancer cell (parameters.md §3.10, §8.3)",
+    )
 
 
 class Progenitor(Section):
