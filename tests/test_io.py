@@ -11,6 +11,7 @@ import tmesim
 from conftest import TINY, run_cli
 from tmesim.cli import main
 from tmesim.io.writer import CELL_COLUMNS
+from tmesim.priming import Priming
 
 
 def datasets(path) -> dict[str, tuple[str, tuple, bytes]]:
@@ -65,11 +66,13 @@ def test_series_layout(tiny_result):
             assert np.issubdtype(d.dtype, np.integer)
             assert d.shape == (5,)
         assert f["counts/tumor"][0] == 30 and f["counts/stem"][0] == 2
-        assert set(f["metrics"]) == set(tmesim.model.METRIC_UNITS)
+        # with the lymph node of the defaults, its metrics too (biology.md §5.8)
+        units = {**tmesim.model.METRIC_UNITS, **Priming.METRIC_UNITS}
+        assert set(f["metrics"]) == set(units)
         for name, d in f["metrics"].items():
             assert d.dtype == np.float64
             assert d.shape == (5,)
-            assert d.attrs["units"] == tmesim.model.METRIC_UNITS[name]
+            assert d.attrs["units"] == units[name]
         np.testing.assert_array_equal(
             f["metrics/tumor_burden"][()], f["counts/tumor"][()] + f["counts/stem"][()]
         )

@@ -24,6 +24,9 @@ def small_run(tmp_path_factory):
             "time.duration_h=6",
             "time.record_every_h=1",
             "therapy=[{agent: doxorubicin, dose_mg_per_kg: 5.0, start_h: 2.0}]",
+            # the panels below are about the populations: without the lymph node's metrics in
+            # cells (fractions of a primed cell would put the count panel on a log axis)
+            "cells.tcell.priming.enabled=false",
         ],
     )
     return out
