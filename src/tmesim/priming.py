@@ -94,8 +94,7 @@ class Priming:
         self.antigen = self.antigen * math.exp(-self.k_a * dt_h) + deaths
         drive = self.max_per_h * self.maturation() * self.antigen / (self.antigen + self.a50)
         self.mdsc_factor = self.suppression(mdscs, burden)
-        if mdscs > 0:
-            drive *= self.mdsc_factor
+        drive *= self.mdsc_factor  # exactly 1 without MDSCs, so the drive is unchanged
         self.expanding = (self.expanding + dt_h * drive) / (1.0 + dt_h / self.tau)
         entry = self.q_in * burden
         self.circulating = ((self.circulating + dt_h * self.expanding / self.tau)

@@ -170,9 +170,11 @@ AUX = row("aux")
 
 #: float rows set to 0 in mother and daughter at a division (the cell-cycle clock)
 RESET_AT_DIVISION = tuple(row(c.name) for c in COLUMNS if c.division == "reset")
-#: float rows that hold an amount of a substance, split equally at a division: those given back
-#: to their field when the cell dies (``"pool"``) and those that leave with it (``"held"``)
-POOLS = tuple(row(c.name) for c in COLUMNS if c.division in ("pool", "held"))
+#: the divisions of columns that hold an amount of a substance, split equally at a division:
+#: given back to their field when the cell dies (``"pool"``) or leaving with it (``"held"``)
+SPLIT = ("pool", "held")
+#: float rows that hold an amount of a substance (:data:`SPLIT`)
+POOLS = tuple(row(c.name) for c in COLUMNS if c.division in SPLIT)
 
 #: the columns of a record under ``/cells``, in order
 RECORDED = tuple(r for c in COLUMNS for r in c.recorded)
@@ -227,8 +229,7 @@ def pool_rows(extra: tuple[Column, ...] = ()) -> tuple[int, ...]:
     """Float32 rows that hold an amount of a substance (split at a division): :data:`POOLS`,
     then the pools and held amounts among the ``extra`` columns of :func:`agent_columns`."""
     base = len(block_names("f32"))
-    return POOLS + tuple(base + j for j, c in enumerate(extra)
-                         if c.division in ("pool", "held"))
+    return POOLS + tuple(base + j for j, c in enumerate(extra) if c.division in SPLIT)
 
 
 class CellArrays(NamedTuple):
