@@ -179,6 +179,11 @@ def test_percent_injected_dose_and_a_ratio_of_two_times_against_hand_values():
     assert one.value == pytest.approx(100 * 10.0 / 200.0 * 0.2) and one.units == "%ID"
     two = percent_injected_dose(data, "flat", "x", "lipo", at_h=72.0, tumour_mass_g=0.2)
     assert two.value == pytest.approx(0.5) and "2.5 %ID/g" in two.display
+    # without a tumour mass: the share per gram, in its own unit
+    per_g = percent_injected_dose(data, "flat", "x", "lipo", at_h=24.0)
+    assert per_g.value == pytest.approx(5.0) and per_g.units == "%ID/g"
+    with pytest.raises(UsageError, match="tumour_mass_g must be positive"):
+        percent_injected_dose(data, "flat", "x", "lipo", at_h=24.0, tumour_mass_g=0.0)
     infusion = NS(**{**vars(scenario), "therapy": [
         Administration(agent="lipo", dose_mg_per_kg=4.0, duration_h=10.0)]})
     assert injected_nmol(infusion, "lipo", 5.0) == pytest.approx(100.0)

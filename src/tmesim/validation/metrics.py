@@ -471,9 +471,9 @@ def injected_nmol(scenario, agent: str, until_h: float = math.inf) -> float:
 
 
 def percent_injected_dose(data: RunData, run: str, series: str, agent: str, at_h: float,
-                          tumour_mass_g: float) -> Measurement:
+                          tumour_mass_g: float | None = None) -> Measurement:
     """Share of the injected dose (% ID) held by a whole tumour of ``tumour_mass_g`` grams at
-    the record nearest ``at_h``.
+    the record nearest ``at_h``; without a mass, the share per gram of tumour (%ID/g).
 
     ``series`` is a tumour concentration in µM drug-equivalent (``tumor_drug_total_uM``,
     ``tumor_np_drug_uM`` for the part still carried by particles, or ``tumor_np_label_uM`` for
@@ -484,7 +484,10 @@ def percent_injected_dose(data: RunData, run: str, series: str, agent: str, at_h
     case, turns it into %ID per tumour: ``%ID = %ID/g x tumour_mass_g``. The figure draws
     %ID over time and the display shows the product.
     """
-    if tumour_mass_g <= 0:
+    per_gram_only = tumour_mass_g is None
+    if per_gram_only:
+        tumour_mass_g = 1.0
+    elif not tumour_mass_g > 0:
         raise UsageError(f"percent_injected_dose: tumour_mass_g must be positive, "
                          f"not {tumour_mass_g!r}")
     curves = data.series(run, series)
@@ -498,12 +501,17 @@ def percent_injected_dose(data: RunData, run: str, series: str, agent: str, at_h
         shown = (dose_t > 0) & (v > 0)  # drawn on a log axis: before the dose there is none
         ys.append(np.where(shown, 100.0 * v * tumour_mass_g / np.where(shown, dose_t, 1.0),
                            np.nan).tolist())
-    m = Measurement.of(values, "%ID")
-    if math.isfinite(m.value):
-        # the unit, %ID, follows the display wherever it is printed
-        m.display = f"{float(np.mean(per_gram)):.3g} %ID/g x {tumour_mass_g:g} g = {m.value:.3g}"
-    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)",
-              "ylabel": f"% injected dose per {tumour_mass_g:g} g tumour", "logy": True,
+    if per_gram_only:
+        m = Measurement.of(values, "%ID/g")
+        ylabel = "% injected dose per g tumour"
+    else:
+        m = Measurement.of(values, "%ID")
+        ylabel = f"% injected dose per {tumour_mass_g:g} g tumour"
+        if math.isfinite(m.value):
+            # the unit, %ID, follows the display wherever it is printed
+            m.display = (f"{float(np.mean(per_gram)):.3g} %ID/g x {tumour_mass_g:g} g = "
+                         f"{m.value:.3g}")
+    m.plot = {"type": "axis", "axis": "y", "xlabel": "time (h)", "ylabel": ylabel, "logy": True,
               "xs": [t.tolist() for t, _ in curves], "ys": ys}
     return m
 
