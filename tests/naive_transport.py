@@ -347,3 +347,72 @@ def changed_faces(changed, kf, shape3, nd):
             g.append(2.0 * lo * hi / (lo + hi) if lo + hi > 0 else 0.0)
         out.append((np.array(fs, dtype=np.int64), np.array(g)))
     return out
+
+
+def compact_system(free, g, kf, nd, rf, d0, bt):
+    """The compact system of ``kernels.implicit.system``, built from its definition.
+
+    The unknowns are the voxels with ``free != 0`` in C order. For every unknown and every face,
+    visited per axis (x, y, z), lower side then upper side: an interior face conducts ``rf g``
+    (``g`` of the face: the lower voxel's entry of ``g``) and adds it to the diagonal; a domain
+    face adds its boundary terms ``bt[a, 3 side:3 side + 3]`` to the diagonal and the right-hand
+    side instead. Then, in the face order x-1, y-1, z-1, x+1, y+1, z+1, a face to an unknown
+    enters the lower/upper coefficient and ``coupled``, and a face to a voxel that is not an
+    unknown is listed as a held neighbour (even with a zero coefficient). Returns the same
+    tuple as the kernel."""
+    nz, ny, nx = free.shape
+    cells = [(z, y, x) for z in range(nz) for y in range(ny) for x in range(nx)
+             if free[z, y, x] != 0]  # fmt: skip
+    index = {c: i for i, c in enumerate(cells)}
+    n = len(cells)
+    size = (nx, ny, nz)
+    flat = lambda z, y, x: (z * ny + y) * nx + x  # noqa: E731
+    vox = np.array([flat(*c) for c in cells], dtype=np.int64)
+    cl = np.zeros((nd, n))
+    cu = np.zeros((nd, n))
+    jl = np.full((nd - 1, n), n, dtype=np.int32)
+    ju = np.full((nd - 1, n), n, dtype=np.int32)
+    diag0 = np.zeros(n)
+    bnd = np.zeros(n)
+    coupled = np.zeros(n)
+    kptr = [0]
+    kvox, kcoef = [], []
+    for i, (z, y, x) in enumerate(cells):
+        pos = (x, y, z)
+        faces = {}  # (axis, side) -> (coefficient, neighbour (z, y, x)) for interior faces
+        d = d0
+        b = 0.0
+        for a in range(nd):
+            for side in (0, 1):
+                step = [0, 0, 0]
+                step[a] = -1 if side == 0 else 1
+                p = pos[a] + step[a]
+                if 0 <= p < size[a]:
+                    nb = (z + step[2], y + step[1], x + step[0])
+                    face_owner = nb if side == 0 else (z, y, x)
+                    c = rf * g[a][face_owner]
+                    faces[a, side] = (c, nb)
+                    d += c
+                else:
+                    d += bt[a, 3 * side] * kf[z, y, x]
+                    b += bt[a, 3 * side + 1] * kf[z, y, x] + bt[a, 3 * side + 2]
+        diag0[i] = d
+        bnd[i] = b
+        s = 0.0
+        for side in (0, 1):
+            for a in range(nd):
+                if (a, side) not in faces:
+                    continue
+                c, nb = faces[a, side]
+                if nb in index:
+                    (cl if side == 0 else cu)[a, i] = c
+                    if a > 0:
+                        (jl if side == 0 else ju)[a - 1, i] = index[nb]
+                    s += c
+                else:
+                    kvox.append(flat(*nb))
+                    kcoef.append(c)
+        coupled[i] = s
+        kptr.append(len(kvox))
+    return (vox, cl, cu, jl, ju, diag0, bnd, coupled, np.array(kptr, dtype=np.int64),
+            np.array(kvox, dtype=np.int64), np.array(kcoef, dtype=np.float64))

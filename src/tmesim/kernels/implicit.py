@@ -47,6 +47,28 @@ N_WORK = 9
 
 
 @kernel(exact=True)
+def _face_lo(p, v, st, a, gf, ids, n, rf):
+    """The face of voxel ``v`` toward its lower neighbour along axis ``a`` (stride ``st``,
+    ``p`` the voxel's coordinate on that axis): ``(rf g, neighbour voxel, its unknown index
+    or n, inside the grid)``; ``(0, -1, n, False)`` on the domain face."""
+    if p > 0:
+        w = v - st
+        iw = ids[w]
+        return rf * gf[a, w], w, (iw if iw >= 0 else n), True
+    return 0.0, -1, n, False
+
+
+@kernel(exact=True)
+def _face_hi(p, size, v, st, a, gf, ids, n, rf):
+    """As :func:`_face_lo`, toward the upper neighbour (the face after ``v``)."""
+    if p < size - 1:
+        w = v + st
+        iw = ids[w]
+        return rf * gf[a, v], w, (iw if iw >= 0 else n), True
+    return 0.0, -1, n, False
+
+
+@kernel(exact=True)
 def system(free, g, kf, nd, rf, d0, bt):
     """The compact system of one field, held as the solve reads it.
 
@@ -83,6 +105,7 @@ def system(free, g, kf, nd, rf, d0, bt):
         else:
             ids[v] = -1
     m = 2 * nd
+    three = nd == 3
     vox = np.empty(n, dtype=np.int64)
     cl = np.empty((nd, n))
     cu = np.empty((nd, n))
@@ -94,17 +117,12 @@ def system(free, g, kf, nd, rf, d0, bt):
     kptr = np.empty(n + 1, dtype=np.int64)
     kvox = np.empty(n * m, dtype=np.int64)
     kcoef = np.empty(n * m)
-    # per face of the current row (face order k = axis + side * nd): rf g, and the neighbour's
-    # flat voxel (-1 outside the grid) and unknown index (n if none)
-    cval = np.zeros(m)
-    wv = np.empty(m, dtype=np.int64)
-    wj = np.empty(m, dtype=np.int64)
-    # small arrays rather than tuples indexed by the axis: about a fifth faster
-    strides = np.array([1, nx, ny * nx], dtype=np.int64)
-    size = np.array([nx, ny, nz], dtype=np.int64)
-    pos = np.empty(3, dtype=np.int64)
+    sy = nx
+    sz = ny * nx
     i = 0
     nk = 0
+    # written out per face rather than through helper kernels: a helper that takes the
+    # output arrays costs their reference counting on every call (2.4x slower)
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
@@ -112,55 +130,113 @@ def system(free, g, kf, nd, rf, d0, bt):
                 if flat[v] == 0:
                     continue
                 vox[i] = v
-                pos[0] = x
-                pos[1] = y
-                pos[2] = z
+                kv = kff[v]
                 d = d0
-                for a in range(nd):
-                    st = strides[a]
-                    for side in range(2):
-                        k = a + side * nd
-                        if side == 0 and pos[a] > 0:
-                            w = v - st
-                            gw = gf[a, w]
-                        elif side == 1 and pos[a] < size[a] - 1:
-                            w = v + st
-                            gw = gf[a, v]
-                        else:
-                            # a domain face: its boundary condition
-                            wv[k] = -1
-                            wj[k] = n
-                            cval[k] = 0.0
-                            d += bt[a, 3 * side] * kff[v]
-                            bnd[i] += bt[a, 3 * side + 1] * kff[v] + bt[a, 3 * side + 2]
-                            continue
-                        wv[k] = w
-                        iw = ids[w]
-                        wj[k] = iw if iw >= 0 else n
-                        c = rf * gw
-                        cval[k] = c
-                        d += c
+                b = 0.0
+                c0, w0, j0, in0 = _face_lo(x, v, 1, 0, gf, ids, n, rf)
+                if in0:
+                    d += c0
+                else:
+                    d += bt[0, 0] * kv
+                    b += bt[0, 1] * kv + bt[0, 2]
+                c3, w3, j3, in3 = _face_hi(x, nx, v, 1, 0, gf, ids, n, rf)
+                if in3:
+                    d += c3
+                else:
+                    d += bt[0, 3] * kv
+                    b += bt[0, 4] * kv + bt[0, 5]
+                c1, w1, j1, in1 = _face_lo(y, v, sy, 1, gf, ids, n, rf)
+                if in1:
+                    d += c1
+                else:
+                    d += bt[1, 0] * kv
+                    b += bt[1, 1] * kv + bt[1, 2]
+                c4, w4, j4, in4 = _face_hi(y, ny, v, sy, 1, gf, ids, n, rf)
+                if in4:
+                    d += c4
+                else:
+                    d += bt[1, 3] * kv
+                    b += bt[1, 4] * kv + bt[1, 5]
+                c2, w2, j2, in2 = 0.0, -1, n, False
+                c5, w5, j5, in5 = 0.0, -1, n, False
+                if three:
+                    c2, w2, j2, in2 = _face_lo(z, v, sz, 2, gf, ids, n, rf)
+                    if in2:
+                        d += c2
+                    else:
+                        d += bt[2, 0] * kv
+                        b += bt[2, 1] * kv + bt[2, 2]
+                    c5, w5, j5, in5 = _face_hi(z, nz, v, sz, 2, gf, ids, n, rf)
+                    if in5:
+                        d += c5
+                    else:
+                        d += bt[2, 3] * kv
+                        b += bt[2, 4] * kv + bt[2, 5]
                 diag0[i] = d
+                bnd[i] = b
                 kptr[i] = nk
                 s = 0.0
-                for k in range(m):
-                    j = wj[k]
-                    unknown = j < n
-                    c = cval[k] if unknown else 0.0
-                    if k < nd:
-                        cl[k, i] = c
-                        if k > 0:
-                            jl[k - 1, i] = j
-                    else:
-                        cu[k - nd, i] = c
-                        if k > nd:
-                            ju[k - nd - 1, i] = j
-                    if unknown:
-                        s += cval[k]
-                    elif wv[k] >= 0:
-                        kvox[nk] = wv[k]
-                        kcoef[nk] = cval[k]
+                # face order: x-1, y-1, (z-1), x+1, y+1, (z+1)
+                if j0 < n:
+                    cl[0, i] = c0
+                    s += c0
+                else:
+                    cl[0, i] = 0.0
+                    if w0 >= 0:
+                        kvox[nk] = w0
+                        kcoef[nk] = c0
                         nk += 1
+                jl[0, i] = j1
+                if j1 < n:
+                    cl[1, i] = c1
+                    s += c1
+                else:
+                    cl[1, i] = 0.0
+                    if w1 >= 0:
+                        kvox[nk] = w1
+                        kcoef[nk] = c1
+                        nk += 1
+                if three:
+                    jl[1, i] = j2
+                    if j2 < n:
+                        cl[2, i] = c2
+                        s += c2
+                    else:
+                        cl[2, i] = 0.0
+                        if w2 >= 0:
+                            kvox[nk] = w2
+                            kcoef[nk] = c2
+                            nk += 1
+                if j3 < n:
+                    cu[0, i] = c3
+                    s += c3
+                else:
+                    cu[0, i] = 0.0
+                    if w3 >= 0:
+                        kvox[nk] = w3
+                        kcoef[nk] = c3
+                        nk += 1
+                ju[0, i] = j4
+                if j4 < n:
+                    cu[1, i] = c4
+                    s += c4
+                else:
+                    cu[1, i] = 0.0
+                    if w4 >= 0:
+                        kvox[nk] = w4
+                        kcoef[nk] = c4
+                        nk += 1
+                if three:
+                    ju[1, i] = j5
+                    if j5 < n:
+                        cu[2, i] = c5
+                        s += c5
+                    else:
+                        cu[2, i] = 0.0
+                        if w5 >= 0:
+                            kvox[nk] = w5
+                            kcoef[nk] = c5
+                            nk += 1
                 coupled[i] = s
                 i += 1
     kptr[n] = nk
