@@ -316,3 +316,38 @@ def test_mdscs_in_the_tissue_lower_priming_and_their_removal_restores_it(tmp_pat
         assert b.metrics["cancer_deaths"][-1] > 0  # something to prime on
         pa, pb = a.metrics["primed_tcells"][-1], b.metrics["primed_tcells"][-1]
         assert pb > 1.2 * pa > 0.0, (pa, pb)
+
+
+# --------------------------------------------------------------------------- arrivals ledger
+def test_arrivals_are_booked_placed_or_lost_and_free_entry_sites_counted():
+    """Every drawn arrival is booked as placed on a free entry site or lost because the sites
+    it tried were taken (biology.md §5.2): on a small plain patch whose edge sites (the entry
+    sites) fill within the first hour, the placed T cells are exactly the live ones (no death,
+    no division without cancer cells), placed plus lost is the Poisson total, and
+    ``free_entry_sites`` is the number of edge sites without a cell."""
+    rate, hours, side = 200.0, 3.0, 12
+    m = TMEModel(**{
+        "domain.shape": [side, side], "time.duration_h": hours, "time.record_every_h": hours,
+        "cells.tumor.initial.count": 0, "cells.stem.initial.count": 0,
+        "cells.macrophage.initial.count": 0, "cells.fibroblast.initial.count": 0,
+        "cells.macrophage.recruitment.per_site_per_h": 0.0,
+        "cells.tcell.priming.enabled": False,
+        "cells.tcell.recruitment.per_1000_tumor_per_h": 0.0,
+        "cells.tcell.recruitment.base_per_h": rate, "cells.tcell.lifespan_h": 1e9,
+    })
+    edge = np.zeros((side, side), dtype=bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    placed_events = 0
+    while m.running:
+        m.step()
+        placed_events += m.events["arrivals"]
+        got = m.metrics()
+        n = m.cells.n
+        taken = np.zeros(side * side, dtype=bool)
+        taken[m.cells.site[:n]] = True
+        assert got["free_entry_sites"] == np.sum(edge.reshape(-1) & ~taken)
+    got = m.metrics()
+    assert got["tcell_arrivals"] == placed_events == got["tcell_count"]
+    drawn = got["tcell_arrivals"] + got["tcell_arrivals_lost"]
+    assert abs(drawn - rate * hours) < 5.0 * math.sqrt(rate * hours)
+    assert got["tcell_arrivals_lost"] >= drawn - side * side > 0  # the patch cannot hold them

@@ -248,6 +248,10 @@ class CellDynamics:
                     self._arrivals.append((kind.code, r, purposes, div, pheno, signal))
         #: running sum of the entry sites' weights for arrivals drawn by a signal
         self._cum_weight = np.zeros(len(self.entry_sites))
+        #: arrivals since the start, per kind: placed on an entry site, and lost because every
+        #: entry site an arrival tried was taken (docs/biology.md §5.2)
+        self.arrivals_placed = np.zeros(codes.N_KINDS, dtype=np.int64)
+        self.arrivals_lost = np.zeros(codes.N_KINDS, dtype=np.int64)
         #: per-cell pools returned to their field when a cell dies: (agent, column), the agent
         #: being the field; every pool of each dosed drug and formulation
         self._returned = [(a, col) for role, agents in roles.items() for a in agents
@@ -522,7 +526,7 @@ class CellDynamics:
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
-                placed_total += int(placed)
+                placed_total += self._count_arrivals(kind, k, int(placed))
             if signal is not None:
                 cum = self._cum_weight
                 total = ka.entry_weights(self.entry_sites, self.fields.flat(signal), cells.occ,
@@ -535,12 +539,19 @@ class CellDynamics:
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)
-                    placed_total += int(placed)
+                    placed_total += self._count_arrivals(kind, k, int(placed))
             if pheno and cells.n > start:
                 cells.column("phenotype")[start : cells.n] = pheno
                 if pheno > 0.5:
                     cells.state[start : cells.n] = codes.QUIESCENT
         return placed_total
+
+    def _count_arrivals(self, kind: int, drawn: int, placed: int) -> int:
+        """Book ``drawn`` arrivals of ``kind``, ``placed`` of them on a free entry site and the
+        rest lost; return ``placed``."""
+        self.arrivals_placed[kind] += placed
+        self.arrivals_lost[kind] += drawn - placed
+        return placed
 
     @staticmethod
     def _poisson(lam, seed, step, purpose) -> int:

@@ -54,6 +54,8 @@ METRIC_UNITS = {
     "hypoxic_fraction": "1",
     "necrotic_fraction": "1",
     "tcell_count": "cells",
+    "tcell_arrivals": "cells",
+    "tcell_arrivals_lost": "cells",
     "tcell_exhausted_fraction": "1",
     "tcell_progenitor_fraction": "1",
     "pdl1_positive_fraction": "1",
@@ -67,6 +69,7 @@ METRIC_UNITS = {
     "oxygen_min_mmHg": "mmHg",
     "perfused_sites": "sites",
     "angiogenic_sites": "sites",
+    "free_entry_sites": "sites",
 }
 
 #: populations recorded under /counts: live cells per kind, and necrotic cancer cells (those of
@@ -419,12 +422,15 @@ class Simulation:
 
         o2 = self.fields["oxygen"]
         tissue = ~self.tissue.lumen.reshape(o2.shape)
+        dyn = self.dynamics
         return {
             "tumor_burden": float(burden),
             "stem_fraction": frac(kind == codes.STEM, cancer),
             "hypoxic_fraction": frac(state == codes.QUIESCENT, cancer),
             "necrotic_fraction": necrotic / (burden + necrotic) if burden + necrotic else 0.0,
             "tcell_count": float(tcell.sum()),
+            "tcell_arrivals": float(dyn.arrivals_placed[codes.TCELL]),
+            "tcell_arrivals_lost": float(dyn.arrivals_lost[codes.TCELL]),
             "tcell_exhausted_fraction": frac(state == codes.QUIESCENT, tcell),
             # stem-like progenitors (biology.md §5.10); 0 with the progenitor model off
             "tcell_progenitor_fraction": frac(cells.column("tcf1")[:n] > 0.5, tcell),
@@ -439,6 +445,7 @@ class Simulation:
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
             "perfused_sites": float(self.tissue.perfused.sum()),
             "angiogenic_sites": float(self.tissue.angiogenic.sum()),
-            **(self.dynamics.priming.metrics() if self.dynamics.priming is not None else {}),
+            "free_entry_sites": float((cells.occ[dyn.entry_sites] < 0).sum()),
+            **(dyn.priming.metrics() if dyn.priming is not None else {}),
             **(self.therapy.metrics() if self.therapy.active else {}),
         }
