@@ -795,10 +795,14 @@ def test_free_neighbours_matches_twin(shape3):
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_compact_matches_twin(shape3):
+@pytest.mark.parametrize("removed", ["random", "none", "first", "last", "all"])
+def test_compact_matches_twin(shape3, removed):
     rng = np.random.default_rng(3)
     n, a, _ = random_population(shape3, rng, fill=0.7)
-    a["state"][:n][rng.random(n) < 0.4] = codes.REMOVED
+    gone = {"random": rng.random(n) < 0.4, "none": np.zeros(n, bool),
+            "first": np.arange(n) == 0, "last": np.arange(n) == n - 1,
+            "all": np.ones(n, bool)}[removed]
+    a["state"][:n][gone] = codes.REMOVED
     for i in np.flatnonzero(a["state"][:n] == codes.REMOVED):
         a["occ"][a["site"][i]] = -1
     blocks = [
@@ -808,7 +812,8 @@ def test_compact_matches_twin(shape3):
     ]
     arrays = [a["kind"], a["state"], a["site"], a["occ"]]
     twin = [x.copy() for x in blocks + arrays]
-    expected = int(np.count_nonzero(a["state"][:n] != codes.REMOVED))
+    before = [x.copy() for x in blocks + arrays]
+    expected = int(np.count_nonzero(~gone))
     m = kl.compact(n, *blocks, *arrays)
     m_twin = naive.compact(n, *twin)
     assert m == m_twin == expected
@@ -816,6 +821,9 @@ def test_compact_matches_twin(shape3):
         np.testing.assert_array_equal(x[..., :m], y[..., :m])
     np.testing.assert_array_equal(a["occ"], twin[-1])
     assert np.all(a["state"][:m] != codes.REMOVED)
+    if removed == "none":  # nothing moves
+        for x, y in zip(blocks + arrays, before, strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_sink_map_and_counts_match_twin():

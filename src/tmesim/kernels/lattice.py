@@ -67,26 +67,43 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
 
     ``arrays_*`` are 2-D stacks of per-cell columns of one dtype (``(ncols, capacity)``), so one
     kernel compacts every column. Returns the new count.
+
+    Rows before the first removed one stay put, and nothing is copied when no row is removed.
+    The rows kept after it are listed once, then each column is moved along that list on its
+    own, so every copy runs along one contiguous column (a row-by-row copy would touch every
+    column at each row).
     """
-    j = 0
-    while j < n and state[j] != REMOVED:  # rows before the first removed one stay put
-        j += 1
-    for i in range(j, n):
-        if state[i] == REMOVED:
-            continue
-        if j != i:
-            for c in range(arrays_i64.shape[0]):
-                arrays_i64[c, j] = arrays_i64[c, i]
-            for c in range(arrays_i32.shape[0]):
-                arrays_i32[c, j] = arrays_i32[c, i]
-            for c in range(arrays_f32.shape[0]):
-                arrays_f32[c, j] = arrays_f32[c, i]
-            kind[j] = kind[i]
-            state[j] = state[i]
-            site[j] = site[i]
-            occ[site[j]] = j
-        j += 1
-    return j
+    j0 = 0
+    while j0 < n and state[j0] != REMOVED:
+        j0 += 1
+    if j0 == n:
+        return n
+    keep = np.empty(n - j0, np.int64)
+    m = 0
+    for i in range(j0, n):
+        keep[m] = i
+        m += state[i] != REMOVED
+    # each row moves down (keep[t] >= j0 + t), so copying in ascending order reads every row
+    # before it is overwritten
+    for c in range(arrays_i64.shape[0]):
+        _move_rows(arrays_i64[c], keep, m, j0)
+    for c in range(arrays_i32.shape[0]):
+        _move_rows(arrays_i32[c], keep, m, j0)
+    for c in range(arrays_f32.shape[0]):
+        _move_rows(arrays_f32[c], keep, m, j0)
+    _move_rows(kind, keep, m, j0)
+    _move_rows(state, keep, m, j0)
+    _move_rows(site, keep, m, j0)
+    for j in range(j0, j0 + m):
+        occ[site[j]] = j
+    return j0 + m
+
+
+@kernel
+def _move_rows(col, keep, m, j0):
+    """``col[j0 + t] = col[keep[t]]`` for ``t < m``, in ascending order."""
+    for t in range(m):
+        col[j0 + t] = col[keep[t]]
 
 
 @kernel
