@@ -773,6 +773,27 @@ def test_python_splitmix_matches_kernel():
         seed, cid, step, purpose = key
         cell = np.uint64(kr.cell_key(seed, step, cid))
         assert kr.uniform_of(cell, purpose) == naive.uniform(*key)
+        for n in (1, 7, 26):
+            assert kr.randint_of(cell, purpose, n) == naive.randint(*key, n)
+
+
+def test_draw_below_hazard_prob_is_the_plain_comparison():
+    """The comparison that skips the exponential answers as ``u < hazard_prob`` does, also
+    for draws between the probability and ``rate * dt`` and at the ends of the skipped range."""
+    rng = np.random.default_rng(17)
+    dts = (0.1, 0.5, 1.0)
+    rates = np.concatenate([[0.0, 1e-6, 1e-5, 0.5, 1.0, 5.0], 10 ** rng.uniform(-8, 1.5, 400)])
+    skipped = 0
+    for dt in dts:
+        for rate in rates:
+            x = rate * dt
+            p = nb.hazard_prob(rate, dt)
+            near = [p, np.nextafter(p, 0.0), np.nextafter(p, 1.0), x, np.nextafter(x, 0.0),
+                    np.nextafter(x, 1.0), 0.5 * (p + x)]
+            for u in [*rng.random(20), *(v for v in near if 0.0 <= v < 1.0)]:
+                assert nb.draw_below_hazard_prob(u, rate, dt) == (u < p), (u, rate, dt)
+                skipped += u >= x and 1e-6 <= x <= 0.5
+    assert skipped > 1000  # the exponential was skipped often
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))

@@ -257,6 +257,23 @@ def hazard_prob(rate_per_h, dt_h):
 
 
 @kernel
+def draw_below_hazard_prob(u, rate_per_h, dt_h):
+    """``u < hazard_prob(rate_per_h, dt_h)``, without the exponential where the draw ``u`` alone
+    decides it.
+
+    With ``x = rate_per_h * dt_h``, ``1 - exp(-x)`` falls short of ``x`` by more than
+    ``x**2 / 3`` for ``0 < x <= 1``; for ``1e-6 <= x <= 0.5`` that is at least ``3e-13``,
+    far above the rounding of ``exp`` and of the subtraction (a few ``1e-16``), so the computed
+    probability is below ``x`` and a draw at or above ``x`` is never below it. Every other case
+    evaluates the probability, so the answer is that of the plain comparison, bit for bit.
+    """
+    x = rate_per_h * dt_h
+    if u >= x and 1e-6 <= x <= 0.5:
+        return False
+    return u < hazard_prob(rate_per_h, dt_h)
+
+
+@kernel
 def face_site(site, f, nz, ny, nx):
     """The ``f``-th face neighbour of ``site`` (-z, +z, -y, +y, -x, +x; 2-D: -y, +y, -x, +x),
     or -1 outside the domain."""
