@@ -720,10 +720,14 @@ def _exchange_maps_match_twin(n, s, tables, activity, shape3):
     induction = np.full((3, codes.N_KINDS, nf), -1.0)
     induction[:, :, 2] = np.array([1.0, 0.7, 1.5])[:, None]
     fields = np.random.default_rng(5).uniform(-0.5, 2.0, (nf, n_sites)).clip(0.0)
-    args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
+    rest = (s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
             kl.ExchangeTables(*tables, activity, induction), fields)
-    kl.exchange_maps(*args, out[0], out[1])
-    naive.exchange_maps(*args, out[2], out[3])
+    # the kernel writes every voxel (its maps need not be cleared); the twin adds each row's
+    # terms into cleared maps
+    out[0][:] = np.nan
+    out[1][:] = np.nan
+    kl.exchange_maps(n, s["kind"], s["state"], s["occ"], *rest, out[0], out[1])
+    naive.exchange_maps(n, s["kind"], s["state"], s["site"], *rest, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)
     np.testing.assert_allclose(out[1], out[3], rtol=1e-14)
     dead = (s["state"][:n] == codes.REMOVED) | (s["state"][:n] == codes.NECROTIC)

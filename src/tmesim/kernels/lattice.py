@@ -164,13 +164,14 @@ class ExchangeTables(NamedTuple):
 
 
 @kernel(parallel=True)
-def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, source):
+def exchange_maps(n, kind, state, occ, phenotype, aux, tables, fields, sink, source):
     """Per-voxel coupling of cells to fields, from the per-kind :class:`ExchangeTables`
     (one cell per site).
 
-    ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
-    collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
-    activity ``a`` scales the release as ``activity_by_kind[k]`` (``codes.ACT_*``) says: 1
+    ``sink[f, s]`` (1/min) is ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
+    ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s`` (row ``occ[s]``
+    below ``n``; -1: none), 0 where there is none, where the activity ``a`` scales the release
+    as ``activity_by_kind[k]`` (``codes.ACT_*``) says: 1
     (``ACT_PLAIN``; ``hypoxic_by_kind[k, f]`` for a cell that is quiescent, i.e. hypoxic: cancer
     cells), engagement (``aux``) for active cells and 0 for exhausted ones (``ACT_ENGAGEMENT``:
     T cells), the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p`` (``phenotype``;
@@ -179,8 +180,9 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
     fields of ``tables``. A release may also be induced by another field: ``induction[0, k, f]`` is the index of the inducing field in ``fields``
     (``(nf, n_sites)``; -1: none) and the release is multiplied by the Hill function
     ``H(fields[g, s]; induction[1, k, f], induction[2, k, f])`` of the inducer at the cell's
-    site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Both maps must be zero on
-    entry. Cells occupy distinct sites, so the parallel loop writes distinct voxels.
+    site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Every entry of both maps is
+    written, so they need not be cleared first. The loop runs over the sites, in parallel,
+    each writing its own voxel, so the maps are written in order, one row at a time.
     """
     # the tables are only read; locals keep the loop free of tuple fields
     sink_by_kind = tables.sink
@@ -190,12 +192,15 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
     activity_by_kind = tables.activity
     induction = tables.induction
     nf = sink.shape[0]
-    for i in prange(n):
-        st = state[i]
+    for s in prange(sink.shape[1]):
+        i = occ[s]
+        st = state[i] if 0 <= i < n else REMOVED
         if st == REMOVED or st == NECROTIC:
+            for f in range(nf):
+                sink[f, s] = 0.0
+                source[f, s] = 0.0
             continue
         k = kind[i]
-        s = site[i]
         act = 1.0
         hypoxic = False
         mode = activity_by_kind[k]
@@ -208,14 +213,14 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
         elif st == QUIESCENT:
             hypoxic = True
         for f in range(nf):
-            sink[f, s] += sink_by_kind[k, f]
+            sink[f, s] = sink_by_kind[k, f]
             rel = act * release_by_kind[k, f]
             if hypoxic:
                 rel *= hypoxic_by_kind[k, f]
             g = np.int64(induction[0, k, f])
             if g >= 0 and rel != 0.0:
                 rel *= hill(fields[g, s], induction[1, k, f], induction[2, k, f])
-            source[f, s] += source_by_kind[k, f] + rel
+            source[f, s] = source_by_kind[k, f] + rel
 
 
 @kernel
