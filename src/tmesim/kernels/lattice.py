@@ -22,7 +22,7 @@ from .codes import (
     QUIESCENT,
     REMOVED,
 )
-from .neighbourhood import is_cancer
+from .neighbourhood import face_site_at, is_cancer
 from .rules import hill
 
 
@@ -271,17 +271,8 @@ def fill_from_face_neighbours(data, sites, masked, nz, ny, nx, rows):
         y = (s // nx) % ny
         x = s % nx
         for d in range(6):
-            step = 1 if d % 2 else -1
-            if d < 2:
-                ok = 0 <= z + step < nz
-                nb = s + step * plane
-            elif d < 4:
-                ok = 0 <= y + step < ny
-                nb = s + step * nx
-            else:
-                ok = 0 <= x + step < nx
-                nb = s + step
-            if not ok or masked[nb]:
+            nb = face_site_at(s, d, z, y, x, nz, ny, nx)
+            if nb < 0 or masked[nb]:
                 continue
             for r in range(nf):
                 total[r, t] += data[r, nb]

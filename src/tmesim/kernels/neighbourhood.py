@@ -279,21 +279,27 @@ def face_site(site, f, nz, ny, nx):
     or -1 outside the domain."""
     if nz == 1:
         f += 2
-    axis = f // 2
-    step = 1 if f % 2 else -1
     z = site // (ny * nx)
     rem = site - z * ny * nx
     y = rem // nx
-    x = rem - y * nx
-    if axis == 0:
-        z += step
-    elif axis == 1:
-        y += step
+    return face_site_at(site, f, z, y, rem - y * nx, nz, ny, nx)
+
+
+@kernel
+def face_site_at(site, f, z, y, x, nz, ny, nx):
+    """The face neighbour ``f`` (0-5: -z, +z, -y, +y, -x, +x, also in 2-D) of ``site``, whose
+    coordinates ``(z, y, x)`` the caller knows, or -1 outside the domain."""
+    d = 1 if f % 2 else -1
+    if f < 2:
+        inside = 0 <= z + d < nz
+        t = site + d * ny * nx
+    elif f < 4:
+        inside = 0 <= y + d < ny
+        t = site + d * nx
     else:
-        x += step
-    if z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx:
-        return -1
-    return (z * ny + y) * nx + x
+        inside = 0 <= x + d < nx
+        t = site + d
+    return t if inside else -1
 
 
 @kernel
