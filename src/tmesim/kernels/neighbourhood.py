@@ -15,6 +15,16 @@ def neighbour_site(site, q, nz, ny, nx):
 
     ``q`` runs over ``range(8)`` in 2-D (Moore) and ``range(26)`` in 3-D, in a fixed order.
     """
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    return neighbour_site_at(q, z, y, rem - y * nx, nz, ny, nx)
+
+
+@kernel
+def neighbour_site_at(q, z, y, x, nz, ny, nx):
+    """:func:`neighbour_site` of the site at coordinates ``(z, y, x)``, which the caller
+    knows (no division by the lattice sizes)."""
     if nz > 1:
         r = q if q < 13 else q + 1
         dz = r // 9 - 1
@@ -25,10 +35,6 @@ def neighbour_site(site, q, nz, ny, nx):
         dz = 0
         dy = r // 3 - 1
         dx = r % 3 - 1
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
     zz = z + dz
     yy = y + dy
     xx = x + dx
@@ -307,8 +313,12 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
     """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
     with a lumen site already filled by a cancer cell (lumens fill from the wall inward). The
     site ``exclude`` gives no support (the site a moving cell leaves; -1 for none)."""
-    for f in range(6 if nz > 1 else 4):
-        s = face_site(t, f, nz, ny, nx)
+    z = t // (ny * nx)
+    rem = t - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    for f in range(0 if nz > 1 else 2, 6):
+        s = face_site_at(t, f, z, y, x, nz, ny, nx)
         if s < 0 or s == exclude:
             continue
         if not air[s]:
