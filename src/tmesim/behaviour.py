@@ -400,10 +400,8 @@ class CellDynamics:
         """Fill per-voxel sink (1/min) and source (units/min) maps from the cells."""
         cells = self.cells
         nf = sink.shape[0]
-        sink[:] = 0.0
-        source[:] = 0.0
-        kl.exchange_maps(
-            cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
+        kl.exchange_maps(  # writes every voxel of both maps
+            cells.n, cells.kind, cells.state, cells.occ, cells.column("phenotype"),
             cells.column("aux"), self.exchange_tables, self.fields.data.reshape(nf, -1),
             sink.reshape(nf, -1), source.reshape(nf, -1),
         )
