@@ -262,3 +262,33 @@ def test_thread_count_does_not_change_tcell_dynamics(tmp_path):
         assert np.any(np.asarray(h["cells/state"])[t] == 1)  # exhausted T cells
         assert np.any(np.asarray(h["cells/generation"])[t] > 0)  # T-cell daughters
         assert np.any(np.asarray(h["cells/lytic_spent"])[t] > 0)  # kills spent the store
+
+
+def test_unreadable_structure_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch):
+    """HDF5 metadata that cannot be read (a damaged file, or a reader catching a running 'tmesim
+    run' between two records) gives a UsageError that names the file and what to do, not h5py's
+    bare KeyError; and the file is closed again."""
+    import tmesim.io.results as results
+    from tmesim.errors import UsageError
+
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "tmesim"
+    opened = []
+
+    class Broken(h5py.File):
+        def get(self, name, *args, **kwargs):
+            raise KeyError("Unable to synchronously open object (unable to determine object "
+                           "type)")
+
+    def open_broken(p):
+        opened.append(Broken(p, "r"))
+        return opened[-1]
+
+    monkeypatch.setattr(results, "_open_for_reading", open_broken)
+    with pytest.raises(UsageError, match=r"cannot read .*r\.h5: it is damaged, or a run is "
+                                         r"writing it") as err:
+        tmesim.load(path)
+    assert "unable to determine object type" in str(err.value)
+    assert "fix:" in str(err.value)
+    assert not opened[0].id.valid  # closed

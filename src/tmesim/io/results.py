@@ -72,6 +72,21 @@ class Results:
                 f"cannot open {self.path} as HDF5 ({exc})\n  fix: pass a file written by "
                 "'tmesim run'"
             ) from None
+        try:
+            self._check()
+        except (KeyError, OSError, RuntimeError) as exc:
+            # HDF5 metadata that cannot be read: a damaged file, or one another process is in
+            # the middle of writing (a running 'tmesim run' flushes whole records, but a reader
+            # may catch it between two)
+            self.f.close()
+            raise UsageError(
+                f"cannot read {self.path}: it is damaged, or a run is writing it at this moment "
+                f"(HDF5: {exc})\n  fix: try again after the run's next record, or run the "
+                "scenario again"
+            ) from None
+
+    def _check(self) -> None:
+        """Check the file's format and structure and find its complete records."""
         if self.f.attrs.get("format") != FORMAT:
             self.f.close()
             raise UsageError(
