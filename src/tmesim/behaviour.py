@@ -399,11 +399,32 @@ class CellDynamics:
     def exchange_maps(self, sink, source) -> None:
         """Fill per-voxel sink (1/min) and source (units/min) maps from the cells."""
         cells = self.cells
-        nf = sink.shape[0]
         sink[:] = 0.0
         source[:] = 0.0
+        state = cells.state
+        if cells.small_kinds:
+            # a site may hold a large and a small cell: the parallel kernel writes distinct
+            # voxels, so it maps one layer at a time (the other layer's rows marked removed)
+            # and the small layer's terms are added after the large one's
+            on_small = np.isin(cells.kind[: cells.n], cells.small_kinds)
+            state = cells.state.copy()
+            state[: cells.n][on_small] = codes.REMOVED
+            small_sink, small_source = np.zeros_like(sink), np.zeros_like(source)
+            small_state = cells.state.copy()
+            small_state[: cells.n][~on_small] = codes.REMOVED
+            self._exchange(small_state, small_sink, small_source)
+        self._exchange(state, sink, source)
+        if cells.small_kinds:
+            sink += small_sink
+            source += small_source
+
+    def _exchange(self, state, sink, source) -> None:
+        """:func:`~tmesim.kernels.lattice.exchange_maps` of the cells, with ``state`` for their
+        state column, into zeroed maps."""
+        cells = self.cells
+        nf = sink.shape[0]
         kl.exchange_maps(
-            cells.n, cells.kind, cells.state, cells.site, cells.column("phenotype"),
+            cells.n, cells.kind, state, cells.site, cells.column("phenotype"),
             cells.column("aux"), self.exchange_tables, self.fields.data.reshape(nf, -1),
             sink.reshape(nf, -1), source.reshape(nf, -1),
         )
@@ -429,13 +450,17 @@ class CellDynamics:
             self._views_of = data
         return self._views
 
-    def _arrays(self) -> tuple:
+    def _arrays(self, kind: int | None = None) -> tuple:
         """The cell store as a plain tuple (:class:`~tmesim.kernels.layout.CellArrays`), built
-        again only when the store's arrays are replaced."""
+        again only when the store's arrays are replaced. For the arrivals of a ``kind`` on the
+        small-cell layer (sites shared), its occupancy slot holds that layer's map."""
         a = self.cells.arrays()
         if a is not self._arrays_of:
             self._arrays_tuple = tuple(a)
             self._arrays_of = a
+        if kind is not None and kind in self.cells.small_kinds:
+            t = self._arrays_tuple
+            return (*t[: layout.OCC], t[layout.SMALL], t[layout.SMALL])
         return self._arrays_tuple
 
     def _work(self, cap):
@@ -522,20 +547,21 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, self._arrays(), cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, self._arrays(kind), cells.n,
+                    cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
                 placed_total += self._count_arrivals(kind, k, int(placed))
             if signal is not None:
                 cum = self._cum_weight
-                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal), cells.occ,
-                                         r.signal_half, cum)
+                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal),
+                                         cells.layer(kind), r.signal_half, cum)
                 k = self._poisson(r.per_site_per_h * total * dt_h, seed, step, purposes[1])
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, self._arrays(), cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, self._arrays(kind), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)

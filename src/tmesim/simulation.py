@@ -154,7 +154,8 @@ class Simulation:
         self.n_steps = sc.n_steps
 
         self.fields = FieldSet.from_scenario(sc)
-        self.cells = CellPopulation(self.fields.shape3, capacity=1024, agents=sc.pool_roles)
+        self.cells = CellPopulation(self.fields.shape3, capacity=1024, agents=sc.pool_roles,
+                                    share=sc.domain.small_cells_share_sites)
         #: the tissue map and its site sets (:class:`tmesim.tissue.Tissue`)
         self.tissue = Tissue.from_scenario(sc, self.fields.shape3)
         self.dynamics = CellDynamics(sc, self.fields, self.cells, self.tissue)

@@ -62,12 +62,15 @@ def free_neighbours(site, occ, nz, ny, nx, out):
 
 
 @kernel
-def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
-    """Drop rows whose state is REMOVED, keeping order; refresh ``occ`` for moved rows.
+def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ, small):
+    """Drop rows whose state is REMOVED, keeping order; refresh the occupancy map of moved rows:
+    ``small`` (the small-cell layer) where it holds the row, else ``occ``; a length-1 ``small``
+    means that sites are not shared.
 
     ``arrays_*`` are 2-D stacks of per-cell columns of one dtype (``(ncols, capacity)``), so one
     kernel compacts every column. Returns the new count.
     """
+    shared = small.shape[0] > 1
     j = 0
     while j < n and state[j] != REMOVED:  # rows before the first removed one stay put
         j += 1
@@ -84,7 +87,10 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
             kind[j] = kind[i]
             state[j] = state[i]
             site[j] = site[i]
-            occ[site[j]] = j
+            if shared and small[site[j]] == i:
+                small[site[j]] = j
+            else:
+                occ[site[j]] = j
         j += 1
     return j
 
