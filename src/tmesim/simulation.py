@@ -446,7 +446,8 @@ class Simulation:
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
             "perfused_sites": float(self.tissue.perfused.sum()),
             "angiogenic_sites": float(self.tissue.angiogenic.sum()),
-            "free_entry_sites": float((cells.occ[dyn.entry_sites] < 0).sum()),
+            # free for an arriving T cell: on its own layer when sites are shared
+            "free_entry_sites": float((cells.layer(codes.TCELL)[dyn.entry_sites] < 0).sum()),
             **(dyn.priming.metrics() if dyn.priming is not None else {}),
             **(self.therapy.metrics() if self.therapy.active else {}),
         }

@@ -140,7 +140,7 @@ class DomainConfig(Section):
         "one small cell per site, and may share a site with a large cell (cancer, stem-like, "
         "necrotic, macrophage, fibroblast, MDSC); off: one cell of any kind per site "
         "(docs/biology.md §4.10).",
-        source="choice (parameters.md §1.3)",
+        source="choice (parameters.md §7)",
     )
 
     @model_validator(mode="after")
