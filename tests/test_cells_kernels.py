@@ -536,6 +536,21 @@ def test_shared_site_twin_comparison_stacks_t_cells_on_cancer_cells():
     assert onto_large > 0 and own_kills > 0, (onto_large, own_kills)
 
 
+@pytest.mark.parametrize("share", [False, True], ids=["one_layer", "shared"])
+def test_layer_of_matches_twin(share):
+    """The kernel reads a row's layer from the maps (the small map where it holds the row), the
+    twin from the row's kind: they agree for every live row of a state with T cells stacked on
+    cancer cells."""
+    rng = np.random.default_rng(8)
+    n, s, _, _ = cell_state((1, 12, 13), rng, share=share)
+    small = s["small"]
+    assert share == (np.count_nonzero(small >= 0) > 0)
+    for i in np.flatnonzero(s["state"][:n] != codes.REMOVED):
+        got = ka.layer_of(i, s["site"], s["occ"], small)
+        want = naive.layer(i, s["kind"], s["occ"], small)
+        assert np.shares_memory(got, want) and len(got) == len(want)
+
+
 def test_twin_comparison_exercises_every_action():
     """Over a few lattices every action occurs, so the comparisons above are not vacuous."""
     total = np.zeros(5, np.int64)
