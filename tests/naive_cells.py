@@ -764,6 +764,8 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
 
 
 def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, source):
+    """Twin of :func:`tmesim.kernels.lattice.exchange_maps`, row by row into maps that must be
+    zero on entry (the kernel walks the sites through ``occ`` and writes every voxel)."""
     (sink_by_kind, source_by_kind, release_by_kind, hypoxic_by_kind, activity_by_kind,
      induction) = tables
     for i in range(n):

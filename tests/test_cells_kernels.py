@@ -812,10 +812,14 @@ def _exchange_maps_match_twin(n, s, tables, activity, shape3):
     induction = np.full((3, codes.N_KINDS, nf), -1.0)
     induction[:, :, 2] = np.array([1.0, 0.7, 1.5])[:, None]
     fields = np.random.default_rng(5).uniform(-0.5, 2.0, (nf, n_sites)).clip(0.0)
-    args = (n, s["kind"], s["state"], s["site"], s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
+    rest = (s["f32"][layout.PHENOTYPE], s["f32"][layout.AUX],
             kl.ExchangeTables(*tables, activity, induction), fields)
-    kl.exchange_maps(*args, out[0], out[1])
-    naive.exchange_maps(*args, out[2], out[3])
+    # the kernel writes every voxel (its maps need not be cleared); the twin adds each row's
+    # terms into cleared maps
+    out[0][:] = np.nan
+    out[1][:] = np.nan
+    kl.exchange_maps(n, s["kind"], s["state"], s["occ"], *rest, out[0], out[1])
+    naive.exchange_maps(n, s["kind"], s["state"], s["site"], *rest, out[2], out[3])
     np.testing.assert_allclose(out[0], out[2], rtol=1e-14)
     np.testing.assert_allclose(out[1], out[3], rtol=1e-14)
     dead = (s["state"][:n] == codes.REMOVED) | (s["state"][:n] == codes.NECROTIC)
@@ -865,6 +869,27 @@ def test_python_splitmix_matches_kernel():
         seed, cid, step, purpose = key
         cell = np.uint64(kr.cell_key(seed, step, cid))
         assert kr.uniform_of(cell, purpose) == naive.uniform(*key)
+        for n in (1, 7, 26):
+            assert kr.randint_of(cell, purpose, n) == naive.randint(*key, n)
+
+
+def test_draw_below_hazard_prob_is_the_plain_comparison():
+    """The comparison that skips the exponential answers as ``u < hazard_prob`` does, also
+    for draws between the probability and ``rate * dt`` and at the ends of the skipped range."""
+    rng = np.random.default_rng(17)
+    dts = (0.1, 0.5, 1.0)
+    rates = np.concatenate([[0.0, 1e-6, 1e-5, 0.5, 1.0, 5.0], 10 ** rng.uniform(-8, 1.5, 400)])
+    skipped = 0
+    for dt in dts:
+        for rate in rates:
+            x = rate * dt
+            p = nb.hazard_prob(rate, dt)
+            near = [p, np.nextafter(p, 0.0), np.nextafter(p, 1.0), x, np.nextafter(x, 0.0),
+                    np.nextafter(x, 1.0), 0.5 * (p + x)]
+            for u in [*rng.random(20), *(v for v in near if 0.0 <= v < 1.0)]:
+                assert nb.draw_below_hazard_prob(u, rate, dt) == (u < p), (u, rate, dt)
+                skipped += u >= x and 1e-6 <= x <= 0.5
+    assert skipped > 1000  # the exponential was skipped often
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -887,8 +912,9 @@ def test_free_neighbours_matches_twin(shape3):
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("removed", ["random", "none", "first", "last", "all"])
 @pytest.mark.parametrize("share", [False, True], ids=["one_layer", "shared"])
-def test_compact_matches_twin(shape3, share):
+def test_compact_matches_twin(shape3, removed, share):
     """Compaction against its twin; with sites shared, a third of the cells are T cells on the
     small-cell layer, half of them on a site that a large cell holds too."""
     rng = np.random.default_rng(3)
@@ -907,7 +933,10 @@ def test_compact_matches_twin(shape3, share):
                 if small[s] < 0:
                     a["site"][i] = s
             small[a["site"][i]] = i
-    a["state"][:n][rng.random(n) < 0.4] = codes.REMOVED
+    gone = {"random": rng.random(n) < 0.4, "none": np.zeros(n, bool),
+            "first": np.arange(n) == 0, "last": np.arange(n) == n - 1,
+            "all": np.ones(n, bool)}[removed]
+    a["state"][:n][gone] = codes.REMOVED
     for i in np.flatnonzero(a["state"][:n] == codes.REMOVED):
         (small if share and a["kind"][i] == codes.TCELL else a["occ"])[a["site"][i]] = -1
     blocks = [
@@ -917,7 +946,8 @@ def test_compact_matches_twin(shape3, share):
     ]
     arrays = [a["kind"], a["state"], a["site"], a["occ"], small]
     twin = [x.copy() for x in blocks + arrays]
-    expected = int(np.count_nonzero(a["state"][:n] != codes.REMOVED))
+    before = [x.copy() for x in blocks + arrays]
+    expected = int(np.count_nonzero(~gone))
     m = kl.compact(n, *blocks, *arrays)
     m_twin = naive.compact(n, *twin)
     assert m == m_twin == expected
@@ -926,12 +956,16 @@ def test_compact_matches_twin(shape3, share):
     np.testing.assert_array_equal(a["occ"], twin[-2])
     np.testing.assert_array_equal(small, twin[-1])
     assert np.all(a["state"][:m] != codes.REMOVED)
+    if removed == "none":  # nothing moves
+        for x, y in zip(blocks + arrays, before, strict=True):
+            np.testing.assert_array_equal(x, y)
     if share:
         check_occupancy(m, {"state": a["state"], "kind": a["kind"], "site": a["site"],
                             "occ": a["occ"], "small": small}, np.zeros(1, bool))
         stacked = np.intersect1d(a["site"][:m][a["kind"][:m] == codes.TCELL],
                                  a["site"][:m][a["kind"][:m] != codes.TCELL])
-        assert len(stacked) > 0 or n_sites < 50  # the larger lattices share sites
+        if removed in ("random", "none"):
+            assert len(stacked) > 0 or n_sites < 50  # the larger lattices share sites
 
 
 def test_sink_map_and_counts_match_twin():

@@ -194,7 +194,8 @@ def test_release_scales_with_m2_activity_and_hypoxia_raises_cancer_ccl2():
     activity = np.array(kinds.activities(), np.int8)
     tables = kl.ExchangeTables(zero, zero, release, hypoxic, activity,
                                np.full((3, codes.N_KINDS, 1), -1.0))
-    kl.exchange_maps(n, kind, state, site, pheno, aux, tables, np.zeros((1, n)), sink, source)
+    occ = site.copy()  # cell i on site i
+    kl.exchange_maps(n, kind, state, occ, pheno, aux, tables, np.zeros((1, n)), sink, source)
     np.testing.assert_allclose(source[0], [0.0, 0.0, 2.0 * (2 * 0.9 - 1), 2.0, 6.0], rtol=1e-6)
 
 

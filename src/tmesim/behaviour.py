@@ -399,32 +399,22 @@ class CellDynamics:
     def exchange_maps(self, sink, source) -> None:
         """Fill per-voxel sink (1/min) and source (units/min) maps from the cells."""
         cells = self.cells
-        sink[:] = 0.0
-        source[:] = 0.0
-        state = cells.state
+        self._exchange(cells.occ, sink, source)
         if cells.small_kinds:
-            # a site may hold a large and a small cell: the parallel kernel writes distinct
-            # voxels, so it maps one layer at a time (the other layer's rows marked removed)
-            # and the small layer's terms are added after the large one's
-            on_small = np.isin(cells.kind[: cells.n], cells.small_kinds)
-            state = cells.state.copy()
-            state[: cells.n][on_small] = codes.REMOVED
-            small_sink, small_source = np.zeros_like(sink), np.zeros_like(source)
-            small_state = cells.state.copy()
-            small_state[: cells.n][~on_small] = codes.REMOVED
-            self._exchange(small_state, small_sink, small_source)
-        self._exchange(state, sink, source)
-        if cells.small_kinds:
+            # a site may hold a large and a small cell: the small layer is mapped through its
+            # own map and its terms are added after the large layer's
+            small_sink, small_source = np.empty_like(sink), np.empty_like(source)
+            self._exchange(cells.small, small_sink, small_source)
             sink += small_sink
             source += small_source
 
-    def _exchange(self, state, sink, source) -> None:
-        """:func:`~tmesim.kernels.lattice.exchange_maps` of the cells, with ``state`` for their
-        state column, into zeroed maps."""
+    def _exchange(self, occ, sink, source) -> None:
+        """:func:`~tmesim.kernels.lattice.exchange_maps` of the cells of the layer whose map is
+        ``occ`` (it writes every voxel of both maps)."""
         cells = self.cells
         nf = sink.shape[0]
         kl.exchange_maps(
-            cells.n, cells.kind, state, cells.site, cells.column("phenotype"),
+            cells.n, cells.kind, cells.state, occ, cells.column("phenotype"),
             cells.column("aux"), self.exchange_tables, self.fields.data.reshape(nf, -1),
             sink.reshape(nf, -1), source.reshape(nf, -1),
         )

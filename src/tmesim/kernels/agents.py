@@ -31,6 +31,7 @@ from .neighbourhood import (
     kth_bit,
     lumen_reachable,
     neighbour_site,
+    neighbour_site_at,
     popcount,
 )
 from .random import key_hash, randint, uniform
@@ -345,8 +346,11 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, lattice, keys, cid, wor
         for h in range(head, layer_end):
             p = queue[h]
             mover = mother_kind if p == s0 else kind[occ[p]]
+            pz = p // (ny * nx)
+            py = (p - pz * ny * nx) // nx
+            px = p - pz * ny * nx - py * nx
             for q in range(nnb):
-                t = neighbour_site(p, q, nz, ny, nx)
+                t = neighbour_site_at(q, pz, py, px, nz, ny, nx)
                 if t < 0 or stamp_of[t] == stamp:
                     continue
                 if not _may_enter(t, mover, occ, air, kind, nz, ny, nx):

@@ -75,6 +75,7 @@ from .codes import NECROTIC, PROLIFERATING, QUIESCENT, STEM, TUMOR
 from .layout import CLOCK_H, DIVISIONS_LEFT, F32, I32, ICD, ID, IDS, KIND, OCC, PDL1, SITE, STATE
 from .neighbourhood import (
     cancer_free_scan,
+    draw_below_hazard_prob,
     hazard_prob,
     is_cancer,
     kth_bit,
@@ -82,7 +83,7 @@ from .neighbourhood import (
     popcount,
     surrounded,
 )
-from .random import cell_key, randint, uniform, uniform_of
+from .random import cell_key, randint_of, uniform_of
 from .rules import B_DEATH, B_DIVISION, B_MIGRATION, R_BEHAVIOUR, R_KIND, apply_rules, hill
 
 C_DIVISION_RATE = 0
@@ -403,7 +404,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                 k = kind[i]
                 if not is_cancer(k):
                     continue
-                cid = ids[ID, i]
+                key = cell_key(seed, step, ids[ID, i])  # shared by the cell's draws
                 s_i = site[i]
                 if mark == _GENERAL:
                     s = ifng[s_i]
@@ -415,7 +416,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                     po2 = oxygen[s_i]
                     p_nec = necrosis_probability(po2, par[k, C_NECROSIS], par[k, C_NECROSIS_MAX],
                                                  par[k, C_NECROSIS_RATE], dt_h)
-                    if p_nec > 0.0 and uniform(seed, cid, step, PURPOSE_NECROSIS) < p_nec:
+                    if p_nec > 0.0 and uniform_of(key, PURPOSE_NECROSIS) < p_nec:
                         state[i] = NECROTIC
                         f32[CLOCK_H, i] = 0.0
                         action[i] = NONE
@@ -435,7 +436,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                         death = apply_rules(death, k, B_DEATH, s_i, fields, f32[PDL1, i], rules)
                     if death > 0.0:
                         pdie = hazard_prob(death, dt_h) if varies else rates[k, K_P_DIE]
-                        if uniform(seed, cid, step, PURPOSE_APOPTOSIS) < pdie:
+                        if uniform_of(key, PURPOSE_APOPTOSIS) < pdie:
                             action[i] = DIE
                             if icd > 0.0:  # competing hazards: the share of the death by ICD
                                 f32[ICD, i] = min(1.0, icd / death)
@@ -449,7 +450,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                             p_pl = hazard_prob(par[k, C_PLASTICITY_RATE] * drive, dt_h)
                         else:  # no TGF-beta: drive is 1 when hypoxic, else 0
                             p_pl = rates[k, K_P_PLASTIC] if hypoxic else 0.0
-                        if p_pl > 0.0 and uniform(seed, cid, step, PURPOSE_PLASTICITY) < p_pl:
+                        if p_pl > 0.0 and uniform_of(key, PURPOSE_PLASTICITY) < p_pl:
                             kind[i] = STEM
                             k = STEM
                     mark = NONE
@@ -463,9 +464,14 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                         varies = True
                     if rates[k, K_RULED_DIVISION] != 0.0:
                         rate = apply_rules(rate, k, B_DIVISION, s_i, fields, f32[PDL1, i], rules)
-                    if varies:
-                        pd = hazard_prob(rate, dt_h)
-                    if not hypoxic and uniform(seed, cid, step, PURPOSE_DIVIDE) < pd:
+                    if hypoxic:
+                        divides = False
+                    elif varies:  # most draws settle it without the exponential
+                        divides = draw_below_hazard_prob(uniform_of(key, PURPOSE_DIVIDE), rate,
+                                                         dt_h)
+                    else:
+                        divides = uniform_of(key, PURPOSE_DIVIDE) < pd
+                    if divides:
                         mark = _WANT_DIVIDE
                     else:
                         pm = rates[k, K_P_MIGRATE]
@@ -473,7 +479,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                             rate = apply_rules(par[k, C_MIGRATION_RATE], k, B_MIGRATION, s_i,
                                                fields, f32[PDL1, i], rules)
                             pm = hazard_prob(rate, dt_h)
-                        if pm > 0.0 and uniform(seed, cid, step, PURPOSE_MIGRATE) < pm:
+                        if pm > 0.0 and uniform_of(key, PURPOSE_MIGRATE) < pm:
                             mark = _WANT_MOVE
                     if mark == NONE:
                         action[i] = NONE
@@ -491,18 +497,18 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                     continue
                 if mark == _WANT_MOVE:
                     action[i] = MOVE
-                    q = kth_bit(free, randint(seed, cid, step, PURPOSE_MIGRATE_SITE, nfree))
+                    q = kth_bit(free, randint_of(key, PURPOSE_MIGRATE_SITE, nfree))
                     target[i] = neighbour_site(s_i, q, nz, ny, nx)
                     continue
                 if k == TUMOR:
-                    dies = uniform(seed, cid, step, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
+                    dies = uniform_of(key, PURPOSE_DEATH) < par[k, C_DEATH_AT_DIVISION]
                     if dies or i32[DIVISIONS_LEFT, i] <= 0:
                         action[i] = DIE
                         continue
                     dkind[i] = TUMOR
                     ddiv[i] = i32[DIVISIONS_LEFT, i] - 1
                 else:
-                    if uniform(seed, cid, step, PURPOSE_FATE) < par[k, C_SYMMETRIC]:
+                    if uniform_of(key, PURPOSE_FATE) < par[k, C_SYMMETRIC]:
                         dkind[i] = STEM
                         ddiv[i] = i32[DIVISIONS_LEFT, i]
                     else:
@@ -512,7 +518,7 @@ def _decide_rows(n, cells, lattice, views, par, rules, rates, keys, intents, clo
                 if nfree == 0:
                     target[i] = -1  # no free neighbour: the daughter is placed by pushing
                     continue
-                q = kth_bit(free, randint(seed, cid, step, PURPOSE_DIVIDE_SITE, nfree))
+                q = kth_bit(free, randint_of(key, PURPOSE_DIVIDE_SITE, nfree))
                 target[i] = neighbour_site(s_i, q, nz, ny, nx)
 
 

@@ -22,7 +22,7 @@ from .codes import (
     QUIESCENT,
     REMOVED,
 )
-from .neighbourhood import is_cancer
+from .neighbourhood import face_site_at, is_cancer
 from .rules import hill
 
 
@@ -69,30 +69,48 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ, small
 
     ``arrays_*`` are 2-D stacks of per-cell columns of one dtype (``(ncols, capacity)``), so one
     kernel compacts every column. Returns the new count.
+
+    Rows before the first removed one stay put, and nothing is copied when no row is removed.
+    The rows kept after it are listed once, then each column is moved along that list on its
+    own, so every copy runs along one contiguous column (a row-by-row copy would touch every
+    column at each row).
     """
+    j0 = 0
+    while j0 < n and state[j0] != REMOVED:
+        j0 += 1
+    if j0 == n:
+        return n
+    keep = np.empty(n - j0, np.int64)
+    m = 0
+    for i in range(j0, n):
+        keep[m] = i
+        m += state[i] != REMOVED
+    # each row moves down (keep[t] >= j0 + t), so copying in ascending order reads every row
+    # before it is overwritten
+    for c in range(arrays_i64.shape[0]):
+        _move_rows(arrays_i64[c], keep, m, j0)
+    for c in range(arrays_i32.shape[0]):
+        _move_rows(arrays_i32[c], keep, m, j0)
+    for c in range(arrays_f32.shape[0]):
+        _move_rows(arrays_f32[c], keep, m, j0)
+    _move_rows(kind, keep, m, j0)
+    _move_rows(state, keep, m, j0)
+    _move_rows(site, keep, m, j0)
     shared = small.shape[0] > 1
-    j = 0
-    while j < n and state[j] != REMOVED:  # rows before the first removed one stay put
-        j += 1
-    for i in range(j, n):
-        if state[i] == REMOVED:
-            continue
-        if j != i:
-            for c in range(arrays_i64.shape[0]):
-                arrays_i64[c, j] = arrays_i64[c, i]
-            for c in range(arrays_i32.shape[0]):
-                arrays_i32[c, j] = arrays_i32[c, i]
-            for c in range(arrays_f32.shape[0]):
-                arrays_f32[c, j] = arrays_f32[c, i]
-            kind[j] = kind[i]
-            state[j] = state[i]
-            site[j] = site[i]
-            if shared and small[site[j]] == i:
-                small[site[j]] = j
-            else:
-                occ[site[j]] = j
-        j += 1
-    return j
+    for t in range(m):
+        j = j0 + t
+        if shared and small[site[j]] == keep[t]:  # the small layer holds the row's old index
+            small[site[j]] = j
+        else:
+            occ[site[j]] = j
+    return j0 + m
+
+
+@kernel
+def _move_rows(col, keep, m, j0):
+    """``col[j0 + t] = col[keep[t]]`` for ``t < m``, in ascending order."""
+    for t in range(m):
+        col[j0 + t] = col[keep[t]]
 
 
 @kernel
@@ -153,13 +171,14 @@ class ExchangeTables(NamedTuple):
 
 
 @kernel(parallel=True)
-def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, source):
+def exchange_maps(n, kind, state, occ, phenotype, aux, tables, fields, sink, source):
     """Per-voxel coupling of cells to fields, from the per-kind :class:`ExchangeTables`
     (one cell per site).
 
-    ``sink[f, s]`` (1/min) collects ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
-    collects ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s``, where the
-    activity ``a`` scales the release as ``activity_by_kind[k]`` (``codes.ACT_*``) says: 1
+    ``sink[f, s]`` (1/min) is ``V_c/V_v (U + S)`` and ``source[f, s]`` (field units/min)
+    ``V_c/V_v S T + a E / V_v`` of the live, non-necrotic cell on site ``s`` (row ``occ[s]``
+    below ``n``; -1: none), 0 where there is none, where the activity ``a`` scales the release
+    as ``activity_by_kind[k]`` (``codes.ACT_*``) says: 1
     (``ACT_PLAIN``; ``hypoxic_by_kind[k, f]`` for a cell that is quiescent, i.e. hypoxic: cancer
     cells), engagement (``aux``) for active cells and 0 for exhausted ones (``ACT_ENGAGEMENT``:
     T cells), the M2 activity ``max(0, 2 p - 1)`` of the polarisation ``p`` (``phenotype``;
@@ -168,8 +187,9 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
     fields of ``tables``. A release may also be induced by another field: ``induction[0, k, f]`` is the index of the inducing field in ``fields``
     (``(nf, n_sites)``; -1: none) and the release is multiplied by the Hill function
     ``H(fields[g, s]; induction[1, k, f], induction[2, k, f])`` of the inducer at the cell's
-    site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Both maps must be zero on
-    entry. Cells occupy distinct sites, so the parallel loop writes distinct voxels.
+    site (CXCL9/10 induced by IFN-gamma, docs/biology.md §5.9). Every entry of both maps is
+    written, so they need not be cleared first. The loop runs over the sites, in parallel,
+    each writing its own voxel, so the maps are written in order, one row at a time.
     """
     # the tables are only read; locals keep the loop free of tuple fields
     sink_by_kind = tables.sink
@@ -179,12 +199,15 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
     activity_by_kind = tables.activity
     induction = tables.induction
     nf = sink.shape[0]
-    for i in prange(n):
-        st = state[i]
+    for s in prange(sink.shape[1]):
+        i = occ[s]
+        st = state[i] if 0 <= i < n else REMOVED
         if st == REMOVED or st == NECROTIC:
+            for f in range(nf):
+                sink[f, s] = 0.0
+                source[f, s] = 0.0
             continue
         k = kind[i]
-        s = site[i]
         act = 1.0
         hypoxic = False
         mode = activity_by_kind[k]
@@ -197,14 +220,14 @@ def exchange_maps(n, kind, state, site, phenotype, aux, tables, fields, sink, so
         elif st == QUIESCENT:
             hypoxic = True
         for f in range(nf):
-            sink[f, s] += sink_by_kind[k, f]
+            sink[f, s] = sink_by_kind[k, f]
             rel = act * release_by_kind[k, f]
             if hypoxic:
                 rel *= hypoxic_by_kind[k, f]
             g = np.int64(induction[0, k, f])
             if g >= 0 and rel != 0.0:
                 rel *= hill(fields[g, s], induction[1, k, f], induction[2, k, f])
-            source[f, s] += source_by_kind[k, f] + rel
+            source[f, s] = source_by_kind[k, f] + rel
 
 
 @kernel
@@ -255,17 +278,8 @@ def fill_from_face_neighbours(data, sites, masked, nz, ny, nx, rows):
         y = (s // nx) % ny
         x = s % nx
         for d in range(6):
-            step = 1 if d % 2 else -1
-            if d < 2:
-                ok = 0 <= z + step < nz
-                nb = s + step * plane
-            elif d < 4:
-                ok = 0 <= y + step < ny
-                nb = s + step * nx
-            else:
-                ok = 0 <= x + step < nx
-                nb = s + step
-            if not ok or masked[nb]:
+            nb = face_site_at(s, d, z, y, x, nz, ny, nx)
+            if nb < 0 or masked[nb]:
                 continue
             for r in range(nf):
                 total[r, t] += data[r, nb]

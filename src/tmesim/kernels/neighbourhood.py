@@ -15,6 +15,16 @@ def neighbour_site(site, q, nz, ny, nx):
 
     ``q`` runs over ``range(8)`` in 2-D (Moore) and ``range(26)`` in 3-D, in a fixed order.
     """
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    return neighbour_site_at(q, z, y, rem - y * nx, nz, ny, nx)
+
+
+@kernel
+def neighbour_site_at(q, z, y, x, nz, ny, nx):
+    """:func:`neighbour_site` of the site at coordinates ``(z, y, x)``, which the caller
+    knows (no division by the lattice sizes)."""
     if nz > 1:
         r = q if q < 13 else q + 1
         dz = r // 9 - 1
@@ -25,10 +35,6 @@ def neighbour_site(site, q, nz, ny, nx):
         dz = 0
         dy = r // 3 - 1
         dx = r % 3 - 1
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
     zz = z + dz
     yy = y + dy
     xx = x + dx
@@ -257,26 +263,49 @@ def hazard_prob(rate_per_h, dt_h):
 
 
 @kernel
+def draw_below_hazard_prob(u, rate_per_h, dt_h):
+    """``u < hazard_prob(rate_per_h, dt_h)``, without the exponential where the draw ``u`` alone
+    decides it.
+
+    With ``x = rate_per_h * dt_h``, ``1 - exp(-x)`` falls short of ``x`` by more than
+    ``x**2 / 3`` for ``0 < x <= 1``; for ``1e-6 <= x <= 0.5`` that is at least ``3e-13``,
+    far above the rounding of ``exp`` and of the subtraction (a few ``1e-16``), so the computed
+    probability is below ``x`` and a draw at or above ``x`` is never below it. Every other case
+    evaluates the probability, so the answer is that of the plain comparison, bit for bit.
+    """
+    x = rate_per_h * dt_h
+    if u >= x and 1e-6 <= x <= 0.5:
+        return False
+    return u < hazard_prob(rate_per_h, dt_h)
+
+
+@kernel
 def face_site(site, f, nz, ny, nx):
     """The ``f``-th face neighbour of ``site`` (-z, +z, -y, +y, -x, +x; 2-D: -y, +y, -x, +x),
     or -1 outside the domain."""
     if nz == 1:
         f += 2
-    axis = f // 2
-    step = 1 if f % 2 else -1
     z = site // (ny * nx)
     rem = site - z * ny * nx
     y = rem // nx
-    x = rem - y * nx
-    if axis == 0:
-        z += step
-    elif axis == 1:
-        y += step
+    return face_site_at(site, f, z, y, rem - y * nx, nz, ny, nx)
+
+
+@kernel
+def face_site_at(site, f, z, y, x, nz, ny, nx):
+    """The face neighbour ``f`` (0-5: -z, +z, -y, +y, -x, +x, also in 2-D) of ``site``, whose
+    coordinates ``(z, y, x)`` the caller knows, or -1 outside the domain."""
+    d = 1 if f % 2 else -1
+    if f < 2:
+        inside = 0 <= z + d < nz
+        t = site + d * ny * nx
+    elif f < 4:
+        inside = 0 <= y + d < ny
+        t = site + d * nx
     else:
-        x += step
-    if z < 0 or z >= nz or y < 0 or y >= ny or x < 0 or x >= nx:
-        return -1
-    return (z * ny + y) * nx + x
+        inside = 0 <= x + d < nx
+        t = site + d
+    return t if inside else -1
 
 
 @kernel
@@ -284,8 +313,12 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
     """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
     with a lumen site already filled by a cancer cell (lumens fill from the wall inward). The
     site ``exclude`` gives no support (the site a moving cell leaves; -1 for none)."""
-    for f in range(6 if nz > 1 else 4):
-        s = face_site(t, f, nz, ny, nx)
+    z = t // (ny * nx)
+    rem = t - z * ny * nx
+    y = rem // nx
+    x = rem - y * nx
+    for f in range(0 if nz > 1 else 2, 6):
+        s = face_site_at(t, f, z, y, x, nz, ny, nx)
         if s < 0 or s == exclude:
             continue
         if not air[s]:

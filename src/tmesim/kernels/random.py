@@ -83,3 +83,14 @@ def randint(seed, cell_id, step, purpose, n):
     if k >= n:
         k = n - 1
     return k
+
+
+@kernel
+def randint_of(key, purpose, n):
+    """The integer of :func:`randint` from a :func:`cell_key`:
+    ``randint_of(cell_key(seed, step, cell_id), purpose, n) == randint(seed, cell_id, step,
+    purpose, n)``."""
+    k = np.int64(uniform_of(key, purpose) * n)
+    if k >= n:
+        k = n - 1
+    return k

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import REMOVED
-from .neighbourhood import face_site, is_cancer, neighbour_site
+from .neighbourhood import face_site_at, is_cancer
 from .random import uniform
 
 #: purpose code of the regression draw (one per capillary site and step)
@@ -36,20 +36,33 @@ PURPOSE_PERFUSION = 85
 
 
 @kernel
+def _zyx(site, ny, nx):
+    """The lattice coordinates ``(z, y, x)`` of flat ``site``."""
+    plane = ny * nx
+    z = site // plane
+    y = (site - z * plane) // nx
+    return z, y, site - z * plane - y * nx
+
+
+@kernel
 def enclosed_by_cancer(site, occ, kind, state, nz, ny, nx, min_fraction):
     """True when at least ``min_fraction`` of the in-domain neighbours of ``site`` (8 in 2-D,
-    26 in 3-D) hold a cancer cell, live or necrotic (necrotic debris still fills its site)."""
-    nq = 26 if nz > 1 else 8
+    26 in 3-D) hold a cancer cell, live or necrotic (necrotic debris still fills its site).
+    The coordinates of ``site`` are found once; the neighbours are walked from them."""
+    z, y, x = _zyx(site, ny, nx)
+    zlo = -1 if nz > 1 else 0
     n_in = 0
     n_cancer = 0
-    for q in range(nq):
-        t = neighbour_site(site, q, nz, ny, nx)
-        if t < 0:
-            continue
-        n_in += 1
-        j = occ[t]
-        if j >= 0 and is_cancer(kind[j]) and state[j] != REMOVED:
-            n_cancer += 1
+    for zz in range(max(z + zlo, 0), min(z - zlo + 1, nz)):
+        for yy in range(max(y - 1, 0), min(y + 2, ny)):
+            for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                t = (zz * ny + yy) * nx + xx
+                if t == site:
+                    continue
+                n_in += 1
+                j = occ[t]
+                if j >= 0 and is_cancer(kind[j]) and state[j] != REMOVED:
+                    n_cancer += 1
     return n_in > 0 and n_cancer >= min_fraction * n_in
 
 
@@ -74,11 +87,14 @@ def capillary_regression(sites, occ, kind, state, nz, ny, nx, min_fraction, p, s
 def touches_other_vessel(t, parent, perfused, nz, ny, nx):
     """True when a perfused voxel other than ``parent`` is among the lattice neighbours of site
     ``t`` (8 in 2-D, 26 in 3-D)."""
-    nq = 26 if nz > 1 else 8
-    for q in range(nq):
-        u = neighbour_site(t, q, nz, ny, nx)
-        if u >= 0 and u != parent and perfused[u]:
-            return True
+    z, y, x = _zyx(t, ny, nx)
+    zlo = -1 if nz > 1 else 0
+    for zz in range(max(z + zlo, 0), min(z - zlo + 1, nz)):
+        for yy in range(max(y - 1, 0), min(y + 2, ny)):
+            for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                u = (zz * ny + yy) * nx + xx
+                if u != t and u != parent and perfused[u]:
+                    return True
     return False
 
 
@@ -90,20 +106,22 @@ def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, law, seed, step, ou
     The candidates are the face neighbours ``t`` that are ``open_`` (tissue that conducts and
     may hold a vessel), not perfused, and touched by no perfused voxel but ``sites[i]``
     (:func:`touches_other_vessel`); the sprout heads for the candidate with the most VEGF (the
-    first in face order on ties) and forms with probability ``p_max * H(vegf[t])``, where
-    ``law = (p_max, half, h)`` and ``H(v) = v^h / (v^h + half^h)``, by a draw keyed by
-    ``(seed, sites[i], step)``. Returns the number of sprouts; two sprouts may name the same
-    site.
+    first in face order, -z, +z, -y, +y, -x, +x, on ties) and forms with probability
+    ``p_max * H(vegf[t])``, where ``law = (p_max, half, h)`` and
+    ``H(v) = v^h / (v^h + half^h)``, by a draw keyed by ``(seed, sites[i], step)``. Returns the
+    number of sprouts; two sprouts may name the same site. The coordinates of each site are
+    found once, and its face neighbours from them.
     """
     p_max, half, hill = law
-    nf = 6 if nz > 1 else 4
+    first = 0 if nz > 1 else 2  # 2-D: the faces along y and x only
     n = 0
     for i in range(sites.shape[0]):
         s = sites[i]
+        z, y, x = _zyx(s, ny, nx)
         best = -1
         best_v = -1.0
-        for f in range(nf):
-            t = face_site(s, f, nz, ny, nx)
+        for f in range(first, 6):
+            t = face_site_at(s, f, z, y, x, nz, ny, nx)
             if t < 0 or perfused[t] or not open_[t]:
                 continue
             if touches_other_vessel(t, s, perfused, nz, ny, nx):
