@@ -226,3 +226,25 @@ def test_layer_of_a_kind():
     assert shared.layer(codes.TUMOR) is shared.occ
     assert single.layer(codes.TCELL) is single.occ
     assert len(single.arrays()[layout.SMALL]) == 1
+
+
+def test_exchange_maps_of_shared_sites_add_both_cells_of_a_voxel():
+    """With shared sites the maps are made layer by layer; they equal the twin's, which adds
+    every live cell's terms into its voxel row by row."""
+    import naive_cells
+
+    m = Simulation(load_scenario(TINY), **tiny_sharing())
+    for _ in range(10):
+        m.step()
+    cells, dyn = m.cells, m.dynamics
+    n_t = cells.kind[: cells.n] == codes.TCELL
+    assert np.any(cells.occ[cells.site[: cells.n][n_t]] >= 0)  # some voxels hold two cells
+    nf = len(m.fields.names)
+    sink, source = np.full((2, nf, cells.n_sites), np.nan)
+    dyn.exchange_maps(sink, source)
+    t_sink, t_source = np.zeros((2, nf, cells.n_sites))
+    naive_cells.exchange_maps(cells.n, cells.kind, cells.state, cells.site,
+                              cells.column("phenotype"), cells.column("aux"), dyn.exchange_tables,
+                              m.fields.data.reshape(nf, -1), t_sink, t_source)
+    np.testing.assert_allclose(sink, t_sink, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(source, t_source, rtol=1e-12, atol=0)
