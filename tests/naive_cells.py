@@ -61,8 +61,15 @@ GOLDEN = 0x9E3779B97F4A7C15
 
 def cell_arrays(s) -> CellArrays:
     """The :class:`~tmesim.kernels.layout.CellArrays` of a dict with the keys ``ids``, ``i32``,
-    ``f32``, ``kind``, ``state``, ``site`` and ``occ``."""
-    return CellArrays(*(s[k] for k in ("ids", "i32", "f32", "kind", "state", "site", "occ")))
+    ``f32``, ``kind``, ``state``, ``site``, ``occ`` and, where sites are shared, ``small`` (else
+    a length-1 map stands in)."""
+    small = s.get("small", np.full(1, -1, np.int32))
+    return CellArrays(*(s[k] for k in ("ids", "i32", "f32", "kind", "state", "site", "occ")),
+                      small)
+
+
+#: the kinds on the small-cell layer where sites are shared (restated from the kind modules)
+SMALL_KINDS = (TCELL,)
 
 def mix64(z):
     """SplitMix64 finaliser on a Python int (mod 2**64)."""
@@ -288,7 +295,7 @@ def necrosis_probability(po2, thr, thr_max, rate_max, dt):
 
 
 def cancer_decide(n, cells, lattice, views, par, rules, keys, intents):
-    ids, i32, fl, kind, state, site, occ = cells
+    ids, i32, fl, kind, state, site, occ, _ = cells
     oxygen, ifng, tgfb, _chemokine, _ecm, _antibody, _ccl2, _attractant, fields = views
     shape, air = lattice
     dt, seed, step = keys
@@ -375,14 +382,14 @@ def cancer_decide(n, cells, lattice, views, par, rules, keys, intents):
 # --------------------------------------------------------------------------- immune cells
 (T_KILL, T_SUPP, T_EXH_H, T_LIFE, T_XLIFE, T_MIG, T_BIAS, T_ECM, T_TGFB, T_KD, T_EXH_GAIN,
  T_STORE, T_REFILL_H, T_DIV, T_EXH_SPREAD, T_PROG, T_PROG_ARRIVE, T_PROG_DIV, T_DIFF, T_PROG_KILL,
- T_EFF_DIV) = range(21)
+ T_EFF_DIV, T_SHARE) = range(22)
 (M_PHAG, M_TO1, M_TO2, M_IFNG, M_TGFB, M_HYP, M_CONTACT, M_LIFE, M_MIG, M_BIAS, M_CCL2_W,
  M_CCL2_HALF, M_RELAX, M_REST_RECRUITED, M_REST_RESIDENT, M_RESIDENT_M2, M_RESIDENT_LIFE) = range(17)
 (F_ACT, F_TGFB, F_CONTACT, F_ECM, F_MIG) = range(5)
 
 
 def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rules, keys, intents):
-    ids, i32, fl, kind, state, site, occ = cells
+    ids, i32, fl, kind, state, site, occ, small = cells
     shape, blocked = lattice
     dt, seed, step = keys
     action, target, dkind, ddiv = intents
@@ -420,9 +427,16 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
         fl[LYTIC_SPENT, i] = f32(float(fl[LYTIC_SPENT, i])
                                  * (math.exp(-dt / refill_h) if refill_h > 0 else 0.0))
         free, cancer, _ = scan(s, occ, blocked, kind, state, nz, ny, nx)
-        if not exhausted and cancer:
-            qs = bits(cancer)
-            j = int(occ[neighbour_site(s, qs[randint(seed, cid, step, 32, len(qs))], nz, ny, nx)])
+        # the live cancer cells it may engage: on the neighbouring sites and, where T cells
+        # share sites, on its own site (counted last)
+        targets = [int(occ[neighbour_site(s, q, nz, ny, nx)]) for q in bits(cancer)]
+        if par[T_SHARE] > 0.0:
+            # free: not blocked and no T cell there, whatever large cell is
+            free = free_scan(s, small, blocked, nz, ny, nx)
+            if occ[s] >= 0 and is_live_cancer(int(occ[s]), kind, state):
+                targets.append(int(occ[s]))
+        if not exhausted and targets:
+            j = targets[randint(seed, cid, step, 32, len(targets))]
             occupancy = 0.0
             if par[T_KD] > 0.0:
                 a = antibody[site[j]]
@@ -478,7 +492,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
 
 
 def macrophage_decide(n, cells, lattice, views, par, rules, keys, intents):
-    ids, _, fl, kind, state, site, occ = cells
+    ids, _, fl, kind, state, site, occ, _ = cells
     oxygen, ifng, tgfb, _chemokine, _ecm, _antibody, ccl2, chemo, fields = views
     shape, blocked = lattice
     dt, seed, step = keys
@@ -532,7 +546,7 @@ def macrophage_decide(n, cells, lattice, views, par, rules, keys, intents):
 
 
 def fibroblast_decide(n, cells, lattice, tgfb, ecm, par, keys, intents):
-    ids, _, fl, kind, state, site, occ = cells
+    ids, _, fl, kind, state, site, occ, _ = cells
     shape, blocked = lattice
     dt, seed, step = keys
     action, target = intents.action, intents.target
@@ -621,9 +635,14 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, air, shape, seed, cid, 
     return -1
 
 
+def layer(i, kind, occ, small):
+    """The map of row ``i``'s layer: small kinds on ``small`` where sites are shared."""
+    return small if len(small) > 1 and kind[i] in SMALL_KINDS else occ
+
+
 def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, pools=None):
     action, target, dkind, ddiv = intents
-    ids, i32, fl, kind, state, site, occ = cells
+    ids, i32, fl, kind, state, site, occ, small = cells
     shape, blocked = lattice
     seed, step = keys.seed, keys.step
     nz, ny, nx = (int(s) for s in shape)
@@ -633,22 +652,23 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
         act = int(action[i])
         if act == NONE or state[i] == REMOVED:
             continue
+        own = layer(i, kind, occ, small)
         if act == DIE:
             state[i] = REMOVED
-            occ[site[i]] = -1
+            own[site[i]] = -1
         elif act == KILL:
             j = int(target[i])
             if state[j] not in (REMOVED, NECROTIC):
                 state[j] = REMOVED
-                occ[site[j]] = -1
+                layer(j, kind, occ, small)[site[j]] = -1
                 kills += 1
         else:
             t = int(target[i])
-            if t < 0 or occ[t] >= 0:  # none or taken earlier this step: retry on a free one
+            if t < 0 or own[t] >= 0:  # none or taken earlier this step: retry on a free one
                 if kind[i] in (TUMOR, STEM):
                     free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx, act == MOVE)
                 else:
-                    free = free_scan(site[i], occ, blocked, nz, ny, nx)
+                    free = free_scan(site[i], own, blocked, nz, ny, nx)
                 qs = bits(free)
                 if qs:
                     t = neighbour_site(site[i], qs[randint(seed, ids[ID, i], step, 21, len(qs))],
@@ -661,9 +681,9 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
                 else:
                     continue
             if act == MOVE:
-                occ[site[i]] = -1
+                own[site[i]] = -1
                 site[i] = t
-                occ[t] = i
+                own[t] = i
                 continue
             # DIVIDE into row m
             fl[:, m] = fl[:, i]
@@ -680,7 +700,7 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
             kind[m] = dkind[i]
             state[m] = PROLIFERATING
             site[m] = t
-            occ[t] = m
+            own[t] = m  # the daughter's kind is on the mother's layer
             next_id += 1
             m += 1
     return m, next_id, kills
@@ -696,7 +716,7 @@ def _arrive(s, new_kind, init_div, ids, i32, fl, kind, state, site, occ, n, next
 
 def recruit(k, entry_sites, cap_attempts, new_kind, init_div, cells, n, next_id, seed, step,
             purpose):
-    ids, i32, fl, kind, state, site, occ = cells
+    ids, i32, fl, kind, state, site, occ, _ = cells
     placed = 0
     if len(entry_sites) == 0:
         return n, next_id, 0
@@ -726,7 +746,7 @@ def recruit_weighted(k, entry_sites, cum_weight, cap_attempts, new_kind, init_di
                      next_id, seed, step, purpose):
     """Twin of :func:`tmesim.kernels.agents.recruit_weighted`: the site drawn is the first whose
     running sum of weights exceeds ``u * total`` (a linear scan)."""
-    ids, i32, fl, kind, state, site, occ = cells
+    ids, i32, fl, kind, state, site, occ, _ = cells
     placed = 0
     if len(entry_sites) == 0 or not cum_weight[-1] > 0.0:
         return n, next_id, 0
@@ -794,15 +814,16 @@ def free_neighbours(site, occ, nz, ny, nx):
     return out
 
 
-def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
-    """Twin of :func:`tmesim.kernels.lattice.compact`."""
+def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ, small):
+    """Twin of :func:`tmesim.kernels.lattice.compact` (each kept row written into the map of
+    its kind's layer)."""
     keep = [i for i in range(n) if state[i] != REMOVED]
     for block in (arrays_i64, arrays_i32, arrays_f32):
         block[:, : len(keep)] = block[:, keep].copy()
     for a in (kind, state, site):
         a[: len(keep)] = a[keep].copy()
     for j in range(len(keep)):
-        occ[site[j]] = j
+        layer(j, kind, occ, small)[site[j]] = j
     return len(keep)
 
 

@@ -29,7 +29,7 @@ def mdsc_decide(n, cells, lattice, chemo, fields, par, rules, keys, intents):
     """Each live MDSC: age by dt; die with probability 1 - exp(-death dt), death = 1/lifespan
     after the rules; else move with probability 1 - exp(-rate dt), rate = the migration rate
     after the rules, to a free neighbour (the highest-chemo one with probability bias)."""
-    ids, _, fl, kind, state, site, occ = cells
+    ids, _, fl, kind, state, site, occ, _ = cells
     shape, blocked = lattice
     dt, seed, step = keys
     action, target = intents.action, intents.target

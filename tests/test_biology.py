@@ -650,7 +650,7 @@ def test_progenitor_model_off_changes_nothing():
     s2 = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in s.items()}
     base = t_par(kill=0.3, supp=0.5, div=0.2, exh_h=5.0)
     other = base.copy()
-    other[ki.T_ARRIVAL_PROGENITOR :] = (1.0, 5.0, 0.5, 0.0, 2.0)  # ignored while off
+    other[ki.T_ARRIVAL_PROGENITOR : ki.T_EFFECTOR_DIVISIONS + 1] = (1.0, 5.0, 0.5, 0.0, 2.0)  # off
     a = tcell_decisions(s, base, 0.5, steps=10)
     b = tcell_decisions(s2, other, 0.5, steps=10)
     for x, y in zip(a, b, strict=True):

@@ -68,12 +68,13 @@ N_F32 = len(layout.block_names("f32"))  # rows of the float32 block
 AIR_SHAPES = [(1, 9, 11), (1, 1, 15), (4, 5, 6), (3, 1, 5)]
 
 
-def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
+def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2, share=False):
     """A random population of every kind on a small lattice, with fields and parameters.
 
     Non-cancer cells sit on tissue; cancer cells may sit in lumens. A few REMOVED rows (not in
     ``occ``) exercise the skip paths. Capacity leaves room for every cell dividing and for
-    arrivals.
+    arrivals. With ``share`` the T cells are on the small-cell layer (``small``), half of them
+    moved onto sites that hold a cancer cell; otherwise ``small`` is the length-1 stand-in.
     """
     nz, ny, nx = shape3
     n_sites = nz * ny * nx
@@ -145,7 +146,25 @@ def cell_state(shape3, rng, fill=0.55, air=False, n_removed=2):
     f["fields"] = np.stack([f["oxygen"], f["tgfb"], f["ifng"], f["egf"]])
     # CCL2 (macrophage M2 drive and signal-driven arrivals), drawn last to keep the draws above
     f["ccl2"] = np.where(rng.random(n_sites) < 0.3, 0.0, rng.uniform(0.0, 3.0, n_sites))
+    s["small"] = np.full(n_sites if share else 1, -1, np.int32)
+    if share:  # drawn last, from a stream of its own, to keep every draw above
+        share_layer(n, s, air_mask, np.random.default_rng([n, n_sites]))
     return n, s, air_mask, f
+
+
+def share_layer(n, s, air, rng):
+    """Move the T cells of ``s`` from ``occ`` to ``small``, half of them (where they can) onto
+    tissue sites (not ``air``) held by a cancer cell and by no other T cell."""
+    t_rows = np.flatnonzero((s["kind"][:n] == codes.TCELL) & (s["state"][:n] != codes.REMOVED))
+    s["occ"][s["site"][t_rows]] = -1
+    live = (s["state"][:n] != codes.REMOVED) & np.isin(s["kind"][:n], [codes.TUMOR, codes.STEM])
+    if len(air) > 1:
+        live &= ~air[s["site"][:n]]
+    cancer_sites = list(rng.permutation(s["site"][:n][live]))
+    for i in t_rows:
+        if rng.random() < 0.5 and cancer_sites:
+            s["site"][i] = cancer_sites.pop()
+        s["small"][s["site"][i]] = i
 
 
 def cancer_params(plastic=True, growth=True, push=True, drug_row=layout.DRUG, second=None,
@@ -209,11 +228,14 @@ def constant_rate_cells(n, s, f, par, rules):
 # half, TGF-b half, antibody Kd, PD-L1 exhaustion gain, lytic store, refill hours, division
 # rate, exhaustion spread
 T_PAR = np.array([2.0, 0.7, 2.0, 20.0, 5.0, 3.0, 0.5, 0.5, 2.0, 0.4, 0.5, 1.5, 3.0, 0.6, 0.4,
-                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 # the same with progenitors and effectors (biology.md §5.10): on, arrival fraction, progenitor
 # division rate, differentiation probability, progenitor kill factor, effector budget
 T_PAR_LINEAGE = T_PAR.copy()
-T_PAR_LINEAGE[ki.T_PROGENITOR:] = (1.0, 0.5, 0.8, 0.4, 0.3, 2.0)
+T_PAR_LINEAGE[ki.T_PROGENITOR:ki.T_EFFECTOR_DIVISIONS + 1] = (1.0, 0.5, 0.8, 0.4, 0.3, 2.0)
+# T cells on the small-cell layer (sites shared, biology.md §4.10)
+T_PAR_SHARE = T_PAR.copy()
+T_PAR_SHARE[ki.T_SHARES_SITE] = 1.0
 # phagocytosis, to M1, to M2, IFN-g half, TGF-b half, hypoxia, contact, lifespan, migration,
 # bias, CCL2 weight, CCL2 half, relaxation, recruited rest, resident rest, resident M2 factor,
 # resident lifespan
@@ -301,7 +323,10 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
     yield "apply_actions"
     m, nid, _ = w["result"]
     entry = np.flatnonzero(~air)[::3] if len(air) > 1 else np.arange(0, len(s["occ"]), 3)
-    w["recruit"] = mod.recruit(3, entry.astype(np.int64), 4, codes.TCELL, 2, cells, int(m),
+    # T cells arrive on the map of their layer (CellDynamics._arrays)
+    small = cells[layout.SMALL]
+    t_cells = cells if len(small) == 1 else (*cells[:layout.OCC], small, small)
+    w["recruit"] = mod.recruit(3, entry.astype(np.int64), 4, codes.TCELL, 2, t_cells, int(m),
                                int(nid), seed, step, 60)
     yield "recruit"
     # arrivals drawn by a signal: weights with zeros, as for taken or signal-free entry sites
@@ -337,7 +362,7 @@ def work(cap):
 
 
 def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt=0.5, par=None,
-                        t_par=None):
+                        t_par=None, share=False):
     """Step kernels and twins side by side, comparing every array after every kernel.
 
     Without rules tumour cells do not convert (so they too can take the constant-rate pass);
@@ -349,14 +374,16 @@ def run_twin_comparison(shape3, seed, air, with_rules, twin=naive, n_steps=5, dt
     numba.set_num_threads(1)  # fast on a loaded machine; 1 vs 2 threads is tested separately
     try:
         return _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par,
-                                    t_par)
+                                    t_par, share)
     finally:
         numba.set_num_threads(threads)
 
 
-def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par, t_par):
+def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par, t_par, share):
     rng = np.random.default_rng([seed, *shape3, air, with_rules])
-    n, s, air_mask, f = cell_state(shape3, rng, air=air)
+    n, s, air_mask, f = cell_state(shape3, rng, air=air, share=share)
+    if share:
+        t_par = T_PAR_SHARE if t_par is None else t_par
     shape = np.array(shape3, np.int64)
     rules = rule_table(with_rules)
     par = cancer_params(plastic=with_rules) if par is None else par
@@ -396,11 +423,13 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par, 
         arrivals += int(w["recruit"][2]) + int(w["recruit_weighted"][2])
         m, next_id, _ = (int(x) for x in w["recruit_weighted"])
         check_occupancy(m, s, air_mask)
-        n = kl.compact(m, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"], s["occ"])
+        n = kl.compact(m, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
+                       s["occ"], s["small"])
         n_t = naive.compact(m, t_s["ids"], t_s["i32"], t_s["f32"], t_s["kind"], t_s["state"],
-                            t_s["site"], t_s["occ"])
+                            t_s["site"], t_s["occ"], t_s["small"])
         assert n == n_t
         assert_same(s, t_s, f"step {step}, compact")
+        check_occupancy(n, s, air_mask)
         if s["kind"].shape[0] < 2 * n + 40:  # room for every cell dividing, and arrivals
             for key in ("ids", "i32", "f32", "kind", "state", "site"):
                 for d in (s, t_s):
@@ -411,10 +440,17 @@ def _run_twin_comparison(shape3, seed, air, with_rules, twin, n_steps, dt, par, 
 
 
 def check_occupancy(n, s, air):
-    """One cell per site; ``occ`` is the inverse of ``site``; only cancer cells on air."""
+    """One cell per site of each layer: ``occ`` is the inverse of ``site`` for the large cells
+    (all cells where sites are not shared) and ``small`` for the T cells where they are; no
+    map holds anything else; only cancer cells on air."""
     live = np.flatnonzero(s["state"][:n] != codes.REMOVED)
-    assert np.all(s["occ"][s["site"][live]] == live)
-    assert np.count_nonzero(s["occ"] >= 0) == len(live)
+    shared = len(s["small"]) > 1
+    on_small = live[s["kind"][live] == codes.TCELL] if shared else live[:0]
+    large = np.setdiff1d(live, on_small)
+    assert np.all(s["occ"][s["site"][large]] == large)
+    assert np.count_nonzero(s["occ"] >= 0) == len(large)
+    assert np.all(s["small"][s["site"][on_small]] == on_small)
+    assert np.count_nonzero(s["small"] >= 0) == len(on_small)
     if len(air) > 1:
         on_air = live[air[s["site"][live]]]
         assert np.all((s["kind"][on_air] == codes.TUMOR) | (s["kind"][on_air] == codes.STEM))
@@ -457,6 +493,62 @@ def test_cell_phase_matches_twin_with_progenitors(shape3):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cell_phase_matches_twin_with_air(shape3, seed):
     run_twin_comparison(shape3, seed, air=True, with_rules=seed == 2)
+
+
+@pytest.mark.parametrize("shape3", [(1, 12, 13), (1, 1, 15), (4, 6, 7)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("air", [False, True], ids=["tissue", "air"])
+def test_cell_phase_matches_twin_with_shared_sites(shape3, air):
+    """T cells on the small-cell layer (biology.md §4.10): free sites from that layer, targets
+    on the own site and the neighbours, arrivals, moves, divisions and deaths on that layer,
+    both maps compacted (check_occupancy after every phase)."""
+    seen, _, arrivals, _ = run_twin_comparison(shape3, 5, air=air, with_rules=True,
+                                               share=True, n_steps=6)
+    assert seen[1:].sum() > 0 and arrivals > 0
+
+
+def test_shared_site_twin_comparison_stacks_t_cells_on_cancer_cells():
+    """The comparison above exercises what sharing changes: T cells that move, divide and
+    arrive onto sites a large cell holds, and kills of the cancer cell on a T cell's own site."""
+    rng = np.random.default_rng([5, 1, 12, 13, False, True])
+    n, s, air_mask, f = cell_state((1, 12, 13), rng, share=True)
+    t0 = (s["kind"][:n] == codes.TCELL) & (s["state"][:n] != codes.REMOVED)
+    assert np.any(s["occ"][s["site"][:n][t0]] >= 0)  # some T cells start on a large cell's site
+    shape = np.array((1, 12, 13), np.int64)
+    rules = rule_table(True)
+    onto_large = own_kills = 0
+    for step in range(6):
+        w = work(s["kind"].shape[0])
+        phase = cell_phase(Kernels, n, s, air_mask, f, rules, shape, 0.5, 5, step, w,
+                           int(s["ids"][layout.ID, :n].max()) + 1, None, T_PAR_SHARE)
+        for stage in phase:
+            if stage == "tcell_decide":
+                t = np.flatnonzero((s["kind"][:n] == codes.TCELL) & (w["action"][:n] != 0))
+                moving = t[np.isin(w["action"][t], (ka.MOVE, ka.DIVIDE))]
+                onto_large += int(np.count_nonzero(s["occ"][w["target"][moving]] >= 0))
+                killing = t[w["action"][t] == ka.KILL]
+                own_kills += int(np.count_nonzero(s["site"][w["target"][killing]]
+                                                  == s["site"][killing]))
+        m = int(w["recruit_weighted"][0])
+        n = kl.compact(m, s["ids"], s["i32"], s["f32"], s["kind"], s["state"], s["site"],
+                       s["occ"], s["small"])
+        check_occupancy(n, s, air_mask)
+    assert onto_large > 0 and own_kills > 0, (onto_large, own_kills)
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["one_layer", "shared"])
+def test_layer_of_matches_twin(share):
+    """The kernel reads a row's layer from the maps (the small map where it holds the row), the
+    twin from the row's kind: they agree for every live row of a state with T cells stacked on
+    cancer cells."""
+    rng = np.random.default_rng(8)
+    n, s, _, _ = cell_state((1, 12, 13), rng, share=share)
+    small = s["small"]
+    assert share == (np.count_nonzero(small >= 0) > 0)
+    for i in np.flatnonzero(s["state"][:n] != codes.REMOVED):
+        got = ka.layer_of(i, s["site"], s["occ"], small)
+        want = naive.layer(i, s["kind"], s["occ"], small)
+        assert np.shares_memory(got, want) and len(got) == len(want)
 
 
 def test_twin_comparison_exercises_every_action():
@@ -821,21 +913,38 @@ def test_free_neighbours_matches_twin(shape3):
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("removed", ["random", "none", "first", "last", "all"])
-def test_compact_matches_twin(shape3, removed):
+@pytest.mark.parametrize("share", [False, True], ids=["one_layer", "shared"])
+def test_compact_matches_twin(shape3, removed, share):
+    """Compaction against its twin; with sites shared, a third of the cells are T cells on the
+    small-cell layer, half of them on a site that a large cell holds too."""
     rng = np.random.default_rng(3)
     n, a, _ = random_population(shape3, rng, fill=0.7)
+    n_sites = math.prod(shape3)
+    small = np.full(n_sites if share else 1, -1, np.int32)
+    if share:
+        t_rows = np.flatnonzero(rng.random(n) < 0.3)
+        a["kind"][t_rows] = codes.TCELL
+        a["state"][t_rows] = codes.PROLIFERATING
+        a["occ"][a["site"][t_rows]] = -1
+        large = a["site"][:n][a["kind"][:n] != codes.TCELL]
+        for i in t_rows:
+            if rng.random() < 0.5 and len(large):  # onto a large cell's site, if no T cell
+                s = large[rng.integers(len(large))]
+                if small[s] < 0:
+                    a["site"][i] = s
+            small[a["site"][i]] = i
     gone = {"random": rng.random(n) < 0.4, "none": np.zeros(n, bool),
             "first": np.arange(n) == 0, "last": np.arange(n) == n - 1,
             "all": np.ones(n, bool)}[removed]
     a["state"][:n][gone] = codes.REMOVED
     for i in np.flatnonzero(a["state"][:n] == codes.REMOVED):
-        a["occ"][a["site"][i]] = -1
+        (small if share and a["kind"][i] == codes.TCELL else a["occ"])[a["site"][i]] = -1
     blocks = [
         np.stack([a["cell_id"], a["parent"]]),
         np.stack([a["generation"], a["divisions_left"]]),
         np.stack([a["clock_h"], rng.random(len(a["clock_h"])).astype(np.float32)]),
     ]
-    arrays = [a["kind"], a["state"], a["site"], a["occ"]]
+    arrays = [a["kind"], a["state"], a["site"], a["occ"], small]
     twin = [x.copy() for x in blocks + arrays]
     before = [x.copy() for x in blocks + arrays]
     expected = int(np.count_nonzero(~gone))
@@ -844,11 +953,19 @@ def test_compact_matches_twin(shape3, removed):
     assert m == m_twin == expected
     for x, y in zip(blocks + arrays, twin, strict=True):
         np.testing.assert_array_equal(x[..., :m], y[..., :m])
-    np.testing.assert_array_equal(a["occ"], twin[-1])
+    np.testing.assert_array_equal(a["occ"], twin[-2])
+    np.testing.assert_array_equal(small, twin[-1])
     assert np.all(a["state"][:m] != codes.REMOVED)
     if removed == "none":  # nothing moves
         for x, y in zip(blocks + arrays, before, strict=True):
             np.testing.assert_array_equal(x, y)
+    if share:
+        check_occupancy(m, {"state": a["state"], "kind": a["kind"], "site": a["site"],
+                            "occ": a["occ"], "small": small}, np.zeros(1, bool))
+        stacked = np.intersect1d(a["site"][:m][a["kind"][:m] == codes.TCELL],
+                                 a["site"][:m][a["kind"][:m] != codes.TCELL])
+        if removed in ("random", "none"):
+            assert len(stacked) > 0 or n_sites < 50  # the larger lattices share sites
 
 
 def test_sink_map_and_counts_match_twin():

@@ -146,6 +146,9 @@ CORPUS = {
     ),
     "set_without_equals": (["validate", str(TINY), "--set", "time.duration_h"], 2, ["KEY=VALUE"]),
     "set_bad_yaml": (["validate", str(TINY), "--set", "x=[1,"], 2, ["not valid YAML"]),
+    "share_sites_not_bool": (["validate", str(TINY), "--set",
+                              "domain.small_cells_share_sites=maybe"], 2,
+                             ["domain.small_cells_share_sites", "true or false"]),
     # ---- numbers: finite, bounded, sensible
     "decay_inf": (["validate", str(TINY), "--set", "fields.oxygen.decay_per_min=.inf"], 2,
                   ["finite number", "fields.oxygen.decay_per_min"]),

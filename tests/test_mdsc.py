@@ -10,6 +10,7 @@ import numba
 import numpy as np
 import pytest
 
+import naive_cells
 import naive_myeloid as naive
 from test_cells_kernels import cell_state, copy_state, work
 from test_macrophages import check_arrivals_follow_signal
@@ -77,8 +78,7 @@ def decide_both(shape3, seed, air, with_rules, twin=naive.mdsc_decide, steps=4, 
 
 
 def ka_cells(s):
-    return layout.CellArrays(*(s[k] for k in ("ids", "i32", "f32", "kind", "state", "site",
-                                              "occ")))
+    return naive_cells.cell_arrays(s)
 
 
 @pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))

@@ -399,9 +399,22 @@ class CellDynamics:
     def exchange_maps(self, sink, source) -> None:
         """Fill per-voxel sink (1/min) and source (units/min) maps from the cells."""
         cells = self.cells
+        self._exchange(cells.occ, sink, source)
+        if cells.small_kinds:
+            # a site may hold a large and a small cell: the small layer is mapped through its
+            # own map and its terms are added after the large layer's
+            small_sink, small_source = np.empty_like(sink), np.empty_like(source)
+            self._exchange(cells.small, small_sink, small_source)
+            sink += small_sink
+            source += small_source
+
+    def _exchange(self, occ, sink, source) -> None:
+        """:func:`~tmesim.kernels.lattice.exchange_maps` of the cells of the layer whose map is
+        ``occ`` (it writes every voxel of both maps)."""
+        cells = self.cells
         nf = sink.shape[0]
-        kl.exchange_maps(  # writes every voxel of both maps
-            cells.n, cells.kind, cells.state, cells.occ, cells.column("phenotype"),
+        kl.exchange_maps(
+            cells.n, cells.kind, cells.state, occ, cells.column("phenotype"),
             cells.column("aux"), self.exchange_tables, self.fields.data.reshape(nf, -1),
             sink.reshape(nf, -1), source.reshape(nf, -1),
         )
@@ -427,13 +440,17 @@ class CellDynamics:
             self._views_of = data
         return self._views
 
-    def _arrays(self) -> tuple:
+    def _arrays(self, kind: int | None = None) -> tuple:
         """The cell store as a plain tuple (:class:`~tmesim.kernels.layout.CellArrays`), built
-        again only when the store's arrays are replaced."""
+        again only when the store's arrays are replaced. For the arrivals of a ``kind`` on the
+        small-cell layer (sites shared), its occupancy slot holds that layer's map."""
         a = self.cells.arrays()
         if a is not self._arrays_of:
             self._arrays_tuple = tuple(a)
             self._arrays_of = a
+        if kind is not None and kind in self.cells.small_kinds:
+            t = self._arrays_tuple
+            return (*t[: layout.OCC], t[layout.SMALL], t[layout.SMALL])
         return self._arrays_tuple
 
     def _work(self, cap):
@@ -520,20 +537,21 @@ class CellDynamics:
             if k:
                 cells.reserve(cells.n + k)
                 n, next_id, placed = ka.recruit(
-                    k, self.entry_sites, 8, kind, div, self._arrays(), cells.n, cells.next_id,
+                    k, self.entry_sites, 8, kind, div, self._arrays(kind), cells.n,
+                    cells.next_id,
                     seed, step, purposes[0],
                 )
                 cells.n, cells.next_id = int(n), int(next_id)
                 placed_total += self._count_arrivals(kind, k, int(placed))
             if signal is not None:
                 cum = self._cum_weight
-                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal), cells.occ,
-                                         r.signal_half, cum)
+                total = ka.entry_weights(self.entry_sites, self.fields.flat(signal),
+                                         cells.layer(kind), r.signal_half, cum)
                 k = self._poisson(r.per_site_per_h * total * dt_h, seed, step, purposes[1])
                 if k:
                     cells.reserve(cells.n + k)
                     n, next_id, placed = ka.recruit_weighted(
-                        k, self.entry_sites, cum, 8, kind, div, self._arrays(), cells.n,
+                        k, self.entry_sites, cum, 8, kind, div, self._arrays(kind), cells.n,
                         cells.next_id, seed, step, purposes[1],
                     )
                     cells.n, cells.next_id = int(n), int(next_id)

@@ -4,7 +4,9 @@ Every per-cell quantity is one column of the table in :mod:`tmesim.kernels.layou
 the same dtype are rows of one 2-D block so that a single kernel compacts them all. A cell has a stable ``id`` (never reused), its ``parent``
 id (-1 for initial cells) and ``generation`` (lineage), a ``kind`` and ``state`` code
 (:mod:`tmesim.kernels.codes`), its lattice ``site`` (flat index) and rule state. ``occ`` maps
-each site to the row of the cell on it, or -1: at most one cell per site.
+each site to the row of the cell on it, or -1: at most one cell per site. When small cells
+share sites (``domain.small_cells_share_sites``), the cells of the small kinds (T cells) are in
+a second map, ``small``, instead: at most one small and one large cell per site.
 
 State per cell: 8 (id) + 8 (parent) + 4 (generation) + 4 (divisions_left) + 4 per float32
 column + 1 (kind) + 1 (state) + 4 (site) (:attr:`CellPopulation.nbytes_per_cell`); the
@@ -35,10 +37,11 @@ _BLOCKS = {"i64": I64_COLUMNS, "i32": I32_COLUMNS, "f32": F32_COLUMNS}
 class CellPopulation:
     """Structure-of-arrays store of every cell on a ``(nz, ny, nx)`` lattice."""
 
-    def __init__(self, shape3, capacity: int = 1024, agents=None):
+    def __init__(self, shape3, capacity: int = 1024, agents=None, share: bool = False):
         """``agents`` names the dosed agents of each role of :data:`~tmesim.kernels.layout.FAMILIES`
         (``{"drug": [...], "nanoparticle": [...]}``): each holds its family of per-cell columns
-        (:func:`~tmesim.kernels.layout.agent_columns`; the first of a role the table's own)."""
+        (:func:`~tmesim.kernels.layout.agent_columns`; the first of a role the table's own).
+        ``share`` puts the cells of the small kinds on a layer of their own (``small``)."""
         self.shape3 = tuple(int(s) for s in shape3)
         self.n_sites = math.prod(self.shape3)
         self.n = 0
@@ -58,6 +61,9 @@ class CellPopulation:
         for name, dtype in layout.OWN_ARRAYS.items():  # kind, state, site
             setattr(self, name, np.empty(0, dtype))
         self.occ = np.full(self.n_sites, -1, np.int32)
+        #: the kinds on the small-cell layer (none unless sites are shared) and its map
+        self.small_kinds = kinds.small(share)
+        self.small = np.full(self.n_sites if share else 1, -1, np.int32)
         self._arrays = None
         self.reserve(capacity)
 
@@ -98,8 +104,13 @@ class CellPopulation:
         (see :class:`tmesim.kernels.layout.CellArrays`)."""
         if self._arrays is None:
             self._arrays = layout.CellArrays(self._i64, self._i32, self._f32, self.kind,
-                                             self.state, self.site, self.occ)
+                                             self.state, self.site, self.occ, self.small)
         return self._arrays
+
+    def layer(self, kind: int) -> np.ndarray:
+        """The occupancy map cells of ``kind`` go on: ``small`` for a small kind when sites are
+        shared, else ``occ``."""
+        return self.small if kind in self.small_kinds else self.occ
 
     def __getattr__(self, name):
         if name in I64_COLUMNS or name in I32_COLUMNS or name in F32_COLUMNS:
@@ -119,7 +130,8 @@ class CellPopulation:
     def add(self, kind: int, sites: np.ndarray, divisions_left: int) -> None:
         """Append cells of one kind on free ``sites`` (initial cells: parent -1, generation 0)."""
         sites = np.asarray(sites, dtype=np.int64)
-        if np.any(self.occ[sites] >= 0) or len(np.unique(sites)) != len(sites):
+        occ = self.layer(kind)
+        if np.any(occ[sites] >= 0) or len(np.unique(sites)) != len(sites):
             raise ValueError("cells can only be added on distinct free sites")
         k = len(sites)
         self.reserve(self.n + k)
@@ -132,7 +144,7 @@ class CellPopulation:
         self.kind[rows] = kind
         self.state[rows] = codes.PROLIFERATING
         self.site[rows] = sites
-        self.occ[sites] = np.arange(self.n, self.n + k, dtype=np.int32)
+        occ[sites] = np.arange(self.n, self.n + k, dtype=np.int32)
         self.n += k
         self.next_id += k
 
@@ -152,7 +164,7 @@ class CellPopulation:
         if self.shape3[0] == 1:
             centre[0] = 0.0
         dist_um = np.sqrt(((coords - centre) ** 2).sum(axis=1)) * voxel_um
-        free = self.occ < 0
+        free = self.layer(kind) < 0
         if allowed is not None:
             free &= allowed
         if placement in ("capillary", "capillary_cluster"):

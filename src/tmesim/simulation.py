@@ -154,7 +154,8 @@ class Simulation:
         self.n_steps = sc.n_steps
 
         self.fields = FieldSet.from_scenario(sc)
-        self.cells = CellPopulation(self.fields.shape3, capacity=1024, agents=sc.pool_roles)
+        self.cells = CellPopulation(self.fields.shape3, capacity=1024, agents=sc.pool_roles,
+                                    share=sc.domain.small_cells_share_sites)
         #: the tissue map and its site sets (:class:`tmesim.tissue.Tissue`)
         self.tissue = Tissue.from_scenario(sc, self.fields.shape3)
         self.dynamics = CellDynamics(sc, self.fields, self.cells, self.tissue)
@@ -445,7 +446,8 @@ class Simulation:
             "oxygen_min_mmHg": float(o2[tissue].min()) if tissue.any() else 0.0,
             "perfused_sites": float(self.tissue.perfused.sum()),
             "angiogenic_sites": float(self.tissue.angiogenic.sum()),
-            "free_entry_sites": float((cells.occ[dyn.entry_sites] < 0).sum()),
+            # free for an arriving T cell: on its own layer when sites are shared
+            "free_entry_sites": float((cells.layer(codes.TCELL)[dyn.entry_sites] < 0).sum()),
             **(dyn.priming.metrics() if dyn.priming is not None else {}),
             **(self.therapy.metrics() if self.therapy.active else {}),
         }

@@ -157,9 +157,13 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
     marks sites only cancer cells may enter (alveolar air). ``push`` holds per kind the push
     distance in sites (0: the kind does not push) and ``push_work`` the work array of
     :func:`push_chain`. Capacity must be at least ``2 * n``.
+
+    A cell on the small-cell layer (``small`` of the cells, where sites are shared) frees,
+    takes and looks for free sites on that layer (:func:`layer_of`), and its daughter goes
+    there too; every other cell, and every push, uses ``occ``.
     """
     action, target, dkind, ddiv = intents
-    ids, i32, f32, kind, state, site, occ = cells
+    ids, i32, f32, kind, state, site, occ, small = cells
     shape, blocked = lattice
     seed, step = keys[SEED], keys[STEP]
     nz, ny, nx = shape[0], shape[1], shape[2]
@@ -189,21 +193,22 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
                 continue
             if act == DIE:
                 state[i] = REMOVED
-                occ[site[i]] = -1
+                layer_of(i, site, occ, small)[site[i]] = -1
                 continue
             if act == KILL:
                 j = target[i]
                 if state[j] != REMOVED and state[j] != NECROTIC:
                     state[j] = REMOVED
-                    occ[site[j]] = -1
+                    layer_of(j, site, occ, small)[site[j]] = -1
                     kills += 1
                 continue
             t = target[i]
-            if t < 0 or occ[t] >= 0:
+            own = layer_of(i, site, occ, small)
+            if t < 0 or own[t] >= 0:
                 if is_cancer(kind[i]):
                     free = cancer_free_scan(site[i], occ, blocked, kind, nz, ny, nx, act == MOVE)
                 else:
-                    free = free_scan(site[i], occ, blocked, nz, ny, nx)
+                    free = free_scan(site[i], own, blocked, nz, ny, nx)
                 nfree = popcount(free)
                 if nfree > 0:
                     q = kth_bit(free, randint(seed, ids[ID, i], step, PURPOSE_RETRY, nfree))
@@ -216,9 +221,9 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
                 else:
                     continue
             if act == MOVE:
-                occ[site[i]] = -1
+                own[site[i]] = -1
                 site[i] = t
-                occ[t] = i
+                own[t] = i
                 continue
             # DIVIDE: the daughter copies the mother's float state, then splits conserved
             # amounts
@@ -240,10 +245,19 @@ def apply_actions(n, intents, cells, lattice, keys, next_id, push, push_work, po
             kind[m] = dkind[i]
             state[m] = PROLIFERATING
             site[m] = t
-            occ[t] = m
+            own[t] = m
             next_id += 1
             m += 1
     return m, next_id, kills
+
+
+@kernel
+def layer_of(i, site, occ, small):
+    """The occupancy map that holds row ``i``: ``small`` (the small-cell layer; length 1 when
+    sites are not shared) where it does, else ``occ``."""
+    if small.shape[0] > 1 and small[site[i]] == i:
+        return small
+    return occ
 
 
 @kernel
@@ -259,8 +273,10 @@ def _entry_site(entry_sites, cum_weight, seed, draw, step, purpose):
 @kernel
 def _arrivals(k, entry_sites, cum_weight, cap_attempts, new_kind, init_div, cells, n, next_id, seed,
               step, purpose):
-    """Place up to ``k`` cells, each trying up to ``cap_attempts`` drawn entry sites."""
-    ids, i32, f32, kind, state, site, occ = cells
+    """Place up to ``k`` cells, each trying up to ``cap_attempts`` drawn entry sites (free on
+    the map in the occupancy slot of ``cells``: ``occ``, or the small-cell layer for the
+    arrivals of a small kind, :meth:`tmesim.behaviour.CellDynamics._arrays`)."""
+    ids, i32, f32, kind, state, site, occ, _small = cells
     placed = 0
     for a in range(k):
         for t in range(cap_attempts):

@@ -59,12 +59,15 @@ from .layout import (
     PDL1,
     PHENOTYPE,
     SITE,
+    SMALL,
     STATE,
     TCF1,
 )
 from .neighbourhood import (
     choose_move,
+    free_scan,
     hazard_prob,
+    is_live_cancer,
     kth_bit,
     neighbour_site,
     popcount,
@@ -95,7 +98,8 @@ T_PROGENITOR_DIVISION_RATE = 17  # division rate of an engaged progenitor at zer
 T_DIFFERENTIATION_PROB = 18  # probability that a product of a progenitor division is an effector
 T_PROGENITOR_KILL_FACTOR = 19  # killing of a progenitor relative to an effector's
 T_EFFECTOR_DIVISIONS = 20  # division budget of a new effector (-1: unlimited)
-T_NPARAMS = 21
+T_SHARES_SITE = 21  # 1: T cells are on the small-cell layer (docs/biology.md §4.10); 0: not
+T_NPARAMS = 22
 
 # --- macrophage parameter vector
 M_PHAGOCYTOSIS_RATE = 0  # killing rate of a fully M1 macrophage in contact (1/h)
@@ -169,6 +173,11 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     gathers no exposure and divides, without a budget, at ``par[T_PROGENITOR_DIVISION_RATE]``
     restrained by PD-L1; effectors divide at ``par[T_DIVISION_RATE]`` whatever the PD-L1.
 
+    With ``par[T_SHARES_SITE]`` on, T cells are on the small-cell layer (``cells[SMALL]``,
+    docs/biology.md §4.10): a free site is one that is not blocked and holds no T cell, whatever
+    large cell is there, and the live cancer cell on the T cell's own site is a target besides
+    those of its neighbours (drawn uniformly among them all, the own site counted last).
+
     ``cells``, ``lattice``, ``keys`` and ``intents`` as in :func:`.cancer.cancer_decide`.
     """
     # one per statement: Numba drops writes, inside prange, to arrays taken from a tuple by
@@ -180,6 +189,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     state = cells[STATE]
     site = cells[SITE]
     occ = cells[OCC]
+    small = cells[SMALL]
     shape = lattice[SHAPE]
     blocked = lattice[BLOCKED]
     dt_h = keys[DT_H]
@@ -190,6 +200,7 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
     dkind = intents[DKIND]
     ddiv = intents[DDIV]
     nz, ny, nx = shape[0], shape[1], shape[2]
+    shares = par[T_SHARES_SITE] > 0.0
     store = par[T_LYTIC_STORE]
     refill = np.exp(-dt_h / par[T_LYTIC_RECOVERY_H]) if par[T_LYTIC_RECOVERY_H] > 0.0 else 0.0
     lineage = par[T_PROGENITOR] > 0.0
@@ -224,9 +235,14 @@ def tcell_decide(n, cells, lattice, chemo, tgfb, ecm, antibody, fields, par, rul
         f32[LYTIC_SPENT, i] *= refill
         free, cancer, _ = scan(s_i, occ, blocked, kind, state, nz, ny, nx)
         nt = popcount(cancer)
-        if not exhausted and nt > 0:
-            k = randint(seed, cid, step, PURPOSE_T_TARGET, nt)
-            j = occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
+        here = -1  # the live cancer cell sharing the site
+        if shares:
+            free = free_scan(s_i, small, blocked, nz, ny, nx)
+            if occ[s_i] >= 0 and is_live_cancer(occ[s_i], kind, state):
+                here = occ[s_i]
+        if not exhausted and (nt > 0 or here >= 0):
+            k = randint(seed, cid, step, PURPOSE_T_TARGET, nt + (here >= 0))
+            j = here if k == nt else occ[neighbour_site(s_i, kth_bit(cancer, k), nz, ny, nx)]
             ab_occ = 0.0
             if par[T_ANTIBODY_KD] > 0.0:
                 a = antibody[site[j]]

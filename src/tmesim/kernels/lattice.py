@@ -62,8 +62,10 @@ def free_neighbours(site, occ, nz, ny, nx, out):
 
 
 @kernel
-def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
-    """Drop rows whose state is REMOVED, keeping order; refresh ``occ`` for moved rows.
+def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ, small):
+    """Drop rows whose state is REMOVED, keeping order; refresh the occupancy map of moved rows:
+    ``small`` (the small-cell layer) where it holds the row, else ``occ``; a length-1 ``small``
+    means that sites are not shared.
 
     ``arrays_*`` are 2-D stacks of per-cell columns of one dtype (``(ncols, capacity)``), so one
     kernel compacts every column. Returns the new count.
@@ -94,8 +96,13 @@ def compact(n, arrays_i64, arrays_i32, arrays_f32, kind, state, site, occ):
     _move_rows(kind, keep, m, j0)
     _move_rows(state, keep, m, j0)
     _move_rows(site, keep, m, j0)
-    for j in range(j0, j0 + m):
-        occ[site[j]] = j
+    shared = small.shape[0] > 1
+    for t in range(m):
+        j = j0 + t
+        if shared and small[site[j]] == keep[t]:  # the small layer holds the row's old index
+            small[site[j]] = j
+        else:
+            occ[site[j]] = j
     return j0 + m
 
 

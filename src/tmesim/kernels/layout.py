@@ -234,8 +234,10 @@ def pool_rows(extra: tuple[Column, ...] = ()) -> tuple[int, ...]:
 
 class CellArrays(NamedTuple):
     """The cell store as the kernels take it (:meth:`tmesim.cells.CellPopulation.arrays`): the
-    three blocks, the own arrays and the occupancy map (``occ[site]``: the row on the site, or
-    -1), each at full capacity.
+    three blocks, the own arrays, the occupancy map (``occ[site]``: the row on the site, or
+    -1) and ``small``, the map of the small-cell layer (the row of the small cell on the site,
+    or -1; a length-1 array when sites are not shared, and every cell is in ``occ``), each at
+    full capacity.
 
     Kernels read it by position (``cells[STATE]``, the positions below), so a plain tuple in
     this order works as well, and the model passes one: Numba takes about 1 µs longer to
@@ -253,6 +255,7 @@ class CellArrays(NamedTuple):
     state: object
     site: object
     occ: object
+    small: object
 
 
 # positions in CellArrays
@@ -263,3 +266,4 @@ KIND = CellArrays._fields.index("kind")
 STATE = CellArrays._fields.index("state")
 SITE = CellArrays._fields.index("site")
 OCC = CellArrays._fields.index("occ")
+SMALL = CellArrays._fields.index("small")

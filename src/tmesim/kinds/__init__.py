@@ -40,6 +40,7 @@ __all__ = [
     "population_colours",
     "populations",
     "register",
+    "small",
     "unregister",
 ]
 
@@ -65,7 +66,11 @@ class Kind:
     a cell whose state no look lists is not drawn. ``rules`` lists the behaviours
     (:data:`tmesim.kernels.rules.BEHAVIOURS`) its decide kernel lets the scenario's rules
     change; ``activity`` (one of :data:`tmesim.kernels.codes.ACTIVITY_NAMES`) says how a cell's
-    release into the fields scales (:func:`tmesim.kernels.lattice.exchange_maps`).
+    release into the fields scales (:func:`tmesim.kernels.lattice.exchange_maps`). A ``small``
+    kind (T cells) is much smaller than a lattice site: with ``domain.small_cells_share_sites``
+    its cells live on the second occupancy layer (``CellPopulation.small``), one small cell per
+    site whatever large cell is there (docs/biology.md §4.10); its decide kernel must then read
+    that layer for its free sites.
 
     The hooks take the cell phase, ``dyn`` (:class:`tmesim.behaviour.CellDynamics`):
 
@@ -95,6 +100,7 @@ class Kind:
     section: bool = True
     rules: tuple[str, ...] = ()
     activity: str = "plain"
+    small: bool = False
     pack: Callable | None = None
     place: Callable | None = None
     place_rank: int = 100
@@ -145,6 +151,12 @@ def cancer(kind):
     import numpy as np
 
     return np.isin(kind, codes.CANCER_CODES)
+
+
+def small(share: bool) -> tuple[int, ...]:
+    """The codes of the kinds on the small-cell layer: the ``small`` kinds when sites are
+    shared (``domain.small_cells_share_sites``), none otherwise."""
+    return tuple(k.code for k in _KINDS if k.small) if share else ()
 
 
 def count() -> int:

@@ -36,6 +36,8 @@ def pack(dyn) -> None:
     tp[ki.T_ECM_HALF] = t.ecm_half
     tp[ki.T_TGFB_HALF] = t.tgfb_half_ng_per_mL
     tp[ki.T_ANTIBODY_KD] = t.antibody_kd_nM if dyn.antibody in dyn.fields.index else 0.0
+    # on the small-cell layer when sites are shared (docs/biology.md §4.10)
+    tp[ki.T_SHARES_SITE] = 1.0 if codes.TCELL in dyn.cells.small_kinds else 0.0
     pg = t.progenitor
     if pg.enabled:  # stem-like progenitors and effectors (biology.md §5.10)
         tp[ki.T_PROGENITOR] = 1.0
@@ -88,6 +90,9 @@ KIND = Kind(
     lap="tcell_decide",
     rules=("division_rate", "migration_rate", "death_rate", "kill_rate"),
     activity="engagement",
+    # ~7 um across, 200-300 um^3 against 2,500 um^3 for a cancer cell and 8,000 um^3 for a site:
+    # with domain.small_cells_share_sites a T cell may share a site with a large cell (§4.10)
+    small=True,
     pack=pack,
     place=place,
     place_rank=2,

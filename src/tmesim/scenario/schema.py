@@ -109,7 +109,8 @@ class MaskConfig(Section):
 
 
 class DomainConfig(Section):
-    """The lattice: one cell per site, one field voxel per site."""
+    """The lattice: one cell per site (small cells on a layer of their own when they share
+    sites), one field voxel per site."""
 
     geometry: Literal["tissue", "lung", "mask"] = P(
         "tissue",
@@ -132,6 +133,14 @@ class DomainConfig(Section):
         le=1000,
         desc="Edge of a lattice site and field voxel (2-D voxels are cubes one site thick).",
         source="BioFVM default voxel 20 um (parameters.md §1.1); one ~17 um cell per site",
+    )
+    small_cells_share_sites: bool = P(
+        False,
+        desc="Small cells (the kinds marked small: T cells) live on a second occupancy layer, "
+        "one small cell per site, and may share a site with a large cell (cancer, stem-like, "
+        "necrotic, macrophage, fibroblast, MDSC); off: one cell of any kind per site "
+        "(docs/biology.md §4.10).",
+        source="choice (parameters.md §7)",
     )
 
     @model_validator(mode="after")
