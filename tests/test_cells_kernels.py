@@ -1229,3 +1229,22 @@ def test_a_moving_cell_does_not_support_the_lumen_site_it_walks_into():
         up = 2 * nx + 1
         q_up = [nb.neighbour_site(s, q, nz, ny, nx) for q in range(8)].index(up)
         assert fn(s, occ, air, kind, nz, ny, nx, True) >> q_up & 1
+
+
+@pytest.mark.parametrize("shape3", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_site_coords_and_neighbours_from_them_match_twin(shape3):
+    """site_coords against numpy's unravel_index on every site, and the neighbour walks that
+    start from the coordinates (neighbour_site_at, face_site_at) against the twin's
+    neighbour_site and a plain face step."""
+    nz, ny, nx = shape3
+    for s in range(nz * ny * nx):
+        z, y, x = nb.site_coords(s, ny, nx)
+        assert (z, y, x) == tuple(int(v) for v in np.unravel_index(s, shape3))
+        for q in range(26 if nz > 1 else 8):
+            assert nb.neighbour_site_at(q, z, y, x, nz, ny, nx) == naive.neighbour_site(
+                s, q, nz, ny, nx)
+        for f in range(6):
+            dz, dy, dx = [(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)][f]
+            inside = 0 <= z + dz < nz and 0 <= y + dy < ny and 0 <= x + dx < nx
+            want = ((z + dz) * ny + y + dy) * nx + x + dx if inside else -1
+            assert nb.face_site_at(s, f, z, y, x, nz, ny, nx) == want

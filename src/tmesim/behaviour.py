@@ -252,6 +252,8 @@ class CellDynamics:
         #: entry site an arrival tried was taken (docs/biology.md §5.2)
         self.arrivals_placed = np.zeros(codes.N_KINDS, dtype=np.int64)
         self.arrivals_lost = np.zeros(codes.N_KINDS, dtype=np.int64)
+        #: the small-cell layer's exchange maps, kept from step to step (sites shared only)
+        self._small_maps = None
         #: per-cell pools returned to their field when a cell dies: (agent, column), the agent
         #: being the field; every pool of each dosed drug and formulation
         self._returned = [(a, col) for role, agents in roles.items() for a in agents
@@ -403,7 +405,10 @@ class CellDynamics:
         if cells.small_kinds:
             # a site may hold a large and a small cell: the small layer is mapped through its
             # own map and its terms are added after the large layer's
-            small_sink, small_source = np.empty_like(sink), np.empty_like(source)
+            maps = self._small_maps
+            if maps is None or maps[0].shape != sink.shape:  # kept from step to step
+                maps = self._small_maps = (np.empty_like(sink), np.empty_like(source))
+            small_sink, small_source = maps
             self._exchange(cells.small, small_sink, small_source)
             sink += small_sink
             source += small_source

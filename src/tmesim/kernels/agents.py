@@ -33,6 +33,7 @@ from .neighbourhood import (
     neighbour_site,
     neighbour_site_at,
     popcount,
+    site_coords,
 )
 from .random import key_hash, randint, uniform
 
@@ -346,9 +347,7 @@ def push_chain(s0, mother_kind, radius, occ, site, kind, lattice, keys, cid, wor
         for h in range(head, layer_end):
             p = queue[h]
             mover = mother_kind if p == s0 else kind[occ[p]]
-            pz = p // (ny * nx)
-            py = (p - pz * ny * nx) // nx
-            px = p - pz * ny * nx - py * nx
+            pz, py, px = site_coords(p, ny, nx)
             for q in range(nnb):
                 t = neighbour_site_at(q, pz, py, px, nz, ny, nx)
                 if t < 0 or stamp_of[t] == stamp:

@@ -10,15 +10,22 @@ from .random import randint, uniform
 
 
 @kernel
+def site_coords(site, ny, nx):
+    """The lattice coordinates ``(z, y, x)`` of flat ``site``."""
+    z = site // (ny * nx)
+    rem = site - z * ny * nx
+    y = rem // nx
+    return z, y, rem - y * nx
+
+
+@kernel
 def neighbour_site(site, q, nz, ny, nx):
     """The ``q``-th neighbour of ``site``, or -1 outside the domain.
 
     ``q`` runs over ``range(8)`` in 2-D (Moore) and ``range(26)`` in 3-D, in a fixed order.
     """
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    return neighbour_site_at(q, z, y, rem - y * nx, nz, ny, nx)
+    z, y, x = site_coords(site, ny, nx)
+    return neighbour_site_at(q, z, y, x, nz, ny, nx)
 
 
 @kernel
@@ -285,10 +292,8 @@ def face_site(site, f, nz, ny, nx):
     or -1 outside the domain."""
     if nz == 1:
         f += 2
-    z = site // (ny * nx)
-    rem = site - z * ny * nx
-    y = rem // nx
-    return face_site_at(site, f, z, y, rem - y * nx, nz, ny, nx)
+    z, y, x = site_coords(site, ny, nx)
+    return face_site_at(site, f, z, y, x, nz, ny, nx)
 
 
 @kernel
@@ -313,10 +318,7 @@ def lumen_reachable(t, occ, air, kind, nz, ny, nx, exclude):
     """Whether a cancer cell may fill the air site ``t``: it must share a face with tissue or
     with a lumen site already filled by a cancer cell (lumens fill from the wall inward). The
     site ``exclude`` gives no support (the site a moving cell leaves; -1 for none)."""
-    z = t // (ny * nx)
-    rem = t - z * ny * nx
-    y = rem // nx
-    x = rem - y * nx
+    z, y, x = site_coords(t, ny, nx)
     for f in range(0 if nz > 1 else 2, 6):
         s = face_site_at(t, f, z, y, x, nz, ny, nx)
         if s < 0 or s == exclude:

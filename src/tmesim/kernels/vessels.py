@@ -19,7 +19,7 @@ import numpy as np
 
 from ._jit import kernel
 from .codes import REMOVED
-from .neighbourhood import face_site_at, is_cancer
+from .neighbourhood import face_site_at, is_cancer, site_coords
 from .random import uniform
 
 #: purpose code of the regression draw (one per capillary site and step)
@@ -36,20 +36,11 @@ PURPOSE_PERFUSION = 85
 
 
 @kernel
-def _zyx(site, ny, nx):
-    """The lattice coordinates ``(z, y, x)`` of flat ``site``."""
-    plane = ny * nx
-    z = site // plane
-    y = (site - z * plane) // nx
-    return z, y, site - z * plane - y * nx
-
-
-@kernel
 def enclosed_by_cancer(site, occ, kind, state, nz, ny, nx, min_fraction):
     """True when at least ``min_fraction`` of the in-domain neighbours of ``site`` (8 in 2-D,
     26 in 3-D) hold a cancer cell, live or necrotic (necrotic debris still fills its site).
     The coordinates of ``site`` are found once; the neighbours are walked from them."""
-    z, y, x = _zyx(site, ny, nx)
+    z, y, x = site_coords(site, ny, nx)
     zlo = -1 if nz > 1 else 0
     n_in = 0
     n_cancer = 0
@@ -87,7 +78,7 @@ def capillary_regression(sites, occ, kind, state, nz, ny, nx, min_fraction, p, s
 def touches_other_vessel(t, parent, perfused, nz, ny, nx):
     """True when a perfused voxel other than ``parent`` is among the lattice neighbours of site
     ``t`` (8 in 2-D, 26 in 3-D)."""
-    z, y, x = _zyx(t, ny, nx)
+    z, y, x = site_coords(t, ny, nx)
     zlo = -1 if nz > 1 else 0
     for zz in range(max(z + zlo, 0), min(z - zlo + 1, nz)):
         for yy in range(max(y - 1, 0), min(y + 2, ny)):
@@ -117,7 +108,7 @@ def sprout_targets(sites, perfused, open_, vegf, nz, ny, nx, law, seed, step, ou
     n = 0
     for i in range(sites.shape[0]):
         s = sites[i]
-        z, y, x = _zyx(s, ny, nx)
+        z, y, x = site_coords(s, ny, nx)
         best = -1
         best_v = -1.0
         for f in range(first, 6):
