@@ -28,6 +28,19 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
     )
 
 
+def as_the_model_calls(kernel):
+    """``kernel``, called with its named-tuple arguments (``CellArrays``, ``Lattice``,
+    ``FieldViews``, ``StepKeys``, ``Intents``) as the plain tuples the model passes
+    (behaviour.py). Numba types a named tuple apart from a plain one, so a test calling with
+    named tuples would compile, and test, a second specialisation of every kernel it calls."""
+
+    def call(*args):
+        return kernel(*(tuple(a) if isinstance(a, tuple) else a for a in args))
+
+    call.__wrapped__ = kernel
+    return call
+
+
 def kill_when(args, ready, timeout=120):
     """Start ``args``; SIGKILL it as soon as ``ready()`` is true; return the process."""
     import signal

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import naive_cells as naive
+from conftest import as_the_model_calls
 from tmesim import TMEModel
 from tmesim import geometry as geo
 from tmesim.kernels import agents as ka
@@ -31,6 +32,13 @@ from tmesim.kernels.rules import B_DIVISION, R_NCOLS
 POOLS = np.array(layout.POOLS, np.int64)
 
 NO_RULES = np.zeros((0, R_NCOLS))
+
+# the kernels, called with plain tuples as the model calls them (conftest.as_the_model_calls)
+cancer_decide = as_the_model_calls(kc.cancer_decide)
+tcell_decide = as_the_model_calls(ki.tcell_decide)
+macrophage_decide = as_the_model_calls(ki.macrophage_decide)
+fibroblast_decide = as_the_model_calls(ki.fibroblast_decide)
+apply_actions = as_the_model_calls(ka.apply_actions)
 
 N_F32 = len(layout.block_names("f32"))  # rows of the float32 block
 
@@ -124,8 +132,8 @@ def cancer_decisions(s, par, dt, steps, seed=11, fields=None):
     views = field_views(n_sites, oxygen=38.0, all=fields)
     out = []
     for step in range(steps):
-        kc.cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, seed, step),
-                         _intents(s))
+        cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, seed, step),
+                      _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy(), s["dkind"][:n].copy(),
                     s["ddiv"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
@@ -275,11 +283,11 @@ def tcell_decisions(s, par, dt, steps, chemo=None, tgfb=None, antibody=None, see
     zeros = np.zeros(n_sites)
     out = []
     for step in range(steps):
-        ki.tcell_decide(n, *_cells(s), zeros if chemo is None else chemo,
-                        zeros if tgfb is None else tgfb, zeros,
-                        zeros if antibody is None else antibody,
-                        zeros[None] if fields is None else fields, par, rules,
-                        ka.StepKeys(dt, seed, step), _intents(s))
+        tcell_decide(n, *_cells(s), zeros if chemo is None else chemo,
+                     zeros if tgfb is None else tgfb, zeros,
+                     zeros if antibody is None else antibody,
+                     zeros[None] if fields is None else fields, par, rules,
+                     ka.StepKeys(dt, seed, step), _intents(s))
         out.append((s["action"][:n].copy(), s["target"][:n].copy()))
     return [np.concatenate(x) for x in zip(*out, strict=True)]
 
@@ -491,12 +499,12 @@ def test_tcell_division_spends_the_mothers_budget():
     par = t_par(kill=0.0, div=1e6)
     cells, lattice = _cells(s)
     keys = ka.StepKeys(0.1, 3, 0)
-    ki.tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4, np.zeros((1, len(s["occ"]))),
-                    par, NO_RULES, keys, _intents(s))
+    tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4, np.zeros((1, len(s["occ"]))),
+                 par, NO_RULES, keys, _intents(s))
     assert np.all(s["action"][:nt] == ka.DIVIDE)
     push = np.zeros(codes.N_KINDS, np.int64)
-    m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6, push,
-                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
+    m, _, _ = apply_actions(n, _intents(s), cells, lattice, keys, 10**6, push,
+                            np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
     assert m == n + nt
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, :nt] == 1)
     assert np.all(s["i32"][layout.DIVISIONS_LEFT, n:m] == 1)
@@ -543,20 +551,20 @@ def test_progenitor_division_outcome_probabilities():
     par = t_par(kill=0.0, mig=0.0, prog=1.0, prog_div=1e6, div=1e6, diff=p, eff_div=budget)
     cells, lattice = _cells(s)
     keys = ka.StepKeys(0.1, 11, 1)
-    ki.tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
-                    np.zeros((1, len(s["occ"]))), par, NO_RULES, keys, _intents(s))
+    tcell_decide(n, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
+                 np.zeros((1, len(s["occ"]))), par, NO_RULES, keys, _intents(s))
     assert np.all(s["action"][:nt] == ka.DIVIDE)
-    m, _, _ = ka.apply_actions(n, _intents(s), cells, lattice, keys, 10**6,
-                               np.zeros(codes.N_KINDS, np.int64),
-                               np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
+    m, _, _ = apply_actions(n, _intents(s), cells, lattice, keys, 10**6,
+                            np.zeros(codes.N_KINDS, np.int64),
+                            np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64), POOLS)
     assert m == n + nt
     daughters = np.empty(nt, np.int64)  # row of each mother's daughter (ids are rows here)
     daughters[s["ids"][layout.PARENT, n:m]] = np.arange(n, m)
     # the next step draws the fates (no division now: rate 0)
     par2 = t_par(kill=0.0, mig=0.0, prog=1.0, diff=p, eff_div=budget)
-    ki.tcell_decide(m, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
-                    np.zeros((1, len(s["occ"]))), par2, NO_RULES, ka.StepKeys(0.1, 11, 2),
-                    _intents(s))
+    tcell_decide(m, cells, lattice, *(np.zeros(len(s["occ"])),) * 4,
+                 np.zeros((1, len(s["occ"]))), par2, NO_RULES, ka.StepKeys(0.1, 11, 2),
+                 _intents(s))
     tcf1 = s["f32"][layout.TCF1]
     mothers, kids = tcf1[:nt][~eff], tcf1[daughters][~eff]
     both = float(np.mean((mothers == 1) & (kids == 1)))
@@ -675,8 +683,8 @@ def test_pdl1_relaxes_to_the_hill_target():
                       (codes.TUMOR, kc.C_PDL1_RATE): r})
     views = field_views(len(ifng), oxygen=38.0, ifng=ifng, all=ifng[None])
     for step in range(120):
-        kc.cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, 3, step),
-                         _intents(s))
+        cancer_decide(n, *_cells(s), views, par, NO_RULES, ka.StepKeys(dt, 3, step),
+                      _intents(s))
     assert not np.any(s["action"][:n])  # no rates: nothing else happens
     h = cell_ifng**hn / (ec50**hn + cell_ifng**hn)
     target = base + (pmax - base) * h
@@ -705,8 +713,8 @@ def polarise(s, par, steps, dt, *, ifng=0.0, tgfb=0.0, ccl2=0.0, oxygen=38.0, se
     """Step macrophage_decide ``steps`` times over fields held constant (scalars or arrays)."""
     views = field_views(len(s["occ"]), ifng=ifng, tgfb=tgfb, ccl2=ccl2, oxygen=oxygen)
     for step in range(steps):
-        ki.macrophage_decide(s["n"], *_cells(s), views, par, NO_RULES,
-                             ka.StepKeys(dt, seed, step), _intents(s))
+        macrophage_decide(s["n"], *_cells(s), views, par, NO_RULES,
+                          ka.StepKeys(dt, seed, step), _intents(s))
     return s["f32"][layout.PHENOTYPE, : s["n"]].astype(float)
 
 
@@ -823,8 +831,8 @@ def test_fibroblast_activation_and_matrix_deposition_follow_exact_solutions():
     ecm = np.full(n_sites, 0.1)
     par = np.array([k, 1.0, 1.0, dep, 0.0])
     for step in range(steps):
-        ki.fibroblast_decide(n, *_cells(s), tgfb, ecm, par, ka.StepKeys(dt, 3, step),
-                             _intents(s))
+        fibroblast_decide(n, *_cells(s), tgfb, ecm, par, ka.StepKeys(dt, 3, step),
+                          _intents(s))
     t = dt * steps
     a = s["f32"][layout.PHENOTYPE, :n]
     np.testing.assert_allclose(a[~caf], 1 - np.exp(-k * 0.5 * t), atol=2e-6)

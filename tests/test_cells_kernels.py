@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 import naive_cells as naive
+from conftest import as_the_model_calls
 from tmesim import kinds
 from tmesim.cells import CellPopulation
 from tmesim.kernels import agents as ka
@@ -342,13 +343,15 @@ def cell_phase(mod, n, s, air, f, rules, shape, dt, seed, step, w, next_id, par=
 
 
 class Kernels:
-    cancer_decide = staticmethod(kc.cancer_decide)
-    tcell_decide = staticmethod(ki.tcell_decide)
-    macrophage_decide = staticmethod(ki.macrophage_decide)
-    fibroblast_decide = staticmethod(ki.fibroblast_decide)
-    apply_actions = staticmethod(ka.apply_actions)
-    recruit = staticmethod(ka.recruit)
-    recruit_weighted = staticmethod(ka.recruit_weighted)
+    """The compiled kernels, called with plain tuples as the model calls them."""
+
+    cancer_decide = staticmethod(as_the_model_calls(kc.cancer_decide))
+    tcell_decide = staticmethod(as_the_model_calls(ki.tcell_decide))
+    macrophage_decide = staticmethod(as_the_model_calls(ki.macrophage_decide))
+    fibroblast_decide = staticmethod(as_the_model_calls(ki.fibroblast_decide))
+    apply_actions = staticmethod(as_the_model_calls(ka.apply_actions))
+    recruit = staticmethod(as_the_model_calls(ka.recruit))
+    recruit_weighted = staticmethod(as_the_model_calls(ka.recruit_weighted))
     entry_weights = staticmethod(ka.entry_weights)
 
 
@@ -608,8 +611,8 @@ def test_constant_rate_pass_matches_general_rules():
         f2["ifng"][:] = ifng
         s2 = copy_state(s)
         w = work(s2["kind"].shape[0])
-        kc.cancer_decide(n, naive.cell_arrays(s2), ka.Lattice(shape, air), views_of(f2), par,
-                         rule_table(False), ka.StepKeys(0.5, 9, 4), intents_of(w))
+        Kernels.cancer_decide(n, naive.cell_arrays(s2), ka.Lattice(shape, air), views_of(f2),
+                              par, rule_table(False), ka.StepKeys(0.5, 9, 4), intents_of(w))
         fast, general = constant_rate_cells(n, s, f2, par, rule_table(False))
         assert len(fast if ifng == 0.0 else general) > 100
         out.append((s2, w))
@@ -1180,7 +1183,7 @@ def test_surrounded_cell_divides_only_when_its_kind_pushes():
         s = {"ids": np.zeros((2, 2 * n_sites), np.int64), "i32": np.zeros((2, 2 * n_sites), np.int32),
              "f32": np.zeros((len(layout.block_names("f32")), 2 * n_sites), np.float32),
              "kind": np.zeros(2 * n_sites, np.int8),
-             "state": np.zeros(2 * n_sites, np.int8), "site": np.zeros(2 * n_sites, np.int64),
+             "state": np.zeros(2 * n_sites, np.int8), "site": np.zeros(2 * n_sites, np.int32),
              "occ": np.full(n_sites, -1, np.int32)}
         # a 6 x 6 block of tumour cells in the middle, all surrounded but the rim
         block = [(y * 12 + x) for y in range(3, 9) for x in range(3, 9)]
