@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, as_the_model_calls, run_cli
 from tmesim import TMEModel, kinds
 from tmesim import geometry as geo
 from tmesim.cells import CellPopulation
@@ -29,6 +29,10 @@ def empty_population(n_sites, cap):
 
 
 # --------------------------------------------------------------------------- weighted arrivals
+#: the kernel, called with plain tuples as the model calls it (conftest.as_the_model_calls)
+recruit_weighted = as_the_model_calls(ka.recruit_weighted)
+
+
 def test_weighted_arrivals_are_drawn_in_proportion_to_the_weights():
     """One arrival per step on an empty lattice lands on entry site j with probability
     w_j / sum(w); sites of weight 0 are never drawn."""
@@ -39,7 +43,7 @@ def test_weighted_arrivals_are_drawn_in_proportion_to_the_weights():
     trials = 20_000
     for step in range(trials):
         p = empty_population(40, 2)
-        n, next_id, placed = ka.recruit_weighted(
+        n, next_id, placed = recruit_weighted(
             1, entry, cum, 8, codes.MACROPHAGE, 0, p, 0, 0, 5, step, 64)
         assert (n, next_id, placed) == (1, 1, 1)
         assert p.kind[0] == codes.MACROPHAGE and p.occ[p.site[0]] == 0
@@ -53,11 +57,11 @@ def test_weighted_arrivals_are_drawn_in_proportion_to_the_weights():
 def test_weighted_arrivals_without_weight_or_room_are_lost():
     entry = np.array([1, 2, 3], np.int64)
     p = empty_population(10, 8)
-    none = ka.recruit_weighted(3, entry, np.zeros(3), 8, codes.MACROPHAGE, 0, p, 0, 0, 1, 0, 64)
+    none = recruit_weighted(3, entry, np.zeros(3), 8, codes.MACROPHAGE, 0, p, 0, 0, 1, 0, 64)
     assert tuple(map(int, none)) == (0, 0, 0)
     # one site of weight: the first arrival takes it, the others find it taken and are lost
-    got = ka.recruit_weighted(3, entry, np.array([0.0, 1.0, 1.0]), 8, codes.MACROPHAGE, 0, p, 0,
-                              0, 1, 0, 64)
+    got = recruit_weighted(3, entry, np.array([0.0, 1.0, 1.0]), 8, codes.MACROPHAGE, 0, p, 0,
+                           0, 1, 0, 64)
     assert tuple(map(int, got)) == (1, 1, 1) and p.occ[2] == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import naive_cells
 import naive_myeloid as naive
+from conftest import as_the_model_calls
 from test_cells_kernels import cell_state, copy_state, work
 from test_macrophages import check_arrivals_follow_signal
 from test_macrophages import lung as macrophage_lung
@@ -28,6 +29,8 @@ from tmesim.viz.frames import FrameRenderer, cell_categories
 SHAPES = [(1, 9, 11), (1, 1, 15), (4, 5, 6), (3, 1, 5)]
 #: lifespan (h), moves per hour, chemotaxis bias
 PAR = np.array([3.0, 4.0, 0.6])
+#: the kernel, called with plain tuples as the model calls it (conftest.as_the_model_calls)
+mdsc_decide = as_the_model_calls(km.mdsc_decide)
 
 
 def mdsc_state(shape3, seed, air):
@@ -61,8 +64,8 @@ def decide_both(shape3, seed, air, with_rules, twin=naive.mdsc_decide, steps=4, 
         keys = ka.StepKeys(dt, seed, step)
         w, t_w = work(s["kind"].shape[0]), work(s["kind"].shape[0])
         arrays = ka_cells(s)
-        km.mdsc_decide(n, arrays, lattice, f["chemo"], f["fields"], PAR, table, keys,
-                       ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
+        mdsc_decide(n, arrays, lattice, f["chemo"], f["fields"], PAR, table, keys,
+                    ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
         twin(n, ka_cells(t_s), lattice, f["chemo"], f["fields"], PAR, table, keys,
              ka.Intents(t_w["action"], t_w["target"], t_w["dkind"], t_w["ddiv"]))
         mine = s["kind"][:n] == codes.MDSC
@@ -125,9 +128,9 @@ def test_mdsc_decide_does_not_depend_on_thread_count():
         try:
             n, s, air, f = mdsc_state((1, 60, 60), 3, True)
             w = work(s["kind"].shape[0])
-            km.mdsc_decide(n, ka_cells(s), ka.Lattice(np.array((1, 60, 60), np.int64), air),
-                           f["chemo"], f["fields"], PAR, rules(True), ka.StepKeys(0.5, 9, 2),
-                           ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
+            mdsc_decide(n, ka_cells(s), ka.Lattice(np.array((1, 60, 60), np.int64), air),
+                        f["chemo"], f["fields"], PAR, rules(True), ka.StepKeys(0.5, 9, 2),
+                        ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
             out.append((s, w))
         finally:
             numba.set_num_threads(threads)
@@ -152,9 +155,9 @@ def test_mdscs_climb_the_chemokine_gradient():
     par = np.array([0.0, 50.0, 1.0])  # no death, a move almost every step, always up
     for step in range(40):
         w = work(2)
-        km.mdsc_decide(1, ka_cells(s), lattice, chemo, np.zeros((1, nx)), par,
-                       np.zeros((0, R_NCOLS)), ka.StepKeys(0.5, 1, step),
-                       ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
+        mdsc_decide(1, ka_cells(s), lattice, chemo, np.zeros((1, nx)), par,
+                    np.zeros((0, R_NCOLS)), ka.StepKeys(0.5, 1, step),
+                    ka.Intents(w["action"], w["target"], w["dkind"], w["ddiv"]))
         if w["action"][0] == ka.MOVE:
             assert w["target"][0] == s["site"][0] + 1
             s["occ"][s["site"][0]], s["occ"][w["target"][0]] = -1, 0

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 import pytest
 
+from conftest import as_the_model_calls
 from test_cells_kernels import T_PAR
 from tmesim import kinds
 from tmesim.cells import CellPopulation
@@ -19,6 +20,9 @@ from tmesim.scenario import load_scenario
 from tmesim.simulation import Simulation
 
 TINY = "scenarios/tiny.yaml"
+#: the kernels, called with plain tuples as the model calls them (conftest.as_the_model_calls)
+tcell_decide = as_the_model_calls(ki.tcell_decide)
+apply_actions = as_the_model_calls(ka.apply_actions)
 
 
 def test_only_t_cells_are_small_and_only_when_sites_are_shared():
@@ -108,13 +112,13 @@ def t_cell_steps(pop, par, n_steps=30):
                              np.zeros(cap, np.int8), np.zeros(cap, np.int32))
         cells = pop.arrays()
         n = pop.n
-        ki.tcell_decide(n, cells, lattice, zero, zero, zero, zero, fields, par, rules,
-                        ka.StepKeys(0.5, 11, step), intents)
+        tcell_decide(n, cells, lattice, zero, zero, zero, zero, fields, par, rules,
+                     ka.StepKeys(0.5, 11, step), intents)
         acts += list(intents.action[:n][pop.kind[:n] == codes.TCELL])
-        m, next_id, _ = ka.apply_actions(n, intents, cells, lattice, ka.StepKeys(0.5, 11, step),
-                                         pop.next_id, np.zeros(codes.N_KINDS, np.int64),
-                                         np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64),
-                                         np.zeros(0, np.int64))
+        m, next_id, _ = apply_actions(n, intents, cells, lattice, ka.StepKeys(0.5, 11, step),
+                                      pop.next_id, np.zeros(codes.N_KINDS, np.int64),
+                                      np.zeros((ka.PUSH_WORK_ROWS, 1), np.int64),
+                                      np.zeros(0, np.int64))
         pop.n, pop.next_id = int(m), int(next_id)
         pop.compact()
         check_layers(pop)
