@@ -178,6 +178,53 @@ def test_tissue_pk_metrics_against_closed_forms():
 
 
 
+def test_vessel_profile_metrics_on_exponential_profiles(monkeypatch):
+    """Half distance and the ratios of two runs' profiles on profiles known in closed form:
+    A exp(-d / lam) sampled every micrometre from the vessel out to 100 um."""
+    from tmesim.validation import metrics
+
+    d = np.arange(0.0, 100.5, 1.0)
+    shapes = {"steep": (3.0, 20.0), "flat": (1.5, 200.0), "none": (1.0, 1e12)}
+
+    def profiles(data, run, agent, at_h, max_um):
+        a, lam = shapes[run]
+        return [(d, a * np.exp(-d / lam), np.ones_like(d))]
+
+    monkeypatch.setattr(metrics, "_vessel_profiles", profiles)
+    data = metrics.RunData({})
+    half = metrics.vessel_half_distance(data, "steep", at_h=1.0)
+    assert half.value == pytest.approx(20.0 * np.log(2), rel=1e-3) and half.units == "um"
+    never = metrics.vessel_half_distance(data, "none", at_h=1.0)
+    assert math.isnan(never.value) and never.display == "> 100"
+    near = metrics.vessel_profile_ratio(data, "steep", "flat", at_h=1.0)
+    assert near.value == pytest.approx(2.0, rel=1e-12)
+    far = metrics.vessel_profile_ratio(data, "steep", "flat", at_h=1.0, at_um=100.0)
+    assert far.value == pytest.approx(2.0 * np.exp(-100.0 / 20.0 + 100.0 / 200.0), rel=1e-12)
+    steeper = metrics.vessel_profile_ratio(data, "steep", "flat", at_h=1.0, gradient_to_um=100)
+    assert steeper.value == pytest.approx(np.exp(100.0 / 20.0 - 100.0 / 200.0), rel=1e-12)
+    with pytest.raises(UsageError, match="not both"):
+        metrics.vessel_profile_ratio(data, "steep", "flat", 1.0, at_um=50, gradient_to_um=100)
+
+
+def test_the_vessel_profile_adds_up_to_the_runs_tumour_drug(tmp_path):
+    """Averaged over every site, the profile of total drug around vessels is the run's own
+    tumor_drug_total_uM (every site of the patch holds a live cancer cell), and it falls with
+    distance from the vessels minutes after the dose."""
+    from tmesim import load, run
+    from tmesim.validation.metrics import RunData, _vessel_profiles
+
+    out = run(VALIDATION / "drug_penetration_gradient" / "scenario.yaml", tmp_path / "r.h5",
+              overrides=["time.duration_h=0.7"], seed=1)
+    data = RunData({"r": [out]})
+    (d, prof, sites), = _vessel_profiles(data, "r", "doxorubicin", at_h=0.6667, max_um=1e9)
+    with load(out) as res:
+        rec = res.record_at(0.6667)
+        total = float(res.metrics["tumor_drug_total_uM"][rec])
+    assert sites.sum() == 3600 and d[0] == 0.0 and sites[0] == 36
+    assert np.average(prof, weights=sites) == pytest.approx(total, rel=1e-5)
+    assert prof[0] > 2.0 * prof[np.searchsorted(d, 100.0)]
+
+
 def test_percent_injected_dose_and_a_ratio_of_two_times_against_hand_values():
     """%ID/g = 100 C / injected nmol and %ID = %ID/g x tumour mass, counting only the doses
     given by the read-out time (infusions pro rata); and series_ratio between two times of

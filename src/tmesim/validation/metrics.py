@@ -366,6 +366,105 @@ def accumulation_ratio(data: RunData, run: str, at_h: float,
     return m
 
 
+# --------------------------------------------------------------------------- drug around vessels
+def _vessel_profiles(data: RunData, run: str, agent: str, at_h: float, max_um: float):
+    """Per replicate, ``(distances, profile, sites)``: the mean total ``agent`` (µM of tissue)
+    of the sites at each distance (µm, centre to centre) from the nearest perfused site of
+    ``/geometry/tissue`` (capillaries and vessels, as written at the start of the run), from
+    the perfused sites themselves (distance 0: a site holds its capillary and the cell beside
+    it) out to ``max_um``, at the record nearest ``at_h``; ``sites`` counts the sites at each
+    distance. A site's total is its field value plus the free, bound and retained drug of the
+    cancer cell on it times that cell's share of the site (cell volume over site volume), the
+    sum that ``tumor_drug_total_uM`` averages over the sites of live cancer cells."""
+    from scipy.ndimage import distance_transform_edt
+
+    from ..io import load
+    from ..kernels.codes import CANCER_CODES
+
+    out = []
+    for path in data.files(run):
+        with load(path) as res:
+            geo = res.f.get("geometry")
+            if geo is None or "tissue" not in geo:
+                raise UsageError(f"{path}: no /geometry/tissue to find the vessels in")
+            tissue = np.asarray(geo["tissue"][()])
+            codes = dict(zip(geo["tissue"].attrs["code_names"],
+                             geo["tissue"].attrs["code_values"], strict=True))
+            perfused = np.isin(tissue, [codes["capillary"], codes["vessel"]])
+            if not perfused.any():
+                raise UsageError(f"{path}: the run has no capillary or vessel to measure from")
+            h = float(res.scenario.domain.voxel_um)
+            phi = float(res.scenario.cells.tumor.volume_um3) / h**3
+            rec = int(np.argmin(abs(np.asarray(res.time_h, float) - at_h)))
+            total = np.asarray(res.field(agent, rec), float).reshape(tissue.shape).copy()
+            c = res.cells(rec)
+            cancer = np.isin(c["kind"], CANCER_CODES)
+            pools = sum(np.asarray(c[k], float) for k in ("drug", "bound", "retained"))
+            where = tuple(np.asarray(c[a])[cancer] for a in ("z", "y", "x")[-tissue.ndim:])
+            np.add.at(total, where, phi * pools[cancer])
+        dist = distance_transform_edt(~perfused, sampling=h)
+        keep = dist <= max_um + 1e-9
+        d, v = dist[keep], total[keep]
+        bins, which, sites = np.unique(np.round(d, 6), return_inverse=True, return_counts=True)
+        prof = np.bincount(which, weights=v) / sites
+        out.append((bins, prof, sites))
+    return out
+
+
+def vessel_half_distance(data: RunData, run: str, at_h: float, agent: str = "doxorubicin",
+                         max_um: float = 100.0) -> Measurement:
+    """How far (µm) from the nearest vessel total drug falls to half its value at the vessel,
+    per replicate: the first distance at which the profile of :func:`_vessel_profiles` (out to
+    ``max_um``) falls below half its value on the perfused sites, interpolated linearly, as a
+    histological drug-versus-distance profile is read; +inf ("> max") when it stays above
+    half within ``max_um``. The figure draws each replicate's profile over its value at the
+    vessel."""
+    profiles = _vessel_profiles(data, run, agent, at_h, max_um)
+    values, curves = [], []
+    for d, p, _ in profiles:
+        values.append(first_crossing(d, p, 0.5 * p[0]))
+        curves.append((d, p / p[0]))
+    m = Measurement.of(values, "um")
+    if not math.isfinite(m.value):
+        m.display = f"> {max_um:.0f}"
+    m.plot = {"type": "axis", "axis": "x",
+              "xlabel": "distance from the nearest vessel (µm)",
+              "ylabel": f"total {agent} / its value at the vessel", "hline": 0.5,
+              **_mean_curve(curves)}
+    return m
+
+
+def vessel_profile_ratio(data: RunData, run: str, ref_run: str, at_h: float,
+                         agent: str = "doxorubicin", at_um: float | None = None,
+                         gradient_to_um: float | None = None,
+                         max_um: float = 100.0) -> Measurement:
+    """Total drug of ``run`` over that of ``ref_run`` around vessels, replicate by replicate.
+
+    By default the two profiles' values at the vessels (e.g. how much more drug the cells
+    beside vessels hold); with ``at_um`` their values at that distance (the nearest one on the
+    lattice); with ``gradient_to_um`` the ratio of the two runs' gradients, each the value at
+    the vessels over the value at that distance, so above 1 when ``run`` falls more steeply.
+    Profiles as :func:`_vessel_profiles`, out to ``max_um``. The figure draws the mean profile
+    of each run."""
+    if at_um is not None and gradient_to_um is not None:
+        raise UsageError("vessel_profile_ratio: give at_um or gradient_to_um, not both")
+    runs = {r: _vessel_profiles(data, r, agent, at_h, max_um) for r in (run, ref_run)}
+
+    def read(d, p, _):
+        if gradient_to_um is not None:
+            return p[0] / p[int(np.argmin(abs(d - gradient_to_um)))]
+        return p[0] if at_um is None else p[int(np.argmin(abs(d - at_um)))]
+
+    values = [read(*a) / read(*b) for a, b in zip(runs[run], runs[ref_run], strict=True)]
+    m = Measurement.of(values, "1")
+    mark = gradient_to_um if gradient_to_um is not None else at_um
+    m.plot = {"type": "arms", "xlabel": "distance from the nearest vessel (µm)",
+              "ylabel": f"total {agent} (µM)", "marks_h": [] if mark is None else [mark],
+              "groups": {r: (ps[0][0].tolist(), np.mean([p[1] for p in ps], axis=0).tolist())
+                         for r, ps in runs.items()}}
+    return m
+
+
 # --------------------------------------------------------------------------- tissue PK
 def _curves_of(data: RunData, run: str, series: str, from_h: float, to_h: float):
     return [_window(t, v, from_h, to_h) for t, v in data.series(run, series)]
@@ -729,6 +828,8 @@ METRICS: dict[str, Callable[..., Measurement]] = {
     "ic50_ratio": ic50_ratio,
     "series_ratio": series_ratio,
     "accumulation_ratio": accumulation_ratio,
+    "vessel_half_distance": vessel_half_distance,
+    "vessel_profile_ratio": vessel_profile_ratio,
     "kill_rate": kill_rate,
     "time_per_kill": time_per_kill,
     "rise_time": rise_time,
