@@ -209,12 +209,13 @@ def test_vessel_profile_metrics_on_exponential_profiles(monkeypatch):
 def test_the_vessel_profile_adds_up_to_the_runs_tumour_drug(tmp_path):
     """Averaged over every site, the profile of total drug around vessels is the run's own
     tumor_drug_total_uM (every site of the patch holds a live cancer cell), and it falls with
-    distance from the vessels minutes after the dose."""
+    distance from the vessels minutes after the dose; a field without cell pools (oxygen)
+    averages to its own mean."""
     from tmesim import load, run
     from tmesim.validation.metrics import RunData, _vessel_profiles
 
     out = run(VALIDATION / "drug_penetration_gradient" / "scenario.yaml", tmp_path / "r.h5",
-              overrides=["time.duration_h=0.7"], seed=1)
+              overrides=["time.duration_h=0.7", "output.fields=[doxorubicin, oxygen]"], seed=1)
     data = RunData({"r": [out]})
     (d, prof, sites), = _vessel_profiles(data, "r", "doxorubicin", at_h=0.6667, max_um=1e9)
     with load(out) as res:
@@ -223,6 +224,11 @@ def test_the_vessel_profile_adds_up_to_the_runs_tumour_drug(tmp_path):
     assert sites.sum() == 3600 and d[0] == 0.0 and sites[0] == 36
     assert np.average(prof, weights=sites) == pytest.approx(total, rel=1e-5)
     assert prof[0] > 2.0 * prof[np.searchsorted(d, 100.0)]
+    # a field that cells hold no pools of: the field alone
+    (_, oxy, sites), = _vessel_profiles(data, "r", "oxygen", at_h=0.6667, max_um=1e9)
+    with load(out) as res:
+        field = np.asarray(res.field("oxygen", res.record_at(0.6667)), float)
+    assert np.average(oxy, weights=sites) == pytest.approx(field.mean(), rel=1e-9)
 
 
 def test_percent_injected_dose_and_a_ratio_of_two_times_against_hand_values():

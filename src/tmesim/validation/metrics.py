@@ -373,9 +373,10 @@ def _vessel_profiles(data: RunData, run: str, agent: str, at_h: float, max_um: f
     ``/geometry/tissue`` (capillaries and vessels, as written at the start of the run), from
     the perfused sites themselves (distance 0: a site holds its capillary and the cell beside
     it) out to ``max_um``, at the record nearest ``at_h``; ``sites`` counts the sites at each
-    distance. A site's total is its field value plus the free, bound and retained drug of the
-    cancer cell on it times that cell's share of the site (cell volume over site volume), the
-    sum that ``tumor_drug_total_uM`` averages over the sites of live cancer cells."""
+    distance. A site's total is its field value plus, for a dosed drug, the free, bound and
+    retained drug of the cancer cell on it (live or dead) times that cell's share of the site
+    (cell volume over site volume), the sum that ``tumor_drug_total_uM`` averages over the
+    sites of live cancer cells; for any other field, the field value alone."""
     from scipy.ndimage import distance_transform_edt
 
     from ..io import load
@@ -397,11 +398,14 @@ def _vessel_profiles(data: RunData, run: str, agent: str, at_h: float, max_um: f
             phi = float(res.scenario.cells.tumor.volume_um3) / h**3
             rec = int(np.argmin(abs(np.asarray(res.time_h, float) - at_h)))
             total = np.asarray(res.field(agent, rec), float).reshape(tissue.shape).copy()
-            c = res.cells(rec)
-            cancer = np.isin(c["kind"], CANCER_CODES)
-            pools = sum(np.asarray(c[k], float) for k in ("drug", "bound", "retained"))
-            where = tuple(np.asarray(c[a])[cancer] for a in ("z", "y", "x")[-tissue.ndim:])
-            np.add.at(total, where, phi * pools[cancer])
+            drugs = res.scenario.pool_roles["drug"]
+            if agent in drugs:  # the cell columns of the run's first drug, or suffixed ones
+                suffix = "" if agent == drugs[0] else f"_{agent}"
+                c = res.cells(rec)
+                cancer = np.isin(c["kind"], CANCER_CODES)
+                pools = sum(np.asarray(c[k + suffix], float) for k in ("drug", "bound", "retained"))
+                where = tuple(np.asarray(c[a])[cancer] for a in ("z", "y", "x")[-tissue.ndim:])
+                np.add.at(total, where, phi * pools[cancer])
         dist = distance_transform_edt(~perfused, sampling=h)
         keep = dist <= max_um + 1e-9
         d, v = dist[keep], total[keep]
