@@ -396,7 +396,7 @@ def _vessel_profiles(data: RunData, run: str, agent: str, at_h: float, max_um: f
                 raise UsageError(f"{path}: the run has no capillary or vessel to measure from")
             h = float(res.scenario.domain.voxel_um)
             phi = float(res.scenario.cells.tumor.volume_um3) / h**3
-            rec = int(np.argmin(abs(np.asarray(res.time_h, float) - at_h)))
+            rec = res.record_at(at_h)
             total = np.asarray(res.field(agent, rec), float).reshape(tissue.shape).copy()
             drugs = res.scenario.pool_roles["drug"]
             if agent in drugs:  # the cell columns of the run's first drug, or suffixed ones
